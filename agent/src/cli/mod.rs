@@ -1,0 +1,195 @@
+//! The command-line contract (DESIGN.md, "Command-line contract"). Programs outside the
+//! project depend on these names, flags and exit codes: change them only compatibly.
+//!
+//! Exit codes: 0 success, 1 a check or the operation failed, 2 usage or configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub mod alerts;
+pub mod keys;
+pub mod rules_check;
+pub mod run;
+pub mod scan;
+pub mod status;
+pub mod verify;
+
+/// A command that did not succeed: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// A check failed or the operation could not be completed (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// Bad usage or configuration (exit 2); the message names the file, key and reason.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+/// What every command returns.
+pub type CmdResult = Result<(), Failure>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nightjar-agent",
+    version,
+    about = "Nightjar agent: detection rules, durable signed alerts, upload, analyst queries"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume the ring, evaluate rules, store, sign and upload alerts.
+    Run(ConfigArg),
+    /// Evaluate rules over recorded events; one alert JSON per line on stdout.
+    Scan(ScanArgs),
+    /// Query stored alerts.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+    /// Check every signature and the hash chain; exit 1 naming the first bad seq.
+    Verify(ConfigArg),
+    /// Counters of the running agent (or of the store when none runs).
+    Status(StatusArgs),
+    /// The host signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Config file; falls back to $NIGHTJAR_CONFIG, then the platform path.
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+}
+
+/// Recorded-event formats understood by `scan` (and the sensor's `replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    Eslogger,
+    Ecs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScanArgs {
+    #[arg(long, value_enum)]
+    pub format: InputFormat,
+    /// Rule TOML file or directory (repeatable).
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Leave out the built-in seed rule.
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Input files; `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// List stored alerts.
+    List(AlertsListArgs),
+    /// Show one alert.
+    Show(AlertsShowArgs),
+    /// Print every DSSE envelope, one per line, in seq order.
+    Export(ConfigArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AlertsListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only alerts newer than this (e.g. 30s, 15m, 2h, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only alerts of this rule_id.
+    #[arg(long = "rule", value_name = "RULE_ID")]
+    pub rule: Option<String>,
+    /// One alert payload JSON per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AlertsShowArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(value_name = "ALERT_UUID")]
+    pub uuid: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the host public key and its key id.
+    Show(KeysShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysShowArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load rule files and report each rule: ok, unsupported (why) or error (file:line:col).
+    Check(RulesCheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RulesCheckArgs {
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Runs the parsed command and maps its outcome to the process exit code.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run(a) => run::run(&a),
+        Command::Scan(a) => scan::run(&a),
+        Command::Alerts(AlertsCommand::List(a)) => alerts::list(&a),
+        Command::Alerts(AlertsCommand::Show(a)) => alerts::show(&a),
+        Command::Alerts(AlertsCommand::Export(a)) => alerts::export(&a),
+        Command::Verify(a) => verify::run(&a),
+        Command::Status(a) => status::run(&a),
+        Command::Keys(KeysCommand::Show(a)) => keys::show(&a),
+        Command::Rules(RulesCommand::Check(a)) => rules_check::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("nightjar-agent: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! `nightjar-agent run`.
+
+use super::{CmdResult, ConfigArg, Failure};
+
+pub fn run(_args: &ConfigArg) -> CmdResult {
+    Err(Failure::failed("not built yet"))
+}

@@ -1,0 +1,1 @@
+//! The agent configuration: TOML keys, defaults, `--config` / `$NIGHTJAR_CONFIG` / platform path.

@@ -1,0 +1,1 @@
+//! The running agent: ring reader, rule evaluation, durable alerting, uploader and control threads.

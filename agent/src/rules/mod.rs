@@ -1,0 +1,1 @@
+//! Elastic detection rules: loading TOML, KQL and EQL, and the compiled matcher.

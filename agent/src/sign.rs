@@ -1,0 +1,1 @@
+//! The host signing key, DSSE envelopes and the alert hash chain.

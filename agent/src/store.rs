@@ -1,0 +1,1 @@
+//! Durable alert storage in sled: alerts by seq, index by uuid, chain head and upload cursor.

@@ -1,0 +1,1 @@
+//! The measurement programs behind `scripts/bench`.

@@ -1,0 +1,1 @@
+//! DSSE (Dead Simple Signing Envelope) types and the PAE encoding alerts are signed over.

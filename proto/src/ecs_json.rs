@@ -1,0 +1,1 @@
+//! Decoder for ECS NDJSON documents (`--format ecs`) into [`crate::ExecEvent`].

@@ -1,0 +1,1 @@
+//! Decoder for `eslogger exec` JSON lines into [`crate::ExecEvent`].

@@ -1,0 +1,17 @@
+//! Nightjar's shared contracts between the sensor and the agent.
+//!
+//! - [`event`]: the exec event model every capture backend produces;
+//! - [`codec`]: its versioned ring record encoding (bincode 2, zero-copy decode);
+//! - [`shm_ring`]: the lock-free single-producer single-consumer shared-memory ring;
+//! - [`eslogger`] and [`ecs_json`]: decoders for recorded or piped JSON input;
+//! - [`dsse`]: the signed alert envelope format.
+
+pub mod codec;
+pub mod dsse;
+pub mod ecs_json;
+pub mod eslogger;
+pub mod event;
+pub mod shm_ring;
+
+pub use codec::{LossReport, LossSource, Record};
+pub use event::{Args, Caller, ExecEvent, OsType, Source, Target};

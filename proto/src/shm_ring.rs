@@ -1,0 +1,1 @@
+//! The shared-memory single-producer single-consumer byte ring between sensor and agent.
