@@ -5,6 +5,7 @@
 //! (503/500/400/429 answers, slow answers, connections cut mid-body or mid-response).
 
 mod http;
+mod signer;
 mod tls;
 mod verify;
 
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 pub use http::BODY_LIMIT;
+pub use signer::ChainSigner;
 pub use verify::{PAYLOAD_TYPE, RejectReason, Rejection, Verdict, Verifier, hex, pae, sha256_hex};
 
 /// The path alerts are POSTed to.
