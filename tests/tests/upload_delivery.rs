@@ -21,6 +21,8 @@ const PATIENCE: Duration = Duration::from_secs(90);
 struct MemOutbox {
     envelopes: Mutex<Vec<(u64, Vec<u8>)>>,
     cursor: Mutex<u64>,
+    /// The next this many `pending` calls fail, as a broken store would.
+    failing_reads: Mutex<u32>,
 }
 
 impl MemOutbox {
@@ -40,6 +42,16 @@ impl MemOutbox {
 
 impl Outbox for MemOutbox {
     fn pending(&self, max: usize) -> Result<Vec<(u64, Vec<u8>)>, OutboxError> {
+        {
+            let mut failing = self.failing_reads.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(OutboxError::with_source(
+                    "reading the alert tree",
+                    std::io::Error::other("disk on fire"),
+                ));
+            }
+        }
         let cursor = self.cursor();
         let envelopes = self.envelopes.lock().unwrap();
         Ok(envelopes
@@ -65,8 +77,9 @@ impl Outbox for MemOutbox {
 
 fn fast_timing() -> Timing {
     Timing {
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
+        // Generous: a spurious timeout on a loaded machine would add a re-delivery.
+        connect_timeout: Duration::from_secs(20),
+        request_timeout: Duration::from_secs(20),
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(200),
         rejected_pause: Duration::from_secs(3600),
@@ -204,16 +217,19 @@ fn delivers_everything_in_order_in_batches_of_batch_max() {
 fn unavailable_collector_loses_and_reorders_nothing() {
     let mut signer = ChainSigner::generate("host-503");
     let outbox = outbox_with(&mut signer, 5);
-    let collector = collector(&signer, &["503:4", "500:2"]);
+    let collector = collector(&signer, &["503:2", "500:1", "503"]);
     let up = start(settings(&signer, &collector, 4), fast_timing(), &outbox);
     // While the collector fails, more alerts pile up in the store.
-    let failing = up.wait_status(|s| s.consecutive_failures >= 1);
+    let failing = up.wait_status(|s| s.consecutive_failures >= 4);
     for _ in 0..6 {
         outbox.push(signer.next_envelope());
     }
+    collector.clear_faults();
     let stats = wait_accepted(&collector, 11);
     assert_all_delivered(&collector, &outbox, &stats);
-    assert_eq!(stats.faults_injected, 6);
+    // Every failed POST was the first batch; then 1..=4, 5..=8, 9..=11 went through once.
+    assert!(stats.faults_injected >= 4, "{stats:?}");
+    assert_eq!(stats.posts, stats.faults_injected + 3, "{stats:?}");
     assert_eq!(stats.duplicates, 0);
     assert!(failing.consecutive_failures >= 1, "{failing:?}");
     assert!(
@@ -314,7 +330,7 @@ fn connection_cut_mid_response_redelivers_idempotently() {
 fn slow_collector_times_out_and_is_retried() {
     let mut signer = ChainSigner::generate("host-slow");
     let outbox = outbox_with(&mut signer, 4);
-    let collector = collector(&signer, &["slow=3:1"]);
+    let collector = collector(&signer, &["slow=3"]);
     let timing = Timing {
         request_timeout: Duration::from_secs(1),
         ..fast_timing()
@@ -325,9 +341,10 @@ fn slow_collector_times_out_and_is_retried() {
         failing
             .last_upload_error
             .as_deref()
-            .is_some_and(|e| e.contains("seq 1..=4")),
+            .is_some_and(|e| e.contains("seq 1..=4") && e.contains("timeout")),
         "{failing:?}"
     );
+    collector.clear_faults();
     let stats = collector.wait_until(PATIENCE, |s| s.accepted >= 4 && s.posts >= 2);
     let status = up.wait_status(|s| s.alerts_sent == 4);
     assert_all_delivered(&collector, &outbox, &stats);
@@ -401,4 +418,25 @@ fn plain_http_is_refused_unless_allowed() {
         "{message}"
     );
     assert_eq!(collector.stats().requests, 0);
+}
+
+#[test]
+fn store_read_errors_are_reported_and_retried() {
+    let mut signer = ChainSigner::generate("host-store");
+    let outbox = outbox_with(&mut signer, 3);
+    *outbox.failing_reads.lock().unwrap() = u32::MAX;
+    let collector = collector(&signer, &[]);
+    let up = start(settings(&signer, &collector, 10), fast_timing(), &outbox);
+    let failing = up.wait_status(|s| s.consecutive_failures >= 1);
+    let error = failing.last_upload_error.unwrap_or_default();
+    assert!(
+        error.contains("reading unsent alerts") && error.contains("disk on fire"),
+        "{error}"
+    );
+    // The store recovers: nothing was lost meanwhile.
+    *outbox.failing_reads.lock().unwrap() = 0;
+    let stats = wait_accepted(&collector, 3);
+    assert_all_delivered(&collector, &outbox, &stats);
+    assert_eq!(stats.posts, 1);
+    up.stop();
 }

@@ -188,6 +188,7 @@ struct State {
     record: Option<File>,
     phase: usize,
     used_in_phase: u32,
+    faults_cleared: bool,
 }
 
 struct Shared {
@@ -208,6 +209,9 @@ impl Shared {
 
     /// The fault for the next POST, if any; consumes one request of the current phase.
     fn next_fault(&self, state: &mut State) -> Option<Fault> {
+        if state.faults_cleared {
+            return None;
+        }
         if self
             .options
             .unavailable_for
@@ -271,6 +275,7 @@ impl Collector {
                 record,
                 phase: 0,
                 used_in_phase: 0,
+                faults_cleared: false,
             }),
             options,
             started: Instant::now(),
@@ -320,6 +325,12 @@ impl Collector {
     /// The accepted envelopes, in seq order.
     pub fn accepted(&self) -> Vec<Vec<u8>> {
         self.shared.lock().accepted.clone()
+    }
+
+    /// Ends every scripted fault: from now on the collector behaves. Lets a test hold a
+    /// fault for as long as it needs to observe the agent's reaction.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults_cleared = true;
     }
 
     /// Blocks until `pred` holds for the stats or `timeout` passes; returns the last stats.
