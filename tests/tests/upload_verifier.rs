@@ -291,3 +291,31 @@ fn collector_refuses_wrong_key_header_and_content_type() {
     assert_eq!(status, 415);
     assert_eq!(collector.stats().accepted, 0);
 }
+
+#[test]
+fn collector_answers_oversized_and_malformed_bodies() {
+    let signer = ChainSigner::generate("host-a");
+    let collector = Collector::start(CollectorOptions::new(signer.public_key())).unwrap();
+    let (status, _) = exchange(
+        collector.url(),
+        b"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+          Content-Length: 1000000000\r\n\r\n",
+    );
+    assert_eq!(status, 413);
+    let (status, body) = exchange(
+        collector.url(),
+        b"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+          Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("chunk size"),
+        "{body}"
+    );
+    let (status, _) = exchange(
+        collector.url(),
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 404);
+    assert_eq!(collector.stats().accepted, 0);
+}

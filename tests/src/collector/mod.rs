@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-pub use http::BODY_LIMIT;
 pub use signer::ChainSigner;
 pub use verify::{PAYLOAD_TYPE, RejectReason, Rejection, Verdict, Verifier, hex, pae, sha256_hex};
 
@@ -474,11 +473,7 @@ fn handle_post(
     let body = match http::read_body(reader, head) {
         Ok(body) => body,
         Err(e) => {
-            let status = if e.to_string().contains("too large") {
-                413
-            } else {
-                400
-            };
+            let status = if http::is_too_large(&e) { 413 } else { 400 };
             let response = http::Response::json(status, &json!({"error": e.to_string()}));
             let _ = response.write_to(reader.get_mut(), true);
             return None;
