@@ -96,9 +96,9 @@ mod wake;
 use std::io;
 use std::path::PathBuf;
 
-pub use consumer::{Consumer, Entry};
+pub use consumer::{Consumer, DEFAULT_SPIN, Entry};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
-pub use producer::Producer;
+pub use producer::{Producer, monotonic_ns};
 
 /// Counters both sides can show; `status` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
