@@ -321,6 +321,23 @@ fn ring_files_are_private() {
 }
 
 #[test]
+fn a_ring_owned_by_another_user_is_refused() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    drop(Producer::open(&path, MIB).unwrap());
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let err = Consumer::open(&path, MIB).unwrap_err();
+    assert!(
+        matches!(err, RingError::Owner { owner: 65534, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        Producer::open(&path, MIB),
+        Err(RingError::Owner { .. })
+    ));
+}
+
+#[test]
 fn bad_capacities_and_paths_are_errors() {
     let dir = ring_support::ring_dir();
     let path = dir.path().join("events.ring");

@@ -421,20 +421,13 @@ impl Consumer {
             self.replaced = false;
             return Ok(());
         }
-        let final_write = h.write_pos.load(Ordering::Acquire);
+        // Normally everything published there has been read and this is 0; after a
+        // scribbled final position, the sequence numbers still tell what was left behind.
         let final_seq = h.next_seq.load(Ordering::Relaxed);
-        let unread = if final_write > self.cursor && final_write - self.cursor <= self.capacity {
-            final_write - self.cursor
-        } else {
-            0
-        };
-        let lost = match self.expected_seq {
-            _ if unread == 0 => 0,
-            Some(expected) if final_seq >= expected => {
-                (final_seq - expected).min(unread / RECORD_HEADER)
-            }
-            _ => 1,
-        };
+        let lost = self
+            .expected_seq
+            .map_or(0, |expected| final_seq.saturating_sub(expected))
+            .min(self.capacity / RECORD_HEADER);
         self.map = setup::open_ring(&self.path, self.capacity, Role::Consumer, &self.wake)?;
         self.install_mapping();
         self.lost_in_resync += lost;
