@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(ev)) = EsloggerDecoder::new().decode_line(&line) {
         assert!(ev.validate().is_ok(), "decoded event breaks a bound");
         let bytes = codec::encode_to_vec(&Record::Exec(ev.clone())).expect("bounded event encodes");
-        assert_eq!(codec::decode(&bytes).expect("own record decodes"), Record::Exec(ev));
+        assert_eq!(
+            codec::decode(&bytes).expect("own record decodes"),
+            Record::Exec(ev)
+        );
     }
 });

@@ -8,6 +8,9 @@ use nightjar_proto::codec;
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = codec::decode(data) {
         let bytes = codec::encode_to_vec(&record).expect("a decoded record re-encodes");
-        assert_eq!(codec::decode(&bytes).expect("re-encoded record decodes"), record);
+        assert_eq!(
+            codec::decode(&bytes).expect("re-encoded record decodes"),
+            record
+        );
     }
 });
