@@ -11,7 +11,7 @@
 //!   audit session id (`asid`, as `session_id`) from its audit token; `ppid`,
 //!   `original_ppid`, `executable.path`, `signing_id`, `team_id`, `cdhash` (lowercased; all
 //!   zeros = none), `is_platform_binary`, `codesigning_flags`, `tty.path`, `start_time`;
-//! - `event.exec.args` (argv[0] included) and `event.exec.cwd.path`;
+//! - `event.exec.args` (`argv[0]` included) and `event.exec.cwd.path`;
 //! - top-level `process` is the image that called exec; its `responsible_audit_token` pid
 //!   is the responsible pid;
 //! - `time`, `seq_num`, `global_seq_num`; `path_truncated` sets the matching `TRUNC_*` flag.
