@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nightjar_agent::ecs::{CS_SIGNED, CS_VALID, EcsEvent, HostInfo};
 use nightjar_agent::process_table::ProcessTable;
 use nightjar_agent::rules::{LoadReport, RuleSet, RuleStatus};
-use nightjar_proto::{Args, ExecEvent};
+use nightjar_proto::{Args, ExecEvent, Target};
 
 pub fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,18 +53,22 @@ pub fn error_of(toml: &str) -> String {
 
 /// A signed, valid exec of `exe` with `args` by root, pid 702, parent pid 700.
 pub fn event(exe: &str, args: &[&str]) -> ExecEvent<'static> {
-    let mut ev = ExecEvent::default();
-    ev.time_ns = 1_700_000_000_000_000_000;
-    ev.target.pid = 702;
-    ev.target.ppid = Some(700);
-    ev.target.euid = Some(0);
-    ev.target.egid = Some(0);
-    ev.target.executable = Cow::Owned(exe.to_owned());
-    ev.target.args = Args::from_strs(args).0;
-    ev.target.cwd = Some(Cow::Borrowed("/Users/bob"));
-    ev.target.signing_id = Some(Cow::Borrowed("com.apple.kcc"));
-    ev.target.cs_flags = Some(CS_VALID | CS_SIGNED);
-    ev
+    ExecEvent {
+        time_ns: 1_700_000_000_000_000_000,
+        target: Target {
+            pid: 702,
+            ppid: Some(700),
+            euid: Some(0),
+            egid: Some(0),
+            executable: Cow::Owned(exe.to_owned()),
+            args: Args::from_strs(args).0,
+            cwd: Some(Cow::Borrowed("/Users/bob")),
+            signing_id: Some(Cow::Borrowed("com.apple.kcc")),
+            cs_flags: Some(CS_VALID | CS_SIGNED),
+            ..Target::default()
+        },
+        ..ExecEvent::default()
+    }
 }
 
 pub fn host() -> HostInfo {
