@@ -68,7 +68,7 @@ pub fn boot_clock() -> BootClock {
         libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut boot) == 0
             && libc::clock_gettime(libc::CLOCK_REALTIME, &mut real) == 0
     };
-    let ns = |t: libc::timespec| i64::from(t.tv_sec) * 1_000_000_000 + i64::from(t.tv_nsec);
+    let ns = |t: libc::timespec| t.tv_sec * 1_000_000_000 + t.tv_nsec;
     BootClock {
         offset_ns: if ok { ns(real) - ns(boot) } else { 0 },
     }

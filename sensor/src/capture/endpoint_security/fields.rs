@@ -220,3 +220,191 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nightjar_proto::event::TRUNC_ARGS;
+
+    use super::*;
+
+    const ZSH_CDHASH: [u8; 20] = [
+        0xb1, 0xfd, 0x29, 0xae, 0xa4, 0xda, 0xd2, 0xaf, 0x84, 0xfa, 0xd3, 0x4e, 0x1f, 0x3c, 0x7f,
+        0xc8, 0x00, 0x11, 0x22, 0x33,
+    ];
+
+    fn tok(pid: u32, pidversion: u32) -> EsAuditToken {
+        EsAuditToken {
+            auid: 501,
+            euid: 501,
+            egid: 20,
+            ruid: 501,
+            rgid: 20,
+            pid,
+            asid: 100_013,
+            pidversion,
+        }
+    }
+
+    /// `zsh` (pid 702, in Terminal) running `kcc copy_cred_cache`, as macOS fills an
+    /// es_message_t of `version`, with every field set whatever the version: the mapping
+    /// must ignore what the version does not carry.
+    fn kcc_message(
+        version: u32,
+        args: &[&'static [u8]],
+    ) -> EsExecFields<'static, std::vec::IntoIter<&'static [u8]>> {
+        let caller = EsProcessFields {
+            audit_token: tok(702, 3001),
+            ppid: 650,
+            original_ppid: 650,
+            group_id: 702,
+            session_id: 650,
+            codesigning_flags: 0x2200_0001,
+            is_platform_binary: true,
+            cdhash: ZSH_CDHASH,
+            signing_id: b"com.apple.zsh",
+            team_id: b"",
+            executable: b"/bin/zsh",
+            tty: Some(b"/dev/ttys001"),
+            start_time: Some((1_795_000_000, 250_000)),
+            parent_audit_token: Some(tok(650, 2999)),
+            responsible_audit_token: Some(tok(410, 77)),
+        };
+        let target = EsProcessFields {
+            audit_token: EsAuditToken {
+                auid: AU_DEFAUDITID,
+                ..tok(702, 3002)
+            },
+            // Stale on purpose: the parent audit token (v4+) is the exact parent.
+            ppid: 1,
+            cdhash: [0; 20],
+            signing_id: b"com.apple.kcc",
+            executable: b"/usr/bin/kcc",
+            ..caller.clone()
+        };
+        EsExecFields {
+            version,
+            time_ns: 1_795_000_001_000_000_123,
+            seq_num: Some(41),
+            global_seq_num: Some(977),
+            process: caller,
+            target,
+            args: args.to_vec().into_iter(),
+            cwd: Some(b"/Users/bob"),
+        }
+    }
+
+    #[test]
+    fn versions_4_to_8_carry_every_field_of_the_model() {
+        for version in 4..=8 {
+            let mut scratch = EsScratch::default();
+            let ev = kcc_message(version, &[b"kcc", b"copy_cred_cache"]).to_event(&mut scratch);
+            let t = &ev.target;
+            assert_eq!(
+                (ev.source, ev.os),
+                (Source::EndpointSecurity, OsType::Macos)
+            );
+            assert_eq!(ev.time_ns, 1_795_000_001_000_000_123);
+            assert_eq!(
+                (ev.es_seq_num, ev.es_global_seq_num),
+                (Some(41), Some(977)),
+                "v{version}"
+            );
+            assert_eq!((t.pid, t.pidversion), (702, Some(3002)));
+            assert_eq!(
+                t.ppid,
+                Some(650),
+                "v{version}: parent audit token wins over ppid"
+            );
+            assert_eq!(t.original_ppid, Some(650));
+            assert_eq!(
+                (t.uid, t.euid, t.gid, t.egid),
+                (Some(501), Some(501), Some(20), Some(20))
+            );
+            assert_eq!(t.auid, None, "AU_DEFAUDITID means no login");
+            assert_eq!(t.session_id, Some(650));
+            assert_eq!(t.executable, "/usr/bin/kcc");
+            assert_eq!(ev.process_name(), "kcc");
+            assert_eq!(
+                t.args.iter().collect::<Vec<_>>(),
+                ["kcc", "copy_cred_cache"]
+            );
+            assert_eq!(t.cwd.as_deref(), Some("/Users/bob"));
+            assert_eq!(t.tty.as_deref(), Some("/dev/ttys001"));
+            assert_eq!(t.start_time_ns, Some(1_795_000_000_250_000_000));
+            assert_eq!(t.signing_id.as_deref(), Some("com.apple.kcc"));
+            assert_eq!(t.team_id, None, "an empty team id is absent, not empty");
+            assert_eq!(t.cdhash, None, "an all-zero cdhash is absent");
+            assert_eq!(
+                (t.platform_binary, t.cs_flags),
+                (Some(true), Some(0x2200_0001))
+            );
+            assert_eq!(ev.caller.pid, Some(702));
+            assert_eq!(ev.caller.ppid, Some(650));
+            assert_eq!(ev.caller.executable.as_deref(), Some("/bin/zsh"));
+            assert_eq!(ev.caller.signing_id.as_deref(), Some("com.apple.zsh"));
+            assert_eq!(ev.responsible_pid, Some(410));
+            assert_eq!(ev.flags, 0);
+            assert!(ev.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn older_versions_lose_exactly_the_fields_they_lack() {
+        let mut scratch = EsScratch::default();
+        let ev = kcc_message(3, &[b"kcc"]).to_event(&mut scratch);
+        assert_eq!((ev.es_seq_num, ev.es_global_seq_num), (Some(41), None));
+        assert_eq!(ev.target.ppid, Some(1), "no parent audit token before v4");
+        assert_eq!(ev.responsible_pid, None);
+        assert!(ev.target.cwd.is_some() && ev.target.start_time_ns.is_some());
+        let ev = kcc_message(2, &[b"kcc"]).to_event(&mut scratch);
+        assert_eq!(
+            (ev.target.cwd.as_deref(), ev.target.start_time_ns),
+            (None, None)
+        );
+        assert_eq!(ev.target.tty.as_deref(), Some("/dev/ttys001"));
+        let ev = kcc_message(1, &[b"kcc"]).to_event(&mut scratch);
+        assert_eq!((ev.es_seq_num, ev.target.tty.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn cdhash_is_lowercase_hex_and_odd_bytes_are_replaced() {
+        let mut msg = kcc_message(8, &[b"kcc", b"\xffcopy_cred_cache", b""]);
+        msg.target.cdhash = ZSH_CDHASH;
+        msg.target.executable = b"/tmp/k\xc3cc";
+        let mut scratch = EsScratch::default();
+        let ev = msg.to_event(&mut scratch);
+        assert_eq!(
+            ev.target.cdhash.as_deref(),
+            Some("b1fd29aea4dad2af84fad34e1f3c7fc800112233")
+        );
+        assert_eq!(ev.target.executable, "/tmp/k\u{FFFD}cc");
+        assert_eq!(
+            ev.target.args.iter().collect::<Vec<_>>(),
+            ["kcc", "\u{FFFD}copy_cred_cache", ""]
+        );
+    }
+
+    #[test]
+    fn scratch_is_reused_across_messages() {
+        let mut scratch = EsScratch::default();
+        for round in 0..3 {
+            let ev = kcc_message(7, &[b"a", b"b"]).to_event(&mut scratch);
+            assert_eq!(
+                ev.target.args.iter().collect::<Vec<_>>(),
+                ["a", "b"],
+                "round {round}"
+            );
+        }
+        let ev = kcc_message(7, &[]).to_event(&mut scratch);
+        assert!(ev.target.args.is_empty());
+    }
+
+    #[test]
+    fn argv_over_the_bound_is_cut_and_flagged() {
+        let many: Vec<&'static [u8]> = vec![b"x"; nightjar_proto::event::MAX_ARGS + 3];
+        let mut scratch = EsScratch::default();
+        let ev = kcc_message(6, &many).to_event(&mut scratch);
+        assert_eq!(ev.target.args.len(), nightjar_proto::event::MAX_ARGS);
+        assert_eq!(ev.flags & TRUNC_ARGS, TRUNC_ARGS);
+    }
+}
