@@ -250,7 +250,7 @@ mod tests {
     /// must ignore what the version does not carry.
     fn kcc_message(
         version: u32,
-        args: &[&'static [u8]],
+        args: Vec<&'static [u8]>,
     ) -> EsExecFields<'static, std::vec::IntoIter<&'static [u8]>> {
         let caller = EsProcessFields {
             audit_token: tok(702, 3001),
@@ -288,7 +288,7 @@ mod tests {
             global_seq_num: Some(977),
             process: caller,
             target,
-            args: args.to_vec().into_iter(),
+            args: args.into_iter(),
             cwd: Some(b"/Users/bob"),
         }
     }
@@ -297,7 +297,7 @@ mod tests {
     fn versions_4_to_8_carry_every_field_of_the_model() {
         for version in 4..=8 {
             let mut scratch = EsScratch::default();
-            let ev = kcc_message(version, &[b"kcc", b"copy_cred_cache"]).to_event(&mut scratch);
+            let ev = kcc_message(version, vec![b"kcc", b"copy_cred_cache"]).to_event(&mut scratch);
             let t = &ev.target;
             assert_eq!(
                 (ev.source, ev.os),
@@ -351,24 +351,24 @@ mod tests {
     #[test]
     fn older_versions_lose_exactly_the_fields_they_lack() {
         let mut scratch = EsScratch::default();
-        let ev = kcc_message(3, &[b"kcc"]).to_event(&mut scratch);
+        let ev = kcc_message(3, vec![b"kcc"]).to_event(&mut scratch);
         assert_eq!((ev.es_seq_num, ev.es_global_seq_num), (Some(41), None));
         assert_eq!(ev.target.ppid, Some(1), "no parent audit token before v4");
         assert_eq!(ev.responsible_pid, None);
         assert!(ev.target.cwd.is_some() && ev.target.start_time_ns.is_some());
-        let ev = kcc_message(2, &[b"kcc"]).to_event(&mut scratch);
+        let ev = kcc_message(2, vec![b"kcc"]).to_event(&mut scratch);
         assert_eq!(
             (ev.target.cwd.as_deref(), ev.target.start_time_ns),
             (None, None)
         );
         assert_eq!(ev.target.tty.as_deref(), Some("/dev/ttys001"));
-        let ev = kcc_message(1, &[b"kcc"]).to_event(&mut scratch);
+        let ev = kcc_message(1, vec![b"kcc"]).to_event(&mut scratch);
         assert_eq!((ev.es_seq_num, ev.target.tty.as_deref()), (None, None));
     }
 
     #[test]
     fn cdhash_is_lowercase_hex_and_odd_bytes_are_replaced() {
-        let mut msg = kcc_message(8, &[b"kcc", b"\xffcopy_cred_cache", b""]);
+        let mut msg = kcc_message(8, vec![b"kcc", b"\xffcopy_cred_cache", b""]);
         msg.target.cdhash = ZSH_CDHASH;
         msg.target.executable = b"/tmp/k\xc3cc";
         let mut scratch = EsScratch::default();
@@ -388,14 +388,14 @@ mod tests {
     fn scratch_is_reused_across_messages() {
         let mut scratch = EsScratch::default();
         for round in 0..3 {
-            let ev = kcc_message(7, &[b"a", b"b"]).to_event(&mut scratch);
+            let ev = kcc_message(7, vec![b"a", b"b"]).to_event(&mut scratch);
             assert_eq!(
                 ev.target.args.iter().collect::<Vec<_>>(),
                 ["a", "b"],
                 "round {round}"
             );
         }
-        let ev = kcc_message(7, &[]).to_event(&mut scratch);
+        let ev = kcc_message(7, vec![]).to_event(&mut scratch);
         assert!(ev.target.args.is_empty());
     }
 
@@ -403,7 +403,7 @@ mod tests {
     fn argv_over_the_bound_is_cut_and_flagged() {
         let many: Vec<&'static [u8]> = vec![b"x"; nightjar_proto::event::MAX_ARGS + 3];
         let mut scratch = EsScratch::default();
-        let ev = kcc_message(6, &many).to_event(&mut scratch);
+        let ev = kcc_message(6, many).to_event(&mut scratch);
         assert_eq!(ev.target.args.len(), nightjar_proto::event::MAX_ARGS);
         assert_eq!(ev.flags & TRUNC_ARGS, TRUNC_ARGS);
     }
