@@ -3,12 +3,10 @@
 //! - [`capture`]: the live backends (Endpoint Security, eslogger, eBPF);
 //! - [`replay`]: recorded events through the same path;
 //! - [`publish`]: ExecEvent -> record codec -> ring, numbering and loss reporting;
-//! - [`loss`]: sequence-gap accounting for numbered sources;
 //! - [`config`]: the sensor's keys of the shared `nightjar.toml`.
 
 pub mod capture;
 pub mod config;
-pub mod loss;
 pub mod publish;
 pub mod replay;
 pub mod text;

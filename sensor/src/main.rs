@@ -111,16 +111,16 @@ fn main() -> ExitCode {
             rate,
             files,
         } => {
-            if let Err(err) = replay::check_inputs(&files) {
+            let format = match format {
+                FormatArg::Eslogger => ReplayFormat::Eslogger,
+                FormatArg::Ecs => ReplayFormat::Ecs,
+            };
+            if let Err(err) = replay::check_inputs(format, &files) {
                 return fail(USAGE_ERROR, err);
             }
             let mut publisher = match publisher(config.as_deref()) {
                 Ok(p) => p,
                 Err(code) => return code,
-            };
-            let format = match format {
-                FormatArg::Eslogger => ReplayFormat::Eslogger,
-                FormatArg::Ecs => ReplayFormat::Ecs,
             };
             match replay::replay(&mut publisher, format, rate, &files) {
                 Ok(summary) if summary.bad_lines > 0 => fail(

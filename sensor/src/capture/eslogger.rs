@@ -16,10 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::LossSource;
-use nightjar_proto::eslogger::EsloggerDecoder;
+use nightjar_proto::eslogger::{EsloggerDecoder, SeqGapDetector};
 
 use crate::capture::CaptureError;
-use crate::loss::EsSeqTracker;
 use crate::publish::Publisher;
 
 /// Environment variable naming the eslogger program.
@@ -69,7 +68,8 @@ pub fn run(
     loop {
         let started = Instant::now();
         tracing::info!(pid = child.id(), "eslogger started");
-        let mut tracker = EsSeqTracker::default();
+        // A new eslogger is a new ES client: its numbering starts over.
+        let mut tracker = SeqGapDetector::new();
         if let Some(stdout) = child.stdout.take() {
             let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
             let child_pid = child.id();

@@ -15,18 +15,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use endpoint_sec::sys::{NewClientError, es_event_type_t, es_mute_path_type_t};
 use endpoint_sec::{AuditToken, Client, Event, Message, Process, version};
+use nightjar_proto::eslogger::SeqGapDetector;
 use nightjar_proto::{ExecEvent, LossSource};
 
 use super::fields::{EsAuditToken, EsExecFields, EsProcessFields, EsScratch};
 use crate::capture::CaptureError;
-use crate::loss::EsSeqTracker;
 use crate::publish::Publisher;
 
 /// What the handler owns between messages.
 struct HandlerState<'p> {
     publisher: &'p mut Publisher,
     scratch: EsScratch,
-    seq: EsSeqTracker,
+    seq: SeqGapDetector,
 }
 
 fn token(t: &AuditToken) -> EsAuditToken {
@@ -159,7 +159,7 @@ pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
     let state = AssertUnwindSafe(RefCell::new(HandlerState {
         publisher,
         scratch: EsScratch::default(),
-        seq: EsSeqTracker::default(),
+        seq: SeqGapDetector::new(),
     }));
     let mut client = Client::new(|_client: &mut Client<'_>, message: Message| {
         let state = &state;

@@ -195,7 +195,8 @@ where
                 gid: Some(token.rgid),
                 egid: Some(token.egid),
                 auid: (token.auid != AU_DEFAUDITID).then_some(token.auid),
-                session_id: Some(t.session_id),
+                // The audit session, as eslogger and the Linux probe report it.
+                session_id: Some(token.asid),
                 executable: lossy_into(t.executable, executable),
                 args,
                 cwd: self.cwd.filter(|_| v >= 3).map(|c| lossy_into(c, cwd)),
@@ -321,7 +322,7 @@ mod tests {
                 (Some(501), Some(501), Some(20), Some(20))
             );
             assert_eq!(t.auid, None, "AU_DEFAUDITID means no login");
-            assert_eq!(t.session_id, Some(650));
+            assert_eq!(t.session_id, Some(100_013));
             assert_eq!(t.executable, "/usr/bin/kcc");
             assert_eq!(ev.process_name(), "kcc");
             assert_eq!(
