@@ -6,16 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
+use nightjar_proto::shm_ring::{MAX_CAPACITY, MIN_CAPACITY};
 use toml::{Table, Value};
 
 /// Where the ring lives when the config does not say.
 pub const DEFAULT_RING_PATH: &str = "/var/run/nightjar/events.ring";
 /// The ring's size when the config does not say (64 MiB).
 pub const DEFAULT_RING_CAPACITY: u64 = 64 * 1024 * 1024;
-/// Smallest ring accepted: one maximal record must fit.
-pub const MIN_RING_CAPACITY: u64 = 256 * 1024;
-/// Largest ring accepted (the mapping must stay addressable and sane).
-pub const MAX_RING_CAPACITY: u64 = 1 << 32;
 /// Environment variable naming the config file when `--config` is absent.
 pub const CONFIG_ENV: &str = "NIGHTJAR_CONFIG";
 
@@ -153,11 +150,13 @@ impl SensorConfig {
             None => {}
             Some(Value::Integer(n)) => {
                 let n = u64::try_from(*n).unwrap_or(0);
-                if !(MIN_RING_CAPACITY..=MAX_RING_CAPACITY).contains(&n) {
+                if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&n) || !n.is_power_of_two() {
                     return Err(bad(
                         file,
                         "ring_capacity_bytes",
-                        format!("must be between {MIN_RING_CAPACITY} and {MAX_RING_CAPACITY}"),
+                        format!(
+                            "must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}, not {n}"
+                        ),
                     ));
                 }
                 config.ring_capacity_bytes = n;
@@ -257,11 +256,15 @@ allow_insecure_http = false
             err.contains("`ring_capacity_bytes`") && err.contains("integer"),
             "{err}"
         );
-        let err = parse("ring_capacity_bytes = 12").unwrap_err().to_string();
-        assert!(
-            err.contains("`ring_capacity_bytes`") && err.contains("between"),
-            "{err}"
-        );
+        for n in ["12", "1000000", "-1"] {
+            let err = parse(&format!("ring_capacity_bytes = {n}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`ring_capacity_bytes`") && err.contains("power of two"),
+                "{err}"
+            );
+        }
         let err = parse("ring_path = 3").unwrap_err().to_string();
         assert!(err.contains("`ring_path`"), "{err}");
         let err = parse("rules = 3").unwrap_err().to_string();

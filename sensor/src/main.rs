@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use nightjar_proto::shm_ring::Producer;
 use nightjar_sensor::capture::{self, SourceKind};
 use nightjar_sensor::config::SensorConfig;
 use nightjar_sensor::publish::Publisher;
@@ -68,14 +69,8 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 
 fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
     let config = SensorConfig::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
-    let ring = nightjar_sensor::open_ring(&config.ring_path, config.ring_capacity_bytes).map_err(
-        |err| {
-            fail(
-                RUNTIME_FAILURE,
-                format_args!("ring {}: {err}", config.ring_path.display()),
-            )
-        },
-    )?;
+    let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes)
+        .map_err(|err| fail(RUNTIME_FAILURE, format_args!("cannot open the ring: {err}")))?;
     Ok(Publisher::new(ring))
 }
 
