@@ -51,10 +51,11 @@ impl Publisher {
         }
     }
 
-    /// Numbers, bounds, encodes and pushes one event. Returns `false` when the ring was full
+    /// Stamps (`captured_ns`), numbers, bounds, encodes and pushes one event. Returns `false` when the ring was full
     /// (the ring counted the drop). Does not publish to the consumer: call [`Self::flush`]
     /// after a batch.
     pub fn publish(&mut self, mut ev: ExecEvent<'_>) -> bool {
+        ev.captured_ns = now_ns();
         ev.sensor_seq = self.next_seq;
         self.next_seq += 1;
         ev.enforce_bounds();

@@ -142,6 +142,7 @@ fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
         os: OsType::Macos,
         flags,
         time_ns,
+        captured_ns: 0,
         es_seq_num: m.seq_num,
         es_global_seq_num: m.global_seq_num,
         target,

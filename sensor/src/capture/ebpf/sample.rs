@@ -141,6 +141,8 @@ pub fn decode_sample<'s>(
         os: OsType::Linux,
         flags: ev_flags,
         time_ns: clock.to_unix_ns(u64_at(sample, 0)),
+        // Stamped by the publisher.
+        captured_ns: 0,
         es_seq_num: None,
         es_global_seq_num: None,
         target: Target {

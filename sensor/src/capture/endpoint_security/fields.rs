@@ -182,6 +182,8 @@ where
             os: OsType::Macos,
             flags,
             time_ns: self.time_ns,
+            // Stamped by the publisher.
+            captured_ns: 0,
             es_seq_num,
             es_global_seq_num,
             target: Target {
