@@ -39,7 +39,7 @@ fn stream(path: &Path) {
     let mut retries = 0;
     for i in first..first + arg("COUNT") {
         retries += push_retrying(&mut p, i);
-        if i % 32 == 0 {
+        if i.is_multiple_of(32) {
             p.flush();
         }
     }
@@ -318,6 +318,23 @@ fn ring_files_are_private() {
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
     let _c = Consumer::open(&loose, MIB).unwrap();
     assert_eq!(mode(&loose), 0o600);
+}
+
+#[test]
+fn a_ring_owned_by_another_user_is_refused() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    drop(Producer::open(&path, MIB).unwrap());
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let err = Consumer::open(&path, MIB).unwrap_err();
+    assert!(
+        matches!(err, RingError::Owner { owner: 65534, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        Producer::open(&path, MIB),
+        Err(RingError::Owner { .. })
+    ));
 }
 
 #[test]

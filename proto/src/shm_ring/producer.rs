@@ -124,6 +124,9 @@ impl Producer {
     pub fn flush(&mut self) {
         self.publish();
         let h = self.map.header();
+        // Rewriting the counters (same cache line as the heartbeat) heals scribbles.
+        h.drops.store(self.drops, Ordering::Relaxed);
+        h.upstream_loss.store(self.upstream_loss, Ordering::Relaxed);
         h.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
         // Pairs with the consumer's fence between setting its flag and rechecking.
         fence(Ordering::SeqCst);
@@ -193,8 +196,9 @@ impl Drop for Producer {
     }
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call).
-pub(super) fn monotonic_ns() -> u64 {
+/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call): the heartbeat's clock,
+/// comparable between processes on the host.
+pub fn monotonic_ns() -> u64 {
     // SAFETY: zeroed timespec is valid and clock_gettime overwrites it.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: valid clock id and a live local.
