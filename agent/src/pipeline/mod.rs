@@ -1,1 +1,3 @@
 //! The running agent: ring reader, rule evaluation, durable alerting, uploader and control threads.
+
+pub mod status;
