@@ -20,6 +20,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use crate::sign::chain::open_envelope;
 use crate::sign::{ChainHead, SealedAlert, Verifier, VerifyError, payload_hash};
+use crate::upload::{Outbox, OutboxError};
 
 /// sled's page cache bound: keeps the running agent well under its memory budget.
 pub const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
@@ -65,12 +66,28 @@ pub enum Inserted {
     Duplicate(u64),
 }
 
-/// Counters the running agent keeps across restarts, so `status` stays meaningful.
+/// Counters the running agent keeps across restarts, so `status` stays meaningful. They are
+/// saved with the ring position they correspond to, so a restart neither loses nor repeats
+/// a count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub events_received: u64,
     pub events_dropped: u64,
     pub alerts_suppressed: u64,
+    /// The ring header's loss counters already added to `events_dropped`, and the ring
+    /// generation they belong to (a new generation starts them from zero).
+    pub ring: RingSeen,
+}
+
+/// Loss counters read from a ring header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RingSeen {
+    pub generation: u64,
+    pub drops: u64,
+    pub upstream_loss: u64,
+    pub lost_in_resync: u64,
 }
 
 /// The durable alert store. Cloning is cheap and clones share the database, so the reader,
@@ -366,4 +383,20 @@ impl Store {
 
 fn seq_from_key(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+impl Outbox for Store {
+    fn pending(&self, max: usize) -> Result<Vec<(u64, Vec<u8>)>, OutboxError> {
+        let cursor = self
+            .upload_cursor()
+            .map_err(|e| OutboxError::with_source("reading the upload cursor", e))?;
+        self.range(cursor + 1, max)
+            .map_err(|e| OutboxError::with_source(format!("reading alerts after seq {cursor}"), e))
+    }
+
+    fn mark_sent(&self, through_seq: u64) -> Result<(), OutboxError> {
+        self.set_upload_cursor(through_seq).map_err(|e| {
+            OutboxError::with_source(format!("moving the upload cursor to seq {through_seq}"), e)
+        })
+    }
 }

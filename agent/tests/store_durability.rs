@@ -110,6 +110,7 @@ fn upload_cursor_and_counters_persist() {
             events_received: 10,
             events_dropped: 2,
             alerts_suppressed: 1,
+            ..Counters::default()
         };
         store.save_counters(&c).unwrap();
         store.flush().unwrap();

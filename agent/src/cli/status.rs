@@ -37,6 +37,7 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
                 .map_or_else(|| "-".into(), |g| g.to_string()),
         ),
         ("upload_enabled", s.upload_enabled.to_string()),
+        ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {v}"))?;

@@ -98,6 +98,8 @@ pub struct StatusReport {
     /// The ring generation the agent reads (changes when the sensor recreates the ring).
     pub ring_generation: Option<u64>,
     pub upload_enabled: bool,
+    /// The seq range the collector refused with a non-retryable status, if any.
+    pub upload_blocked_batch: Option<String>,
 }
 
 /// `verify`.

@@ -71,13 +71,14 @@ impl Backend {
             alerts_suppressed: counters.alerts_suppressed,
             alerts_pending_upload: pending,
             sensor_connected: connected,
-            last_upload_ok: upload.last_ok,
-            last_upload_error: upload.last_error,
+            last_upload_ok: upload.last_upload_ok,
+            last_upload_error: upload.last_upload_error,
             agent_running: self.live.is_some(),
             chain_ok: self.store.chain_problem().is_none(),
             chain_error: self.store.chain_problem().map(str::to_string),
             ring_generation: generation,
             upload_enabled: self.upload_enabled,
+            upload_blocked_batch: upload.blocked_batch,
         })
     }
 }
