@@ -80,14 +80,13 @@ pub struct Counters {
     pub ring: RingSeen,
 }
 
-/// Loss counters read from a ring header.
+/// Loss counters read from a ring header (they outlive the agent, in shared memory).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RingSeen {
     pub generation: u64,
     pub drops: u64,
     pub upstream_loss: u64,
-    pub lost_in_resync: u64,
 }
 
 /// The durable alert store. Cloning is cheap and clones share the database, so the reader,

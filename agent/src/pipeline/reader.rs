@@ -21,17 +21,38 @@ use crate::store::{Counters, Inserted, RingSeen, Store, StoreError};
 /// Records read between two checkpoints at most, so ring space is released steadily.
 pub const CHECKPOINT_EVERY: u64 = 4096;
 
+/// What the reader learns from the ring besides records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingLoss {
+    /// The header's counters (shared memory: they survive an agent restart).
+    pub header: RingSeen,
+    /// Records lost to corrupt regions, counted by this consumer since it opened.
+    pub lost_in_resync: u64,
+    /// Whether the sensor process holding the ring is alive.
+    pub producer_alive: bool,
+}
+
+/// Why the ring gave no record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingFault {
+    /// A corrupt region, already skipped and counted in [`RingLoss::lost_in_resync`].
+    #[error("{0}")]
+    Corrupt(String),
+    /// The ring cannot be read at all (e.g. a replaced ring file could not be mapped).
+    #[error("{0}")]
+    Broken(String),
+}
+
 /// The ring as the reader needs it; implemented over the shared-memory consumer.
 pub trait EventRing {
-    /// The next record and the ring position just past it; `Err` = a corrupt region, already
-    /// skipped and counted in [`EventRing::loss`].
-    fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, String>;
+    /// The next record and the ring position just past it.
+    fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, RingFault>;
     /// Releases the ring space up to `end`.
     fn commit(&mut self, end: u64);
     /// Goes back to the last committed position (to read again after a failure).
     fn rewind(&mut self);
-    /// The header's generation and loss counters, and whether the sensor is alive.
-    fn loss(&self) -> (RingSeen, bool);
+    /// Generation, loss counters and sensor liveness.
+    fn loss(&self) -> RingLoss;
 }
 
 /// Rules, process table and alert building as the reader needs them.
@@ -59,6 +80,8 @@ pub trait Detector {
 pub enum ReaderError {
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("ring: {0}")]
+    Ring(String),
     #[error("alert of event sensor_seq {event_seq} does not serialise: {source}")]
     Seal {
         event_seq: u64,
@@ -161,8 +184,12 @@ pub struct Reader<R, D> {
     alerter: Alerter<D>,
     /// The counters saved with the last committed ring position.
     committed: Counters,
-    /// Ring loss counters already added to `events_dropped`.
+    /// Ring header loss counters already added to `events_dropped`.
     seen: RingSeen,
+    /// This consumer's resync losses already added to `events_dropped`, now and at the
+    /// last checkpoint.
+    resync_seen: u64,
+    resync_committed: u64,
     /// Position just past the last record handled, not yet committed.
     pending_end: Option<u64>,
     since_checkpoint: u64,
@@ -192,6 +219,8 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                 matches: Vec::new(),
             },
             seen: committed.ring,
+            resync_seen: 0,
+            resync_committed: 0,
             committed,
             pending_end: None,
             since_checkpoint: 0,
@@ -211,11 +240,12 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             let (end, bytes) = match self.ring.next_record() {
                 Ok(Some(rec)) => rec,
                 Ok(None) => break,
-                Err(e) => {
+                Err(RingFault::Corrupt(e)) => {
                     tracing::warn!("ring: corrupt region skipped: {e}");
                     n += 1;
                     continue;
                 }
+                Err(RingFault::Broken(e)) => return Err(ReaderError::Ring(e)),
             };
             match codec::decode(bytes) {
                 Ok(Record::Exec(ev)) => {
@@ -258,6 +288,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             self.ring.commit(end);
         }
         self.committed = counters;
+        self.resync_committed = self.resync_seen;
         Ok(())
     }
 
@@ -268,40 +299,41 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         self.since_checkpoint = 0;
         self.seen = self.committed.ring;
         self.alerter.status.restore(&self.committed);
+        // Resync losses are the consumer's own count and are not undone by a rewind.
+        self.alerter
+            .status
+            .add_dropped(self.resync_seen - self.resync_committed);
     }
 
     fn absorb_ring_counters(&mut self) {
-        let (now, alive) = self.ring.loss();
+        let loss = self.ring.loss();
+        let now = loss.header;
         let status = &self.alerter.status;
-        status.set_sensor_connected(alive);
+        status.set_sensor_connected(loss.producer_alive);
         status.set_ring_generation(now.generation);
-        let base = if now.generation == self.seen.generation {
-            self.seen
-        } else {
-            if self.seen.generation != 0 {
-                tracing::warn!(
-                    from = self.seen.generation,
-                    to = now.generation,
-                    "new ring generation: the sensor restarted and recreated the ring"
-                );
-            }
-            RingSeen {
-                generation: now.generation,
-                ..RingSeen::default()
-            }
-        };
-        let delta = now.drops.saturating_sub(base.drops)
-            + now.upstream_loss.saturating_sub(base.upstream_loss)
-            + now.lost_in_resync.saturating_sub(base.lost_in_resync);
-        if delta > 0 {
+        if now.generation != self.seen.generation && self.seen.generation != 0 {
+            tracing::warn!(
+                from = self.seen.generation,
+                to = now.generation,
+                "new ring generation: the sensor restarted or rebuilt the ring"
+            );
+        }
+        // A restarted sensor keeps the header's counters; a rebuilt ring starts them at
+        // zero. A counter that went down therefore means a new ring: count it from zero.
+        let delta = |now: u64, seen: u64| if now >= seen { now - seen } else { now };
+        let lost = delta(now.drops, self.seen.drops)
+            + delta(now.upstream_loss, self.seen.upstream_loss)
+            + loss.lost_in_resync.saturating_sub(self.resync_seen);
+        if lost > 0 {
             tracing::warn!(
                 drops = now.drops,
                 upstream_loss = now.upstream_loss,
-                lost_in_resync = now.lost_in_resync,
-                "events lost: {delta} more"
+                lost_in_resync = loss.lost_in_resync,
+                "events lost: {lost} more"
             );
-            status.add_dropped(delta);
+            status.add_dropped(lost);
         }
         self.seen = now;
+        self.resync_seen = loss.lost_in_resync;
     }
 }

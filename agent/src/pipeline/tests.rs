@@ -9,7 +9,7 @@ use nightjar_proto::codec::{self, RECORD_VERSION};
 use nightjar_proto::{Args, ExecEvent, LossReport, LossSource, Record, Target};
 use serde_json::{Map, Value, json};
 
-use super::reader::{Detector, EventRing, Reader};
+use super::reader::{Detector, EventRing, Reader, RingFault, RingLoss};
 use super::status::LiveStatus;
 use crate::sign::{HostKey, Sealer};
 use crate::store::{RingSeen, Store};
@@ -21,18 +21,19 @@ struct MemRing {
     read: usize,
     committed: usize,
     seen: RingSeen,
+    lost_in_resync: u64,
     corrupt_at: Option<usize>,
 }
 
 impl EventRing for MemRing {
-    fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, String> {
+    fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, RingFault> {
         if self.read >= self.records.len() {
             return Ok(None);
         }
         self.read += 1;
         if self.corrupt_at == Some(self.read - 1) {
-            self.seen.lost_in_resync += 1;
-            return Err("bad length".into());
+            self.lost_in_resync += 1;
+            return Err(RingFault::Corrupt("bad length".into()));
         }
         Ok(Some((self.read as u64, &self.records[self.read - 1])))
     }
@@ -42,8 +43,12 @@ impl EventRing for MemRing {
     fn rewind(&mut self) {
         self.read = self.committed;
     }
-    fn loss(&self) -> (RingSeen, bool) {
-        (self.seen, true)
+    fn loss(&self) -> RingLoss {
+        RingLoss {
+            header: self.seen,
+            lost_in_resync: self.lost_in_resync,
+            producer_alive: true,
+        }
     }
 }
 
@@ -247,7 +252,6 @@ fn ring_loss_corruption_and_bad_records_count_as_dropped_once() {
             generation: 7,
             drops: 5,
             upstream_loss: 2,
-            lost_in_resync: 0,
         },
         corrupt_at: Some(3),
         ..MemRing::default()
@@ -261,24 +265,44 @@ fn ring_loss_corruption_and_bad_records_count_as_dropped_once() {
     let ring = reader.ring_mut().clone();
     drop(reader);
 
-    // A restart sees the same header counters: nothing is counted twice.
-    let (mut again, status) = fx.reader(ring.clone(), 0);
+    // An agent restart sees the same header counters (and a new consumer's resync count):
+    // nothing is counted twice.
+    let restarted = MemRing {
+        lost_in_resync: 0,
+        ..ring.clone()
+    };
+    let (mut again, status) = fx.reader(restarted, 0);
     again.checkpoint().unwrap();
     assert_eq!(status.counters().events_dropped, 9);
     drop(again);
 
-    // A new ring generation starts its counters from zero.
-    let fresh = MemRing {
+    // A restarted sensor keeps the header counters under a new generation.
+    let reattached = MemRing {
         seen: RingSeen {
             generation: 8,
+            drops: 6,
+            upstream_loss: 2,
+        },
+        ..MemRing::default()
+    };
+    let (mut next, status) = fx.reader(reattached, 0);
+    next.checkpoint().unwrap();
+    assert_eq!(status.counters().events_dropped, 10);
+    assert_eq!(status.ring_generation(), 8);
+    drop(next);
+
+    // A rebuilt ring starts its counters from zero.
+    let rebuilt = MemRing {
+        seen: RingSeen {
+            generation: 9,
             drops: 1,
             ..RingSeen::default()
         },
         ..MemRing::default()
     };
-    let (mut next, status) = fx.reader(fresh, 0);
-    next.checkpoint().unwrap();
-    assert_eq!(status.counters().events_dropped, 10);
+    let (mut last, status) = fx.reader(rebuilt, 0);
+    last.checkpoint().unwrap();
+    assert_eq!(status.counters().events_dropped, 11);
 }
 
 #[test]
