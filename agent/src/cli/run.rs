@@ -1,5 +1,7 @@
 //! `nightjar-agent run`: the long-running agent (see `pipeline::agent`).
 
+use std::io::IsTerminal;
+
 use super::{CmdResult, ConfigArg, Failure};
 use crate::config::Config;
 use crate::ecs::HostInfo;
@@ -54,5 +56,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
