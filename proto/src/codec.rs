@@ -183,6 +183,7 @@ mod tests {
             os: OsType::Macos,
             flags: 0,
             time_ns: 1_700_000_000_123_456_789,
+            captured_ns: 1_700_000_001_000_000_000,
             es_seq_num: Some(3),
             es_global_seq_num: Some(99),
             target: Target {
@@ -249,9 +250,9 @@ mod tests {
     #[test]
     fn huge_claimed_lengths_are_refused_without_allocating() {
         let mut rec = vec![b'N', b'J', RECORD_VERSION, RecordKind::Exec as u8];
-        // sensor_seq, source, os, flags, time, two None, pid, ..., then an executable
+        // sensor_seq, source, os, flags, time, captured, two None, pid, ..., then an executable
         // length of u64::MAX (varint 253 prefix + 8 bytes).
-        rec.extend_from_slice(&[1, 1, 1, 0, 0, 0, 0, 1]);
+        rec.extend_from_slice(&[1, 1, 1, 0, 0, 0, 0, 0, 1]);
         rec.extend_from_slice(&[0; 10]);
         rec.push(253);
         rec.extend_from_slice(&u64::MAX.to_le_bytes());

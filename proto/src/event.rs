@@ -252,6 +252,9 @@ pub struct ExecEvent<'a> {
     pub flags: u32,
     /// Event time, Unix nanoseconds.
     pub time_ns: i64,
+    /// When the sensor took the event in (Unix nanoseconds, its clock): replayed events keep
+    /// their original `time_ns`, so capture-to-decision latency is measured from this.
+    pub captured_ns: i64,
     /// Endpoint Security `seq_num` (per event type) when the source has it.
     pub es_seq_num: Option<u64>,
     /// Endpoint Security `global_seq_num` when the source has it.
@@ -360,6 +363,7 @@ impl<'a> ExecEvent<'a> {
             os: self.os,
             flags: self.flags,
             time_ns: self.time_ns,
+            captured_ns: self.captured_ns,
             es_seq_num: self.es_seq_num,
             es_global_seq_num: self.es_global_seq_num,
             target: Target {

@@ -1,0 +1,86 @@
+//! Driving `nightjar-agent` analyst commands from tests and reading their JSON output.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{bin, run};
+
+/// `nightjar-agent status --json`, parsed; `None` when the command failed or printed no JSON.
+pub fn status(config: &Path) -> Option<Value> {
+    let out = run(Command::new(bin("nightjar-agent"))
+        .args(["status", "--json", "--config"])
+        .arg(config));
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+}
+
+/// A counter from `status --json` (0 when absent or not a number).
+pub fn counter(status: &Value, key: &str) -> u64 {
+    status.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Every stored alert payload (`alerts list --json`), in the order printed.
+pub fn alerts(config: &Path) -> Vec<Value> {
+    let out = run(Command::new(bin("nightjar-agent"))
+        .args(["alerts", "list", "--json", "--config"])
+        .arg(config));
+    assert!(
+        out.status.success(),
+        "alerts list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line {l:?}: {e}")))
+        .collect()
+}
+
+/// `alerts export`: one DSSE envelope per line, in seq order.
+pub fn export(config: &Path) -> Vec<Value> {
+    let out = run(Command::new(bin("nightjar-agent"))
+        .args(["alerts", "export", "--config"])
+        .arg(config));
+    assert!(
+        out.status.success(),
+        "alerts export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("envelope line {l:?}: {e}")))
+        .collect()
+}
+
+/// Runs `nightjar-agent verify`; returns (exit code, stdout + stderr).
+pub fn verify(config: &Path) -> (i32, String) {
+    let out = run(Command::new(bin("nightjar-agent"))
+        .args(["verify", "--config"])
+        .arg(config));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Decodes a DSSE envelope's payload into the alert JSON.
+pub fn envelope_payload(envelope: &Value) -> Value {
+    use base64::Engine;
+    let b64 = envelope["payload"]
+        .as_str()
+        .expect("envelope has a payload");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("payload is standard base64");
+    serde_json::from_slice(&bytes).expect("payload is JSON")
+}
