@@ -217,8 +217,9 @@ fn linux_demo_rule_is_the_seed_query_for_linux() {
         "{query}"
     );
 
-    let seed_path =
-        repo_root().join("../shared/elastic-rules/credential_access_kerberosdump_kcc.v107.toml");
+    let seed_path = nightjar_tests::harness::shared(
+        "elastic-rules/credential_access_kerberosdump_kcc.v107.toml",
+    );
     let seed: toml::Table = std::fs::read_to_string(&seed_path)
         .unwrap_or_else(|e| panic!("{}: {e}", seed_path.display()))
         .parse()

@@ -4,18 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The repository root (the parent of the `tests` crate).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests crate has a parent directory")
-        .to_path_buf()
-}
-
-/// CI runs as root with every tool installed: a missing tool there is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+pub use nightjar_tests::harness::{in_ci, workspace_root as repo_root};
 
 /// Whether `tool` can be run; when it cannot, fails under CI and otherwise tells why the test
 /// does nothing.
