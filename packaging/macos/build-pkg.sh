@@ -12,11 +12,16 @@
 #                                                            $NIGHTJAR_INSTALLER_IDENTITY
 #   --team-id TEAMID                                                   $NIGHTJAR_TEAM_ID
 #   --provisioning-profile F    Developer ID profile for com.nightjar.sensor carrying the
-#                               Endpoint Security entitlement $NIGHTJAR_PROVISIONING_PROFILE
+#                               Endpoint Security entitlement $NIGHTJAR_PROVISIONING_PROFILE;
+#                               without it the sensor is signed without the entitlement and
+#                               captures through eslogger
 #   --notary-profile NAME       keychain profile from `xcrun notarytool store-credentials`
 #                                                                $NIGHTJAR_NOTARY_PROFILE
-#   --unsigned                  ad-hoc signatures, no ES entitlement, no notarization: for CI
-#                               and local tests (the sensor then uses eslogger)
+#   --unsigned                  ad-hoc signatures, no ES entitlement, no notarization: for CI,
+#                               lab Macs and fleets without Apple's ES entitlement
+#   --sensor-source SRC         the sensor's --source in its launchd job: auto (= Endpoint
+#                               Security) or eslogger; default auto with a provisioning
+#                               profile, else eslogger (no entitlement, so no ES client)
 #   --no-build                  package binaries already built under target/
 #   --out DIR                   output directory (default: target/macos)
 # The last stdout line is the path of the package.
@@ -33,6 +38,7 @@ team_id="${NIGHTJAR_TEAM_ID:-}"
 provisioning_profile="${NIGHTJAR_PROVISIONING_PROFILE:-}"
 notary_profile="${NIGHTJAR_NOTARY_PROFILE:-}"
 unsigned=0
+sensor_source=""
 build=1
 out="$repo/target/macos"
 
@@ -51,9 +57,10 @@ while [ $# -gt 0 ]; do
     --provisioning-profile) [ $# -ge 2 ] || die "--provisioning-profile needs a value"; provisioning_profile="$2"; shift 2 ;;
     --notary-profile) [ $# -ge 2 ] || die "--notary-profile needs a value"; notary_profile="$2"; shift 2 ;;
     --unsigned) unsigned=1; shift ;;
+    --sensor-source) [ $# -ge 2 ] || die "--sensor-source needs a value"; sensor_source="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) [ $# -ge 2 ] || die "--out needs a value"; out="$2"; shift 2 ;;
-    -h|--help) sed -n '7,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) sed -n '7,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -72,11 +79,27 @@ case "$arch" in
   *) die "--arch: expected universal, arm64 or x86_64, got '$arch'" ;;
 esac
 
+with_es=0
+if [ "$unsigned" = 0 ] && [ -n "$provisioning_profile" ]; then
+  with_es=1
+fi
+if [ -z "$sensor_source" ]; then
+  if [ "$with_es" = 1 ]; then sensor_source=auto; else sensor_source=eslogger; fi
+fi
+case "$sensor_source" in
+  auto|endpoint-security|eslogger) ;;
+  *) die "--sensor-source: expected auto, endpoint-security or eslogger, got '$sensor_source'" ;;
+esac
+
 if [ "$unsigned" = 0 ]; then
   [ -n "$app_identity" ] || die "--app-identity is required (or --unsigned)"
   [ -n "$installer_identity" ] || die "--installer-identity is required (or --unsigned)"
   [[ "$team_id" =~ ^[A-Z0-9]{10}$ ]] || die "--team-id: expected a 10-character Team ID"
-  [ -f "$provisioning_profile" ] || die "--provisioning-profile: no such file '$provisioning_profile'"
+  if [ "$with_es" = 1 ]; then
+    [ -f "$provisioning_profile" ] || die "--provisioning-profile: no such file '$provisioning_profile'"
+  else
+    echo "build-pkg: no --provisioning-profile: the sensor gets no Endpoint Security entitlement" >&2
+  fi
   if [ -z "$notary_profile" ]; then
     echo "build-pkg: warning: no --notary-profile; the package will not be notarized" >&2
   fi
@@ -111,8 +134,15 @@ install -d -m 0755 "$app/Contents/MacOS" "$support/bin" "$root/Library/LaunchDae
 sed "s/__VERSION__/$version/g" "$here/bundle/Info.plist" >"$app/Contents/Info.plist"
 install -m 0755 "$work/nightjar-sensor" "$app/Contents/MacOS/nightjar-sensor"
 install -m 0755 "$work/nightjar-agent" "$support/bin/nightjar-agent"
-install -m 0644 "$here/launchd/com.nightjar.sensor.plist" "$here/launchd/com.nightjar.agent.plist" \
-  "$root/Library/LaunchDaemons/"
+install -m 0644 "$here/launchd/com.nightjar.agent.plist" "$root/Library/LaunchDaemons/"
+# The template's `--source auto` becomes the chosen source.
+awk -v src="$sensor_source" '
+  prev ~ /<string>--source<\/string>/ { sub(/<string>auto<\/string>/, "<string>" src "</string>") }
+  { print; prev = $0 }
+' "$here/launchd/com.nightjar.sensor.plist" >"$root/Library/LaunchDaemons/com.nightjar.sensor.plist"
+chmod 0644 "$root/Library/LaunchDaemons/com.nightjar.sensor.plist"
+grep -q "<string>$sensor_source</string>" "$root/Library/LaunchDaemons/com.nightjar.sensor.plist" \
+  || die "could not set the sensor source in its launchd plist"
 install -m 0644 "$here/nightjar.toml" "$support/nightjar.toml.default"
 install -m 0644 "$here/newsyslog.d/nightjar.conf" "$root/private/etc/newsyslog.d/nightjar.conf"
 plutil -lint "$app/Contents/Info.plist" "$root"/Library/LaunchDaemons/*.plist >&2
@@ -122,7 +152,7 @@ plutil -lint "$app/Contents/Info.plist" "$root"/Library/LaunchDaemons/*.plist >&
 if [ "$unsigned" = 1 ]; then
   codesign --force --sign - --identifier com.nightjar.agent "$support/bin/nightjar-agent"
   codesign --force --sign - "$app"
-else
+elif [ "$with_es" = 1 ]; then
   security cms -D -i "$provisioning_profile" >"$work/profile.plist"
   grep -q "com.apple.developer.endpoint-security.client" "$work/profile.plist" \
     || die "$provisioning_profile does not authorise com.apple.developer.endpoint-security.client"
@@ -136,6 +166,10 @@ else
     --sign "$app_identity" "$support/bin/nightjar-agent"
   codesign --force --timestamp --options runtime --entitlements "$work/sensor.entitlements" \
     --sign "$app_identity" "$app"
+else
+  codesign --force --timestamp --options runtime --identifier com.nightjar.agent \
+    --sign "$app_identity" "$support/bin/nightjar-agent"
+  codesign --force --timestamp --options runtime --sign "$app_identity" "$app"
 fi
 codesign --verify --strict --verbose=2 "$support/bin/nightjar-agent" >&2
 codesign --verify --strict --verbose=2 "$app" >&2
