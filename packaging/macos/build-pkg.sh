@@ -60,7 +60,7 @@ while [ $# -gt 0 ]; do
     --sensor-source) [ $# -ge 2 ] || die "--sensor-source needs a value"; sensor_source="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) [ $# -ge 2 ] || die "--out needs a value"; out="$2"; shift 2 ;;
-    -h|--help) sed -n '7,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 0 ;;
     *) die "unknown argument: $1" ;;
   esac
 done

@@ -33,7 +33,7 @@ allow_insecure=0
 out="./nightjar-profiles"
 
 usage() {
-  sed -n '6,23p' "$0" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
   exit 2
 }
 
