@@ -238,3 +238,67 @@ fn linux_demo_rule_is_the_seed_query_for_linux() {
     let live = std::fs::read_to_string(repo_root().join("scripts/live")).unwrap();
     assert!(live.contains(rule_id));
 }
+
+/// One ECS process-start document on a host of the given OS type, running `kcc ARG`.
+fn kcc_event(os: &str, arg: &str, pid: u32) -> String {
+    serde_json::json!({
+        "@timestamp": "2026-11-28T03:00:00Z",
+        "event": {"category": ["process"], "type": ["start"], "action": "exec", "kind": "event"},
+        "host": {"os": {"type": os}, "hostname": "demo", "id": "demo-host"},
+        "process": {
+            "pid": pid,
+            "executable": "/tmp/kcc",
+            "name": "kcc",
+            "args": ["/tmp/kcc", arg],
+            "args_count": 2,
+            "command_line": format!("/tmp/kcc {arg}"),
+        },
+    })
+    .to_string()
+}
+
+#[test]
+fn the_agent_loads_the_linux_demo_rule_and_it_fires_only_on_linux() {
+    let rules = linux_dir().join("rules");
+    let agent = nightjar_tests::harness::bin("nightjar-agent");
+    let check = Command::new(&agent)
+        .args(["rules", "check"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "rules check: {report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let rule_id = "c4ab5c12-3447-4aaf-891b-c474270fe4d9";
+    assert!(report.contains(rule_id), "{report}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let lines = [
+        kcc_event("linux", "copy_cred_cache", 10),
+        kcc_event("macos", "copy_cred_cache", 11),
+        kcc_event("linux", "list", 12),
+    ];
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let scan = Command::new(&agent)
+        .args(["scan", "--format", "ecs", "--no-builtin", "--rules"])
+        .arg(&rules)
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&scan.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kibana"]["alert"]["rule"]["rule_id"], rule_id);
+    assert_eq!(alerts[0]["process"]["pid"], 10);
+}
