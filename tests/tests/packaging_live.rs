@@ -1,7 +1,8 @@
 //! `scripts/live` against the real binaries: `--check` captures the demo exec with eBPF and
 //! prints the Linux kcc rule's alert as JSON, and both daemons are gone when the script ends,
 //! whether it finishes or is stopped with SIGTERM. Needs root (eBPF); under CI=true its
-//! absence is a failure.
+//! absence is a failure. Linux only: the live script runs the eBPF sensor.
+#![cfg(target_os = "linux")]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
