@@ -305,3 +305,67 @@ fn the_agent_loads_the_linux_demo_rule_and_it_fires_only_on_linux() {
     assert_eq!(alerts[0]["kibana"]["alert"]["rule"]["rule_id"], rule_id);
     assert_eq!(alerts[0]["process"]["pid"], 10);
 }
+
+/// The default config with every documented key uncommented and every path moved under `dir`.
+fn full_config_under(default: &Path, dir: &Path) -> PathBuf {
+    let mut table: toml::Table = uncommented(&std::fs::read_to_string(default).unwrap())
+        .parse()
+        .unwrap();
+    let at = |name: &str| toml::Value::String(dir.join(name).display().to_string());
+    table.insert("state_dir".into(), at("state"));
+    table.insert("ring_path".into(), at("run/events.ring"));
+    table.insert("ring_capacity_bytes".into(), toml::Value::Integer(4 << 20));
+    table.insert("key_file".into(), at("host.key"));
+    let rules = table["rules"].as_table_mut().unwrap();
+    rules.insert(
+        "paths".into(),
+        toml::Value::Array(vec![toml::Value::String(
+            linux_dir().join("rules").display().to_string(),
+        )]),
+    );
+    let upload = table["upload"].as_table_mut().unwrap();
+    upload.insert("ca_file".into(), at("ca.pem"));
+    let path = dir.join("nightjar.toml");
+    std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn default_configs_with_every_key_set_are_accepted_by_both_binaries() {
+    for default in [
+        linux_dir().join("nightjar.toml"),
+        repo_root().join("packaging/macos/nightjar.toml"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = full_config_under(&default, dir.path());
+
+        // Exit 2 is the contract's "usage or configuration error".
+        let agent = Command::new(nightjar_tests::harness::bin("nightjar-agent"))
+            .args(["status", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_ne!(
+            agent.status.code(),
+            Some(2),
+            "agent rejects {} (as {}): {}",
+            default.display(),
+            config.display(),
+            String::from_utf8_lossy(&agent.stderr)
+        );
+
+        let sensor = Command::new(nightjar_tests::harness::bin("nightjar-sensor"))
+            .args(["replay", "--format", "eslogger", "--config"])
+            .arg(&config)
+            .arg("/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            sensor.status.success(),
+            "sensor rejects {} (as {}): {}",
+            default.display(),
+            config.display(),
+            String::from_utf8_lossy(&sensor.stderr)
+        );
+    }
+}
