@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ecs;
+pub mod managed_prefs;
 pub mod pipeline;
 pub mod process_table;
 pub mod rules;
