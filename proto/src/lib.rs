@@ -3,7 +3,8 @@
 //! - [`event`]: the exec event model every capture backend produces;
 //! - [`codec`]: its versioned ring record encoding (bincode 2, zero-copy decode);
 //! - [`shm_ring`]: the lock-free single-producer single-consumer shared-memory ring;
-//! - [`eslogger`] and [`ecs_json`]: decoders for recorded or piped JSON input;
+//! - [`eslogger`] and [`ecs_json`]: decoders for recorded or piped JSON input, sharing
+//!   [`ndjson`]'s error type and helpers;
 //! - [`dsse`]: the signed alert envelope format.
 
 pub mod codec;
@@ -11,6 +12,7 @@ pub mod dsse;
 pub mod ecs_json;
 pub mod eslogger;
 pub mod event;
+pub mod ndjson;
 pub mod shm_ring;
 
 pub use codec::{LossReport, LossSource, Record};

@@ -1,9 +1,16 @@
 //! `nightjar-sensor`: capture exec events into the shared-memory ring.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use nightjar_proto::shm_ring::Producer;
+use nightjar_sensor::capture::{self, SourceKind};
+use nightjar_sensor::config::SensorConfig;
+use nightjar_sensor::publish::Publisher;
+use nightjar_sensor::replay::{self, ReplayFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,8 +59,78 @@ enum FormatArg {
     Ecs,
 }
 
+const USAGE_ERROR: u8 = 2;
+const RUNTIME_FAILURE: u8 = 1;
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("nightjar-sensor: {message}");
+    ExitCode::from(code)
+}
+
+fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
+    let config = SensorConfig::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
+    let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes)
+        .map_err(|err| fail(RUNTIME_FAILURE, format_args!("cannot open the ring: {err}")))?;
+    Ok(Publisher::new(ring))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!("nightjar-sensor: {:?} is not built yet", cli.command);
-    ExitCode::from(1)
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Run { config, source } => {
+            let mut publisher = match publisher(config.as_deref()) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let kind = match source {
+                SourceArg::Auto => SourceKind::Auto,
+                SourceArg::EndpointSecurity => SourceKind::EndpointSecurity,
+                SourceArg::Eslogger => SourceKind::Eslogger,
+                SourceArg::Ebpf => SourceKind::Ebpf,
+            };
+            match capture::run(kind, &mut publisher, None) {
+                Ok(never) => match never {},
+                Err(err) => fail(RUNTIME_FAILURE, err),
+            }
+        }
+        Command::Replay {
+            config,
+            format,
+            rate,
+            files,
+        } => {
+            let format = match format {
+                FormatArg::Eslogger => ReplayFormat::Eslogger,
+                FormatArg::Ecs => ReplayFormat::Ecs,
+            };
+            if let Err(err) = replay::check_inputs(format, &files) {
+                return fail(USAGE_ERROR, err);
+            }
+            let mut publisher = match publisher(config.as_deref()) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            match replay::replay(&mut publisher, format, rate, &files) {
+                Ok(summary) if summary.bad_lines > 0 => fail(
+                    RUNTIME_FAILURE,
+                    format_args!(
+                        "{} events replayed, {} lines did not decode",
+                        summary.events, summary.bad_lines
+                    ),
+                ),
+                Ok(summary) => {
+                    tracing::info!(events = summary.events, "replay done");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(RUNTIME_FAILURE, err),
+            }
+        }
+    }
 }

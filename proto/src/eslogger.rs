@@ -1,1 +1,0 @@
-//! Decoder for `eslogger exec` JSON lines into [`crate::ExecEvent`].

@@ -1,0 +1,368 @@
+//! The parts of an eslogger JSON message an exec event needs, as typed serde structs.
+//!
+//! Only the fields Nightjar maps are declared; serde skips every other key (`env`, `fds`,
+//! `stat`, `parent_audit_token`, ...) without building values. Keys are matched by name in
+//! any order, and fields that a message version does not have are simply `None`.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::event::{Args, MAX_ARGV_BYTES};
+use crate::ndjson::{Text, Timestamp};
+
+/// `ES_EVENT_TYPE_NOTIFY_EXEC` in Apple's `es_event_type_t`.
+pub(super) const ES_EVENT_TYPE_NOTIFY_EXEC: u64 = 9;
+
+/// One eslogger line, reduced to what an exec event needs.
+#[derive(Debug, Default)]
+pub(super) struct Message<'a> {
+    pub time: Option<i64>,
+    pub seq_num: Option<u64>,
+    pub global_seq_num: Option<u64>,
+    pub event_type: Option<u64>,
+    pub process: Option<EsProcess<'a>>,
+    pub event: EventKind<'a>,
+}
+
+/// What the `event` object held.
+// Lives on the stack for one line; boxing the body would allocate per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+pub(super) enum EventKind<'a> {
+    /// No `event` key (yet).
+    #[default]
+    Absent,
+    /// Another event type (`fork`, `exit`, `open`, ...): the line is skipped.
+    Other,
+    Exec(ExecBody<'a>),
+}
+
+/// `es_process_t` as eslogger prints it (top-level `process`, `event.exec.target`).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct EsProcess<'a> {
+    pub audit_token: Option<AuditToken>,
+    pub responsible_audit_token: Option<AuditToken>,
+    pub ppid: Option<u32>,
+    pub original_ppid: Option<u32>,
+    pub codesigning_flags: Option<u32>,
+    pub is_platform_binary: Option<bool>,
+    #[serde(borrow)]
+    pub signing_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub team_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub cdhash: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub executable: Option<EsFile<'a>>,
+    /// Message version 2 and later.
+    #[serde(borrow)]
+    pub tty: Option<EsFile<'a>>,
+    /// Message version 3 and later.
+    pub start_time: Option<Timestamp>,
+}
+
+/// `es_file_t`: a path and whether Endpoint Security cut it.
+#[derive(Debug, Deserialize)]
+pub(super) struct EsFile<'a> {
+    #[serde(borrow)]
+    pub path: Text<'a>,
+    #[serde(default)]
+    pub path_truncated: Option<bool>,
+}
+
+/// `es_event_exec_t`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ExecBody<'a> {
+    #[serde(borrow)]
+    pub target: EsProcess<'a>,
+    #[serde(borrow, default)]
+    pub args: Option<Argv<'a>>,
+    /// Message version 3 and later.
+    #[serde(borrow, default)]
+    pub cwd: Option<EsFile<'a>>,
+}
+
+/// argv, bounded while it is read: arguments past [`crate::event::MAX_ARGS`] or
+/// [`crate::event::MAX_ARGV_BYTES`] are skipped without being copied.
+#[derive(Debug, Default)]
+pub(super) struct Argv<'a> {
+    pub args: Args<'a>,
+    pub truncated: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Argv<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ArgvVisitor)
+    }
+}
+
+struct ArgvVisitor;
+
+impl<'de> Visitor<'de> for ArgvVisitor {
+    type Value = Argv<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of argument strings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Some(Text(first)) = seq.next_element::<Text<'de>>()? else {
+            return Ok(Argv::default());
+        };
+        let Some(Text(second)) = seq.next_element::<Text<'de>>()? else {
+            // One argument borrows from the line as is (the common `-bash`, `ls` case).
+            let (args, truncated) = match first {
+                f if f.len() <= MAX_ARGV_BYTES && !f.contains('\0') => {
+                    (Args::from_joined(f, 1).unwrap_or_default(), false)
+                }
+                f => Args::from_strs([f]),
+            };
+            return Ok(Argv { args, truncated });
+        };
+        let mut args = Args::default();
+        let mut truncated = !(args.push(&first) && args.push(&second));
+        while !truncated {
+            match seq.next_element::<Text<'de>>()? {
+                Some(Text(arg)) => truncated = !args.push(&arg),
+                None => return Ok(Argv { args, truncated }),
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Argv { args, truncated })
+    }
+}
+
+/// An `audit_token_t`: an object keyed by name up to message version 9, an array of the
+/// eight raw values `[auid, euid, egid, ruid, rgid, pid, asid, pidversion]` from version 10.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AuditToken {
+    pub auid: Option<u32>,
+    pub euid: Option<u32>,
+    pub egid: Option<u32>,
+    pub ruid: Option<u32>,
+    pub rgid: Option<u32>,
+    pub pid: Option<u32>,
+    pub asid: Option<u32>,
+    pub pidversion: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for AuditToken {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AuditTokenVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum TokenKey {
+    Auid,
+    Euid,
+    Egid,
+    Ruid,
+    Rgid,
+    Pid,
+    Asid,
+    Pidversion,
+    #[serde(other)]
+    Other,
+}
+
+struct AuditTokenVisitor;
+
+impl<'de> Visitor<'de> for AuditTokenVisitor {
+    type Value = AuditToken;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an audit token (object, or array of 8 integers)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut vals = [0u32; 8];
+        for (i, slot) in vals.iter_mut().enumerate() {
+            *slot = seq
+                .next_element::<TokenValue>()?
+                .ok_or_else(|| de::Error::invalid_length(i, &"8 audit token values"))?
+                .0;
+        }
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::invalid_length(9, &"8 audit token values"));
+        }
+        let [auid, euid, egid, ruid, rgid, pid, asid, pidversion] = vals.map(Some);
+        Ok(AuditToken {
+            auid,
+            euid,
+            egid,
+            ruid,
+            rgid,
+            pid,
+            asid,
+            pidversion,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut t = AuditToken::default();
+        while let Some(key) = map.next_key::<TokenKey>()? {
+            let slot = match key {
+                TokenKey::Auid => &mut t.auid,
+                TokenKey::Euid => &mut t.euid,
+                TokenKey::Egid => &mut t.egid,
+                TokenKey::Ruid => &mut t.ruid,
+                TokenKey::Rgid => &mut t.rgid,
+                TokenKey::Pid => &mut t.pid,
+                TokenKey::Asid => &mut t.asid,
+                TokenKey::Pidversion => &mut t.pidversion,
+                TokenKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value::<Option<TokenValue>>()?.map(|v| v.0);
+        }
+        Ok(t)
+    }
+}
+
+/// One audit token value. The C fields mix signed (`pid_t`, `au_asid_t`) and unsigned
+/// (`uid_t`) 32-bit types, so both `-1` and `4294967295` mean the same bits.
+struct TokenValue(u32);
+
+impl<'de> Deserialize<'de> for TokenValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_i64(TokenValueVisitor)
+    }
+}
+
+struct TokenValueVisitor;
+
+impl Visitor<'_> for TokenValueVisitor {
+    type Value = TokenValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a 32-bit integer")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        u32::try_from(v)
+            .map(TokenValue)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        if let Ok(u) = u32::try_from(v) {
+            return Ok(TokenValue(u));
+        }
+        i32::try_from(v)
+            .map(|i| TokenValue(i.cast_unsigned()))
+            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+}
+
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum MessageKey {
+    Time,
+    SeqNum,
+    GlobalSeqNum,
+    EventType,
+    Process,
+    Event,
+    #[serde(other)]
+    Other,
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an eslogger message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut m = Message::default();
+        while let Some(key) = map.next_key::<MessageKey>()? {
+            match key {
+                MessageKey::Time => m.time = map.next_value::<Option<Timestamp>>()?.map(|t| t.0),
+                MessageKey::SeqNum => m.seq_num = map.next_value()?,
+                MessageKey::GlobalSeqNum => m.global_seq_num = map.next_value()?,
+                MessageKey::EventType => {
+                    m.event_type = map.next_value()?;
+                    if m.event_type.is_some_and(|t| t != ES_EVENT_TYPE_NOTIFY_EXEC) {
+                        return skip_rest(map, m);
+                    }
+                }
+                MessageKey::Process => m.process = map.next_value()?,
+                MessageKey::Event => {
+                    m.event = map.next_value::<EventKind<'de>>()?;
+                    if matches!(m.event, EventKind::Other) {
+                        return skip_rest(map, m);
+                    }
+                }
+                MessageKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Consumes the rest of a message already known not to be an exec, without decoding it.
+fn skip_rest<'de, A: MapAccess<'de>>(
+    mut map: A,
+    mut m: Message<'de>,
+) -> Result<Message<'de>, A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    m.event = EventKind::Other;
+    Ok(m)
+}
+
+impl<'de> Deserialize<'de> for EventKind<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum EventKey {
+    Exec,
+    #[serde(other)]
+    Other,
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = EventKind<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object keyed by event name")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kind = EventKind::Absent;
+        while let Some(key) = map.next_key::<EventKey>()? {
+            match key {
+                EventKey::Exec => kind = EventKind::Exec(map.next_value()?),
+                EventKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    if matches!(kind, EventKind::Absent) {
+                        kind = EventKind::Other;
+                    }
+                }
+            }
+        }
+        Ok(kind)
+    }
+}

@@ -1,0 +1,236 @@
+//! Decoder for `eslogger exec` JSON lines (macOS 13+) into [`ExecEvent`]s.
+//!
+//! `eslogger` prints one JSON object per Endpoint Security message. Its layout follows the
+//! message version (fields appear from a given version on; `audit_token` is an object up to
+//! version 9 and an 8-integer array from version 10), so the decoder matches keys by name, in
+//! any order, and leaves what a version lacks as `None`. Strings without escapes borrow from
+//! the input line; only a multi-argument argv and a cdhash in upper case are copied.
+//!
+//! The mapping (Endpoint Security -> [`ExecEvent`]):
+//! - `event.exec.target` is the new image: pid, pidversion, ruid/euid/rgid/egid, auid and the
+//!   audit session id (`asid`, as `session_id`) from its audit token; `ppid`,
+//!   `original_ppid`, `executable.path`, `signing_id`, `team_id`, `cdhash` (lowercased; all
+//!   zeros = none), `is_platform_binary`, `codesigning_flags`, `tty.path`, `start_time`;
+//! - `event.exec.args` (argv[0] included) and `event.exec.cwd.path`;
+//! - top-level `process` is the image that called exec; its `responsible_audit_token` pid
+//!   is the responsible pid;
+//! - `time`, `seq_num`, `global_seq_num`; `path_truncated` sets the matching `TRUNC_*` flag.
+
+mod gaps;
+mod message;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::event::{
+    Caller, ExecEvent, OsType, Source, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD,
+    TRUNC_EXECUTABLE, Target,
+};
+pub use crate::ndjson::DecodeError;
+use crate::ndjson::{Text, check_line_len};
+pub use gaps::SeqGapDetector;
+use message::{AuditToken, EsFile, EsProcess, EventKind, Message};
+
+/// Decodes `eslogger` lines one at a time.
+///
+/// Holds no per-line state: a line's event borrows only from that line, and the decoder can
+/// be reused for every line of a stream or file.
+#[derive(Debug, Default)]
+pub struct EsloggerDecoder {
+    _private: (),
+}
+
+impl EsloggerDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes one input line (without its newline). `Ok(None)`: a well-formed message that
+    /// is not an exec (fork, exit, open, ...), skipped. Strings in the event borrow from
+    /// `line` where they need no unescaping.
+    pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
+        check_line_len(line)?;
+        let mut de = serde_json::Deserializer::from_str(line);
+        let parsed = Message::deserialize(&mut de).and_then(|m| de.end().map(|()| m));
+        let message = match parsed {
+            Ok(m) => m,
+            Err(e) => return Err(locate_error(line, e)),
+        };
+        to_event(message)
+    }
+}
+
+/// Re-decodes a line that failed, this time tracking the key path, so the error can say
+/// where it is. Only the error path pays for the tracking.
+fn locate_error(line: &str, first: serde_json::Error) -> DecodeError {
+    let mut de = serde_json::Deserializer::from_str(line);
+    match serde_path_to_error::deserialize::<_, Message<'_>>(&mut de) {
+        Err(e) => {
+            let path = e.path().to_string();
+            DecodeError::json(path, e.into_inner())
+        }
+        Ok(_) => DecodeError::json(String::new(), first),
+    }
+}
+
+fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
+    let exec = match m.event {
+        EventKind::Exec(exec) => exec,
+        EventKind::Other => return Ok(None),
+        EventKind::Absent => {
+            return Err(DecodeError::Missing {
+                field: "event.exec",
+            });
+        }
+    };
+    let time_ns = m.time.ok_or(DecodeError::Missing { field: "time" })?;
+    let mut flags = 0;
+    let t = exec.target;
+    let token = t.audit_token.ok_or(DecodeError::Missing {
+        field: "event.exec.target.audit_token",
+    })?;
+    let pid = token.pid.ok_or(DecodeError::Missing {
+        field: "event.exec.target.audit_token.pid",
+    })?;
+    let executable = t.executable.ok_or(DecodeError::Missing {
+        field: "event.exec.target.executable",
+    })?;
+    if executable.path_truncated == Some(true) {
+        flags |= TRUNC_EXECUTABLE;
+    }
+    let (args, args_cut) = exec.args.map(|a| (a.args, a.truncated)).unwrap_or_default();
+    if args_cut {
+        flags |= TRUNC_ARGS;
+    }
+    let cwd = exec.cwd.map(|f| {
+        if f.path_truncated == Some(true) {
+            flags |= TRUNC_CWD;
+        }
+        f.path.0
+    });
+    let target = Target {
+        pid,
+        pidversion: token.pidversion,
+        ppid: t.ppid,
+        original_ppid: t.original_ppid,
+        uid: token.ruid,
+        euid: token.euid,
+        gid: token.rgid,
+        egid: token.egid,
+        auid: token.auid,
+        session_id: token.asid,
+        executable: executable.path.0,
+        args,
+        cwd,
+        signing_id: t.signing_id.and_then(Text::non_empty),
+        team_id: t.team_id.and_then(Text::non_empty),
+        cdhash: t.cdhash.and_then(cdhash),
+        platform_binary: t.is_platform_binary,
+        cs_flags: t.codesigning_flags,
+        tty: t.tty.and_then(|f| f.path.non_empty()),
+        start_time_ns: t.start_time.map(|s| s.0),
+    };
+    let target_responsible = t.responsible_audit_token.and_then(|r| r.pid);
+    let (caller, caller_responsible) = match m.process {
+        Some(p) => caller(p, &mut flags),
+        None => (Caller::default(), None),
+    };
+    let mut event = ExecEvent {
+        sensor_seq: 0,
+        source: Source::Eslogger,
+        os: OsType::Macos,
+        flags,
+        time_ns,
+        captured_ns: 0,
+        es_seq_num: m.seq_num,
+        es_global_seq_num: m.global_seq_num,
+        target,
+        caller,
+        responsible_pid: caller_responsible.or(target_responsible),
+    };
+    event.enforce_bounds();
+    Ok(Some(event))
+}
+
+/// The calling image and its responsible pid.
+fn caller<'a>(p: EsProcess<'a>, flags: &mut u32) -> (Caller<'a>, Option<u32>) {
+    let executable = p.executable.map(
+        |EsFile {
+             path,
+             path_truncated,
+         }| {
+            if path_truncated == Some(true) {
+                *flags |= TRUNC_CALLER_EXECUTABLE;
+            }
+            path.0
+        },
+    );
+    let caller = Caller {
+        pid: p.audit_token.and_then(|t| t.pid),
+        ppid: p.ppid,
+        executable,
+        signing_id: p.signing_id.and_then(Text::non_empty),
+        team_id: p.team_id.and_then(Text::non_empty),
+        platform_binary: p.is_platform_binary,
+        cs_flags: p.codesigning_flags,
+    };
+    let responsible = p.responsible_audit_token.and_then(|t: AuditToken| t.pid);
+    (caller, responsible)
+}
+
+/// Lowercase hex, borrowed when it already is. Endpoint Security reports an unsigned image's
+/// cdhash as all zeros: that is "no cdhash", so `None`.
+fn cdhash(Text(hex): Text<'_>) -> Option<Cow<'_, str>> {
+    if hex.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(Cow::Owned(hex.to_ascii_lowercase()));
+    }
+    Some(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V9: &str = r#"{"version":9,"time":"2026-11-20T09:00:00.705000123Z","global_seq_num":1003,"seq_num":503,"event_type":9,"process":{"audit_token":{"auid":501,"euid":501,"egid":20,"ruid":501,"rgid":20,"pid":702,"asid":100013,"pidversion":2113},"responsible_audit_token":{"pid":700},"ppid":700,"codesigning_flags":0,"is_platform_binary":true,"signing_id":null,"team_id":null,"executable":{"path":"/bin/bash","path_truncated":false}},"event":{"exec":{"target":{"audit_token":{"auid":501,"euid":501,"egid":20,"ruid":501,"rgid":20,"pid":702,"asid":100013,"pidversion":2113},"ppid":700,"original_ppid":700,"codesigning_flags":536870913,"is_platform_binary":true,"signing_id":"com.apple.kcc","team_id":null,"cdhash":"00000000E4229C32EA112A2F39B44780345009CD","executable":{"path":"/usr/bin/kcc","path_truncated":false},"tty":{"path":"\/dev\/ttys001"},"start_time":"2026-11-20T09:00:00.705000Z"},"args":["kcc","copy_cred_cache"],"cwd":{"path":"/Users/bob"}}}}"#;
+
+    #[test]
+    fn maps_every_field() {
+        let ev = EsloggerDecoder::new().decode_line(V9).unwrap().unwrap();
+        let t = &ev.target;
+        assert_eq!((t.pid, t.pidversion, t.ppid), (702, Some(2113), Some(700)));
+        assert_eq!(
+            (t.uid, t.euid, t.gid, t.egid),
+            (Some(501), Some(501), Some(20), Some(20))
+        );
+        assert_eq!((t.auid, t.session_id), (Some(501), Some(100013)));
+        assert_eq!(t.executable, "/usr/bin/kcc");
+        assert_eq!(
+            t.args.iter().collect::<Vec<_>>(),
+            ["kcc", "copy_cred_cache"]
+        );
+        assert_eq!(t.cwd.as_deref(), Some("/Users/bob"));
+        assert_eq!(t.signing_id.as_deref(), Some("com.apple.kcc"));
+        assert_eq!(t.team_id, None);
+        assert_eq!(
+            t.cdhash.as_deref(),
+            Some("00000000e4229c32ea112a2f39b44780345009cd")
+        );
+        assert_eq!(t.tty.as_deref(), Some("/dev/ttys001"));
+        assert_eq!(t.start_time_ns, Some(1_795_165_200_705_000_000));
+        assert_eq!(t.cs_flags, Some(0x2000_0001));
+        assert_eq!(ev.caller.pid, Some(702));
+        assert_eq!(ev.caller.executable.as_deref(), Some("/bin/bash"));
+        assert_eq!(ev.responsible_pid, Some(700));
+        assert_eq!(ev.time_ns, 1_795_165_200_705_000_123);
+        assert_eq!(
+            (ev.es_seq_num, ev.es_global_seq_num),
+            (Some(503), Some(1003))
+        );
+        assert_eq!((ev.source, ev.os), (Source::Eslogger, OsType::Macos));
+        assert!(matches!(t.executable, Cow::Borrowed(_)));
+    }
+}

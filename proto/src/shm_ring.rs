@@ -1,1 +1,0 @@
-//! The shared-memory single-producer single-consumer byte ring between sensor and agent.

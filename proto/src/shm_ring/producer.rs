@@ -1,0 +1,207 @@
+//! The writing side, owned by the sensor.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{Ordering, fence};
+
+use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, record_size};
+use super::setup::{self, Role};
+use super::{RingError, RingStats, wake};
+use crate::codec::MAX_RECORD_BYTES;
+
+/// The single writer. Pushing copies into the mapping and never blocks or makes a system
+/// call; [`Producer::flush`] publishes a batch and wakes a sleeping consumer.
+pub struct Producer {
+    map: Mapping,
+    wake: OwnedFd,
+    capacity: u64,
+    mask: u64,
+    /// Next byte to write (unpublished beyond `published`).
+    write: u64,
+    published: u64,
+    /// Last read position seen from the consumer; reloaded only when the ring looks full.
+    cached_read: u64,
+    next_seq: u64,
+    drops: u64,
+    upstream_loss: u64,
+    generation: u64,
+}
+
+impl Producer {
+    /// Create-or-attach as the (single) producer; sets producer pid, bumps generation.
+    ///
+    /// A valid ring of the same capacity is continued where its last producer published;
+    /// anything else is rebuilt as a new file (see the module docs).
+    pub fn open(path: &Path, capacity_bytes: u64) -> Result<Producer, RingError> {
+        setup::check_capacity(path, capacity_bytes)?;
+        setup::ensure_parent(path)?;
+        let wake = wake::open_fifo(&wake::fifo_path(path), true)?;
+        let map = setup::open_ring(path, capacity_bytes, Role::Producer, &wake)?;
+        let h = map.header();
+        let write = h.write_pos.load(Ordering::Acquire);
+        let cached_read = h.read_pos.load(Ordering::Acquire);
+        let next_seq = h.next_seq.load(Ordering::Relaxed);
+        let drops = h.drops.load(Ordering::Relaxed);
+        let upstream_loss = h.upstream_loss.load(Ordering::Relaxed);
+        let generation = h.generation.load(Ordering::Relaxed);
+        let mut producer = Producer {
+            capacity: capacity_bytes,
+            mask: capacity_bytes - 1,
+            write,
+            published: write,
+            cached_read,
+            next_seq,
+            drops,
+            upstream_loss,
+            generation,
+            map,
+            wake,
+        };
+        producer.flush();
+        Ok(producer)
+    }
+
+    /// Copy one record in; false = dropped (ring full, counted in the header). No syscall.
+    pub fn try_push(&mut self, record: &[u8]) -> bool {
+        self.try_push_with(record.len(), |buf| {
+            buf.copy_from_slice(record);
+            Some(record.len())
+        })
+    }
+
+    /// Encode in place: `fill` gets a writable slice of `max_len` bytes and returns the
+    /// bytes used (None = abandon without publishing). false = dropped (full) or abandoned.
+    ///
+    /// Records over [`MAX_RECORD_BYTES`] are dropped and counted like a full ring.
+    pub fn try_push_with(
+        &mut self,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        if max_len > MAX_RECORD_BYTES {
+            self.count_drop();
+            return false;
+        }
+        let need = record_size(max_len as u64);
+        let off = self.write & self.mask;
+        let contiguous = self.capacity - off;
+        let pad = if need > contiguous { contiguous } else { 0 };
+        if !self.has_room(pad + need) {
+            self.count_drop();
+            return false;
+        }
+        if pad > 0 {
+            self.map
+                .write_record_header(off, PAD_LEN, self.next_seq, self.write);
+            self.write += pad;
+        }
+        let off = self.write & self.mask;
+        // SAFETY: `has_room` proved [write, write + need) is free (the consumer committed
+        // past it) and it is contiguous inside the data area (`need <= capacity - off`
+        // after padding), so nobody else reads or writes these bytes until we publish.
+        let body = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.data().add((off + RECORD_HEADER) as usize),
+                max_len,
+            )
+        };
+        let Some(len) = fill(body).filter(|&n| n <= max_len) else {
+            return false;
+        };
+        self.map
+            .write_record_header(off, len as u32, self.next_seq, self.write);
+        self.write += record_size(len as u64);
+        self.next_seq += 1;
+        if self.write - self.published >= self.capacity / 4 {
+            self.publish();
+        }
+        true
+    }
+
+    /// Publish everything pushed since the last flush; wake the consumer if it sleeps.
+    ///
+    /// Also refreshes the heartbeat, so an idle sensor should flush now and then.
+    pub fn flush(&mut self) {
+        self.publish();
+        let h = self.map.header();
+        h.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
+        // Pairs with the consumer's fence between setting its flag and rechecking.
+        fence(Ordering::SeqCst);
+        if h.consumer_sleeping.load(Ordering::Relaxed) != 0
+            && h.consumer_sleeping.swap(0, Ordering::AcqRel) != 0
+        {
+            wake::signal(&self.wake);
+        }
+    }
+
+    /// Counts events the sensor lost before they reached the ring.
+    pub fn add_upstream_loss(&mut self, n: u64) {
+        self.upstream_loss = self.upstream_loss.wrapping_add(n);
+        self.map
+            .header()
+            .upstream_loss
+            .store(self.upstream_loss, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> RingStats {
+        RingStats {
+            generation: self.generation,
+            producer_pid: std::process::id(),
+            producer_alive: true,
+            written: self.published,
+            committed: self.cached_read,
+            drops: self.drops,
+            upstream_loss: self.upstream_loss,
+            capacity: self.capacity,
+            ..RingStats::default()
+        }
+    }
+
+    fn publish(&mut self) {
+        let h = self.map.header();
+        h.next_seq.store(self.next_seq, Ordering::Relaxed);
+        h.write_pos.store(self.write, Ordering::Release);
+        self.published = self.write;
+    }
+
+    /// Whether `total` more bytes fit; reloads the consumer's position only when the cached
+    /// one says no. A read position that is not a plausible commit (scribbled) counts as
+    /// "full": dropping is safe, overwriting unread records is not.
+    fn has_room(&mut self, total: u64) -> bool {
+        if self.write + total - self.cached_read <= self.capacity {
+            return true;
+        }
+        let read = self.map.header().read_pos.load(Ordering::Acquire);
+        if read > self.published || self.write - read > self.capacity || !read.is_multiple_of(ALIGN)
+        {
+            return false;
+        }
+        self.cached_read = read;
+        self.write + total - read <= self.capacity
+    }
+
+    fn count_drop(&mut self) {
+        self.drops += 1;
+        self.map.header().drops.store(self.drops, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Producer {
+    /// Publishes what is pending, so a clean shutdown loses nothing.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call).
+pub(super) fn monotonic_ns() -> u64 {
+    // SAFETY: zeroed timespec is valid and clock_gettime overwrites it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid clock id and a live local.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}

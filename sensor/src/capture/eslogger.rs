@@ -1,0 +1,121 @@
+//! `eslogger exec` as a source (macOS 13+): Apple's own ES client, which needs no
+//! Endpoint Security entitlement for us, prints one JSON message per line on a pipe.
+//!
+//! Each line is decoded with the shared eslogger decoder and published. eslogger's
+//! `seq_num` / `global_seq_num` gaps are reported as [`LossSource::EsloggerGap`]. When
+//! eslogger exits it is restarted after a capped exponential backoff; what happened in
+//! between is unknown and counted as one [`LossSource::EsloggerRestart`] loss per restart.
+//!
+//! The program run is `eslogger` from `PATH`, or the one named by `$NIGHTJAR_ESLOGGER`
+//! (packaging pins `/usr/bin/eslogger`; tests substitute a script).
+
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nightjar_proto::LossSource;
+use nightjar_proto::eslogger::{EsloggerDecoder, SeqGapDetector};
+
+use crate::capture::CaptureError;
+use crate::publish::Publisher;
+
+/// Environment variable naming the eslogger program.
+pub const PROGRAM_ENV: &str = "NIGHTJAR_ESLOGGER";
+/// First wait before a restart.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest wait before a restart.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A run that lasted this long was healthy: the next restart waits [`BACKOFF_START`] again.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// Pipe buffer: several hundred typical messages.
+const READ_BUFFER: usize = 1 << 20;
+
+/// The eslogger program to run.
+pub fn program() -> OsString {
+    std::env::var_os(PROGRAM_ENV)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| OsString::from("eslogger"))
+}
+
+fn spawn(program: &OsString) -> std::io::Result<Child> {
+    Command::new(program)
+        .arg("exec")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+}
+
+/// Runs eslogger and publishes its execs, restarting it whenever it exits; returns only when
+/// it cannot be started at all. Execs of `muted` processes (and of eslogger itself) are
+/// skipped.
+pub fn run(
+    publisher: &mut Publisher,
+    program: &OsString,
+    muted: &[u32],
+) -> Result<Infallible, CaptureError> {
+    let mut child = spawn(program).map_err(|err| {
+        CaptureError::Eslogger(format!(
+            "cannot start `{}`: {err}",
+            program.to_string_lossy()
+        ))
+    })?;
+    let mut backoff = BACKOFF_START;
+    let mut decoder = EsloggerDecoder::new();
+    let mut line = String::new();
+    loop {
+        let started = Instant::now();
+        tracing::info!(pid = child.id(), "eslogger started");
+        // A new eslogger is a new ES client: its numbering starts over.
+        let mut tracker = SeqGapDetector::new();
+        if let Some(stdout) = child.stdout.take() {
+            let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
+            let child_pid = child.id();
+            let mut line_no = 0u64;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!("reading eslogger output: {err}");
+                        break;
+                    }
+                }
+                line_no += 1;
+                match decoder.decode_line(line.trim_end()) {
+                    Ok(Some(ev)) => {
+                        let lost = tracker.observe(ev.es_seq_num, ev.es_global_seq_num);
+                        publisher.report_loss(LossSource::EsloggerGap, lost);
+                        let pid = ev.target.pid;
+                        if pid != child_pid && !muted.contains(&pid) {
+                            publisher.publish(ev);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!("eslogger output line {line_no}: {err}"),
+                }
+                if reader.buffer().is_empty() {
+                    publisher.flush();
+                }
+            }
+        }
+        let status = child.wait();
+        tracing::warn!(?status, "eslogger exited; restarting it");
+        publisher.report_loss(LossSource::EsloggerRestart, 1);
+        publisher.flush();
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff = BACKOFF_START;
+        }
+        child = loop {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            match spawn(program) {
+                Ok(child) => break child,
+                Err(err) => tracing::warn!("cannot restart `{}`: {err}", program.to_string_lossy()),
+            }
+        };
+    }
+}

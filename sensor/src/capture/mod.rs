@@ -1,0 +1,77 @@
+//! Live capture backends. Each turns the platform's exec notifications into [`ExecEvent`]s
+//! and hands them to the [`Publisher`]; none returns except on failure.
+//!
+//! [`ExecEvent`]: nightjar_proto::ExecEvent
+
+#[cfg(target_os = "linux")]
+pub mod ebpf;
+pub mod endpoint_security;
+pub mod eslogger;
+
+use std::convert::Infallible;
+
+use crate::publish::Publisher;
+
+/// Which backend `run --source` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Endpoint Security on macOS, eBPF on Linux.
+    Auto,
+    EndpointSecurity,
+    Eslogger,
+    Ebpf,
+}
+
+impl SourceKind {
+    /// Resolves `Auto` for the platform this binary was built for.
+    pub fn resolve(self) -> SourceKind {
+        match self {
+            SourceKind::Auto if cfg!(target_os = "macos") => SourceKind::EndpointSecurity,
+            SourceKind::Auto => SourceKind::Ebpf,
+            other => other,
+        }
+    }
+}
+
+/// Why live capture stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("missing privileges: {0}")]
+    Privileges(String),
+    #[error("eBPF: {0}")]
+    Ebpf(String),
+    #[error("Endpoint Security: {0}")]
+    EndpointSecurity(String),
+    #[error("eslogger: {0}")]
+    Eslogger(String),
+    #[error("the {0} source is not available on this platform")]
+    Unsupported(&'static str),
+}
+
+/// The process ids whose execs are not reported: this sensor and, when known, the agent.
+pub fn muted_pids(agent_pid: Option<u32>) -> Vec<u32> {
+    let mut pids = vec![std::process::id()];
+    pids.extend(agent_pid);
+    pids
+}
+
+/// Runs the selected backend until it fails.
+pub fn run(
+    kind: SourceKind,
+    publisher: &mut Publisher,
+    agent_pid: Option<u32>,
+) -> Result<Infallible, CaptureError> {
+    let muted = muted_pids(agent_pid);
+    match kind.resolve() {
+        SourceKind::Eslogger => eslogger::run(publisher, &eslogger::program(), &muted),
+        #[cfg(target_os = "linux")]
+        SourceKind::Ebpf => ebpf::run(publisher, &muted),
+        #[cfg(not(target_os = "linux"))]
+        SourceKind::Ebpf => Err(CaptureError::Unsupported("ebpf")),
+        #[cfg(target_os = "macos")]
+        SourceKind::EndpointSecurity => endpoint_security::client::run(publisher),
+        #[cfg(not(target_os = "macos"))]
+        SourceKind::EndpointSecurity => Err(CaptureError::Unsupported("endpoint-security")),
+        SourceKind::Auto => Err(CaptureError::Unsupported("auto")),
+    }
+}

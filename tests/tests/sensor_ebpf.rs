@@ -1,0 +1,198 @@
+//! Live Linux capture: `nightjar-sensor run --source ebpf` on this host, read back from the
+//! ring. Needs root (or CAP_BPF + CAP_PERFMON); under CI=true their absence is a failure.
+
+mod sensor_support;
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nightjar_proto::{ExecEvent, LossSource, OsType, Source};
+use nightjar_tests::harness::{ChildGuard, TempState, bin, in_ci, is_root, run};
+use sensor_support::RingReader;
+
+const CAPACITY: u64 = 64 * 1024 * 1024;
+
+fn may_run() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "CI runs as root: the live eBPF tests must run");
+    eprintln!("live eBPF test needs root; not run");
+    false
+}
+
+/// A copy of /bin/true named `kcc` in the test's directory.
+fn kcc(st: &TempState) -> PathBuf {
+    let dir = st.path().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kcc = dir.join("kcc");
+    std::fs::copy("/bin/true", &kcc).unwrap();
+    std::fs::set_permissions(&kcc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    kcc
+}
+
+struct LiveSensor {
+    st: TempState,
+    sensor: ChildGuard,
+    reader: RingReader,
+}
+
+impl LiveSensor {
+    fn start() -> LiveSensor {
+        let st = TempState::new();
+        let cfg = st.path().join("nightjar.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "ring_path = {:?}\nring_capacity_bytes = {CAPACITY}\n",
+                st.ring_path().display().to_string()
+            ),
+        )
+        .unwrap();
+        let reader = RingReader::open(&st.ring_path(), CAPACITY);
+        let log = File::create(st.path().join("sensor.log")).unwrap();
+        let sensor = ChildGuard::spawn(
+            Command::new(bin("nightjar-sensor"))
+                .args(["run", "--source", "ebpf", "--config"])
+                .arg(&cfg)
+                .stderr(log),
+        );
+        LiveSensor { st, sensor, reader }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.st.path().join("sensor.log")).unwrap_or_default()
+    }
+
+    /// Execs `kcc ready` until the sensor reports it: the probe is attached.
+    fn wait_ready(&mut self, kcc: &Path) {
+        let exe = kcc.display().to_string();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.sensor.child.try_wait() {
+                panic!("sensor exited with {status}: {}", self.log());
+            }
+            run(Command::new(kcc).arg("ready"));
+            let ok = self.reader.drain_until(
+                Duration::from_millis(100),
+                &mut |ev| ev.target.executable == exe.as_str(),
+                |s| !s.execs.is_empty(),
+            );
+            if ok {
+                self.reader.seen.execs.clear();
+                return;
+            }
+        }
+        panic!("the eBPF probe never reported an exec: {}", self.log());
+    }
+}
+
+fn args_of(ev: &ExecEvent<'_>) -> Vec<String> {
+    ev.target.args.iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn kcc_copy_cred_cache_reaches_the_ring_with_full_argv() {
+    if !may_run() {
+        return;
+    }
+    let mut live = LiveSensor::start();
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    let exe = kcc.display().to_string();
+
+    let child = Command::new(&kcc).arg("copy_cred_cache").spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+
+    let found = live.reader.drain_until(
+        Duration::from_secs(10),
+        &mut |ev| ev.target.pid == pid,
+        |s| !s.execs.is_empty(),
+    );
+    assert!(found, "no exec of pid {pid} in the ring: {}", live.log());
+    let ev = &live.reader.seen.execs[0];
+    assert_eq!((ev.source, ev.os), (Source::Ebpf, OsType::Linux));
+    assert_eq!(ev.target.executable, exe.as_str());
+    assert_eq!(ev.process_name(), "kcc");
+    assert_eq!(args_of(ev), [exe.as_str(), "copy_cred_cache"]);
+    assert_eq!(ev.target.ppid, Some(std::process::id()));
+    assert_eq!((ev.target.uid, ev.target.euid), (Some(0), Some(0)));
+    assert!(ev.sensor_seq > 0 && ev.time_ns > 0 && ev.captured_ns >= ev.time_ns);
+    assert!(ev.target.start_time_ns.is_some_and(|t| t <= ev.time_ns));
+    assert_eq!(ev.flags, 0, "nothing truncated");
+}
+
+#[test]
+fn burst_of_ten_thousand_execs_from_eight_shells_arrives_whole() {
+    if !may_run() {
+        return;
+    }
+    const SHELLS: usize = 8;
+    const PER_SHELL: usize = 1250;
+    let mut live = LiveSensor::start();
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    let exe = kcc.display().to_string();
+    let marker = format!("marker-{}-{}", std::process::id(), live.st.path().display());
+
+    let script = format!(
+        "i=1; while [ $i -le {PER_SHELL} ]; do '{exe}' arg$i '{marker}' || exit 1; i=$((i+1)); done"
+    );
+    let shells: Vec<_> = (0..SHELLS)
+        .map(|_| ChildGuard::spawn(Command::new("/bin/sh").arg("-c").arg(&script)))
+        .collect();
+
+    // Consume while the shells run, so the ring never has to hold the whole burst.
+    let mut keep = |ev: &ExecEvent<'_>| ev.target.args.iter().nth(2) == Some(marker.as_str());
+    let mut all_done = false;
+    for _ in 0..6000 {
+        live.reader
+            .drain_until(Duration::from_millis(50), &mut keep, |s| {
+                s.execs.len() >= SHELLS * PER_SHELL
+            });
+        if live.reader.seen.execs.len() >= SHELLS * PER_SHELL {
+            all_done = true;
+            break;
+        }
+    }
+    for mut shell in shells {
+        let status = shell.wait_timeout(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "a shell failed");
+    }
+    // Anything late (or duplicated) is read too before counting.
+    live.reader.drain(&mut keep);
+    assert!(
+        all_done,
+        "{} of {} execs arrived; ring {:?}; losses {:?}",
+        live.reader.seen.execs.len(),
+        SHELLS * PER_SHELL,
+        live.reader.stats(),
+        live.reader.seen.losses
+    );
+
+    let mut per_i = vec![0usize; PER_SHELL + 1];
+    for ev in &live.reader.seen.execs {
+        let args = args_of(ev);
+        assert_eq!(args.len(), 3, "{args:?}");
+        assert_eq!(args[0], exe);
+        assert_eq!(ev.target.executable, exe.as_str());
+        let i: usize = args[1]
+            .strip_prefix("arg")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("argv[1] damaged: {args:?}"));
+        assert!((1..=PER_SHELL).contains(&i), "{args:?}");
+        per_i[i] += 1;
+    }
+    assert!(
+        per_i[1..].iter().all(|&n| n == SHELLS),
+        "every argument value from every shell exactly once"
+    );
+    let stats = live.reader.stats();
+    assert_eq!(stats.drops, 0, "ring drops: {stats:?}");
+    assert_eq!(stats.upstream_loss, 0, "upstream loss: {stats:?}");
+    assert_eq!(live.reader.seen.lost(LossSource::BpfRingbuf), 0);
+}

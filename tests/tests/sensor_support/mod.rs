@@ -1,0 +1,96 @@
+//! Reading what `nightjar-sensor` put in the ring, as the agent would.
+
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nightjar_proto::codec::{self, Record};
+use nightjar_proto::shm_ring::{Consumer, RingStats};
+use nightjar_proto::{ExecEvent, LossReport, LossSource};
+
+/// Everything read from the ring so far.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub execs: Vec<ExecEvent<'static>>,
+    pub losses: Vec<LossReport>,
+}
+
+impl Seen {
+    /// Total count reported by Loss records of one source.
+    pub fn lost(&self, source: LossSource) -> u64 {
+        self.losses
+            .iter()
+            .filter(|l| l.source == source)
+            .map(|l| l.count)
+            .sum()
+    }
+}
+
+/// The consuming side of a test's ring.
+pub struct RingReader {
+    consumer: Consumer,
+    pub seen: Seen,
+}
+
+impl RingReader {
+    /// Attaches to (or creates) the ring; either side may come first.
+    pub fn open(path: &Path, capacity: u64) -> RingReader {
+        RingReader {
+            consumer: Consumer::open(path, capacity).expect("open the ring as consumer"),
+            seen: Seen::default(),
+        }
+    }
+
+    /// Reads and commits every record available now; `keep` decides which execs are kept
+    /// (a live sensor sees every exec on the host). Returns how many execs were kept.
+    pub fn drain(&mut self, keep: &mut impl FnMut(&ExecEvent<'_>) -> bool) -> usize {
+        let mut kept = 0;
+        loop {
+            let entry = match self.consumer.next() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => return kept,
+                Err(err) => panic!("ring corrupt: {err}"),
+            };
+            let end = entry.end;
+            match codec::decode(entry.bytes).expect("the sensor writes valid records") {
+                Record::Exec(ev) => {
+                    if keep(&ev) {
+                        self.seen.execs.push(ev.into_owned());
+                        kept += 1;
+                    }
+                }
+                Record::Loss(loss) => self.seen.losses.push(loss),
+            }
+            self.consumer.commit(end);
+        }
+    }
+
+    /// Drains until `done` holds or `timeout` passes (a generous bound, not a measurement).
+    pub fn drain_until(
+        &mut self,
+        timeout: Duration,
+        keep: &mut impl FnMut(&ExecEvent<'_>) -> bool,
+        mut done: impl FnMut(&Seen) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain(keep);
+            if done(&self.seen) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.consumer
+                .wait((deadline - now).min(Duration::from_millis(50)))
+                .expect("wait on the ring");
+        }
+    }
+
+    pub fn stats(&self) -> RingStats {
+        self.consumer.stats()
+    }
+}
