@@ -1,1 +1,215 @@
 //! The alert document (Elastic alert fields + ECS objects) built from a rule match.
+//!
+//! The shape follows Elastic's alerts index with nested objects: `@timestamp` (alert time),
+//! `event.kind = "signal"`, `kibana.alert.{uuid, original_time, severity, risk_score, reason,
+//! rule.*, original_event.*}` and the event's `process`, `host`, `user` (and `group`) objects.
+//! Matches a rule's `max_signals` held back are counted in
+//! `kibana.alert.suppression.docs_count` (present only when non-zero), the field Elastic uses
+//! for alerts that stand for several suppressed matches. The agent adds the `nightjar` chain
+//! object.
+
+use nightjar_proto::ExecEvent;
+use ring::digest::{SHA256, digest};
+use serde_json::{Map, Value, json};
+
+use crate::ecs::EcsEvent;
+use crate::rules::RuleMeta;
+
+/// Deterministic alert uuid: host id + rule id + event identity (os, pid, pidversion or start
+/// time, event time, executable) -> SHA-256 -> RFC 4122 version-5-style UUID text.
+///
+/// The same event replayed after a crash gives the same uuid, so it is recognised, not stored
+/// twice.
+pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &ExecEvent<'_>) -> String {
+    let t = &ev.target;
+    let identity = format!(
+        "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
+        host_id,
+        rule_id,
+        ev.os.as_str(),
+        t.pid,
+        t.pidversion.map_or_else(String::new, |v| v.to_string()),
+        t.start_time_ns.map_or_else(String::new, |v| v.to_string()),
+        ev.time_ns,
+        t.executable,
+    );
+    let hash = digest(&SHA256, identity.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&hash.as_ref()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// DESIGN's alert JSON, without the `nightjar` chain object (the agent adds
+/// `nightjar.{seq,prev,event_seq,host_id}`).
+pub fn build_alert(
+    rule: &RuleMeta,
+    ev: &EcsEvent<'_>,
+    host_id: &str,
+    alert_time_ns: i64,
+    suppressed: u64,
+) -> Map<String, Value> {
+    let event = ev.event();
+    let doc = ev.document();
+    let get = |k: &str| doc.get(k).cloned().unwrap_or_else(|| json!({}));
+    let process = get("process");
+    let host = get("host");
+    let user = get("user");
+
+    let mut rule_obj = Map::new();
+    rule_obj.insert("rule_id".into(), json!(rule.rule_id));
+    rule_obj.insert("name".into(), json!(rule.name));
+    if let Some(v) = rule.version {
+        rule_obj.insert("version".into(), json!(v));
+    }
+    rule_obj.insert("type".into(), json!(rule.rule_type));
+    rule_obj.insert("language".into(), json!(rule.language));
+    rule_obj.insert("threat".into(), rule.threat.clone());
+    rule_obj.insert("severity".into(), json!(rule.severity));
+    rule_obj.insert("risk_score".into(), json!(rule.risk_score));
+    rule_obj.insert("tags".into(), json!(rule.tags));
+    rule_obj.insert("from".into(), json!(rule.from));
+    rule_obj.insert(
+        "interval".into(),
+        json!(format!("{}s", rule.interval.as_secs())),
+    );
+    rule_obj.insert("max_signals".into(), json!(rule.max_signals));
+    rule_obj.insert("description".into(), json!(rule.description));
+
+    let mut alert = Map::new();
+    alert.insert(
+        "uuid".into(),
+        json!(alert_uuid(host_id, &rule.rule_id, event)),
+    );
+    alert.insert("original_time".into(), json!(rfc3339(event.time_ns)));
+    alert.insert("severity".into(), json!(rule.severity));
+    alert.insert("risk_score".into(), json!(rule.risk_score));
+    alert.insert("reason".into(), json!(reason(rule, &doc)));
+    alert.insert("status".into(), json!("active"));
+    alert.insert("workflow_status".into(), json!("open"));
+    alert.insert("rule".into(), Value::Object(rule_obj));
+    alert.insert(
+        "original_event".into(),
+        json!({
+            "kind": "event",
+            "category": ["process"],
+            "type": ["start"],
+            "action": "exec",
+            "module": "nightjar",
+            "dataset": format!("nightjar.{}", event.source.as_str()),
+            "sequence": event.sensor_seq,
+            "created": rfc3339(event.time_ns),
+        }),
+    );
+    if suppressed > 0 {
+        alert.insert("suppression".into(), json!({ "docs_count": suppressed }));
+    }
+
+    let mut out = Map::new();
+    out.insert("@timestamp".into(), json!(rfc3339(alert_time_ns)));
+    out.insert("event".into(), json!({ "kind": "signal" }));
+    out.insert("kibana".into(), json!({ "alert": Value::Object(alert) }));
+    out.insert("process".into(), process);
+    out.insert("host".into(), host);
+    out.insert("user".into(), user);
+    if let Some(g) = doc.get("group") {
+        out.insert("group".into(), g.clone());
+    }
+    out
+}
+
+/// Elastic's reason sentence: "process event with process kcc, parent process zsh, by root on
+/// host-1 created high alert Kerberos Cached Credentials Dumping."
+fn reason(rule: &RuleMeta, doc: &Map<String, Value>) -> String {
+    let s = |path: &[&str]| -> Option<String> {
+        let mut v = doc.get(path[0])?;
+        for p in &path[1..] {
+            v = v.get(p)?;
+        }
+        v.as_str().map(str::to_owned)
+    };
+    let mut text = String::from("process event");
+    if let Some(n) = s(&["process", "name"]) {
+        text.push_str(&format!(" with process {n}"));
+    }
+    if let Some(p) = s(&["process", "parent", "name"]) {
+        text.push_str(&format!(", parent process {p}"));
+    }
+    if let Some(u) = s(&["user", "name"]).or_else(|| s(&["user", "id"])) {
+        text.push_str(&format!(", by {u}"));
+    }
+    if let Some(h) = s(&["host", "hostname"]) {
+        text.push_str(&format!(" on {h}"));
+    }
+    text.push_str(&format!(" created {} alert {}.", rule.severity, rule.name));
+    text
+}
+
+/// Unix nanoseconds as RFC 3339 UTC with nanoseconds (`2026-11-28T02:50:39.123456789Z`).
+pub fn rfc3339(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn uuid_is_deterministic_and_v5_shaped() {
+        let mut ev = ExecEvent::default();
+        ev.target.pid = 702;
+        ev.target.executable = Cow::Borrowed("/usr/bin/kcc");
+        let a = alert_uuid("h", "r", &ev);
+        assert_eq!(a, alert_uuid("h", "r", &ev));
+        assert_ne!(a, alert_uuid("h", "r2", &ev));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "5");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        ev.time_ns += 1;
+        assert_ne!(a, alert_uuid("h", "r", &ev));
+    }
+}

@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+
+use crate::event::{Args, MAX_ARGV_BYTES};
 
 /// Longest input line accepted, in bytes. A real exec line is bounded by `ARG_MAX` (1 MiB of
 /// argv plus environment on macOS) times JSON's escaping overhead; anything longer is refused
@@ -125,6 +127,56 @@ impl<'de> Visitor<'de> for TextVisitor {
             Ok(s) => Cow::Owned(s),
             Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
         }))
+    }
+}
+
+/// argv, bounded while it is read: arguments past [`crate::event::MAX_ARGS`] or
+/// [`crate::event::MAX_ARGV_BYTES`] are skipped without being copied.
+#[derive(Debug, Default)]
+pub(crate) struct Argv<'a> {
+    pub args: Args<'a>,
+    pub truncated: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Argv<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ArgvVisitor)
+    }
+}
+
+struct ArgvVisitor;
+
+impl<'de> Visitor<'de> for ArgvVisitor {
+    type Value = Argv<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of argument strings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Some(Text(first)) = seq.next_element::<Text<'de>>()? else {
+            return Ok(Argv::default());
+        };
+        let Some(Text(second)) = seq.next_element::<Text<'de>>()? else {
+            // One argument borrows from the line as is (the common `-bash`, `ls` case).
+            let (args, truncated) = match first {
+                f if f.len() <= MAX_ARGV_BYTES && !f.contains('\0') => {
+                    (Args::from_joined(f, 1).unwrap_or_default(), false)
+                }
+                f => Args::from_strs([f]),
+            };
+            return Ok(Argv { args, truncated });
+        };
+        let mut args = Args::default();
+        let mut truncated = !(args.push(&first) && args.push(&second));
+        while !truncated {
+            match seq.next_element::<Text<'de>>()? {
+                Some(Text(arg)) => truncated = !args.push(&arg),
+                None => return Ok(Argv { args, truncated }),
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Argv { args, truncated })
     }
 }
 

@@ -39,7 +39,7 @@ fn stream(path: &Path) {
     let mut retries = 0;
     for i in first..first + arg("COUNT") {
         retries += push_retrying(&mut p, i);
-        if i % 32 == 0 {
+        if i.is_multiple_of(32) {
             p.flush();
         }
     }

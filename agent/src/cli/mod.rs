@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod alerts;
 pub mod keys;
+mod query;
 pub mod rules_check;
 pub mod run;
 pub mod scan;

@@ -1,7 +1,46 @@
-//! `nightjar-agent status`.
+//! `nightjar-agent status`: counters of the running agent, or of the store when none runs.
 
-use super::{CmdResult, Failure, StatusArgs};
+use super::query::{ask, load_config, out, unexpected};
+use super::{CmdResult, StatusArgs};
+use crate::control::{ClientError, Reply, Request, StatusReport};
 
-pub fn run(_args: &StatusArgs) -> CmdResult {
-    Err(Failure::failed("not built yet"))
+pub fn run(args: &StatusArgs) -> CmdResult {
+    let config = load_config(&args.config)?;
+    let json = args.json;
+    ask(&config, &Request::Status, |reply| match reply {
+        Reply::Status(s) if json => {
+            let line = serde_json::to_string(&s).map_err(|e| ClientError::Agent(e.to_string()))?;
+            out(&line)
+        }
+        Reply::Status(s) => human(&s),
+        other => Err(unexpected(&other)),
+    })
+}
+
+fn human(s: &StatusReport) -> Result<(), ClientError> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let lines = [
+        ("events_received", s.events_received.to_string()),
+        ("events_dropped", s.events_dropped.to_string()),
+        ("alerts_stored", s.alerts_stored.to_string()),
+        ("alerts_suppressed", s.alerts_suppressed.to_string()),
+        ("alerts_pending_upload", s.alerts_pending_upload.to_string()),
+        ("sensor_connected", s.sensor_connected.to_string()),
+        ("last_upload_ok", opt(&s.last_upload_ok)),
+        ("last_upload_error", opt(&s.last_upload_error)),
+        ("agent_running", s.agent_running.to_string()),
+        ("chain_ok", s.chain_ok.to_string()),
+        ("chain_error", opt(&s.chain_error)),
+        (
+            "ring_generation",
+            s.ring_generation
+                .map_or_else(|| "-".into(), |g| g.to_string()),
+        ),
+        ("upload_enabled", s.upload_enabled.to_string()),
+        ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
+    ];
+    for (k, v) in lines {
+        out(&format!("{k:<22} {v}"))?;
+    }
+    Ok(())
 }

@@ -9,8 +9,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::event::{Args, MAX_ARGV_BYTES};
-use crate::ndjson::{Text, Timestamp};
+use crate::ndjson::{Argv, Text, Timestamp};
 
 /// `ES_EVENT_TYPE_NOTIFY_EXEC` in Apple's `es_event_type_t`.
 pub(super) const ES_EVENT_TYPE_NOTIFY_EXEC: u64 = 9;
@@ -82,56 +81,6 @@ pub(super) struct ExecBody<'a> {
     /// Message version 3 and later.
     #[serde(borrow, default)]
     pub cwd: Option<EsFile<'a>>,
-}
-
-/// argv, bounded while it is read: arguments past [`crate::event::MAX_ARGS`] or
-/// [`crate::event::MAX_ARGV_BYTES`] are skipped without being copied.
-#[derive(Debug, Default)]
-pub(super) struct Argv<'a> {
-    pub args: Args<'a>,
-    pub truncated: bool,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Argv<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(ArgvVisitor)
-    }
-}
-
-struct ArgvVisitor;
-
-impl<'de> Visitor<'de> for ArgvVisitor {
-    type Value = Argv<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of argument strings")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Some(Text(first)) = seq.next_element::<Text<'de>>()? else {
-            return Ok(Argv::default());
-        };
-        let Some(Text(second)) = seq.next_element::<Text<'de>>()? else {
-            // One argument borrows from the line as is (the common `-bash`, `ls` case).
-            let (args, truncated) = match first {
-                f if f.len() <= MAX_ARGV_BYTES && !f.contains('\0') => {
-                    (Args::from_joined(f, 1).unwrap_or_default(), false)
-                }
-                f => Args::from_strs([f]),
-            };
-            return Ok(Argv { args, truncated });
-        };
-        let mut args = Args::default();
-        let mut truncated = !(args.push(&first) && args.push(&second));
-        while !truncated {
-            match seq.next_element::<Text<'de>>()? {
-                Some(Text(arg)) => truncated = !args.push(&arg),
-                None => return Ok(Argv { args, truncated }),
-            }
-        }
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Argv { args, truncated })
-    }
 }
 
 /// An `audit_token_t`: an object keyed by name up to message version 9, an array of the

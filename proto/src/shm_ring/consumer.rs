@@ -40,7 +40,8 @@ pub struct Consumer {
     committed: u64,
     /// Last published position seen; reloaded only when the cursor reaches it.
     cached_write: u64,
-    /// End of the last record handed out; skipped bytes may be committed once it is.
+    /// End of the last record handed out (or where reading resumed): skipped bytes may be
+    /// committed once it is, and a scribbled skip is undone back to it.
     delivered_end: u64,
     /// After a resynchronisation with records handed out but not committed: once the
     /// first position is committed, the commit extends to the second (the skipped bytes).
@@ -48,6 +49,9 @@ pub struct Consumer {
     expected_seq: Option<u64>,
     /// A published position already reported as out of range.
     bad_published: Option<u64>,
+    /// The path names another file than the one mapped (seen before sleeping): a rebuild
+    /// whose retired mark was lost.
+    replaced: bool,
     resyncs: u64,
     lost_in_resync: u64,
     generation_resets: u64,
@@ -78,6 +82,7 @@ impl Consumer {
             pending_skip: None,
             expected_seq: None,
             bad_published: None,
+            replaced: false,
             resyncs: 0,
             lost_in_resync: 0,
             generation_resets: 0,
@@ -206,8 +211,15 @@ impl Consumer {
 
     /// Announces that the consumer is about to sleep; false = data arrived meanwhile (the
     /// announcement is withdrawn), do not sleep.
+    ///
+    /// Also notices a ring file replaced behind our back (one `stat` per sleep).
     pub fn prepare_sleep(&mut self) -> bool {
         wake::drain(&self.wake);
+        if !self.replaced
+            && setup::identity_of_path(&self.path).is_some_and(|id| Some(id) != self.identity)
+        {
+            self.replaced = true;
+        }
         let h = self.map.header();
         h.consumer_sleeping.store(1, Ordering::SeqCst);
         // Pairs with the producer's fence between publishing and reading the flag.
@@ -274,6 +286,7 @@ impl Consumer {
         self.pending_skip = None;
         self.expected_seq = None;
         self.bad_published = None;
+        self.replaced = false;
     }
 
     fn has_data(&self) -> bool {
@@ -283,6 +296,7 @@ impl Consumer {
         let h = self.map.header();
         let w = h.write_pos.load(Ordering::Acquire);
         (w != self.cursor && self.bad_published != Some(w))
+            || self.replaced
             || h.retired.load(Ordering::Relaxed) == RETIRED
     }
 
@@ -290,7 +304,7 @@ impl Consumer {
     /// rebuilt ring and every out-of-range position (see the module docs).
     fn refresh(&mut self) -> Result<bool, RingError> {
         let h = self.map.header();
-        if h.retired.load(Ordering::Acquire) == RETIRED {
+        if self.replaced || h.retired.load(Ordering::Acquire) == RETIRED {
             // The producer moved to a new file; finish what it published here first.
             let w = h.write_pos.load(Ordering::Acquire);
             if w == self.cursor || self.bad_published == Some(w) {
@@ -309,21 +323,18 @@ impl Consumer {
             return self.bad_position(w, "published position misaligned");
         }
         let pos = self.cursor;
-        if w < self.committed {
-            // Our commit got ahead of the producer through a scribbled position: trust the
-            // producer's word again.
-            self.cursor = w;
-            self.delivered_end = w;
-            self.pending_skip = None;
-            self.expected_seq = None;
-            self.set_committed(w);
-            self.cached_write = w;
-            return self.corrupt(pos, w, "published position behind the commit");
-        }
         if w < self.cursor {
-            // We skipped ahead on a scribbled position; read again from the commit.
-            self.rewind();
-            self.cached_write = self.cursor;
+            if w < self.delivered_end {
+                return self.bad_position(w, "published position behind records already read");
+            }
+            // We skipped ahead on a scribbled position: continue after the last record
+            // handed out, and take back any commit of the skipped bytes.
+            self.cursor = self.delivered_end;
+            self.pending_skip = None;
+            if self.committed > self.cursor {
+                self.set_committed(self.cursor);
+            }
+            self.cached_write = w;
             return self.corrupt(pos, self.cursor, "published position behind the cursor");
         }
         if w - self.committed > self.capacity {
@@ -385,7 +396,6 @@ impl Consumer {
     fn skip_to(&mut self, target: u64) {
         self.cursor = target;
         if self.committed >= self.delivered_end {
-            self.delivered_end = target;
             self.set_committed(target);
         } else {
             self.pending_skip = Some((self.delivered_end, target));
@@ -408,7 +418,7 @@ impl Consumer {
         let h = self.map.header();
         if setup::identity_of_path(&self.path) == self.identity {
             h.retired.store(0, Ordering::Relaxed);
-            self.resyncs += 1;
+            self.replaced = false;
             return Ok(());
         }
         let final_write = h.write_pos.load(Ordering::Acquire);

@@ -124,6 +124,9 @@ impl Producer {
     pub fn flush(&mut self) {
         self.publish();
         let h = self.map.header();
+        // Rewriting the counters (same cache line as the heartbeat) heals scribbles.
+        h.drops.store(self.drops, Ordering::Relaxed);
+        h.upstream_loss.store(self.upstream_loss, Ordering::Relaxed);
         h.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
         // Pairs with the consumer's fence between setting its flag and rechecking.
         fence(Ordering::SeqCst);

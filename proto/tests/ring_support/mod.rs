@@ -110,7 +110,7 @@ pub fn expect_records(c: &mut Consumer, first: u64, count: u64, producer: &mut C
                     .unwrap_or_else(|| panic!("record at {} is not a test record", entry.pos));
                 assert_eq!(i, next, "out of order at position {}", entry.pos);
                 next += 1;
-                if next % 64 == 0 {
+                if next.is_multiple_of(64) {
                     c.commit(end);
                 }
             }

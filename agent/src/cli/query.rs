@@ -1,0 +1,38 @@
+//! What the store-reading commands share: config resolution and one control request.
+
+use crate::config::Config;
+use crate::control::{self, ClientError, Reply, Request};
+
+use super::{ConfigArg, Failure};
+
+/// Loads the config named by `--config` (or its fallbacks); errors are usage errors (exit 2).
+pub fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
+    Config::load(arg.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// Runs `request` against the running agent or the store; every item reply goes to `sink`.
+pub fn ask(
+    config: &Config,
+    request: &Request,
+    mut sink: impl FnMut(Reply) -> Result<(), ClientError>,
+) -> Result<(), Failure> {
+    control::ask(config, request, &mut sink)
+        .map(|_| ())
+        .map_err(|e| Failure::failed(e.to_string()))
+}
+
+/// Writes one line to stdout.
+pub fn out(line: &str) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").map_err(|source| ClientError::Io {
+        path: "stdout".into(),
+        op: "write",
+        source,
+    })
+}
+
+/// An unexpected reply kind for the request sent.
+pub fn unexpected(reply: &Reply) -> ClientError {
+    ClientError::Agent(format!("unexpected reply: {reply:?}"))
+}

@@ -1,0 +1,154 @@
+//! The control socket (Unix, 0600, in the state directory) that the CLI queries while the agent runs.
+//!
+//! sled lets one process open the store, so while the agent runs every analyst command goes
+//! through `state_dir/control.sock`; when nothing answers there the CLI opens the store
+//! itself and runs the very same [`Responder`] in-process.
+//!
+//! # Protocol
+//!
+//! Line-delimited JSON over a stream socket. The client writes one request line (at most
+//! [`MAX_REQUEST_BYTES`], ending in `\n`); the server answers with zero or more item lines
+//! and one final line, then closes:
+//!
+//! | request | item lines |
+//! |---|---|
+//! | `{"cmd":"status"}` | `{"status":{...}}` ([`StatusReport`]) |
+//! | `{"cmd":"alerts_list","since_ns":N?,"rule":"ID"?}` | `{"alert":PAYLOAD}` per alert, seq order |
+//! | `{"cmd":"alerts_show","uuid":"U"}` | `{"alert":PAYLOAD}` |
+//! | `{"cmd":"alerts_export"}` | `{"envelope":ENVELOPE}` per alert, seq order |
+//! | `{"cmd":"verify"}` | `{"verify":{"ok":true,"alerts":N}}` or `{"verify":{"ok":false,"seq":S,"reason":"..."}}` |
+//! | `{"cmd":"keys_show"}` | `{"key":{"key_id","public_key","algorithm"}}` |
+//!
+//! The final line is `{"end":true}` on success or `{"error":"..."}`. A request that does not
+//! arrive whole within [`REQUEST_TIMEOUT`], or a client that reads nothing for
+//! [`STALL_TIMEOUT`], is disconnected; replies are produced in bounded chunks as the client
+//! reads, so a slow or hostile client costs the agent one buffer, never a stall.
+
+mod client;
+mod responder;
+mod server;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{ClientError, Connection, ask};
+pub use responder::{Backend, KeyInfo, Responder, lookup};
+pub use server::{ControlServer, ServerError};
+
+/// Longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 4096;
+/// Time a client has to send its whole request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client may leave a reply unread before it is dropped.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    AlertsList {
+        /// Only alerts whose alert time is at or after this, Unix nanoseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ns: Option<i64>,
+        /// Only alerts of this `kibana.alert.rule.rule_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+    },
+    AlertsShow {
+        uuid: String,
+    },
+    AlertsExport,
+    Verify,
+    KeysShow,
+}
+
+/// One reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    Status(StatusReport),
+    Alert(serde_json::Value),
+    Envelope(nightjar_proto::dsse::Envelope),
+    Verify(VerifyOutcome),
+    Key(KeyReport),
+    End(bool),
+    Error(String),
+}
+
+/// `status`: DESIGN's fields first, then extras.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub events_received: u64,
+    /// Ring drops, upstream loss reported by the sensor, and records lost to corruption.
+    pub events_dropped: u64,
+    pub alerts_stored: u64,
+    pub alerts_suppressed: u64,
+    pub alerts_pending_upload: u64,
+    pub sensor_connected: bool,
+    /// When the collector last accepted a batch (RFC 3339), if ever in this run.
+    pub last_upload_ok: Option<String>,
+    pub last_upload_error: Option<String>,
+    /// Whether these figures come from the running agent (else from the store at rest).
+    pub agent_running: bool,
+    /// Whether the chain head matched the stored alerts when the store was opened.
+    pub chain_ok: bool,
+    pub chain_error: Option<String>,
+    /// The ring generation the agent reads (changes when the sensor recreates the ring).
+    pub ring_generation: Option<u64>,
+    pub upload_enabled: bool,
+    /// The seq range the collector refused with a non-retryable status, if any.
+    pub upload_blocked_batch: Option<String>,
+}
+
+/// `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyOutcome {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `keys show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyReport {
+    pub key_id: String,
+    /// Standard base64 of the raw 32-byte public key.
+    pub public_key: String,
+    pub algorithm: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_the_documented_shape() {
+        let r = Request::AlertsList {
+            since_ns: Some(5),
+            rule: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"cmd":"alerts_list","since_ns":5}"#
+        );
+        let back: Request = serde_json::from_str(r#"{"cmd":"alerts_list"}"#).unwrap();
+        assert_eq!(
+            back,
+            Request::AlertsList {
+                since_ns: None,
+                rule: None
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&Reply::End(true)).unwrap(),
+            r#"{"end":true}"#
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! Answers control requests from the store, the host key and the live counters, in bounded
+//! chunks so a large store never has to fit one reply buffer.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+use super::{KeyReport, Reply, Request, StatusReport, VerifyOutcome};
+use crate::pipeline::status::LiveStatus;
+use crate::sign::Verifier;
+use crate::sign::chain::open_envelope;
+use crate::store::{Store, StoreError};
+
+/// Alerts read from the store per chunk of a list or export reply.
+const ALERTS_PER_CHUNK: usize = 64;
+/// Alerts verified per chunk of a verify reply.
+const VERIFY_PER_CHUNK: usize = 256;
+
+/// The host's public key as `keys show` and `verify` need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub public_key: Vec<u8>,
+}
+
+/// What requests are answered from.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    store: Store,
+    /// The host key, or why it is not available.
+    key: Result<KeyInfo, String>,
+    /// The running agent's counters; `None` when the CLI reads the store at rest.
+    live: Option<Arc<LiveStatus>>,
+    upload_enabled: bool,
+}
+
+impl Backend {
+    pub fn new(
+        store: Store,
+        key: Result<KeyInfo, String>,
+        live: Option<Arc<LiveStatus>>,
+        upload_enabled: bool,
+    ) -> Backend {
+        Backend {
+            store,
+            key,
+            live,
+            upload_enabled,
+        }
+    }
+
+    /// The `status` report.
+    pub fn status(&self) -> Result<StatusReport, StoreError> {
+        let head = self.store.head()?;
+        let pending = self.store.pending_upload()?;
+        let (counters, connected, generation, upload) = match &self.live {
+            Some(live) => (
+                live.counters(),
+                live.sensor_connected(),
+                Some(live.ring_generation()),
+                live.upload(),
+            ),
+            None => (self.store.counters()?, false, None, Default::default()),
+        };
+        Ok(StatusReport {
+            events_received: counters.events_received,
+            events_dropped: counters.events_dropped,
+            alerts_stored: head.seq,
+            alerts_suppressed: counters.alerts_suppressed,
+            alerts_pending_upload: pending,
+            sensor_connected: connected,
+            last_upload_ok: upload.last_upload_ok,
+            last_upload_error: upload.last_upload_error,
+            agent_running: self.live.is_some(),
+            chain_ok: self.store.chain_problem().is_none(),
+            chain_error: self.store.chain_problem().map(str::to_string),
+            ring_generation: generation,
+            upload_enabled: self.upload_enabled,
+            upload_blocked_batch: upload.blocked_batch,
+        })
+    }
+}
+
+enum State {
+    Start(Request),
+    List {
+        next: u64,
+        since_ns: Option<i64>,
+        rule: Option<String>,
+        unreadable: Option<String>,
+    },
+    Export {
+        next: u64,
+    },
+    Verify {
+        next: u64,
+        verifier: Box<Verifier>,
+    },
+    Done,
+}
+
+/// The reply to one request, produced chunk by chunk.
+pub struct Responder {
+    state: State,
+}
+
+impl Responder {
+    pub fn new(request: Request) -> Responder {
+        Responder {
+            state: State::Start(request),
+        }
+    }
+
+    /// A reply that is only the error line (a malformed request).
+    pub fn refuse(out: &mut Vec<u8>, message: String) {
+        push(out, &Reply::Error(message));
+    }
+
+    /// Appends the next reply lines to `out`; returns true once the final line is written.
+    pub fn fill(&mut self, backend: &Backend, out: &mut Vec<u8>) -> bool {
+        match self.step(backend, out) {
+            Ok(true) => {
+                push(out, &Reply::End(true));
+                self.state = State::Done;
+                true
+            }
+            Ok(false) => matches!(self.state, State::Done),
+            Err(message) => {
+                push(out, &Reply::Error(message));
+                self.state = State::Done;
+                true
+            }
+        }
+    }
+
+    /// One chunk; `Ok(true)` when the reply is complete and only the end line is missing.
+    fn step(&mut self, b: &Backend, out: &mut Vec<u8>) -> Result<bool, String> {
+        let store_err = |e: StoreError| e.to_string();
+        match &mut self.state {
+            State::Done => Ok(false),
+            State::Start(request) => match request.clone() {
+                Request::Status => {
+                    push(out, &Reply::Status(b.status().map_err(store_err)?));
+                    Ok(true)
+                }
+                Request::KeysShow => {
+                    let key = b.key.as_ref().map_err(Clone::clone)?;
+                    push(
+                        out,
+                        &Reply::Key(KeyReport {
+                            key_id: key.key_id.clone(),
+                            public_key: STANDARD.encode(&key.public_key),
+                            algorithm: "ed25519".into(),
+                        }),
+                    );
+                    Ok(true)
+                }
+                Request::AlertsShow { uuid } => {
+                    let seq = b
+                        .store
+                        .seq_of(&uuid)
+                        .map_err(store_err)?
+                        .ok_or_else(|| format!("no alert with uuid {uuid}"))?;
+                    let env = b
+                        .store
+                        .envelope(seq)
+                        .map_err(store_err)?
+                        .ok_or_else(|| format!("alert seq {seq} (uuid {uuid}) is missing"))?;
+                    let payload =
+                        payload_json(&env).map_err(|r| format!("alert seq {seq}: {r}"))?;
+                    push(out, &Reply::Alert(payload));
+                    Ok(true)
+                }
+                Request::AlertsList { since_ns, rule } => {
+                    self.state = State::List {
+                        next: 1,
+                        since_ns,
+                        rule,
+                        unreadable: None,
+                    };
+                    Ok(false)
+                }
+                Request::AlertsExport => {
+                    self.state = State::Export { next: 1 };
+                    Ok(false)
+                }
+                Request::Verify => {
+                    let key = b.key.as_ref().map_err(Clone::clone)?;
+                    self.state = State::Verify {
+                        next: 1,
+                        verifier: Box::new(Verifier::new(&key.public_key)),
+                    };
+                    Ok(false)
+                }
+            },
+            State::List {
+                next,
+                since_ns,
+                rule,
+                unreadable,
+            } => {
+                let chunk = b.store.range(*next, ALERTS_PER_CHUNK).map_err(store_err)?;
+                let Some(&(last, _)) = chunk.last() else {
+                    return match unreadable.take() {
+                        Some(why) => Err(format!("{why}; run `nightjar-agent verify`")),
+                        None => Ok(true),
+                    };
+                };
+                for (seq, env) in chunk {
+                    if let Some(since) = since_ns {
+                        let t = b.store.time_of(seq).map_err(store_err)?;
+                        if t.is_none_or(|t| t < *since) {
+                            continue;
+                        }
+                    }
+                    match payload_json(&env) {
+                        Ok(doc) => {
+                            if rule.as_deref().is_none_or(|r| {
+                                lookup(&doc, "kibana.alert.rule.rule_id") == Some(&Value::from(r))
+                            }) {
+                                push(out, &Reply::Alert(doc));
+                            }
+                        }
+                        Err(r) => {
+                            unreadable.get_or_insert(format!("alert seq {seq} is unreadable: {r}"));
+                        }
+                    }
+                }
+                *next = last + 1;
+                Ok(false)
+            }
+            State::Export { next } => {
+                let chunk = b.store.range(*next, ALERTS_PER_CHUNK).map_err(store_err)?;
+                let Some(&(last, _)) = chunk.last() else {
+                    return Ok(true);
+                };
+                for (seq, env) in chunk {
+                    let (envelope, _) =
+                        open_envelope(&env).map_err(|r| format!("alert seq {seq}: {r}"))?;
+                    push(out, &Reply::Envelope(envelope));
+                }
+                *next = last + 1;
+                Ok(false)
+            }
+            State::Verify { next, verifier } => {
+                let chunk = b.store.range(*next, VERIFY_PER_CHUNK).map_err(store_err)?;
+                let Some(&(last, _)) = chunk.last() else {
+                    let head = b.store.head().map_err(store_err)?;
+                    let State::Verify { verifier, .. } =
+                        std::mem::replace(&mut self.state, State::Done)
+                    else {
+                        return Ok(false);
+                    };
+                    push(out, &Reply::Verify(outcome(verifier.finish(&head))));
+                    return Ok(true);
+                };
+                for (seq, env) in chunk {
+                    if let Err(e) = verifier.check(seq, &env) {
+                        push(out, &Reply::Verify(outcome(Err(e))));
+                        return Ok(true);
+                    }
+                }
+                *next = last + 1;
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn outcome(result: Result<u64, crate::sign::VerifyError>) -> VerifyOutcome {
+    match result {
+        Ok(n) => VerifyOutcome {
+            ok: true,
+            alerts: Some(n),
+            seq: None,
+            reason: None,
+        },
+        Err(e) => VerifyOutcome {
+            ok: false,
+            alerts: None,
+            seq: Some(e.seq),
+            reason: Some(e.reason),
+        },
+    }
+}
+
+fn payload_json(envelope: &[u8]) -> Result<Value, String> {
+    let (_, payload) = open_envelope(envelope)?;
+    serde_json::from_slice(&payload).map_err(|e| format!("payload is not JSON: {e}"))
+}
+
+/// A dotted ECS field in an alert document, whether stored nested (`{"kibana":{"alert":…}}`)
+/// or with dotted keys (`{"kibana.alert.rule.rule_id":…}`).
+pub fn lookup<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
+    if path.is_empty() {
+        return Some(doc);
+    }
+    let map = doc.as_object()?;
+    if let Some(v) = map.get(path) {
+        return Some(v);
+    }
+    path.match_indices('.').find_map(|(i, _)| {
+        map.get(&path[..i])
+            .and_then(|inner| lookup(inner, &path[i + 1..]))
+    })
+}
+
+fn push(out: &mut Vec<u8>, reply: &Reply) {
+    // Serialising these types cannot fail: every map key is a string.
+    if serde_json::to_writer(&mut *out, reply).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_reads_nested_and_dotted_fields() {
+        let nested = serde_json::json!({"kibana": {"alert": {"rule": {"rule_id": "r1"}}}});
+        assert_eq!(
+            lookup(&nested, "kibana.alert.rule.rule_id"),
+            Some(&Value::from("r1"))
+        );
+        let dotted = serde_json::json!({"kibana.alert.rule.rule_id": "r2"});
+        assert_eq!(
+            lookup(&dotted, "kibana.alert.rule.rule_id"),
+            Some(&Value::from("r2"))
+        );
+        let mixed = serde_json::json!({"kibana.alert": {"rule": {"rule_id": "r3"}}});
+        assert_eq!(
+            lookup(&mixed, "kibana.alert.rule.rule_id"),
+            Some(&Value::from("r3"))
+        );
+        assert_eq!(lookup(&mixed, "kibana.alert.rule.name"), None);
+    }
+}

@@ -1,1 +1,0 @@
-//! The running agent: ring reader, rule evaluation, durable alerting, uploader and control threads.

@@ -1,0 +1,230 @@
+//! `nightjar-agent run`: wires the store, key, control socket, uploader and ring reader, and
+//! drives the reader with `mio` (ring wake-ups, signals, the periodic tick) until SIGTERM or
+//! SIGINT.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nightjar_proto::shm_ring::{Consumer, RingError};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::reader::{Detector, Reader, ReaderError};
+use super::status::LiveStatus;
+use crate::config::{Config, ConfigError};
+use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
+use crate::sign::{HostKey, KeyError, Sealer};
+use crate::store::{Store, StoreError};
+use crate::upload::{UploadError, UploadSettings, spawn_uploader};
+
+/// Records handled before the loop looks at signals and the clock again.
+const BUDGET: usize = 1024;
+/// Longest sleep while the ring is empty: counters, sensor liveness and the upload status
+/// are refreshed at least this often.
+const TICK: Duration = Duration::from_secs(1);
+/// Under load, checkpoint (flush + release ring space) at least this often.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause after a store or ring failure, doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long start-up waits for a CLI that holds the store to let go.
+const STORE_OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+const RING: Token = Token(0);
+const SIGNALS: Token = Token(1);
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Upload(#[from] UploadError),
+    #[error("host key: {0}")]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("ring: {0}")]
+    Ring(#[from] RingError),
+    #[error("{0}")]
+    Control(#[from] ServerError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// Configuration problems exit 2, everything else 1.
+    pub fn is_config(&self) -> bool {
+        matches!(self, AgentError::Config(_) | AgentError::Upload(_))
+    }
+}
+
+/// Runs the agent until SIGTERM/SIGINT; `detector` holds the loaded rules.
+pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> {
+    let io = |what| move |source| AgentError::Io { what, source };
+    let host_id = config.host_id()?;
+    crate::sign::private_dir(&config.state_dir)?;
+    let key = HostKey::load_or_create(config)?;
+    let key_info = KeyInfo {
+        key_id: key.key_id().to_string(),
+        public_key: key.public_key().to_vec(),
+    };
+    let upload = config.upload.url.as_ref().map(|url| UploadSettings {
+        url: url.clone(),
+        interval: Duration::from_millis(config.upload.interval_ms),
+        batch_max: config.upload.batch_max,
+        ca_file: config.upload.ca_file.clone(),
+        allow_insecure_http: config.upload.allow_insecure_http,
+        host_id: host_id.clone(),
+        key_id: key_info.key_id.clone(),
+    });
+    if let Some(settings) = &upload {
+        settings.validate()?;
+    }
+
+    let store = open_store(config)?;
+    let status = Arc::new(LiveStatus::resume(store.counters()?));
+    let backend = Backend::new(
+        store.clone(),
+        Ok(key_info.clone()),
+        Some(Arc::clone(&status)),
+        upload.is_some(),
+    );
+    let control = ControlServer::start(&config.control_socket(), backend)?;
+
+    let (nudge_tx, nudge_rx) = crossbeam_channel::bounded::<()>(1);
+    let (stop_upload, upload_stopped) = crossbeam_channel::bounded::<()>(1);
+    let uploader = match upload {
+        Some(settings) => Some(spawn_uploader(
+            settings,
+            Arc::new(store.clone()),
+            status.upload_handle(),
+            nudge_rx,
+            upload_stopped,
+        )?),
+        None => None,
+    };
+
+    let ring = Consumer::open(&config.ring_path, config.ring_capacity_bytes)?;
+    let wake_fd = ring.wake_fd();
+    let sealer = Sealer::new(key, host_id.clone());
+    let nudge = uploader.as_ref().map(|_| nudge_tx);
+    let reader = Reader::new(ring, detector, store.clone(), sealer, status, nudge)?;
+    tracing::info!(
+        host_id,
+        key_id = key_info.key_id,
+        ring = %config.ring_path.display(),
+        store = %store.path().display(),
+        "agent running"
+    );
+
+    let result = event_loop(reader, wake_fd).map_err(io("event loop"));
+
+    drop(stop_upload);
+    if let Some(handle) = uploader
+        && handle.join().is_err()
+    {
+        tracing::error!("upload thread panicked");
+    }
+    control.stop();
+    store.flush()?;
+    result?;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Opens the store, waiting a little for a CLI that has it open (sled's lock) to finish.
+fn open_store(config: &Config) -> Result<Store, StoreError> {
+    let deadline = Instant::now() + STORE_OPEN_PATIENCE;
+    loop {
+        match Store::open(&config.store_dir()) {
+            Ok(store) => return Ok(store),
+            Err(e @ StoreError::Sled { .. }) if Instant::now() < deadline => {
+                tracing::warn!("{e}; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> std::io::Result<()> {
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut SourceFd(&wake_fd), RING, Interest::READABLE)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let mut events = Events::with_capacity(16);
+    let mut last_checkpoint = Instant::now();
+    let mut backoff: Option<Duration> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let outcome = reader.drain(BUDGET).and_then(|n| {
+            if n == 0 || last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+                reader.checkpoint()?;
+                last_checkpoint = Instant::now();
+            }
+            Ok(n)
+        });
+        let timeout = match outcome {
+            Ok(n) if n > 0 => {
+                backoff = None;
+                continue;
+            }
+            Ok(_) => {
+                backoff = None;
+                if reader.ring_mut().prepare_sleep() {
+                    TICK
+                } else {
+                    continue;
+                }
+            }
+            Err(e) => {
+                let pause = backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
+                backoff = Some(pause);
+                report(&e, pause);
+                reader.recover();
+                pause
+            }
+        };
+        let polled = poll.poll(&mut events, Some(timeout));
+        reader.ring_mut().after_wake();
+        match polled {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for event in &events {
+            if event.token() == SIGNALS {
+                for sig in signals.pending() {
+                    tracing::info!(signal = sig, "stopping");
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    if let Err(e) = reader.checkpoint() {
+        tracing::error!(
+            "final checkpoint failed (the unreleased events are read again at the next start): {e}"
+        );
+    }
+    Ok(())
+}
+
+fn report(e: &ReaderError, pause: Duration) {
+    tracing::error!(
+        retry_in_ms = pause.as_millis() as u64,
+        "alerting stalled, ring position not released: {e}"
+    );
+}

@@ -1,0 +1,16 @@
+//! The running agent: ring reader, rule evaluation, durable alerting, uploader and control threads.
+//!
+//! - [`agent`]: start-up, shutdown and the `mio` event loop of `nightjar-agent run`;
+//! - [`reader`]: ring -> decode -> rules -> alert -> chain -> sign -> sled -> release;
+//! - `ring`: the shared-memory consumer as the reader's ring;
+//! - [`suppress`]: `max_signals` per rule per interval;
+//! - [`status`]: the live counters `status` reports.
+
+pub mod agent;
+pub mod reader;
+mod ring;
+pub mod status;
+pub mod suppress;
+
+#[cfg(test)]
+mod tests;

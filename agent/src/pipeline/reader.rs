@@ -1,0 +1,339 @@
+//! The reader: ring record -> decode -> rules -> alert -> chain -> sign -> sled -> release.
+//!
+//! Ordering is the durability contract: an alert is flushed to sled before the ring position
+//! of the event behind it is committed, and the counters are saved (and flushed) with the
+//! position they describe. After `kill -9` the agent re-reads what was not committed; alert
+//! uuids are deterministic, so an alert already stored is recognised and skipped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use nightjar_proto::codec;
+use nightjar_proto::{ExecEvent, Record};
+use serde_json::{Map, Value};
+
+use super::status::{LiveStatus, now_ns};
+use super::suppress::{Suppressor, Verdict};
+use crate::sign::{Sealer, Unsealed};
+use crate::store::{Counters, Inserted, RingSeen, Store, StoreError};
+
+/// Records read between two checkpoints at most, so ring space is released steadily.
+pub const CHECKPOINT_EVERY: u64 = 4096;
+
+/// What the reader learns from the ring besides records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingLoss {
+    /// The header's counters (shared memory: they survive an agent restart).
+    pub header: RingSeen,
+    /// Records lost to corrupt regions, counted by this consumer since it opened.
+    pub lost_in_resync: u64,
+    /// Whether the sensor process holding the ring is alive.
+    pub producer_alive: bool,
+}
+
+/// Why the ring gave no record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingFault {
+    /// A corrupt region, already skipped and counted in [`RingLoss::lost_in_resync`].
+    #[error("{0}")]
+    Corrupt(String),
+    /// The ring cannot be read at all (e.g. a replaced ring file could not be mapped).
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// The ring as the reader needs it; implemented over the shared-memory consumer.
+pub trait EventRing {
+    /// The next record and the ring position just past it.
+    fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, RingFault>;
+    /// Releases the ring space up to `end`.
+    fn commit(&mut self, end: u64);
+    /// Goes back to the last committed position (to read again after a failure).
+    fn rewind(&mut self);
+    /// Generation, loss counters and sensor liveness.
+    fn loss(&self) -> RingLoss;
+}
+
+/// Rules, process table and alert building as the reader needs them.
+pub trait Detector {
+    /// (interval, max_signals) of every rule, in rule order.
+    fn limits(&self) -> Vec<(Duration, u32)>;
+    /// Indexes of the rules `ev` matches.
+    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>);
+    /// Records `ev` in the process table (after its rules were evaluated).
+    fn observe(&mut self, ev: &ExecEvent<'_>);
+    /// The deterministic alert id of `rule` matching `ev`.
+    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String;
+    /// The alert document (without its `nightjar` object).
+    fn build_alert(
+        &self,
+        rule: usize,
+        ev: &ExecEvent<'_>,
+        time_ns: i64,
+        suppressed: u64,
+    ) -> Map<String, Value>;
+}
+
+/// Why the reader stopped short; nothing after the failing event was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("ring: {0}")]
+    Ring(String),
+    #[error("alert of event sensor_seq {event_seq} does not serialise: {source}")]
+    Seal {
+        event_seq: u64,
+        source: serde_json::Error,
+    },
+}
+
+/// Everything that turns one event into stored alerts.
+struct Alerter<D> {
+    detector: D,
+    store: Store,
+    sealer: Sealer,
+    suppressor: Suppressor,
+    status: Arc<LiveStatus>,
+    nudge: Option<Sender<()>>,
+    matches: Vec<usize>,
+}
+
+impl<D: Detector> Alerter<D> {
+    fn on_event(&mut self, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
+        self.matches.clear();
+        self.detector.evaluate(ev, &mut self.matches);
+        for i in 0..self.matches.len() {
+            let rule = self.matches[i];
+            self.on_match(rule, ev)?;
+        }
+        self.detector.observe(ev);
+        Ok(())
+    }
+
+    fn on_match(&mut self, rule: usize, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
+        let uuid = self.detector.alert_uuid(rule, ev);
+        if let Some(seq) = self.store.seq_of(&uuid)? {
+            tracing::debug!(uuid, seq, "alert already stored (event read again)");
+            return Ok(());
+        }
+        let Verdict::Alert { suppressed_before } = self.suppressor.judge(rule, Instant::now())
+        else {
+            self.status.add_suppressed(1);
+            return Ok(());
+        };
+        let time_ns = now_ns();
+        let alert = self
+            .detector
+            .build_alert(rule, ev, time_ns, suppressed_before);
+        let stored = self.seal_and_store(alert, uuid, time_ns, ev.sensor_seq);
+        match stored {
+            Ok(()) => {
+                self.suppressor.stored(rule, suppressed_before);
+                if let Some(n) = &self.nudge {
+                    let _ = n.try_send(());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.suppressor.unstored(rule);
+                Err(e)
+            }
+        }
+    }
+
+    fn seal_and_store(
+        &mut self,
+        alert: Map<String, Value>,
+        uuid: String,
+        time_ns: i64,
+        event_seq: u64,
+    ) -> Result<(), ReaderError> {
+        let head = self.store.head()?;
+        let unsealed = Unsealed {
+            alert,
+            uuid,
+            time_ns,
+            event_seq,
+        };
+        let sealed = self
+            .sealer
+            .seal(&head, unsealed)
+            .map_err(|source| ReaderError::Seal { event_seq, source })?;
+        match self.store.append(&sealed)? {
+            Inserted::Stored => {
+                tracing::info!(
+                    seq = sealed.seq,
+                    uuid = sealed.uuid,
+                    event_seq,
+                    "alert stored"
+                );
+            }
+            Inserted::Duplicate(seq) => {
+                tracing::debug!(seq, uuid = sealed.uuid, "alert already stored");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ring consumer side of the agent.
+pub struct Reader<R, D> {
+    ring: R,
+    alerter: Alerter<D>,
+    /// The counters saved with the last committed ring position.
+    committed: Counters,
+    /// Ring header loss counters already added to `events_dropped`.
+    seen: RingSeen,
+    /// This consumer's resync losses already added to `events_dropped`, now and at the
+    /// last checkpoint.
+    resync_seen: u64,
+    resync_committed: u64,
+    /// Position just past the last record handled, not yet committed.
+    pending_end: Option<u64>,
+    since_checkpoint: u64,
+}
+
+impl<R: EventRing, D: Detector> Reader<R, D> {
+    /// `status` must have been resumed from `store.counters()`.
+    pub fn new(
+        ring: R,
+        detector: D,
+        store: Store,
+        sealer: Sealer,
+        status: Arc<LiveStatus>,
+        nudge: Option<Sender<()>>,
+    ) -> Result<Self, StoreError> {
+        let committed = store.counters()?;
+        let suppressor = Suppressor::new(detector.limits());
+        Ok(Reader {
+            ring,
+            alerter: Alerter {
+                detector,
+                store,
+                sealer,
+                suppressor,
+                status,
+                nudge,
+                matches: Vec::new(),
+            },
+            seen: committed.ring,
+            resync_seen: 0,
+            resync_committed: 0,
+            committed,
+            pending_end: None,
+            since_checkpoint: 0,
+        })
+    }
+
+    /// The ring, for the event loop's wake-up handling.
+    pub fn ring_mut(&mut self) -> &mut R {
+        &mut self.ring
+    }
+
+    /// Handles up to `budget` records; returns how many there were (0 = the ring is empty).
+    /// Checkpoints on its own every [`CHECKPOINT_EVERY`] records.
+    pub fn drain(&mut self, budget: usize) -> Result<usize, ReaderError> {
+        let mut n = 0;
+        while n < budget {
+            let (end, bytes) = match self.ring.next_record() {
+                Ok(Some(rec)) => rec,
+                Ok(None) => break,
+                Err(RingFault::Corrupt(e)) => {
+                    tracing::warn!("ring: corrupt region skipped: {e}");
+                    n += 1;
+                    continue;
+                }
+                Err(RingFault::Broken(e)) => return Err(ReaderError::Ring(e)),
+            };
+            match codec::decode(bytes) {
+                Ok(Record::Exec(ev)) => {
+                    self.alerter.status.add_received(1);
+                    self.alerter.on_event(&ev)?;
+                }
+                Ok(Record::Loss(loss)) => tracing::warn!(
+                    source = loss.source.as_str(),
+                    count = loss.count,
+                    "sensor reports events lost before the ring"
+                ),
+                Err(e) => {
+                    self.alerter.status.add_dropped(1);
+                    tracing::warn!("ring: record at {end} refused: {e}");
+                }
+            }
+            self.pending_end = Some(end);
+            n += 1;
+            self.since_checkpoint += 1;
+            if self.since_checkpoint >= CHECKPOINT_EVERY {
+                self.checkpoint()?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Takes in the ring's loss counters, saves the counters, flushes, then releases the
+    /// ring space of every record handled so far.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.absorb_ring_counters();
+        let mut counters = self.alerter.status.counters();
+        counters.ring = self.seen;
+        self.since_checkpoint = 0;
+        if self.pending_end.is_none() && counters == self.committed {
+            return Ok(());
+        }
+        self.alerter.store.save_counters(&counters)?;
+        self.alerter.store.flush()?;
+        if let Some(end) = self.pending_end.take() {
+            self.ring.commit(end);
+        }
+        self.committed = counters;
+        self.resync_committed = self.resync_seen;
+        Ok(())
+    }
+
+    /// After a failure: forget everything since the last checkpoint so it is read again.
+    pub fn recover(&mut self) {
+        self.ring.rewind();
+        self.pending_end = None;
+        self.since_checkpoint = 0;
+        self.seen = self.committed.ring;
+        self.alerter.status.restore(&self.committed);
+        // Resync losses are the consumer's own count and are not undone by a rewind.
+        self.alerter
+            .status
+            .add_dropped(self.resync_seen - self.resync_committed);
+    }
+
+    fn absorb_ring_counters(&mut self) {
+        let loss = self.ring.loss();
+        let now = loss.header;
+        let status = &self.alerter.status;
+        status.set_sensor_connected(loss.producer_alive);
+        status.set_ring_generation(now.generation);
+        if now.generation != self.seen.generation && self.seen.generation != 0 {
+            tracing::warn!(
+                from = self.seen.generation,
+                to = now.generation,
+                "new ring generation: the sensor restarted or rebuilt the ring"
+            );
+        }
+        // A restarted sensor keeps the header's counters; a rebuilt ring starts them at
+        // zero. A counter that went down therefore means a new ring: count it from zero.
+        let delta = |now: u64, seen: u64| if now >= seen { now - seen } else { now };
+        let lost = delta(now.drops, self.seen.drops)
+            + delta(now.upstream_loss, self.seen.upstream_loss)
+            + loss.lost_in_resync.saturating_sub(self.resync_seen);
+        if lost > 0 {
+            tracing::warn!(
+                drops = now.drops,
+                upstream_loss = now.upstream_loss,
+                lost_in_resync = loss.lost_in_resync,
+                "events lost: {lost} more"
+            );
+            status.add_dropped(lost);
+        }
+        self.seen = now;
+        self.resync_seen = loss.lost_in_resync;
+    }
+}

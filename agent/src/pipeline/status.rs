@@ -1,0 +1,128 @@
+//! Live counters of the running agent, shared by its threads and read by `status`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::store::Counters;
+use crate::upload::UploadStatus;
+
+/// What the reader and uploader threads report while the agent runs. Lock-free except the
+/// uploader's status, which changes at most once per upload attempt.
+#[derive(Debug, Default)]
+pub struct LiveStatus {
+    events_received: AtomicU64,
+    events_dropped: AtomicU64,
+    alerts_suppressed: AtomicU64,
+    sensor_connected: AtomicBool,
+    ring_generation: AtomicU64,
+    upload: Arc<Mutex<UploadStatus>>,
+}
+
+impl LiveStatus {
+    /// Starts from the counters the previous run saved.
+    pub fn resume(saved: Counters) -> LiveStatus {
+        LiveStatus {
+            events_received: AtomicU64::new(saved.events_received),
+            events_dropped: AtomicU64::new(saved.events_dropped),
+            alerts_suppressed: AtomicU64::new(saved.alerts_suppressed),
+            ..LiveStatus::default()
+        }
+    }
+
+    pub fn add_received(&self, n: u64) {
+        self.events_received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_dropped(&self, n: u64) {
+        self.events_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_suppressed(&self, n: u64) {
+        self.alerts_suppressed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set_sensor_connected(&self, connected: bool) {
+        self.sensor_connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub fn set_ring_generation(&self, generation: u64) {
+        self.ring_generation.store(generation, Ordering::Relaxed);
+    }
+
+    pub fn sensor_connected(&self) -> bool {
+        self.sensor_connected.load(Ordering::Relaxed)
+    }
+
+    pub fn ring_generation(&self) -> u64 {
+        self.ring_generation.load(Ordering::Relaxed)
+    }
+
+    /// The handle the uploader thread keeps current.
+    pub fn upload_handle(&self) -> Arc<Mutex<UploadStatus>> {
+        Arc::clone(&self.upload)
+    }
+
+    /// A copy of the uploader's status.
+    pub fn upload(&self) -> UploadStatus {
+        self.upload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The event and alert counters (`ring` is the reader's to fill in).
+    pub fn counters(&self) -> Counters {
+        Counters {
+            events_received: self.events_received.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            alerts_suppressed: self.alerts_suppressed.load(Ordering::Relaxed),
+            ..Counters::default()
+        }
+    }
+
+    /// Goes back to counters saved at a checkpoint, when the events after it will be read
+    /// again.
+    pub fn restore(&self, saved: &Counters) {
+        self.events_received
+            .store(saved.events_received, Ordering::Relaxed);
+        self.events_dropped
+            .store(saved.events_dropped, Ordering::Relaxed);
+        self.alerts_suppressed
+            .store(saved.alerts_suppressed, Ordering::Relaxed);
+    }
+}
+
+/// Now, Unix nanoseconds.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_resume_and_accumulate() {
+        let s = LiveStatus::resume(Counters {
+            events_received: 5,
+            events_dropped: 1,
+            alerts_suppressed: 0,
+            ..Counters::default()
+        });
+        s.add_received(2);
+        s.add_dropped(3);
+        s.add_suppressed(4);
+        assert_eq!(
+            s.counters(),
+            Counters {
+                events_received: 7,
+                events_dropped: 4,
+                alerts_suppressed: 4,
+                ..Counters::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! The reader against an in-memory ring and a simple detector: durability ordering, re-reads
+//! after a crash, suppression and loss accounting.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightjar_proto::codec::{self, RECORD_VERSION};
+use nightjar_proto::{Args, ExecEvent, LossReport, LossSource, Record, Target};
+use serde_json::{Map, Value, json};
+
+use super::reader::{Detector, EventRing, Reader, RingFault, RingLoss};
+use super::status::LiveStatus;
+use crate::sign::{HostKey, Sealer};
+use crate::store::{RingSeen, Store};
+
+/// Records in memory; positions are record indexes + 1.
+#[derive(Clone, Default)]
+struct MemRing {
+    records: Vec<Vec<u8>>,
+    read: usize,
+    committed: usize,
+    seen: RingSeen,
+    lost_in_resync: u64,
+    corrupt_at: Option<usize>,
+}
+
+impl EventRing for MemRing {
+    fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, RingFault> {
+        if self.read >= self.records.len() {
+            return Ok(None);
+        }
+        self.read += 1;
+        if self.corrupt_at == Some(self.read - 1) {
+            self.lost_in_resync += 1;
+            return Err(RingFault::Corrupt("bad length".into()));
+        }
+        Ok(Some((self.read as u64, &self.records[self.read - 1])))
+    }
+    fn commit(&mut self, end: u64) {
+        self.committed = end as usize;
+    }
+    fn rewind(&mut self) {
+        self.read = self.committed;
+    }
+    fn loss(&self) -> RingLoss {
+        RingLoss {
+            header: self.seen,
+            lost_in_resync: self.lost_in_resync,
+            producer_alive: true,
+        }
+    }
+}
+
+/// One rule: `kcc` with `copy_cred_cache` in argv.
+struct Kcc {
+    max_signals: u32,
+    observed: usize,
+}
+
+impl Detector for Kcc {
+    fn limits(&self) -> Vec<(Duration, u32)> {
+        vec![(Duration::from_secs(300), self.max_signals)]
+    }
+    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>) {
+        if ev.process_name() == "kcc" && ev.target.args.iter().any(|a| a == "copy_cred_cache") {
+            out.push(0);
+        }
+    }
+    fn observe(&mut self, _ev: &ExecEvent<'_>) {
+        self.observed += 1;
+    }
+    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String {
+        format!("{rule}-{}-{}", ev.target.pid, ev.sensor_seq)
+    }
+    fn build_alert(
+        &self,
+        _rule: usize,
+        ev: &ExecEvent<'_>,
+        _time_ns: i64,
+        suppressed: u64,
+    ) -> Map<String, Value> {
+        let v = json!({
+            "kibana": {"alert": {"rule": {"rule_id": "kcc"}, "suppressed": suppressed}},
+            "process": {"pid": ev.target.pid},
+        });
+        v.as_object().cloned().unwrap()
+    }
+}
+
+fn exec(seq: u64, pid: u32, exe: &str, args: &[&str]) -> Vec<u8> {
+    let (args, _) = Args::from_strs(args);
+    let ev = ExecEvent {
+        sensor_seq: seq,
+        target: Target {
+            pid,
+            executable: Cow::Owned(exe.to_string()),
+            args,
+            ..Target::default()
+        },
+        ..ExecEvent::default()
+    };
+    codec::encode_to_vec(&Record::Exec(ev)).unwrap()
+}
+
+fn stream(n: u64) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|i| {
+            if i % 4 == 0 {
+                exec(
+                    i,
+                    700 + i as u32,
+                    "/usr/bin/kcc",
+                    &["kcc", "copy_cred_cache"],
+                )
+            } else {
+                exec(i, 700 + i as u32, "/usr/bin/kcc", &["kcc", "list"])
+            }
+        })
+        .collect()
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    store: Store,
+    key_path: std::path::PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let key_path = tmp.path().join("host.key");
+        HostKey::create(&key_path).unwrap();
+        let store = Store::open(&tmp.path().join("db")).unwrap();
+        Fixture {
+            _tmp: tmp,
+            store,
+            key_path,
+        }
+    }
+
+    fn reader(&self, ring: MemRing, max_signals: u32) -> (Reader<MemRing, Kcc>, Arc<LiveStatus>) {
+        let status = Arc::new(LiveStatus::resume(self.store.counters().unwrap()));
+        let sealer = Sealer::new(HostKey::load(&self.key_path).unwrap(), "host-a".into());
+        let detector = Kcc {
+            max_signals,
+            observed: 0,
+        };
+        let reader = Reader::new(
+            ring,
+            detector,
+            self.store.clone(),
+            sealer,
+            Arc::clone(&status),
+            None,
+        )
+        .unwrap();
+        (reader, status)
+    }
+
+    fn verify(&self) -> u64 {
+        let key = HostKey::load(&self.key_path).unwrap();
+        self.store.verify(key.public_key()).unwrap().unwrap()
+    }
+}
+
+#[test]
+fn matches_become_verified_alerts_and_the_ring_is_released_after_the_flush() {
+    let fx = Fixture::new();
+    let ring = MemRing {
+        records: stream(40),
+        ..MemRing::default()
+    };
+    let (mut reader, status) = fx.reader(ring, 0);
+    assert_eq!(reader.drain(usize::MAX).unwrap(), 40);
+    assert_eq!(
+        reader.ring_mut().committed,
+        0,
+        "nothing released before a checkpoint"
+    );
+    assert_eq!(
+        fx.store.head().unwrap().seq,
+        10,
+        "alerts are durable before release"
+    );
+    reader.checkpoint().unwrap();
+    assert_eq!(reader.ring_mut().committed, 40);
+    assert_eq!(fx.verify(), 10);
+    assert_eq!(status.counters().events_received, 40);
+    assert_eq!(fx.store.counters().unwrap().events_received, 40);
+}
+
+#[test]
+fn events_read_again_after_a_crash_store_no_duplicate() {
+    let fx = Fixture::new();
+    let ring = MemRing {
+        records: stream(40),
+        ..MemRing::default()
+    };
+    let (mut first, _) = fx.reader(ring, 0);
+    first.drain(20).unwrap();
+    first.checkpoint().unwrap();
+    first.drain(usize::MAX).unwrap();
+    // The agent dies here: alerts of records 21..40 are stored, their position is not.
+    let mut ring = first.ring_mut().clone();
+    drop(first);
+    ring.rewind();
+    assert_eq!(ring.read, 20);
+    let (mut second, status) = fx.reader(ring, 0);
+    second.drain(usize::MAX).unwrap();
+    second.checkpoint().unwrap();
+    assert_eq!(fx.store.head().unwrap().seq, 10);
+    assert_eq!(fx.verify(), 10);
+    assert_eq!(
+        status.counters().events_received,
+        40,
+        "counters resume from the checkpoint, not from what was read after it"
+    );
+}
+
+#[test]
+fn matches_over_max_signals_are_counted_as_suppressed() {
+    let fx = Fixture::new();
+    let ring = MemRing {
+        records: stream(40),
+        ..MemRing::default()
+    };
+    let (mut reader, status) = fx.reader(ring, 3);
+    reader.drain(usize::MAX).unwrap();
+    reader.checkpoint().unwrap();
+    assert_eq!(fx.store.head().unwrap().seq, 3);
+    assert_eq!(status.counters().alerts_suppressed, 7);
+    assert_eq!(fx.store.counters().unwrap().alerts_suppressed, 7);
+}
+
+#[test]
+fn ring_loss_corruption_and_bad_records_count_as_dropped_once() {
+    let fx = Fixture::new();
+    let mut records = stream(8);
+    let mut bad = exec(9, 1, "/bin/x", &["x"]);
+    bad[2] = RECORD_VERSION + 1;
+    records.push(bad);
+    let loss = LossReport {
+        source: LossSource::EsloggerGap,
+        count: 2,
+        time_ns: 0,
+    };
+    records.push(codec::encode_to_vec(&Record::Loss(loss)).unwrap());
+    let ring = MemRing {
+        records,
+        seen: RingSeen {
+            generation: 7,
+            drops: 5,
+            upstream_loss: 2,
+        },
+        corrupt_at: Some(3),
+        ..MemRing::default()
+    };
+    let (mut reader, status) = fx.reader(ring, 0);
+    reader.drain(usize::MAX).unwrap();
+    reader.checkpoint().unwrap();
+    // 5 drops + 2 upstream (the Loss record is informational) + 1 resync + 1 bad record.
+    assert_eq!(status.counters().events_dropped, 9);
+    assert_eq!(status.ring_generation(), 7);
+    let ring = reader.ring_mut().clone();
+    drop(reader);
+
+    // An agent restart sees the same header counters (and a new consumer's resync count):
+    // nothing is counted twice.
+    let restarted = MemRing {
+        lost_in_resync: 0,
+        ..ring.clone()
+    };
+    let (mut again, status) = fx.reader(restarted, 0);
+    again.checkpoint().unwrap();
+    assert_eq!(status.counters().events_dropped, 9);
+    drop(again);
+
+    // A restarted sensor keeps the header counters under a new generation.
+    let reattached = MemRing {
+        seen: RingSeen {
+            generation: 8,
+            drops: 6,
+            upstream_loss: 2,
+        },
+        ..MemRing::default()
+    };
+    let (mut next, status) = fx.reader(reattached, 0);
+    next.checkpoint().unwrap();
+    assert_eq!(status.counters().events_dropped, 10);
+    assert_eq!(status.ring_generation(), 8);
+    drop(next);
+
+    // A rebuilt ring starts its counters from zero.
+    let rebuilt = MemRing {
+        seen: RingSeen {
+            generation: 9,
+            drops: 1,
+            ..RingSeen::default()
+        },
+        ..MemRing::default()
+    };
+    let (mut last, status) = fx.reader(rebuilt, 0);
+    last.checkpoint().unwrap();
+    assert_eq!(status.counters().events_dropped, 11);
+}
+
+#[test]
+fn recover_rewinds_to_the_checkpoint() {
+    let fx = Fixture::new();
+    let ring = MemRing {
+        records: stream(12),
+        ..MemRing::default()
+    };
+    let (mut reader, status) = fx.reader(ring, 0);
+    reader.drain(4).unwrap();
+    reader.checkpoint().unwrap();
+    reader.drain(4).unwrap();
+    assert_eq!(status.counters().events_received, 8);
+    reader.recover();
+    assert_eq!(status.counters().events_received, 4);
+    reader.drain(usize::MAX).unwrap();
+    reader.checkpoint().unwrap();
+    assert_eq!(status.counters().events_received, 12);
+    assert_eq!(fx.verify(), 3);
+}

@@ -1,0 +1,409 @@
+//! The compiled matcher: typed queries turned into trees that read event fields directly.
+//!
+//! Compile time does everything that does not depend on the event: field ids are resolved,
+//! fields with a constant value in the exec view (`event.category`, `event.type`,
+//! `event.action`, `event.kind`) are folded away, fields the view never produces become
+//! `false`, children of `and`/`or` are ordered cheapest first, wildcard patterns become
+//! [`Glob`]s and regular expressions are compiled. Rules that require a `process.name` (or
+//! `process.parent.name`) from a fixed set are indexed by it, so an event is tested only
+//! against rules that can match it. Evaluation allocates nothing.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::ecs::{EcsEvent, Field, FieldKind, Value};
+
+use super::ast::{Cmp, Query, Test, TypedPred, within_ignore_above};
+use super::pattern::{Glob, lucene_to_regex};
+
+/// Below this many rules an index costs more than it saves.
+const INDEX_MIN_RULES: usize = 4;
+
+#[derive(Debug)]
+enum Node {
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Not(Box<Node>),
+    Leaf(Leaf),
+    Const(bool),
+}
+
+#[derive(Debug)]
+struct Leaf {
+    field: Field,
+    /// Keyword mapping: values over `ignore_above` are invisible.
+    keyword: bool,
+    test: CTest,
+}
+
+#[derive(Debug)]
+enum CTest {
+    Exists,
+    Str(Cmp, Box<str>),
+    Glob(Glob),
+    Regex(regex::Regex),
+    Num(Cmp, f64),
+    Bool(bool),
+}
+
+/// Per-evaluation scratch space: `process.command_line`, joined on first use.
+#[derive(Debug, Default)]
+struct Scratch {
+    command_line: String,
+    ready: bool,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Many compiled rules with their index.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    rules: Vec<Node>,
+    /// Rules tested on every event.
+    always: Vec<u32>,
+    by_name: FastMap<Vec<u32>>,
+    by_parent_name: FastMap<Vec<u32>>,
+}
+
+type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a: process names are short, so a simple hash beats SipHash by a wide margin.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// Compiles one typed query (errors only for an invalid regular expression).
+fn compile(q: &Query<TypedPred>) -> Result<Node, String> {
+    Ok(match q {
+        Query::And(v) => {
+            let kids = v.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
+            simplify_and(kids)
+        }
+        Query::Or(v) => {
+            let kids = v.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
+            simplify_or(kids)
+        }
+        Query::Not(inner) => match compile(inner)? {
+            Node::Const(b) => Node::Const(!b),
+            n => Node::Not(Box::new(n)),
+        },
+        Query::Const(b) => Node::Const(*b),
+        Query::Leaf(p) => compile_leaf(p)?,
+    })
+}
+
+fn compile_leaf(p: &TypedPred) -> Result<Node, String> {
+    let Some(field) = p.field else {
+        // Never produced: absent, so every test is false.
+        return Ok(Node::Const(false));
+    };
+    let test = match &p.test {
+        Test::Exists => CTest::Exists,
+        Test::Str(cmp, s) => CTest::Str(*cmp, s.as_str().into()),
+        Test::Pattern { toks, ci } => {
+            let g = Glob::new(toks, *ci);
+            match g.exact() {
+                Some(s) => CTest::Str(Cmp::Eq, s.into()),
+                None => CTest::Glob(g),
+            }
+        }
+        Test::Regex { pattern, ci } => {
+            let re = lucene_to_regex(pattern, *ci)?;
+            CTest::Regex(regex::Regex::new(&re).map_err(|e| e.to_string())?)
+        }
+        Test::Num(cmp, n) => CTest::Num(*cmp, *n),
+        Test::Bool(b) => CTest::Bool(*b),
+    };
+    let leaf = Leaf {
+        field,
+        keyword: p.kind == FieldKind::Keyword,
+        test,
+    };
+    // Fields with one value for every exec event are decided now.
+    if matches!(
+        field,
+        Field::EventCategory | Field::EventType | Field::EventAction | Field::EventKind
+    ) {
+        let value = match field {
+            Field::EventCategory => "process",
+            Field::EventType => "start",
+            Field::EventAction => "exec",
+            _ => "event",
+        };
+        let mut sc = Scratch::default();
+        return Ok(Node::Const(leaf.test_value(
+            &Value::Str(value),
+            &mut sc,
+            None,
+        )));
+    }
+    Ok(Node::Leaf(leaf))
+}
+
+fn simplify_and(kids: Vec<Node>) -> Node {
+    let mut out = Vec::new();
+    for k in kids {
+        match k {
+            Node::Const(true) => {}
+            Node::Const(false) => return Node::Const(false),
+            Node::And(inner) => out.extend(inner.into_vec()),
+            k => out.push(k),
+        }
+    }
+    out.sort_by_key(cost);
+    match out.len() {
+        0 => Node::Const(true),
+        1 => out.pop().unwrap_or(Node::Const(true)),
+        _ => Node::And(out.into()),
+    }
+}
+
+fn simplify_or(kids: Vec<Node>) -> Node {
+    let mut out = Vec::new();
+    for k in kids {
+        match k {
+            Node::Const(false) => {}
+            Node::Const(true) => return Node::Const(true),
+            Node::Or(inner) => out.extend(inner.into_vec()),
+            k => out.push(k),
+        }
+    }
+    out.sort_by_key(cost);
+    match out.len() {
+        0 => Node::Const(false),
+        1 => out.pop().unwrap_or(Node::Const(false)),
+        _ => Node::Or(out.into()),
+    }
+}
+
+/// A rough evaluation cost, to test cheap and selective leaves first.
+fn cost(n: &Node) -> u32 {
+    match n {
+        Node::Const(_) => 0,
+        Node::Not(inner) => cost(inner),
+        Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
+        Node::Leaf(l) => {
+            let field = match l.field {
+                Field::Name | Field::HostOsType => 2,
+                Field::Args | Field::ParentArgs => 8,
+                Field::CommandLine => 12,
+                Field::UserName => 30,
+                f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
+                _ => 3,
+            };
+            let test = match &l.test {
+                CTest::Exists | CTest::Num(..) | CTest::Bool(_) => 1,
+                CTest::Str(..) => 1,
+                CTest::Glob(Glob::Chars { .. }) => 4,
+                CTest::Glob(_) => 2,
+                CTest::Regex(_) => 25,
+            };
+            field * test
+        }
+    }
+}
+
+impl Leaf {
+    fn test_value(&self, value: &Value<'_>, sc: &mut Scratch, ev: Option<&EcsEvent<'_>>) -> bool {
+        match value {
+            Value::Missing => false,
+            Value::Str(s) => self.test_keyword(s),
+            Value::Shared(s) => self.test_keyword(s),
+            Value::Args(a) => a.iter().any(|s| self.test_keyword(s)),
+            Value::Joined(a) => {
+                if !sc.ready {
+                    sc.command_line.clear();
+                    for (i, arg) in a.iter().enumerate() {
+                        if i > 0 {
+                            sc.command_line.push(' ');
+                        }
+                        sc.command_line.push_str(arg);
+                    }
+                    sc.ready = ev.is_some();
+                }
+                self.test_keyword(&sc.command_line)
+            }
+            Value::Id(n) => {
+                let mut buf = [0u8; 10];
+                self.test_keyword(decimal(*n, &mut buf))
+            }
+            Value::Long(n) => match self.test {
+                CTest::Exists => true,
+                CTest::Num(cmp, v) => (*n as f64).partial_cmp(&v).is_some_and(|o| cmp.holds(o)),
+                _ => false,
+            },
+            Value::Bool(b) => match self.test {
+                CTest::Exists => true,
+                CTest::Bool(v) => *b == v,
+                _ => false,
+            },
+        }
+    }
+
+    fn test_keyword(&self, s: &str) -> bool {
+        if self.keyword && !within_ignore_above(s) {
+            return false;
+        }
+        match &self.test {
+            CTest::Exists => true,
+            CTest::Str(Cmp::Eq, v) => **v == *s,
+            CTest::Str(cmp, v) => cmp.holds(s.as_bytes().cmp(v.as_bytes())),
+            CTest::Glob(g) => g.matches(s),
+            CTest::Regex(r) => r.is_match(s),
+            CTest::Num(..) | CTest::Bool(_) => false,
+        }
+    }
+}
+
+/// `n` in decimal, in `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
+impl Node {
+    fn eval(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> bool {
+        match self {
+            Node::And(v) => v.iter().all(|n| n.eval(ev, sc)),
+            Node::Or(v) => v.iter().any(|n| n.eval(ev, sc)),
+            Node::Not(n) => !n.eval(ev, sc),
+            Node::Const(b) => *b,
+            Node::Leaf(l) => l.test_value(&ev.value(l.field), sc, Some(ev)),
+        }
+    }
+
+    /// The exact values of `field` this node requires (an `and` child or the node itself
+    /// being `field == a or field == b ...`).
+    fn required_values(&self, field: Field) -> Option<Vec<&str>> {
+        match self {
+            Node::And(kids) => kids.iter().find_map(|k| exact_values(k, field)),
+            n => exact_values(n, field),
+        }
+    }
+}
+
+fn exact_text(k: &Node) -> Option<&str> {
+    match k {
+        Node::Leaf(Leaf {
+            test: CTest::Str(Cmp::Eq, v),
+            ..
+        }) => Some(v),
+        _ => None,
+    }
+}
+
+fn exact_values(n: &Node, field: Field) -> Option<Vec<&str>> {
+    let one = |k: &'_ Node| -> bool {
+        matches!(k, Node::Leaf(Leaf { field: f, test: CTest::Str(Cmp::Eq, _), .. }) if *f == field)
+    };
+    match n {
+        k if one(k) => exact_text(k).map(|t| vec![t]),
+        Node::Or(kids) if kids.iter().all(one) => kids.iter().map(exact_text).collect(),
+        _ => None,
+    }
+}
+
+impl Matcher {
+    /// Compiles every query; the error names the index of the query that failed.
+    pub fn new(queries: &[&Query<TypedPred>]) -> Result<Matcher, (usize, String)> {
+        let mut m = Matcher::default();
+        for (i, q) in queries.iter().enumerate() {
+            m.rules.push(compile(q).map_err(|e| (i, e))?);
+        }
+        let index = m.rules.len() >= INDEX_MIN_RULES;
+        for (i, node) in m.rules.iter().enumerate() {
+            let i = i as u32;
+            if let Some(names) = node.required_values(Field::Name).filter(|_| index) {
+                for n in names {
+                    m.by_name.entry(n.into()).or_default().push(i);
+                }
+            } else if let Some(names) = node.required_values(Field::ParentName).filter(|_| index) {
+                for n in names {
+                    m.by_parent_name.entry(n.into()).or_default().push(i);
+                }
+            } else if !matches!(node, Node::Const(false)) {
+                m.always.push(i);
+            }
+        }
+        for v in m.by_name.values_mut().chain(m.by_parent_name.values_mut()) {
+            v.dedup();
+        }
+        Ok(m)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Appends the indices of matching rules to `out` (cleared first), ascending.
+    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        out.clear();
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => {
+                sc.ready = false;
+                self.run(ev, &mut sc, out);
+            }
+            Err(_) => self.run(ev, &mut Scratch::default(), out),
+        });
+    }
+
+    fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {
+        let test = |i: u32, sc: &mut Scratch, out: &mut Vec<usize>| {
+            if self.rules[i as usize].eval(ev, sc) {
+                out.push(i as usize);
+            }
+        };
+        for &i in &self.always {
+            test(i, sc, out);
+        }
+        let mut lists = usize::from(!out.is_empty());
+        if !self.by_name.is_empty()
+            && let Value::Str(name) = ev.value(Field::Name)
+            && let Some(ids) = self.by_name.get(name)
+        {
+            lists += 1;
+            ids.iter().for_each(|&i| test(i, sc, out));
+        }
+        if !self.by_parent_name.is_empty()
+            && let Value::Str(name) = ev.value(Field::ParentName)
+            && let Some(ids) = self.by_parent_name.get(name)
+        {
+            lists += 1;
+            ids.iter().for_each(|&i| test(i, sc, out));
+        }
+        if lists > 1 {
+            out.sort_unstable();
+        }
+    }
+}

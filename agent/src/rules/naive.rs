@@ -1,0 +1,180 @@
+//! The simple interpreter: each event becomes a serde_json ECS document and every rule's tree
+//! is walked over it, looking fields up by path. It is what a straightforward implementation
+//! would do; it serves as the baseline of `scripts/bench rules` and as the reference the
+//! compiled matcher is property-tested against.
+
+use serde_json::{Map, Value as Json};
+
+use crate::ecs::{EcsEvent, FieldKind};
+
+use super::ast::{Query, Test, Tok, TypedPred, ci_char_eq, within_ignore_above};
+use super::pattern::lucene_to_regex;
+
+/// Typed queries, evaluated one by one.
+#[derive(Debug)]
+pub struct NaiveRules {
+    rules: Vec<(Query<TypedPred>, Vec<Option<regex::Regex>>)>,
+}
+
+impl NaiveRules {
+    pub fn new(queries: &[&Query<TypedPred>]) -> Result<NaiveRules, String> {
+        let mut rules = Vec::new();
+        for q in queries {
+            let mut regexes = Vec::new();
+            for leaf in q.leaves() {
+                regexes.push(match &leaf.test {
+                    Test::Regex { pattern, ci } => Some(
+                        regex::Regex::new(&lucene_to_regex(pattern, *ci)?)
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    _ => None,
+                });
+            }
+            rules.push(((*q).clone(), regexes));
+        }
+        Ok(NaiveRules { rules })
+    }
+
+    /// Builds the event's document and evaluates every rule on it.
+    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        let doc = ev.document();
+        self.evaluate_document(&doc, out);
+    }
+
+    pub fn evaluate_document(&self, doc: &Map<String, Json>, out: &mut Vec<usize>) {
+        out.clear();
+        for (i, (q, regexes)) in self.rules.iter().enumerate() {
+            let mut leaf = 0;
+            if eval(q, doc, regexes, &mut leaf) {
+                out.push(i);
+            }
+        }
+    }
+}
+
+fn eval(
+    q: &Query<TypedPred>,
+    doc: &Map<String, Json>,
+    re: &[Option<regex::Regex>],
+    leaf: &mut usize,
+) -> bool {
+    match q {
+        Query::And(v) => {
+            let mut all = true;
+            for k in v {
+                // Visit every leaf so regex numbering stays aligned.
+                all &= eval(k, doc, re, leaf);
+            }
+            all
+        }
+        Query::Or(v) => {
+            let mut any = false;
+            for k in v {
+                any |= eval(k, doc, re, leaf);
+            }
+            any
+        }
+        Query::Not(k) => !eval(k, doc, re, leaf),
+        Query::Const(b) => *b,
+        Query::Leaf(p) => {
+            let regex = re.get(*leaf).and_then(Option::as_ref);
+            *leaf += 1;
+            let values = lookup(doc, &p.name);
+            values.iter().any(|v| test(p, v, regex))
+        }
+    }
+}
+
+/// The values at a dotted path, arrays flattened; keyword strings over `ignore_above` dropped.
+fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
+    let mut node: Option<&Json> = None;
+    let mut map = doc;
+    for part in path.split('.') {
+        match map.get(part) {
+            Some(Json::Object(m)) => {
+                map = m;
+                node = None;
+            }
+            Some(v) => node = Some(v),
+            None => return Vec::new(),
+        }
+    }
+    let mut out = Vec::new();
+    match node {
+        Some(Json::Array(items)) => out.extend(items.iter()),
+        Some(v) => out.push(v),
+        None => {}
+    }
+    out
+}
+
+fn test(p: &TypedPred, v: &Json, regex: Option<&regex::Regex>) -> bool {
+    if let Json::String(s) = v
+        && p.kind == FieldKind::Keyword
+        && !within_ignore_above(s)
+    {
+        return false;
+    }
+    match (&p.test, v) {
+        (Test::Exists, _) => true,
+        (Test::Str(cmp, want), Json::String(s)) => cmp.holds(s.as_bytes().cmp(want.as_bytes())),
+        (Test::Pattern { toks, ci }, Json::String(s)) => glob(toks, s, *ci),
+        (Test::Regex { .. }, Json::String(s)) => regex.is_some_and(|r| r.is_match(s)),
+        (Test::Num(cmp, want), Json::Number(n)) => n
+            .as_f64()
+            .and_then(|n| n.partial_cmp(want))
+            .is_some_and(|o| cmp.holds(o)),
+        (Test::Bool(want), Json::Bool(b)) => want == b,
+        _ => false,
+    }
+}
+
+/// Wildcard matching by dynamic programming over characters.
+fn glob(toks: &[Tok], s: &str, ci: bool) -> bool {
+    #[derive(Clone, Copy)]
+    enum P {
+        C(char),
+        Star,
+        One,
+    }
+    let pat: Vec<P> = toks
+        .iter()
+        .flat_map(|t| match t {
+            Tok::Lit(l) => l.chars().map(P::C).collect::<Vec<_>>(),
+            Tok::Star => vec![P::Star],
+            Tok::One => vec![P::One],
+        })
+        .collect();
+    let text: Vec<char> = s.chars().collect();
+    // m[i][j]: pat[..i] matches text[..j]
+    let mut m = vec![vec![false; text.len() + 1]; pat.len() + 1];
+    m[0][0] = true;
+    for i in 1..=pat.len() {
+        for j in 0..=text.len() {
+            m[i][j] = match pat[i - 1] {
+                P::Star => m[i - 1][j] || (j > 0 && m[i][j - 1]),
+                P::One => j > 0 && m[i - 1][j - 1],
+                P::C(c) => {
+                    j > 0
+                        && m[i - 1][j - 1]
+                        && (c == text[j - 1] || (ci && ci_char_eq(c, text[j - 1])))
+                }
+            };
+        }
+    }
+    m[pat.len()][text.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_by_dynamic_programming() {
+        let t = |s: &str| super::super::eql::like_toks(s);
+        assert!(glob(&t("a*b?c"), "axxbyc", false));
+        assert!(!glob(&t("a*b?c"), "axxbc", false));
+        assert!(glob(&t("A*"), "abc", true));
+        assert!(!glob(&t("A*"), "abc", false));
+    }
+}

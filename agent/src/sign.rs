@@ -1,1 +1,0 @@
-//! The host signing key, DSSE envelopes and the alert hash chain.
