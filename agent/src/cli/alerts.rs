@@ -48,6 +48,10 @@ pub fn list(args: &AlertsListArgs) -> CmdResult {
         }
         other => Err(unexpected(&other)),
     })?;
+    if rows.len() == 1 {
+        eprintln!("no alerts");
+        return Ok(());
+    }
     let mut widths = [0usize; 6];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -63,10 +67,11 @@ pub fn list(args: &AlertsListArgs) -> CmdResult {
                 line.push_str(&format!("{cell:<w$}  "));
             }
         }
-        out(line.trim_end()).map_err(|e| Failure::failed(e.to_string()))?;
-    }
-    if rows.len() == 1 {
-        eprintln!("no alerts");
+        match out(line.trim_end()) {
+            Ok(()) => {}
+            Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(Failure::failed(e.to_string())),
+        }
     }
     Ok(())
 }

@@ -16,20 +16,19 @@ pub fn ask(
     request: &Request,
     mut sink: impl FnMut(Reply) -> Result<(), ClientError>,
 ) -> Result<(), Failure> {
-    control::ask(config, request, &mut sink)
-        .map(|_| ())
-        .map_err(|e| Failure::failed(e.to_string()))
+    match control::ask(config, request, &mut sink) {
+        Ok(_) => Ok(()),
+        // The reader went away (`| head`): what it wanted was printed.
+        Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::failed(e.to_string())),
+    }
 }
 
 /// Writes one line to stdout.
 pub fn out(line: &str) -> Result<(), ClientError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}").map_err(|source| ClientError::Io {
-        path: "stdout".into(),
-        op: "write",
-        source,
-    })
+    writeln!(stdout, "{line}").map_err(ClientError::Output)
 }
 
 /// An unexpected reply kind for the request sent.

@@ -31,6 +31,8 @@ pub enum ClientError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Agent(String),
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
     #[error("no agent answers and there is no alert store at {path} (the agent has not run yet)")]
     NoStore { path: PathBuf },
 }

@@ -1,0 +1,72 @@
+//! The rule engine, process table and alert builder as the reader's [`Detector`].
+
+use std::time::Duration;
+
+use nightjar_proto::ExecEvent;
+use serde_json::{Map, Value};
+
+use super::reader::Detector;
+use crate::alert::{alert_uuid, build_alert};
+use crate::ecs::{EcsEvent, HostInfo};
+use crate::process_table::ProcessTable;
+use crate::rules::RuleSet;
+
+/// pids remembered for `process.parent.*`.
+const PROCESS_TABLE_SLOTS: usize = 16_384;
+
+/// Loaded rules over a process table, for one host.
+pub struct RuleDetector {
+    rules: RuleSet,
+    table: ProcessTable,
+    host: HostInfo,
+}
+
+impl RuleDetector {
+    pub fn new(rules: RuleSet, host: HostInfo) -> RuleDetector {
+        RuleDetector {
+            rules,
+            table: ProcessTable::new(PROCESS_TABLE_SLOTS),
+            host,
+        }
+    }
+}
+
+impl Detector for RuleDetector {
+    fn limits(&self) -> Vec<(Duration, u32)> {
+        self.rules
+            .rules()
+            .iter()
+            .map(|r| (r.interval, r.max_signals))
+            .collect()
+    }
+
+    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>) {
+        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+        self.rules.evaluate(&ecs, out);
+    }
+
+    fn observe(&mut self, ev: &ExecEvent<'_>) {
+        self.table.observe(ev);
+    }
+
+    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String {
+        alert_uuid(&self.host.id, &self.rules.rules()[rule].rule_id, ev)
+    }
+
+    fn build_alert(
+        &self,
+        rule: usize,
+        ev: &ExecEvent<'_>,
+        time_ns: i64,
+        suppressed: u64,
+    ) -> Map<String, Value> {
+        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+        build_alert(
+            &self.rules.rules()[rule],
+            &ecs,
+            &self.host.id,
+            time_ns,
+            suppressed,
+        )
+    }
+}
