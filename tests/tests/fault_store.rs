@@ -208,9 +208,10 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
         log_text(&st, "agent-1")
     );
 
-    // Room again: the agent stores the stalled alerts (by itself, or once restarted).
+    // Room again: the agent stores the stalled alerts, by itself within its longest retry
+    // pause (30 s), or once restarted.
     std::fs::remove_file(&filler).expect("free space");
-    let recovered = wait_for(Duration::from_secs(45), || {
+    let recovered = wait_for(Duration::from_secs(35), || {
         nightjar_tests::agent_cli::status(&cfg)
             .filter(|s| counter(s, "alerts_stored") == 30)
             .map(|_| ())
