@@ -84,3 +84,42 @@ pub fn envelope_payload(envelope: &Value) -> Value {
         .expect("payload is standard base64");
     serde_json::from_slice(&bytes).expect("payload is JSON")
 }
+
+/// `alerts export` exactly as printed: one line (without its newline) per envelope, for
+/// byte-for-byte comparison with what a collector recorded.
+pub fn export_lines(config: &Path) -> Vec<Vec<u8>> {
+    let out = run(Command::new(bin("nightjar-agent"))
+        .args(["alerts", "export", "--config"])
+        .arg(config));
+    assert!(
+        out.status.success(),
+        "alerts export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// `keys show --json`: the host's public key (base64 of the raw 32 bytes) and key id.
+pub fn public_key(config: &Path) -> (String, String) {
+    let out = run(Command::new(bin("nightjar-agent"))
+        .args(["keys", "show", "--json", "--config"])
+        .arg(config));
+    assert!(
+        out.status.success(),
+        "keys show failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("keys show printed no JSON: {text}"));
+    let key = v["public_key"].as_str().expect("public_key").to_owned();
+    let id = v["key_id"].as_str().expect("key_id").to_owned();
+    (key, id)
+}

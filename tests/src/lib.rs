@@ -4,4 +4,6 @@
 pub mod agent_cli;
 pub mod collector;
 pub mod harness;
+pub mod pipeline;
+pub mod procstat;
 pub mod streams;

@@ -66,6 +66,18 @@ impl EsloggerGen {
     /// `matches` of them) is `kcc copy_cred_cache`, the rest a mix of ordinary commands
     /// (including `kcc list`, which must not alert). Returns the pids of the matching events.
     pub fn write_stream(&mut self, path: &Path, total: u32, matches: u32) -> Vec<u32> {
+        self.write_stream_at(path, 10_000, total, matches)
+    }
+
+    /// [`Self::write_stream`] with pids `first_pid + index`, so several streams in one test
+    /// stay distinguishable by pid.
+    pub fn write_stream_at(
+        &mut self,
+        path: &Path,
+        first_pid: u32,
+        total: u32,
+        matches: u32,
+    ) -> Vec<u32> {
         assert!(matches > 0 && matches <= total);
         let every = total / matches;
         let mut f = BufWriter::new(std::fs::File::create(path).expect("create stream file"));
@@ -78,7 +90,7 @@ impl EsloggerGen {
             ("/usr/bin/klist", &["klist"]),
         ];
         for i in 0..total {
-            let pid = 10_000 + i;
+            let pid = first_pid + i;
             let line = if i % every == every - 1 && (hits.len() as u32) < matches {
                 hits.push(pid);
                 self.line(&Exec {

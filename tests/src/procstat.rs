@@ -1,0 +1,91 @@
+//! Resource sampling of running processes from `/proc`: resident memory and CPU time, for
+//! the load tests' memory-growth and CPU figures.
+
+use std::time::Duration;
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcSample {
+    /// `VmRSS` from `/proc/PID/status`, KiB.
+    pub rss_kib: u64,
+    /// utime + stime from `/proc/PID/stat`, clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Reads `/proc/PID/status` and `/proc/PID/stat`; `None` when the process is gone.
+pub fn sample(pid: u32) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis
+    // start at field 3 (state). utime and stime are fields 14 and 15.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(ProcSample {
+        rss_kib,
+        cpu_ticks: utime + stime,
+    })
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// CPU use between two samples taken `dt` apart, in percent of one core.
+pub fn cpu_percent(before: ProcSample, after: ProcSample, dt: Duration) -> f64 {
+    let ticks = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64;
+    let secs = dt.as_secs_f64();
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    100.0 * ticks / ticks_per_second() as f64 / secs
+}
+
+/// The median of a slice (0 when empty).
+pub fn median(values: &[u64]) -> u64 {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// The `p`-th percentile (0..=100, nearest rank) of a slice (0 when empty).
+pub fn percentile(values: &[u64], p: f64) -> u64 {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        let s = sample(std::process::id()).expect("own /proc entry");
+        assert!(s.rss_kib > 0);
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(median(&[3, 1, 2]), 2);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+}

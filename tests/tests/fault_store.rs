@@ -1,0 +1,246 @@
+//! The alert store under attack and under pressure: an alert altered or deleted behind the
+//! agent's back makes `verify` exit 1 naming that seq (with and without a running agent),
+//! and a full disk stalls alerting loudly without releasing the ring past the alerts it
+//! could not store, so that with room again every alert appears, none lost, none doubled.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nightjar_tests::agent_cli::{counter, verify};
+use nightjar_tests::harness::{ChildGuard, TempState, in_ci, is_root, run, wait_for};
+use nightjar_tests::pipeline::{
+    PATIENCE, alert_pids, log_text, replay_all, spawn_agent, stop, wait_agent_ready, wait_events,
+    wait_status,
+};
+use nightjar_tests::streams::EsloggerGen;
+
+const RULES: &str = "[rules]\nbuiltin = true\nmax_signals = 0\n";
+const MATCHES: u32 = 12;
+
+/// A store holding `MATCHES` verified alerts, the agent stopped.
+fn store_with_alerts(st: &TempState) -> PathBuf {
+    let cfg = st.write_config(RULES);
+    let stream = st.path().join("stream.ndjson");
+    EsloggerGen::new().write_stream(&stream, 600, MATCHES);
+    let mut agent = spawn_agent(st, &cfg, "agent");
+    wait_agent_ready(st, &cfg, "agent");
+    replay_all(st, &cfg, &stream, None, "sensor");
+    wait_status(st, &cfg, "agent", "alerts stored", |s| {
+        counter(s, "alerts_stored") == u64::from(MATCHES)
+    });
+    stop(&mut agent, st, "agent");
+    let (code, text) = verify(&cfg);
+    assert_eq!(code, 0, "the untouched store verifies: {text}");
+    cfg
+}
+
+/// Opens the agent's sled database directly (the agent is stopped) and edits its alert tree.
+fn edit_alerts(st: &TempState, edit: impl FnOnce(&sled::Tree)) {
+    let db = sled::open(st.state_dir().join("alerts.sled")).expect("open the agent's store");
+    let alerts = db.open_tree("alerts").expect("alerts tree");
+    edit(&alerts);
+    db.flush().expect("flush the edit");
+}
+
+/// `verify` fails with exit 1 and names `seq`, both from the store at rest and through a
+/// running agent.
+fn assert_verify_names(st: &TempState, cfg: &Path, seq: u64) {
+    let needle = format!("seq {seq}:");
+    let (code, text) = verify(cfg);
+    assert_eq!(code, 1, "verify at rest must fail: {text}");
+    assert!(text.contains(&needle), "verify names {needle:?}: {text}");
+
+    let mut agent = spawn_agent(st, cfg, "agent-after");
+    wait_agent_ready(st, cfg, "agent-after");
+    let (code, text) = verify(cfg);
+    assert_eq!(code, 1, "verify through the agent must fail: {text}");
+    assert!(text.contains(&needle), "verify names {needle:?}: {text}");
+    stop(&mut agent, st, "agent-after");
+}
+
+#[test]
+fn a_flipped_byte_in_a_stored_alert_fails_verify_naming_its_seq() {
+    let st = TempState::new();
+    let cfg = store_with_alerts(&st);
+    let target = 5u64;
+    edit_alerts(&st, |alerts| {
+        let key = target.to_be_bytes();
+        let mut env = alerts.get(key).expect("read").expect("alert 5").to_vec();
+        // Flip one base64 character inside the payload: the envelope stays well-formed JSON,
+        // the payload decodes, but its bytes are no longer what was signed.
+        let start = find(&env, b"\"payload\":\"").expect("payload field") + 11;
+        let i = start + 40;
+        env[i] = if env[i] == b'A' { b'B' } else { b'A' };
+        alerts.insert(key, env).expect("write back");
+    });
+    assert_verify_names(&st, &cfg, target);
+}
+
+#[test]
+fn a_deleted_alert_fails_verify_naming_the_missing_seq() {
+    let st = TempState::new();
+    let cfg = store_with_alerts(&st);
+    let target = 7u64;
+    edit_alerts(&st, |alerts| {
+        alerts
+            .remove(target.to_be_bytes())
+            .expect("remove")
+            .expect("alert 7 existed");
+    });
+    assert_verify_names(&st, &cfg, target);
+}
+
+#[test]
+fn a_deleted_last_alert_fails_verify_against_the_chain_head() {
+    let st = TempState::new();
+    let cfg = store_with_alerts(&st);
+    let target = u64::from(MATCHES);
+    edit_alerts(&st, |alerts| {
+        alerts
+            .remove(target.to_be_bytes())
+            .expect("remove")
+            .expect("last alert existed");
+    });
+    assert_verify_names(&st, &cfg, target);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A tmpfs mounted for the test's lifetime.
+struct Tmpfs {
+    at: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let out = run(Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at));
+        assert!(
+            out.status.success(),
+            "mount tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            at: at.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = run(Command::new("umount").arg("-l").arg(&self.at));
+    }
+}
+
+/// Fills the file system holding `path` until writes fail with ENOSPC.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).expect("filler file");
+    let chunk = vec![0x5a_u8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // Partial pages: keep writing single bytes until nothing fits.
+    while let Ok(1) = f.write(&[0x5a]) {}
+    let _ = f.sync_all();
+}
+
+#[test]
+fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
+    if !is_root() {
+        assert!(!in_ci(), "CI runs as root: the disk-full test must run");
+        eprintln!("mounting a tmpfs needs root; not run");
+        return;
+    }
+    let st = TempState::new();
+    let _tmpfs = Tmpfs::mount(&st.state_dir(), "24m");
+    let cfg = st.write_config(RULES);
+    let mut generator = EsloggerGen::new();
+    let a = st.path().join("a.ndjson");
+    let b = st.path().join("b.ndjson");
+    let hits_a = generator.write_stream_at(&a, 10_000, 1_000, 10);
+    let hits_b = generator.write_stream_at(&b, 20_000, 2_000, 20);
+
+    let mut agent = spawn_agent(&st, &cfg, "agent-1");
+    wait_agent_ready(&st, &cfg, "agent-1");
+    replay_all(&st, &cfg, &a, None, "sensor-a");
+    wait_status(&st, &cfg, "agent-1", "the first alerts", |s| {
+        counter(s, "alerts_stored") == 10
+    });
+
+    // No room left on the state directory's file system.
+    let filler = st.state_dir().join("filler");
+    fill(&filler);
+    replay_all(&st, &cfg, &b, Some(4_000), "sensor-b");
+
+    // Loud: the agent log says alerting stalled; nothing past the failure is stored.
+    let logged = wait_for(PATIENCE, || {
+        log_text(&st, "agent-1")
+            .contains("alerting stalled")
+            .then_some(())
+    });
+    assert!(
+        logged.is_some(),
+        "the agent reports the store failure; log:\n{}",
+        log_text(&st, "agent-1")
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        agent.child.try_wait().expect("try_wait").is_none(),
+        "the agent survives a full disk: {}",
+        log_text(&st, "agent-1")
+    );
+
+    // Room again: the agent stores the stalled alerts, by itself within its longest retry
+    // pause (30 s), or once restarted.
+    std::fs::remove_file(&filler).expect("free space");
+    let recovered = wait_for(Duration::from_secs(35), || {
+        nightjar_tests::agent_cli::status(&cfg)
+            .filter(|s| counter(s, "alerts_stored") == 30)
+            .map(|_| ())
+    });
+    agent.signal(libc::SIGTERM);
+    let exited = agent.wait_timeout(Duration::from_secs(30));
+    assert!(
+        exited.is_some(),
+        "the agent stops on SIGTERM after a full disk"
+    );
+    let mut agent: ChildGuard = spawn_agent(&st, &cfg, "agent-2");
+    let s = wait_status(&st, &cfg, "agent-2", "every alert stored", |s| {
+        counter(s, "alerts_stored") >= 30 && counter(s, "events_received") >= 3_000
+    });
+    assert_eq!(counter(&s, "alerts_stored"), 30, "{s}");
+    assert_eq!(counter(&s, "events_dropped"), 0, "{s}");
+    let pids: BTreeSet<u32> = alert_pids(&cfg).into_iter().collect();
+    let expected: BTreeSet<u32> = hits_a.into_iter().chain(hits_b).collect();
+    assert_eq!(pids, expected, "every matching event alerted exactly once");
+    eprintln!(
+        "disk full: alerts recovered {} restart",
+        if recovered.is_some() {
+            "without a"
+        } else {
+            "after a"
+        }
+    );
+    wait_events(&st, &cfg, "agent-2", 3_000);
+    stop(&mut agent, &st, "agent-2");
+    let (code, text) = verify(&cfg);
+    assert_eq!(code, 0, "verify: {text}");
+}
