@@ -31,11 +31,6 @@ pub enum DecodeError {
     },
     #[error("required field `{field}` is missing or null")]
     Missing { field: &'static str },
-    #[error("field `{field}` {reason}")]
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-    },
 }
 
 impl DecodeError {
