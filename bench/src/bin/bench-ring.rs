@@ -16,7 +16,9 @@ use nightjar_proto::shm_ring::{Consumer, Producer, monotonic_ns};
 
 const RUNS: usize = 3;
 const RECORD: usize = 256;
-const RING_CAPACITY: u64 = 64 * 1024 * 1024;
+/// The configured default; `NIGHTJAR_BENCH_RING_CAPACITY=BYTES` overrides it (children
+/// inherit the variable).
+const DEFAULT_RING_CAPACITY: u64 = 64 * 1024 * 1024;
 const RING_RECORDS: u64 = 20_000_000;
 const SOCKET_RECORDS: u64 = 2_000_000;
 const CHANNEL_RECORDS: u64 = 5_000_000;
@@ -99,12 +101,19 @@ fn main() -> BenchResult<()> {
         "latency_ns": paced.json(),
         "latency_sleep_every_record_ns": paced_no_spin.json(),
         "record_bytes": RECORD,
-        "ring_capacity_bytes": RING_CAPACITY,
+        "ring_capacity_bytes": ring_capacity()?,
         "paced_rate_per_s": PACED_RATE,
         "runs": RUNS,
     });
     println!("{figures}");
     Ok(())
+}
+
+fn ring_capacity() -> BenchResult<u64> {
+    match std::env::var("NIGHTJAR_BENCH_RING_CAPACITY") {
+        Ok(v) => Ok(v.parse()?),
+        Err(_) => Ok(DEFAULT_RING_CAPACITY),
+    }
 }
 
 fn spawn_child(args: &[&str]) -> BenchResult<Child> {
@@ -120,7 +129,7 @@ fn child(args: &[String]) -> BenchResult<()> {
     let path = PathBuf::from(arg(1)?);
     match arg(0)?.as_str() {
         "ring" => {
-            let mut p = Producer::open(&path, RING_CAPACITY)?;
+            let mut p = Producer::open(&path, ring_capacity()?)?;
             let mut rec = [0xa5u8; RECORD];
             for i in 0..count {
                 rec[..8].copy_from_slice(&i.to_le_bytes());
@@ -137,7 +146,7 @@ fn child(args: &[String]) -> BenchResult<()> {
             p.flush();
         }
         "paced" => {
-            let mut p = Producer::open(&path, RING_CAPACITY)?;
+            let mut p = Producer::open(&path, ring_capacity()?)?;
             let mut rec = [0x5au8; RECORD];
             let period = 1_000_000_000 / PACED_RATE;
             // Let the consumer settle into its wait before the clock starts.
@@ -170,7 +179,7 @@ fn child(args: &[String]) -> BenchResult<()> {
 
 /// Records per second from the first record received to the last, and the drops.
 fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
-    let mut c = Consumer::open(path, RING_CAPACITY)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
     let mut producer = spawn_child(&["ring", &path.to_string_lossy(), &RING_RECORDS.to_string()])?;
     let (mut received, mut start, mut bad, mut idle_after_exit) = (0u64, None, 0u64, 0u32);
     loop {
@@ -208,9 +217,9 @@ fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
 /// Cost of each side alone, without a second process competing for the CPU: fill most of
 /// the ring from one thread (flushing every [`FLUSH_EVERY`]), then read it all back.
 fn one_thread_costs(path: &Path) -> BenchResult<(f64, f64)> {
-    let mut p = Producer::open(path, RING_CAPACITY)?;
-    let mut c = Consumer::open(path, RING_CAPACITY)?;
-    let count = RING_CAPACITY / 2 / (RECORD as u64 + 16);
+    let mut p = Producer::open(path, ring_capacity()?)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
+    let count = ring_capacity()? / 2 / (RECORD as u64 + 16);
     let mut rec = [0xa5u8; RECORD];
     let start = Instant::now();
     for i in 0..count {
@@ -306,7 +315,7 @@ impl Percentiles {
 /// [`PACED_RATE`]; `spin` = the consumer spins briefly before sleeping (the default), else
 /// it sleeps as soon as the ring is empty, so every record goes through a wake-up.
 fn paced_latency(path: &Path, spin: bool) -> BenchResult<Percentiles> {
-    let mut c = Consumer::open(path, RING_CAPACITY)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
     if !spin {
         c.set_spin(Duration::ZERO);
     }
