@@ -22,6 +22,7 @@ fn child_process_entry() {
         "crash" => crash(&path),
         "fixed" => fixed(&path),
         "consume_and_die" => consume_and_die(&path),
+        "until_stopped" => until_stopped(&path),
         "expect_busy" => {
             let err = Producer::open(&path, MIB)
                 .err()
@@ -75,6 +76,20 @@ fn fixed(path: &Path) {
         p.try_push(&rec);
     }
     p.flush();
+}
+
+/// Pushes and flushes one record every millisecond until `<ring>.stop` exists.
+fn until_stopped(path: &Path) {
+    let mut p = Producer::open(path, MIB).unwrap();
+    let mut stop = path.as_os_str().to_os_string();
+    stop.push(".stop");
+    let mut i = 0;
+    while !Path::new(&stop).exists() {
+        push_retrying(&mut p, i);
+        p.flush();
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Reads READ records, commits up to the COMMIT-th, and dies.
@@ -289,6 +304,35 @@ fn an_invalid_header_is_rebuilt_by_either_side() {
 fn scribble_magic(path: &Path) {
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     file.write_all_at(b"garbage!", 0).unwrap();
+}
+
+#[test]
+fn a_running_producer_follows_a_deleted_and_recreated_ring() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    let mut c = Consumer::open(&path, MIB).unwrap();
+    let mut child = spawn(ENTRY, "until_stopped", &path, &[]);
+    while c.next().unwrap().is_none() {
+        c.wait(std::time::Duration::from_millis(10)).unwrap();
+    }
+    let pid = c.stats().producer_pid;
+    drop(c);
+    std::fs::remove_file(&path).unwrap();
+    // The consumer creates a new ring; within a second the producer notices and attaches.
+    let mut c = Consumer::open(&path, MIB).unwrap();
+    assert_eq!(c.stats().generation, 0);
+    let first = loop {
+        if let Some(entry) = c.next().unwrap() {
+            break check_record(entry.bytes).unwrap();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "producer died");
+        c.wait(std::time::Duration::from_millis(50)).unwrap();
+    };
+    let stats = c.stats();
+    assert_eq!((stats.producer_pid, stats.generation), (pid, 1));
+    assert!(first > 0);
+    std::fs::write(dir.path().join("events.ring.stop"), b"").unwrap();
+    join(child);
 }
 
 #[test]

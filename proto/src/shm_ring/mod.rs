@@ -102,6 +102,9 @@
 //!   it could not read). Should the mark itself be scribbled away, the consumer still
 //!   notices the replaced file: it compares the path's inode with its mapping each time it
 //!   is about to sleep.
+//! - Ring file deleted under a running producer: a consumer starting then creates a new
+//!   one; the producer compares the path with its mapping once a second (in `flush`) and
+//!   attaches to the new file. What it had published in the deleted file is gone.
 //! - Either side may start first; the one that finds no ring creates it. Opening is
 //!   serialised by an advisory lock on `<ring>.lock` (0600), and the producer holds an exclusive
 //!   lock on the ring file for its lifetime, which is how a second producer is refused and
