@@ -5,6 +5,7 @@ mod ring_support;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
+use nightjar_proto::codec::MAX_RECORD_BYTES;
 use nightjar_proto::shm_ring::{Consumer, Producer, RingError};
 use ring_support::{arg, check_record, drain, expect_records, join, push_retrying, spawn};
 
@@ -396,4 +397,38 @@ fn bad_capacities_and_paths_are_errors() {
     std::fs::create_dir(&path).unwrap();
     let err = Consumer::open(&path, MIB).unwrap_err();
     assert!(err.to_string().contains("events.ring"), "{err}");
+}
+
+#[test]
+fn abandoned_and_oversized_records_are_not_published() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    let cap = 512 * 1024;
+    let mut p = Producer::open(&path, cap).unwrap();
+    let mut c = Consumer::open(&path, cap).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..30_000u64 {
+        if i % 3 == 1 {
+            // Reserves (and may pad for) a large record, then gives up.
+            let max_len = (ring_support::size_of_record(i) * 40).min(MAX_RECORD_BYTES);
+            assert!(!p.try_push_with(max_len, |_| None));
+        } else {
+            push_retrying(&mut p, i);
+            expected.push(i);
+        }
+        if i % 50 == 0 {
+            p.flush();
+            let got = drain(&mut c).unwrap();
+            assert_eq!(got, expected);
+            expected.clear();
+        }
+    }
+    assert!(!p.try_push(&vec![0; MAX_RECORD_BYTES + 1]));
+    p.flush();
+    assert_eq!(drain(&mut c).unwrap(), expected);
+    assert_eq!(
+        c.stats().drops,
+        1,
+        "only the oversized record counts as a drop"
+    );
 }
