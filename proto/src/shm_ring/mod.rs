@@ -57,7 +57,10 @@
 //! fence and loads the flag; only if it is set does it swap it to 0 and write one byte.
 //! The two fences make the Dekker pattern sound: either the consumer's recheck sees the new
 //! position or the producer sees the flag, so no wake-up is lost, and a push never makes a
-//! system call (a flush does only when the consumer sleeps).
+//! system call (a flush makes one only when the consumer sleeps, plus a `stat` once a
+//! second, see Restarts). The FIFO is drained before sleeping rather than after waking,
+//! which keeps a system call off the wake-up path and still gives edge-triggered pollers
+//! a fresh edge for every signal.
 //!
 //! # Untrusted contents and resynchronisation
 //!
