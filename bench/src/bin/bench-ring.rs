@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nightjar_proto::shm_ring::{Consumer, Producer, monotonic_ns};
+use nightjar_proto::shm_ring::{Consumer, DEFAULT_SPIN, Producer, monotonic_ns};
 
 const RUNS: usize = 3;
 const RECORD: usize = 256;
@@ -28,6 +28,8 @@ const FLUSH_EVERY: u64 = 64;
 const COMMIT_EVERY: u64 = 256;
 const PACED_RATE: u64 = 100_000;
 const PACED_RECORDS: u64 = 200_000;
+/// The consumer spin compared against the default in the paced run.
+const COMPARED_SPIN: Duration = Duration::from_micros(20);
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -74,21 +76,21 @@ fn main() -> BenchResult<()> {
         channel.push(rate);
     }
     let mut paced = Vec::new();
-    let mut paced_no_spin = Vec::new();
+    let mut paced_spin = Vec::new();
     for run in 0..RUNS {
-        let l = paced_latency(&dir.path().join(format!("l{run}.ring")), true)?;
-        eprintln!("paced run {run} (spin, then sleep): {l:?}");
+        let l = paced_latency(&dir.path().join(format!("l{run}.ring")), DEFAULT_SPIN)?;
+        eprintln!("paced run {run} (default: sleep when empty): {l:?}");
         paced.push(l);
-        let l = paced_latency(&dir.path().join(format!("n{run}.ring")), false)?;
-        eprintln!("paced run {run} (sleep at once): {l:?}");
-        paced_no_spin.push(l);
+        let l = paced_latency(&dir.path().join(format!("n{run}.ring")), COMPARED_SPIN)?;
+        eprintln!("paced run {run} (spin {COMPARED_SPIN:?}, then sleep): {l:?}");
+        paced_spin.push(l);
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let best_latency =
         |v: &[Percentiles]| v.iter().copied().min_by_key(|l| l.p99).unwrap_or_default();
     let (ring, socket, channel) = (best(&ring), best(&socket), best(&channel));
     let paced = best_latency(&paced);
-    let paced_no_spin = best_latency(&paced_no_spin);
+    let paced_spin = best_latency(&paced_spin);
     let figures = serde_json::json!({
         "records_per_s": ring.round(),
         "baseline_unix_socket_records_per_s": socket.round(),
@@ -99,7 +101,7 @@ fn main() -> BenchResult<()> {
         "one_thread_push_ns_per_record": (push_ns * 10.0).round() / 10.0,
         "one_thread_read_ns_per_record": (read_ns * 10.0).round() / 10.0,
         "latency_ns": paced.json(),
-        "latency_sleep_every_record_ns": paced_no_spin.json(),
+        "latency_spin_20us_ns": paced_spin.json(),
         "record_bytes": RECORD,
         "ring_capacity_bytes": ring_capacity()?,
         "paced_rate_per_s": PACED_RATE,
@@ -324,13 +326,10 @@ impl Percentiles {
 }
 
 /// Latency from the producer's timestamp to the consumer's receipt for records paced at
-/// [`PACED_RATE`]; `spin` = the consumer spins briefly before sleeping (the default), else
-/// it sleeps as soon as the ring is empty, so every record goes through a wake-up.
-fn paced_latency(path: &Path, spin: bool) -> BenchResult<Percentiles> {
+/// [`PACED_RATE`], with the consumer spinning `spin` before it sleeps.
+fn paced_latency(path: &Path, spin: Duration) -> BenchResult<Percentiles> {
     let mut c = Consumer::open(path, ring_capacity()?)?;
-    if !spin {
-        c.set_spin(Duration::ZERO);
-    }
+    c.set_spin(spin);
     let mut producer =
         spawn_child(&["paced", &path.to_string_lossy(), &PACED_RECORDS.to_string()])?;
     let mut latencies = Vec::with_capacity(PACED_RECORDS as usize);
