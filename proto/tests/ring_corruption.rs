@@ -41,13 +41,14 @@ fn child_process_entry() {
     }
 }
 
-/// Pushes records without retrying until `<ring>.stop` exists.
+/// Pushes records without retrying until `<ring>.stop` exists (or, should the test have
+/// died, after 100 million records).
 fn flood(path: &Path) {
     let mut p = Producer::open(path, MIB).unwrap();
     let mut stop = path.as_os_str().to_os_string();
     stop.push(".stop");
     let mut i = 0u64;
-    while !Path::new(&stop).exists() {
+    while !Path::new(&stop).exists() && i < 100_000_000 {
         for _ in 0..256 {
             p.try_push_with(size_of_record(i), |buf| Some(fill_record(i, buf)));
             i += 1;
