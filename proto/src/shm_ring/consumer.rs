@@ -6,7 +6,7 @@ use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
 use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, RETIRED, check_word, record_size};
-use super::producer::monotonic_ns;
+use super::producer::{IDENTITY_CHECK_NS, monotonic_ns};
 use super::setup::{self, Role};
 use super::{RingError, RingStats, wake};
 use crate::codec::MAX_RECORD_BYTES;
@@ -56,6 +56,8 @@ pub struct Consumer {
     /// The path names another file than the one mapped (seen before sleeping): a rebuild
     /// whose retired mark was lost.
     replaced: bool,
+    /// When `prepare_sleep` last compared the path with `identity` (monotonic ns).
+    identity_checked_ns: u64,
     resyncs: u64,
     lost_in_resync: u64,
     generation_resets: u64,
@@ -87,6 +89,7 @@ impl Consumer {
             expected_seq: None,
             bad_published: None,
             replaced: false,
+            identity_checked_ns: monotonic_ns(),
             resyncs: 0,
             lost_in_resync: 0,
             generation_resets: 0,
@@ -217,13 +220,14 @@ impl Consumer {
     /// Announces that the consumer is about to sleep; false = data arrived meanwhile (the
     /// announcement is withdrawn), do not sleep.
     ///
-    /// Also notices a ring file replaced behind our back (one `stat` per sleep).
+    /// Also notices, once a second at most (a `stat`), a ring file replaced behind our back.
     pub fn prepare_sleep(&mut self) -> bool {
         wake::drain(&self.wake);
-        if !self.replaced
-            && setup::identity_of_path(&self.path).is_some_and(|id| Some(id) != self.identity)
-        {
-            self.replaced = true;
+        let now = monotonic_ns();
+        if now.wrapping_sub(self.identity_checked_ns) >= IDENTITY_CHECK_NS {
+            self.identity_checked_ns = now;
+            self.replaced |=
+                setup::identity_of_path(&self.path).is_some_and(|id| Some(id) != self.identity);
         }
         let h = self.map.header();
         h.consumer_sleeping.store(1, Ordering::SeqCst);
