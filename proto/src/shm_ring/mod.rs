@@ -2,9 +2,11 @@
 //!
 //! # Layout
 //!
-//! The ring is one regular file (mode 0600, parent directory 0700 when created here) mapped
-//! `MAP_SHARED` by both processes: a 4 KiB header page, then `capacity` data bytes
-//! (a power of two, [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]). The header has three 128-byte
+//! The ring is one regular file (mode 0600, parent directory 0700 when created here)
+//! mapped `MAP_SHARED` by both processes: a 4 KiB header page, then `capacity` data bytes
+//! (a power of two, [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]), pre-faulted and, on Linux,
+//! allocated up front. It is best kept on tmpfs (`/run` on Linux): on a disk-backed file
+//! system the kernel also writes every dirtied page back to disk. The header has three 128-byte
 //! lines so that the producer's and the consumer's hot words never share a cache line (nor
 //! an adjacent-line prefetch pair):
 //!
@@ -55,7 +57,10 @@
 //! fence and loads the flag; only if it is set does it swap it to 0 and write one byte.
 //! The two fences make the Dekker pattern sound: either the consumer's recheck sees the new
 //! position or the producer sees the flag, so no wake-up is lost, and a push never makes a
-//! system call (a flush does only when the consumer sleeps).
+//! system call (a flush makes one only when the consumer sleeps, plus a `stat` once a
+//! second, see Restarts). The FIFO is drained before sleeping rather than after waking,
+//! which keeps a system call off the wake-up path and still gives edge-triggered pollers
+//! a fresh edge for every signal.
 //!
 //! # Untrusted contents and resynchronisation
 //!
@@ -98,10 +103,13 @@
 //!   mark, checks that the path names another file, maps it, resets its cursor to the new
 //!   ring's commit and counts a generation reset (and, through sequence numbers, any record
 //!   it could not read). Should the mark itself be scribbled away, the consumer still
-//!   notices the replaced file: it compares the path's inode with its mapping each time it
-//!   is about to sleep.
+//!   notices the replaced file: about to sleep, it compares the path's inode with its
+//!   mapping (at most once a second).
+//! - Ring file deleted under a running producer: a consumer starting then creates a new
+//!   one; the producer compares the path with its mapping once a second (in `flush`) and
+//!   attaches to the new file. What it had published in the deleted file is gone.
 //! - Either side may start first; the one that finds no ring creates it. Opening is
-//!   serialised by an advisory lock on the wake FIFO, and the producer holds an exclusive
+//!   serialised by an advisory lock on `<ring>.lock` (0600), and the producer holds an exclusive
 //!   lock on the ring file for its lifetime, which is how a second producer is refused and
 //!   how a consumer knows it may rebuild an invalid ring.
 
