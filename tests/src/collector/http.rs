@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Read, Write};
 /// Largest request head accepted.
 const HEAD_LIMIT: usize = 64 * 1024;
 /// Largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024 * 1024;
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// A parsed request line and headers.
 #[derive(Debug)]
@@ -100,6 +100,19 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
     }))
 }
 
+/// A body that exceeds [`BODY_LIMIT`] (answered 413), as opposed to a broken one.
+pub fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {BODY_LIMIT} bytes")]
+struct TooLarge;
+
+fn too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, TooLarge)
+}
+
 /// Reads the whole body the head announces.
 pub fn read_body(r: &mut impl BufRead, head: &Head) -> io::Result<Vec<u8>> {
     if head.is_chunked() {
@@ -107,7 +120,7 @@ pub fn read_body(r: &mut impl BufRead, head: &Head) -> io::Result<Vec<u8>> {
     }
     let len = head.content_length()?;
     if len > BODY_LIMIT {
-        return Err(invalid(format!("body of {len} bytes is too large")));
+        return Err(too_large());
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
@@ -137,7 +150,7 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
             }
         }
         if body.len() + size > BODY_LIMIT {
-            return Err(invalid("chunked body too large".to_owned()));
+            return Err(too_large());
         }
         let start = body.len();
         body.resize(start + size, 0);

@@ -5,6 +5,7 @@
 //! (503/500/400/429 answers, slow answers, connections cut mid-body or mid-response).
 
 mod http;
+mod signer;
 mod tls;
 mod verify;
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-pub use http::BODY_LIMIT;
+pub use signer::ChainSigner;
 pub use verify::{PAYLOAD_TYPE, RejectReason, Rejection, Verdict, Verifier, hex, pae, sha256_hex};
 
 /// The path alerts are POSTed to.
@@ -186,6 +187,7 @@ struct State {
     record: Option<File>,
     phase: usize,
     used_in_phase: u32,
+    faults_cleared: bool,
 }
 
 struct Shared {
@@ -206,6 +208,9 @@ impl Shared {
 
     /// The fault for the next POST, if any; consumes one request of the current phase.
     fn next_fault(&self, state: &mut State) -> Option<Fault> {
+        if state.faults_cleared {
+            return None;
+        }
         if self
             .options
             .unavailable_for
@@ -269,6 +274,7 @@ impl Collector {
                 record,
                 phase: 0,
                 used_in_phase: 0,
+                faults_cleared: false,
             }),
             options,
             started: Instant::now(),
@@ -318,6 +324,12 @@ impl Collector {
     /// The accepted envelopes, in seq order.
     pub fn accepted(&self) -> Vec<Vec<u8>> {
         self.shared.lock().accepted.clone()
+    }
+
+    /// Ends every scripted fault: from now on the collector behaves. Lets a test hold a
+    /// fault for as long as it needs to observe the agent's reaction.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults_cleared = true;
     }
 
     /// Blocks until `pred` holds for the stats or `timeout` passes; returns the last stats.
@@ -461,11 +473,7 @@ fn handle_post(
     let body = match http::read_body(reader, head) {
         Ok(body) => body,
         Err(e) => {
-            let status = if e.to_string().contains("too large") {
-                413
-            } else {
-                400
-            };
+            let status = if http::is_too_large(&e) { 413 } else { 400 };
             let response = http::Response::json(status, &json!({"error": e.to_string()}));
             let _ = response.write_to(reader.get_mut(), true);
             return None;
