@@ -304,6 +304,7 @@ impl<'a> Fields<'a> {
             os,
             flags: if args_cut { TRUNC_ARGS } else { 0 },
             time_ns,
+            captured_ns: 0,
             es_seq_num: None,
             es_global_seq_num: None,
             target: Target {

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
                 FormatArg::Eslogger => ReplayFormat::Eslogger,
                 FormatArg::Ecs => ReplayFormat::Ecs,
             };
-            if let Err(err) = replay::check_inputs(format, &files) {
+            if let Err(err) = replay::check_inputs(&files) {
                 return fail(USAGE_ERROR, err);
             }
             let mut publisher = match publisher(config.as_deref()) {
