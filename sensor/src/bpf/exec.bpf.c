@@ -78,7 +78,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
+	__uint(max_entries, 64);
 	__type(key, u32);
 	__type(value, u8);
 } muted SEC(".maps");

@@ -48,24 +48,12 @@ pub enum CaptureError {
     Unsupported(&'static str),
 }
 
-/// The process ids whose execs are not reported: this sensor and, when known, the agent.
-pub fn muted_pids(agent_pid: Option<u32>) -> Vec<u32> {
-    let mut pids = vec![std::process::id()];
-    pids.extend(agent_pid);
-    pids
-}
-
 /// Runs the selected backend until it fails.
-pub fn run(
-    kind: SourceKind,
-    publisher: &mut Publisher,
-    agent_pid: Option<u32>,
-) -> Result<Infallible, CaptureError> {
-    let muted = muted_pids(agent_pid);
+pub fn run(kind: SourceKind, publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
     match kind.resolve() {
-        SourceKind::Eslogger => eslogger::run(publisher, &eslogger::program(), &muted),
+        SourceKind::Eslogger => eslogger::run(publisher, &eslogger::program()),
         #[cfg(target_os = "linux")]
-        SourceKind::Ebpf => ebpf::run(publisher, &muted),
+        SourceKind::Ebpf => ebpf::run(publisher),
         #[cfg(not(target_os = "linux"))]
         SourceKind::Ebpf => Err(CaptureError::Unsupported("ebpf")),
         #[cfg(target_os = "macos")]
