@@ -306,10 +306,12 @@ fn ring_files_are_private() {
     let _p = Producer::open(&path, MIB).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&path), 0o600);
-    assert_eq!(
-        mode(&dir.path().join("run/nightjar/events.ring.wake")),
-        0o600
-    );
+    for side_file in ["events.ring.wake", "events.ring.lock"] {
+        assert_eq!(
+            mode(&dir.path().join("run/nightjar").join(side_file)),
+            0o600
+        );
+    }
     assert_eq!(mode(&dir.path().join("run/nightjar")), 0o700);
     assert_eq!(mode(&dir.path().join("run")), 0o700);
 

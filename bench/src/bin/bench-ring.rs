@@ -16,7 +16,9 @@ use nightjar_proto::shm_ring::{Consumer, Producer, monotonic_ns};
 
 const RUNS: usize = 3;
 const RECORD: usize = 256;
-const RING_CAPACITY: u64 = 64 * 1024 * 1024;
+/// The configured default; `NIGHTJAR_BENCH_RING_CAPACITY=BYTES` overrides it (children
+/// inherit the variable).
+const DEFAULT_RING_CAPACITY: u64 = 64 * 1024 * 1024;
 const RING_RECORDS: u64 = 20_000_000;
 const SOCKET_RECORDS: u64 = 2_000_000;
 const CHANNEL_RECORDS: u64 = 5_000_000;
@@ -34,7 +36,13 @@ fn main() -> BenchResult<()> {
     if args.get(1).map(String::as_str) == Some("--child") {
         return child(&args[2..]);
     }
-    let dir = tempfile::tempdir()?;
+    // Where a Linux host keeps /run: tmpfs. A disk-backed file adds writeback of every
+    // dirty page to what is measured.
+    let dir = match tempfile::tempdir_in("/dev/shm") {
+        Ok(dir) => dir,
+        Err(_) => tempfile::tempdir()?,
+    };
+    eprintln!("ring files in {}", dir.path().display());
 
     let mut ring = Vec::new();
     let mut drops = 0;
@@ -45,6 +53,13 @@ fn main() -> BenchResult<()> {
             drops = run_drops;
         }
         ring.push(rate);
+    }
+    let (mut push_ns, mut read_ns) = (f64::MAX, f64::MAX);
+    for run in 0..RUNS {
+        let (push, read) = one_thread_costs(&dir.path().join(format!("o{run}.ring")))?;
+        eprintln!("one thread run {run}: push {push:.1} ns, read+commit {read:.1} ns per record");
+        push_ns = push_ns.min(push);
+        read_ns = read_ns.min(read);
     }
     let mut socket = Vec::new();
     for run in 0..RUNS {
@@ -81,15 +96,24 @@ fn main() -> BenchResult<()> {
         "ratio_vs_unix_socket": (ring / socket * 100.0).round() / 100.0,
         "ratio_vs_crossbeam": (ring / channel * 100.0).round() / 100.0,
         "drops": drops,
+        "one_thread_push_ns_per_record": (push_ns * 10.0).round() / 10.0,
+        "one_thread_read_ns_per_record": (read_ns * 10.0).round() / 10.0,
         "latency_ns": paced.json(),
         "latency_sleep_every_record_ns": paced_no_spin.json(),
         "record_bytes": RECORD,
-        "ring_capacity_bytes": RING_CAPACITY,
+        "ring_capacity_bytes": ring_capacity()?,
         "paced_rate_per_s": PACED_RATE,
         "runs": RUNS,
     });
     println!("{figures}");
     Ok(())
+}
+
+fn ring_capacity() -> BenchResult<u64> {
+    match std::env::var("NIGHTJAR_BENCH_RING_CAPACITY") {
+        Ok(v) => Ok(v.parse()?),
+        Err(_) => Ok(DEFAULT_RING_CAPACITY),
+    }
 }
 
 fn spawn_child(args: &[&str]) -> BenchResult<Child> {
@@ -105,7 +129,7 @@ fn child(args: &[String]) -> BenchResult<()> {
     let path = PathBuf::from(arg(1)?);
     match arg(0)?.as_str() {
         "ring" => {
-            let mut p = Producer::open(&path, RING_CAPACITY)?;
+            let mut p = Producer::open(&path, ring_capacity()?)?;
             let mut rec = [0xa5u8; RECORD];
             for i in 0..count {
                 rec[..8].copy_from_slice(&i.to_le_bytes());
@@ -122,7 +146,7 @@ fn child(args: &[String]) -> BenchResult<()> {
             p.flush();
         }
         "paced" => {
-            let mut p = Producer::open(&path, RING_CAPACITY)?;
+            let mut p = Producer::open(&path, ring_capacity()?)?;
             let mut rec = [0x5au8; RECORD];
             let period = 1_000_000_000 / PACED_RATE;
             // Let the consumer settle into its wait before the clock starts.
@@ -155,7 +179,7 @@ fn child(args: &[String]) -> BenchResult<()> {
 
 /// Records per second from the first record received to the last, and the drops.
 fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
-    let mut c = Consumer::open(path, RING_CAPACITY)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
     let mut producer = spawn_child(&["ring", &path.to_string_lossy(), &RING_RECORDS.to_string()])?;
     let (mut received, mut start, mut bad, mut idle_after_exit) = (0u64, None, 0u64, 0u32);
     loop {
@@ -188,6 +212,43 @@ fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
         return Err(format!("{bad} malformed records").into());
     }
     Ok((received as f64 / elapsed.as_secs_f64(), c.stats().drops))
+}
+
+/// Cost of each side alone, without a second process competing for the CPU: fill most of
+/// the ring from one thread (flushing every [`FLUSH_EVERY`]), then read it all back.
+fn one_thread_costs(path: &Path) -> BenchResult<(f64, f64)> {
+    let mut p = Producer::open(path, ring_capacity()?)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
+    let count = ring_capacity()? / 2 / (RECORD as u64 + 16);
+    let mut rec = [0xa5u8; RECORD];
+    let start = Instant::now();
+    for i in 0..count {
+        rec[..8].copy_from_slice(&i.to_le_bytes());
+        if !p.try_push(&rec) {
+            return Err("ring full in the one-thread run".into());
+        }
+        if (i + 1).is_multiple_of(FLUSH_EVERY) {
+            p.flush();
+        }
+    }
+    p.flush();
+    let push = start.elapsed().as_nanos() as f64 / count as f64;
+    let start = Instant::now();
+    let (mut n, mut sum) = (0u64, 0u64);
+    while let Some(entry) = c.next()? {
+        sum = sum.wrapping_add(u64::from(entry.bytes[RECORD - 1]));
+        n += 1;
+        let end = entry.end;
+        if n.is_multiple_of(COMMIT_EVERY) {
+            c.commit(end);
+        }
+    }
+    let read = start.elapsed().as_nanos() as f64 / count as f64;
+    std::hint::black_box(sum);
+    if n != count {
+        return Err("the one-thread run lost records".into());
+    }
+    Ok((push, read))
 }
 
 fn socket_throughput(path: &Path) -> BenchResult<f64> {
@@ -254,7 +315,7 @@ impl Percentiles {
 /// [`PACED_RATE`]; `spin` = the consumer spins briefly before sleeping (the default), else
 /// it sleeps as soon as the ring is empty, so every record goes through a wake-up.
 fn paced_latency(path: &Path, spin: bool) -> BenchResult<Percentiles> {
-    let mut c = Consumer::open(path, RING_CAPACITY)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
     if !spin {
         c.set_spin(Duration::ZERO);
     }

@@ -234,13 +234,14 @@ impl Consumer {
         true
     }
 
-    /// Withdraws the sleeping flag and empties the FIFO after a wake-up (or timeout).
+    /// Withdraws the sleeping flag after a wake-up (or timeout). The FIFO is emptied by the
+    /// next [`Consumer::prepare_sleep`], which keeps a system call off the wake-up path and
+    /// still gives edge-triggered pollers a fresh edge for the next signal.
     pub fn after_wake(&mut self) {
         self.map
             .header()
             .consumer_sleeping
             .store(0, Ordering::Relaxed);
-        wake::drain(&self.wake);
     }
 
     pub fn stats(&self) -> RingStats {

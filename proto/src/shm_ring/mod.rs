@@ -2,9 +2,11 @@
 //!
 //! # Layout
 //!
-//! The ring is one regular file (mode 0600, parent directory 0700 when created here) mapped
-//! `MAP_SHARED` by both processes: a 4 KiB header page, then `capacity` data bytes
-//! (a power of two, [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]). The header has three 128-byte
+//! The ring is one regular file (mode 0600, parent directory 0700 when created here)
+//! mapped `MAP_SHARED` by both processes: a 4 KiB header page, then `capacity` data bytes
+//! (a power of two, [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]), pre-faulted and, on Linux,
+//! allocated up front. It is best kept on tmpfs (`/run` on Linux): on a disk-backed file
+//! system the kernel also writes every dirtied page back to disk. The header has three 128-byte
 //! lines so that the producer's and the consumer's hot words never share a cache line (nor
 //! an adjacent-line prefetch pair):
 //!
@@ -101,7 +103,7 @@
 //!   notices the replaced file: it compares the path's inode with its mapping each time it
 //!   is about to sleep.
 //! - Either side may start first; the one that finds no ring creates it. Opening is
-//!   serialised by an advisory lock on the wake FIFO, and the producer holds an exclusive
+//!   serialised by an advisory lock on `<ring>.lock` (0600), and the producer holds an exclusive
 //!   lock on the ring file for its lifetime, which is how a second producer is refused and
 //!   how a consumer knows it may rebuild an invalid ring.
 
