@@ -49,6 +49,7 @@ impl EsloggerDecoder {
     /// Decodes one input line (without its newline). `Ok(None)`: a well-formed message that
     /// is not an exec (fork, exit, open, ...), skipped. Strings in the event borrow from
     /// `line` where they need no unescaping.
+    /// `sensor_seq` and `captured_ns` are left 0 for the side that takes the event in.
     pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
         check_line_len(line)?;
         let mut de = serde_json::Deserializer::from_str(line);
@@ -142,6 +143,7 @@ fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
         os: OsType::Macos,
         flags,
         time_ns,
+        // Stamped by whoever takes the event in (the sensor); decoding is pure.
         captured_ns: 0,
         es_seq_num: m.seq_num,
         es_global_seq_num: m.global_seq_num,
