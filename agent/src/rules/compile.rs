@@ -66,6 +66,8 @@ pub struct Matcher {
     always: Vec<u32>,
     by_name: FastMap<Vec<u32>>,
     by_parent_name: FastMap<Vec<u32>>,
+    /// Rules that need one of some exact `process.args` elements.
+    by_arg: FastMap<Vec<u32>>,
 }
 
 type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
@@ -203,7 +205,9 @@ fn cost(n: &Node) -> u32 {
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
         Node::Leaf(l) => {
             let field = match l.field {
-                Field::Name | Field::HostOsType => 2,
+                Field::Name => 2,
+                // Rarely selective: nearly every event has the one value rules ask for.
+                Field::HostOsType => 6,
                 Field::Args | Field::ParentArgs => 8,
                 Field::CommandLine => 12,
                 Field::UserName => 30,
@@ -299,34 +303,27 @@ impl Node {
         }
     }
 
-    /// The exact values of `field` this node requires (an `and` child or the node itself
-    /// being `field == a or field == b ...`).
+    /// Exact values of `field` of which every match has at least one: from an `and` child,
+    /// or the union over the branches of an `or`.
     fn required_values(&self, field: Field) -> Option<Vec<&str>> {
         match self {
-            Node::And(kids) => kids.iter().find_map(|k| exact_values(k, field)),
-            n => exact_values(n, field),
+            Node::Leaf(Leaf {
+                field: f,
+                test: CTest::Str(Cmp::Eq, v),
+                ..
+            }) if *f == field => Some(vec![&**v]),
+            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field)),
+            Node::Or(kids) => {
+                let mut all = Vec::new();
+                for k in kids.iter() {
+                    all.extend(k.required_values(field)?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
         }
-    }
-}
-
-fn exact_text(k: &Node) -> Option<&str> {
-    match k {
-        Node::Leaf(Leaf {
-            test: CTest::Str(Cmp::Eq, v),
-            ..
-        }) => Some(v),
-        _ => None,
-    }
-}
-
-fn exact_values(n: &Node, field: Field) -> Option<Vec<&str>> {
-    let one = |k: &'_ Node| -> bool {
-        matches!(k, Node::Leaf(Leaf { field: f, test: CTest::Str(Cmp::Eq, _), .. }) if *f == field)
-    };
-    match n {
-        k if one(k) => exact_text(k).map(|t| vec![t]),
-        Node::Or(kids) if kids.iter().all(one) => kids.iter().map(exact_text).collect(),
-        _ => None,
     }
 }
 
@@ -348,11 +345,20 @@ impl Matcher {
                 for n in names {
                     m.by_parent_name.entry(n.into()).or_default().push(i);
                 }
+            } else if let Some(args) = node.required_values(Field::Args).filter(|_| index) {
+                for a in args {
+                    m.by_arg.entry(a.into()).or_default().push(i);
+                }
             } else if !matches!(node, Node::Const(false)) {
                 m.always.push(i);
             }
         }
-        for v in m.by_name.values_mut().chain(m.by_parent_name.values_mut()) {
+        for v in m
+            .by_name
+            .values_mut()
+            .chain(m.by_parent_name.values_mut())
+            .chain(m.by_arg.values_mut())
+        {
             v.dedup();
         }
         Ok(m)
@@ -402,8 +408,20 @@ impl Matcher {
             lists += 1;
             ids.iter().for_each(|&i| test(i, sc, out));
         }
+        if !self.by_arg.is_empty()
+            && let Value::Args(args) = ev.value(Field::Args)
+        {
+            for arg in args.iter() {
+                if let Some(ids) = self.by_arg.get(arg) {
+                    // Several arguments can lead to the same rule.
+                    lists += 2;
+                    ids.iter().for_each(|&i| test(i, sc, out));
+                }
+            }
+        }
         if lists > 1 {
             out.sort_unstable();
+            out.dedup();
         }
     }
 }
