@@ -232,11 +232,11 @@ impl Leaf {
             Value::Missing => false,
             Value::Str(s) => self.test_keyword(s),
             Value::Shared(s) => self.test_keyword(s),
-            Value::Args(a) => a.iter().any(|s| self.test_keyword(s)),
+            Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
             Value::Joined(a) => {
                 if !sc.ready {
                     sc.command_line.clear();
-                    for (i, arg) in a.iter().enumerate() {
+                    for (i, arg) in args_iter(a).enumerate() {
                         if i > 0 {
                             sc.command_line.push(' ');
                         }
@@ -276,6 +276,26 @@ impl Leaf {
             CTest::Num(..) | CTest::Bool(_) => false,
         }
     }
+}
+
+/// The arguments of argv, split with `memchr` (faster than `str::split` on a char).
+fn args_iter<'s>(a: &'s nightjar_proto::Args<'_>) -> impl Iterator<Item = &'s str> + 's {
+    let joined = a.joined();
+    let mut rest = Some(joined);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(0, r.as_bytes()) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+    .take(a.len())
 }
 
 /// `n` in decimal, in `buf`.
@@ -411,7 +431,7 @@ impl Matcher {
         if !self.by_arg.is_empty()
             && let Value::Args(args) = ev.value(Field::Args)
         {
-            for arg in args.iter() {
+            for arg in args_iter(args) {
                 if let Some(ids) = self.by_arg.get(arg) {
                     // Several arguments can lead to the same rule.
                     lists += 2;
