@@ -323,20 +323,32 @@ impl Node {
         }
     }
 
-    /// Exact values of `field` of which every match has at least one: from an `and` child,
-    /// or the union over the branches of an `or`.
-    fn required_values(&self, field: Field) -> Option<Vec<&str>> {
+    /// Values of `field` of which every match has at least one: from an `and` child, or the
+    /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
+    /// case-insensitive exact matches (ASCII only) count too.
+    fn required_values(&self, field: Field, fold: bool) -> Option<Vec<String>> {
+        let key = |v: &str| -> Option<String> {
+            if !fold {
+                return Some(v.to_owned());
+            }
+            (v.len() <= FOLD_MAX).then(|| v.to_ascii_lowercase())
+        };
         match self {
             Node::Leaf(Leaf {
                 field: f,
                 test: CTest::Str(Cmp::Eq, v),
                 ..
-            }) if *f == field => Some(vec![&**v]),
-            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field)),
+            }) if *f == field => Some(vec![key(v)?]),
+            Node::Leaf(Leaf {
+                field: f,
+                test: CTest::Glob(Glob::Exact { text, ci: true }),
+                ..
+            }) if *f == field && fold && text.is_ascii() => Some(vec![key(text)?]),
+            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field, fold)),
             Node::Or(kids) => {
                 let mut all = Vec::new();
                 for k in kids.iter() {
-                    all.extend(k.required_values(field)?);
+                    all.extend(k.required_values(field, fold)?);
                 }
                 all.sort_unstable();
                 all.dedup();
@@ -345,6 +357,17 @@ impl Node {
             _ => None,
         }
     }
+}
+
+/// Longest name looked up (ASCII-lowercased on the stack) in the name indexes.
+const FOLD_MAX: usize = 256;
+
+/// `s` ASCII-lowercased into `buf`; `None` when longer than the buffer.
+fn fold<'b>(s: &str, buf: &'b mut [u8; FOLD_MAX]) -> Option<&'b str> {
+    let out = buf.get_mut(..s.len())?;
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
 }
 
 impl Matcher {
@@ -357,17 +380,23 @@ impl Matcher {
         let index = m.rules.len() >= INDEX_MIN_RULES;
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
-            if let Some(names) = node.required_values(Field::Name).filter(|_| index) {
+            if let Some(names) = node.required_values(Field::Name, true).filter(|_| index) {
                 for n in names {
-                    m.by_name.entry(n.into()).or_default().push(i);
+                    m.by_name.entry(n.into_boxed_str()).or_default().push(i);
                 }
-            } else if let Some(names) = node.required_values(Field::ParentName).filter(|_| index) {
+            } else if let Some(names) = node
+                .required_values(Field::ParentName, true)
+                .filter(|_| index)
+            {
                 for n in names {
-                    m.by_parent_name.entry(n.into()).or_default().push(i);
+                    m.by_parent_name
+                        .entry(n.into_boxed_str())
+                        .or_default()
+                        .push(i);
                 }
-            } else if let Some(args) = node.required_values(Field::Args).filter(|_| index) {
+            } else if let Some(args) = node.required_values(Field::Args, false).filter(|_| index) {
                 for a in args {
-                    m.by_arg.entry(a.into()).or_default().push(i);
+                    m.by_arg.entry(a.into_boxed_str()).or_default().push(i);
                 }
             } else if !matches!(node, Node::Const(false)) {
                 m.always.push(i);
@@ -414,16 +443,19 @@ impl Matcher {
             test(i, sc, out);
         }
         let mut lists = usize::from(!out.is_empty());
+        let mut buf = [0u8; FOLD_MAX];
         if !self.by_name.is_empty()
             && let Value::Str(name) = ev.value(Field::Name)
-            && let Some(ids) = self.by_name.get(name)
+            && let Some(key) = fold(name, &mut buf)
+            && let Some(ids) = self.by_name.get(key)
         {
             lists += 1;
             ids.iter().for_each(|&i| test(i, sc, out));
         }
         if !self.by_parent_name.is_empty()
             && let Value::Str(name) = ev.value(Field::ParentName)
-            && let Some(ids) = self.by_parent_name.get(name)
+            && let Some(key) = fold(name, &mut buf)
+            && let Some(ids) = self.by_parent_name.get(key)
         {
             lists += 1;
             ids.iter().for_each(|&i| test(i, sc, out));
