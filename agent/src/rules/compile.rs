@@ -209,6 +209,14 @@ fn cost(n: &Node) -> u32 {
                 // Rarely selective: nearly every event has the one value rules ask for.
                 Field::HostOsType => 6,
                 Field::Args | Field::ParentArgs => 8,
+                // Parents and effective parents cost a process-table probe.
+                Field::ParentExecutable
+                | Field::ParentName
+                | Field::ParentCommandLine
+                | Field::ParentSigningId
+                | Field::ParentTeamId
+                | Field::EffectiveExecutable
+                | Field::EffectiveName => 5,
                 Field::CommandLine => 12,
                 Field::UserName => 30,
                 f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
