@@ -45,6 +45,9 @@ enum CTest {
     Regex(regex::Regex),
     Num(Cmp, f64),
     Bool(bool),
+    /// Any of several string tests on the same field: an `or` of them, fused so the field is
+    /// read (and argv walked) once.
+    AnyOf(Box<[CTest]>),
 }
 
 /// Per-evaluation scratch space: `process.command_line`, joined on first use.
@@ -189,6 +192,7 @@ fn simplify_or(kids: Vec<Node>) -> Node {
             k => out.push(k),
         }
     }
+    let mut out = fuse_leaves(out);
     out.sort_by_key(cost);
     match out.len() {
         0 => Node::Const(false),
@@ -222,14 +226,7 @@ fn cost(n: &Node) -> u32 {
                 f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
                 _ => 3,
             };
-            let test = match &l.test {
-                CTest::Exists | CTest::Num(..) | CTest::Bool(_) => 1,
-                CTest::Str(..) => 1,
-                CTest::Glob(Glob::Chars { .. }) => 4,
-                CTest::Glob(_) => 2,
-                CTest::Regex(_) => 25,
-            };
-            field * test
+            field * l.test.cost()
         }
     }
 }
@@ -275,15 +272,91 @@ impl Leaf {
         if self.keyword && !within_ignore_above(s) {
             return false;
         }
-        match &self.test {
+        self.test.test_str(s)
+    }
+}
+
+impl CTest {
+    fn test_str(&self, s: &str) -> bool {
+        match self {
             CTest::Exists => true,
             CTest::Str(Cmp::Eq, v) => **v == *s,
             CTest::Str(cmp, v) => cmp.holds(s.as_bytes().cmp(v.as_bytes())),
             CTest::Glob(g) => g.matches(s),
             CTest::Regex(r) => r.is_match(s),
+            CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
             CTest::Num(..) | CTest::Bool(_) => false,
         }
     }
+
+    fn is_string_test(&self) -> bool {
+        matches!(
+            self,
+            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_)
+        )
+    }
+
+    fn cost(&self) -> u32 {
+        match self {
+            CTest::Exists | CTest::Num(..) | CTest::Bool(_) | CTest::Str(..) => 1,
+            CTest::Glob(Glob::Chars { .. }) => 4,
+            CTest::Glob(_) => 2,
+            CTest::Regex(_) => 25,
+            CTest::AnyOf(tests) => tests.iter().map(CTest::cost).sum(),
+        }
+    }
+
+    /// Index keys every value passing this test has one of (see `Node::required_values`).
+    fn keys(&self, fold: bool) -> Option<Vec<String>> {
+        let key = |v: &str| -> Option<String> {
+            if !fold {
+                return Some(v.to_owned());
+            }
+            (v.len() <= FOLD_MAX).then(|| v.to_ascii_lowercase())
+        };
+        match self {
+            CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
+            CTest::Glob(Glob::Exact { text, ci: true }) if fold && text.is_ascii() => {
+                Some(vec![key(text)?])
+            }
+            CTest::AnyOf(tests) => {
+                let mut all = Vec::new();
+                for t in tests.iter() {
+                    all.extend(t.keys(fold)?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Fuses `or`-ed string leaves on the same field into one [`CTest::AnyOf`] leaf.
+fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        if let Node::Leaf(leaf) = n {
+            if leaf.test.is_string_test()
+                && let Some(Node::Leaf(prev)) = out.iter_mut().find(|o| {
+                    matches!(o, Node::Leaf(p) if p.field == leaf.field && p.keyword == leaf.keyword && p.test.is_string_test())
+                })
+            {
+                let earlier = std::mem::replace(&mut prev.test, CTest::Exists);
+                let mut tests = match earlier {
+                    CTest::AnyOf(t) => t.into_vec(),
+                    t => vec![t],
+                };
+                tests.push(leaf.test);
+                tests.sort_by_key(CTest::cost);
+                prev.test = CTest::AnyOf(tests.into());
+                continue;
+            }
+            out.push(Node::Leaf(leaf));
+        } else {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// The arguments of argv, split with `memchr` (faster than `str::split` on a char).
@@ -335,23 +408,8 @@ impl Node {
     /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
     /// case-insensitive exact matches (ASCII only) count too.
     fn required_values(&self, field: Field, fold: bool) -> Option<Vec<String>> {
-        let key = |v: &str| -> Option<String> {
-            if !fold {
-                return Some(v.to_owned());
-            }
-            (v.len() <= FOLD_MAX).then(|| v.to_ascii_lowercase())
-        };
         match self {
-            Node::Leaf(Leaf {
-                field: f,
-                test: CTest::Str(Cmp::Eq, v),
-                ..
-            }) if *f == field => Some(vec![key(v)?]),
-            Node::Leaf(Leaf {
-                field: f,
-                test: CTest::Glob(Glob::Exact { text, ci: true }),
-                ..
-            }) if *f == field && fold && text.is_ascii() => Some(vec![key(text)?]),
+            Node::Leaf(l) if l.field == field => l.test.keys(fold),
             Node::And(kids) => kids.iter().find_map(|k| k.required_values(field, fold)),
             Node::Or(kids) => {
                 let mut all = Vec::new();
