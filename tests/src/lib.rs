@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: locating the built binaries, temporary state,
-//! child-process control, generated input streams.
+//! child-process control, generated input streams, and a verifying alert collector.
 
 pub mod agent_cli;
+pub mod collector;
 pub mod harness;
 pub mod streams;
