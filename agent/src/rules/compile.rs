@@ -35,6 +35,9 @@ struct Leaf {
     /// Keyword mapping: values over `ignore_above` are invisible.
     keyword: bool,
     test: CTest,
+    /// `process.command_line` can be tested on the NUL-joined argv as is (see
+    /// [`CTest::joined_equivalent`]), without joining it with spaces first.
+    on_joined: bool,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,7 @@ fn compile_leaf(p: &TypedPred) -> Result<Node, String> {
     let leaf = Leaf {
         field,
         keyword: p.kind == FieldKind::Keyword,
+        on_joined: test.joined_equivalent(),
         test,
     };
     // Fields with one value for every exec event are decided now.
@@ -238,6 +242,7 @@ impl Leaf {
             Value::Str(s) => self.test_keyword(s),
             Value::Shared(s) => self.test_keyword(s),
             Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
+            Value::Joined(a) if self.on_joined => self.test.test_str(a.joined()),
             Value::Joined(a) => {
                 if !sc.ready {
                     sc.command_line.clear();
@@ -286,6 +291,19 @@ impl CTest {
             CTest::Regex(r) => r.is_match(s),
             CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
             CTest::Num(..) | CTest::Bool(_) => false,
+        }
+    }
+
+    /// True when the test answers the same on argv joined by NUL as on argv joined by spaces:
+    /// no literal holds a space or NUL (a `?` or `*` matches either alike), and no ordering or
+    /// regular expression is involved.
+    fn joined_equivalent(&self) -> bool {
+        match self {
+            CTest::Exists => true,
+            CTest::Str(Cmp::Eq, v) => !v.bytes().any(|b| b == b' ' || b == 0),
+            CTest::Glob(g) => !g.has_space_or_nul(),
+            CTest::AnyOf(tests) => tests.iter().all(CTest::joined_equivalent),
+            _ => false,
         }
     }
 
@@ -349,6 +367,7 @@ fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
                 tests.push(leaf.test);
                 tests.sort_by_key(CTest::cost);
                 prev.test = CTest::AnyOf(tests.into());
+                prev.on_joined = prev.test.joined_equivalent();
                 continue;
             }
             out.push(Node::Leaf(leaf));
