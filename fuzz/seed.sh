@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from the repository's fixtures: one file per NDJSON line for the
-# decoders, one encoded ring record per exec event for the record decoder. Corpora are not
+# decoders, one encoded ring record per exec event for the record decoder, the shipped and
+# Elastic rule files for the rule loader, the default configs for the config parser. Corpora are not
 # committed; re-running adds the seeds to whatever a previous run found.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,14 @@ seed_lines eslogger_decode "$fixtures"/eslogger/*.ndjson "$shared"/eslogger/*.nd
 seed_lines ecs_decode "$fixtures"/ecs/*.ndjson
 cargo run --quiet --release -p nightjar-fuzz-seed -- corpus/ring_record_decode \
   "$fixtures"/eslogger/*.ndjson
-for t in eslogger_decode ecs_decode ring_record_decode; do
+mkdir -p corpus/rule_toml corpus/config_parse
+for f in ../agent/rules/*.toml ../packaging/linux/rules/*.toml "$shared"/../elastic-rules/*.toml \
+  "$shared"/../elastic-rules/*/*.toml; do
+  [ -f "$f" ] && cp "$f" "corpus/rule_toml/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
+for f in ../packaging/linux/nightjar.toml ../packaging/macos/nightjar.toml; do
+  [ -f "$f" ] && cp "$f" "corpus/config_parse/$(basename "$(dirname "$f")").toml"
+done
+for t in eslogger_decode ecs_decode ring_record_decode rule_toml config_parse; do
   echo "corpus/$t: $(find "corpus/$t" -type f | wc -l) files" >&2
 done

@@ -19,7 +19,9 @@
 //! | `[upload] allow_insecure_http` | `false` |
 //!
 //! Which file: `--config F`, else `$NIGHTJAR_CONFIG`, else the platform path
-//! ([`PLATFORM_CONFIG_PATH`]). A missing platform file means the embedded defaults; a missing
+//! ([`PLATFORM_CONFIG_PATH`]). On macOS, settings an MDM pushes as managed preferences
+//! (`com.nightjar.agent`, see [`crate::managed_prefs`]) are applied on top of the file: the
+//! fleet's policy wins over a local edit. A missing platform file means the embedded defaults; a missing
 //! file that was named explicitly is an error. Unknown keys and wrong types are errors that
 //! name the file, the key and its line:column (exit code 2).
 
@@ -70,6 +72,8 @@ pub enum ConfigError {
     },
     #[error("key `host_id` is not set in {path} and the machine id could not be read: {reason}")]
     HostId { path: String, reason: String },
+    #[error(transparent)]
+    Managed(#[from] crate::managed_prefs::ManagedPrefsError),
 }
 
 /// `[rules]`.
@@ -162,6 +166,14 @@ impl Config {
     /// Resolves the file (`explicit`, then `$NIGHTJAR_CONFIG`, then the platform path) and
     /// loads it.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::load_file(explicit)?;
+        if let Some(managed) = crate::managed_prefs::load()? {
+            config.apply_managed(managed);
+        }
+        Ok(config)
+    }
+
+    fn load_file(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         if let Some(path) = explicit {
             return Config::from_file(path);
         }
@@ -176,6 +188,22 @@ impl Config {
                 path: platform.to_path_buf(),
                 source,
             }),
+        }
+    }
+
+    /// Applies MDM-managed settings over the file's values.
+    pub fn apply_managed(&mut self, managed: crate::managed_prefs::ManagedSettings) {
+        if let Some(url) = managed.upload_url {
+            self.upload.url = Some(url);
+        }
+        if let Some(ca) = managed.upload_ca_file {
+            self.upload.ca_file = Some(ca);
+        }
+        if let Some(id) = managed.host_id {
+            self.host_id = Some(id);
+        }
+        if let Some(insecure) = managed.allow_insecure_http {
+            self.upload.allow_insecure_http = insecure;
         }
     }
 
@@ -496,5 +524,31 @@ allow_insecure_http = true
             Some("1A2B3C4D-0000-1111-2222-333344445555")
         );
         assert_eq!(parse_ioreg_uuid("nothing"), None);
+    }
+
+    #[test]
+    fn managed_settings_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let plist = dir.path().join("com.nightjar.agent.plist");
+        std::fs::write(
+            &plist,
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict>
+<key>upload_url</key><string>https://collector.example.com/v1/alerts</string>
+<key>host_id</key><string>C02XK0AAJG5H</string>
+</dict></plist>"#,
+        )
+        .unwrap();
+        let mut c =
+            parse("host_id = \"local\"\n[upload]\nurl = \"https://old.example.com/\"\n").unwrap();
+        let managed = crate::managed_prefs::load_from(&plist).unwrap().unwrap();
+        c.apply_managed(managed);
+        assert_eq!(c.host_id().unwrap(), "C02XK0AAJG5H");
+        assert_eq!(
+            c.upload.url.as_deref(),
+            Some("https://collector.example.com/v1/alerts")
+        );
+        assert!(!c.upload.allow_insecure_http);
     }
 }

@@ -9,31 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nightjar_tests::agent_cli::{alerts, counter, status, verify};
-use nightjar_tests::harness::{ChildGuard, TempState, bin, in_ci, is_root, run, wait_for};
-
-const LINUX_KCC_RULE: &str = r#"[metadata]
-creation_date = "2026/11/28"
-maturity = "production"
-updated_date = "2026/11/28"
-
-[rule]
-author = ["Nightjar"]
-description = "Linux variant of Elastic's Kerberos Cached Credentials Dumping (kcc copy_cred_cache)."
-from = "now-9m"
-index = ["logs-endpoint.events.process*"]
-language = "kuery"
-license = "Elastic License v2"
-name = "Kerberos Cached Credentials Dumping (Linux variant)"
-risk_score = 73
-rule_id = "5b0e4e5e-6c55-4a43-9b7e-0c0f3c1d7a11"
-severity = "high"
-type = "query"
-query = '''
-event.category:process and host.os.type:linux and event.type:(start or process_started) and
-  process.name:kcc and
-  process.args:copy_cred_cache
-'''
-"#;
+use nightjar_tests::harness::{
+    ChildGuard, TempState, bin, in_ci, is_root, run, wait_for, workspace_root,
+};
 
 #[test]
 fn live_ebpf_pipeline_alerts_once_for_kcc_copy_cred_cache() {
@@ -43,9 +21,9 @@ fn live_ebpf_pipeline_alerts_once_for_kcc_copy_cred_cache() {
         return;
     }
     let st = TempState::new();
-    let rules = st.path().join("rules");
-    std::fs::create_dir(&rules).expect("rules dir");
-    std::fs::write(rules.join("kcc-linux.toml"), LINUX_KCC_RULE).expect("rule file");
+    // The Linux variant of the seed rule that packaging ships and `scripts/live` uses.
+    let rules = workspace_root().join("packaging/linux/rules/kcc-linux.toml");
+    let rule_id = linux_rule_id(&rules);
     let cfg = st.write_config(&format!(
         "[rules]\npaths = [{:?}]\nbuiltin = true\n",
         rules.display().to_string()
@@ -118,9 +96,19 @@ fn live_ebpf_pipeline_alerts_once_for_kcc_copy_cred_cache() {
     assert_eq!(args, vec![exe.as_str(), "copy_cred_cache"]);
     assert_eq!(
         ours[0]["kibana"]["alert"]["rule"]["rule_id"],
-        "5b0e4e5e-6c55-4a43-9b7e-0c0f3c1d7a11"
+        rule_id.as_str()
     );
 
     let (code, text) = verify(&cfg);
     assert_eq!(code, 0, "verify: {text}");
+}
+
+/// The `rule_id` of a rule file, read with a plain line scan (the agent's loader is what is
+/// under test).
+fn linux_rule_id(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read the Linux kcc rule");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("rule_id = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("rule file has a rule_id")
 }
