@@ -4,6 +4,7 @@
 pub mod agent_cli;
 pub mod collector;
 pub mod harness;
+pub mod load;
 pub mod pipeline;
 pub mod procstat;
 pub mod streams;
