@@ -234,6 +234,7 @@ pub struct LoadReport {
     pub ticks: Vec<Tick>,
     /// Intake-to-alert latency (alert `@timestamp` − event time), ms, per third of the run.
     pub latency_ms_p50_by_third: [f64; 3],
+    pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
 }
 
@@ -275,6 +276,7 @@ impl LoadReport {
             "agent_cpu_pct_mean": (mean(|t| t.agent_cpu_pct) * 10.0).round() / 10.0,
             "sensor_cpu_pct_mean": (mean(|t| t.sensor_cpu_pct) * 10.0).round() / 10.0,
             "latency_ms_p50_by_third": self.latency_ms_p50_by_third,
+            "latency_ms_p50": self.latency_ms_p50,
             "latency_ms_p99": self.latency_ms_p99,
             "seconds": self.ticks.len(),
         })
@@ -396,6 +398,7 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
             ms(median(&by_third[1])),
             ms(median(&by_third[2])),
         ],
+        latency_ms_p50: ms(median(&all)),
         latency_ms_p99: ms(percentile(&all, 99.0)),
     }
 }
