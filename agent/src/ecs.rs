@@ -242,6 +242,24 @@ impl HostInfo {
         }
     }
 
+    /// This machine: its hostname, and its id from `/etc/machine-id` (systemd, D-Bus), else the
+    /// hostname. The agent passes the configured `host_id` instead; `scan` uses this.
+    pub fn local() -> Self {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .find_map(|p| {
+                let id = std::fs::read_to_string(p).ok()?;
+                let id = id.trim();
+                (!id.is_empty()).then(|| id.to_owned())
+            })
+            .unwrap_or_else(|| hostname.clone());
+        HostInfo::new(hostname, id)
+    }
+
     /// Fixes the name of a uid (for input recorded on another machine, and tests).
     pub fn set_user_name(&self, uid: u32, name: Option<&str>) {
         if let Ok(mut users) = self.users.lock() {

@@ -1,0 +1,210 @@
+//! `nightjar-agent scan` and `rules check`, run as real processes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(rel)
+}
+
+fn agent(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nightjar-agent"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nightjar-agent");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn alerts(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON alert per line"))
+        .collect()
+}
+
+fn pids(alerts: &[serde_json::Value]) -> Vec<u64> {
+    alerts
+        .iter()
+        .map(|a| a["process"]["pid"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn seed_rule_alerts_on_702_and_704() {
+    let sample = shared("fixtures/eslogger/kcc-sample.ndjson");
+    let out = agent(
+        &["scan", "--format", "eslogger", sample.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = alerts(&out);
+    assert_eq!(pids(&a), vec![702, 704]);
+    let first = &a[0];
+    assert_eq!(first["event"]["kind"], "signal");
+    let k = &first["kibana"]["alert"];
+    assert_eq!(k["rule"]["rule_id"], "ad88231f-e2ab-491c-8fc6-64746da26cfe");
+    assert_eq!(k["rule"]["version"], 107);
+    assert_eq!(k["rule"]["type"], "query");
+    assert_eq!(k["rule"]["language"], "kuery");
+    assert_eq!(k["severity"], "high");
+    assert_eq!(k["risk_score"], 73);
+    assert_eq!(k["rule"]["threat"][0]["tactic"]["id"], "TA0006");
+    assert_eq!(k["uuid"].as_str().unwrap().len(), 36);
+    assert!(
+        k["original_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-20T09:00:00")
+    );
+    assert_eq!(first["process"]["name"], "kcc");
+    assert_eq!(first["host"]["os"]["type"], "macos");
+    assert!(
+        first["process"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "copy_cred_cache")
+    );
+    assert!(k.get("suppression").is_none());
+    // Deterministic ids: the same input gives the same uuids.
+    let again = alerts(&agent(
+        &["scan", "--format", "eslogger", sample.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(again[0]["kibana"]["alert"]["uuid"], k["uuid"]);
+}
+
+#[test]
+fn stdin_no_builtin_and_extra_rules() {
+    let sample = std::fs::read(shared("fixtures/eslogger/kcc-sample.ndjson")).unwrap();
+    let out = agent(
+        &["scan", "--format", "eslogger", "--no-builtin", "-"],
+        Some(&sample),
+    );
+    assert!(out.status.success());
+    assert!(alerts(&out).is_empty());
+    let head = shared("elastic-rules/macos-head-14cf530f/credential_access_kerberosdump_kcc.toml");
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--no-builtin",
+            "--rules",
+            head.to_str().unwrap(),
+            "-",
+        ],
+        Some(&sample),
+    );
+    assert!(out.status.success());
+    let a = alerts(&out);
+    assert_eq!(pids(&a), vec![702, 704]);
+    assert_eq!(a[0]["kibana"]["alert"]["rule"]["language"], "eql");
+}
+
+#[test]
+fn malformed_lines_are_reported_and_skipped() {
+    let sample = std::fs::read_to_string(shared("fixtures/eslogger/kcc-sample.ndjson")).unwrap();
+    let mut lines: Vec<&str> = sample.lines().collect();
+    lines.insert(1, "{not json");
+    lines.insert(3, "");
+    let input = lines.join("\n");
+    let out = agent(
+        &["scan", "--format", "eslogger", "-"],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("<stdin>:2: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(pids(&alerts(&out)), vec![702, 704]);
+}
+
+#[test]
+fn unreadable_input_and_bad_rules_exit_2() {
+    let sample = shared("fixtures/eslogger/kcc-sample.ndjson");
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "/nonexistent/events.ndjson",
+            sample.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/events.ndjson"));
+    // The readable file was still scanned.
+    assert_eq!(pids(&alerts(&out)), vec![702, 704]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[rule]\nrule_id = \"x\"\nname = \"n\"\nseverity = \"low\"\nrisk_score = 1\ntype = \"query\"\nquery = \"a:(b\"\n").unwrap();
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--rules",
+            bad.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:7:", bad.display())), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn rules_check_reports_each_rule() {
+    let rules = shared("elastic-rules");
+    let out = agent(&["rules", "check", rules.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().last(),
+        Some("130 rules: 75 ok, 55 unsupported, 0 errors")
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("unsupported (EQL sequence"))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[rule]\nrule_id = \"x\"\nname = \"n\"\nseverity = \"low\"\nrisk_score = 1\ntype = \"eql\"\nquery = \"process where a ==\"\n").unwrap();
+    let out = agent(&["rules", "check", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("error ({}:7:", bad.display())),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 rules: 0 ok, 0 unsupported, 1 errors\n"),
+        "{text}"
+    );
+}
