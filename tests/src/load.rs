@@ -325,6 +325,10 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
         std::thread::sleep(Duration::from_secs(1));
         let now = Instant::now();
         let (Some(a), Some(s)) = (sample(agent.pid()), sample(sensor.pid())) else {
+            if done.load(Ordering::Relaxed) {
+                // The feeder closed the pipe and the replay ended between two samples.
+                break;
+            }
             panic!(
                 "a process died under load\nagent log:\n{}\nsensor log:\n{}",
                 log_text(st, "agent"),
