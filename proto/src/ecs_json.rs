@@ -53,6 +53,7 @@ impl EcsDecoder {
     /// Decodes one document (one line, without its newline). `Ok(None)`: a well-formed
     /// document that is not a process start, skipped. Strings borrow from `line` where they
     /// need no unescaping.
+    /// `sensor_seq` and `captured_ns` are left 0 for the side that takes the event in.
     pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
         check_line_len(line)?;
         self.path.clear();
@@ -304,6 +305,7 @@ impl<'a> Fields<'a> {
             os,
             flags: if args_cut { TRUNC_ARGS } else { 0 },
             time_ns,
+            // Stamped by whoever takes the event in (the sensor); decoding is pure.
             captured_ns: 0,
             es_seq_num: None,
             es_global_seq_num: None,

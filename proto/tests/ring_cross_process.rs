@@ -306,10 +306,12 @@ fn ring_files_are_private() {
     let _p = Producer::open(&path, MIB).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&path), 0o600);
-    assert_eq!(
-        mode(&dir.path().join("run/nightjar/events.ring.wake")),
-        0o600
-    );
+    for side_file in ["events.ring.wake", "events.ring.lock"] {
+        assert_eq!(
+            mode(&dir.path().join("run/nightjar").join(side_file)),
+            0o600
+        );
+    }
     assert_eq!(mode(&dir.path().join("run/nightjar")), 0o700);
     assert_eq!(mode(&dir.path().join("run")), 0o700);
 
@@ -318,6 +320,23 @@ fn ring_files_are_private() {
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
     let _c = Consumer::open(&loose, MIB).unwrap();
     assert_eq!(mode(&loose), 0o600);
+}
+
+#[test]
+fn a_ring_owned_by_another_user_is_refused() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    drop(Producer::open(&path, MIB).unwrap());
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let err = Consumer::open(&path, MIB).unwrap_err();
+    assert!(
+        matches!(err, RingError::Owner { owner: 65534, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        Producer::open(&path, MIB),
+        Err(RingError::Owner { .. })
+    ));
 }
 
 #[test]

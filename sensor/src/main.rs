@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -95,7 +97,7 @@ fn main() -> ExitCode {
                 SourceArg::Eslogger => SourceKind::Eslogger,
                 SourceArg::Ebpf => SourceKind::Ebpf,
             };
-            match capture::run(kind, &mut publisher, None) {
+            match capture::run(kind, &mut publisher) {
                 Ok(never) => match never {},
                 Err(err) => fail(RUNTIME_FAILURE, err),
             }
@@ -110,7 +112,7 @@ fn main() -> ExitCode {
                 FormatArg::Eslogger => ReplayFormat::Eslogger,
                 FormatArg::Ecs => ReplayFormat::Ecs,
             };
-            if let Err(err) = replay::check_inputs(format, &files) {
+            if let Err(err) = replay::check_inputs(&files) {
                 return fail(USAGE_ERROR, err);
             }
             let mut publisher = match publisher(config.as_deref()) {

@@ -111,11 +111,6 @@ impl Publisher {
     pub fn stats(&self) -> PublishStats {
         self.stats
     }
-
-    /// The next `sensor_seq` to be assigned.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
 }
 
 /// An upper bound of the encoded size of `ev`, so the ring reserves no more than it needs.
@@ -144,4 +139,154 @@ pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use nightjar_proto::event::{MAX_ARGV_BYTES, MAX_ID_BYTES, MAX_PATH_BYTES};
+    use nightjar_proto::shm_ring::{Consumer, MIN_CAPACITY};
+    use nightjar_proto::{Args, Caller, Target};
+
+    use super::*;
+
+    fn read_all(consumer: &mut Consumer) -> Vec<Record<'static>> {
+        let mut out = Vec::new();
+        while let Some(entry) = consumer.next().unwrap() {
+            let end = entry.end;
+            out.push(match codec::decode(entry.bytes).unwrap() {
+                Record::Exec(ev) => Record::Exec(ev.into_owned()),
+                Record::Loss(l) => Record::Loss(l),
+            });
+            consumer.commit(end);
+        }
+        out
+    }
+
+    fn kcc() -> ExecEvent<'static> {
+        let (args, _) = Args::from_strs(["kcc", "copy_cred_cache"]);
+        ExecEvent {
+            target: Target {
+                pid: 42,
+                executable: Cow::Borrowed("/usr/bin/kcc"),
+                args,
+                ..Target::default()
+            },
+            ..ExecEvent::default()
+        }
+    }
+
+    #[test]
+    fn events_are_numbered_from_one_stamped_and_published_on_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.ring");
+        let mut publisher = Publisher::new(Producer::open(&path, MIN_CAPACITY).unwrap());
+        let mut consumer = Consumer::open(&path, MIN_CAPACITY).unwrap();
+        assert!(publisher.publish(kcc()));
+        assert!(publisher.publish(kcc()));
+        publisher.report_loss(LossSource::BpfRingbuf, 3);
+        publisher.report_loss(LossSource::BpfRingbuf, 0);
+        publisher.flush();
+        let records = read_all(&mut consumer);
+        assert_eq!(records.len(), 3, "{records:?}");
+        let Record::Exec(first) = &records[0] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(first.sensor_seq, 1);
+        assert!(first.captured_ns > 0);
+        assert!(matches!(&records[1], Record::Exec(e) if e.sensor_seq == 2));
+        assert!(matches!(
+            &records[2],
+            Record::Loss(LossReport {
+                source: LossSource::BpfRingbuf,
+                count: 3,
+                ..
+            })
+        ));
+        assert_eq!(
+            consumer.stats().upstream_loss,
+            3,
+            "the header carries loss too"
+        );
+        assert_eq!(
+            publisher.stats(),
+            PublishStats {
+                published: 2,
+                ring_full: 0,
+                upstream_lost: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_ring_drops_and_counts_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.ring");
+        let mut publisher = Publisher::new(Producer::open(&path, MIN_CAPACITY).unwrap());
+        let mut pushed = 0u64;
+        while publisher.publish(kcc()) {
+            pushed += 1;
+        }
+        assert!(!publisher.publish(kcc()), "still full: nobody consumed");
+        assert_eq!(publisher.stats().ring_full, 2);
+        publisher.flush();
+        let consumer = Consumer::open(&path, MIN_CAPACITY).unwrap();
+        assert_eq!(publisher.stats().published, pushed);
+        assert_eq!(consumer.stats().drops, publisher.stats().ring_full);
+    }
+
+    #[test]
+    fn the_reserved_size_always_holds_the_encoded_event() {
+        let long_path = "p".repeat(MAX_PATH_BYTES);
+        let long_id = "i".repeat(MAX_ID_BYTES);
+        let big_arg = "a".repeat(MAX_ARGV_BYTES / 4);
+        let (args, _) = Args::from_strs([big_arg.as_str(); 3]);
+        let some = |s: &str| Some(Cow::Owned(s.to_owned()));
+        let ev = ExecEvent {
+            sensor_seq: u64::MAX,
+            flags: u32::MAX,
+            time_ns: i64::MIN,
+            captured_ns: i64::MIN,
+            es_seq_num: Some(u64::MAX),
+            es_global_seq_num: Some(u64::MAX),
+            target: Target {
+                pid: u32::MAX,
+                pidversion: Some(u32::MAX),
+                ppid: Some(u32::MAX),
+                original_ppid: Some(u32::MAX),
+                uid: Some(u32::MAX),
+                euid: Some(u32::MAX),
+                gid: Some(u32::MAX),
+                egid: Some(u32::MAX),
+                auid: Some(u32::MAX),
+                session_id: Some(u32::MAX),
+                executable: Cow::Owned(long_path.clone()),
+                args,
+                cwd: some(&long_path),
+                signing_id: some(&long_id),
+                team_id: some(&long_id),
+                cdhash: some(&long_id),
+                platform_binary: Some(true),
+                cs_flags: Some(u32::MAX),
+                tty: some(&long_id),
+                start_time_ns: Some(i64::MIN),
+            },
+            caller: Caller {
+                pid: Some(u32::MAX),
+                ppid: Some(u32::MAX),
+                executable: some(&long_path),
+                signing_id: some(&long_id),
+                team_id: some(&long_id),
+                platform_binary: Some(false),
+                cs_flags: Some(u32::MAX),
+            },
+            responsible_pid: Some(u32::MAX),
+            ..ExecEvent::default()
+        };
+        let bound = encoded_len_bound(&ev);
+        let bytes = codec::encode_to_vec(&Record::Exec(ev)).unwrap();
+        assert!(bytes.len() <= bound, "{} > {bound}", bytes.len());
+        assert!(bound <= MAX_RECORD_BYTES);
+    }
 }

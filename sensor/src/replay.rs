@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nightjar_proto::ExecEvent;
+use nightjar_proto::ecs_json::EcsDecoder;
 use nightjar_proto::eslogger::EsloggerDecoder;
 use nightjar_proto::event::FLAG_REPLAYED;
 
@@ -34,8 +35,6 @@ pub struct ReplaySummary {
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("--format {0}: no decoder for this format in this build")]
-    FormatUnavailable(&'static str),
     #[error("{file}: cannot open: {source}")]
     Open { file: PathBuf, source: io::Error },
     #[error("{file}:{line}: cannot read: {source}")]
@@ -48,19 +47,21 @@ pub enum ReplayError {
 
 enum Decoder {
     Eslogger(EsloggerDecoder),
+    Ecs(EcsDecoder),
 }
 
 impl Decoder {
-    fn new(format: ReplayFormat) -> Result<Decoder, ReplayError> {
+    fn new(format: ReplayFormat) -> Decoder {
         match format {
-            ReplayFormat::Eslogger => Ok(Decoder::Eslogger(EsloggerDecoder::new())),
-            ReplayFormat::Ecs => Err(ReplayError::FormatUnavailable("ecs")),
+            ReplayFormat::Eslogger => Decoder::Eslogger(EsloggerDecoder::new()),
+            ReplayFormat::Ecs => Decoder::Ecs(EcsDecoder::new()),
         }
     }
 
     fn decode<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, String> {
         match self {
             Decoder::Eslogger(d) => d.decode_line(line).map_err(|e| e.to_string()),
+            Decoder::Ecs(d) => d.decode_line(line).map_err(|e| e.to_string()),
         }
     }
 }
@@ -83,10 +84,8 @@ impl Pacer {
     }
 }
 
-/// Checks the format is readable and every named file can be opened before anything is
-/// published.
-pub fn check_inputs(format: ReplayFormat, files: &[PathBuf]) -> Result<(), ReplayError> {
-    Decoder::new(format)?;
+/// Checks that every named file can be opened before anything is published.
+pub fn check_inputs(files: &[PathBuf]) -> Result<(), ReplayError> {
     for file in files.iter().filter(|f| f.as_os_str() != "-") {
         File::open(file).map_err(|source| ReplayError::Open {
             file: file.clone(),
@@ -104,7 +103,7 @@ pub fn replay(
     rate: Option<u64>,
     files: &[PathBuf],
 ) -> Result<ReplaySummary, ReplayError> {
-    let mut decoder = Decoder::new(format)?;
+    let mut decoder = Decoder::new(format);
     let pacer = rate.filter(|&r| r > 0).map(|r| Pacer {
         start: Instant::now(),
         interval: Duration::from_nanos(1_000_000_000 / r),

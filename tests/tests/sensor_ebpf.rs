@@ -196,3 +196,71 @@ fn burst_of_ten_thousand_execs_from_eight_shells_arrives_whole() {
     assert_eq!(stats.upstream_loss, 0, "upstream loss: {stats:?}");
     assert_eq!(live.reader.seen.lost(LossSource::BpfRingbuf), 0);
 }
+
+#[test]
+fn the_agents_own_execs_are_muted() {
+    if !may_run() {
+        return;
+    }
+    let mut live = LiveSensor::start();
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    let exe = kcc.display().to_string();
+
+    // A stand-in agent: a shell under the agent's name that, once told, execs kcc in place
+    // (same pid), which the probe must not report.
+    let agent_bin = live.st.path().join("bin/nightjar-agent");
+    std::fs::copy("/bin/sh", &agent_bin).unwrap();
+    std::fs::set_permissions(&agent_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let go = live.st.path().join("go");
+    let mut agent = ChildGuard::spawn(Command::new(&agent_bin).arg("-c").arg(format!(
+        "while [ ! -e '{}' ]; do sleep 0.05; done; exec '{exe}' muted-exec",
+        go.display()
+    )));
+    let agent_pid = agent.pid();
+    let muted_line = format!("pid={agent_pid}");
+    let noticed = nightjar_tests::harness::wait_for(Duration::from_secs(30), || {
+        let log = live.log();
+        log.lines()
+            .any(|l| l.contains("muted the agent") && l.contains(&muted_line))
+            .then_some(())
+    });
+    assert!(
+        noticed.is_some(),
+        "the sensor never muted the agent: {}",
+        live.log()
+    );
+    std::fs::write(&go, b"").unwrap();
+    assert!(
+        agent
+            .wait_timeout(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+
+    // An exec after it, not muted, proves the probe was reporting all along.
+    run(Command::new(&kcc).arg("after-agent"));
+    let mut keep = |ev: &ExecEvent<'_>| ev.target.executable == exe.as_str();
+    let done = live
+        .reader
+        .drain_until(Duration::from_secs(10), &mut keep, |s| {
+            s.execs
+                .iter()
+                .any(|e| args_of(e).get(1).is_some_and(|a| a == "after-agent"))
+        });
+    assert!(
+        done,
+        "the exec after the agent's never arrived: {}",
+        live.log()
+    );
+    let from_agent: Vec<_> = live
+        .reader
+        .seen
+        .execs
+        .iter()
+        .filter(|e| e.target.pid == agent_pid)
+        .collect();
+    assert!(
+        from_agent.is_empty(),
+        "the agent's exec was reported: {from_agent:?}"
+    );
+}

@@ -165,3 +165,41 @@ fn config_errors_name_the_file_and_key_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such.ndjson"));
 }
+
+#[test]
+fn replay_of_ecs_documents_puts_only_process_starts_in_the_ring() {
+    let st = TempState::new();
+    let cfg = st.write_config("");
+    let fixture =
+        nightjar_tests::harness::workspace_root().join("tests/fixtures/ecs/defend-process.ndjson");
+    let out = run(Command::new(bin("nightjar-sensor"))
+        .args(["replay", "--format", "ecs", "--rate", "1000", "--config"])
+        .arg(&cfg)
+        .arg(&fixture));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = RingReader::open(&st.ring_path(), CAPACITY);
+    reader.drain_until(Duration::from_secs(5), &mut |_| true, |s| {
+        s.execs.len() >= 6
+    });
+    reader.drain(&mut |_| true);
+    let execs = &reader.seen.execs;
+    assert_eq!(
+        execs.len(),
+        6,
+        "six of the twelve documents are process starts"
+    );
+    assert!(
+        execs
+            .iter()
+            .all(|e| e.source == Source::Ecs && e.flags & FLAG_REPLAYED != 0)
+    );
+    assert_eq!(execs[0].target.executable, "/usr/bin/kcc");
+    assert_eq!(
+        execs[0].target.args.iter().collect::<Vec<_>>(),
+        ["kcc", "copy_cred_cache"]
+    );
+}

@@ -128,17 +128,17 @@ impl<'de> Visitor<'de> for AuditTokenVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut vals = [0u32; 8];
+        let mut vals = [None; 8];
         for (i, slot) in vals.iter_mut().enumerate() {
             *slot = seq
-                .next_element::<TokenValue>()?
+                .next_element::<Option<TokenValue>>()?
                 .ok_or_else(|| de::Error::invalid_length(i, &"8 audit token values"))?
-                .0;
+                .map(|v| v.0);
         }
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::invalid_length(9, &"8 audit token values"));
         }
-        let [auid, euid, egid, ruid, rgid, pid, asid, pidversion] = vals.map(Some);
+        let [auid, euid, egid, ruid, rgid, pid, asid, pidversion] = vals;
         Ok(AuditToken {
             auid,
             euid,

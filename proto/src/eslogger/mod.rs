@@ -11,7 +11,7 @@
 //!   audit session id (`asid`, as `session_id`) from its audit token; `ppid`,
 //!   `original_ppid`, `executable.path`, `signing_id`, `team_id`, `cdhash` (lowercased; all
 //!   zeros = none), `is_platform_binary`, `codesigning_flags`, `tty.path`, `start_time`;
-//! - `event.exec.args` (argv[0] included) and `event.exec.cwd.path`;
+//! - `event.exec.args` (`argv[0]` included) and `event.exec.cwd.path`;
 //! - top-level `process` is the image that called exec; its `responsible_audit_token` pid
 //!   is the responsible pid;
 //! - `time`, `seq_num`, `global_seq_num`; `path_truncated` sets the matching `TRUNC_*` flag.
@@ -49,6 +49,7 @@ impl EsloggerDecoder {
     /// Decodes one input line (without its newline). `Ok(None)`: a well-formed message that
     /// is not an exec (fork, exit, open, ...), skipped. Strings in the event borrow from
     /// `line` where they need no unescaping.
+    /// `sensor_seq` and `captured_ns` are left 0 for the side that takes the event in.
     pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
         check_line_len(line)?;
         let mut de = serde_json::Deserializer::from_str(line);
@@ -142,6 +143,7 @@ fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
         os: OsType::Macos,
         flags,
         time_ns,
+        // Stamped by whoever takes the event in (the sensor); decoding is pure.
         captured_ns: 0,
         es_seq_num: m.seq_num,
         es_global_seq_num: m.global_seq_num,
@@ -232,5 +234,63 @@ mod tests {
         );
         assert_eq!((ev.source, ev.os), (Source::Eslogger, OsType::Macos));
         assert!(matches!(t.executable, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn audit_token_forms_and_values() {
+        let line = |token: &str| {
+            format!(
+                r#"{{"time":"2026-11-20T09:00:00Z","event":{{"exec":{{"target":{{"audit_token":{token},"executable":{{"path":"/bin/ls"}}}}}}}}}}"#
+            )
+        };
+        let mut d = EsloggerDecoder::new();
+        let array = line("[501,502,20,503,21,42,100013,7]");
+        let object = line(
+            r#"{"pidversion":7,"asid":100013,"pid":42,"rgid":21,"ruid":503,"egid":20,"euid":502,"auid":501,"extra":[1]}"#,
+        );
+        let a = d.decode_line(&array).unwrap().unwrap();
+        let o = d.decode_line(&object).unwrap().unwrap();
+        assert_eq!(a, o);
+        let t = &a.target;
+        assert_eq!(
+            (
+                t.auid,
+                t.euid,
+                t.egid,
+                t.uid,
+                t.gid,
+                t.pid,
+                t.session_id,
+                t.pidversion
+            ),
+            (
+                Some(501),
+                Some(502),
+                Some(20),
+                Some(503),
+                Some(21),
+                42,
+                Some(100013),
+                Some(7)
+            )
+        );
+        let nulls = line("[null,-1,4294967295,0,0,42,null,null]");
+        let with_nulls = d.decode_line(&nulls).unwrap().unwrap();
+        assert_eq!(with_nulls.target.auid, None);
+        assert_eq!(with_nulls.target.euid, Some(u32::MAX));
+        assert_eq!(with_nulls.target.egid, Some(u32::MAX));
+        for bad in [
+            "[1,2,3,4,5,6,7]",
+            "[1,2,3,4,5,6,7,8,9]",
+            "[1,2,3,4,5,6,7,4294967296]",
+            "[1,2,3,4,5,6,7,-2147483649]",
+            "[1,2,3,4,5,6.5,7,8]",
+            r#"{"pid":"42"}"#,
+            "42",
+        ] {
+            assert!(d.decode_line(&line(bad)).is_err(), "{bad}");
+        }
+        let no_pid = d.decode_line(&line(r#"{"euid":0}"#)).unwrap_err();
+        assert!(no_pid.to_string().contains("audit_token.pid"), "{no_pid}");
     }
 }

@@ -234,13 +234,14 @@ impl Consumer {
         true
     }
 
-    /// Withdraws the sleeping flag and empties the FIFO after a wake-up (or timeout).
+    /// Withdraws the sleeping flag after a wake-up (or timeout). The FIFO is emptied by the
+    /// next [`Consumer::prepare_sleep`], which keeps a system call off the wake-up path and
+    /// still gives edge-triggered pollers a fresh edge for the next signal.
     pub fn after_wake(&mut self) {
         self.map
             .header()
             .consumer_sleeping
             .store(0, Ordering::Relaxed);
-        wake::drain(&self.wake);
     }
 
     pub fn stats(&self) -> RingStats {
@@ -421,20 +422,13 @@ impl Consumer {
             self.replaced = false;
             return Ok(());
         }
-        let final_write = h.write_pos.load(Ordering::Acquire);
+        // Normally everything published there has been read and this is 0; after a
+        // scribbled final position, the sequence numbers still tell what was left behind.
         let final_seq = h.next_seq.load(Ordering::Relaxed);
-        let unread = if final_write > self.cursor && final_write - self.cursor <= self.capacity {
-            final_write - self.cursor
-        } else {
-            0
-        };
-        let lost = match self.expected_seq {
-            _ if unread == 0 => 0,
-            Some(expected) if final_seq >= expected => {
-                (final_seq - expected).min(unread / RECORD_HEADER)
-            }
-            _ => 1,
-        };
+        let lost = self
+            .expected_seq
+            .map_or(0, |expected| final_seq.saturating_sub(expected))
+            .min(self.capacity / RECORD_HEADER);
         self.map = setup::open_ring(&self.path, self.capacity, Role::Consumer, &self.wake)?;
         self.install_mapping();
         self.lost_in_resync += lost;

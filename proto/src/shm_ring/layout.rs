@@ -80,6 +80,12 @@ pub(super) fn record_word(len: u32, seq: u64, pos: u64) -> u64 {
     u64::from(len) | (u64::from(check_word(len, seq, pos)) << 32)
 }
 
+/// Fault the whole ring in at open, so that steady state takes no page faults.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MAP_POPULATE: libc::c_int = libc::MAP_POPULATE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MAP_POPULATE: libc::c_int = 0;
+
 /// A `MAP_SHARED` mapping of the ring file, unmapped on drop.
 pub(super) struct Mapping {
     base: NonNull<u8>,
@@ -103,7 +109,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 size,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | MAP_POPULATE,
                 file.as_raw_fd(),
                 0,
             )

@@ -2,9 +2,11 @@
 //!
 //! # Layout
 //!
-//! The ring is one regular file (mode 0600, parent directory 0700 when created here) mapped
-//! `MAP_SHARED` by both processes: a 4 KiB header page, then `capacity` data bytes
-//! (a power of two, [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]). The header has three 128-byte
+//! The ring is one regular file (mode 0600, parent directory 0700 when created here)
+//! mapped `MAP_SHARED` by both processes: a 4 KiB header page, then `capacity` data bytes
+//! (a power of two, [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]), pre-faulted and, on Linux,
+//! allocated up front. It is best kept on tmpfs (`/run` on Linux): on a disk-backed file
+//! system the kernel also writes every dirtied page back to disk. The header has three 128-byte
 //! lines so that the producer's and the consumer's hot words never share a cache line (nor
 //! an adjacent-line prefetch pair):
 //!
@@ -61,14 +63,28 @@
 //!
 //! Either process, or anyone able to write the file, may scribble over it. Each side keeps
 //! its own copy of the capacity and of its own position and never trusts the other side's
-//! word beyond range checks. The consumer validates every record header (check word,
-//! length bound, contiguity, within the published range, padding only where padding may
-//! be); on failure it skips to the producer's current published position, counts a
-//! resynchronisation, and counts the records lost through the sequence-number gap of the
-//! next valid record. A published position that moves backwards or leaps more than a
-//! capacity ahead is reported once and ignored until the producer rewrites it; a read
-//! position that does not match the consumer's commit is rewritten by the consumer. Every
-//! loop over the mapping is bounded (at most one padding record per call).
+//! word beyond range checks; the capacity at open comes from the file size, not the header.
+//! The consumer validates every record header (check word, length bound, contiguity,
+//! within the published range, padding only where padding may be); on failure it skips to
+//! the producer's current published position, counts a resynchronisation, and counts the
+//! records lost through the sequence-number gap of the next valid record. The skipped
+//! bytes are committed at once if every record handed out is committed, else with the next
+//! commit that covers them, so a ring full of garbage cannot stall the producer.
+//!
+//! The positions in the header are checked each time they are reloaded:
+//! - a published position more than a capacity past the commit means the producer overran
+//!   unread records (it trusted a scribbled read position): skip to it;
+//! - one behind the cursor but not behind the last record handed out means we skipped
+//!   ahead on a scribbled value: resume after that record and take back the commit;
+//! - anything else out of range is reported once and ignored until the producer's next
+//!   flush rewrites it;
+//! - a read position that differs from the consumer's commit is rewritten by the consumer,
+//!   and the producer treats an implausible one as "full" (dropping is safe, overwriting
+//!   unread records is not); the producer also rewrites its counters on each flush.
+//!
+//! Every error is one counted resynchronisation, and every loop over the mapping is bounded
+//! (at most one padding record per call), so hostile contents cost records, never a panic,
+//! an out-of-bounds read or a hang.
 //!
 //! # Restarts
 //!
@@ -80,10 +96,14 @@
 //! - Invalid header or a different capacity: the producer builds a new file beside the old
 //!   one and renames it into place (so a consumer's mapping of the old file never shrinks
 //!   under it), with the next generation, then marks the old header retired and wakes the
-//!   consumer. The consumer sees the mark, checks that the path now names another file, maps
-//!   the new one, counts the records it had not read as lost and a generation reset.
+//!   consumer. The consumer reads what was published in the old file, then, seeing the
+//!   mark, checks that the path names another file, maps it, resets its cursor to the new
+//!   ring's commit and counts a generation reset (and, through sequence numbers, any record
+//!   it could not read). Should the mark itself be scribbled away, the consumer still
+//!   notices the replaced file: it compares the path's inode with its mapping each time it
+//!   is about to sleep.
 //! - Either side may start first; the one that finds no ring creates it. Opening is
-//!   serialised by an advisory lock on the wake FIFO, and the producer holds an exclusive
+//!   serialised by an advisory lock on `<ring>.lock` (0600), and the producer holds an exclusive
 //!   lock on the ring file for its lifetime, which is how a second producer is refused and
 //!   how a consumer knows it may rebuild an invalid ring.
 
@@ -96,9 +116,9 @@ mod wake;
 use std::io;
 use std::path::PathBuf;
 
-pub use consumer::{Consumer, Entry};
+pub use consumer::{Consumer, DEFAULT_SPIN, Entry};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
-pub use producer::Producer;
+pub use producer::{Producer, monotonic_ns};
 
 /// Counters both sides can show; `status` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

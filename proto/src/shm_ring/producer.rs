@@ -196,8 +196,9 @@ impl Drop for Producer {
     }
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call).
-pub(super) fn monotonic_ns() -> u64 {
+/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call): the heartbeat's clock,
+/// comparable between processes on the host.
+pub fn monotonic_ns() -> u64 {
     // SAFETY: zeroed timespec is valid and clock_gettime overwrites it.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: valid clock id and a live local.

@@ -115,15 +115,26 @@ impl Old {
     }
 }
 
-/// Opens (creating or rebuilding as `role` allows) the ring at `path`. `wake` is the FIFO
-/// fd, whose lock serialises concurrent opens.
+/// `<ring>.lock`: its `flock` serialises opens, creations and rebuilds.
+fn lock_path(ring: &Path) -> PathBuf {
+    let mut name = ring.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Opens (creating or rebuilding as `role` allows) the ring at `path`; `wake` is the FIFO
+/// to signal when a rebuild retires a ring a consumer may still be reading.
 pub(super) fn open_ring(
     path: &Path,
     capacity: u64,
     role: Role,
     wake: &OwnedFd,
 ) -> Result<Mapping, RingError> {
-    let _lock = FileLock::exclusive(wake, &wake::fifo_path(path))?;
+    let lock_path = lock_path(path);
+    let lock_file = open_file(&lock_path, libc::O_CREAT)?
+        .ok_or_else(|| RingError::io(&lock_path, "create", io::ErrorKind::NotFound.into()))?;
+    check_owned(&lock_file, &lock_path, libc::S_IFREG)?;
+    let _lock = FileLock::exclusive(&lock_file, &lock_path)?;
     let pid = u64::from(std::process::id());
     match (role, inspect(path)?) {
         (Role::Producer, Existing::Valid(map)) if map.capacity() == capacity => {
@@ -300,15 +311,7 @@ fn create(path: &Path, capacity: u64, generation: u64) -> Result<Mapping, RingEr
     let len = HEADER_BYTES + capacity;
     let off_len = libc::off_t::try_from(len)
         .map_err(|_| RingError::io(&tmp, "allocate", io::Error::other("ring too large")))?;
-    // SAFETY: posix_fallocate on an fd we own; it returns an errno value.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
-    if rc != 0 {
-        return Err(RingError::io(
-            &tmp,
-            "allocate",
-            io::Error::from_raw_os_error(rc),
-        ));
-    }
+    allocate(&file, off_len).map_err(|e| RingError::io(&tmp, "allocate", e))?;
     let map = Mapping::map(file, len, &tmp)?;
     let h = map.header();
     h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -317,6 +320,23 @@ fn create(path: &Path, capacity: u64, generation: u64) -> Result<Mapping, RingEr
     h.magic.store(MAGIC, Ordering::Release);
     std::fs::rename(&tmp, path).map_err(|e| RingError::io(path, "rename into place", e))?;
     Ok(map)
+}
+
+/// Reserves the file's blocks, so that a full file system fails here and not as SIGBUS
+/// when a page of the mapping is first written.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn allocate(file: &File, len: libc::off_t) -> io::Result<()> {
+    // SAFETY: posix_fallocate on an fd we own; it returns an errno value.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        rc => Err(io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// Sizes the file (macOS has no `posix_fallocate`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn allocate(file: &File, len: libc::off_t) -> io::Result<()> {
+    file.set_len(len as u64)
 }
 
 /// (device, inode) of what `path` names now, to tell whether the ring was replaced.

@@ -80,36 +80,34 @@ pub(super) fn drain(fd: &OwnedFd) {
     }
 }
 
-/// Sleeps until the FIFO is readable or `timeout` passes (`EINTR` counts as a wake-up).
+/// Sleeps until the FIFO is readable or `timeout` (rounded up to a millisecond) passes;
+/// `EINTR` counts as a wake-up. Plain `poll`, which macOS has too.
 pub(super) fn wait_readable(fd: &OwnedFd, timeout: Duration, path: &Path) -> Result<(), RingError> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: one valid pollfd and a valid timespec, both live locals; no signal mask.
-    let rc = unsafe { libc::ppoll(&raw mut pfd, 1, &raw const ts, std::ptr::null()) };
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd, a live local.
+    let rc = unsafe { libc::poll(&raw mut pfd, 1, ms) };
     if rc < 0 {
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
-            return Err(RingError::io(path, "ppoll", err));
+            return Err(RingError::io(path, "poll", err));
         }
     }
     Ok(())
 }
 
 /// An exclusive `flock`, released on drop.
-pub(super) struct FileLock<'a> {
-    fd: &'a OwnedFd,
+pub(super) struct FileLock<'a, F: AsRawFd> {
+    fd: &'a F,
 }
 
-impl<'a> FileLock<'a> {
+impl<'a, F: AsRawFd> FileLock<'a, F> {
     /// Blocks until the lock is ours (others hold it only while opening the ring).
-    pub fn exclusive(fd: &'a OwnedFd, path: &Path) -> Result<FileLock<'a>, RingError> {
+    pub fn exclusive(fd: &'a F, path: &Path) -> Result<FileLock<'a, F>, RingError> {
         loop {
             // SAFETY: flock on an fd we own.
             if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -123,7 +121,7 @@ impl<'a> FileLock<'a> {
     }
 }
 
-impl Drop for FileLock<'_> {
+impl<F: AsRawFd> Drop for FileLock<'_, F> {
     fn drop(&mut self) {
         // SAFETY: flock on an fd that outlives this guard.
         unsafe {

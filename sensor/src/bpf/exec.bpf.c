@@ -18,6 +18,11 @@
  * bpf_d_path is not allowed at this hook, and walking dentries by hand costs a bounded loop
  * per path component on every exec.
  *
+ * The working directory is not captured (the event's cwd is absent, never guessed): like the
+ * canonical exe path it needs a dentry walk, and reading /proc/PID/cwd afterwards races with
+ * short-lived processes. argv is capped at ARGV_CAP (16 KiB) so a per-CPU scratch record stays
+ * under the 32 KiB per-CPU value limit.
+ *
  * When the ring buffer is full the record is dropped and `drops` counts it; the sensor reports
  * the count as loss. Processes whose tgid is in `muted` (the sensor, the agent) are skipped.
  */
@@ -78,7 +83,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
+	__uint(max_entries, 64);
 	__type(key, u32);
 	__type(value, u8);
 } muted SEC(".maps");

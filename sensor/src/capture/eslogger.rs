@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use nightjar_proto::LossSource;
 use nightjar_proto::eslogger::{EsloggerDecoder, SeqGapDetector};
+use nightjar_proto::event::basename;
 
 use crate::capture::CaptureError;
 use crate::publish::Publisher;
@@ -29,6 +30,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A run that lasted this long was healthy: the next restart waits [`BACKOFF_START`] again.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// Images whose execs are not reported: ours.
+const MUTED_IMAGES: [&str; 2] = ["nightjar-sensor", "nightjar-agent"];
 /// Pipe buffer: several hundred typical messages.
 const READ_BUFFER: usize = 1 << 20;
 
@@ -49,13 +52,10 @@ fn spawn(program: &OsString) -> std::io::Result<Child> {
 }
 
 /// Runs eslogger and publishes its execs, restarting it whenever it exits; returns only when
-/// it cannot be started at all. Execs of `muted` processes (and of eslogger itself) are
-/// skipped.
-pub fn run(
-    publisher: &mut Publisher,
-    program: &OsString,
-    muted: &[u32],
-) -> Result<Infallible, CaptureError> {
+/// it cannot be started at all. eslogger cannot mute processes, so the sensor's, eslogger's
+/// and the agent's own execs (by pid, or by the calling image's name) are skipped here.
+pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, CaptureError> {
+    let own_pid = std::process::id();
     let mut child = spawn(program).map_err(|err| {
         CaptureError::Eslogger(format!(
             "cannot start `{}`: {err}",
@@ -90,7 +90,12 @@ pub fn run(
                         let lost = tracker.observe(ev.es_seq_num, ev.es_global_seq_num);
                         publisher.report_loss(LossSource::EsloggerGap, lost);
                         let pid = ev.target.pid;
-                        if pid != child_pid && !muted.contains(&pid) {
+                        let by_us = ev
+                            .caller
+                            .executable
+                            .as_deref()
+                            .is_some_and(|e| MUTED_IMAGES.contains(&basename(e)));
+                        if pid != child_pid && pid != own_pid && !by_us {
                             publisher.publish(ev);
                         }
                     }

@@ -22,13 +22,22 @@ pub enum SourceKind {
     Ebpf,
 }
 
+/// A concrete backend (`Auto` resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    EndpointSecurity,
+    Eslogger,
+    Ebpf,
+}
+
 impl SourceKind {
     /// Resolves `Auto` for the platform this binary was built for.
-    pub fn resolve(self) -> SourceKind {
+    pub fn resolve(self) -> Backend {
         match self {
-            SourceKind::Auto if cfg!(target_os = "macos") => SourceKind::EndpointSecurity,
-            SourceKind::Auto => SourceKind::Ebpf,
-            other => other,
+            SourceKind::Auto if cfg!(target_os = "macos") => Backend::EndpointSecurity,
+            SourceKind::Auto | SourceKind::Ebpf => Backend::Ebpf,
+            SourceKind::EndpointSecurity => Backend::EndpointSecurity,
+            SourceKind::Eslogger => Backend::Eslogger,
         }
     }
 }
@@ -48,30 +57,17 @@ pub enum CaptureError {
     Unsupported(&'static str),
 }
 
-/// The process ids whose execs are not reported: this sensor and, when known, the agent.
-pub fn muted_pids(agent_pid: Option<u32>) -> Vec<u32> {
-    let mut pids = vec![std::process::id()];
-    pids.extend(agent_pid);
-    pids
-}
-
 /// Runs the selected backend until it fails.
-pub fn run(
-    kind: SourceKind,
-    publisher: &mut Publisher,
-    agent_pid: Option<u32>,
-) -> Result<Infallible, CaptureError> {
-    let muted = muted_pids(agent_pid);
+pub fn run(kind: SourceKind, publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
     match kind.resolve() {
-        SourceKind::Eslogger => eslogger::run(publisher, &eslogger::program(), &muted),
+        Backend::Eslogger => eslogger::run(publisher, &eslogger::program()),
         #[cfg(target_os = "linux")]
-        SourceKind::Ebpf => ebpf::run(publisher, &muted),
+        Backend::Ebpf => ebpf::run(publisher),
         #[cfg(not(target_os = "linux"))]
-        SourceKind::Ebpf => Err(CaptureError::Unsupported("ebpf")),
+        Backend::Ebpf => Err(CaptureError::Unsupported("ebpf")),
         #[cfg(target_os = "macos")]
-        SourceKind::EndpointSecurity => endpoint_security::client::run(publisher),
+        Backend::EndpointSecurity => endpoint_security::client::run(publisher),
         #[cfg(not(target_os = "macos"))]
-        SourceKind::EndpointSecurity => Err(CaptureError::Unsupported("endpoint-security")),
-        SourceKind::Auto => Err(CaptureError::Unsupported("auto")),
+        Backend::EndpointSecurity => Err(CaptureError::Unsupported("endpoint-security")),
     }
 }

@@ -5,6 +5,7 @@
 //! the kernel (BPF ring buffer full) are counted by the probe and reported as
 //! [`LossSource::BpfRingbuf`] loss after every poll.
 
+mod agent;
 pub mod sample;
 mod skel;
 
@@ -19,6 +20,7 @@ use nightjar_proto::LossSource;
 
 use crate::capture::CaptureError;
 use crate::publish::Publisher;
+use agent::AgentWatch;
 use sample::{BootClock, SampleScratch};
 use skel::ExecSkelBuilder;
 
@@ -75,8 +77,8 @@ pub fn boot_clock() -> BootClock {
 }
 
 /// Loads and attaches the probe, then publishes every exec; returns only on failure.
-/// `muted` are process ids whose execs are not reported (the sensor, the agent).
-pub fn run(publisher: &mut Publisher, muted: &[u32]) -> Result<Infallible, CaptureError> {
+/// The sensor's own execs and the agent's (found in /proc, see [`agent`]) are not reported.
+pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
     check_privileges()?;
     let bpf = |what: &str, err: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {err}"));
 
@@ -87,12 +89,11 @@ pub fn run(publisher: &mut Publisher, muted: &[u32]) -> Result<Infallible, Captu
     let mut skel = open
         .load()
         .map_err(|e| bpf("loading the exec probe (verifier or BTF)", e))?;
-    for pid in muted {
-        skel.maps
-            .muted
-            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
-            .map_err(|e| bpf("muting a process", e))?;
-    }
+    skel.maps
+        .muted
+        .update(&std::process::id().to_ne_bytes(), &[1u8], MapFlags::ANY)
+        .map_err(|e| bpf("muting the sensor", e))?;
+    let mut agent = AgentWatch::default();
     skel.attach()
         .map_err(|e| bpf("attaching to tp_btf/sched_process_exec", e))?;
 
@@ -123,7 +124,7 @@ pub fn run(publisher: &mut Publisher, muted: &[u32]) -> Result<Infallible, Captu
         .build()
         .map_err(|e| bpf("reading the BPF ring buffer", e))?;
 
-    tracing::info!(muted = ?muted, "eBPF exec probe attached");
+    tracing::info!("eBPF exec probe attached");
     let mut reported_drops = 0u64;
     loop {
         match ring.poll(POLL_INTERVAL) {
@@ -131,6 +132,21 @@ pub fn run(publisher: &mut Publisher, muted: &[u32]) -> Result<Infallible, Captu
             // A signal interrupted the wait (e.g. a debugger attaching); wait again.
             Err(err) if err.kind() == libbpf_rs::ErrorKind::Interrupted => {}
             Err(err) => return Err(bpf("polling the BPF ring buffer", err)),
+        }
+        let change = agent.refresh();
+        for pid in change.gone {
+            // The entry may already be gone; either way the pid is no longer muted.
+            let _ = skel.maps.muted.delete(&pid.to_ne_bytes());
+        }
+        for pid in change.found {
+            match skel
+                .maps
+                .muted
+                .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            {
+                Ok(()) => tracing::info!(pid, "muted the agent"),
+                Err(err) => tracing::warn!(pid, "cannot mute the agent: {err}"),
+            }
         }
         let drops = read_drops(&skel.maps.drops)?;
         let mut publisher = publisher.borrow_mut();

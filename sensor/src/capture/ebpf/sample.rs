@@ -16,7 +16,7 @@ pub const HEADER_LEN: usize = 64;
 pub const FLAG_ARGS_TRUNCATED: u32 = 1;
 /// The path was longer than the probe's bound and was cut.
 pub const FLAG_PATH_TRUNCATED: u32 = 2;
-/// The argv pages could not be read; argv is empty.
+/// The argv pages could not be read; argv is empty (reported as [`TRUNC_ARGS`]).
 pub const FLAG_ARGS_UNREADABLE: u32 = 4;
 /// The kernel has no audit login uid (no CONFIG_AUDIT).
 pub const FLAG_NO_LOGINUID: u32 = 8;
@@ -102,7 +102,8 @@ pub fn decode_sample<'s>(
     if flags & FLAG_PATH_TRUNCATED != 0 {
         ev_flags |= TRUNC_EXECUTABLE;
     }
-    if flags & FLAG_ARGS_TRUNCATED != 0 {
+    if flags & (FLAG_ARGS_TRUNCATED | FLAG_ARGS_UNREADABLE) != 0 {
+        // Unreadable argv arrives empty: flagged as cut, never passed off as "no arguments".
         ev_flags |= TRUNC_ARGS;
     }
     // The block is "arg\0arg\0...arg\0"; when cut, its last argument has no NUL.
@@ -276,6 +277,15 @@ mod tests {
         let ev = decode_sample(&s, &mut scratch, CLOCK).unwrap();
         assert_eq!(ev.target.args.iter().collect::<Vec<_>>(), ["x", "abc"]);
         assert_eq!(ev.flags, TRUNC_ARGS | TRUNC_EXECUTABLE);
+    }
+
+    #[test]
+    fn unreadable_argv_is_flagged_as_cut() {
+        let s = sample(b"/bin/x", b"", FLAG_ARGS_UNREADABLE);
+        let mut scratch = SampleScratch::default();
+        let ev = decode_sample(&s, &mut scratch, CLOCK).unwrap();
+        assert!(ev.target.args.is_empty());
+        assert_eq!(ev.flags, TRUNC_ARGS);
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! `scripts/bench ring`: the shared-memory ring between two processes against a Unix stream
+//! socket (two processes) and a crossbeam channel (two threads), plus the latency of paced
+//! records through the consumer's sleep/wake-up path.
+//!
+//! Progress goes to stderr; the last stdout line is one JSON object. Each figure is the
+//! best of [`RUNS`] runs. The producer side of each cross-process figure is this binary
+//! re-executed with `--child`.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nightjar_proto::shm_ring::{Consumer, Producer, monotonic_ns};
+
+const RUNS: usize = 3;
+const RECORD: usize = 256;
+/// The configured default; `NIGHTJAR_BENCH_RING_CAPACITY=BYTES` overrides it (children
+/// inherit the variable).
+const DEFAULT_RING_CAPACITY: u64 = 64 * 1024 * 1024;
+const RING_RECORDS: u64 = 20_000_000;
+const SOCKET_RECORDS: u64 = 2_000_000;
+const CHANNEL_RECORDS: u64 = 5_000_000;
+/// Records the producer pushes between flushes in the throughput run.
+const FLUSH_EVERY: u64 = 64;
+/// Records the consumer reads between commits.
+const COMMIT_EVERY: u64 = 256;
+const PACED_RATE: u64 = 100_000;
+const PACED_RECORDS: u64 = 200_000;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        return child(&args[2..]);
+    }
+    // Where a Linux host keeps /run: tmpfs. A disk-backed file adds writeback of every
+    // dirty page to what is measured.
+    let dir = match tempfile::tempdir_in("/dev/shm") {
+        Ok(dir) => dir,
+        Err(_) => tempfile::tempdir()?,
+    };
+    eprintln!("ring files in {}", dir.path().display());
+
+    let mut ring = Vec::new();
+    let mut drops = 0;
+    for run in 0..RUNS {
+        let (rate, run_drops) = ring_throughput(&dir.path().join(format!("t{run}.ring")))?;
+        eprintln!("ring run {run}: {rate:.0} records/s, {run_drops} drops");
+        if ring.iter().all(|&r| rate > r) {
+            drops = run_drops;
+        }
+        ring.push(rate);
+    }
+    let (mut push_ns, mut read_ns) = (f64::MAX, f64::MAX);
+    for run in 0..RUNS {
+        let (push, read) = one_thread_costs(&dir.path().join(format!("o{run}.ring")))?;
+        eprintln!("one thread run {run}: push {push:.1} ns, read+commit {read:.1} ns per record");
+        push_ns = push_ns.min(push);
+        read_ns = read_ns.min(read);
+    }
+    let mut socket = Vec::new();
+    for run in 0..RUNS {
+        let rate = socket_throughput(&dir.path().join(format!("s{run}.sock")))?;
+        eprintln!("unix socket run {run}: {rate:.0} records/s");
+        socket.push(rate);
+    }
+    let mut channel = Vec::new();
+    for run in 0..RUNS {
+        let rate = channel_throughput();
+        eprintln!("crossbeam run {run}: {rate:.0} records/s");
+        channel.push(rate);
+    }
+    let mut paced = Vec::new();
+    let mut paced_no_spin = Vec::new();
+    for run in 0..RUNS {
+        let l = paced_latency(&dir.path().join(format!("l{run}.ring")), true)?;
+        eprintln!("paced run {run} (spin, then sleep): {l:?}");
+        paced.push(l);
+        let l = paced_latency(&dir.path().join(format!("n{run}.ring")), false)?;
+        eprintln!("paced run {run} (sleep at once): {l:?}");
+        paced_no_spin.push(l);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let best_latency =
+        |v: &[Percentiles]| v.iter().copied().min_by_key(|l| l.p99).unwrap_or_default();
+    let (ring, socket, channel) = (best(&ring), best(&socket), best(&channel));
+    let paced = best_latency(&paced);
+    let paced_no_spin = best_latency(&paced_no_spin);
+    let figures = serde_json::json!({
+        "records_per_s": ring.round(),
+        "baseline_unix_socket_records_per_s": socket.round(),
+        "baseline_crossbeam_records_per_s": channel.round(),
+        "ratio_vs_unix_socket": (ring / socket * 100.0).round() / 100.0,
+        "ratio_vs_crossbeam": (ring / channel * 100.0).round() / 100.0,
+        "drops": drops,
+        "one_thread_push_ns_per_record": (push_ns * 10.0).round() / 10.0,
+        "one_thread_read_ns_per_record": (read_ns * 10.0).round() / 10.0,
+        "latency_ns": paced.json(),
+        "latency_sleep_every_record_ns": paced_no_spin.json(),
+        "record_bytes": RECORD,
+        "ring_capacity_bytes": ring_capacity()?,
+        "paced_rate_per_s": PACED_RATE,
+        "runs": RUNS,
+    });
+    println!("{figures}");
+    Ok(())
+}
+
+fn ring_capacity() -> BenchResult<u64> {
+    match std::env::var("NIGHTJAR_BENCH_RING_CAPACITY") {
+        Ok(v) => Ok(v.parse()?),
+        Err(_) => Ok(DEFAULT_RING_CAPACITY),
+    }
+}
+
+fn spawn_child(args: &[&str]) -> BenchResult<Child> {
+    Ok(Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .args(args)
+        .spawn()?)
+}
+
+fn child(args: &[String]) -> BenchResult<()> {
+    let arg = |i: usize| args.get(i).cloned().ok_or("missing child argument");
+    let count: u64 = arg(2)?.parse()?;
+    let path = PathBuf::from(arg(1)?);
+    match arg(0)?.as_str() {
+        "ring" => {
+            let mut p = Producer::open(&path, ring_capacity()?)?;
+            let mut rec = [0xa5u8; RECORD];
+            for i in 0..count {
+                rec[..8].copy_from_slice(&i.to_le_bytes());
+                // A refused push is counted as a drop by the ring; retrying it here makes
+                // the figure the sustained rate rather than the rate of what survived.
+                while !p.try_push(&rec) {
+                    p.flush();
+                    std::thread::yield_now();
+                }
+                if (i + 1).is_multiple_of(FLUSH_EVERY) {
+                    p.flush();
+                }
+            }
+            p.flush();
+        }
+        "paced" => {
+            let mut p = Producer::open(&path, ring_capacity()?)?;
+            let mut rec = [0x5au8; RECORD];
+            let period = 1_000_000_000 / PACED_RATE;
+            // Let the consumer settle into its wait before the clock starts.
+            std::thread::sleep(Duration::from_millis(50));
+            let start = monotonic_ns();
+            for i in 0..count {
+                let due = start + i * period;
+                while monotonic_ns() < due {
+                    std::hint::spin_loop();
+                }
+                rec[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+                p.try_push(&rec);
+                p.flush();
+            }
+        }
+        "socket" => {
+            let mut out = BufWriter::with_capacity(64 * 1024, UnixStream::connect(&path)?);
+            let mut rec = [0xa5u8; RECORD];
+            for i in 0..count {
+                rec[..8].copy_from_slice(&i.to_le_bytes());
+                out.write_all(&(RECORD as u32).to_le_bytes())?;
+                out.write_all(&rec)?;
+            }
+            out.flush()?;
+        }
+        other => return Err(format!("unknown child role {other}").into()),
+    }
+    Ok(())
+}
+
+/// Records per second from the first record received to the last, and the drops.
+fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
+    let mut c = Consumer::open(path, ring_capacity()?)?;
+    let mut producer = spawn_child(&["ring", &path.to_string_lossy(), &RING_RECORDS.to_string()])?;
+    let (mut received, mut start, mut bad, mut idle_after_exit) = (0u64, None, 0u64, 0u32);
+    loop {
+        match c.next()? {
+            Some(entry) => {
+                let seq = entry.bytes.get(..8).and_then(|b| b.try_into().ok());
+                if entry.bytes.len() != RECORD || seq.map(u64::from_le_bytes) != Some(received) {
+                    bad += 1;
+                }
+                let end = entry.end;
+                received += 1;
+                start.get_or_insert_with(Instant::now);
+                if received.is_multiple_of(COMMIT_EVERY) {
+                    c.commit(end);
+                }
+            }
+            None if received == RING_RECORDS => break,
+            None => {
+                idle_after_exit += u32::from(producer.try_wait()?.is_some());
+                if idle_after_exit > 3 {
+                    return Err("the producer exited before delivering everything".into());
+                }
+                c.wait(Duration::from_millis(100))?;
+            }
+        }
+    }
+    let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+    producer.wait()?;
+    if bad > 0 {
+        return Err(format!("{bad} malformed records").into());
+    }
+    Ok((received as f64 / elapsed.as_secs_f64(), c.stats().drops))
+}
+
+/// Cost of each side alone, without a second process competing for the CPU: fill most of
+/// the ring from one thread (flushing every [`FLUSH_EVERY`]), then read it all back.
+fn one_thread_costs(path: &Path) -> BenchResult<(f64, f64)> {
+    let mut p = Producer::open(path, ring_capacity()?)?;
+    let mut c = Consumer::open(path, ring_capacity()?)?;
+    let count = ring_capacity()? / 2 / (RECORD as u64 + 16);
+    let mut rec = [0xa5u8; RECORD];
+    let start = Instant::now();
+    for i in 0..count {
+        rec[..8].copy_from_slice(&i.to_le_bytes());
+        if !p.try_push(&rec) {
+            return Err("ring full in the one-thread run".into());
+        }
+        if (i + 1).is_multiple_of(FLUSH_EVERY) {
+            p.flush();
+        }
+    }
+    p.flush();
+    let push = start.elapsed().as_nanos() as f64 / count as f64;
+    let start = Instant::now();
+    let (mut n, mut sum) = (0u64, 0u64);
+    while let Some(entry) = c.next()? {
+        sum = sum.wrapping_add(u64::from(entry.bytes[RECORD - 1]));
+        n += 1;
+        let end = entry.end;
+        if n.is_multiple_of(COMMIT_EVERY) {
+            c.commit(end);
+        }
+    }
+    let read = start.elapsed().as_nanos() as f64 / count as f64;
+    std::hint::black_box(sum);
+    if n != count {
+        return Err("the one-thread run lost records".into());
+    }
+    Ok((push, read))
+}
+
+fn socket_throughput(path: &Path) -> BenchResult<f64> {
+    let listener = UnixListener::bind(path)?;
+    let mut producer = spawn_child(&[
+        "socket",
+        &path.to_string_lossy(),
+        &SOCKET_RECORDS.to_string(),
+    ])?;
+    let (stream, _) = listener.accept()?;
+    let mut input = BufReader::with_capacity(64 * 1024, stream);
+    let mut rec = [0u8; RECORD];
+    let mut start = None;
+    for _ in 0..SOCKET_RECORDS {
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len) as usize;
+        input.read_exact(rec.get_mut(..len).ok_or("record too long")?)?;
+        start.get_or_insert_with(Instant::now);
+    }
+    let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+    producer.wait()?;
+    Ok(SOCKET_RECORDS as f64 / elapsed.as_secs_f64())
+}
+
+fn channel_throughput() -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<[u8; RECORD]>(4096);
+    let sender = std::thread::spawn(move || {
+        let mut rec = [0xa5u8; RECORD];
+        for i in 0..CHANNEL_RECORDS {
+            rec[..8].copy_from_slice(&i.to_le_bytes());
+            if tx.send(rec).is_err() {
+                return;
+            }
+        }
+    });
+    let mut start = None;
+    let mut sum = 0u64;
+    for rec in rx.iter() {
+        start.get_or_insert_with(Instant::now);
+        sum = sum.wrapping_add(u64::from(rec[8]));
+    }
+    let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+    let _ = sender.join();
+    std::hint::black_box(sum);
+    CHANNEL_RECORDS as f64 / elapsed.as_secs_f64()
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Percentiles {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Percentiles {
+    fn json(self) -> serde_json::Value {
+        serde_json::json!({ "p50": self.p50, "p99": self.p99, "p999": self.p999, "max": self.max })
+    }
+}
+
+/// Latency from the producer's timestamp to the consumer's receipt for records paced at
+/// [`PACED_RATE`]; `spin` = the consumer spins briefly before sleeping (the default), else
+/// it sleeps as soon as the ring is empty, so every record goes through a wake-up.
+fn paced_latency(path: &Path, spin: bool) -> BenchResult<Percentiles> {
+    let mut c = Consumer::open(path, ring_capacity()?)?;
+    if !spin {
+        c.set_spin(Duration::ZERO);
+    }
+    let mut producer =
+        spawn_child(&["paced", &path.to_string_lossy(), &PACED_RECORDS.to_string()])?;
+    let mut latencies = Vec::with_capacity(PACED_RECORDS as usize);
+    let mut idle_after_exit = 0u32;
+    while (latencies.len() as u64) < PACED_RECORDS {
+        let before = latencies.len();
+        while let Some(entry) = c.next()? {
+            let now = monotonic_ns();
+            let sent = entry
+                .bytes
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes);
+            latencies.push(now.saturating_sub(sent.ok_or("short record")?));
+            let end = entry.end;
+            c.commit(end);
+        }
+        // Only after a wait that brought nothing, so the measured path has no extra call.
+        if latencies.len() == before && producer.try_wait()?.is_some() {
+            idle_after_exit += 1;
+            if idle_after_exit > 3 {
+                break;
+            }
+        }
+        c.wait(Duration::from_millis(100))?;
+    }
+    producer.wait()?;
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(Percentiles {
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: latencies.last().copied().unwrap_or(0),
+    })
+}

@@ -1,0 +1,19 @@
+//! Any line handed to the ECS decoder gives an event or an error, never a panic; an
+//! event it gives satisfies the bounds and survives the ring codec unchanged.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nightjar_proto::codec::{self, Record};
+use nightjar_proto::ecs_json::EcsDecoder;
+
+fuzz_target!(|data: &[u8]| {
+    let line = String::from_utf8_lossy(data);
+    if let Ok(Some(ev)) = EcsDecoder::new().decode_line(&line) {
+        assert!(ev.validate().is_ok(), "decoded event breaks a bound");
+        let bytes = codec::encode_to_vec(&Record::Exec(ev.clone())).expect("bounded event encodes");
+        assert_eq!(
+            codec::decode(&bytes).expect("own record decodes"),
+            Record::Exec(ev)
+        );
+    }
+});

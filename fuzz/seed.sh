@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Seeds the fuzz corpora from the repository's fixtures: one file per NDJSON line for the
+# decoders, one encoded ring record per exec event for the record decoder. Corpora are not
+# committed; re-running adds the seeds to whatever a previous run found.
+set -euo pipefail
+cd "$(dirname "$0")"
+fixtures=../tests/fixtures
+shared=../../shared/fixtures
+
+seed_lines() { # TARGET FILE...
+  local target=$1
+  shift
+  mkdir -p "corpus/$target"
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    split -l 1 -d -a 4 "$f" "corpus/$target/$(basename "$f" .ndjson)-"
+  done
+}
+
+seed_lines eslogger_decode "$fixtures"/eslogger/*.ndjson "$shared"/eslogger/*.ndjson
+seed_lines ecs_decode "$fixtures"/ecs/*.ndjson
+cargo run --quiet --release -p nightjar-fuzz-seed -- corpus/ring_record_decode \
+  "$fixtures"/eslogger/*.ndjson
+for t in eslogger_decode ecs_decode ring_record_decode; do
+  echo "corpus/$t: $(find "corpus/$t" -type f | wc -l) files" >&2
+done
