@@ -1,5 +1,5 @@
 //! Sustained load through the live pipeline: a generated eslogger stream written to
-//! `nightjar-sensor replay -` at a fixed rate, the agent consuming the ring, and once a second
+//! `nightjar-sensor replay --rate R -` at that rate, the agent consuming the ring, and once a second
 //! the resident memory and CPU time of both processes and the agent's event counters.
 //! Used by the CI load test (60 s) and by `scripts/load` (the documented long run).
 
@@ -301,7 +301,9 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
         child: Command::new(bin("nightjar-sensor"))
             .args(["replay", "--config"])
             .arg(&cfg)
-            .args(["--format", "eslogger", "-"])
+            .args(["--format", "eslogger", "--rate"])
+            .arg(opts.events_per_second.to_string())
+            .arg("-")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(sensor_log)
