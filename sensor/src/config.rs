@@ -28,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "ring_path",
     "ring_capacity_bytes",
     "host_id",
+    "key_file",
     "rules",
     "upload",
 ];

@@ -37,6 +37,7 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// `live` is the running agent's counters; `None` when the CLI reads a store at rest.
     pub fn new(
         store: Store,
         key: Result<KeyInfo, String>,
@@ -107,6 +108,7 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// Nothing is read until [`Responder::fill`] asks for the first chunk.
     pub fn new(request: Request) -> Responder {
         Responder {
             state: State::Start(request),

@@ -26,7 +26,8 @@ const BUDGET: usize = 1024;
 /// Longest sleep while the ring is empty: counters, sensor liveness and the upload status
 /// are refreshed at least this often.
 const TICK: Duration = Duration::from_secs(1);
-/// Under load, checkpoint (flush + release ring space) at least this often.
+/// Checkpoint (save counters, flush, release ring space) at most this often, and at least
+/// this long after the first unreleased record.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Pause after a store or ring failure, doubling up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -170,8 +171,10 @@ fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> s
     let mut last_checkpoint = Instant::now();
     let mut backoff: Option<Duration> = None;
     while !stop.load(Ordering::Relaxed) {
+        // Checkpoints (flush + release) are paced: at most one per interval, so a trickle of
+        // events does not cost a flush each; alerts are flushed as they are stored anyway.
         let outcome = reader.drain(BUDGET).and_then(|n| {
-            if n == 0 || last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
                 reader.checkpoint()?;
                 last_checkpoint = Instant::now();
             }
@@ -184,10 +187,13 @@ fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> s
             }
             Ok(_) => {
                 backoff = None;
-                if reader.ring_mut().prepare_sleep() {
-                    TICK
-                } else {
+                if !reader.ring_mut().prepare_sleep() {
                     continue;
+                }
+                if reader.has_unreleased() {
+                    CHECKPOINT_INTERVAL.saturating_sub(last_checkpoint.elapsed())
+                } else {
+                    TICK
                 }
             }
             Err(e) => {

@@ -22,6 +22,7 @@ pub struct RuleDetector {
 }
 
 impl RuleDetector {
+    /// `host` names the machine in alerts and seeds every alert uuid.
     pub fn new(rules: RuleSet, host: HostInfo) -> RuleDetector {
         RuleDetector {
             rules,

@@ -232,6 +232,11 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         &mut self.ring
     }
 
+    /// Whether records were handled whose ring space is not released yet.
+    pub fn has_unreleased(&self) -> bool {
+        self.pending_end.is_some()
+    }
+
     /// Handles up to `budget` records; returns how many there were (0 = the ring is empty).
     /// Checkpoints on its own every [`CHECKPOINT_EVERY`] records.
     pub fn drain(&mut self, budget: usize) -> Result<usize, ReaderError> {

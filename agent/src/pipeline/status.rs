@@ -29,30 +29,37 @@ impl LiveStatus {
         }
     }
 
+    /// An exec record was read from the ring.
     pub fn add_received(&self, n: u64) {
         self.events_received.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Events lost: ring drops, upstream loss, corrupt or refused records.
     pub fn add_dropped(&self, n: u64) {
         self.events_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// A match over its rule's `max_signals` was not stored.
     pub fn add_suppressed(&self, n: u64) {
         self.alerts_suppressed.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Whether the process holding the ring's producer side is alive.
     pub fn set_sensor_connected(&self, connected: bool) {
         self.sensor_connected.store(connected, Ordering::Relaxed);
     }
 
+    /// The ring generation being read (it changes when the sensor rebuilds the ring).
     pub fn set_ring_generation(&self, generation: u64) {
         self.ring_generation.store(generation, Ordering::Relaxed);
     }
 
+    /// See [`LiveStatus::set_sensor_connected`].
     pub fn sensor_connected(&self) -> bool {
         self.sensor_connected.load(Ordering::Relaxed)
     }
 
+    /// See [`LiveStatus::set_ring_generation`].
     pub fn ring_generation(&self) -> u64 {
         self.ring_generation.load(Ordering::Relaxed)
     }

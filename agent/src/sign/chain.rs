@@ -93,6 +93,7 @@ pub struct Sealer {
 }
 
 impl Sealer {
+    /// Alerts sealed here carry `host_id` in `nightjar.host_id` and are signed with `key`.
     pub fn new(key: HostKey, host_id: String) -> Sealer {
         Sealer {
             key,
@@ -101,12 +102,9 @@ impl Sealer {
         }
     }
 
+    /// The signing key (its public half verifies what this sealer produced).
     pub fn key(&self) -> &HostKey {
         &self.key
-    }
-
-    pub fn host_id(&self) -> &str {
-        &self.host_id
     }
 
     /// Adds `nightjar.{seq, prev, event_seq, host_id}` after `head`, serialises and signs.

@@ -1,0 +1,275 @@
+//! The analyst commands of the real binary against a store at rest, and config errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nightjar_agent::config::Config;
+use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
+use nightjar_agent::store::Store;
+use serde_json::{Value, json};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_nightjar-agent");
+
+fn agent(args: &[&str], config: &Path) -> Output {
+    Command::new(AGENT)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("NIGHTJAR_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A state directory with `n` stored alerts (rule "r-even" for even n, "r-odd" otherwise).
+fn populated(n: u64) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let config_path = tmp.path().join("nightjar.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "state_dir = {:?}\nring_path = {:?}\nhost_id = \"host-cli\"\n",
+            state.display().to_string(),
+            tmp.path().join("ring").display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Config::from_file(&config_path).unwrap();
+    let key = HostKey::load_or_create(&config).unwrap();
+    let mut sealer = Sealer::new(key, "host-cli".into());
+    let store = Store::open(&config.store_dir()).unwrap();
+    for i in 1..=n {
+        let rule = if i % 2 == 0 { "r-even" } else { "r-odd" };
+        let alert = json!({
+            "@timestamp": "2026-11-20T09:00:00Z",
+            "kibana": {"alert": {"uuid": format!("u-{i}"), "rule": {"rule_id": rule, "name": rule}}},
+            "host": {"hostname": "mac-1"},
+            "process": {"pid": 700 + i, "executable": "/usr/bin/kcc", "args": ["kcc", "copy_cred_cache"]},
+        });
+        let unsealed = Unsealed {
+            alert: alert.as_object().cloned().unwrap(),
+            uuid: format!("u-{i}"),
+            time_ns: 1_000 * i as i64,
+            event_seq: i,
+        };
+        let sealed = sealer.seal(&store.head().unwrap(), unsealed).unwrap();
+        store.append(&sealed).unwrap();
+    }
+    (tmp, config_path)
+}
+
+fn store_dir(config: &Path) -> PathBuf {
+    Config::from_file(config).unwrap().store_dir()
+}
+
+#[test]
+fn commands_read_the_store_when_no_agent_runs() {
+    let (_tmp, cfg) = populated(4);
+    let out = agent(&["alerts", "list", "--json"], &cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2]["nightjar"]["seq"], 3);
+    assert_eq!(lines[2]["nightjar"]["host_id"], "host-cli");
+
+    let out = agent(&["alerts", "list", "--json", "--rule", "r-even"], &cfg);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    // Alert times are in 1970: none is newer than an hour.
+    let out = agent(&["alerts", "list", "--json", "--since", "1h"], &cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 0);
+
+    let out = agent(&["alerts", "list"], &cfg);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("SEQ"), "{table}");
+    assert!(table.contains("/usr/bin/kcc [702]"), "{table}");
+    assert!(table.contains("kcc copy_cred_cache"), "{table}");
+
+    let out = agent(&["alerts", "show", "u-2"], &cfg);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["kibana"]["alert"]["uuid"], "u-2");
+    let out = agent(&["alerts", "show", "u-99"], &cfg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("u-99"), "{}", text(&out));
+
+    let out = agent(&["alerts", "export"], &cfg);
+    let envelopes: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(envelopes.len(), 4);
+    assert_eq!(
+        envelopes[0]["payloadType"],
+        "application/vnd.nightjar.alert+json"
+    );
+
+    let out = agent(&["keys", "show", "--json"], &cfg);
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(key["algorithm"], "ed25519");
+    assert_eq!(key["key_id"], envelopes[0]["signatures"][0]["keyid"]);
+
+    let out = agent(&["status", "--json"], &cfg);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "events_received",
+        "events_dropped",
+        "alerts_stored",
+        "alerts_suppressed",
+        "alerts_pending_upload",
+        "sensor_connected",
+        "last_upload_ok",
+        "last_upload_error",
+    ] {
+        assert!(
+            status.get(field).is_some(),
+            "status lacks {field}: {status}"
+        );
+    }
+    assert_eq!(status["alerts_stored"], 4);
+    assert_eq!(status["alerts_pending_upload"], 4);
+    assert_eq!(status["agent_running"], false);
+
+    let out = agent(&["verify"], &cfg);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Rewrites the envelope stored under `seq` with `edit`.
+fn edit_stored(config: &Path, seq: u64, edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>) {
+    let db = sled::open(store_dir(config)).unwrap();
+    let alerts = db.open_tree("alerts").unwrap();
+    let key = seq.to_be_bytes();
+    let old = alerts.get(key).unwrap().unwrap().to_vec();
+    match edit(old) {
+        Some(new) => alerts.insert(key, new).unwrap(),
+        None => alerts.remove(key).unwrap(),
+    };
+    db.flush().unwrap();
+}
+
+#[test]
+fn verify_names_the_first_tampered_seq() {
+    let (_tmp, cfg) = populated(5);
+    edit_stored(&cfg, 3, |mut env| {
+        // One byte inside the base64 payload.
+        let at = 20;
+        env[at] = if env[at] == b'A' { b'B' } else { b'A' };
+        Some(env)
+    });
+    let out = agent(&["verify"], &cfg);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("seq 3"), "{}", text(&out));
+}
+
+#[test]
+fn verify_names_a_deleted_seq() {
+    let (_tmp, cfg) = populated(5);
+    edit_stored(&cfg, 2, |_| None);
+    let out = agent(&["verify"], &cfg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("seq 2"), "{}", text(&out));
+}
+
+#[test]
+fn verify_names_a_reordered_seq() {
+    let (_tmp, cfg) = populated(5);
+    let db = sled::open(store_dir(&cfg)).unwrap();
+    let alerts = db.open_tree("alerts").unwrap();
+    let a = alerts.get(4u64.to_be_bytes()).unwrap().unwrap();
+    let b = alerts.get(5u64.to_be_bytes()).unwrap().unwrap();
+    alerts.insert(4u64.to_be_bytes(), b).unwrap();
+    alerts.insert(5u64.to_be_bytes(), a).unwrap();
+    db.flush().unwrap();
+    drop(alerts);
+    drop(db);
+    let out = agent(&["verify"], &cfg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("seq 4"), "{}", text(&out));
+    let status: Value = serde_json::from_slice(&agent(&["status", "--json"], &cfg).stdout).unwrap();
+    assert_eq!(status["chain_ok"], false, "{status}");
+}
+
+#[test]
+fn config_errors_exit_2_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unknown = tmp.path().join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        "state_dir = \"/tmp/x\"\n[upload]\nurll = \"https://x\"\n",
+    )
+    .unwrap();
+    let out = agent(&["status"], &unknown);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    assert!(msg.contains("unknown.toml:3:1"), "{msg}");
+    assert!(msg.contains("upload.urll"), "{msg}");
+
+    let wrong = tmp.path().join("wrong.toml");
+    std::fs::write(&wrong, "[rules]\nbuiltin = \"yes\"\n").unwrap();
+    let out = agent(&["run"], &wrong);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    assert!(msg.contains("wrong.toml:2:"), "{msg}");
+    assert!(msg.contains("rules.builtin"), "{msg}");
+
+    let out = agent(&["verify"], &tmp.path().join("absent.toml"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("absent.toml"));
+
+    let out = Command::new(AGENT)
+        .args(["keys", "show"])
+        .env("NIGHTJAR_CONFIG", &wrong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "$NIGHTJAR_CONFIG is used");
+}
+
+#[test]
+fn insecure_upload_url_is_a_configuration_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("n.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nring_path = {:?}\nhost_id = \"h\"\n[upload]\nurl = \"http://collector.invalid/v1/alerts\"\n",
+            tmp.path().join("s").display().to_string(),
+            tmp.path().join("r").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = agent(&["run"], &cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("upload.url"), "{}", text(&out));
+}
+
+#[test]
+fn commands_without_a_store_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("n.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nhost_id = \"h\"\n",
+            tmp.path().join("never").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = agent(&["status"], &cfg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("has not run yet"), "{}", text(&out));
+    assert!(
+        !tmp.path().join("never").exists(),
+        "a query creates nothing"
+    );
+}
