@@ -4,7 +4,9 @@
 //!    `kcc copy_cred_cache` exec) to its record in the shared-memory ring: decode the sample,
 //!    stamp and number the event, encode it into the ring, and publish it: flushed on its
 //!    own (an isolated exec; `publish_*`), or every 64 events (a BPF poll batch under load;
-//!    `publish_batch64_*`, the flush cost landing on one event in 64). Baseline, same events, same run: decode the
+//!    `publish_batch64_*`, the flush cost landing on one event in 64). `push_no_flush_*` leaves
+//!    publication to the ring (it publishes by itself every quarter of its capacity): the
+//!    decode + encode + copy cost alone, without the wake-up of a sleeping consumer. Baseline, same events, same run: decode the
 //!    sample, encode it as JSON and write it to a Unix socket (what a naive sensor would do).
 //!    A consumer thread drains each side concurrently. p50/p99 per event, best of 5 rounds.
 //!    Before measuring, one full lap of the ring is written unmeasured, so the figures are
@@ -250,6 +252,7 @@ fn main() {
 
     let mut best_single: Option<(u64, u64)> = None;
     let mut best_batch: Option<(u64, u64)> = None;
+    let mut best_push: Option<(u64, u64)> = None;
     let mut best_json: Option<(u64, u64)> = None;
     let mut lost = 0;
     let keep_best = |best: &mut Option<(u64, u64)>, mut lat: Vec<u64>| {
@@ -267,14 +270,18 @@ fn main() {
         let (lat, l) = ring_round(&samples, dir.path(), round, BATCH);
         lost += l;
         let b = keep_best(&mut best_batch, lat);
+        let (lat, l) = ring_round(&samples, dir.path(), round, usize::MAX);
+        lost += l;
+        let p = keep_best(&mut best_push, lat);
         let j = keep_best(&mut best_json, json_round(&samples));
         eprintln!(
-            "round {round}: ring (flush each) p50 {} p99 {} ns; ring (flush per {BATCH}) p50 {} p99 {} ns; json+socket p50 {} p99 {} ns",
-            s.0, s.1, b.0, b.1, j.0, j.1
+            "round {round}: ring (flush each) p50 {} p99 {} ns; (flush per {BATCH}) p50 {} p99 {} ns; (no flush) p50 {} p99 {} ns; json+socket p50 {} p99 {} ns",
+            s.0, s.1, b.0, b.1, p.0, p.1, j.0, j.1
         );
     }
     let (ring_p50, ring_p99) = best_single.unwrap_or_default();
     let (batch_p50, batch_p99) = best_batch.unwrap_or_default();
+    let (push_p50, push_p99) = best_push.unwrap_or_default();
     let (json_p50, json_p99) = best_json.unwrap_or_default();
 
     let rss = sensor_rss(dir.path());
@@ -290,6 +297,8 @@ fn main() {
         "publish_p99_ns": ring_p99,
         "publish_batch64_p50_ns": batch_p50,
         "publish_batch64_p99_ns": batch_p99,
+        "push_no_flush_p50_ns": push_p50,
+        "push_no_flush_p99_ns": push_p99,
         "baseline_json_unix_socket_p50_ns": json_p50,
         "baseline_json_unix_socket_p99_ns": json_p99,
         "records_lost": lost,
