@@ -16,7 +16,9 @@
 //!    shared-memory ring's mapping and of the kernel BPF ring buffer's mapping
 //!    (`anon_inode:bpf-map`: the 16 MiB buffer, mapped twice back to back by libbpf, so it
 //!    shows as 32 MiB of Rss although it is 16 MiB of kernel memory), both reported too.
-//!    Needs root; `null` otherwise.
+//!    Needs root; `null` otherwise. The same run also gives the live kernel-to-ring delay
+//!    of those execs (`captured_ns - time_ns`: from the probe's timestamp to the sensor
+//!    stamping the event just before encoding it), `live_exec_to_ring_*`.
 //!
 //! The last stdout line is one JSON object.
 
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nightjar_proto::codec::{self, Record};
 use nightjar_proto::shm_ring::{Consumer, Producer};
 use nightjar_sensor::capture::ebpf::sample::{
     BootClock, SampleScratch, decode_sample, encode_sample,
@@ -62,21 +65,30 @@ fn typical_sample(i: u32) -> Vec<u8> {
     out
 }
 
-/// Drains a ring on another thread until told to stop.
-fn drain_ring(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// Drains a ring on another thread until told to stop; returns the records read and, when
+/// `intake` is set, each exec's kernel-to-sensor delay (`captured_ns - time_ns`).
+fn drain_ring(
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    intake: bool,
+) -> std::thread::JoinHandle<(u64, Vec<u64>)> {
     std::thread::spawn(move || {
         let mut consumer = Consumer::open(&path, RING_BYTES).expect("consumer");
         let mut n = 0u64;
+        let mut delays = Vec::new();
         loop {
             let mut end = None;
             while let Ok(Some(entry)) = consumer.next() {
                 end = Some(entry.end);
                 n += 1;
+                if intake && let Ok(Record::Exec(ev)) = codec::decode(entry.bytes) {
+                    delays.push(u64::try_from(ev.captured_ns - ev.time_ns).unwrap_or(0));
+                }
             }
             if let Some(end) = end {
                 consumer.commit(end);
             } else if stop.load(Ordering::Relaxed) {
-                return n;
+                return (n, delays);
             } else {
                 let _ = consumer.wait(Duration::from_millis(5));
             }
@@ -88,7 +100,7 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     let path = dir.join(format!("bench-{round}-{batch}.ring"));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = Producer::open(&path, RING_BYTES).expect("producer");
-    let drainer = drain_ring(path, Arc::clone(&stop));
+    let drainer = drain_ring(path, Arc::clone(&stop), false);
     let mut publisher = Publisher::new(producer);
     let mut scratch = SampleScratch::default();
     let clock = BootClock { offset_ns: 1 };
@@ -115,7 +127,7 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     }
     publisher.flush();
     stop.store(true, Ordering::Relaxed);
-    let drained = drainer.join().expect("drainer");
+    let (drained, _) = drainer.join().expect("drainer");
     let pushed = samples.len() as u64 + warm;
     (
         lat,
@@ -173,6 +185,8 @@ struct Rss {
     total: u64,
     ring: u64,
     bpf_ringbuf: u64,
+    /// Kernel exec to record published, p50 and p99, ns (from the same run's execs).
+    intake: Option<(u64, u64)>,
 }
 
 /// Measures [`Rss`].
@@ -198,7 +212,7 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
         .spawn()
         .map_err(|e| format!("{}: {e}", sensor.display()))?;
     std::thread::sleep(Duration::from_millis(1500));
-    let drainer = drain_ring(ring.clone(), Arc::clone(&stop));
+    let drainer = drain_ring(ring.clone(), Arc::clone(&stop), true);
     for i in 0..2000 {
         let _ = Command::new("/bin/true").arg(format!("bench-{i}")).status();
     }
@@ -210,7 +224,8 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
     let _ = child.kill();
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
-    let _ = drainer.join();
+    let mut delays = drainer.join().map(|(_, d)| d).unwrap_or_default();
+    delays.sort_unstable();
     if let Some(status) = exited {
         return Err(format!("sensor exited early: {status}"));
     }
@@ -243,6 +258,7 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
         total,
         ring: ring_rss,
         bpf_ringbuf: bpf_rss,
+        intake: (!delays.is_empty()).then(|| (percentile(&delays, 0.5), percentile(&delays, 0.99))),
     })
 }
 
@@ -306,6 +322,8 @@ fn main() {
         "sensor_ring_mapping_rss_kib": rss_ok.map(|r| r.ring),
         "sensor_bpf_ringbuf_mapping_rss_kib": rss_ok.map(|r| r.bpf_ringbuf),
         "sensor_rss_without_buffers_kib": rss_ok.map(|r| r.total.saturating_sub(r.ring + r.bpf_ringbuf)),
+        "live_exec_to_ring_p50_ns": rss_ok.and_then(|r| r.intake).map(|i| i.0),
+        "live_exec_to_ring_p99_ns": rss_ok.and_then(|r| r.intake).map(|i| i.1),
         "rss_error": rss.as_ref().err(),
     });
     println!("{out}");
