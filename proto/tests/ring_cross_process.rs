@@ -5,6 +5,7 @@ mod ring_support;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
+use nightjar_proto::codec::MAX_RECORD_BYTES;
 use nightjar_proto::shm_ring::{Consumer, Producer, RingError};
 use ring_support::{arg, check_record, drain, expect_records, join, push_retrying, spawn};
 
@@ -22,6 +23,7 @@ fn child_process_entry() {
         "crash" => crash(&path),
         "fixed" => fixed(&path),
         "consume_and_die" => consume_and_die(&path),
+        "until_stopped" => until_stopped(&path),
         "expect_busy" => {
             let err = Producer::open(&path, MIB)
                 .err()
@@ -75,6 +77,20 @@ fn fixed(path: &Path) {
         p.try_push(&rec);
     }
     p.flush();
+}
+
+/// Pushes and flushes one record every millisecond until `<ring>.stop` exists.
+fn until_stopped(path: &Path) {
+    let mut p = Producer::open(path, MIB).unwrap();
+    let mut stop = path.as_os_str().to_os_string();
+    stop.push(".stop");
+    let mut i = 0;
+    while !Path::new(&stop).exists() {
+        push_retrying(&mut p, i);
+        p.flush();
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Reads READ records, commits up to the COMMIT-th, and dies.
@@ -292,6 +308,35 @@ fn scribble_magic(path: &Path) {
 }
 
 #[test]
+fn a_running_producer_follows_a_deleted_and_recreated_ring() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    let mut c = Consumer::open(&path, MIB).unwrap();
+    let mut child = spawn(ENTRY, "until_stopped", &path, &[]);
+    while c.next().unwrap().is_none() {
+        c.wait(std::time::Duration::from_millis(10)).unwrap();
+    }
+    let pid = c.stats().producer_pid;
+    drop(c);
+    std::fs::remove_file(&path).unwrap();
+    // The consumer creates a new ring; within a second the producer notices and attaches.
+    let mut c = Consumer::open(&path, MIB).unwrap();
+    assert_eq!(c.stats().generation, 0);
+    let first = loop {
+        if let Some(entry) = c.next().unwrap() {
+            break check_record(entry.bytes).unwrap();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "producer died");
+        c.wait(std::time::Duration::from_millis(50)).unwrap();
+    };
+    let stats = c.stats();
+    assert_eq!((stats.producer_pid, stats.generation), (pid, 1));
+    assert!(first > 0);
+    std::fs::write(dir.path().join("events.ring.stop"), b"").unwrap();
+    join(child);
+}
+
+#[test]
 fn a_second_producer_is_refused() {
     let dir = ring_support::ring_dir();
     let path = dir.path().join("events.ring");
@@ -352,4 +397,38 @@ fn bad_capacities_and_paths_are_errors() {
     std::fs::create_dir(&path).unwrap();
     let err = Consumer::open(&path, MIB).unwrap_err();
     assert!(err.to_string().contains("events.ring"), "{err}");
+}
+
+#[test]
+fn abandoned_and_oversized_records_are_not_published() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    let cap = 512 * 1024;
+    let mut p = Producer::open(&path, cap).unwrap();
+    let mut c = Consumer::open(&path, cap).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..30_000u64 {
+        if i % 3 == 1 {
+            // Reserves (and may pad for) a large record, then gives up.
+            let max_len = (ring_support::size_of_record(i) * 40).min(MAX_RECORD_BYTES);
+            assert!(!p.try_push_with(max_len, |_| None));
+        } else {
+            push_retrying(&mut p, i);
+            expected.push(i);
+        }
+        if i % 50 == 0 {
+            p.flush();
+            let got = drain(&mut c).unwrap();
+            assert_eq!(got, expected);
+            expected.clear();
+        }
+    }
+    assert!(!p.try_push(&vec![0; MAX_RECORD_BYTES + 1]));
+    p.flush();
+    assert_eq!(drain(&mut c).unwrap(), expected);
+    assert_eq!(
+        c.stats().drops,
+        1,
+        "only the oversized record counts as a drop"
+    );
 }

@@ -104,9 +104,21 @@ fn main() -> BenchResult<()> {
         "ring_capacity_bytes": ring_capacity()?,
         "paced_rate_per_s": PACED_RATE,
         "runs": RUNS,
+        "load_average_1m": load_average(),
     });
     println!("{figures}");
     Ok(())
+}
+
+/// The 1-minute load average (Linux), printed with the figures: on a shared machine the
+/// other runnable processes decide much of what two communicating processes achieve.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn ring_capacity() -> BenchResult<u64> {

@@ -57,7 +57,10 @@
 //! fence and loads the flag; only if it is set does it swap it to 0 and write one byte.
 //! The two fences make the Dekker pattern sound: either the consumer's recheck sees the new
 //! position or the producer sees the flag, so no wake-up is lost, and a push never makes a
-//! system call (a flush does only when the consumer sleeps).
+//! system call (a flush makes one only when the consumer sleeps, plus a `stat` once a
+//! second, see Restarts). The FIFO is drained before sleeping rather than after waking,
+//! which keeps a system call off the wake-up path and still gives edge-triggered pollers
+//! a fresh edge for every signal.
 //!
 //! # Untrusted contents and resynchronisation
 //!
@@ -102,6 +105,9 @@
 //!   it could not read). Should the mark itself be scribbled away, the consumer still
 //!   notices the replaced file: it compares the path's inode with its mapping each time it
 //!   is about to sleep.
+//! - Ring file deleted under a running producer: a consumer starting then creates a new
+//!   one; the producer compares the path with its mapping once a second (in `flush`) and
+//!   attaches to the new file. What it had published in the deleted file is gone.
 //! - Either side may start first; the one that finds no ring creates it. Opening is
 //!   serialised by an advisory lock on `<ring>.lock` (0600), and the producer holds an exclusive
 //!   lock on the ring file for its lifetime, which is how a second producer is refused and

@@ -1,7 +1,7 @@
 //! The writing side, owned by the sensor.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
 
 use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, record_size};
@@ -25,7 +25,15 @@ pub struct Producer {
     drops: u64,
     upstream_loss: u64,
     generation: u64,
+    path: PathBuf,
+    /// (device, inode) of the mapped file, to notice the path being deleted or replaced.
+    identity: Option<(u64, u64)>,
+    /// When `flush` last compared the path with `identity` (monotonic ns).
+    checked_ns: u64,
 }
+
+/// How often `flush` checks that the path still names the mapped file.
+const IDENTITY_CHECK_NS: u64 = 1_000_000_000;
 
 impl Producer {
     /// Create-or-attach as the (single) producer; sets producer pid, bumps generation.
@@ -54,6 +62,9 @@ impl Producer {
             drops,
             upstream_loss,
             generation,
+            path: path.to_path_buf(),
+            identity: setup::identity_of_file(map.file()),
+            checked_ns: monotonic_ns(),
             map,
             wake,
         };
@@ -120,20 +131,41 @@ impl Producer {
 
     /// Publish everything pushed since the last flush; wake the consumer if it sleeps.
     ///
-    /// Also refreshes the heartbeat, so an idle sensor should flush now and then.
+    /// Also refreshes the heartbeat, so an idle sensor should flush now and then, and once a
+    /// second checks that the path still names the mapped file: if the file was deleted
+    /// and a consumer created a new one, the producer moves there (a `stat`, no more).
     pub fn flush(&mut self) {
         self.publish();
+        let now = monotonic_ns();
         let h = self.map.header();
         // Rewriting the counters (same cache line as the heartbeat) heals scribbles.
         h.drops.store(self.drops, Ordering::Relaxed);
         h.upstream_loss.store(self.upstream_loss, Ordering::Relaxed);
-        h.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
+        h.heartbeat_ns.store(now, Ordering::Relaxed);
         // Pairs with the consumer's fence between setting its flag and rechecking.
         fence(Ordering::SeqCst);
         if h.consumer_sleeping.load(Ordering::Relaxed) != 0
             && h.consumer_sleeping.swap(0, Ordering::AcqRel) != 0
         {
             wake::signal(&self.wake);
+        }
+        if now.wrapping_sub(self.checked_ns) >= IDENTITY_CHECK_NS {
+            self.checked_ns = now;
+            self.follow_replaced_file();
+        }
+    }
+
+    /// Re-opens the path when it no longer names our file. What was published in the old
+    /// file and not read is lost with it; the new file keeps its own counters. On failure
+    /// the producer stays where it is and tries again a second later.
+    fn follow_replaced_file(&mut self) {
+        if setup::identity_of_path(&self.path) == self.identity {
+            return;
+        }
+        if let Ok(mut next) = Producer::open(&self.path, self.capacity) {
+            // The old producer is dropped here; its final flush skips this check because
+            // `checked_ns` was just updated.
+            std::mem::swap(self, &mut next);
         }
     }
 
