@@ -24,37 +24,6 @@ pub fn push_lossy(bytes: &[u8], buf: &mut String) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn valid_text_is_borrowed_and_invalid_replaced() {
-        let mut buf = String::new();
-        let s = lossy_into(b"/bin/ls", &mut buf);
-        assert_eq!(s, "/bin/ls");
-        assert!(buf.is_empty(), "valid text is not copied");
-        let s = lossy_into(b"a\xffb\xc3", &mut buf);
-        assert_eq!(s, "a\u{FFFD}b\u{FFFD}");
-    }
-
-    #[test]
-    fn lines_are_split_bounded_and_converted() {
-        let input = b"one\r\ntoo long line\n\xffx\nlast".to_vec();
-        let mut input = std::io::BufReader::with_capacity(4, &input[..]);
-        let mut lines = LineReader::default();
-        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::Text("one"));
-        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::TooLong(14));
-        assert_eq!(
-            lines.next_line(&mut input, 8).unwrap(),
-            Line::Text("\u{FFFD}x")
-        );
-        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::Text("last"));
-        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::End);
-        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::End);
-    }
-}
-
 /// Reads NDJSON lines of untrusted input without allocating per line: bytes go into a reused
 /// buffer, over-long lines are skipped whole (reported, never buffered without bound), and
 /// invalid UTF-8 is converted lossily instead of losing the line or the stream.
@@ -115,5 +84,36 @@ impl LineReader {
             end -= 1;
         }
         Ok(Line::Text(lossy_into(&self.bytes[..end], &mut self.lossy)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_text_is_borrowed_and_invalid_replaced() {
+        let mut buf = String::new();
+        let s = lossy_into(b"/bin/ls", &mut buf);
+        assert_eq!(s, "/bin/ls");
+        assert!(buf.is_empty(), "valid text is not copied");
+        let s = lossy_into(b"a\xffb\xc3", &mut buf);
+        assert_eq!(s, "a\u{FFFD}b\u{FFFD}");
+    }
+
+    #[test]
+    fn lines_are_split_bounded_and_converted() {
+        let input = b"one\r\ntoo long line\n\xffx\nlast".to_vec();
+        let mut input = std::io::BufReader::with_capacity(4, &input[..]);
+        let mut lines = LineReader::default();
+        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::Text("one"));
+        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::TooLong(14));
+        assert_eq!(
+            lines.next_line(&mut input, 8).unwrap(),
+            Line::Text("\u{FFFD}x")
+        );
+        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::Text("last"));
+        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::End);
+        assert_eq!(lines.next_line(&mut input, 8).unwrap(), Line::End);
     }
 }
