@@ -31,11 +31,6 @@ pub enum DecodeError {
     },
     #[error("required field `{field}` is missing or null")]
     Missing { field: &'static str },
-    #[error("field `{field}` {reason}")]
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-    },
 }
 
 impl DecodeError {
@@ -130,6 +125,9 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
+/// Bytes reserved past the first two arguments when argv is copied.
+const ARGV_SLACK: usize = 64;
+
 /// argv, bounded while it is read: arguments past [`crate::event::MAX_ARGS`] or
 /// [`crate::event::MAX_ARGV_BYTES`] are skipped without being copied.
 #[derive(Debug, Default)]
@@ -167,7 +165,10 @@ impl<'de> Visitor<'de> for ArgvVisitor {
             };
             return Ok(Argv { args, truncated });
         };
-        let mut args = Args::default();
+        // One allocation for the usual argv: room for the first two arguments and a few more.
+        let room = (first.len() + second.len() + ARGV_SLACK).min(MAX_ARGV_BYTES);
+        let mut args =
+            Args::from_joined(Cow::Owned(String::with_capacity(room)), 0).unwrap_or_default();
         let mut truncated = !(args.push(&first) && args.push(&second));
         while !truncated {
             match seq.next_element::<Text<'de>>()? {

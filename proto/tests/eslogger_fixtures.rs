@@ -366,3 +366,21 @@ fn hostile_sizes_and_nesting_are_errors() {
         assert!(d.decode_line(bad).is_err(), "{bad:?} decoded");
     }
 }
+
+#[test]
+fn every_fixture_event_fits_a_ring_record_and_round_trips() {
+    use nightjar_proto::codec::{self, Record};
+    let mut d = EsloggerDecoder::new();
+    let mut n = 0;
+    for f in ["credential-access", "versions", "nasty"] {
+        for line in lines(fixture(&format!("eslogger/{f}.ndjson"))) {
+            if let Some(ev) = d.decode_line(&line).unwrap() {
+                let bytes = codec::encode_to_vec(&Record::Exec(ev.clone())).unwrap();
+                assert!(bytes.len() <= codec::MAX_RECORD_BYTES);
+                assert_eq!(codec::decode(&bytes).unwrap(), Record::Exec(ev));
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 12 + 7 + 14);
+}

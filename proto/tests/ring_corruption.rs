@@ -41,13 +41,14 @@ fn child_process_entry() {
     }
 }
 
-/// Pushes records without retrying until `<ring>.stop` exists.
+/// Pushes records without retrying until `<ring>.stop` exists (or, should the test have
+/// died, after 100 million records).
 fn flood(path: &Path) {
     let mut p = Producer::open(path, MIB).unwrap();
     let mut stop = path.as_os_str().to_os_string();
     stop.push(".stop");
     let mut i = 0u64;
-    while !Path::new(&stop).exists() {
+    while !Path::new(&stop).exists() && i < 100_000_000 {
         for _ in 0..256 {
             p.try_push_with(size_of_record(i), |buf| Some(fill_record(i, buf)));
             i += 1;
@@ -231,4 +232,42 @@ fn drain_bounded(c: &mut Consumer) {
         }
     }
     panic!("the consumer did not settle");
+}
+
+#[test]
+fn a_corrupt_record_header_costs_exactly_the_records_skipped() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    let mut p = Producer::open(&path, MIB).unwrap();
+    let mut c = Consumer::open(&path, MIB).unwrap();
+    for i in 0..100 {
+        assert!(p.try_push_with(size_of_record(i), |buf| Some(fill_record(i, buf))));
+    }
+    p.flush();
+    // Record 10 starts after records 0..10, each a 16-byte header plus its padded payload.
+    let pos: u64 = (0..10)
+        .map(|i| 16 + (size_of_record(i) as u64).div_ceil(16) * 16)
+        .sum();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0xff; 4], HEADER_BYTES + pos).unwrap();
+    for i in 0..10 {
+        let entry = c.next().unwrap().unwrap();
+        assert_eq!(check_record(entry.bytes), Some(i));
+    }
+    let err = c.next().unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("position {pos}")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("events.ring"), "{err}");
+    assert!(c.next().unwrap().is_none());
+    for i in 100..110 {
+        assert!(p.try_push_with(size_of_record(i), |buf| Some(fill_record(i, buf))));
+    }
+    p.flush();
+    let got: Vec<_> =
+        std::iter::from_fn(|| c.next().unwrap().map(|e| check_record(e.bytes))).collect();
+    assert_eq!(got, (100..110).map(Some).collect::<Vec<_>>());
+    let stats = c.stats();
+    assert_eq!((stats.resyncs, stats.lost_in_resync), (1, 90));
 }

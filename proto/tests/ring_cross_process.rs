@@ -79,13 +79,14 @@ fn fixed(path: &Path) {
     p.flush();
 }
 
-/// Pushes and flushes one record every millisecond until `<ring>.stop` exists.
+/// Pushes and flushes one record every millisecond until `<ring>.stop` exists (or, should
+/// the test have died, for a minute).
 fn until_stopped(path: &Path) {
     let mut p = Producer::open(path, MIB).unwrap();
     let mut stop = path.as_os_str().to_os_string();
     stop.push(".stop");
     let mut i = 0;
-    while !Path::new(&stop).exists() {
+    while !Path::new(&stop).exists() && i < 60_000 {
         push_retrying(&mut p, i);
         p.flush();
         i += 1;

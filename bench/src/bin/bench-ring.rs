@@ -5,6 +5,19 @@
 //! Progress goes to stderr; the last stdout line is one JSON object. Each figure is the
 //! best of [`RUNS`] runs. The producer side of each cross-process figure is this binary
 //! re-executed with `--child`.
+//!
+//! - `records_per_s`: 256-byte records, producer flushing every 64, consumer committing
+//!   every 256, through a 2 MiB ring; `records_per_s_64mib_ring` the same through 64 MiB.
+//!   The producer retries a refused push, so every record arrives; `drops` counts the
+//!   refusals (what the sensor, which never retries, would have dropped).
+//! - `baseline_unix_socket_records_per_s`: the same records, length-prefixed, over a Unix
+//!   stream socket with one `write` per 64 records (the ring's batching);
+//!   `..._write_per_record_...` with one `write` per record.
+//! - `baseline_crossbeam_records_per_s`: a bounded crossbeam channel between two threads.
+//! - `latency_ns`: producer timestamp (`CLOCK_MONOTONIC`) to consumer receipt for records
+//!   paced at 100,000/s, each flushed on its own; the consumer uses [`Consumer::wait`] with
+//!   its default spin, so it sleeps whenever the ring is empty and every record goes
+//!   through the wake-up path. `latency_spin_20us_ns` is the same with a 20 µs spin.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,13 +25,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nightjar_proto::shm_ring::{Consumer, Producer, monotonic_ns};
+use nightjar_proto::shm_ring::{Consumer, DEFAULT_SPIN, Producer, monotonic_ns};
 
 const RUNS: usize = 3;
 const RECORD: usize = 256;
-/// The configured default; `NIGHTJAR_BENCH_RING_CAPACITY=BYTES` overrides it (children
-/// inherit the variable).
-const DEFAULT_RING_CAPACITY: u64 = 64 * 1024 * 1024;
+/// The headline ring: small enough to stay in cache (~7,700 records of 256 bytes in flight).
+const RING_CAPACITY: u64 = 2 * 1024 * 1024;
+/// The example `ring_capacity_bytes` of the configuration, measured too: a producer that
+/// runs tens of megabytes ahead leaves the consumer reading from DRAM.
+const LARGE_RING_CAPACITY: u64 = 64 * 1024 * 1024;
 const RING_RECORDS: u64 = 20_000_000;
 const SOCKET_RECORDS: u64 = 2_000_000;
 const CHANNEL_RECORDS: u64 = 5_000_000;
@@ -28,6 +43,8 @@ const FLUSH_EVERY: u64 = 64;
 const COMMIT_EVERY: u64 = 256;
 const PACED_RATE: u64 = 100_000;
 const PACED_RECORDS: u64 = 200_000;
+/// The consumer spin compared against the default in the paced run.
+const COMPARED_SPIN: Duration = Duration::from_micros(20);
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -44,16 +61,8 @@ fn main() -> BenchResult<()> {
     };
     eprintln!("ring files in {}", dir.path().display());
 
-    let mut ring = Vec::new();
-    let mut drops = 0;
-    for run in 0..RUNS {
-        let (rate, run_drops) = ring_throughput(&dir.path().join(format!("t{run}.ring")))?;
-        eprintln!("ring run {run}: {rate:.0} records/s, {run_drops} drops");
-        if ring.iter().all(|&r| rate > r) {
-            drops = run_drops;
-        }
-        ring.push(rate);
-    }
+    let (ring, drops) = best_ring_throughput(dir.path(), RING_CAPACITY)?;
+    let (ring_large, drops_large) = best_ring_throughput(dir.path(), LARGE_RING_CAPACITY)?;
     let (mut push_ns, mut read_ns) = (f64::MAX, f64::MAX);
     for run in 0..RUNS {
         let (push, read) = one_thread_costs(&dir.path().join(format!("o{run}.ring")))?;
@@ -62,10 +71,14 @@ fn main() -> BenchResult<()> {
         read_ns = read_ns.min(read);
     }
     let mut socket = Vec::new();
+    let mut socket_unbatched = Vec::new();
     for run in 0..RUNS {
-        let rate = socket_throughput(&dir.path().join(format!("s{run}.sock")))?;
-        eprintln!("unix socket run {run}: {rate:.0} records/s");
+        let rate = socket_throughput(&dir.path().join(format!("s{run}.sock")), FLUSH_EVERY)?;
+        eprintln!("unix socket run {run} (a write per {FLUSH_EVERY} records): {rate:.0} records/s");
         socket.push(rate);
+        let rate = socket_throughput(&dir.path().join(format!("u{run}.sock")), 1)?;
+        eprintln!("unix socket run {run} (a write per record): {rate:.0} records/s");
+        socket_unbatched.push(rate);
     }
     let mut channel = Vec::new();
     for run in 0..RUNS {
@@ -74,34 +87,40 @@ fn main() -> BenchResult<()> {
         channel.push(rate);
     }
     let mut paced = Vec::new();
-    let mut paced_no_spin = Vec::new();
+    let mut paced_spin = Vec::new();
     for run in 0..RUNS {
-        let l = paced_latency(&dir.path().join(format!("l{run}.ring")), true)?;
-        eprintln!("paced run {run} (spin, then sleep): {l:?}");
+        let l = paced_latency(&dir.path().join(format!("l{run}.ring")), DEFAULT_SPIN)?;
+        eprintln!("paced run {run} (default: sleep when empty): {l:?}");
         paced.push(l);
-        let l = paced_latency(&dir.path().join(format!("n{run}.ring")), false)?;
-        eprintln!("paced run {run} (sleep at once): {l:?}");
-        paced_no_spin.push(l);
+        let l = paced_latency(&dir.path().join(format!("n{run}.ring")), COMPARED_SPIN)?;
+        eprintln!("paced run {run} (spin {COMPARED_SPIN:?}, then sleep): {l:?}");
+        paced_spin.push(l);
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let best_latency =
         |v: &[Percentiles]| v.iter().copied().min_by_key(|l| l.p99).unwrap_or_default();
-    let (ring, socket, channel) = (best(&ring), best(&socket), best(&channel));
+    let (socket, socket_unbatched) = (best(&socket), best(&socket_unbatched));
+    let channel = best(&channel);
+    let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
     let paced = best_latency(&paced);
-    let paced_no_spin = best_latency(&paced_no_spin);
+    let paced_spin = best_latency(&paced_spin);
     let figures = serde_json::json!({
         "records_per_s": ring.round(),
-        "baseline_unix_socket_records_per_s": socket.round(),
-        "baseline_crossbeam_records_per_s": channel.round(),
-        "ratio_vs_unix_socket": (ring / socket * 100.0).round() / 100.0,
-        "ratio_vs_crossbeam": (ring / channel * 100.0).round() / 100.0,
         "drops": drops,
+        "ring_capacity_bytes": RING_CAPACITY,
+        "records_per_s_64mib_ring": ring_large.round(),
+        "drops_64mib_ring": drops_large,
+        "baseline_unix_socket_records_per_s": socket.round(),
+        "baseline_unix_socket_write_per_record_records_per_s": socket_unbatched.round(),
+        "baseline_crossbeam_records_per_s": channel.round(),
+        "ratio_vs_unix_socket": ratio(ring, socket),
+        "ratio_vs_unix_socket_write_per_record": ratio(ring, socket_unbatched),
+        "ratio_vs_crossbeam": ratio(ring, channel),
         "one_thread_push_ns_per_record": (push_ns * 10.0).round() / 10.0,
         "one_thread_read_ns_per_record": (read_ns * 10.0).round() / 10.0,
         "latency_ns": paced.json(),
-        "latency_sleep_every_record_ns": paced_no_spin.json(),
+        "latency_spin_20us_ns": paced_spin.json(),
         "record_bytes": RECORD,
-        "ring_capacity_bytes": ring_capacity()?,
         "paced_rate_per_s": PACED_RATE,
         "runs": RUNS,
         "load_average_1m": load_average(),
@@ -121,13 +140,6 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-fn ring_capacity() -> BenchResult<u64> {
-    match std::env::var("NIGHTJAR_BENCH_RING_CAPACITY") {
-        Ok(v) => Ok(v.parse()?),
-        Err(_) => Ok(DEFAULT_RING_CAPACITY),
-    }
-}
-
 fn spawn_child(args: &[&str]) -> BenchResult<Child> {
     Ok(Command::new(std::env::current_exe()?)
         .arg("--child")
@@ -139,9 +151,11 @@ fn child(args: &[String]) -> BenchResult<()> {
     let arg = |i: usize| args.get(i).cloned().ok_or("missing child argument");
     let count: u64 = arg(2)?.parse()?;
     let path = PathBuf::from(arg(1)?);
+    // Ring capacity, or records per socket write.
+    let size: u64 = arg(3)?.parse()?;
     match arg(0)?.as_str() {
         "ring" => {
-            let mut p = Producer::open(&path, ring_capacity()?)?;
+            let mut p = Producer::open(&path, size)?;
             let mut rec = [0xa5u8; RECORD];
             for i in 0..count {
                 rec[..8].copy_from_slice(&i.to_le_bytes());
@@ -158,7 +172,7 @@ fn child(args: &[String]) -> BenchResult<()> {
             p.flush();
         }
         "paced" => {
-            let mut p = Producer::open(&path, ring_capacity()?)?;
+            let mut p = Producer::open(&path, size)?;
             let mut rec = [0x5au8; RECORD];
             let period = 1_000_000_000 / PACED_RATE;
             // Let the consumer settle into its wait before the clock starts.
@@ -175,12 +189,16 @@ fn child(args: &[String]) -> BenchResult<()> {
             }
         }
         "socket" => {
-            let mut out = BufWriter::with_capacity(64 * 1024, UnixStream::connect(&path)?);
+            let batch = size as usize * (RECORD + 4);
+            let mut out = BufWriter::with_capacity(batch, UnixStream::connect(&path)?);
             let mut rec = [0xa5u8; RECORD];
             for i in 0..count {
                 rec[..8].copy_from_slice(&i.to_le_bytes());
                 out.write_all(&(RECORD as u32).to_le_bytes())?;
                 out.write_all(&rec)?;
+                if (i + 1).is_multiple_of(size) {
+                    out.flush()?;
+                }
             }
             out.flush()?;
         }
@@ -189,10 +207,29 @@ fn child(args: &[String]) -> BenchResult<()> {
     Ok(())
 }
 
+/// The best of [`RUNS`] throughput runs through a ring of `capacity`, with its drops.
+fn best_ring_throughput(dir: &Path, capacity: u64) -> BenchResult<(f64, u64)> {
+    let (mut best, mut drops) = (0.0, 0);
+    for run in 0..RUNS {
+        let path = dir.join(format!("t{capacity}-{run}.ring"));
+        let (rate, run_drops) = ring_throughput(&path, capacity)?;
+        eprintln!("ring run {run} ({capacity} bytes): {rate:.0} records/s, {run_drops} drops");
+        if rate > best {
+            (best, drops) = (rate, run_drops);
+        }
+    }
+    Ok((best, drops))
+}
+
 /// Records per second from the first record received to the last, and the drops.
-fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
-    let mut c = Consumer::open(path, ring_capacity()?)?;
-    let mut producer = spawn_child(&["ring", &path.to_string_lossy(), &RING_RECORDS.to_string()])?;
+fn ring_throughput(path: &Path, capacity: u64) -> BenchResult<(f64, u64)> {
+    let mut c = Consumer::open(path, capacity)?;
+    let mut producer = spawn_child(&[
+        "ring",
+        &path.to_string_lossy(),
+        &RING_RECORDS.to_string(),
+        &capacity.to_string(),
+    ])?;
     let (mut received, mut start, mut bad, mut idle_after_exit) = (0u64, None, 0u64, 0u32);
     loop {
         match c.next()? {
@@ -229,9 +266,9 @@ fn ring_throughput(path: &Path) -> BenchResult<(f64, u64)> {
 /// Cost of each side alone, without a second process competing for the CPU: fill most of
 /// the ring from one thread (flushing every [`FLUSH_EVERY`]), then read it all back.
 fn one_thread_costs(path: &Path) -> BenchResult<(f64, f64)> {
-    let mut p = Producer::open(path, ring_capacity()?)?;
-    let mut c = Consumer::open(path, ring_capacity()?)?;
-    let count = ring_capacity()? / 2 / (RECORD as u64 + 16);
+    let mut p = Producer::open(path, RING_CAPACITY)?;
+    let mut c = Consumer::open(path, RING_CAPACITY)?;
+    let count = RING_CAPACITY / 2 / (RECORD as u64 + 16);
     let mut rec = [0xa5u8; RECORD];
     let start = Instant::now();
     for i in 0..count {
@@ -263,12 +300,14 @@ fn one_thread_costs(path: &Path) -> BenchResult<(f64, f64)> {
     Ok((push, read))
 }
 
-fn socket_throughput(path: &Path) -> BenchResult<f64> {
+/// A length-prefixed Unix stream socket; the writer makes one `write` per `batch` records.
+fn socket_throughput(path: &Path, batch: u64) -> BenchResult<f64> {
     let listener = UnixListener::bind(path)?;
     let mut producer = spawn_child(&[
         "socket",
         &path.to_string_lossy(),
         &SOCKET_RECORDS.to_string(),
+        &batch.to_string(),
     ])?;
     let (stream, _) = listener.accept()?;
     let mut input = BufReader::with_capacity(64 * 1024, stream);
@@ -324,15 +363,16 @@ impl Percentiles {
 }
 
 /// Latency from the producer's timestamp to the consumer's receipt for records paced at
-/// [`PACED_RATE`]; `spin` = the consumer spins briefly before sleeping (the default), else
-/// it sleeps as soon as the ring is empty, so every record goes through a wake-up.
-fn paced_latency(path: &Path, spin: bool) -> BenchResult<Percentiles> {
-    let mut c = Consumer::open(path, ring_capacity()?)?;
-    if !spin {
-        c.set_spin(Duration::ZERO);
-    }
-    let mut producer =
-        spawn_child(&["paced", &path.to_string_lossy(), &PACED_RECORDS.to_string()])?;
+/// [`PACED_RATE`], with the consumer spinning `spin` before it sleeps.
+fn paced_latency(path: &Path, spin: Duration) -> BenchResult<Percentiles> {
+    let mut c = Consumer::open(path, RING_CAPACITY)?;
+    c.set_spin(spin);
+    let mut producer = spawn_child(&[
+        "paced",
+        &path.to_string_lossy(),
+        &PACED_RECORDS.to_string(),
+        &RING_CAPACITY.to_string(),
+    ])?;
     let mut latencies = Vec::with_capacity(PACED_RECORDS as usize);
     let mut idle_after_exit = 0u32;
     while (latencies.len() as u64) < PACED_RECORDS {

@@ -103,8 +103,8 @@
 //!   mark, checks that the path names another file, maps it, resets its cursor to the new
 //!   ring's commit and counts a generation reset (and, through sequence numbers, any record
 //!   it could not read). Should the mark itself be scribbled away, the consumer still
-//!   notices the replaced file: it compares the path's inode with its mapping each time it
-//!   is about to sleep.
+//!   notices the replaced file: about to sleep, it compares the path's inode with its
+//!   mapping (at most once a second).
 //! - Ring file deleted under a running producer: a consumer starting then creates a new
 //!   one; the producer compares the path with its mapping once a second (in `flush`) and
 //!   attaches to the new file. What it had published in the deleted file is gone.

@@ -32,8 +32,9 @@ pub struct Producer {
     checked_ns: u64,
 }
 
-/// How often `flush` checks that the path still names the mapped file.
-const IDENTITY_CHECK_NS: u64 = 1_000_000_000;
+/// How often `flush` (and a sleeping consumer) checks that the path still names the
+/// mapped file.
+pub(super) const IDENTITY_CHECK_NS: u64 = 1_000_000_000;
 
 impl Producer {
     /// Create-or-attach as the (single) producer; sets producer pid, bumps generation.
