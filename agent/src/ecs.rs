@@ -6,6 +6,7 @@
 //! event. [`EcsEvent::document`] builds the same view as JSON, for alerts and as the reference
 //! the compiled matcher is tested against.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -301,17 +302,36 @@ enum Parent<'a> {
 }
 
 /// An exec event seen through ECS field names.
-#[derive(Debug, Clone, Copy)]
+///
+/// Parents are looked up in the process table on first use only: most events are decided on
+/// their own fields, and a table probe is a likely cache miss.
+#[derive(Debug, Clone)]
 pub struct EcsEvent<'a> {
     ev: &'a ExecEvent<'a>,
+    table: &'a ProcessTable,
     host: &'a HostInfo,
     name: &'a str,
-    parent: Parent<'a>,
-    effective: Option<&'a ProcessEntry>,
+    parent: Cell<Option<Parent<'a>>>,
+    effective: Cell<Option<Option<&'a ProcessEntry>>>,
 }
 
 impl<'a> EcsEvent<'a> {
     pub fn new(ev: &'a ExecEvent<'a>, table: &'a ProcessTable, host: &'a HostInfo) -> Self {
+        EcsEvent {
+            ev,
+            table,
+            host,
+            name: ev.process_name(),
+            parent: Cell::new(None),
+            effective: Cell::new(None),
+        }
+    }
+
+    fn parent(&self) -> Parent<'a> {
+        if let Some(p) = self.parent.get() {
+            return p;
+        }
+        let (ev, table) = (self.ev, self.table);
         let t = &ev.target;
         let parent = match t.ppid {
             None => Parent::Unknown,
@@ -323,14 +343,17 @@ impl<'a> EcsEvent<'a> {
                 None => Parent::PidOnly(ppid),
             },
         };
-        let effective = ev.responsible_pid.and_then(|pid| table.get(pid));
-        EcsEvent {
-            ev,
-            host,
-            name: ev.process_name(),
-            parent,
-            effective,
+        self.parent.set(Some(parent));
+        parent
+    }
+
+    fn effective(&self) -> Option<&'a ProcessEntry> {
+        if let Some(e) = self.effective.get() {
+            return e;
         }
+        let e = self.ev.responsible_pid.and_then(|pid| self.table.get(pid));
+        self.effective.set(Some(e));
+        e
     }
 
     /// The event this view reads.
@@ -366,68 +389,68 @@ impl<'a> EcsEvent<'a> {
             Field::TeamId => opt_str(t.team_id.as_deref()),
             Field::SignatureExists => opt_bool(signed(t.signing_id.as_deref(), t.cs_flags)),
             Field::SignatureTrusted => opt_bool(t.cs_flags.map(|f| f & CS_VALID != 0)),
-            Field::ParentPid => match self.parent {
+            Field::ParentPid => match self.parent() {
                 Parent::Unknown => Value::Missing,
                 Parent::PidOnly(p) | Parent::Table(p, _) | Parent::Caller(p, _) => {
                     Value::Long(p.into())
                 }
             },
-            Field::ParentExecutable => match self.parent {
+            Field::ParentExecutable => match self.parent() {
                 Parent::Table(_, e) => Value::Str(e.executable()),
                 Parent::Caller(_, c) => opt_str(c.executable.as_deref()),
                 _ => Value::Missing,
             },
-            Field::ParentName => match self.parent {
+            Field::ParentName => match self.parent() {
                 Parent::Table(_, e) => Value::Str(e.name()),
                 Parent::Caller(_, c) => {
                     opt_str(c.executable.as_deref().map(nightjar_proto::event::basename))
                 }
                 _ => Value::Missing,
             },
-            Field::ParentArgs => match self.parent {
+            Field::ParentArgs => match self.parent() {
                 Parent::Table(_, e) if !e.args().is_empty() => Value::Args(e.args()),
                 _ => Value::Missing,
             },
-            Field::ParentArgsCount => match self.parent {
+            Field::ParentArgsCount => match self.parent() {
                 Parent::Table(_, e) => Value::Long(e.args().len() as i64),
                 _ => Value::Missing,
             },
-            Field::ParentCommandLine => match self.parent {
+            Field::ParentCommandLine => match self.parent() {
                 Parent::Table(_, e) if !e.args().is_empty() => Value::Str(e.command_line()),
                 _ => Value::Missing,
             },
-            Field::ParentSigningId => match self.parent {
+            Field::ParentSigningId => match self.parent() {
                 Parent::Table(_, e) => opt_str(e.signing_id()),
                 Parent::Caller(_, c) => opt_str(c.signing_id.as_deref()),
                 _ => Value::Missing,
             },
-            Field::ParentTeamId => match self.parent {
+            Field::ParentTeamId => match self.parent() {
                 Parent::Table(_, e) => opt_str(e.team_id()),
                 Parent::Caller(_, c) => opt_str(c.team_id.as_deref()),
                 _ => Value::Missing,
             },
-            Field::ParentSignatureExists => match self.parent {
+            Field::ParentSignatureExists => match self.parent() {
                 Parent::Table(_, e) => opt_bool(signed(e.signing_id(), e.cs_flags())),
                 Parent::Caller(_, c) => opt_bool(signed(c.signing_id.as_deref(), c.cs_flags)),
                 _ => Value::Missing,
             },
             Field::ParentSignatureTrusted => {
-                let flags = match self.parent {
+                let flags = match self.parent() {
                     Parent::Table(_, e) => e.cs_flags(),
                     Parent::Caller(_, c) => c.cs_flags,
                     _ => None,
                 };
                 opt_bool(flags.map(|f| f & CS_VALID != 0))
             }
-            Field::EffectivePid => match self.effective {
+            Field::EffectivePid => match self.effective() {
                 Some(e) => Value::Long(e.pid().into()),
                 None => Value::Missing,
             },
-            Field::EffectiveExecutable => match self.effective {
+            Field::EffectiveExecutable => match self.effective() {
                 Some(e) => Value::Str(e.executable()),
                 None => Value::Missing,
             },
-            Field::EffectiveName => match self.effective {
+            Field::EffectiveName => match self.effective() {
                 Some(e) => Value::Str(e.name()),
                 None => Value::Missing,
             },

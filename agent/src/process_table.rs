@@ -20,6 +20,8 @@ pub const MAX_PARENT_ARGV_BYTES: usize = 4096;
 pub struct ProcessEntry {
     pid: u32,
     executable: String,
+    /// Where the basename starts in `executable`.
+    name_at: usize,
     args: Args<'static>,
     command_line: String,
     signing_id: Option<String>,
@@ -36,7 +38,7 @@ impl ProcessEntry {
     }
     /// `name`: basename of the executable.
     pub fn name(&self) -> &str {
-        basename(&self.executable)
+        self.executable.get(self.name_at..).unwrap_or_default()
     }
     pub fn args(&self) -> &Args<'static> {
         &self.args
@@ -60,6 +62,7 @@ impl ProcessEntry {
         self.pid = t.pid;
         self.executable.clear();
         self.executable.push_str(&t.executable);
+        self.name_at = self.executable.len() - basename(&self.executable).len();
         self.args.clear();
         self.command_line.clear();
         let mut used = 0usize;

@@ -50,7 +50,11 @@ fn exec(pid: u32, ppid: u32, exe: &'static str, args: &[&str], euid: u32) -> Exe
             euid: Some(euid),
             executable: Cow::Borrowed(exe),
             args: Args::from_strs(args).0,
-            cs_flags: Some(if pid.is_multiple_of(2) { 0x2000_0001 } else { 0 }),
+            cs_flags: Some(if pid.is_multiple_of(2) {
+                0x2000_0001
+            } else {
+                0
+            }),
             ..Target::default()
         },
         responsible_pid: Some(ppid),

@@ -66,6 +66,8 @@ pub struct Matcher {
     always: Vec<u32>,
     by_name: FastMap<Vec<u32>>,
     by_parent_name: FastMap<Vec<u32>>,
+    /// Rules that need one of some exact `process.args` elements.
+    by_arg: FastMap<Vec<u32>>,
 }
 
 type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
@@ -203,7 +205,9 @@ fn cost(n: &Node) -> u32 {
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
         Node::Leaf(l) => {
             let field = match l.field {
-                Field::Name | Field::HostOsType => 2,
+                Field::Name => 2,
+                // Rarely selective: nearly every event has the one value rules ask for.
+                Field::HostOsType => 6,
                 Field::Args | Field::ParentArgs => 8,
                 Field::CommandLine => 12,
                 Field::UserName => 30,
@@ -228,11 +232,11 @@ impl Leaf {
             Value::Missing => false,
             Value::Str(s) => self.test_keyword(s),
             Value::Shared(s) => self.test_keyword(s),
-            Value::Args(a) => a.iter().any(|s| self.test_keyword(s)),
+            Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
             Value::Joined(a) => {
                 if !sc.ready {
                     sc.command_line.clear();
-                    for (i, arg) in a.iter().enumerate() {
+                    for (i, arg) in args_iter(a).enumerate() {
                         if i > 0 {
                             sc.command_line.push(' ');
                         }
@@ -274,6 +278,26 @@ impl Leaf {
     }
 }
 
+/// The arguments of argv, split with `memchr` (faster than `str::split` on a char).
+fn args_iter<'s>(a: &'s nightjar_proto::Args<'_>) -> impl Iterator<Item = &'s str> + 's {
+    let joined = a.joined();
+    let mut rest = Some(joined);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(0, r.as_bytes()) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+    .take(a.len())
+}
+
 /// `n` in decimal, in `buf`.
 fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
     let mut i = buf.len();
@@ -299,34 +323,27 @@ impl Node {
         }
     }
 
-    /// The exact values of `field` this node requires (an `and` child or the node itself
-    /// being `field == a or field == b ...`).
+    /// Exact values of `field` of which every match has at least one: from an `and` child,
+    /// or the union over the branches of an `or`.
     fn required_values(&self, field: Field) -> Option<Vec<&str>> {
         match self {
-            Node::And(kids) => kids.iter().find_map(|k| exact_values(k, field)),
-            n => exact_values(n, field),
+            Node::Leaf(Leaf {
+                field: f,
+                test: CTest::Str(Cmp::Eq, v),
+                ..
+            }) if *f == field => Some(vec![&**v]),
+            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field)),
+            Node::Or(kids) => {
+                let mut all = Vec::new();
+                for k in kids.iter() {
+                    all.extend(k.required_values(field)?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
         }
-    }
-}
-
-fn exact_text(k: &Node) -> Option<&str> {
-    match k {
-        Node::Leaf(Leaf {
-            test: CTest::Str(Cmp::Eq, v),
-            ..
-        }) => Some(v),
-        _ => None,
-    }
-}
-
-fn exact_values(n: &Node, field: Field) -> Option<Vec<&str>> {
-    let one = |k: &'_ Node| -> bool {
-        matches!(k, Node::Leaf(Leaf { field: f, test: CTest::Str(Cmp::Eq, _), .. }) if *f == field)
-    };
-    match n {
-        k if one(k) => exact_text(k).map(|t| vec![t]),
-        Node::Or(kids) if kids.iter().all(one) => kids.iter().map(exact_text).collect(),
-        _ => None,
     }
 }
 
@@ -348,11 +365,20 @@ impl Matcher {
                 for n in names {
                     m.by_parent_name.entry(n.into()).or_default().push(i);
                 }
+            } else if let Some(args) = node.required_values(Field::Args).filter(|_| index) {
+                for a in args {
+                    m.by_arg.entry(a.into()).or_default().push(i);
+                }
             } else if !matches!(node, Node::Const(false)) {
                 m.always.push(i);
             }
         }
-        for v in m.by_name.values_mut().chain(m.by_parent_name.values_mut()) {
+        for v in m
+            .by_name
+            .values_mut()
+            .chain(m.by_parent_name.values_mut())
+            .chain(m.by_arg.values_mut())
+        {
             v.dedup();
         }
         Ok(m)
@@ -402,8 +428,20 @@ impl Matcher {
             lists += 1;
             ids.iter().for_each(|&i| test(i, sc, out));
         }
+        if !self.by_arg.is_empty()
+            && let Value::Args(args) = ev.value(Field::Args)
+        {
+            for arg in args_iter(args) {
+                if let Some(ids) = self.by_arg.get(arg) {
+                    // Several arguments can lead to the same rule.
+                    lists += 2;
+                    ids.iter().for_each(|&i| test(i, sc, out));
+                }
+            }
+        }
         if lists > 1 {
             out.sort_unstable();
+            out.dedup();
         }
     }
 }

@@ -10,27 +10,29 @@ use crate::ecs::{EcsEvent, FieldKind};
 use super::ast::{Query, Test, Tok, TypedPred, ci_char_eq, within_ignore_above};
 use super::pattern::lucene_to_regex;
 
+/// A typed leaf with its regular expression compiled.
+type Leaf = (TypedPred, Option<regex::Regex>);
+
 /// Typed queries, evaluated one by one.
 #[derive(Debug)]
 pub struct NaiveRules {
-    rules: Vec<(Query<TypedPred>, Vec<Option<regex::Regex>>)>,
+    rules: Vec<Query<Leaf>>,
 }
 
 impl NaiveRules {
     pub fn new(queries: &[&Query<TypedPred>]) -> Result<NaiveRules, String> {
         let mut rules = Vec::new();
         for q in queries {
-            let mut regexes = Vec::new();
-            for leaf in q.leaves() {
-                regexes.push(match &leaf.test {
+            rules.push((*q).clone().try_map(&mut |p: TypedPred| {
+                let re = match &p.test {
                     Test::Regex { pattern, ci } => Some(
                         regex::Regex::new(&lucene_to_regex(pattern, *ci)?)
                             .map_err(|e| e.to_string())?,
                     ),
                     _ => None,
-                });
-            }
-            rules.push(((*q).clone(), regexes));
+                };
+                Ok::<Leaf, String>((p, re))
+            })?);
         }
         Ok(NaiveRules { rules })
     }
@@ -43,45 +45,23 @@ impl NaiveRules {
 
     pub fn evaluate_document(&self, doc: &Map<String, Json>, out: &mut Vec<usize>) {
         out.clear();
-        for (i, (q, regexes)) in self.rules.iter().enumerate() {
-            let mut leaf = 0;
-            if eval(q, doc, regexes, &mut leaf) {
+        for (i, q) in self.rules.iter().enumerate() {
+            if eval(q, doc) {
                 out.push(i);
             }
         }
     }
 }
 
-fn eval(
-    q: &Query<TypedPred>,
-    doc: &Map<String, Json>,
-    re: &[Option<regex::Regex>],
-    leaf: &mut usize,
-) -> bool {
+fn eval(q: &Query<Leaf>, doc: &Map<String, Json>) -> bool {
     match q {
-        Query::And(v) => {
-            let mut all = true;
-            for k in v {
-                // Visit every leaf so regex numbering stays aligned.
-                all &= eval(k, doc, re, leaf);
-            }
-            all
-        }
-        Query::Or(v) => {
-            let mut any = false;
-            for k in v {
-                any |= eval(k, doc, re, leaf);
-            }
-            any
-        }
-        Query::Not(k) => !eval(k, doc, re, leaf),
+        Query::And(v) => v.iter().all(|k| eval(k, doc)),
+        Query::Or(v) => v.iter().any(|k| eval(k, doc)),
+        Query::Not(k) => !eval(k, doc),
         Query::Const(b) => *b,
-        Query::Leaf(p) => {
-            let regex = re.get(*leaf).and_then(Option::as_ref);
-            *leaf += 1;
-            let values = lookup(doc, &p.name);
-            values.iter().any(|v| test(p, v, regex))
-        }
+        Query::Leaf((p, regex)) => lookup(doc, &p.name)
+            .iter()
+            .any(|v| test(p, v, regex.as_ref())),
     }
 }
 
