@@ -311,6 +311,11 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
             .expect("spawn sensor"),
     };
     let stdin = sensor.child.stdin.take().expect("sensor stdin");
+    // The replay's pacer starts once the sensor holds the ring: feed from then on, so that
+    // it never holds back lines that arrived on time.
+    crate::pipeline::wait_status(st, &cfg, "agent", "the sensor on the ring", |s| {
+        s["sensor_connected"] == true
+    });
 
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -409,7 +414,7 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
     }
 }
 
-/// Writes up to `rate × duration` lines to the sensor, paced in 10 ms slices, and stops when
+/// Writes up to `rate × duration` lines to the sensor, paced in ~1 ms batches, and stops when
 /// `duration` has passed even if a slower pipeline (the pipe pushes back) took fewer: the
 /// achieved rate is then below the offered one, which the report shows. Returns the seconds
 /// it took. Sets `done` when finished (closing the pipe ends the replay).
@@ -424,17 +429,18 @@ fn feed(
     let mut renderer = LineRenderer::new();
     let mut buf = String::with_capacity(1 << 20);
     let start = Instant::now();
-    let slice = Duration::from_millis(10);
-    let per_slice = u64::from(opts.events_per_second) / 100;
+    let rate = u64::from(opts.events_per_second).max(1);
+    // About one batch per millisecond: fine enough that the sensor's own pacer (which
+    // spreads events evenly) never holds a line back for long.
+    let batch = (rate / 1000).max(1);
     let mut n = 0u64;
-    let mut slices = 0u32;
     while n < total && start.elapsed() < opts.duration {
-        let due = start + slice * slices;
+        let due = start + Duration::from_nanos(n.saturating_mul(1_000_000_000) / rate);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
         buf.clear();
-        for _ in 0..per_slice.min(total - n) {
+        for _ in 0..batch.min(total - n) {
             n += 1;
             renderer.render(&mut buf, n.is_multiple_of(u64::from(opts.match_every)));
         }
@@ -446,7 +452,6 @@ fn feed(
             break;
         }
         sent.store(n, Ordering::Relaxed);
-        slices += 1;
     }
     let took = start.elapsed().as_secs_f64();
     drop(out);
