@@ -220,6 +220,11 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
         "the agent survives a full disk: {}",
         log_text(&st, "agent-1")
     );
+    let during = nightjar_tests::agent_cli::status(&cfg).expect("status while stalled");
+    assert!(
+        counter(&during, "alerts_stored") < total_alerts,
+        "some alerts could not be stored: {during}"
+    );
 
     // Room again: the agent stores the stalled alerts, by itself within its longest retry
     // pause (30 s), or once restarted.
