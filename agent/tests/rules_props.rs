@@ -124,21 +124,29 @@ fn query() -> impl Strategy<Value = Query<Pred>> {
     })
 }
 
-/// A query likely to be indexed: `process.name == X and ...` or `process.parent.name in (...)`.
+/// A query likely to be indexed: `process.name == X and ...` or `process.parent.name in~ (...)`.
 fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
     (
         prop::sample::select(vec!["process.name", "process.parent.name"]),
-        prop::collection::vec(piece(), 1..3),
+        prop::collection::vec((piece(), any::<bool>()), 1..3),
         query(),
     )
         .prop_map(|(field, names, rest)| {
             let any_of = Query::Or(
                 names
                     .into_iter()
-                    .map(|n| {
+                    .map(|(n, ci)| {
+                        let op = if ci {
+                            Op::Pattern {
+                                toks: vec![Tok::Lit(n)],
+                                ci: true,
+                            }
+                        } else {
+                            Op::Compare(Cmp::Eq, Lit::Str(n))
+                        };
                         Query::Leaf(Pred {
                             field: field.to_owned(),
-                            op: Op::Compare(Cmp::Eq, Lit::Str(n)),
+                            op,
                         })
                     })
                     .collect(),

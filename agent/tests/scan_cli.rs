@@ -208,3 +208,22 @@ fn rules_check_reports_each_rule() {
         "{text}"
     );
 }
+
+#[test]
+fn ecs_input_is_scanned_too() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ecs/defend-process.ndjson");
+    let out = agent(
+        &["scan", "--format", "ecs", fixture.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = alerts(&out);
+    assert!(pids(&a).contains(&8004), "{:?}", pids(&a));
+    // Only the kcc executions match the seed rule (not security, curl, zsh...).
+    assert!(a.iter().all(|x| x["process"]["name"] == "kcc"));
+}

@@ -35,6 +35,9 @@ struct Leaf {
     /// Keyword mapping: values over `ignore_above` are invisible.
     keyword: bool,
     test: CTest,
+    /// `process.command_line` can be tested on the NUL-joined argv as is (see
+    /// [`CTest::joined_equivalent`]), without joining it with spaces first.
+    on_joined: bool,
 }
 
 #[derive(Debug)]
@@ -45,6 +48,9 @@ enum CTest {
     Regex(regex::Regex),
     Num(Cmp, f64),
     Bool(bool),
+    /// Any of several string tests on the same field: an `or` of them, fused so the field is
+    /// read (and argv walked) once.
+    AnyOf(Box<[CTest]>),
 }
 
 /// Per-evaluation scratch space: `process.command_line`, joined on first use.
@@ -138,6 +144,7 @@ fn compile_leaf(p: &TypedPred) -> Result<Node, String> {
     let leaf = Leaf {
         field,
         keyword: p.kind == FieldKind::Keyword,
+        on_joined: test.joined_equivalent(),
         test,
     };
     // Fields with one value for every exec event are decided now.
@@ -189,6 +196,7 @@ fn simplify_or(kids: Vec<Node>) -> Node {
             k => out.push(k),
         }
     }
+    let mut out = fuse_leaves(out);
     out.sort_by_key(cost);
     match out.len() {
         0 => Node::Const(false),
@@ -209,19 +217,20 @@ fn cost(n: &Node) -> u32 {
                 // Rarely selective: nearly every event has the one value rules ask for.
                 Field::HostOsType => 6,
                 Field::Args | Field::ParentArgs => 8,
+                // Parents and effective parents cost a process-table probe.
+                Field::ParentExecutable
+                | Field::ParentName
+                | Field::ParentCommandLine
+                | Field::ParentSigningId
+                | Field::ParentTeamId
+                | Field::EffectiveExecutable
+                | Field::EffectiveName => 5,
                 Field::CommandLine => 12,
                 Field::UserName => 30,
                 f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
                 _ => 3,
             };
-            let test = match &l.test {
-                CTest::Exists | CTest::Num(..) | CTest::Bool(_) => 1,
-                CTest::Str(..) => 1,
-                CTest::Glob(Glob::Chars { .. }) => 4,
-                CTest::Glob(_) => 2,
-                CTest::Regex(_) => 25,
-            };
-            field * test
+            field * l.test.cost()
         }
     }
 }
@@ -233,6 +242,7 @@ impl Leaf {
             Value::Str(s) => self.test_keyword(s),
             Value::Shared(s) => self.test_keyword(s),
             Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
+            Value::Joined(a) if self.on_joined => self.test.test_str(a.joined()),
             Value::Joined(a) => {
                 if !sc.ready {
                     sc.command_line.clear();
@@ -267,15 +277,105 @@ impl Leaf {
         if self.keyword && !within_ignore_above(s) {
             return false;
         }
-        match &self.test {
+        self.test.test_str(s)
+    }
+}
+
+impl CTest {
+    fn test_str(&self, s: &str) -> bool {
+        match self {
             CTest::Exists => true,
             CTest::Str(Cmp::Eq, v) => **v == *s,
             CTest::Str(cmp, v) => cmp.holds(s.as_bytes().cmp(v.as_bytes())),
             CTest::Glob(g) => g.matches(s),
             CTest::Regex(r) => r.is_match(s),
+            CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
             CTest::Num(..) | CTest::Bool(_) => false,
         }
     }
+
+    /// True when the test answers the same on argv joined by NUL as on argv joined by spaces:
+    /// no literal holds a space or NUL (a `?` or `*` matches either alike), and no ordering or
+    /// regular expression is involved.
+    fn joined_equivalent(&self) -> bool {
+        match self {
+            CTest::Exists => true,
+            CTest::Str(Cmp::Eq, v) => !v.bytes().any(|b| b == b' ' || b == 0),
+            CTest::Glob(g) => !g.has_space_or_nul(),
+            CTest::AnyOf(tests) => tests.iter().all(CTest::joined_equivalent),
+            _ => false,
+        }
+    }
+
+    fn is_string_test(&self) -> bool {
+        matches!(
+            self,
+            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_)
+        )
+    }
+
+    fn cost(&self) -> u32 {
+        match self {
+            CTest::Exists | CTest::Num(..) | CTest::Bool(_) | CTest::Str(..) => 1,
+            CTest::Glob(Glob::Chars { .. }) => 4,
+            CTest::Glob(_) => 2,
+            CTest::Regex(_) => 25,
+            CTest::AnyOf(tests) => tests.iter().map(CTest::cost).sum(),
+        }
+    }
+
+    /// Index keys every value passing this test has one of (see `Node::required_values`).
+    fn keys(&self, fold: bool) -> Option<Vec<String>> {
+        let key = |v: &str| -> Option<String> {
+            if !fold {
+                return Some(v.to_owned());
+            }
+            (v.len() <= FOLD_MAX).then(|| v.to_ascii_lowercase())
+        };
+        match self {
+            CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
+            CTest::Glob(Glob::Exact { text, ci: true }) if fold && text.is_ascii() => {
+                Some(vec![key(text)?])
+            }
+            CTest::AnyOf(tests) => {
+                let mut all = Vec::new();
+                for t in tests.iter() {
+                    all.extend(t.keys(fold)?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Fuses `or`-ed string leaves on the same field into one [`CTest::AnyOf`] leaf.
+fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        if let Node::Leaf(leaf) = n {
+            if leaf.test.is_string_test()
+                && let Some(Node::Leaf(prev)) = out.iter_mut().find(|o| {
+                    matches!(o, Node::Leaf(p) if p.field == leaf.field && p.keyword == leaf.keyword && p.test.is_string_test())
+                })
+            {
+                let earlier = std::mem::replace(&mut prev.test, CTest::Exists);
+                let mut tests = match earlier {
+                    CTest::AnyOf(t) => t.into_vec(),
+                    t => vec![t],
+                };
+                tests.push(leaf.test);
+                tests.sort_by_key(CTest::cost);
+                prev.test = CTest::AnyOf(tests.into());
+                prev.on_joined = prev.test.joined_equivalent();
+                continue;
+            }
+            out.push(Node::Leaf(leaf));
+        } else {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// The arguments of argv, split with `memchr` (faster than `str::split` on a char).
@@ -323,20 +423,17 @@ impl Node {
         }
     }
 
-    /// Exact values of `field` of which every match has at least one: from an `and` child,
-    /// or the union over the branches of an `or`.
-    fn required_values(&self, field: Field) -> Option<Vec<&str>> {
+    /// Values of `field` of which every match has at least one: from an `and` child, or the
+    /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
+    /// case-insensitive exact matches (ASCII only) count too.
+    fn required_values(&self, field: Field, fold: bool) -> Option<Vec<String>> {
         match self {
-            Node::Leaf(Leaf {
-                field: f,
-                test: CTest::Str(Cmp::Eq, v),
-                ..
-            }) if *f == field => Some(vec![&**v]),
-            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field)),
+            Node::Leaf(l) if l.field == field => l.test.keys(fold),
+            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field, fold)),
             Node::Or(kids) => {
                 let mut all = Vec::new();
                 for k in kids.iter() {
-                    all.extend(k.required_values(field)?);
+                    all.extend(k.required_values(field, fold)?);
                 }
                 all.sort_unstable();
                 all.dedup();
@@ -345,6 +442,17 @@ impl Node {
             _ => None,
         }
     }
+}
+
+/// Longest name looked up (ASCII-lowercased on the stack) in the name indexes.
+const FOLD_MAX: usize = 256;
+
+/// `s` ASCII-lowercased into `buf`; `None` when longer than the buffer.
+fn fold<'b>(s: &str, buf: &'b mut [u8; FOLD_MAX]) -> Option<&'b str> {
+    let out = buf.get_mut(..s.len())?;
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
 }
 
 impl Matcher {
@@ -357,17 +465,23 @@ impl Matcher {
         let index = m.rules.len() >= INDEX_MIN_RULES;
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
-            if let Some(names) = node.required_values(Field::Name).filter(|_| index) {
+            if let Some(names) = node.required_values(Field::Name, true).filter(|_| index) {
                 for n in names {
-                    m.by_name.entry(n.into()).or_default().push(i);
+                    m.by_name.entry(n.into_boxed_str()).or_default().push(i);
                 }
-            } else if let Some(names) = node.required_values(Field::ParentName).filter(|_| index) {
+            } else if let Some(names) = node
+                .required_values(Field::ParentName, true)
+                .filter(|_| index)
+            {
                 for n in names {
-                    m.by_parent_name.entry(n.into()).or_default().push(i);
+                    m.by_parent_name
+                        .entry(n.into_boxed_str())
+                        .or_default()
+                        .push(i);
                 }
-            } else if let Some(args) = node.required_values(Field::Args).filter(|_| index) {
+            } else if let Some(args) = node.required_values(Field::Args, false).filter(|_| index) {
                 for a in args {
-                    m.by_arg.entry(a.into()).or_default().push(i);
+                    m.by_arg.entry(a.into_boxed_str()).or_default().push(i);
                 }
             } else if !matches!(node, Node::Const(false)) {
                 m.always.push(i);
@@ -414,16 +528,19 @@ impl Matcher {
             test(i, sc, out);
         }
         let mut lists = usize::from(!out.is_empty());
+        let mut buf = [0u8; FOLD_MAX];
         if !self.by_name.is_empty()
             && let Value::Str(name) = ev.value(Field::Name)
-            && let Some(ids) = self.by_name.get(name)
+            && let Some(key) = fold(name, &mut buf)
+            && let Some(ids) = self.by_name.get(key)
         {
             lists += 1;
             ids.iter().for_each(|&i| test(i, sc, out));
         }
         if !self.by_parent_name.is_empty()
             && let Value::Str(name) = ev.value(Field::ParentName)
-            && let Some(ids) = self.by_parent_name.get(name)
+            && let Some(key) = fold(name, &mut buf)
+            && let Some(ids) = self.by_parent_name.get(key)
         {
             lists += 1;
             ids.iter().for_each(|&i| test(i, sc, out));

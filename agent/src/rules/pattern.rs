@@ -102,6 +102,21 @@ impl Glob {
         }
     }
 
+    /// Whether a literal part holds a space or NUL. Without either, matching argv joined by
+    /// NUL gives the same answer as matching it joined by spaces (`process.command_line`).
+    pub fn has_space_or_nul(&self) -> bool {
+        let bad = |b: &[u8]| b.iter().any(|c| *c == b' ' || *c == 0);
+        match self {
+            Glob::Exact { text, .. } => bad(text.as_bytes()),
+            Glob::Bytes(g) => {
+                bad(&g.prefix) || bad(&g.suffix) || g.middles.iter().any(|m| bad(&m.bytes))
+            }
+            Glob::Chars { toks, .. } => toks
+                .iter()
+                .any(|t| matches!(t, CharTok::Char(' ') | CharTok::Char('\0'))),
+        }
+    }
+
     /// The exact, case-sensitive value this pattern requires, if it is one (for indexing).
     pub fn exact(&self) -> Option<&str> {
         match self {
