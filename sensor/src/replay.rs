@@ -1,11 +1,12 @@
 //! `nightjar-sensor replay`: recorded events (eslogger NDJSON or ECS NDJSON) through the ring,
 //! exactly as live capture would publish them, marked [`FLAG_REPLAYED`].
 //!
-//! A line that does not decode is reported with its file and line number and skipped; the
-//! replay goes on and exits 1 at the end.
+//! A line that does not decode (or is over the decoders' line limit) is reported with its
+//! file and line number and skipped; the replay goes on and exits 1 at the end. Invalid
+//! UTF-8 is replaced (U+FFFD), so one odd argument never costs the rest of a file.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,10 @@ use nightjar_proto::ExecEvent;
 use nightjar_proto::ecs_json::EcsDecoder;
 use nightjar_proto::eslogger::EsloggerDecoder;
 use nightjar_proto::event::FLAG_REPLAYED;
+use nightjar_proto::ndjson::MAX_LINE_BYTES;
 
 use crate::publish::Publisher;
+use crate::text::{Line, LineReader};
 
 /// The input formats `--format` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +112,7 @@ pub fn replay(
         interval: Duration::from_nanos(1_000_000_000 / r),
     });
     let mut summary = ReplaySummary::default();
-    let mut line = String::new();
+    let mut lines = LineReader::default();
     for file in files {
         let input: Box<dyn Read> = if file.as_os_str() == "-" {
             Box::new(io::stdin().lock())
@@ -122,20 +125,27 @@ pub fn replay(
         let mut reader = BufReader::new(input);
         let mut line_no = 0u64;
         loop {
-            line.clear();
             line_no += 1;
-            let n = reader
-                .read_line(&mut line)
+            let line = lines
+                .next_line(&mut reader, MAX_LINE_BYTES)
                 .map_err(|source| ReplayError::Read {
                     file: file.clone(),
                     line: line_no,
                     source,
                 })?;
-            if n == 0 {
-                break;
-            }
-            let text = line.trim_end();
-            if text.is_empty() {
+            let text = match line {
+                Line::End => break,
+                Line::Text(text) => text,
+                Line::TooLong(len) => {
+                    summary.bad_lines += 1;
+                    eprintln!(
+                        "{}:{line_no}: line of {len} bytes, over the {MAX_LINE_BYTES}-byte limit",
+                        file.display()
+                    );
+                    continue;
+                }
+            };
+            if text.trim().is_empty() {
                 continue;
             }
             match decoder.decode(text) {

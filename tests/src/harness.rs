@@ -30,14 +30,17 @@ pub fn shared(rel: &str) -> PathBuf {
     p
 }
 
-/// The directory the test executable's profile builds into (`target/debug`).
+/// The directory the running executable's profile builds into (`target/debug`): test
+/// binaries live in `target/<profile>/deps`, this crate's own binaries (the load driver) in
+/// `target/<profile>`.
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable lives in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary (`nightjar-agent`, `nightjar-sensor`, ...). `scripts/test`

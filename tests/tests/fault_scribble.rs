@@ -82,12 +82,15 @@ fn scribbled_ring_is_survived_counted_and_resynchronised() {
     // The agent is frozen (alive, not reading) while the sensor publishes stream b, so the
     // records it has yet to read are in the ring when the noise lands on them.
     pause(agent.pid(), libc::SIGSTOP);
-    let mut sensor = spawn_replay(&st, &cfg, &b, Some(3_000), "sensor-b");
     let ring = OpenOptions::new()
         .read(true)
         .write(true)
         .open(st.ring_path())
         .expect("open the ring file");
+    // Everything published from here on is stream b, which the frozen agent has not read
+    // (its committed read position may lag behind what it has read of stream a).
+    let b_starts = read_u64(&ring, WRITE_POS_AT);
+    let mut sensor = spawn_replay(&st, &cfg, &b, Some(3_000), "sensor-b");
     let mut rng = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -97,7 +100,7 @@ fn scribbled_ring_is_survived_counted_and_resynchronised() {
     let deadline = std::time::Instant::now() + PATIENCE;
     while scribbles < 4 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(150));
-        let read = read_u64(&ring, READ_POS_AT);
+        let read = read_u64(&ring, READ_POS_AT).max(b_starts);
         let write = read_u64(&ring, WRITE_POS_AT);
         let unread = write.saturating_sub(read);
         if unread < 4096 {

@@ -12,13 +12,14 @@ use std::time::Duration;
 use nightjar_tests::agent_cli::{counter, verify};
 use nightjar_tests::harness::{ChildGuard, TempState, in_ci, is_root, run, wait_for};
 use nightjar_tests::pipeline::{
-    PATIENCE, alert_pids, log_text, replay_all, spawn_agent, stop, wait_agent_ready, wait_events,
-    wait_status,
+    alert_pids, log_text, replay_all, spawn_agent, stop, wait_agent_ready, wait_events, wait_status,
 };
 use nightjar_tests::streams::EsloggerGen;
 
 const RULES: &str = "[rules]\nbuiltin = true\nmax_signals = 0\n";
 const MATCHES: u32 = 12;
+/// Streams of 1,000 events (20 alerts) fed into a full disk before the store must fail.
+const STALL_ROUNDS: u32 = 10;
 
 /// A store holding `MATCHES` verified alerts, the agent stopped.
 fn store_with_alerts(st: &TempState) -> PathBuf {
@@ -174,9 +175,7 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
     let cfg = st.write_config(RULES);
     let mut generator = EsloggerGen::new();
     let a = st.path().join("a.ndjson");
-    let b = st.path().join("b.ndjson");
     let hits_a = generator.write_stream_at(&a, 10_000, 1_000, 10);
-    let hits_b = generator.write_stream_at(&b, 20_000, 2_000, 20);
 
     let mut agent = spawn_agent(&st, &cfg, "agent-1");
     wait_agent_ready(&st, &cfg, "agent-1");
@@ -188,24 +187,43 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
     // No room left on the state directory's file system.
     let filler = st.state_dir().join("filler");
     fill(&filler);
-    replay_all(&st, &cfg, &b, Some(4_000), "sensor-b");
-
-    // Loud: the agent log says alerting stalled; nothing past the failure is stored.
-    let logged = wait_for(PATIENCE, || {
-        log_text(&st, "agent-1")
-            .contains("alerting stalled")
-            .then_some(())
-    });
+    // Sled may still have written pages to reuse: keep feeding alerts until it needs a
+    // new page and the store fails. Loud: the agent log says alerting stalled.
+    let mut hits_b = Vec::new();
+    let mut events_b = 0u32;
+    let mut stalled = false;
+    for round in 0..STALL_ROUNDS {
+        let b = st.path().join(format!("b{round}.ndjson"));
+        hits_b.extend(generator.write_stream_at(&b, 20_000 + round * 1_000, 1_000, 20));
+        events_b += 1_000;
+        replay_all(&st, &cfg, &b, Some(4_000), &format!("sensor-b{round}"));
+        stalled = wait_for(Duration::from_secs(5), || {
+            log_text(&st, "agent-1")
+                .contains("alerting stalled")
+                .then_some(())
+        })
+        .is_some();
+        if stalled {
+            break;
+        }
+    }
     assert!(
-        logged.is_some(),
-        "the agent reports the store failure; log:\n{}",
+        stalled,
+        "the agent reports the store failure after {STALL_ROUNDS} streams; log:\n{}",
         log_text(&st, "agent-1")
     );
+    let total_alerts = 10 + hits_b.len() as u64;
+    let total_events = 1_000 + u64::from(events_b);
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         agent.child.try_wait().expect("try_wait").is_none(),
         "the agent survives a full disk: {}",
         log_text(&st, "agent-1")
+    );
+    let during = nightjar_tests::agent_cli::status(&cfg).expect("status while stalled");
+    assert!(
+        counter(&during, "alerts_stored") < total_alerts,
+        "some alerts could not be stored: {during}"
     );
 
     // Room again: the agent stores the stalled alerts, by itself within its longest retry
@@ -213,7 +231,7 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
     std::fs::remove_file(&filler).expect("free space");
     let recovered = wait_for(Duration::from_secs(35), || {
         nightjar_tests::agent_cli::status(&cfg)
-            .filter(|s| counter(s, "alerts_stored") == 30)
+            .filter(|s| counter(s, "alerts_stored") == total_alerts)
             .map(|_| ())
     });
     agent.signal(libc::SIGTERM);
@@ -224,9 +242,9 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
     );
     let mut agent: ChildGuard = spawn_agent(&st, &cfg, "agent-2");
     let s = wait_status(&st, &cfg, "agent-2", "every alert stored", |s| {
-        counter(s, "alerts_stored") >= 30 && counter(s, "events_received") >= 3_000
+        counter(s, "alerts_stored") >= total_alerts && counter(s, "events_received") >= total_events
     });
-    assert_eq!(counter(&s, "alerts_stored"), 30, "{s}");
+    assert_eq!(counter(&s, "alerts_stored"), total_alerts, "{s}");
     assert_eq!(counter(&s, "events_dropped"), 0, "{s}");
     let pids: BTreeSet<u32> = alert_pids(&cfg).into_iter().collect();
     let expected: BTreeSet<u32> = hits_a.into_iter().chain(hits_b).collect();
@@ -239,7 +257,7 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
             "after a"
         }
     );
-    wait_events(&st, &cfg, "agent-2", 3_000);
+    wait_events(&st, &cfg, "agent-2", total_events);
     stop(&mut agent, &st, "agent-2");
     let (code, text) = verify(&cfg);
     assert_eq!(code, 0, "verify: {text}");

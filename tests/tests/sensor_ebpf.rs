@@ -222,7 +222,7 @@ fn the_agents_own_execs_are_muted() {
     let noticed = nightjar_tests::harness::wait_for(Duration::from_secs(30), || {
         let log = live.log();
         log.lines()
-            .any(|l| l.contains("muted the agent") && l.contains(&muted_line))
+            .any(|l| l.contains("muted the agent") && l.trim_end().ends_with(&muted_line))
             .then_some(())
     });
     assert!(

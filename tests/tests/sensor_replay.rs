@@ -203,3 +203,35 @@ fn replay_of_ecs_documents_puts_only_process_starts_in_the_ring() {
         ["kcc", "copy_cred_cache"]
     );
 }
+
+#[test]
+fn invalid_utf8_in_a_line_is_replaced_not_fatal() {
+    let st = TempState::new();
+    let cfg = st.write_config("");
+    let fixture = nightjar_tests::harness::workspace_root()
+        .join("tests/fixtures/eslogger/invalid-utf8.ndjson");
+    let out = run(Command::new(bin("nightjar-sensor"))
+        .args(["replay", "--format", "eslogger", "--config"])
+        .arg(&cfg)
+        .arg(&fixture));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = RingReader::open(&st.ring_path(), CAPACITY);
+    reader.drain_until(Duration::from_secs(5), &mut |_| true, |s| {
+        s.execs.len() >= 3
+    });
+    reader.drain(&mut |_| true);
+    assert_eq!(reader.seen.execs.len(), 3);
+    let odd = &reader.seen.execs[1];
+    assert!(
+        odd.target
+            .args
+            .iter()
+            .any(|a| a.starts_with("copy_cred_cache") && a.contains('\u{FFFD}')),
+        "{:?}",
+        odd.target.args
+    );
+}

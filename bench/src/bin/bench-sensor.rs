@@ -4,7 +4,9 @@
 //!    `kcc copy_cred_cache` exec) to its record in the shared-memory ring: decode the sample,
 //!    stamp and number the event, encode it into the ring, and publish it: flushed on its
 //!    own (an isolated exec; `publish_*`), or every 64 events (a BPF poll batch under load;
-//!    `publish_batch64_*`, the flush cost landing on one event in 64). Baseline, same events, same run: decode the
+//!    `publish_batch64_*`, the flush cost landing on one event in 64). `push_no_flush_*` leaves
+//!    publication to the ring (it publishes by itself every quarter of its capacity): the
+//!    decode + encode + copy cost alone, without the wake-up of a sleeping consumer. Baseline, same events, same run: decode the
 //!    sample, encode it as JSON and write it to a Unix socket (what a naive sensor would do).
 //!    A consumer thread drains each side concurrently. p50/p99 per event, best of 5 rounds.
 //!    Before measuring, one full lap of the ring is written unmeasured, so the figures are
@@ -14,7 +16,9 @@
 //!    shared-memory ring's mapping and of the kernel BPF ring buffer's mapping
 //!    (`anon_inode:bpf-map`: the 16 MiB buffer, mapped twice back to back by libbpf, so it
 //!    shows as 32 MiB of Rss although it is 16 MiB of kernel memory), both reported too.
-//!    Needs root; `null` otherwise.
+//!    Needs root; `null` otherwise. The same run also gives the live kernel-to-ring delay
+//!    of those execs (`captured_ns - time_ns`: from the probe's timestamp to the sensor
+//!    stamping the event just before encoding it), `live_exec_to_ring_*`.
 //!
 //! The last stdout line is one JSON object.
 
@@ -26,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nightjar_proto::codec::{self, Record};
 use nightjar_proto::shm_ring::{Consumer, Producer};
 use nightjar_sensor::capture::ebpf::sample::{
     BootClock, SampleScratch, decode_sample, encode_sample,
@@ -60,21 +65,30 @@ fn typical_sample(i: u32) -> Vec<u8> {
     out
 }
 
-/// Drains a ring on another thread until told to stop.
-fn drain_ring(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// Drains a ring on another thread until told to stop; returns the records read and, when
+/// `intake` is set, each exec's kernel-to-sensor delay (`captured_ns - time_ns`).
+fn drain_ring(
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    intake: bool,
+) -> std::thread::JoinHandle<(u64, Vec<u64>)> {
     std::thread::spawn(move || {
         let mut consumer = Consumer::open(&path, RING_BYTES).expect("consumer");
         let mut n = 0u64;
+        let mut delays = Vec::new();
         loop {
             let mut end = None;
             while let Ok(Some(entry)) = consumer.next() {
                 end = Some(entry.end);
                 n += 1;
+                if intake && let Ok(Record::Exec(ev)) = codec::decode(entry.bytes) {
+                    delays.push(u64::try_from(ev.captured_ns - ev.time_ns).unwrap_or(0));
+                }
             }
             if let Some(end) = end {
                 consumer.commit(end);
             } else if stop.load(Ordering::Relaxed) {
-                return n;
+                return (n, delays);
             } else {
                 let _ = consumer.wait(Duration::from_millis(5));
             }
@@ -86,7 +100,7 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     let path = dir.join(format!("bench-{round}-{batch}.ring"));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = Producer::open(&path, RING_BYTES).expect("producer");
-    let drainer = drain_ring(path, Arc::clone(&stop));
+    let drainer = drain_ring(path, Arc::clone(&stop), false);
     let mut publisher = Publisher::new(producer);
     let mut scratch = SampleScratch::default();
     let clock = BootClock { offset_ns: 1 };
@@ -113,7 +127,7 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     }
     publisher.flush();
     stop.store(true, Ordering::Relaxed);
-    let drained = drainer.join().expect("drainer");
+    let (drained, _) = drainer.join().expect("drainer");
     let pushed = samples.len() as u64 + warm;
     (
         lat,
@@ -171,6 +185,8 @@ struct Rss {
     total: u64,
     ring: u64,
     bpf_ringbuf: u64,
+    /// Kernel exec to record published, p50 and p99, ns (from the same run's execs).
+    intake: Option<(u64, u64)>,
 }
 
 /// Measures [`Rss`].
@@ -196,7 +212,7 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
         .spawn()
         .map_err(|e| format!("{}: {e}", sensor.display()))?;
     std::thread::sleep(Duration::from_millis(1500));
-    let drainer = drain_ring(ring.clone(), Arc::clone(&stop));
+    let drainer = drain_ring(ring.clone(), Arc::clone(&stop), true);
     for i in 0..2000 {
         let _ = Command::new("/bin/true").arg(format!("bench-{i}")).status();
     }
@@ -208,7 +224,8 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
     let _ = child.kill();
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
-    let _ = drainer.join();
+    let mut delays = drainer.join().map(|(_, d)| d).unwrap_or_default();
+    delays.sort_unstable();
     if let Some(status) = exited {
         return Err(format!("sensor exited early: {status}"));
     }
@@ -241,6 +258,7 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
         total,
         ring: ring_rss,
         bpf_ringbuf: bpf_rss,
+        intake: (!delays.is_empty()).then(|| (percentile(&delays, 0.5), percentile(&delays, 0.99))),
     })
 }
 
@@ -250,6 +268,7 @@ fn main() {
 
     let mut best_single: Option<(u64, u64)> = None;
     let mut best_batch: Option<(u64, u64)> = None;
+    let mut best_push: Option<(u64, u64)> = None;
     let mut best_json: Option<(u64, u64)> = None;
     let mut lost = 0;
     let keep_best = |best: &mut Option<(u64, u64)>, mut lat: Vec<u64>| {
@@ -267,14 +286,18 @@ fn main() {
         let (lat, l) = ring_round(&samples, dir.path(), round, BATCH);
         lost += l;
         let b = keep_best(&mut best_batch, lat);
+        let (lat, l) = ring_round(&samples, dir.path(), round, usize::MAX);
+        lost += l;
+        let p = keep_best(&mut best_push, lat);
         let j = keep_best(&mut best_json, json_round(&samples));
         eprintln!(
-            "round {round}: ring (flush each) p50 {} p99 {} ns; ring (flush per {BATCH}) p50 {} p99 {} ns; json+socket p50 {} p99 {} ns",
-            s.0, s.1, b.0, b.1, j.0, j.1
+            "round {round}: ring (flush each) p50 {} p99 {} ns; (flush per {BATCH}) p50 {} p99 {} ns; (no flush) p50 {} p99 {} ns; json+socket p50 {} p99 {} ns",
+            s.0, s.1, b.0, b.1, p.0, p.1, j.0, j.1
         );
     }
     let (ring_p50, ring_p99) = best_single.unwrap_or_default();
     let (batch_p50, batch_p99) = best_batch.unwrap_or_default();
+    let (push_p50, push_p99) = best_push.unwrap_or_default();
     let (json_p50, json_p99) = best_json.unwrap_or_default();
 
     let rss = sensor_rss(dir.path());
@@ -290,6 +313,8 @@ fn main() {
         "publish_p99_ns": ring_p99,
         "publish_batch64_p50_ns": batch_p50,
         "publish_batch64_p99_ns": batch_p99,
+        "push_no_flush_p50_ns": push_p50,
+        "push_no_flush_p99_ns": push_p99,
         "baseline_json_unix_socket_p50_ns": json_p50,
         "baseline_json_unix_socket_p99_ns": json_p99,
         "records_lost": lost,
@@ -297,6 +322,8 @@ fn main() {
         "sensor_ring_mapping_rss_kib": rss_ok.map(|r| r.ring),
         "sensor_bpf_ringbuf_mapping_rss_kib": rss_ok.map(|r| r.bpf_ringbuf),
         "sensor_rss_without_buffers_kib": rss_ok.map(|r| r.total.saturating_sub(r.ring + r.bpf_ringbuf)),
+        "live_exec_to_ring_p50_ns": rss_ok.and_then(|r| r.intake).map(|i| i.0),
+        "live_exec_to_ring_p99_ns": rss_ok.and_then(|r| r.intake).map(|i| i.1),
         "rss_error": rss.as_ref().err(),
     });
     println!("{out}");

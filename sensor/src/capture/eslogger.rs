@@ -11,16 +11,18 @@
 
 use std::convert::Infallible;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::LossSource;
 use nightjar_proto::eslogger::{EsloggerDecoder, SeqGapDetector};
 use nightjar_proto::event::basename;
+use nightjar_proto::ndjson::MAX_LINE_BYTES;
 
 use crate::capture::CaptureError;
 use crate::publish::Publisher;
+use crate::text::{Line, LineReader};
 
 /// Environment variable naming the eslogger program.
 pub const PROGRAM_ENV: &str = "NIGHTJAR_ESLOGGER";
@@ -64,7 +66,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
     })?;
     let mut backoff = BACKOFF_START;
     let mut decoder = EsloggerDecoder::new();
-    let mut line = String::new();
+    let mut lines = LineReader::default();
     loop {
         let started = Instant::now();
         tracing::info!(pid = child.id(), "eslogger started");
@@ -75,17 +77,21 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
             let child_pid = child.id();
             let mut line_no = 0u64;
             loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(_) => {}
+                let text = match lines.next_line(&mut reader, MAX_LINE_BYTES) {
+                    Ok(Line::End) => break,
+                    Ok(Line::Text(text)) => text,
+                    Ok(Line::TooLong(len)) => {
+                        line_no += 1;
+                        tracing::warn!("eslogger output line {line_no}: {len} bytes, skipped");
+                        continue;
+                    }
                     Err(err) => {
                         tracing::warn!("reading eslogger output: {err}");
                         break;
                     }
-                }
+                };
                 line_no += 1;
-                match decoder.decode_line(line.trim_end()) {
+                match decoder.decode_line(text) {
                     Ok(Some(ev)) => {
                         let lost = tracker.observe(ev.es_seq_num, ev.es_global_seq_num);
                         publisher.report_loss(LossSource::EsloggerGap, lost);

@@ -5,6 +5,8 @@
 //! (the common case); otherwise they are converted lossily into buffers of [`SampleScratch`]
 //! that are reused from one event to the next, so decoding allocates nothing in steady state.
 
+use std::borrow::Cow;
+
 use nightjar_proto::event::{TRUNC_ARGS, TRUNC_EXECUTABLE};
 use nightjar_proto::{Args, Caller, ExecEvent, OsType, Source, Target};
 
@@ -117,7 +119,7 @@ pub fn decode_sample<'s>(
         path: path_buf,
         args: args_buf,
     } = scratch;
-    let joined = lossy_into(argv, args_buf);
+    let joined = Cow::Borrowed(lossy_into(argv, args_buf));
     let args = match u32::try_from(count)
         .ok()
         .and_then(|count| Args::from_joined(joined.clone(), count))
@@ -129,7 +131,7 @@ pub fn decode_sample<'s>(
             Args::from_strs(joined.split('\0')).0
         }
     };
-    let executable = lossy_into(path, path_buf);
+    let executable = Cow::Borrowed(lossy_into(path, path_buf));
 
     let pid = u32_at(sample, 16);
     let ppid = u32_at(sample, 20);
@@ -204,8 +206,6 @@ pub fn encode_sample(
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
 
     const CLOCK: BootClock = BootClock { offset_ns: 1_000 };

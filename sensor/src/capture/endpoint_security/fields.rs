@@ -96,7 +96,7 @@ pub struct EsScratch {
 }
 
 fn nonempty<'s>(bytes: &'s [u8], buf: &'s mut String) -> Option<Cow<'s, str>> {
-    (!bytes.is_empty()).then(|| lossy_into(bytes, buf))
+    (!bytes.is_empty()).then(|| Cow::Borrowed(lossy_into(bytes, buf)))
 }
 
 fn hex_into(bytes: &[u8; 20], out: &mut String) {
@@ -199,21 +199,27 @@ where
                 auid: (token.auid != AU_DEFAUDITID).then_some(token.auid),
                 // The audit session, as eslogger and the Linux probe report it.
                 session_id: Some(token.asid),
-                executable: lossy_into(t.executable, executable),
+                executable: Cow::Borrowed(lossy_into(t.executable, executable)),
                 args,
-                cwd: self.cwd.filter(|_| v >= 3).map(|c| lossy_into(c, cwd)),
+                cwd: self
+                    .cwd
+                    .filter(|_| v >= 3)
+                    .map(|c| Cow::Borrowed(lossy_into(c, cwd))),
                 signing_id: nonempty(t.signing_id, target_signing_id),
                 team_id: nonempty(t.team_id, target_team_id),
                 cdhash,
                 platform_binary: Some(t.is_platform_binary),
                 cs_flags: Some(t.codesigning_flags),
-                tty: t.tty.filter(|_| v >= 2).map(|s| lossy_into(s, tty)),
+                tty: t
+                    .tty
+                    .filter(|_| v >= 2)
+                    .map(|s| Cow::Borrowed(lossy_into(s, tty))),
                 start_time_ns,
             },
             caller: Caller {
                 pid: Some(p.audit_token.pid),
                 ppid: Some(p.ppid),
-                executable: Some(lossy_into(p.executable, caller_executable)),
+                executable: Some(Cow::Borrowed(lossy_into(p.executable, caller_executable))),
                 signing_id: nonempty(p.signing_id, caller_signing_id),
                 team_id: nonempty(p.team_id, caller_team_id),
                 platform_binary: Some(p.is_platform_binary),
