@@ -126,6 +126,11 @@ pub fn replay(
         let mut line_no = 0u64;
         loop {
             line_no += 1;
+            // The next read may block (a pipe, stdin): publish what is pending first, so a
+            // live feed is not held back until the ring fills or the input ends.
+            if reader.buffer().is_empty() {
+                publisher.flush();
+            }
             let line = lines
                 .next_line(&mut reader, MAX_LINE_BYTES)
                 .map_err(|source| ReplayError::Read {

@@ -225,6 +225,10 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
         counter(&during, "alerts_stored") < total_alerts,
         "some alerts could not be stored: {during}"
     );
+    assert!(
+        during["alerting_stalled"].is_string(),
+        "status names the stall: {during}"
+    );
 
     // Room again: the agent stores the stalled alerts, by itself within its longest retry
     // pause (30 s), or once restarted.

@@ -38,6 +38,7 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ),
         ("upload_enabled", s.upload_enabled.to_string()),
         ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
+        ("alerting_stalled", opt(&s.alerting_stalled)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {v}"))?;

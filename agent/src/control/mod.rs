@@ -100,6 +100,9 @@ pub struct StatusReport {
     pub upload_enabled: bool,
     /// The seq range the collector refused with a non-retryable status, if any.
     pub upload_blocked_batch: Option<String>,
+    /// Why alerting is stalled (e.g. the disk is full): events wait in the ring, unreleased.
+    #[serde(default)]
+    pub alerting_stalled: Option<String>,
 }
 
 /// `verify`.

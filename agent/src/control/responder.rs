@@ -56,14 +56,21 @@ impl Backend {
     pub fn status(&self) -> Result<StatusReport, StoreError> {
         let head = self.store.head()?;
         let pending = self.store.pending_upload()?;
-        let (counters, connected, generation, upload) = match &self.live {
+        let (counters, connected, generation, upload, stalled) = match &self.live {
             Some(live) => (
                 live.counters(),
                 live.sensor_connected(),
                 Some(live.ring_generation()),
                 live.upload(),
+                live.stalled(),
             ),
-            None => (self.store.counters()?, false, None, Default::default()),
+            None => (
+                self.store.counters()?,
+                false,
+                None,
+                Default::default(),
+                None,
+            ),
         };
         Ok(StatusReport {
             events_received: counters.events_received,
@@ -80,6 +87,7 @@ impl Backend {
             ring_generation: generation,
             upload_enabled: self.upload_enabled,
             upload_blocked_batch: upload.blocked_batch,
+            alerting_stalled: stalled,
         })
     }
 }

@@ -32,6 +32,11 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Pause after a store or ring failure, doubling up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A store that has failed without a break for this long is not coming back in this process
+/// (sled keeps returning the error it latched, e.g. after the disk filled, even once space is
+/// freed): the agent exits non-zero so launchd/systemd restart it with a fresh store handle.
+/// Nothing is lost: the ring position of every unstored event was never released.
+const STALL_EXIT_AFTER: Duration = Duration::from_secs(60);
 /// How long start-up waits for a CLI that holds the store to let go.
 const STORE_OPEN_PATIENCE: Duration = Duration::from_secs(15);
 
@@ -117,7 +122,14 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     let wake_fd = ring.wake_fd();
     let sealer = Sealer::new(key, host_id.clone());
     let nudge = uploader.as_ref().map(|_| nudge_tx);
-    let reader = Reader::new(ring, detector, store.clone(), sealer, status, nudge)?;
+    let reader = Reader::new(
+        ring,
+        detector,
+        store.clone(),
+        sealer,
+        Arc::clone(&status),
+        nudge,
+    )?;
     tracing::info!(
         host_id,
         key_id = key_info.key_id,
@@ -126,7 +138,7 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         "agent running"
     );
 
-    let result = event_loop(reader, wake_fd).map_err(io("event loop"));
+    let result = event_loop(reader, wake_fd, &status).map_err(io("event loop"));
 
     drop(stop_upload);
     if let Some(handle) = uploader
@@ -156,7 +168,11 @@ fn open_store(config: &Config) -> Result<Store, StoreError> {
     }
 }
 
-fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> std::io::Result<()> {
+fn event_loop<D: Detector>(
+    mut reader: Reader<Consumer, D>,
+    wake_fd: RawFd,
+    status: &LiveStatus,
+) -> std::io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut SourceFd(&wake_fd), RING, Interest::READABLE)?;
@@ -170,6 +186,7 @@ fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> s
     let mut events = Events::with_capacity(16);
     let mut last_checkpoint = Instant::now();
     let mut backoff: Option<Duration> = None;
+    let mut stalled_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         // Checkpoints (flush + release) are paced: at most one per interval, so a trickle of
         // events does not cost a flush each; alerts are flushed as they are stored anyway.
@@ -180,6 +197,10 @@ fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> s
             }
             Ok(n)
         });
+        if outcome.is_ok() && stalled_since.take().is_some() {
+            status.set_stalled(None);
+            tracing::info!("alerting resumed");
+        }
         let timeout = match outcome {
             Ok(n) if n > 0 => {
                 backoff = None;
@@ -197,6 +218,16 @@ fn event_loop<D: Detector>(mut reader: Reader<Consumer, D>, wake_fd: RawFd) -> s
                 }
             }
             Err(e) => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                status.set_stalled(Some(e.to_string()));
+                if since.elapsed() >= STALL_EXIT_AFTER {
+                    tracing::error!(
+                        "alerting stalled for {} s: exiting so the supervisor restarts the agent \
+                         (unstored events stay in the ring): {e}",
+                        STALL_EXIT_AFTER.as_secs()
+                    );
+                    return Err(std::io::Error::other(format!("alerting stalled: {e}")));
+                }
                 let pause = backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
                 backoff = Some(pause);
                 report(&e, pause);

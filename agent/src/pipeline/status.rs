@@ -15,6 +15,7 @@ pub struct LiveStatus {
     alerts_suppressed: AtomicU64,
     sensor_connected: AtomicBool,
     ring_generation: AtomicU64,
+    stalled: Mutex<Option<String>>,
     upload: Arc<Mutex<UploadStatus>>,
 }
 
@@ -52,6 +53,18 @@ impl LiveStatus {
     /// The ring generation being read (it changes when the sensor rebuilds the ring).
     pub fn set_ring_generation(&self, generation: u64) {
         self.ring_generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Why alerting is stalled (the store or ring keeps failing), or `None` when it flows.
+    pub fn set_stalled(&self, reason: Option<String>) {
+        if let Ok(mut s) = self.stalled.lock() {
+            *s = reason;
+        }
+    }
+
+    /// See [`LiveStatus::set_stalled`].
+    pub fn stalled(&self) -> Option<String> {
+        self.stalled.lock().ok().and_then(|s| s.clone())
     }
 
     /// See [`LiveStatus::set_sensor_connected`].
