@@ -13,6 +13,10 @@ use packaging_common::repo_root;
 /// `scripts/build-deb`, which CI runs before setting the variable).
 fn deb() -> Option<PathBuf> {
     let Some(path) = std::env::var_os("NIGHTJAR_DEB") else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true" && v != "1"),
+            "CI must build the package (scripts/test runs scripts/build-deb and sets NIGHTJAR_DEB)"
+        );
         eprintln!("NIGHTJAR_DEB is not set: no package to inspect");
         return None;
     };
