@@ -109,6 +109,22 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Opens the store, retrying for up to `patience` while sled's lock is held: sled 0.34
+    /// allows one process per database, and the agent starting or stopping, or another CLI
+    /// command, may hold it for a moment.
+    pub fn open_waiting(dir: &Path, patience: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match Store::open(dir) {
+                Err(e @ StoreError::Sled { .. }) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("{e}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Opens (or creates, 0700) the database at `dir` and checks that the chain head matches
     /// the last stored alert; a mismatch is logged as an error and kept for `status`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {

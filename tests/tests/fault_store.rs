@@ -40,7 +40,13 @@ fn store_with_alerts(st: &TempState) -> PathBuf {
 
 /// Opens the agent's sled database directly (the agent is stopped) and edits its alert tree.
 fn edit_alerts(st: &TempState, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(st.state_dir().join("alerts.sled")).expect("open the agent's store");
+    // No background flusher: dropping the handle then releases sled's lock at once, so the
+    // CLI that runs next is not refused.
+    let db = sled::Config::new()
+        .path(st.state_dir().join("alerts.sled"))
+        .flush_every_ms(None)
+        .open()
+        .expect("open the agent's store");
     let alerts = db.open_tree("alerts").expect("alerts tree");
     edit(&alerts);
     db.flush().expect("flush the edit");

@@ -11,6 +11,9 @@ use crate::config::Config;
 use crate::sign::HostKey;
 use crate::store::Store;
 
+/// How long the CLI waits for sled's lock when it reads the store itself (an agent stopping,
+/// another command finishing).
+const STORE_OPEN_PATIENCE: Duration = Duration::from_secs(5);
 /// How long the CLI waits for the next reply line (a verify of a large store takes a while).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest reply line accepted (an alert payload is far smaller).
@@ -136,7 +139,7 @@ fn local(
     if !dir.exists() {
         return Err(ClientError::NoStore { path: dir });
     }
-    let store = Store::open(&dir)?;
+    let store = Store::open_waiting(&dir, STORE_OPEN_PATIENCE)?;
     let key = HostKey::load_existing(config)
         .map(|k| KeyInfo {
             key_id: k.key_id().to_string(),

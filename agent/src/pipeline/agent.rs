@@ -155,17 +155,7 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
 
 /// Opens the store, waiting a little for a CLI that has it open (sled's lock) to finish.
 fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let deadline = Instant::now() + STORE_OPEN_PATIENCE;
-    loop {
-        match Store::open(&config.store_dir()) {
-            Ok(store) => return Ok(store),
-            Err(e @ StoreError::Sled { .. }) if Instant::now() < deadline => {
-                tracing::warn!("{e}; retrying");
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    Store::open_waiting(&config.store_dir(), STORE_OPEN_PATIENCE)
 }
 
 fn event_loop<D: Detector>(
