@@ -74,6 +74,29 @@ pub struct Matcher {
     by_parent_name: FastMap<Vec<u32>>,
     /// Rules that need one of some exact `process.args` elements.
     by_arg: FastMap<Vec<u32>>,
+    /// Key lengths present in each index (see [`LenSet`]): most values are rejected on their
+    /// length alone, before they are folded and hashed.
+    name_lens: LenSet,
+    parent_name_lens: LenSet,
+    arg_lens: LenSet,
+    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
+    needs_scratch: bool,
+}
+
+/// A set of string lengths; every length from 63 up shares one bit.
+#[derive(Debug, Default, Clone, Copy)]
+struct LenSet(u64);
+
+impl LenSet {
+    fn bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+    fn insert(&mut self, len: usize) {
+        self.0 |= Self::bit(len);
+    }
+    fn may_hold(self, len: usize) -> bool {
+        self.0 & Self::bit(len) != 0
+    }
 }
 
 type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
@@ -209,7 +232,8 @@ fn simplify_or(kids: Vec<Node>) -> Node {
 fn cost(n: &Node) -> u32 {
     match n {
         Node::Const(_) => 0,
-        Node::Not(inner) => cost(inner),
+        // A negated test rarely rejects: try it after the selective ones.
+        Node::Not(inner) => cost(inner) * 3,
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
         Node::Leaf(l) => {
             let field = match l.field {
@@ -219,6 +243,10 @@ fn cost(n: &Node) -> u32 {
                 Field::Args | Field::ParentArgs => 8,
                 // Parents and effective parents cost a process-table probe.
                 Field::ParentExecutable
+                | Field::ParentPid
+                | Field::ParentSignatureExists
+                | Field::ParentSignatureTrusted
+                | Field::ParentArgsCount
                 | Field::ParentName
                 | Field::ParentCommandLine
                 | Field::ParentSigningId
@@ -334,9 +362,11 @@ impl CTest {
         };
         match self {
             CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
-            CTest::Glob(Glob::Exact { text, ci: true }) if fold && text.is_ascii() => {
-                Some(vec![key(text)?])
-            }
+            CTest::Glob(Glob::Exact {
+                text,
+                ci: true,
+                ascii: true,
+            }) if fold => Some(vec![key(text)?]),
             CTest::AnyOf(tests) => {
                 let mut all = Vec::new();
                 for t in tests.iter() {
@@ -413,6 +443,16 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
 }
 
 impl Node {
+    /// Whether evaluating this node can join `process.command_line` into the scratch buffer.
+    fn needs_scratch(&self) -> bool {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter().any(Node::needs_scratch),
+            Node::Not(n) => n.needs_scratch(),
+            Node::Const(_) => false,
+            Node::Leaf(l) => l.field == Field::CommandLine && !l.on_joined,
+        }
+    }
+
     fn eval(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> bool {
         match self {
             Node::And(v) => v.iter().all(|n| n.eval(ev, sc)),
@@ -495,6 +535,14 @@ impl Matcher {
         {
             v.dedup();
         }
+        for (map, lens) in [
+            (&m.by_name, &mut m.name_lens),
+            (&m.by_parent_name, &mut m.parent_name_lens),
+            (&m.by_arg, &mut m.arg_lens),
+        ] {
+            map.keys().for_each(|k| lens.insert(k.len()));
+        }
+        m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
         Ok(m)
     }
 
@@ -509,6 +557,10 @@ impl Matcher {
     /// Appends the indices of matching rules to `out` (cleared first), ascending.
     pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
+        if !self.needs_scratch {
+            // Nothing is ever written to it: an empty one allocates nothing.
+            return self.run(ev, &mut Scratch::default(), out);
+        }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut sc) => {
                 sc.ready = false;
@@ -531,6 +583,7 @@ impl Matcher {
         let mut buf = [0u8; FOLD_MAX];
         if !self.by_name.is_empty()
             && let Value::Str(name) = ev.value(Field::Name)
+            && self.name_lens.may_hold(name.len())
             && let Some(key) = fold(name, &mut buf)
             && let Some(ids) = self.by_name.get(key)
         {
@@ -539,6 +592,7 @@ impl Matcher {
         }
         if !self.by_parent_name.is_empty()
             && let Value::Str(name) = ev.value(Field::ParentName)
+            && self.parent_name_lens.may_hold(name.len())
             && let Some(key) = fold(name, &mut buf)
             && let Some(ids) = self.by_parent_name.get(key)
         {
@@ -549,7 +603,9 @@ impl Matcher {
             && let Value::Args(args) = ev.value(Field::Args)
         {
             for arg in args_iter(args) {
-                if let Some(ids) = self.by_arg.get(arg) {
+                if self.arg_lens.may_hold(arg.len())
+                    && let Some(ids) = self.by_arg.get(arg)
+                {
                     // Several arguments can lead to the same rule.
                     lists += 2;
                     ids.iter().for_each(|&i| test(i, sc, out));

@@ -16,6 +16,8 @@ pub enum Glob {
     Exact {
         text: Box<str>,
         ci: bool,
+        /// `text` is ASCII: a case-insensitive match is a length check and a byte compare.
+        ascii: bool,
     },
     Bytes(BytesGlob),
     Chars {
@@ -74,6 +76,7 @@ impl Glob {
                     _ => String::new(),
                 };
                 return Glob::Exact {
+                    ascii: text.is_ascii(),
                     text: text.into(),
                     ci,
                 };
@@ -95,8 +98,15 @@ impl Glob {
 
     pub fn matches(&self, s: &str) -> bool {
         match self {
-            Glob::Exact { text, ci: false } => **text == *s,
-            Glob::Exact { text, ci: true } => ci_str_eq(text, s),
+            Glob::Exact {
+                text, ci: false, ..
+            } => **text == *s,
+            Glob::Exact {
+                text,
+                ci: true,
+                ascii: true,
+            } => text.len() == s.len() && text.as_bytes().eq_ignore_ascii_case(s.as_bytes()),
+            Glob::Exact { text, ci: true, .. } => ci_str_eq(text, s),
             Glob::Bytes(g) => g.matches(s.as_bytes()),
             Glob::Chars { toks, ci } => chars_match(toks, s, *ci),
         }
@@ -120,7 +130,9 @@ impl Glob {
     /// The exact, case-sensitive value this pattern requires, if it is one (for indexing).
     pub fn exact(&self) -> Option<&str> {
         match self {
-            Glob::Exact { text, ci: false } => Some(text),
+            Glob::Exact {
+                text, ci: false, ..
+            } => Some(text),
             _ => None,
         }
     }
