@@ -15,7 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::ecs::{EcsEvent, Field, FieldKind, Value};
 
 use super::ast::{Cmp, Query, Test, TypedPred, within_ignore_above};
-use super::pattern::{Glob, lucene_to_regex};
+use super::pattern::{Glob, find_ascii_ci, lucene_to_regex};
 
 /// Below this many rules an index costs more than it saves.
 const INDEX_MIN_RULES: usize = 4;
@@ -70,15 +70,13 @@ pub struct Matcher {
     rules: Vec<Node>,
     /// Rules tested on every event.
     always: Vec<u32>,
-    by_name: FastMap<Vec<u32>>,
-    by_parent_name: FastMap<Vec<u32>>,
-    /// Rules that need one of some exact `process.args` elements.
-    by_arg: FastMap<Vec<u32>>,
-    /// Key lengths present in each index (see [`LenSet`]): most values are rejected on their
-    /// length alone, before they are folded and hashed.
-    name_lens: LenSet,
-    parent_name_lens: LenSet,
-    arg_lens: LenSet,
+    by_name: FieldIndex,
+    by_parent_name: FieldIndex,
+    /// Rules that need one of some `process.args` elements.
+    by_arg: FieldIndex,
+    /// Rules whose `process.command_line` must hold one of some literals: one search of
+    /// argv per literal selects them.
+    by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
     /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
     needs_scratch: bool,
 }
@@ -353,15 +351,18 @@ impl CTest {
     }
 
     /// Index keys every value passing this test has one of (see `Node::required_values`).
-    fn keys(&self, fold: bool) -> Option<Vec<String>> {
-        let key = |v: &str| -> Option<String> {
+    fn keys(&self, fold: bool) -> Option<Vec<Key>> {
+        let key = |v: &str| -> Option<Key> {
             if !fold {
-                return Some(v.to_owned());
+                return Some(Key::Exact(v.to_owned()));
             }
-            (v.len() <= FOLD_MAX).then(|| v.to_ascii_lowercase())
+            (v.len() <= FOLD_MAX).then(|| Key::Exact(v.to_ascii_lowercase()))
         };
         match self {
             CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
+            CTest::Glob(Glob::Bytes(g)) if fold => {
+                Some(vec![Key::Prefix(g.prefix_only()?.to_ascii_lowercase())])
+            }
             CTest::Glob(Glob::Exact {
                 text,
                 ci: true,
@@ -376,6 +377,104 @@ impl CTest {
             }
             _ => None,
         }
+    }
+
+    /// Literals one of which every string passing this test holds (see
+    /// `Node::required_pieces`). A literal without space or NUL lies within one argument, so
+    /// it is found alike in argv joined by spaces or by NUL.
+    fn pieces(&self) -> Option<Vec<Vec<u8>>> {
+        let piece = |b: &[u8]| {
+            (!b.is_empty() && !b.iter().any(|c| *c == b' ' || *c == 0))
+                .then(|| b.to_ascii_lowercase())
+        };
+        match self {
+            CTest::Str(Cmp::Eq, v) => Some(vec![piece(v.as_bytes())?]),
+            CTest::Glob(Glob::Bytes(g)) => Some(vec![piece(g.longest_literal())?]),
+            CTest::Glob(Glob::Exact { text, ascii, .. }) if *ascii => {
+                Some(vec![piece(text.as_bytes())?])
+            }
+            CTest::AnyOf(tests) => {
+                let mut all = Vec::new();
+                for t in tests.iter() {
+                    all.extend(t.pieces()?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An index key: an exact (ASCII-folded) value or a prefix of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Exact(String),
+    Prefix(Vec<u8>),
+}
+
+/// Rules indexed by the values of one field.
+#[derive(Debug, Default)]
+struct FieldIndex {
+    exact: FastMap<Vec<u32>>,
+    /// Key lengths present in `exact` (see [`LenSet`]): most values are rejected on their
+    /// length alone, before they are folded and hashed.
+    lens: LenSet,
+    /// `prefix*` keys (ASCII-lowercased), tested one by one: there are few.
+    prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
+}
+
+impl FieldIndex {
+    fn add(&mut self, keys: Vec<Key>, rule: u32) {
+        for k in keys {
+            let list = match k {
+                Key::Exact(s) => {
+                    self.lens.insert(s.len());
+                    self.exact.entry(s.into_boxed_str()).or_default()
+                }
+                Key::Prefix(p) => {
+                    let i = match self.prefixes.iter().position(|(q, _)| **q == p[..]) {
+                        Some(i) => i,
+                        None => {
+                            self.prefixes.push((p.into(), Vec::new()));
+                            self.prefixes.len() - 1
+                        }
+                    };
+                    &mut self.prefixes[i].1
+                }
+            };
+            if list.last() != Some(&rule) {
+                list.push(rule);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Calls `hit` with each list of rules `value` selects; returns how many lists.
+    fn lookup(&self, value: &str, mut hit: impl FnMut(&[u32])) -> usize {
+        let mut lists = 0;
+        if self.lens.may_hold(value.len()) {
+            let mut buf = [0u8; FOLD_MAX];
+            if let Some(key) = fold(value, &mut buf)
+                && let Some(ids) = self.exact.get(key)
+            {
+                lists += 1;
+                hit(ids);
+            }
+        }
+        for (p, ids) in &self.prefixes {
+            if value
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(p))
+            {
+                lists += 1;
+                hit(ids);
+            }
+        }
+        lists
     }
 }
 
@@ -463,10 +562,29 @@ impl Node {
         }
     }
 
+    /// Literals (ASCII-lowercased, without space or NUL) of which `process.command_line` holds
+    /// at least one, ignoring ASCII case, in every match.
+    fn required_pieces(&self) -> Option<Vec<Vec<u8>>> {
+        match self {
+            Node::Leaf(l) if l.field == Field::CommandLine => l.test.pieces(),
+            Node::And(kids) => kids.iter().find_map(Node::required_pieces),
+            Node::Or(kids) => {
+                let mut all = Vec::new();
+                for k in kids.iter() {
+                    all.extend(k.required_pieces()?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
     /// Values of `field` of which every match has at least one: from an `and` child, or the
     /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
-    /// case-insensitive exact matches (ASCII only) count too.
-    fn required_values(&self, field: Field, fold: bool) -> Option<Vec<String>> {
+    /// case-insensitive exact matches (ASCII only) and `prefix*` patterns count too.
+    fn required_values(&self, field: Field, fold: bool) -> Option<Vec<Key>> {
         match self {
             Node::Leaf(l) if l.field == field => l.test.keys(fold),
             Node::And(kids) => kids.iter().find_map(|k| k.required_values(field, fold)),
@@ -505,42 +623,26 @@ impl Matcher {
         let index = m.rules.len() >= INDEX_MIN_RULES;
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
-            if let Some(names) = node.required_values(Field::Name, true).filter(|_| index) {
-                for n in names {
-                    m.by_name.entry(n.into_boxed_str()).or_default().push(i);
+            if !index {
+                if !matches!(node, Node::Const(false)) {
+                    m.always.push(i);
                 }
-            } else if let Some(names) = node
-                .required_values(Field::ParentName, true)
-                .filter(|_| index)
-            {
-                for n in names {
-                    m.by_parent_name
-                        .entry(n.into_boxed_str())
-                        .or_default()
-                        .push(i);
-                }
-            } else if let Some(args) = node.required_values(Field::Args, false).filter(|_| index) {
-                for a in args {
-                    m.by_arg.entry(a.into_boxed_str()).or_default().push(i);
+            } else if let Some(names) = node.required_values(Field::Name, true) {
+                m.by_name.add(names, i);
+            } else if let Some(names) = node.required_values(Field::ParentName, true) {
+                m.by_parent_name.add(names, i);
+            } else if let Some(args) = node.required_values(Field::Args, true) {
+                m.by_arg.add(args, i);
+            } else if let Some(pieces) = node.required_pieces() {
+                for p in pieces {
+                    match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
+                        Some((_, ids)) => ids.push(i),
+                        None => m.by_piece.push((p.into(), vec![i])),
+                    }
                 }
             } else if !matches!(node, Node::Const(false)) {
                 m.always.push(i);
             }
-        }
-        for v in m
-            .by_name
-            .values_mut()
-            .chain(m.by_parent_name.values_mut())
-            .chain(m.by_arg.values_mut())
-        {
-            v.dedup();
-        }
-        for (map, lens) in [
-            (&m.by_name, &mut m.name_lens),
-            (&m.by_parent_name, &mut m.parent_name_lens),
-            (&m.by_arg, &mut m.arg_lens),
-        ] {
-            map.keys().for_each(|k| lens.insert(k.len()));
         }
         m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
         Ok(m)
@@ -580,35 +682,33 @@ impl Matcher {
             test(i, sc, out);
         }
         let mut lists = usize::from(!out.is_empty());
-        let mut buf = [0u8; FOLD_MAX];
+        let mut hit = |ids: &[u32]| ids.iter().for_each(|&i| test(i, sc, out));
         if !self.by_name.is_empty()
             && let Value::Str(name) = ev.value(Field::Name)
-            && self.name_lens.may_hold(name.len())
-            && let Some(key) = fold(name, &mut buf)
-            && let Some(ids) = self.by_name.get(key)
         {
-            lists += 1;
-            ids.iter().for_each(|&i| test(i, sc, out));
+            lists += self.by_name.lookup(name, &mut hit);
         }
         if !self.by_parent_name.is_empty()
             && let Value::Str(name) = ev.value(Field::ParentName)
-            && self.parent_name_lens.may_hold(name.len())
-            && let Some(key) = fold(name, &mut buf)
-            && let Some(ids) = self.by_parent_name.get(key)
         {
-            lists += 1;
-            ids.iter().for_each(|&i| test(i, sc, out));
+            lists += self.by_parent_name.lookup(name, &mut hit);
         }
         if !self.by_arg.is_empty()
             && let Value::Args(args) = ev.value(Field::Args)
         {
             for arg in args_iter(args) {
-                if self.arg_lens.may_hold(arg.len())
-                    && let Some(ids) = self.by_arg.get(arg)
-                {
-                    // Several arguments can lead to the same rule.
+                // Several arguments can lead to the same rule.
+                lists += 2 * self.by_arg.lookup(arg, &mut hit);
+            }
+        }
+        if !self.by_piece.is_empty()
+            && let Value::Joined(args) = ev.value(Field::CommandLine)
+        {
+            let hay = args.joined().as_bytes();
+            for (piece, ids) in &self.by_piece {
+                if find_ascii_ci(hay, piece).is_some() {
                     lists += 2;
-                    ids.iter().for_each(|&i| test(i, sc, out));
+                    hit(ids);
                 }
             }
         }

@@ -139,6 +139,22 @@ impl Glob {
 }
 
 impl BytesGlob {
+    /// The literal every match starts with, when the pattern is just `literal*` (for indexing).
+    pub fn prefix_only(&self) -> Option<&[u8]> {
+        (self.middles.is_empty() && self.suffix.is_empty() && !self.prefix.is_empty())
+            .then_some(&self.prefix[..])
+    }
+
+    /// The longest literal piece: every match holds it somewhere (for prefiltering).
+    pub fn longest_literal(&self) -> &[u8] {
+        self.middles
+            .iter()
+            .map(|m| &m.bytes[..])
+            .chain([&self.prefix[..], &self.suffix[..]])
+            .max_by_key(|b| b.len())
+            .unwrap_or_default()
+    }
+
     fn new(norm: &[Tok], ci: bool) -> BytesGlob {
         let lit = |t: &Tok| match t {
             Tok::Lit(s) => Some(s.as_bytes().to_vec()),
@@ -207,7 +223,7 @@ impl BytesGlob {
 }
 
 /// Leftmost occurrence of `needle` (lowercase ASCII) in `hay`, ignoring ASCII case.
-fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let Some(&first) = needle.first() else {
         return Some(0);
     };
