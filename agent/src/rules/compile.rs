@@ -97,7 +97,7 @@ impl LenSet {
     }
 }
 
-type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
+type FastMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
 
 /// FNV-1a: process names are short, so a simple hash beats SipHash by a wide margin.
 #[derive(Default)]
@@ -429,7 +429,9 @@ impl FieldIndex {
             let list = match k {
                 Key::Exact(s) => {
                     self.lens.insert(s.len());
-                    self.exact.entry(s.into_boxed_str()).or_default()
+                    self.exact
+                        .entry(s.into_bytes().into_boxed_slice())
+                        .or_default()
                 }
                 Key::Prefix(p) => {
                     let i = match self.prefixes.iter().position(|(q, _)| **q == p[..]) {
@@ -456,8 +458,16 @@ impl FieldIndex {
     fn lookup(&self, value: &str, mut hit: impl FnMut(&[u32])) -> usize {
         let mut lists = 0;
         if self.lens.may_hold(value.len()) {
-            let mut buf = [0u8; FOLD_MAX];
-            if let Some(key) = fold(value, &mut buf)
+            // Most values are short: fold them in a small buffer.
+            let mut small = [0u8; 32];
+            let mut big;
+            let buf: &mut [u8] = if value.len() <= small.len() {
+                &mut small
+            } else {
+                big = [0u8; FOLD_MAX];
+                &mut big
+            };
+            if let Some(key) = fold(value, buf)
                 && let Some(ids) = self.exact.get(key)
             {
                 lists += 1;
@@ -606,11 +616,11 @@ impl Node {
 const FOLD_MAX: usize = 256;
 
 /// `s` ASCII-lowercased into `buf`; `None` when longer than the buffer.
-fn fold<'b>(s: &str, buf: &'b mut [u8; FOLD_MAX]) -> Option<&'b str> {
+fn fold<'b>(s: &str, buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let out = buf.get_mut(..s.len())?;
     out.copy_from_slice(s.as_bytes());
     out.make_ascii_lowercase();
-    std::str::from_utf8(out).ok()
+    Some(out)
 }
 
 impl Matcher {
