@@ -361,7 +361,7 @@ impl CTest {
         match self {
             CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
             CTest::Glob(Glob::Bytes(g)) if fold => {
-                Some(vec![Key::Prefix(g.prefix_only()?.to_ascii_lowercase())])
+                Some(vec![Key::Prefix(g.literal_prefix()?.to_ascii_lowercase())])
             }
             CTest::Glob(Glob::Exact {
                 text,
@@ -419,7 +419,7 @@ struct FieldIndex {
     /// Key lengths present in `exact` (see [`LenSet`]): most values are rejected on their
     /// length alone, before they are folded and hashed.
     lens: LenSet,
-    /// `prefix*` keys (ASCII-lowercased), tested one by one: there are few.
+    /// Literal prefixes of patterns (ASCII-lowercased), tested one by one: there are few.
     prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
 }
 
@@ -593,7 +593,7 @@ impl Node {
 
     /// Values of `field` of which every match has at least one: from an `and` child, or the
     /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
-    /// case-insensitive exact matches (ASCII only) and `prefix*` patterns count too.
+    /// case-insensitive exact matches (ASCII only) and patterns starting with a literal count too.
     fn required_values(&self, field: Field, fold: bool) -> Option<Vec<Key>> {
         match self {
             Node::Leaf(l) if l.field == field => l.test.keys(fold),

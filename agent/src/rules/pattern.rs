@@ -139,10 +139,9 @@ impl Glob {
 }
 
 impl BytesGlob {
-    /// The literal every match starts with, when the pattern is just `literal*` (for indexing).
-    pub fn prefix_only(&self) -> Option<&[u8]> {
-        (self.middles.is_empty() && self.suffix.is_empty() && !self.prefix.is_empty())
-            .then_some(&self.prefix[..])
+    /// The literal every match starts with, if any (for indexing).
+    pub fn literal_prefix(&self) -> Option<&[u8]> {
+        (!self.prefix.is_empty()).then_some(&self.prefix[..])
     }
 
     /// The longest literal piece: every match holds it somewhere (for prefiltering).
