@@ -97,26 +97,41 @@ impl LenSet {
     }
 }
 
-type FastMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
+type FastMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<WordHash>>;
 
-/// FNV-1a: process names are short, so a simple hash beats SipHash by a wide margin.
+/// A word-at-a-time multiplicative hash (as in rustc's FxHash): keys are short and trusted
+/// (built from the rules), so a simple hash beats SipHash by a wide margin.
 #[derive(Default)]
-struct Fnv(u64);
+struct WordHash(u64);
 
-impl Hasher for Fnv {
+impl WordHash {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
         }
-        self.0 = h;
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 }
 
