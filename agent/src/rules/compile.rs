@@ -4,9 +4,11 @@
 //! fields with a constant value in the exec view (`event.category`, `event.type`,
 //! `event.action`, `event.kind`) are folded away, fields the view never produces become
 //! `false`, children of `and`/`or` are ordered cheapest first, wildcard patterns become
-//! [`Glob`]s and regular expressions are compiled. Rules that require a `process.name` (or
-//! `process.parent.name`) from a fixed set are indexed by it, so an event is tested only
-//! against rules that can match it. Evaluation allocates nothing.
+//! [`Glob`]s and regular expressions are compiled. Rules are indexed by the first of these they
+//! require: a `process.name`, `process.parent.name` or `process.args` element from a fixed set
+//! of values or literal prefixes (ASCII case folded), else a literal `process.command_line`
+//! must hold; an event is tested only against the rules its values select. Evaluation
+//! allocates nothing.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
