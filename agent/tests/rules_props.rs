@@ -124,25 +124,38 @@ fn query() -> impl Strategy<Value = Query<Pred>> {
     })
 }
 
-/// A query likely to be indexed: `process.name == X and ...` or `process.parent.name in~ (...)`.
+/// A query likely to be indexed: `process.name == X and ...`, `process.parent.name in~ (...)`,
+/// `process.args : X*`, `process.command_line : *X*`.
 fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
     (
-        prop::sample::select(vec!["process.name", "process.parent.name"]),
-        prop::collection::vec((piece(), any::<bool>()), 1..3),
+        prop::sample::select(vec![
+            "process.name",
+            "process.parent.name",
+            "process.args",
+            "process.command_line",
+        ]),
+        prop::collection::vec((piece(), any::<bool>(), 0..3u8), 1..3),
         query(),
     )
         .prop_map(|(field, names, rest)| {
             let any_of = Query::Or(
                 names
                     .into_iter()
-                    .map(|(n, ci)| {
-                        let op = if ci {
-                            Op::Pattern {
+                    .map(|(n, ci, shape)| {
+                        let op = match shape {
+                            0 if !ci => Op::Compare(Cmp::Eq, Lit::Str(n)),
+                            0 => Op::Pattern {
                                 toks: vec![Tok::Lit(n)],
                                 ci: true,
-                            }
-                        } else {
-                            Op::Compare(Cmp::Eq, Lit::Str(n))
+                            },
+                            1 => Op::Pattern {
+                                toks: vec![Tok::Lit(n), Tok::Star],
+                                ci,
+                            },
+                            _ => Op::Pattern {
+                                toks: vec![Tok::Star, Tok::Lit(n), Tok::Star],
+                                ci,
+                            },
                         };
                         Query::Leaf(Pred {
                             field: field.to_owned(),

@@ -4,9 +4,11 @@
 //! fields with a constant value in the exec view (`event.category`, `event.type`,
 //! `event.action`, `event.kind`) are folded away, fields the view never produces become
 //! `false`, children of `and`/`or` are ordered cheapest first, wildcard patterns become
-//! [`Glob`]s and regular expressions are compiled. Rules that require a `process.name` (or
-//! `process.parent.name`) from a fixed set are indexed by it, so an event is tested only
-//! against rules that can match it. Evaluation allocates nothing.
+//! [`Glob`]s and regular expressions are compiled. Rules are indexed by the first of these they
+//! require: a `process.name`, `process.parent.name` or `process.args` element from a fixed set
+//! of values or literal prefixes (ASCII case folded), else a literal `process.command_line`
+//! must hold; an event is tested only against the rules its values select. Evaluation
+//! allocates nothing.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,7 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::ecs::{EcsEvent, Field, FieldKind, Value};
 
 use super::ast::{Cmp, Query, Test, TypedPred, within_ignore_above};
-use super::pattern::{Glob, lucene_to_regex};
+use super::pattern::{Glob, find_ascii_ci, lucene_to_regex};
 
 /// Below this many rules an index costs more than it saves.
 const INDEX_MIN_RULES: usize = 4;
@@ -70,32 +72,68 @@ pub struct Matcher {
     rules: Vec<Node>,
     /// Rules tested on every event.
     always: Vec<u32>,
-    by_name: FastMap<Vec<u32>>,
-    by_parent_name: FastMap<Vec<u32>>,
-    /// Rules that need one of some exact `process.args` elements.
-    by_arg: FastMap<Vec<u32>>,
+    by_name: FieldIndex,
+    by_parent_name: FieldIndex,
+    /// Rules that need one of some `process.args` elements.
+    by_arg: FieldIndex,
+    /// Rules whose `process.command_line` must hold one of some literals: one search of
+    /// argv per literal selects them.
+    by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
+    needs_scratch: bool,
 }
 
-type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
+/// A set of string lengths; every length from 63 up shares one bit.
+#[derive(Debug, Default, Clone, Copy)]
+struct LenSet(u64);
 
-/// FNV-1a: process names are short, so a simple hash beats SipHash by a wide margin.
+impl LenSet {
+    fn bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+    fn insert(&mut self, len: usize) {
+        self.0 |= Self::bit(len);
+    }
+    fn may_hold(self, len: usize) -> bool {
+        self.0 & Self::bit(len) != 0
+    }
+}
+
+type FastMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<WordHash>>;
+
+/// A word-at-a-time multiplicative hash (as in rustc's FxHash): keys are short and trusted
+/// (built from the rules), so a simple hash beats SipHash by a wide margin.
 #[derive(Default)]
-struct Fnv(u64);
+struct WordHash(u64);
 
-impl Hasher for Fnv {
+impl WordHash {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
         }
-        self.0 = h;
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 }
 
@@ -209,7 +247,8 @@ fn simplify_or(kids: Vec<Node>) -> Node {
 fn cost(n: &Node) -> u32 {
     match n {
         Node::Const(_) => 0,
-        Node::Not(inner) => cost(inner),
+        // A negated test rarely rejects: try it after the selective ones.
+        Node::Not(inner) => cost(inner) * 3,
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
         Node::Leaf(l) => {
             let field = match l.field {
@@ -219,6 +258,10 @@ fn cost(n: &Node) -> u32 {
                 Field::Args | Field::ParentArgs => 8,
                 // Parents and effective parents cost a process-table probe.
                 Field::ParentExecutable
+                | Field::ParentPid
+                | Field::ParentSignatureExists
+                | Field::ParentSignatureTrusted
+                | Field::ParentArgsCount
                 | Field::ParentName
                 | Field::ParentCommandLine
                 | Field::ParentSigningId
@@ -325,18 +368,23 @@ impl CTest {
     }
 
     /// Index keys every value passing this test has one of (see `Node::required_values`).
-    fn keys(&self, fold: bool) -> Option<Vec<String>> {
-        let key = |v: &str| -> Option<String> {
+    fn keys(&self, fold: bool) -> Option<Vec<Key>> {
+        let key = |v: &str| -> Option<Key> {
             if !fold {
-                return Some(v.to_owned());
+                return Some(Key::Exact(v.to_owned()));
             }
-            (v.len() <= FOLD_MAX).then(|| v.to_ascii_lowercase())
+            (v.len() <= FOLD_MAX).then(|| Key::Exact(v.to_ascii_lowercase()))
         };
         match self {
             CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
-            CTest::Glob(Glob::Exact { text, ci: true }) if fold && text.is_ascii() => {
-                Some(vec![key(text)?])
+            CTest::Glob(Glob::Bytes(g)) if fold => {
+                Some(vec![Key::Prefix(g.literal_prefix()?.to_ascii_lowercase())])
             }
+            CTest::Glob(Glob::Exact {
+                text,
+                ci: true,
+                ascii: true,
+            }) if fold => Some(vec![key(text)?]),
             CTest::AnyOf(tests) => {
                 let mut all = Vec::new();
                 for t in tests.iter() {
@@ -346,6 +394,114 @@ impl CTest {
             }
             _ => None,
         }
+    }
+
+    /// Literals one of which every string passing this test holds (see
+    /// `Node::required_pieces`). A literal without space or NUL lies within one argument, so
+    /// it is found alike in argv joined by spaces or by NUL.
+    fn pieces(&self) -> Option<Vec<Vec<u8>>> {
+        let piece = |b: &[u8]| {
+            (!b.is_empty() && !b.iter().any(|c| *c == b' ' || *c == 0))
+                .then(|| b.to_ascii_lowercase())
+        };
+        match self {
+            CTest::Str(Cmp::Eq, v) => Some(vec![piece(v.as_bytes())?]),
+            CTest::Glob(Glob::Bytes(g)) => Some(vec![piece(g.longest_literal())?]),
+            CTest::Glob(Glob::Exact { text, ascii, .. }) if *ascii => {
+                Some(vec![piece(text.as_bytes())?])
+            }
+            CTest::AnyOf(tests) => {
+                let mut all = Vec::new();
+                for t in tests.iter() {
+                    all.extend(t.pieces()?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An index key: an exact (ASCII-folded) value or a prefix of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Exact(String),
+    Prefix(Vec<u8>),
+}
+
+/// Rules indexed by the values of one field.
+#[derive(Debug, Default)]
+struct FieldIndex {
+    exact: FastMap<Vec<u32>>,
+    /// Key lengths present in `exact` (see [`LenSet`]): most values are rejected on their
+    /// length alone, before they are folded and hashed.
+    lens: LenSet,
+    /// Literal prefixes of patterns (ASCII-lowercased), tested one by one: there are few.
+    prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
+}
+
+impl FieldIndex {
+    fn add(&mut self, keys: Vec<Key>, rule: u32) {
+        for k in keys {
+            let list = match k {
+                Key::Exact(s) => {
+                    self.lens.insert(s.len());
+                    self.exact
+                        .entry(s.into_bytes().into_boxed_slice())
+                        .or_default()
+                }
+                Key::Prefix(p) => {
+                    let i = match self.prefixes.iter().position(|(q, _)| **q == p[..]) {
+                        Some(i) => i,
+                        None => {
+                            self.prefixes.push((p.into(), Vec::new()));
+                            self.prefixes.len() - 1
+                        }
+                    };
+                    &mut self.prefixes[i].1
+                }
+            };
+            if list.last() != Some(&rule) {
+                list.push(rule);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Calls `hit` with each list of rules `value` selects; returns how many lists.
+    fn lookup(&self, value: &str, mut hit: impl FnMut(&[u32])) -> usize {
+        let mut lists = 0;
+        if self.lens.may_hold(value.len()) {
+            // Most values are short: fold them in a small buffer.
+            let mut small = [0u8; 32];
+            let mut big;
+            let buf: &mut [u8] = if value.len() <= small.len() {
+                &mut small
+            } else {
+                big = [0u8; FOLD_MAX];
+                &mut big
+            };
+            if let Some(key) = fold(value, buf)
+                && let Some(ids) = self.exact.get(key)
+            {
+                lists += 1;
+                hit(ids);
+            }
+        }
+        for (p, ids) in &self.prefixes {
+            if value
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(p))
+            {
+                lists += 1;
+                hit(ids);
+            }
+        }
+        lists
     }
 }
 
@@ -413,6 +569,16 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
 }
 
 impl Node {
+    /// Whether evaluating this node can join `process.command_line` into the scratch buffer.
+    fn needs_scratch(&self) -> bool {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter().any(Node::needs_scratch),
+            Node::Not(n) => n.needs_scratch(),
+            Node::Const(_) => false,
+            Node::Leaf(l) => l.field == Field::CommandLine && !l.on_joined,
+        }
+    }
+
     fn eval(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> bool {
         match self {
             Node::And(v) => v.iter().all(|n| n.eval(ev, sc)),
@@ -423,10 +589,29 @@ impl Node {
         }
     }
 
+    /// Literals (ASCII-lowercased, without space or NUL) of which `process.command_line` holds
+    /// at least one, ignoring ASCII case, in every match.
+    fn required_pieces(&self) -> Option<Vec<Vec<u8>>> {
+        match self {
+            Node::Leaf(l) if l.field == Field::CommandLine => l.test.pieces(),
+            Node::And(kids) => kids.iter().find_map(Node::required_pieces),
+            Node::Or(kids) => {
+                let mut all = Vec::new();
+                for k in kids.iter() {
+                    all.extend(k.required_pieces()?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
     /// Values of `field` of which every match has at least one: from an `and` child, or the
     /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
-    /// case-insensitive exact matches (ASCII only) count too.
-    fn required_values(&self, field: Field, fold: bool) -> Option<Vec<String>> {
+    /// case-insensitive exact matches (ASCII only) and patterns starting with a literal count too.
+    fn required_values(&self, field: Field, fold: bool) -> Option<Vec<Key>> {
         match self {
             Node::Leaf(l) if l.field == field => l.test.keys(fold),
             Node::And(kids) => kids.iter().find_map(|k| k.required_values(field, fold)),
@@ -448,11 +633,11 @@ impl Node {
 const FOLD_MAX: usize = 256;
 
 /// `s` ASCII-lowercased into `buf`; `None` when longer than the buffer.
-fn fold<'b>(s: &str, buf: &'b mut [u8; FOLD_MAX]) -> Option<&'b str> {
+fn fold<'b>(s: &str, buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let out = buf.get_mut(..s.len())?;
     out.copy_from_slice(s.as_bytes());
     out.make_ascii_lowercase();
-    std::str::from_utf8(out).ok()
+    Some(out)
 }
 
 impl Matcher {
@@ -465,36 +650,28 @@ impl Matcher {
         let index = m.rules.len() >= INDEX_MIN_RULES;
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
-            if let Some(names) = node.required_values(Field::Name, true).filter(|_| index) {
-                for n in names {
-                    m.by_name.entry(n.into_boxed_str()).or_default().push(i);
+            if !index {
+                if !matches!(node, Node::Const(false)) {
+                    m.always.push(i);
                 }
-            } else if let Some(names) = node
-                .required_values(Field::ParentName, true)
-                .filter(|_| index)
-            {
-                for n in names {
-                    m.by_parent_name
-                        .entry(n.into_boxed_str())
-                        .or_default()
-                        .push(i);
-                }
-            } else if let Some(args) = node.required_values(Field::Args, false).filter(|_| index) {
-                for a in args {
-                    m.by_arg.entry(a.into_boxed_str()).or_default().push(i);
+            } else if let Some(names) = node.required_values(Field::Name, true) {
+                m.by_name.add(names, i);
+            } else if let Some(names) = node.required_values(Field::ParentName, true) {
+                m.by_parent_name.add(names, i);
+            } else if let Some(args) = node.required_values(Field::Args, true) {
+                m.by_arg.add(args, i);
+            } else if let Some(pieces) = node.required_pieces() {
+                for p in pieces {
+                    match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
+                        Some((_, ids)) => ids.push(i),
+                        None => m.by_piece.push((p.into(), vec![i])),
+                    }
                 }
             } else if !matches!(node, Node::Const(false)) {
                 m.always.push(i);
             }
         }
-        for v in m
-            .by_name
-            .values_mut()
-            .chain(m.by_parent_name.values_mut())
-            .chain(m.by_arg.values_mut())
-        {
-            v.dedup();
-        }
+        m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
         Ok(m)
     }
 
@@ -509,6 +686,10 @@ impl Matcher {
     /// Appends the indices of matching rules to `out` (cleared first), ascending.
     pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
+        if !self.needs_scratch {
+            // Nothing is ever written to it: an empty one allocates nothing.
+            return self.run(ev, &mut Scratch::default(), out);
+        }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut sc) => {
                 sc.ready = false;
@@ -528,31 +709,33 @@ impl Matcher {
             test(i, sc, out);
         }
         let mut lists = usize::from(!out.is_empty());
-        let mut buf = [0u8; FOLD_MAX];
+        let mut hit = |ids: &[u32]| ids.iter().for_each(|&i| test(i, sc, out));
         if !self.by_name.is_empty()
             && let Value::Str(name) = ev.value(Field::Name)
-            && let Some(key) = fold(name, &mut buf)
-            && let Some(ids) = self.by_name.get(key)
         {
-            lists += 1;
-            ids.iter().for_each(|&i| test(i, sc, out));
+            lists += self.by_name.lookup(name, &mut hit);
         }
         if !self.by_parent_name.is_empty()
             && let Value::Str(name) = ev.value(Field::ParentName)
-            && let Some(key) = fold(name, &mut buf)
-            && let Some(ids) = self.by_parent_name.get(key)
         {
-            lists += 1;
-            ids.iter().for_each(|&i| test(i, sc, out));
+            lists += self.by_parent_name.lookup(name, &mut hit);
         }
         if !self.by_arg.is_empty()
             && let Value::Args(args) = ev.value(Field::Args)
         {
             for arg in args_iter(args) {
-                if let Some(ids) = self.by_arg.get(arg) {
-                    // Several arguments can lead to the same rule.
+                // Several arguments can lead to the same rule.
+                lists += 2 * self.by_arg.lookup(arg, &mut hit);
+            }
+        }
+        if !self.by_piece.is_empty()
+            && let Value::Joined(args) = ev.value(Field::CommandLine)
+        {
+            let hay = args.joined().as_bytes();
+            for (piece, ids) in &self.by_piece {
+                if find_ascii_ci(hay, piece).is_some() {
                     lists += 2;
-                    ids.iter().for_each(|&i| test(i, sc, out));
+                    hit(ids);
                 }
             }
         }

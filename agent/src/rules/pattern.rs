@@ -16,6 +16,8 @@ pub enum Glob {
     Exact {
         text: Box<str>,
         ci: bool,
+        /// `text` is ASCII: a case-insensitive match is a length check and a byte compare.
+        ascii: bool,
     },
     Bytes(BytesGlob),
     Chars {
@@ -74,6 +76,7 @@ impl Glob {
                     _ => String::new(),
                 };
                 return Glob::Exact {
+                    ascii: text.is_ascii(),
                     text: text.into(),
                     ci,
                 };
@@ -95,8 +98,15 @@ impl Glob {
 
     pub fn matches(&self, s: &str) -> bool {
         match self {
-            Glob::Exact { text, ci: false } => **text == *s,
-            Glob::Exact { text, ci: true } => ci_str_eq(text, s),
+            Glob::Exact {
+                text, ci: false, ..
+            } => **text == *s,
+            Glob::Exact {
+                text,
+                ci: true,
+                ascii: true,
+            } => text.len() == s.len() && text.as_bytes().eq_ignore_ascii_case(s.as_bytes()),
+            Glob::Exact { text, ci: true, .. } => ci_str_eq(text, s),
             Glob::Bytes(g) => g.matches(s.as_bytes()),
             Glob::Chars { toks, ci } => chars_match(toks, s, *ci),
         }
@@ -120,13 +130,30 @@ impl Glob {
     /// The exact, case-sensitive value this pattern requires, if it is one (for indexing).
     pub fn exact(&self) -> Option<&str> {
         match self {
-            Glob::Exact { text, ci: false } => Some(text),
+            Glob::Exact {
+                text, ci: false, ..
+            } => Some(text),
             _ => None,
         }
     }
 }
 
 impl BytesGlob {
+    /// The literal every match starts with, if any (for indexing).
+    pub fn literal_prefix(&self) -> Option<&[u8]> {
+        (!self.prefix.is_empty()).then_some(&self.prefix[..])
+    }
+
+    /// The longest literal piece: every match holds it somewhere (for prefiltering).
+    pub fn longest_literal(&self) -> &[u8] {
+        self.middles
+            .iter()
+            .map(|m| &m.bytes[..])
+            .chain([&self.prefix[..], &self.suffix[..]])
+            .max_by_key(|b| b.len())
+            .unwrap_or_default()
+    }
+
     fn new(norm: &[Tok], ci: bool) -> BytesGlob {
         let lit = |t: &Tok| match t {
             Tok::Lit(s) => Some(s.as_bytes().to_vec()),
@@ -195,7 +222,7 @@ impl BytesGlob {
 }
 
 /// Leftmost occurrence of `needle` (lowercase ASCII) in `hay`, ignoring ASCII case.
-fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let Some(&first) = needle.first() else {
         return Some(0);
     };
