@@ -28,35 +28,30 @@ pub fn counter(status: &Value, key: &str) -> u64 {
 
 /// Every stored alert payload (`alerts list --json`), in the order printed.
 pub fn alerts(config: &Path) -> Vec<Value> {
-    let out = run(Command::new(bin("nightjar-agent"))
-        .args(["alerts", "list", "--json", "--config"])
-        .arg(config));
-    assert!(
-        out.status.success(),
-        "alerts list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line {l:?}: {e}")))
-        .collect()
+    json_lines(config, &["alerts", "list", "--json"])
 }
 
 /// `alerts export`: one DSSE envelope per line, in seq order.
 pub fn export(config: &Path) -> Vec<Value> {
+    json_lines(config, &["alerts", "export"])
+}
+
+/// Runs an analyst command that prints one JSON object per line; it must succeed.
+fn json_lines(config: &Path, args: &[&str]) -> Vec<Value> {
     let out = run(Command::new(bin("nightjar-agent"))
-        .args(["alerts", "export", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(config));
+    let what = args.join(" ");
     assert!(
         out.status.success(),
-        "alerts export failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("envelope line {l:?}: {e}")))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: line {l:?}: {e}")))
         .collect()
 }
 
