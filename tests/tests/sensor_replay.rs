@@ -4,6 +4,7 @@
 mod sensor_support;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,26 +15,41 @@ use sensor_support::RingReader;
 
 const CAPACITY: u64 = 4 * 1024 * 1024;
 
-#[test]
-fn replay_of_the_eslogger_sample_puts_its_six_execs_in_the_ring() {
-    let st = TempState::new();
-    let cfg = st.write_config("");
-    let fixture = shared("fixtures/eslogger/kcc-sample.ndjson");
+/// Replays `fixture` with `args` (format, rate) through the real sensor and reads the ring
+/// until `n` exec records arrived, then drains the rest.
+fn replay_into_ring(
+    st: &TempState,
+    cfg: &Path,
+    args: &[&str],
+    fixture: &Path,
+    n: usize,
+) -> RingReader {
     let out = run(Command::new(bin("nightjar-sensor"))
-        .args(["replay", "--format", "eslogger", "--config"])
-        .arg(&cfg)
-        .arg(&fixture));
+        .arg("replay")
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .arg(fixture));
     assert!(
         out.status.success(),
         "replay failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-
     let mut reader = RingReader::open(&st.ring_path(), CAPACITY);
     let done = reader.drain_until(Duration::from_secs(5), &mut |_| true, |s| {
-        s.execs.len() >= 6
+        s.execs.len() >= n
     });
     assert!(done, "only {} events in the ring", reader.seen.execs.len());
+    reader.drain(&mut |_| true);
+    reader
+}
+
+#[test]
+fn replay_of_the_eslogger_sample_puts_its_six_execs_in_the_ring() {
+    let st = TempState::new();
+    let cfg = st.write_config("");
+    let fixture = shared("fixtures/eslogger/kcc-sample.ndjson");
+    let reader = replay_into_ring(&st, &cfg, &["--format", "eslogger"], &fixture, 6);
     let execs = &reader.seen.execs;
     assert_eq!(execs.len(), 6);
     assert_eq!(
@@ -172,20 +188,13 @@ fn replay_of_ecs_documents_puts_only_process_starts_in_the_ring() {
     let cfg = st.write_config("");
     let fixture =
         nightjar_tests::harness::workspace_root().join("tests/fixtures/ecs/defend-process.ndjson");
-    let out = run(Command::new(bin("nightjar-sensor"))
-        .args(["replay", "--format", "ecs", "--rate", "1000", "--config"])
-        .arg(&cfg)
-        .arg(&fixture));
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let reader = replay_into_ring(
+        &st,
+        &cfg,
+        &["--format", "ecs", "--rate", "1000"],
+        &fixture,
+        6,
     );
-    let mut reader = RingReader::open(&st.ring_path(), CAPACITY);
-    reader.drain_until(Duration::from_secs(5), &mut |_| true, |s| {
-        s.execs.len() >= 6
-    });
-    reader.drain(&mut |_| true);
     let execs = &reader.seen.execs;
     assert_eq!(
         execs.len(),
@@ -210,20 +219,7 @@ fn invalid_utf8_in_a_line_is_replaced_not_fatal() {
     let cfg = st.write_config("");
     let fixture = nightjar_tests::harness::workspace_root()
         .join("tests/fixtures/eslogger/invalid-utf8.ndjson");
-    let out = run(Command::new(bin("nightjar-sensor"))
-        .args(["replay", "--format", "eslogger", "--config"])
-        .arg(&cfg)
-        .arg(&fixture));
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = RingReader::open(&st.ring_path(), CAPACITY);
-    reader.drain_until(Duration::from_secs(5), &mut |_| true, |s| {
-        s.execs.len() >= 3
-    });
-    reader.drain(&mut |_| true);
+    let reader = replay_into_ring(&st, &cfg, &["--format", "eslogger"], &fixture, 3);
     assert_eq!(reader.seen.execs.len(), 3);
     let odd = &reader.seen.execs[1];
     assert!(
