@@ -30,6 +30,11 @@ fn child_process_entry() {
                 .expect("second producer refused");
             assert!(matches!(err, RingError::ProducerBusy { .. }), "{err}");
         }
+        "expect_consumer_busy" => {
+            let err = Consumer::open(&path, MIB).expect_err("second consumer refused");
+            assert!(matches!(err, RingError::ConsumerBusy { .. }), "{err}");
+            assert!(err.to_string().contains("another consumer"), "{err}");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -214,6 +219,7 @@ fn a_restarted_consumer_resumes_from_its_commit() {
     // Read but uncommitted records (400..600) come again.
     assert_eq!(drain(&mut c).unwrap(), (400..1000).collect::<Vec<_>>());
     // Rewind goes back to the last commit only.
+    drop(c);
     let mut c = Consumer::open(&path, MIB).unwrap();
     assert!(c.next().unwrap().is_none());
 }
@@ -346,13 +352,28 @@ fn a_second_producer_is_refused() {
 }
 
 #[test]
+fn a_second_consumer_is_refused_until_the_first_is_gone() {
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    let first = Consumer::open(&path, MIB).unwrap();
+    join(spawn(ENTRY, "expect_consumer_busy", &path, &[]));
+    drop(first);
+    let _again = Consumer::open(&path, MIB).expect("the lock died with the first consumer");
+}
+
+#[test]
 fn ring_files_are_private() {
     let dir = ring_support::ring_dir();
     let path = dir.path().join("run/nightjar/events.ring");
     let _p = Producer::open(&path, MIB).unwrap();
+    let _c = Consumer::open(&path, MIB).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&path), 0o600);
-    for side_file in ["events.ring.wake", "events.ring.lock"] {
+    for side_file in [
+        "events.ring.wake",
+        "events.ring.lock",
+        "events.ring.consumer",
+    ] {
         assert_eq!(
             mode(&dir.path().join("run/nightjar").join(side_file)),
             0o600

@@ -215,6 +215,8 @@ pub struct Tick {
     pub dropped: u64,
     pub agent_rss_kib: u64,
     pub sensor_rss_kib: u64,
+    pub agent_anon_kib: u64,
+    pub sensor_anon_kib: u64,
     pub agent_cpu_pct: f64,
     pub sensor_cpu_pct: f64,
 }
@@ -257,6 +259,8 @@ impl LoadReport {
     pub fn summary(&self) -> Value {
         let (a0, a1) = self.rss_thirds(|t| t.agent_rss_kib);
         let (s0, s1) = self.rss_thirds(|t| t.sensor_rss_kib);
+        let (aa0, aa1) = self.rss_thirds(|t| t.agent_anon_kib);
+        let (sa0, sa1) = self.rss_thirds(|t| t.sensor_anon_kib);
         let mean = |f: fn(&Tick) -> f64| {
             let n = self.ticks.len().max(1) as f64;
             self.ticks.iter().map(f).sum::<f64>() / n
@@ -273,6 +277,10 @@ impl LoadReport {
             "agent_rss_kib_last_third": a1,
             "sensor_rss_kib_first_third": s0,
             "sensor_rss_kib_last_third": s1,
+            "agent_anon_kib_first_third": aa0,
+            "agent_anon_kib_last_third": aa1,
+            "sensor_anon_kib_first_third": sa0,
+            "sensor_anon_kib_last_third": sa1,
             "agent_cpu_pct_mean": (mean(|t| t.agent_cpu_pct) * 10.0).round() / 10.0,
             "sensor_cpu_pct_mean": (mean(|t| t.sensor_cpu_pct) * 10.0).round() / 10.0,
             "latency_ms_p50_by_third": self.latency_ms_p50_by_third,
@@ -352,6 +360,8 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
                 dropped: counter(&st_now, "events_dropped"),
                 agent_rss_kib: a.rss_kib,
                 sensor_rss_kib: s.rss_kib,
+                agent_anon_kib: a.anon_kib,
+                sensor_anon_kib: s.anon_kib,
                 agent_cpu_pct: cpu_percent(a0, a, dt),
                 sensor_cpu_pct: cpu_percent(s0, s, dt),
             });

@@ -8,6 +8,10 @@ use std::time::Duration;
 pub struct ProcSample {
     /// `VmRSS` from `/proc/PID/status`, KiB.
     pub rss_kib: u64,
+    /// `RssAnon` from `/proc/PID/status`, KiB: the private heap and stacks, without the
+    /// shared ring mapping and file pages that make up the rest of `VmRSS`, so growth here
+    /// is the process's own.
+    pub anon_kib: u64,
     /// utime + stime from `/proc/PID/stat`, clock ticks.
     pub cpu_ticks: u64,
 }
@@ -15,13 +19,17 @@ pub struct ProcSample {
 /// Reads `/proc/PID/status` and `/proc/PID/stat`; `None` when the process is gone.
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let rss_kib = field("VmRSS:")?;
+    let anon_kib = field("RssAnon:")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields after its closing parenthesis
     // start at field 3 (state). utime and stime are fields 14 and 15.
@@ -31,6 +39,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(ProcSample {
         rss_kib,
+        anon_kib,
         cpu_ticks: utime + stime,
     })
 }
@@ -78,6 +87,7 @@ mod tests {
     fn samples_this_process() {
         let s = sample(std::process::id()).expect("own /proc entry");
         assert!(s.rss_kib > 0);
+        assert!(s.anon_kib > 0 && s.anon_kib <= s.rss_kib);
     }
 
     #[test]

@@ -133,6 +133,8 @@ fn scribbled_ring_is_survived_counted_and_resynchronised() {
         "replayed = received + dropped: {s}"
     );
     assert!(dropped > 0, "the corruption is reported as loss: {s}");
+    let resyncs = counter(&s, "ring_resyncs");
+    assert!(resyncs >= 1, "status shows the resynchronisations: {s}");
 
     let want = u64::from(A.2 + C.2);
     wait_status(&st, &cfg, "agent", "stream c's alerts", |s| {

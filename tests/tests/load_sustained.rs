@@ -58,6 +58,8 @@ fn live_pipeline_holds_50k_events_per_second_without_drops_or_memory_growth() {
             (|t: &nightjar_tests::load::Tick| t.agent_rss_kib) as fn(&_) -> u64,
         ),
         ("sensor", |t| t.sensor_rss_kib),
+        ("agent heap", |t| t.agent_anon_kib),
+        ("sensor heap", |t| t.sensor_anon_kib),
     ] {
         let (first, last) = report.rss_thirds(pick);
         assert!(

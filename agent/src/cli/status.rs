@@ -36,6 +36,10 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
             s.ring_generation
                 .map_or_else(|| "-".into(), |g| g.to_string()),
         ),
+        (
+            "ring_resyncs",
+            s.ring_resyncs.map_or_else(|| "-".into(), |n| n.to_string()),
+        ),
         ("upload_enabled", s.upload_enabled.to_string()),
         ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
         ("alerting_stalled", opt(&s.alerting_stalled)),

@@ -97,6 +97,9 @@ pub struct StatusReport {
     pub chain_error: Option<String>,
     /// The ring generation the agent reads (changes when the sensor recreates the ring).
     pub ring_generation: Option<u64>,
+    /// Corrupt ring regions the running agent skipped since it started.
+    #[serde(default)]
+    pub ring_resyncs: Option<u64>,
     pub upload_enabled: bool,
     /// The seq range the collector refused with a non-retryable status, if any.
     pub upload_blocked_batch: Option<String>,

@@ -56,17 +56,19 @@ impl Backend {
     pub fn status(&self) -> Result<StatusReport, StoreError> {
         let head = self.store.head()?;
         let pending = self.store.pending_upload()?;
-        let (counters, connected, generation, upload, stalled) = match &self.live {
+        let (counters, connected, generation, resyncs, upload, stalled) = match &self.live {
             Some(live) => (
                 live.counters(),
                 live.sensor_connected(),
                 Some(live.ring_generation()),
+                Some(live.ring_resyncs()),
                 live.upload(),
                 live.stalled(),
             ),
             None => (
                 self.store.counters()?,
                 false,
+                None,
                 None,
                 Default::default(),
                 None,
@@ -85,6 +87,7 @@ impl Backend {
             chain_ok: self.store.chain_problem().is_none(),
             chain_error: self.store.chain_problem().map(str::to_string),
             ring_generation: generation,
+            ring_resyncs: resyncs,
             upload_enabled: self.upload_enabled,
             upload_blocked_batch: upload.blocked_batch,
             alerting_stalled: stalled,

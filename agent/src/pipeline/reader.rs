@@ -28,6 +28,8 @@ pub struct RingLoss {
     pub header: RingSeen,
     /// Records lost to corrupt regions, counted by this consumer since it opened.
     pub lost_in_resync: u64,
+    /// Corrupt regions this consumer skipped since it opened.
+    pub resyncs: u64,
     /// Whether the sensor process holding the ring is alive.
     pub producer_alive: bool,
 }
@@ -316,6 +318,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         let status = &self.alerter.status;
         status.set_sensor_connected(loss.producer_alive);
         status.set_ring_generation(now.generation);
+        status.set_ring_resyncs(loss.resyncs);
         if now.generation != self.seen.generation && self.seen.generation != 0 {
             tracing::warn!(
                 from = self.seen.generation,

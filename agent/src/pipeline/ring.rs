@@ -31,6 +31,7 @@ impl EventRing for Consumer {
                 upstream_loss: s.upstream_loss,
             },
             lost_in_resync: s.lost_in_resync,
+            resyncs: s.resyncs,
             producer_alive: s.producer_alive,
         }
     }

@@ -15,6 +15,7 @@ pub struct LiveStatus {
     alerts_suppressed: AtomicU64,
     sensor_connected: AtomicBool,
     ring_generation: AtomicU64,
+    ring_resyncs: AtomicU64,
     stalled: Mutex<Option<String>>,
     upload: Arc<Mutex<UploadStatus>>,
 }
@@ -53,6 +54,17 @@ impl LiveStatus {
     /// The ring generation being read (it changes when the sensor rebuilds the ring).
     pub fn set_ring_generation(&self, generation: u64) {
         self.ring_generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Corrupt ring regions skipped since the agent started: each one is a sign of a
+    /// damaged or tampered mapping, and the events in it are counted as dropped.
+    pub fn set_ring_resyncs(&self, resyncs: u64) {
+        self.ring_resyncs.store(resyncs, Ordering::Relaxed);
+    }
+
+    /// See [`LiveStatus::set_ring_resyncs`].
+    pub fn ring_resyncs(&self) -> u64 {
+        self.ring_resyncs.load(Ordering::Relaxed)
     }
 
     /// Why alerting is stalled (the store or ring keeps failing), or `None` when it flows.

@@ -47,6 +47,7 @@ impl EventRing for MemRing {
         RingLoss {
             header: self.seen,
             lost_in_resync: self.lost_in_resync,
+            resyncs: self.lost_in_resync,
             producer_alive: true,
         }
     }

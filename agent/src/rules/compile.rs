@@ -6,9 +6,9 @@
 //! `false`, children of `and`/`or` are ordered cheapest first, wildcard patterns become
 //! [`Glob`]s and regular expressions are compiled. Rules are indexed by the first of these they
 //! require: a `process.name`, `process.parent.name` or `process.args` element from a fixed set
-//! of values or literal prefixes (ASCII case folded), else a literal `process.command_line`
-//! must hold; an event is tested only against the rules its values select. Evaluation
-//! allocates nothing.
+//! of values or literal prefixes (ASCII case folded), or a literal `process.command_line` must
+//! hold, whichever is expected to cost least (see [`IndexChoice::cost`]); an event is
+//! tested only against the rules its values select. Evaluation allocates nothing.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,9 +18,6 @@ use crate::ecs::{EcsEvent, Field, FieldKind, Value};
 
 use super::ast::{Cmp, Query, Test, TypedPred, within_ignore_above};
 use super::pattern::{Glob, find_ascii_ci, lucene_to_regex};
-
-/// Below this many rules an index costs more than it saves.
-const INDEX_MIN_RULES: usize = 4;
 
 #[derive(Debug)]
 enum Node {
@@ -83,19 +80,52 @@ pub struct Matcher {
     needs_scratch: bool,
 }
 
-/// A set of string lengths; every length from 63 up shares one bit.
-#[derive(Debug, Default, Clone, Copy)]
-struct LenSet(u64);
+/// A 4096-bit filter over the length, first and last byte (ASCII case folded) of a set of
+/// keys. Nearly every value an event carries is not a key; the filter turns most of them away
+/// with one bit test, before they are folded and hashed. With a few dozen keys, about 1% of
+/// other values pass it.
+#[derive(Debug, Clone)]
+struct KeyFilter(Box<[u64; 64]>);
 
-impl LenSet {
-    fn bit(len: usize) -> u64 {
-        1 << len.min(63)
+impl Default for KeyFilter {
+    fn default() -> Self {
+        KeyFilter(Box::new([0; 64]))
     }
-    fn insert(&mut self, len: usize) {
-        self.0 |= Self::bit(len);
+}
+
+impl KeyFilter {
+    #[inline]
+    fn bit(value: &[u8]) -> usize {
+        let first = value.first().map_or(0, u8::to_ascii_lowercase);
+        let last = value.last().map_or(0, u8::to_ascii_lowercase);
+        let h = (value.len().min(0xffff) as u32) << 16 | u32::from(first) << 8 | u32::from(last);
+        // Fibonacci hashing: the top 12 bits of the product.
+        (h.wrapping_mul(0x9e37_79b1) >> 20) as usize
     }
-    fn may_hold(self, len: usize) -> bool {
-        self.0 & Self::bit(len) != 0
+    fn insert(&mut self, key: &[u8]) {
+        let b = Self::bit(key);
+        self.0[b / 64] |= 1 << (b % 64);
+    }
+    #[inline]
+    fn may_hold(&self, value: &[u8]) -> bool {
+        let b = Self::bit(value);
+        self.0[b / 64] & (1 << (b % 64)) != 0
+    }
+}
+
+/// A set of bytes: the first bytes (ASCII case folded) of the literal prefixes of an index.
+#[derive(Debug, Default, Clone, Copy)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn insert(&mut self, b: u8) {
+        let b = b.to_ascii_lowercase();
+        self.0[usize::from(b / 64)] |= 1 << (b % 64);
+    }
+    #[inline]
+    fn holds(&self, b: u8) -> bool {
+        let b = b.to_ascii_lowercase();
+        self.0[usize::from(b / 64)] & (1 << (b % 64)) != 0
     }
 }
 
@@ -433,11 +463,12 @@ enum Key {
 #[derive(Debug, Default)]
 struct FieldIndex {
     exact: FastMap<Vec<u32>>,
-    /// Key lengths present in `exact` (see [`LenSet`]): most values are rejected on their
-    /// length alone, before they are folded and hashed.
-    lens: LenSet,
+    /// The keys of `exact` (see [`KeyFilter`]).
+    filter: KeyFilter,
     /// Literal prefixes of patterns (ASCII-lowercased), tested one by one: there are few.
     prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// The first bytes of `prefixes`.
+    prefix_starts: ByteSet,
 }
 
 impl FieldIndex {
@@ -445,12 +476,15 @@ impl FieldIndex {
         for k in keys {
             let list = match k {
                 Key::Exact(s) => {
-                    self.lens.insert(s.len());
+                    self.filter.insert(s.as_bytes());
                     self.exact
                         .entry(s.into_bytes().into_boxed_slice())
                         .or_default()
                 }
                 Key::Prefix(p) => {
+                    if let Some(&b) = p.first() {
+                        self.prefix_starts.insert(b);
+                    }
                     let i = match self.prefixes.iter().position(|(q, _)| **q == p[..]) {
                         Some(i) => i,
                         None => {
@@ -472,9 +506,32 @@ impl FieldIndex {
     }
 
     /// Calls `hit` with each list of rules `value` selects; returns how many lists.
-    fn lookup(&self, value: &str, mut hit: impl FnMut(&[u32])) -> usize {
+    /// Inlined: most values stop at the two filters, before any call.
+    #[inline]
+    fn lookup(&self, value: &str, hit: impl FnMut(&[u32])) -> usize {
+        let exact = self.filter.may_hold(value.as_bytes());
+        let prefix = value
+            .as_bytes()
+            .first()
+            .is_some_and(|&b| self.prefix_starts.holds(b));
+        if exact || prefix {
+            self.lookup_past_filters(value, exact, prefix, hit)
+        } else {
+            0
+        }
+    }
+
+    /// [`FieldIndex::lookup`] for a value one of the filters let through.
+    #[inline(never)]
+    fn lookup_past_filters(
+        &self,
+        value: &str,
+        exact: bool,
+        prefix: bool,
+        mut hit: impl FnMut(&[u32]),
+    ) -> usize {
         let mut lists = 0;
-        if self.lens.may_hold(value.len()) {
+        if exact {
             // Most values are short: fold them in a small buffer.
             let mut small = [0u8; 32];
             let mut big;
@@ -491,14 +548,16 @@ impl FieldIndex {
                 hit(ids);
             }
         }
-        for (p, ids) in &self.prefixes {
-            if value
-                .as_bytes()
-                .get(..p.len())
-                .is_some_and(|v| v.eq_ignore_ascii_case(p))
-            {
-                lists += 1;
-                hit(ids);
+        if prefix {
+            for (p, ids) in &self.prefixes {
+                if value
+                    .as_bytes()
+                    .get(..p.len())
+                    .is_some_and(|v| v.eq_ignore_ascii_case(p))
+                {
+                    lists += 1;
+                    hit(ids);
+                }
             }
         }
         lists
@@ -629,6 +688,69 @@ impl Node {
     }
 }
 
+/// Where a rule is indexed: the values one of which every match of it holds.
+#[derive(Debug)]
+enum IndexChoice {
+    Name(Vec<Key>),
+    ParentName(Vec<Key>),
+    Arg(Vec<Key>),
+    Pieces(Vec<Vec<u8>>),
+    /// Nothing is required: tested on every event.
+    Always,
+}
+
+impl IndexChoice {
+    /// The cheapest candidate (see [`IndexChoice::cost`]); on a tie, the first of name,
+    /// parent name, arguments, command line.
+    fn best(node: &Node) -> IndexChoice {
+        let candidates = [
+            node.required_values(Field::Name, true)
+                .map(IndexChoice::Name),
+            node.required_values(Field::ParentName, true)
+                .map(IndexChoice::ParentName),
+            node.required_values(Field::Args, true)
+                .map(IndexChoice::Arg),
+            node.required_pieces().map(IndexChoice::Pieces),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .min_by_key(IndexChoice::cost)
+            .unwrap_or(IndexChoice::Always)
+    }
+
+    /// What indexing by these keys is expected to cost, in arbitrary units: the events they
+    /// select, plus the lookup every event pays. There are no statistics at compile time, so
+    /// length stands in for rarity: "sh", "-e" or "-c" occur in many execs, `emond` or
+    /// `add-trusted-cert` in few. A prefix selects more than the same exact value. The name
+    /// is one lookup, the parent's name a process-table probe besides, the arguments one
+    /// lookup each, and each command-line literal a search of the whole command line.
+    fn cost(&self) -> u32 {
+        fn by_len(len: usize) -> u32 {
+            match len {
+                0..=2 => 8,
+                3..=4 => 2,
+                _ => 1,
+            }
+        }
+        let keys = |keys: &[Key]| -> u32 {
+            keys.iter()
+                .map(|k| match k {
+                    Key::Exact(s) => by_len(s.len()),
+                    Key::Prefix(p) => 2 * by_len(p.len()),
+                })
+                .sum()
+        };
+        match self {
+            IndexChoice::Name(k) => keys(k),
+            IndexChoice::ParentName(k) => 1 + keys(k),
+            IndexChoice::Arg(k) => 2 + keys(k),
+            IndexChoice::Pieces(p) => p.iter().map(|p| 3 * by_len(p.len())).sum(),
+            IndexChoice::Always => u32::MAX,
+        }
+    }
+}
+
 /// Longest name looked up (ASCII-lowercased on the stack) in the name indexes.
 const FOLD_MAX: usize = 256;
 
@@ -647,28 +769,24 @@ impl Matcher {
         for (i, q) in queries.iter().enumerate() {
             m.rules.push(compile(q).map_err(|e| (i, e))?);
         }
-        let index = m.rules.len() >= INDEX_MIN_RULES;
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
-            if !index {
-                if !matches!(node, Node::Const(false)) {
-                    m.always.push(i);
-                }
-            } else if let Some(names) = node.required_values(Field::Name, true) {
-                m.by_name.add(names, i);
-            } else if let Some(names) = node.required_values(Field::ParentName, true) {
-                m.by_parent_name.add(names, i);
-            } else if let Some(args) = node.required_values(Field::Args, true) {
-                m.by_arg.add(args, i);
-            } else if let Some(pieces) = node.required_pieces() {
-                for p in pieces {
-                    match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
-                        Some((_, ids)) => ids.push(i),
-                        None => m.by_piece.push((p.into(), vec![i])),
+            if matches!(node, Node::Const(false)) {
+                continue;
+            }
+            match IndexChoice::best(node) {
+                IndexChoice::Name(keys) => m.by_name.add(keys, i),
+                IndexChoice::ParentName(keys) => m.by_parent_name.add(keys, i),
+                IndexChoice::Arg(keys) => m.by_arg.add(keys, i),
+                IndexChoice::Pieces(pieces) => {
+                    for p in pieces {
+                        match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
+                            Some((_, ids)) => ids.push(i),
+                            None => m.by_piece.push((p.into(), vec![i])),
+                        }
                     }
                 }
-            } else if !matches!(node, Node::Const(false)) {
-                m.always.push(i);
+                IndexChoice::Always => m.always.push(i),
             }
         }
         m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
@@ -743,5 +861,107 @@ impl Matcher {
             out.sort_unstable();
             out.dedup();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is(field: Field, value: &str) -> Node {
+        Node::Leaf(Leaf {
+            field,
+            keyword: true,
+            test: CTest::Str(Cmp::Eq, value.into()),
+            on_joined: false,
+        })
+    }
+
+    fn any_name(names: &[&str]) -> Node {
+        simplify_or(names.iter().map(|n| is(Field::Name, n)).collect())
+    }
+
+    fn exact(keys: &[&str]) -> Vec<Key> {
+        keys.iter().map(|k| Key::Exact((*k).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_rare_parent_beats_a_list_of_common_child_names() {
+        let emond_child = simplify_and(vec![
+            is(Field::ParentName, "emond"),
+            any_name(&["sh", "bash", "zsh", "python", "curl"]),
+        ]);
+        match IndexChoice::best(&emond_child) {
+            IndexChoice::ParentName(keys) => assert_eq!(keys, exact(&["emond"])),
+            other => panic!("indexed by {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_name_wins_a_near_tie_because_it_is_one_lookup() {
+        let seed = simplify_and(vec![
+            is(Field::Name, "kcc"),
+            is(Field::Args, "copy_cred_cache"),
+        ]);
+        match IndexChoice::best(&seed) {
+            IndexChoice::Name(keys) => assert_eq!(keys, exact(&["kcc"])),
+            other => panic!("indexed by {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_short_common_argument_loses_to_a_command_line_literal() {
+        let electron = simplify_and(vec![
+            is(Field::Args, "-e"),
+            Node::Leaf(Leaf {
+                field: Field::CommandLine,
+                keyword: false,
+                test: CTest::Glob(Glob::new(
+                    &[
+                        super::super::ast::Tok::Star,
+                        super::super::ast::Tok::Lit("child_process".into()),
+                        super::super::ast::Tok::Star,
+                    ],
+                    true,
+                )),
+                on_joined: true,
+            }),
+        ]);
+        match IndexChoice::best(&electron) {
+            IndexChoice::Pieces(p) => assert_eq!(p, vec![b"child_process".to_vec()]),
+            other => panic!("indexed by {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_filter_passes_every_key_and_turns_most_other_values_away() {
+        let mut f = KeyFilter::default();
+        let keys = [
+            "kcc",
+            "osascript",
+            "security",
+            "-e",
+            "emond",
+            "login.keychain-db",
+        ];
+        for k in keys {
+            f.insert(k.as_bytes());
+        }
+        for k in keys {
+            assert!(f.may_hold(k.as_bytes()), "{k}");
+            assert!(f.may_hold(k.to_ascii_uppercase().as_bytes()), "{k} folded");
+        }
+        // Values of 1 to 40 bytes with varied first and last bytes.
+        let others = (0..10_000usize).map(|i| {
+            let mut v = vec![b'x'; 1 + i % 40];
+            v[0] = b'a' + (i * 7 % 26) as u8;
+            let last = v.len() - 1;
+            v[last] = b'a' + (i / 40 % 26) as u8;
+            v
+        });
+        let passed = others
+            .filter(|v| !keys.iter().any(|k| k.as_bytes() == &v[..]) && f.may_hold(v))
+            .count();
+        assert!(passed < 100, "{passed} of 10,000 other values passed");
     }
 }

@@ -11,13 +11,28 @@
 //!   The producer retries a refused push, so every record arrives; `drops` counts the
 //!   refusals (what the sensor, which never retries, would have dropped).
 //! - `baseline_unix_socket_records_per_s`: the same records, length-prefixed, over a Unix
-//!   stream socket with one `write` per 64 records (the ring's batching);
-//!   `..._write_per_record_...` with one `write` per record.
+//!   stream socket with one `write` per record, as a sensor would send each event when it
+//!   arrives; `baseline_unix_socket_batched_records_per_s` with one `write` per 64 records
+//!   (the ring's publication batch), which trades latency for fewer system calls.
 //! - `baseline_crossbeam_records_per_s`: a bounded crossbeam channel between two threads.
 //! - `latency_ns`: producer timestamp (`CLOCK_MONOTONIC`) to consumer receipt for records
 //!   paced at 100,000/s, each flushed on its own; the consumer uses [`Consumer::wait`] with
 //!   its default spin, so it sleeps whenever the ring is empty and every record goes
-//!   through the wake-up path. `latency_spin_20us_ns` is the same with a 20 µs spin.
+//!   through the wake-up path. `latency_spin_20us_ns` is the same with a 20 µs spin (longer
+//!   than the 10 µs between records: the consumer does not sleep while they keep coming).
+//!   `baseline_unix_socket_latency_ns` is the same paced stream over a Unix socket, one
+//!   `write` per record, read by a blocking `read`: the kernel's own wake-up path, measured
+//!   in the same run, against which the ring's tail is judged. Each latency figure carries
+//!   the consumer's involuntary context switches and the machine's steal time during the
+//!   run, which tell scheduling delays from the ring's own cost.
+//!
+//!   In the paced runs the producer and the consumer are pinned to two different CPUs
+//!   (`"pinned": true`), as latency benchmarks of shared-memory IPC usually are. The paced
+//!   producer busy-waits to keep time, which a sensor never does; unpinned, the kernel may
+//!   place the woken consumer on the busy producer's CPU (a pipe write is a "sync" wake-up)
+//!   and the record then waits a scheduler tick, milliseconds, for a CPU the benchmark
+//!   itself is hogging. `latency_unpinned_ns` is the default run without pinning, for
+//!   comparison.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -26,6 +41,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::shm_ring::{Consumer, DEFAULT_SPIN, Producer, monotonic_ns};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
 
 const RUNS: usize = 3;
 const RECORD: usize = 256;
@@ -88,13 +105,25 @@ fn main() -> BenchResult<()> {
     }
     let mut paced = Vec::new();
     let mut paced_spin = Vec::new();
+    let mut paced_socket = Vec::new();
+    let mut paced_unpinned = Vec::new();
+    let pinned = Pinning::available();
     for run in 0..RUNS {
-        let l = paced_latency(&dir.path().join(format!("l{run}.ring")), DEFAULT_SPIN)?;
+        let l = paced_socket_latency(&dir.path().join(format!("p{run}.sock")), pinned)?;
+        eprintln!("paced run {run} (unix socket, blocking read): {l:?}");
+        paced_socket.push(l);
+        let path = dir.path().join(format!("l{run}.ring"));
+        let l = paced_latency(&path, DEFAULT_SPIN, pinned)?;
         eprintln!("paced run {run} (default: sleep when empty): {l:?}");
         paced.push(l);
-        let l = paced_latency(&dir.path().join(format!("n{run}.ring")), COMPARED_SPIN)?;
+        let path = dir.path().join(format!("n{run}.ring"));
+        let l = paced_latency(&path, COMPARED_SPIN, pinned)?;
         eprintln!("paced run {run} (spin {COMPARED_SPIN:?}, then sleep): {l:?}");
         paced_spin.push(l);
+        let path = dir.path().join(format!("w{run}.ring"));
+        let l = paced_latency(&path, DEFAULT_SPIN, None)?;
+        eprintln!("paced run {run} (default, unpinned): {l:?}");
+        paced_unpinned.push(l);
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let best_latency =
@@ -104,22 +133,27 @@ fn main() -> BenchResult<()> {
     let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
     let paced = best_latency(&paced);
     let paced_spin = best_latency(&paced_spin);
+    let paced_socket = best_latency(&paced_socket);
+    let paced_unpinned = best_latency(&paced_unpinned);
     let figures = serde_json::json!({
         "records_per_s": ring.round(),
         "drops": drops,
         "ring_capacity_bytes": RING_CAPACITY,
         "records_per_s_64mib_ring": ring_large.round(),
         "drops_64mib_ring": drops_large,
-        "baseline_unix_socket_records_per_s": socket.round(),
-        "baseline_unix_socket_write_per_record_records_per_s": socket_unbatched.round(),
+        "baseline_unix_socket_records_per_s": socket_unbatched.round(),
+        "baseline_unix_socket_batched_records_per_s": socket.round(),
         "baseline_crossbeam_records_per_s": channel.round(),
-        "ratio_vs_unix_socket": ratio(ring, socket),
-        "ratio_vs_unix_socket_write_per_record": ratio(ring, socket_unbatched),
+        "ratio_vs_unix_socket": ratio(ring, socket_unbatched),
+        "ratio_vs_unix_socket_batched": ratio(ring, socket),
         "ratio_vs_crossbeam": ratio(ring, channel),
         "one_thread_push_ns_per_record": (push_ns * 10.0).round() / 10.0,
         "one_thread_read_ns_per_record": (read_ns * 10.0).round() / 10.0,
         "latency_ns": paced.json(),
         "latency_spin_20us_ns": paced_spin.json(),
+        "baseline_unix_socket_latency_ns": paced_socket.json(),
+        "latency_unpinned_ns": paced_unpinned.json(),
+        "pinned": pinned.is_some(),
         "record_bytes": RECORD,
         "paced_rate_per_s": PACED_RATE,
         "runs": RUNS,
@@ -186,6 +220,22 @@ fn child(args: &[String]) -> BenchResult<()> {
                 rec[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
                 p.try_push(&rec);
                 p.flush();
+            }
+        }
+        "socket_paced" => {
+            let mut out = UnixStream::connect(&path)?;
+            let mut rec = [0x5au8; RECORD + 4];
+            rec[..4].copy_from_slice(&(RECORD as u32).to_le_bytes());
+            let period = 1_000_000_000 / PACED_RATE;
+            std::thread::sleep(Duration::from_millis(50));
+            let start = monotonic_ns();
+            for i in 0..count {
+                let due = start + i * period;
+                while monotonic_ns() < due {
+                    std::hint::spin_loop();
+                }
+                rec[4..12].copy_from_slice(&monotonic_ns().to_le_bytes());
+                out.write_all(&rec)?;
             }
         }
         "socket" => {
@@ -354,17 +404,98 @@ struct Percentiles {
     p99: u64,
     p999: u64,
     max: u64,
+    /// Times the consumer was preempted (`ru_nivcsw`) during the run.
+    involuntary_switches: u64,
+    /// Time the hypervisor ran something else instead of this machine's vCPUs, summed over
+    /// them (`/proc/stat` steal), during the run.
+    steal_ms: u64,
+    /// Records the ring refused (0 for the socket, which blocks instead).
+    drops: u64,
+    /// Records that arrived.
+    received: u64,
 }
 
 impl Percentiles {
-    fn json(self) -> serde_json::Value {
-        serde_json::json!({ "p50": self.p50, "p99": self.p99, "p999": self.p999, "max": self.max })
+    fn from_latencies(mut latencies: Vec<u64>, sched: SchedDelta) -> Percentiles {
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: latencies.last().copied().unwrap_or(0),
+            involuntary_switches: sched.involuntary_switches,
+            steal_ms: sched.steal_ms,
+            drops: 0,
+            received: latencies.len() as u64,
+        }
     }
+
+    fn json(self) -> serde_json::Value {
+        serde_json::json!({
+            "p50": self.p50,
+            "p99": self.p99,
+            "p999": self.p999,
+            "max": self.max,
+            "consumer_involuntary_switches": self.involuntary_switches,
+            "steal_ms": self.steal_ms,
+            "drops": self.drops,
+            "received": self.received,
+        })
+    }
+}
+
+/// What the scheduler did to a measured run: read at its start, then [`SchedDelta::since`].
+#[derive(Debug, Clone, Copy, Default)]
+struct SchedDelta {
+    involuntary_switches: u64,
+    steal_ms: u64,
+}
+
+impl SchedDelta {
+    fn now() -> SchedDelta {
+        SchedDelta {
+            involuntary_switches: involuntary_switches(),
+            steal_ms: steal_ms(),
+        }
+    }
+
+    fn since(self) -> SchedDelta {
+        let now = SchedDelta::now();
+        SchedDelta {
+            involuntary_switches: now
+                .involuntary_switches
+                .saturating_sub(self.involuntary_switches),
+            steal_ms: now.steal_ms.saturating_sub(self.steal_ms),
+        }
+    }
+}
+
+/// This thread's involuntary context switches so far.
+fn involuntary_switches() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or(0, |u| u.involuntary_context_switches() as u64)
+}
+
+/// Steal time of all CPUs so far, ms (`/proc/stat`, in clock ticks of 10 ms on Linux).
+fn steal_ms() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?;
+            line.split_whitespace().nth(8)?.parse::<u64>().ok()
+        })
+        .map_or(0, |ticks| ticks * 10)
 }
 
 /// Latency from the producer's timestamp to the consumer's receipt for records paced at
 /// [`PACED_RATE`], with the consumer spinning `spin` before it sleeps.
-fn paced_latency(path: &Path, spin: Duration) -> BenchResult<Percentiles> {
+fn paced_latency(path: &Path, spin: Duration, pin: Option<Pinning>) -> BenchResult<Percentiles> {
     let mut c = Consumer::open(path, RING_CAPACITY)?;
     c.set_spin(spin);
     let mut producer = spawn_child(&[
@@ -373,7 +504,9 @@ fn paced_latency(path: &Path, spin: Duration) -> BenchResult<Percentiles> {
         &PACED_RECORDS.to_string(),
         &RING_CAPACITY.to_string(),
     ])?;
+    let _pinned = pin.map(|p| p.apply(&producer)).transpose()?;
     let mut latencies = Vec::with_capacity(PACED_RECORDS as usize);
+    let sched = SchedDelta::now();
     let mut idle_after_exit = 0u32;
     while (latencies.len() as u64) < PACED_RECORDS {
         let before = latencies.len();
@@ -397,18 +530,81 @@ fn paced_latency(path: &Path, spin: Duration) -> BenchResult<Percentiles> {
         }
         c.wait(Duration::from_millis(100))?;
     }
+    let sched = sched.since();
     producer.wait()?;
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
     Ok(Percentiles {
-        p50: at(0.50),
-        p99: at(0.99),
-        p999: at(0.999),
-        max: latencies.last().copied().unwrap_or(0),
+        drops: c.stats().drops,
+        ..Percentiles::from_latencies(latencies, sched)
     })
+}
+
+/// The paced stream of [`paced_latency`] over a length-prefixed Unix stream socket, one
+/// `write` per record, the reader blocking in `read`: the same-run baseline for the ring's
+/// wake-up path.
+fn paced_socket_latency(path: &Path, pin: Option<Pinning>) -> BenchResult<Percentiles> {
+    let listener = UnixListener::bind(path)?;
+    let mut producer = spawn_child(&[
+        "socket_paced",
+        &path.to_string_lossy(),
+        &PACED_RECORDS.to_string(),
+        "1",
+    ])?;
+    let _pinned = pin.map(|p| p.apply(&producer)).transpose()?;
+    let (mut stream, _) = listener.accept()?;
+    let mut latencies = Vec::with_capacity(PACED_RECORDS as usize);
+    let sched = SchedDelta::now();
+    let mut rec = [0u8; RECORD + 4];
+    for _ in 0..PACED_RECORDS {
+        stream.read_exact(&mut rec)?;
+        let now = monotonic_ns();
+        let sent = u64::from_le_bytes(rec[4..12].try_into()?);
+        latencies.push(now.saturating_sub(sent));
+    }
+    let sched = sched.since();
+    producer.wait()?;
+    Ok(Percentiles::from_latencies(latencies, sched))
+}
+
+/// Two CPUs to pin a paced run's producer and consumer to.
+#[derive(Debug, Clone, Copy)]
+struct Pinning {
+    producer_cpu: usize,
+    consumer_cpu: usize,
+}
+
+impl Pinning {
+    /// The first two CPUs this process may run on; `None` on a one-CPU machine.
+    fn available() -> Option<Pinning> {
+        let mine = sched_getaffinity(Pid::from_raw(0)).ok()?;
+        let mut cpus = (0..CpuSet::count()).filter(|&c| mine.is_set(c).unwrap_or(false));
+        Some(Pinning {
+            producer_cpu: cpus.next()?,
+            consumer_cpu: cpus.next()?,
+        })
+    }
+
+    /// Pins `producer` and this thread; the guard gives this thread its CPUs back.
+    fn apply(self, producer: &Child) -> BenchResult<Unpin> {
+        let before = sched_getaffinity(Pid::from_raw(0))?;
+        let one = |cpu: usize| -> BenchResult<CpuSet> {
+            let mut set = CpuSet::new();
+            set.set(cpu)?;
+            Ok(set)
+        };
+        sched_setaffinity(
+            Pid::from_raw(producer.id() as i32),
+            &one(self.producer_cpu)?,
+        )?;
+        sched_setaffinity(Pid::from_raw(0), &one(self.consumer_cpu)?)?;
+        Ok(Unpin(before))
+    }
+}
+
+/// Restores this thread's CPU affinity when dropped.
+struct Unpin(CpuSet);
+
+impl Drop for Unpin {
+    fn drop(&mut self) {
+        let _ = sched_setaffinity(Pid::from_raw(0), &self.0);
+    }
 }

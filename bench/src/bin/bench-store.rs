@@ -10,6 +10,12 @@
 //!
 //! Usage: `bench-store [ALERTS] [RUNS]` (defaults 2000 and 3); the best run of each mode is
 //! reported. Progress goes to stderr; the last stdout line is one JSON object.
+//!
+//! `heap_bytes_per_stored_alert`: the process's anonymous memory (`RssAnon`) growth per
+//! alert between the 20,000th and the 100,000th alert of one `group_64` run. sled 0.34 keeps
+//! a few dozen bytes of location metadata in memory for every page it ever wrote, whatever
+//! its cache cap, so an agent's heap grows with the number of alerts it stores (not with the
+//! events it reads).
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -45,7 +51,12 @@ impl Mode {
 struct RunResult {
     per_s: f64,
     latencies_us: Vec<f64>,
+    /// (alerts stored, `RssAnon` KiB) every [`GROWTH_SAMPLE_EVERY`] alerts.
+    anon_kib: Vec<(u32, u64)>,
 }
+
+const GROWTH_SAMPLE_EVERY: u32 = 20_000;
+const GROWTH_ALERTS: u32 = 100_000;
 
 fn event(i: u32) -> ExecEvent<'static> {
     let (args, _) = Args::from_strs(["kcc", "copy_cred_cache"]);
@@ -82,6 +93,7 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
     let rule = rules.rules().first().ok_or("no built-in rule")?;
     let events: Vec<ExecEvent<'static>> = (1..=alerts).map(event).collect();
     let mut latencies_us = Vec::with_capacity(alerts as usize);
+    let mut anon_samples = Vec::new();
     let mut head = store.head().map_err(|e| e.to_string())?;
     let start = Instant::now();
     for (i, ev) in events.iter().enumerate() {
@@ -115,6 +127,12 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
             hash: sealed.payload_hash,
         };
         latencies_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        let stored = i as u32 + 1;
+        if stored.is_multiple_of(GROWTH_SAMPLE_EVERY)
+            && let Some(kib) = anon_kib()
+        {
+            anon_samples.push((stored, kib));
+        }
     }
     store.flush().map_err(|e| e.to_string())?;
     let elapsed = start.elapsed().max(Duration::from_nanos(1));
@@ -127,6 +145,7 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
     Ok(RunResult {
         per_s: f64::from(alerts) / elapsed.as_secs_f64(),
         latencies_us,
+        anon_kib: anon_samples,
     })
 }
 
@@ -136,6 +155,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// This process's anonymous resident memory (`RssAnon`, Linux), KiB.
+fn anon_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Bytes of heap per stored alert between the first and the last sample of `run`.
+fn growth_per_alert(run: &RunResult) -> Option<f64> {
+    let (&(a0, k0), &(a1, k1)) = (run.anon_kib.first()?, run.anon_kib.last()?);
+    (a1 > a0).then(|| (k1 as f64 - k0 as f64) * 1024.0 / f64::from(a1 - a0))
 }
 
 /// Peak resident set of this process (`VmHWM`, Linux); `None` elsewhere.
@@ -185,6 +217,19 @@ fn main() {
             }
         }
     }
+    let growth = match run(Mode::Group(64), GROWTH_ALERTS, &rules) {
+        Ok(res) => {
+            eprintln!(
+                "heap while storing {GROWTH_ALERTS} alerts: {:?}",
+                res.anon_kib
+            );
+            growth_per_alert(&res)
+        }
+        Err(e) => {
+            eprintln!("bench-store: {e}");
+            std::process::exit(1);
+        }
+    };
     let rate = |m: usize| best[m].as_ref().map_or(0.0, |r| r.per_s);
     let mut flush_lat = best[2]
         .as_ref()
@@ -208,6 +253,7 @@ fn main() {
         "flush_each_vs_baseline": if rate(0) > 0.0 { (rate(2) / rate(0) * 1000.0).round() / 1000.0 } else { 0.0 },
         "group_64_vs_flush_each": if rate(2) > 0.0 { (rate(3) / rate(2) * 10.0).round() / 10.0 } else { 0.0 },
         "max_rss_kib": max_rss_kib(),
+        "heap_bytes_per_stored_alert": growth.map(f64::round),
     });
     println!("{out}");
 }

@@ -36,6 +36,8 @@ pub struct Consumer {
     path: PathBuf,
     map: Mapping,
     wake: OwnedFd,
+    /// Holds `<ring>.consumer`'s lock: one consumer per ring.
+    _consumer_lock: std::fs::File,
     /// (device, inode) of the mapped file, to tell a rebuilt ring from a stray retired mark.
     identity: Option<(u64, u64)>,
     capacity: u64,
@@ -73,6 +75,7 @@ impl Consumer {
     pub fn open(path: &Path, capacity_bytes: u64) -> Result<Consumer, RingError> {
         setup::check_capacity(path, capacity_bytes)?;
         setup::ensure_parent(path)?;
+        let consumer_lock = setup::take_consumer_lock(path)?;
         let wake = wake::open_fifo(&wake::fifo_path(path), false)?;
         let map = setup::open_ring(path, capacity_bytes, Role::Consumer, &wake)?;
         wake::drain(&wake);
@@ -96,6 +99,7 @@ impl Consumer {
             spin: DEFAULT_SPIN,
             map,
             wake,
+            _consumer_lock: consumer_lock,
         };
         consumer.install_mapping();
         Ok(consumer)
@@ -381,16 +385,18 @@ impl Consumer {
         })
     }
 
-    /// Skips a bad record: jumps to the producer's current published position.
+    /// Skips a bad record: resumes at the next valid record header before the producer's
+    /// current published position, or at that position when there is none.
     fn resync(&mut self, what: &'static str) -> RingError {
         let pos = self.cursor;
         let w = self.map.header().write_pos.load(Ordering::Acquire);
-        let target = if w.is_multiple_of(ALIGN) && w > pos && w - self.committed <= self.capacity {
+        let end = if w.is_multiple_of(ALIGN) && w > pos && w - self.committed <= self.capacity {
             w
         } else {
             self.cached_write
         };
-        self.cached_write = self.cached_write.max(target);
+        self.cached_write = self.cached_write.max(end);
+        let target = self.next_valid_header(pos + ALIGN, end).unwrap_or(end);
         self.skip_to(target);
         self.resyncs += 1;
         RingError::Corrupt {
@@ -399,6 +405,40 @@ impl Consumer {
             resumed_at: target,
             what,
         }
+    }
+
+    /// The first position in `[from, end)` holding a record header that validates: its
+    /// check word binds it to that position (random bytes pass with probability 2^-32), its
+    /// record lies before `end` without crossing the ring's end, and its sequence number is
+    /// not older than the next one expected. One corrupt record then costs itself and what
+    /// the scribble covered, not every record published after it. The scan reads only the
+    /// published range, which the producer does not touch before we commit, and is bounded
+    /// by a capacity's worth of 16-byte steps.
+    fn next_valid_header(&self, from: u64, end: u64) -> Option<u64> {
+        let end = end.min(from.saturating_add(self.capacity));
+        let mut p = from.next_multiple_of(ALIGN);
+        while p < end {
+            let off = p & self.mask;
+            let word = self.map.data_word(off).load(Ordering::Relaxed);
+            let seq = self.map.data_word(off + 8).load(Ordering::Relaxed);
+            let len = word as u32;
+            if (word >> 32) as u32 == check_word(len, seq, p) {
+                let fits = if len == PAD_LEN {
+                    off != 0
+                } else {
+                    let size = record_size(u64::from(len));
+                    len as usize <= MAX_RECORD_BYTES
+                        && p + size <= end
+                        && off + size <= self.capacity
+                        && self.expected_seq.is_none_or(|expected| seq >= expected)
+                };
+                if fits {
+                    return Some(p);
+                }
+            }
+            p += ALIGN;
+        }
+        None
     }
 
     /// Moves the cursor forward over bytes that will never be read; they are committed at

@@ -68,8 +68,9 @@
 //! its own copy of the capacity and of its own position and never trusts the other side's
 //! word beyond range checks; the capacity at open comes from the file size, not the header.
 //! The consumer validates every record header (check word, length bound, contiguity,
-//! within the published range, padding only where padding may be); on failure it skips to
-//! the producer's current published position, counts a resynchronisation, and counts the
+//! within the published range, padding only where padding may be); on failure it scans
+//! forward for the next header that validates at its position (else skips to the
+//! producer's current published position), counts a resynchronisation, and counts the
 //! records lost through the sequence-number gap of the next valid record. The skipped
 //! bytes are committed at once if every record handed out is committed, else with the next
 //! commit that covers them, so a ring full of garbage cannot stall the producer.
@@ -111,7 +112,8 @@
 //! - Either side may start first; the one that finds no ring creates it. Opening is
 //!   serialised by an advisory lock on `<ring>.lock` (0600), and the producer holds an exclusive
 //!   lock on the ring file for its lifetime, which is how a second producer is refused and
-//!   how a consumer knows it may rebuild an invalid ring.
+//!   how a consumer knows it may rebuild an invalid ring. The consumer likewise holds an
+//!   exclusive lock on `<ring>.consumer` (0600), so a second consumer is refused.
 
 mod consumer;
 mod layout;
@@ -176,6 +178,8 @@ pub enum RingError {
     },
     #[error("{path}: another producer holds the ring")]
     ProducerBusy { path: PathBuf },
+    #[error("{path}: another consumer holds the ring (is a second agent running?)")]
+    ConsumerBusy { path: PathBuf },
     #[error("{path}: invalid ring header ({what}) while a producer holds it")]
     Invalid { path: PathBuf, what: &'static str },
     #[error("{path}: corrupt ring contents at position {pos}: {what}; skipped to {resumed_at}")]

@@ -122,6 +122,24 @@ fn lock_path(ring: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Takes `<ring>.consumer`'s `flock` for the consumer's lifetime: one consumer per ring, as
+/// two would each commit the other's unread records. The returned file holds the lock.
+pub(super) fn take_consumer_lock(ring: &Path) -> Result<File, RingError> {
+    let mut name = ring.as_os_str().to_os_string();
+    name.push(".consumer");
+    let path = PathBuf::from(name);
+    let file = open_file(&path, libc::O_CREAT)?
+        .ok_or_else(|| RingError::io(&path, "create", io::ErrorKind::NotFound.into()))?;
+    check_owned(&file, &path, libc::S_IFREG)?;
+    if wake::try_lock(&file, &path)? {
+        Ok(file)
+    } else {
+        Err(RingError::ConsumerBusy {
+            path: ring.to_path_buf(),
+        })
+    }
+}
+
 /// Opens (creating or rebuilding as `role` allows) the ring at `path`; `wake` is the FIFO
 /// to signal when a rebuild retires a ring a consumer may still be reading.
 pub(super) fn open_ring(
