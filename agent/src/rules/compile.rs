@@ -867,6 +867,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::ast::Tok;
 
     fn is(field: Field, value: &str) -> Node {
         Node::Leaf(Leaf {
@@ -917,11 +918,7 @@ mod tests {
                 field: Field::CommandLine,
                 keyword: false,
                 test: CTest::Glob(Glob::new(
-                    &[
-                        super::super::ast::Tok::Star,
-                        super::super::ast::Tok::Lit("child_process".into()),
-                        super::super::ast::Tok::Star,
-                    ],
+                    &[Tok::Star, Tok::Lit("child_process".into()), Tok::Star],
                     true,
                 )),
                 on_joined: true,

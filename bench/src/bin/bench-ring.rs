@@ -208,35 +208,21 @@ fn child(args: &[String]) -> BenchResult<()> {
         "paced" => {
             let mut p = Producer::open(&path, size)?;
             let mut rec = [0x5au8; RECORD];
-            let period = 1_000_000_000 / PACED_RATE;
-            // Let the consumer settle into its wait before the clock starts.
-            std::thread::sleep(Duration::from_millis(50));
-            let start = monotonic_ns();
-            for i in 0..count {
-                let due = start + i * period;
-                while monotonic_ns() < due {
-                    std::hint::spin_loop();
-                }
-                rec[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+            paced(count, |sent_ns| {
+                rec[..8].copy_from_slice(&sent_ns.to_le_bytes());
                 p.try_push(&rec);
                 p.flush();
-            }
+                Ok(())
+            })?;
         }
         "socket_paced" => {
             let mut out = UnixStream::connect(&path)?;
             let mut rec = [0x5au8; RECORD + 4];
             rec[..4].copy_from_slice(&(RECORD as u32).to_le_bytes());
-            let period = 1_000_000_000 / PACED_RATE;
-            std::thread::sleep(Duration::from_millis(50));
-            let start = monotonic_ns();
-            for i in 0..count {
-                let due = start + i * period;
-                while monotonic_ns() < due {
-                    std::hint::spin_loop();
-                }
-                rec[4..12].copy_from_slice(&monotonic_ns().to_le_bytes());
-                out.write_all(&rec)?;
-            }
+            paced(count, |sent_ns| {
+                rec[4..12].copy_from_slice(&sent_ns.to_le_bytes());
+                Ok(out.write_all(&rec)?)
+            })?;
         }
         "socket" => {
             let batch = size as usize * (RECORD + 4);
@@ -253,6 +239,23 @@ fn child(args: &[String]) -> BenchResult<()> {
             out.flush()?;
         }
         other => return Err(format!("unknown child role {other}").into()),
+    }
+    Ok(())
+}
+
+/// Calls `send` `count` times at [`PACED_RATE`] with the time of each call, busy-waiting
+/// between them (a sleep could not keep 10 µs steps), after giving the consumer 50 ms to
+/// settle into its wait.
+fn paced(count: u64, mut send: impl FnMut(u64) -> BenchResult<()>) -> BenchResult<()> {
+    let period = 1_000_000_000 / PACED_RATE;
+    std::thread::sleep(Duration::from_millis(50));
+    let start = monotonic_ns();
+    for i in 0..count {
+        let due = start + i * period;
+        while monotonic_ns() < due {
+            std::hint::spin_loop();
+        }
+        send(monotonic_ns())?;
     }
     Ok(())
 }
