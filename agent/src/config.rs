@@ -126,6 +126,27 @@ impl Default for UploadConfig {
     }
 }
 
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Alerts kept in the store; the oldest beyond it are removed (only once the collector
+    /// has accepted them, when upload is on). 0 keeps every alert.
+    pub retain_alerts: u64,
+}
+
+/// About 360 MB of disk and 8 MB of memory (sled keeps ~80 bytes per stored alert in
+/// memory): months of alerts on a typical host, and a bound on a noisy one.
+pub const DEFAULT_RETAIN_ALERTS: u64 = 100_000;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retain_alerts: DEFAULT_RETAIN_ALERTS,
+        }
+    }
+}
+
 /// The whole configuration, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -142,6 +163,7 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     pub rules: RulesConfig,
     pub upload: UploadConfig,
+    pub store: StoreConfig,
     /// The file this was read from; `None` = embedded defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -157,6 +179,7 @@ impl Default for Config {
             key_file: None,
             rules: RulesConfig::default(),
             upload: UploadConfig::default(),
+            store: StoreConfig::default(),
             source: None,
         }
     }

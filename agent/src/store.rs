@@ -5,7 +5,9 @@
 //! - `uuid`: alert uuid -> seq, so an alert re-derived from a replayed event is recognised;
 //! - `time`: seq -> alert time (big-endian i64 ns), for `alerts list --since`;
 //! - `meta`: `head` (chain head seq + payload hash), `upload_cursor` (last seq the collector
-//!   accepted), `counters` (event and suppression counters carried across restarts).
+//!   accepted), `counters` (event and suppression counters carried across restarts),
+//!   `pruned` (seq and payload hash of the last alert removed by retention, see
+//!   [`Store::prune`]).
 //!
 //! One alert is one sled transaction over all four trees, so the chain head never names an
 //! alert that is not there; [`Store::append`] then flushes, and only after that may the
@@ -28,6 +30,11 @@ pub const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
 const HEAD: &[u8] = b"head";
 const UPLOAD_CURSOR: &[u8] = b"upload_cursor";
 const COUNTERS: &[u8] = b"counters";
+const PRUNED: &[u8] = b"pruned";
+
+/// Alerts removed per transaction when pruning; pruning waits until this many are due, so
+/// it runs now and then, not after every alert.
+pub const PRUNE_BATCH: u64 = 256;
 
 /// Why a store operation failed. A write error means the alert is not durable: the caller
 /// must not release the ring position of its event.
@@ -380,11 +387,95 @@ impl Store {
 }
 
 impl Store {
+    /// The last alert removed by retention (seq and payload hash), or genesis when none was.
+    pub fn pruned(&self) -> Result<ChainHead, StoreError> {
+        match self
+            .meta
+            .get(PRUNED)
+            .map_err(self.sled_err("read the pruned mark"))?
+        {
+            None => Ok(ChainHead::GENESIS),
+            Some(b) => ChainHead::from_bytes(&b)
+                .ok_or_else(|| self.corrupt(format!("pruned mark ({} bytes)", b.len()))),
+        }
+    }
+
+    /// Retention: removes the oldest alerts so that about `retain` stay, in batches of
+    /// [`PRUNE_BATCH`]. With `uploaded_only`, only alerts the collector has accepted (at or
+    /// below the upload cursor) are removed, so an alert that exists nowhere else is never
+    /// lost to retention. The seq and payload hash of the last removed alert are kept, and
+    /// `verify` checks the chain from there. Returns how many alerts were removed.
+    ///
+    /// Why at all: sled 0.34 keeps in memory the location of every page it has written, and
+    /// each alert adds about one page, so an agent that kept every alert would grow without
+    /// bound in memory as on disk.
+    pub fn prune(&self, retain: u64, uploaded_only: bool) -> Result<u64, StoreError> {
+        let head = self.head()?;
+        let mut through = head.seq.saturating_sub(retain);
+        if uploaded_only {
+            through = through.min(self.upload_cursor()?);
+        }
+        let mut pruned = self.pruned()?;
+        if through < pruned.seq + PRUNE_BATCH {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        while pruned.seq < through {
+            let last = through.min(pruned.seq + PRUNE_BATCH);
+            let mut uuids = Vec::new();
+            let mut last_hash = None;
+            for item in self
+                .alerts
+                .range((pruned.seq + 1).to_be_bytes()..=last.to_be_bytes())
+            {
+                let (k, envelope) = item.map_err(self.sled_err("read alerts to prune"))?;
+                let seq = seq_from_key(&k).ok_or_else(|| self.corrupt("alert key".into()))?;
+                let (_, payload) = open_envelope(&envelope)
+                    .map_err(|r| self.corrupt(format!("alert {seq} (pruning): {r}")))?;
+                if seq == last {
+                    last_hash = Some(payload_hash(&payload));
+                }
+                uuids.push((seq, alert_uuid_of(&payload)));
+            }
+            let Some(hash) = last_hash else {
+                return Err(self.corrupt(format!("alert {last} is missing (pruning)")));
+            };
+            let mark = ChainHead { seq: last, hash }.to_bytes();
+            let done = (&self.alerts, &self.index, &self.times, &self.meta).transaction(
+                |(alerts, index, times, meta)| {
+                    for (seq, uuid) in &uuids {
+                        let key = seq.to_be_bytes();
+                        alerts.remove(&key)?;
+                        times.remove(&key)?;
+                        if let Some(uuid) = uuid {
+                            index.remove(uuid.as_bytes())?;
+                        }
+                    }
+                    meta.insert(PRUNED, &mark[..])?;
+                    Ok(())
+                },
+            );
+            done.map_err(|e: TransactionError<StoreError>| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(source) => StoreError::Sled {
+                    path: self.path.clone(),
+                    op: "prune alerts",
+                    source,
+                },
+            })?;
+            removed += uuids.len() as u64;
+            pruned = ChainHead { seq: last, hash };
+        }
+        self.flush()?;
+        Ok(removed)
+    }
+
     /// Checks every stored signature against `public_key` and the whole chain, up to the
-    /// chain head. The inner error names the first bad seq.
+    /// chain head, starting after the last alert retention removed. The inner error names
+    /// the first bad seq.
     pub fn verify(&self, public_key: &[u8]) -> Result<Result<u64, VerifyError>, StoreError> {
         let head = self.head()?;
-        let mut verifier = Verifier::new(public_key);
+        let mut verifier = Verifier::resume_after(public_key, &self.pruned()?);
         for item in self.alerts.iter() {
             let (k, v) = item.map_err(self.sled_err("read alerts"))?;
             let seq = seq_from_key(&k).ok_or_else(|| self.corrupt("alert key".into()))?;
@@ -394,6 +485,14 @@ impl Store {
         }
         Ok(verifier.finish(&head))
     }
+}
+
+/// `kibana.alert.uuid` of an alert payload.
+fn alert_uuid_of(payload: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    doc.pointer("/kibana/alert/uuid")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn seq_from_key(bytes: &[u8]) -> Option<u64> {

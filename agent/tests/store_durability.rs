@@ -22,6 +22,10 @@ fn unsealed(n: u64) -> Unsealed {
     let mut alert = Map::new();
     alert.insert("event".into(), serde_json::json!({"kind": "signal"}));
     alert.insert("n".into(), n.into());
+    alert.insert(
+        "kibana".into(),
+        serde_json::json!({"alert": {"uuid": format!("uuid-{n}")}}),
+    );
     Unsealed {
         alert,
         uuid: format!("uuid-{n}"),
@@ -184,4 +188,72 @@ fn every_acknowledged_alert_survives_an_abort() {
     assert_eq!(store.chain_problem(), None);
     assert_eq!(store.head().unwrap().seq, acknowledged);
     assert_eq!(store.verify(sealer.key().public_key()).unwrap(), Ok(20));
+}
+
+#[test]
+fn retention_removes_only_uploaded_alerts_and_verify_starts_after_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealer = sealer(tmp.path());
+    let db = tmp.path().join("db");
+    let public_key = sealer.key().public_key().to_vec();
+    let store = Store::open(&db).unwrap();
+    for n in 1..=1000 {
+        let a = seal_next(&store, &mut sealer, n);
+        store.insert(&a).unwrap();
+    }
+    store.flush().unwrap();
+    store.set_upload_cursor(600).unwrap();
+
+    // Upload on: the 900 beyond the newest 100 are due, but only the 600 accepted may go.
+    assert_eq!(store.prune(100, true).unwrap(), 600);
+    assert_eq!(store.pruned().unwrap().seq, 600);
+    assert_eq!(store.envelope(600).unwrap(), None);
+    assert!(store.envelope(601).unwrap().is_some());
+    assert_eq!(store.seq_of("uuid-1").unwrap(), None, "its uuid goes too");
+    assert_eq!(store.seq_of("uuid-601").unwrap(), Some(601));
+    assert_eq!(store.time_of(600).unwrap(), None);
+    assert_eq!(store.verify(&public_key).unwrap(), Ok(1000));
+    // Fewer than a batch due: nothing happens.
+    assert_eq!(store.prune(100, true).unwrap(), 0);
+    // Upload off: everything beyond the newest 100 goes.
+    assert_eq!(store.prune(100, false).unwrap(), 300);
+    assert_eq!(store.range(0, 2000).unwrap().len(), 100);
+    assert_eq!(store.head().unwrap().seq, 1000);
+    drop(store);
+
+    // The mark survives a reopen; a chain broken after it is still named.
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.chain_problem(), None);
+    assert_eq!(store.verify(&public_key).unwrap(), Ok(1000));
+    let mut sealer2 = sealer;
+    let next = seal_next(&store, &mut sealer2, 1001);
+    store.append(&next).unwrap();
+    assert_eq!(store.verify(&public_key).unwrap(), Ok(1001));
+}
+
+#[test]
+fn verify_names_a_removed_alert_right_after_the_pruned_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealer = sealer(tmp.path());
+    let db = tmp.path().join("db");
+    let public_key = sealer.key().public_key().to_vec();
+    {
+        let store = Store::open(&db).unwrap();
+        for n in 1..=400 {
+            let a = seal_next(&store, &mut sealer, n);
+            store.insert(&a).unwrap();
+        }
+        store.flush().unwrap();
+        assert_eq!(store.prune(100, false).unwrap(), 300);
+    }
+    // Remove the first alert after the mark behind the store's back.
+    let db_handle = sled::open(&db).unwrap();
+    let alerts = db_handle.open_tree("alerts").unwrap();
+    alerts.remove(301u64.to_be_bytes()).unwrap();
+    db_handle.flush().unwrap();
+    drop(alerts);
+    drop(db_handle);
+    let store = Store::open(&db).unwrap();
+    let err = store.verify(&public_key).unwrap().unwrap_err();
+    assert_eq!(err.seq, 301, "{err:?}");
 }

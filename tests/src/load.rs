@@ -204,6 +204,8 @@ pub struct LoadOptions {
     pub duration: Duration,
     /// One event in this many is `kcc copy_cred_cache` (alerts, for latency).
     pub match_every: u32,
+    /// `[store] retain_alerts` for the agent; `None` = its default.
+    pub retain_alerts: Option<u64>,
 }
 
 /// One per-second reading.
@@ -295,7 +297,13 @@ impl LoadReport {
 /// process logs) when a process dies or the agent does not catch up within [`PATIENCE`].
 pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
     // A 64 MiB ring, as shipped.
-    let cfg = st.write_config("[rules]\nbuiltin = true\nmax_signals = 0\n");
+    let store = opts
+        .retain_alerts
+        .map(|n| format!("[store]\nretain_alerts = {n}\n"))
+        .unwrap_or_default();
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = true\nmax_signals = 0\n{store}"
+    ));
     let text = std::fs::read_to_string(&cfg).expect("config").replace(
         "ring_capacity_bytes = 4194304\n",
         "ring_capacity_bytes = 67108864\n",

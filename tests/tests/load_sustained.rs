@@ -26,6 +26,7 @@ fn live_pipeline_holds_50k_events_per_second_without_drops_or_memory_growth() {
             events_per_second: RATE,
             duration: Duration::from_secs(SECONDS),
             match_every: 1_000,
+            retain_alerts: None,
         },
     );
     eprintln!("load summary: {}", report.summary());

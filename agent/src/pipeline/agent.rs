@@ -13,7 +13,7 @@ use nightjar_proto::shm_ring::{Consumer, RingError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use super::reader::{Detector, Reader, ReaderError};
+use super::reader::{Detector, Reader, ReaderError, Retention};
 use super::status::LiveStatus;
 use crate::config::{Config, ConfigError};
 use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
@@ -122,7 +122,7 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     let wake_fd = ring.wake_fd();
     let sealer = Sealer::new(key, host_id.clone());
     let nudge = uploader.as_ref().map(|_| nudge_tx);
-    let reader = Reader::new(
+    let mut reader = Reader::new(
         ring,
         detector,
         store.clone(),
@@ -130,6 +130,10 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         Arc::clone(&status),
         nudge,
     )?;
+    reader.set_retention(Retention {
+        retain: config.store.retain_alerts,
+        uploaded_only: config.upload.url.is_some(),
+    });
     tracing::info!(
         host_id,
         key_id = key_info.key_id,

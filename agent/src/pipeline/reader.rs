@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::status::{LiveStatus, now_ns};
 use super::suppress::{Suppressor, Verdict};
 use crate::sign::{Sealer, Unsealed};
-use crate::store::{Counters, Inserted, RingSeen, Store, StoreError};
+use crate::store::{Counters, Inserted, PRUNE_BATCH, RingSeen, Store, StoreError};
 
 /// Records read between two checkpoints at most, so ring space is released steadily.
 pub const CHECKPOINT_EVERY: u64 = 4096;
@@ -100,6 +100,16 @@ struct Alerter<D> {
     status: Arc<LiveStatus>,
     nudge: Option<Sender<()>>,
     matches: Vec<usize>,
+    /// Alerts stored since retention last ran.
+    stored_since_prune: u64,
+}
+
+/// How many alerts the store keeps (see [`Store::prune`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub retain: u64,
+    /// Only alerts the collector has accepted may go (upload is on).
+    pub uploaded_only: bool,
 }
 
 impl<D: Detector> Alerter<D> {
@@ -165,6 +175,7 @@ impl<D: Detector> Alerter<D> {
             .map_err(|source| ReaderError::Seal { event_seq, source })?;
         match self.store.append(&sealed)? {
             Inserted::Stored => {
+                self.stored_since_prune += 1;
                 tracing::info!(
                     seq = sealed.seq,
                     uuid = sealed.uuid,
@@ -195,6 +206,7 @@ pub struct Reader<R, D> {
     /// Position just past the last record handled, not yet committed.
     pending_end: Option<u64>,
     since_checkpoint: u64,
+    retention: Option<Retention>,
 }
 
 impl<R: EventRing, D: Detector> Reader<R, D> {
@@ -219,7 +231,9 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                 status,
                 nudge,
                 matches: Vec::new(),
+                stored_since_prune: 0,
             },
+            retention: None,
             seen: committed.ring,
             resync_seen: 0,
             resync_committed: 0,
@@ -227,6 +241,12 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             pending_end: None,
             since_checkpoint: 0,
         })
+    }
+
+    /// Keeps the store to about `retention.retain` alerts, pruning at checkpoints once a
+    /// batch is due.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = (retention.retain > 0).then_some(retention);
     }
 
     /// The ring, for the event loop's wake-up handling.
@@ -296,7 +316,30 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         }
         self.committed = counters;
         self.resync_committed = self.resync_seen;
+        self.apply_retention();
         Ok(())
+    }
+
+    /// Runs retention once a batch of alerts has been stored since it last ran. After a
+    /// commit, so every alert it may remove belongs to an event that will not be read again.
+    /// A failure is logged and retried a batch later: alerting goes on.
+    fn apply_retention(&mut self) {
+        let Some(r) = self.retention else {
+            return;
+        };
+        if self.alerter.stored_since_prune < PRUNE_BATCH {
+            return;
+        }
+        self.alerter.stored_since_prune = 0;
+        match self.alerter.store.prune(r.retain, r.uploaded_only) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                retain = r.retain,
+                "retention: oldest alerts removed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention: pruning failed; will retry"),
+        }
     }
 
     /// After a failure: forget everything since the last checkpoint so it is read again.

@@ -192,6 +192,50 @@ fn matches_become_verified_alerts_and_the_ring_is_released_after_the_flush() {
 }
 
 #[test]
+fn retention_runs_at_checkpoints_and_keeps_the_newest_alerts() {
+    let fx = Fixture::new();
+    // 4,000 events, one in four a match: 1,000 alerts.
+    let ring = MemRing {
+        records: stream(4000),
+        ..MemRing::default()
+    };
+    let (mut reader, _status) = fx.reader(ring, 0);
+    reader.set_retention(super::reader::Retention {
+        retain: 100,
+        uploaded_only: false,
+    });
+    assert_eq!(reader.drain(usize::MAX).unwrap(), 4000);
+    assert_eq!(
+        fx.store.pruned().unwrap().seq,
+        0,
+        "nothing before a checkpoint"
+    );
+    reader.checkpoint().unwrap();
+    assert_eq!(fx.store.head().unwrap().seq, 1000);
+    assert_eq!(fx.store.pruned().unwrap().seq, 900);
+    assert_eq!(fx.store.range(0, 2000).unwrap().len(), 100);
+    assert_eq!(fx.verify(), 1000);
+}
+
+#[test]
+fn retention_with_upload_on_keeps_what_the_collector_has_not_accepted() {
+    let fx = Fixture::new();
+    let ring = MemRing {
+        records: stream(4000),
+        ..MemRing::default()
+    };
+    let (mut reader, _status) = fx.reader(ring, 0);
+    reader.set_retention(super::reader::Retention {
+        retain: 100,
+        uploaded_only: true,
+    });
+    reader.drain(usize::MAX).unwrap();
+    reader.checkpoint().unwrap();
+    assert_eq!(fx.store.pruned().unwrap().seq, 0, "nothing uploaded yet");
+    assert_eq!(fx.store.range(0, 2000).unwrap().len(), 1000);
+}
+
+#[test]
 fn events_read_again_after_a_crash_store_no_duplicate() {
     let fx = Fixture::new();
     let ring = MemRing {

@@ -180,6 +180,16 @@ impl Verifier {
         }
     }
 
+    /// Verifies a chain whose alerts up to `after` were removed by retention: the first
+    /// alert checked is `after.seq + 1`, and it must link to `after.hash`.
+    pub fn resume_after(public_key: &[u8], after: &ChainHead) -> Verifier {
+        Verifier {
+            expected: after.seq + 1,
+            prev: after.hash,
+            ..Verifier::new(public_key)
+        }
+    }
+
     /// Checks the alert stored under `seq`; alerts must come in ascending key order.
     pub fn check(&mut self, seq: u64, envelope: &[u8]) -> Result<(), VerifyError> {
         let fail = |seq, reason: String| VerifyError { seq, reason };

@@ -88,6 +88,7 @@ fn main() {
             events_per_second: PACED_RATE,
             duration: Duration::from_secs(paced_seconds),
             match_every: 100,
+            retain_alerts: None,
         },
     );
     eprintln!("paced: {}", paced.summary());

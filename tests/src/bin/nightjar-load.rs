@@ -22,6 +22,9 @@ struct Args {
     /// One event in this many matches the seed rule (alerts give the latency figures).
     #[arg(long, default_value_t = 1_000)]
     match_every: u32,
+    /// The agent's `[store] retain_alerts` (default: the agent's own default).
+    #[arg(long, value_name = "N")]
+    retain_alerts: Option<u64>,
     /// Also write the per-second samples here (NDJSON).
     #[arg(long, value_name = "FILE")]
     ticks: Option<std::path::PathBuf>,
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
             events_per_second: args.rate,
             duration: Duration::from_secs(args.minutes * 60),
             match_every: args.match_every,
+            retain_alerts: args.retain_alerts,
         },
     );
     if let Some(path) = &args.ticks
