@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::agent_cli::{alerts, counter, status};
+use crate::agent_cli::{alerts, counter, status, verify};
 use crate::harness::{ChildGuard, TempState, bin};
 use crate::pipeline::{PATIENCE, log_path, log_text, spawn_agent, stop, wait_agent_ready};
 use crate::procstat::{ProcSample, cpu_percent, median, percentile, sample};
@@ -231,6 +231,10 @@ pub struct LoadReport {
     pub events_dropped: u64,
     pub matches_sent: u64,
     pub alerts_stored: u64,
+    /// Alerts still in the store at the end (fewer than stored when retention ran).
+    pub alerts_listed: u64,
+    /// `nightjar-agent verify` after the run: exit code and output.
+    pub verify: (i32, String),
     /// Seconds the feeder wrote for.
     pub feed_seconds: f64,
     /// The rate asked for.
@@ -273,6 +277,8 @@ impl LoadReport {
             "events_dropped": self.events_dropped,
             "matches_sent": self.matches_sent,
             "alerts_stored": self.alerts_stored,
+            "alerts_listed": self.alerts_listed,
+            "verify_exit": self.verify.0,
             "target_events_per_s": self.target_events_per_second,
             "achieved_events_per_s": self.achieved_rate().round(),
             "agent_rss_kib_first_third": a0,
@@ -413,12 +419,15 @@ pub fn run(st: &TempState, opts: LoadOptions) -> LoadReport {
     }
     let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
     stop(&mut agent, st, "agent");
+    let verify = verify(&cfg);
     LoadReport {
         events_sent,
         events_received: counter(&settled, "events_received"),
         events_dropped: counter(&settled, "events_dropped"),
         matches_sent,
         alerts_stored: counter(&settled, "alerts_stored"),
+        alerts_listed: stored.len() as u64,
+        verify,
         feed_seconds,
         target_events_per_second: opts.events_per_second,
         ticks,

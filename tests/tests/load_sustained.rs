@@ -16,6 +16,8 @@ const SECONDS: u64 = 60;
 /// Allowed RSS difference between the last and the first third: allocator noise and caches
 /// reaching their caps, not growth with the number of events.
 const RSS_SLACK_KIB: u64 = 8 * 1024;
+/// `[store] retain_alerts`: small, so that retention runs under load within the minute.
+const RETAIN: u64 = 100;
 
 #[test]
 fn live_pipeline_holds_50k_events_per_second_without_drops_or_memory_growth() {
@@ -26,7 +28,7 @@ fn live_pipeline_holds_50k_events_per_second_without_drops_or_memory_growth() {
             events_per_second: RATE,
             duration: Duration::from_secs(SECONDS),
             match_every: 1_000,
-            retain_alerts: None,
+            retain_alerts: Some(RETAIN),
         },
     );
     eprintln!("load summary: {}", report.summary());
@@ -66,6 +68,16 @@ fn live_pipeline_holds_50k_events_per_second_without_drops_or_memory_growth() {
         assert!(
             last <= first + first / 10 + RSS_SLACK_KIB,
             "{name} RSS grew from {first} KiB to {last} KiB: {}",
+            report.summary()
+        );
+    }
+    assert_eq!(report.verify.0, 0, "verify after the run: {}", report.verify.1);
+    // Retention runs once 256 alerts are due beyond RETAIN, checked every 256 stored: by
+    // 512 stored it has run, and at most RETAIN + two batches remain.
+    if report.alerts_stored >= 600 {
+        assert!(
+            report.alerts_listed <= RETAIN + 512 && report.alerts_listed < report.alerts_stored,
+            "retention kept the store small: {}",
             report.summary()
         );
     }
