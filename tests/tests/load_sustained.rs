@@ -71,7 +71,11 @@ fn live_pipeline_holds_50k_events_per_second_without_drops_or_memory_growth() {
             report.summary()
         );
     }
-    assert_eq!(report.verify.0, 0, "verify after the run: {}", report.verify.1);
+    assert_eq!(
+        report.verify.0, 0,
+        "verify after the run: {}",
+        report.verify.1
+    );
     // Retention runs once 256 alerts are due beyond RETAIN, checked every 256 stored: by
     // 512 stored it has run, and at most RETAIN + two batches remain.
     if report.alerts_stored >= 600 {
