@@ -475,6 +475,8 @@ interval_ms = 250
 batch_max = 10
 ca_file = "/tmp/ca.pem"
 allow_insecure_http = true
+[store]
+retain_alerts = 500
 "#,
         )
         .unwrap();
@@ -488,6 +490,15 @@ allow_insecure_http = true
         assert_eq!(c.upload.url.as_deref(), Some("https://c.example/v1/alerts"));
         assert_eq!(c.upload.interval_ms, 250);
         assert!(c.upload.allow_insecure_http);
+        assert_eq!(c.store.retain_alerts, 500);
+        assert_eq!(
+            parse("").unwrap().store.retain_alerts,
+            DEFAULT_RETAIN_ALERTS
+        );
+        let err = parse("[store]\nretain_alerts = \"all\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`store.retain_alerts`"), "{err}");
     }
 
     #[test]

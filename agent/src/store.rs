@@ -470,12 +470,17 @@ impl Store {
         Ok(removed)
     }
 
+    /// A chain verifier for this store: it starts after the last alert retention removed.
+    pub fn verifier(&self, public_key: &[u8]) -> Result<Verifier, StoreError> {
+        Ok(Verifier::resume_after(public_key, &self.pruned()?))
+    }
+
     /// Checks every stored signature against `public_key` and the whole chain, up to the
     /// chain head, starting after the last alert retention removed. The inner error names
     /// the first bad seq.
     pub fn verify(&self, public_key: &[u8]) -> Result<Result<u64, VerifyError>, StoreError> {
         let head = self.head()?;
-        let mut verifier = Verifier::resume_after(public_key, &self.pruned()?);
+        let mut verifier = self.verifier(public_key)?;
         for item in self.alerts.iter() {
             let (k, v) = item.map_err(self.sled_err("read alerts"))?;
             let seq = seq_from_key(&k).ok_or_else(|| self.corrupt("alert key".into()))?;

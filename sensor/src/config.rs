@@ -31,8 +31,10 @@ const TOP_KEYS: &[&str] = &[
     "key_file",
     "rules",
     "upload",
+    "store",
 ];
 const RULES_KEYS: &[&str] = &["paths", "builtin", "max_signals"];
+const STORE_KEYS: &[&str] = &["retain_alerts"];
 const UPLOAD_KEYS: &[&str] = &[
     "url",
     "interval_ms",
@@ -116,7 +118,11 @@ impl SensorConfig {
                 reason: err.to_string().trim_end().to_owned(),
             })?;
         check_keys(&table, TOP_KEYS, "", file)?;
-        for (section, keys) in [("rules", RULES_KEYS), ("upload", UPLOAD_KEYS)] {
+        for (section, keys) in [
+            ("rules", RULES_KEYS),
+            ("upload", UPLOAD_KEYS),
+            ("store", STORE_KEYS),
+        ] {
             match table.get(section) {
                 None => {}
                 Some(Value::Table(sub)) => check_keys(sub, keys, section, file)?,
@@ -227,6 +233,8 @@ interval_ms = 1000
 batch_max = 500
 ca_file = "/etc/nightjar/ca.pem"
 allow_insecure_http = false
+[store]
+retain_alerts = 100000
 "#,
         )
         .unwrap();

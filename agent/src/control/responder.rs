@@ -203,7 +203,7 @@ impl Responder {
                     let key = b.key.as_ref().map_err(Clone::clone)?;
                     self.state = State::Verify {
                         next: 1,
-                        verifier: Box::new(Verifier::new(&key.public_key)),
+                        verifier: Box::new(b.store.verifier(&key.public_key).map_err(store_err)?),
                     };
                     Ok(false)
                 }

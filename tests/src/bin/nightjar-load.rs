@@ -60,7 +60,11 @@ fn main() -> ExitCode {
     }
     let summary = report.summary();
     println!("{summary}");
-    let lossless = report.events_dropped == 0
+    if report.verify.0 != 0 {
+        eprintln!("nightjar-load: verify after the run failed: {}", report.verify.1);
+    }
+    let lossless = report.verify.0 == 0
+        && report.events_dropped == 0
         && report.events_received == report.events_sent
         && report.alerts_stored == report.matches_sent;
     // The pipe pushes back on a pipeline that cannot keep up: holding the rate means taking
