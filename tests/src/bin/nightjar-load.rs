@@ -61,7 +61,10 @@ fn main() -> ExitCode {
     let summary = report.summary();
     println!("{summary}");
     if report.verify.0 != 0 {
-        eprintln!("nightjar-load: verify after the run failed: {}", report.verify.1);
+        eprintln!(
+            "nightjar-load: verify after the run failed: {}",
+            report.verify.1
+        );
     }
     let lossless = report.verify.0 == 0
         && report.events_dropped == 0
