@@ -131,14 +131,24 @@ pub(super) fn take_consumer_lock(ring: &Path) -> Result<File, RingError> {
     let file = open_file(&path, libc::O_CREAT)?
         .ok_or_else(|| RingError::io(&path, "create", io::ErrorKind::NotFound.into()))?;
     check_owned(&file, &path, libc::S_IFREG)?;
-    if wake::try_lock(&file, &path)? {
-        Ok(file)
-    } else {
-        Err(RingError::ConsumerBusy {
-            path: ring.to_path_buf(),
-        })
+    // A consumer that just exited may hold the lock a moment longer (a forked child that
+    // has not reached exec yet shares the descriptor): wait that out before refusing.
+    let deadline = std::time::Instant::now() + CONSUMER_LOCK_PATIENCE;
+    loop {
+        if wake::try_lock(&file, &path)? {
+            return Ok(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(RingError::ConsumerBusy {
+                path: ring.to_path_buf(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// How long a consumer waits for `<ring>.consumer` before it is refused.
+const CONSUMER_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Opens (creating or rebuilding as `role` allows) the ring at `path`; `wake` is the FIFO
 /// to signal when a rebuild retires a ring a consumer may still be reading.
