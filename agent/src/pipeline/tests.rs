@@ -191,10 +191,8 @@ fn matches_become_verified_alerts_and_the_ring_is_released_after_the_flush() {
     assert_eq!(fx.store.counters().unwrap().events_received, 40);
 }
 
-#[test]
-fn retention_runs_at_checkpoints_and_keeps_the_newest_alerts() {
-    let fx = Fixture::new();
-    // 4,000 events, one in four a match: 1,000 alerts.
+/// A reader over 4,000 events (one in four a match: 1,000 alerts) keeping 100 alerts.
+fn retaining_reader(fx: &Fixture, uploaded_only: bool) -> Reader<MemRing, Kcc> {
     let ring = MemRing {
         records: stream(4000),
         ..MemRing::default()
@@ -202,8 +200,15 @@ fn retention_runs_at_checkpoints_and_keeps_the_newest_alerts() {
     let (mut reader, _status) = fx.reader(ring, 0);
     reader.set_retention(super::reader::Retention {
         retain: 100,
-        uploaded_only: false,
+        uploaded_only,
     });
+    reader
+}
+
+#[test]
+fn retention_runs_at_checkpoints_and_keeps_the_newest_alerts() {
+    let fx = Fixture::new();
+    let mut reader = retaining_reader(&fx, false);
     assert_eq!(reader.drain(usize::MAX).unwrap(), 4000);
     assert_eq!(
         fx.store.pruned().unwrap().seq,
@@ -220,15 +225,7 @@ fn retention_runs_at_checkpoints_and_keeps_the_newest_alerts() {
 #[test]
 fn retention_with_upload_on_keeps_what_the_collector_has_not_accepted() {
     let fx = Fixture::new();
-    let ring = MemRing {
-        records: stream(4000),
-        ..MemRing::default()
-    };
-    let (mut reader, _status) = fx.reader(ring, 0);
-    reader.set_retention(super::reader::Retention {
-        retain: 100,
-        uploaded_only: true,
-    });
+    let mut reader = retaining_reader(&fx, true);
     reader.drain(usize::MAX).unwrap();
     reader.checkpoint().unwrap();
     assert_eq!(fx.store.pruned().unwrap().seq, 0, "nothing uploaded yet");
