@@ -4,12 +4,23 @@
 //! process simply takes the slot of an older one with a colliding pid. Each slot keeps its
 //! string buffers between uses, so recording an exec allocates nothing once the buffers have
 //! grown to the sizes the host produces.
+//!
+//! The table also keeps to a byte budget ([`DEFAULT_BYTE_BUDGET`]). A slot may hold ~13 KB
+//! (a 4 KiB path, 4 KiB of argv twice: as argv and as command line, signing and team ids), so
+//! a local user exec'ing long command lines under many pids could otherwise make the agent
+//! hold hundreds of megabytes. Past the budget, entries are dropped clock-wise (a hand that
+//! goes round the slots) until the table fits again: their children then see no parent, as
+//! after a pid collision. A host with ordinary command lines (a few hundred bytes per exec)
+//! stays far below the budget and never loses an entry this way.
 
 use nightjar_proto::event::basename;
 use nightjar_proto::{Args, ExecEvent};
 
 /// Default number of slots: enough for every live pid of a busy macOS host.
 pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// Heap the table's entries may hold, in bytes, before old entries are dropped.
+pub const DEFAULT_BYTE_BUDGET: usize = 16 << 20;
 
 /// Most argv bytes kept for a parent (a bound on the table's memory: 64 Ki entries of
 /// unbounded argv would be gigabytes). A longer argv is kept up to this bound.
@@ -57,6 +68,16 @@ impl ProcessEntry {
         self.cs_flags
     }
 
+    /// Heap held by this entry: the box and every buffer's capacity.
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.executable.capacity()
+            + self.args.heap_bytes()
+            + self.command_line.capacity()
+            + self.signing_id.as_ref().map_or(0, String::capacity)
+            + self.team_id.as_ref().map_or(0, String::capacity)
+    }
+
     fn record(&mut self, ev: &ExecEvent<'_>) {
         let t = &ev.target;
         self.pid = t.pid;
@@ -93,24 +114,85 @@ fn set_opt(slot: &mut Option<String>, value: Option<&str>) {
     }
 }
 
-/// pid -> last exec, fixed capacity.
+/// pid -> last exec, fixed capacity and a byte budget.
 #[derive(Debug)]
 pub struct ProcessTable {
     slots: Vec<Option<Box<ProcessEntry>>>,
+    /// Heap held by all entries (sum of [`ProcessEntry::heap_bytes`]).
+    bytes: usize,
+    budget: usize,
+    /// The next slot to drop when over budget.
+    hand: usize,
+    /// Entries dropped to keep to the budget, since the table was made.
+    evicted: u64,
 }
 
 impl ProcessTable {
-    /// A table of `capacity` slots (at least one).
+    /// A table of `capacity` slots (at least one) within [`DEFAULT_BYTE_BUDGET`].
     pub fn new(capacity: usize) -> Self {
+        Self::with_budget(capacity, DEFAULT_BYTE_BUDGET)
+    }
+
+    /// A table of `capacity` slots whose entries hold at most about `budget` bytes of heap
+    /// (the entry being recorded is always kept, so one entry may go past it).
+    pub fn with_budget(capacity: usize, budget: usize) -> Self {
         let mut slots = Vec::new();
         slots.resize_with(capacity.max(1), || None);
-        ProcessTable { slots }
+        ProcessTable {
+            slots,
+            bytes: 0,
+            budget,
+            hand: 0,
+            evicted: 0,
+        }
     }
 
     /// Records the event (after evaluation) so later children find their parent.
     pub fn observe(&mut self, ev: &ExecEvent<'_>) {
         let i = ev.target.pid as usize % self.slots.len();
-        self.slots[i].get_or_insert_with(Box::default).record(ev);
+        let slot = &mut self.slots[i];
+        let before = slot.as_ref().map_or(0, |e| e.heap_bytes());
+        let entry = slot.get_or_insert_with(Box::default);
+        entry.record(ev);
+        self.bytes = self.bytes - before + entry.heap_bytes();
+        if self.bytes > self.budget {
+            self.evict_except(i);
+        }
+    }
+
+    /// Drops entries clock-wise, never `keep`, until the table is within its budget.
+    fn evict_except(&mut self, keep: usize) {
+        let first = self.evicted;
+        for _ in 0..self.slots.len() {
+            if self.bytes <= self.budget {
+                break;
+            }
+            self.hand = (self.hand + 1) % self.slots.len();
+            if self.hand == keep {
+                continue;
+            }
+            if let Some(entry) = self.slots[self.hand].take() {
+                self.bytes -= entry.heap_bytes();
+                self.evicted += 1;
+            }
+        }
+        if first == 0 && self.evicted > 0 {
+            tracing::warn!(
+                budget = self.budget,
+                "process table: over its memory budget (very long command lines?); \
+                 dropping old entries, whose children will show no parent"
+            );
+        }
+    }
+
+    /// Heap held by the entries, bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries dropped to keep to the byte budget.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// The last exec recorded for `pid`.
@@ -151,6 +233,54 @@ mod tests {
         assert!(t.get(3).is_none());
         assert_eq!(t.get(11).map(|e| e.name()), Some("ls"));
         assert!(t.get(19).is_none());
+    }
+
+    fn long(pid: u32, len: usize) -> ExecEvent<'static> {
+        let mut ev = ExecEvent::default();
+        ev.target.pid = pid;
+        ev.target.executable = Cow::Owned(format!("/usr/bin/{}", "x".repeat(len)));
+        let arg = "a".repeat(len);
+        ev.target.args = Args::from_strs(["x", arg.as_str()]).0;
+        ev
+    }
+
+    #[test]
+    fn keeps_to_its_byte_budget_and_keeps_the_newest_entry() {
+        let budget = 64 << 10;
+        let mut t = ProcessTable::with_budget(1024, budget);
+        for pid in 0..1024 {
+            t.observe(&long(pid, 3000));
+            assert!(
+                t.heap_bytes() <= budget + (12 << 10),
+                "pid {pid}: {} bytes",
+                t.heap_bytes()
+            );
+            assert_eq!(t.get(pid).map(|e| e.pid()), Some(pid), "newest kept");
+        }
+        assert!(t.evicted() > 900, "{} evicted", t.evicted());
+        // The bookkeeping matches the entries actually held.
+        let held: usize = t.slots.iter().flatten().map(|e| e.heap_bytes()).sum();
+        assert_eq!(held, t.heap_bytes());
+    }
+
+    #[test]
+    fn ordinary_command_lines_stay_within_the_default_budget() {
+        // 16,384 slots (the agent's table) of typical exec sizes, twice round: nothing dropped.
+        let mut t = ProcessTable::new(16_384);
+        for pid in 0..32_768u32 {
+            let mut ev = exec(
+                pid,
+                "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+                &[],
+            );
+            let arg = format!("--type=renderer --field-trial-handle={pid}");
+            ev.target.args =
+                Args::from_strs(["Google Chrome Helper", arg.as_str(), "--lang=en-US"]).0;
+            t.observe(&ev);
+        }
+        assert_eq!(t.evicted(), 0, "{} bytes", t.heap_bytes());
+        let held: usize = t.slots.iter().flatten().map(|e| e.heap_bytes()).sum();
+        assert_eq!(held, t.heap_bytes());
     }
 
     #[test]

@@ -183,6 +183,15 @@ impl<'a> Args<'a> {
         &self.joined
     }
 
+    /// Bytes of heap this value holds (its buffer's capacity; 0 when borrowed), so a table
+    /// of many argvs can keep to a memory budget.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.joined {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        }
+    }
+
     /// Copies borrowed storage so the value can outlive its source.
     pub fn into_owned(self) -> Args<'static> {
         Args {

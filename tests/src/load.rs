@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::agent_cli::{alerts, counter, status, verify};
 use crate::harness::{ChildGuard, TempState, bin};
 use crate::pipeline::{PATIENCE, log_path, log_text, spawn_agent, stop, wait_agent_ready};
-use crate::procstat::{ProcSample, cpu_percent, median, percentile, sample};
+use crate::procstat::{ProcSample, cpu_percent, median, percentile, sample, slope};
 use crate::streams::{EsloggerGen, Exec};
 
 /// Placeholders rendered into the template line, then cut out of it.
@@ -256,6 +256,30 @@ impl LoadReport {
         (median(&first), median(&last))
     }
 
+    /// Median of each quarter of the per-second samples (KiB): the shape of the curve, so a
+    /// warm-up followed by a plateau can be told from steady growth.
+    pub fn quarters(&self, pick: impl Fn(&Tick) -> u64) -> [u64; 4] {
+        let n = self.ticks.len();
+        std::array::from_fn(|q| {
+            let part: Vec<u64> = self.ticks[q * n / 4..(q + 1) * n / 4]
+                .iter()
+                .map(&pick)
+                .collect();
+            median(&part)
+        })
+    }
+
+    /// Least-squares slope (KiB per minute) over the second half of the run: growth that
+    /// goes on after the warm-up, with the noise of single samples averaged out.
+    pub fn slope_last_half_kib_per_min(&self, pick: impl Fn(&Tick) -> u64) -> f64 {
+        let half = &self.ticks[self.ticks.len() / 2..];
+        let points: Vec<(f64, f64)> = half
+            .iter()
+            .map(|t| (t.t_s / 60.0, pick(t) as f64))
+            .collect();
+        (slope(&points) * 10.0).round() / 10.0
+    }
+
     /// Events per second the pipeline actually took in.
     pub fn achieved_rate(&self) -> f64 {
         self.events_sent as f64 / self.feed_seconds.max(1e-9)
@@ -289,6 +313,10 @@ impl LoadReport {
             "agent_anon_kib_last_third": aa1,
             "sensor_anon_kib_first_third": sa0,
             "sensor_anon_kib_last_third": sa1,
+            "agent_anon_kib_by_quarter": self.quarters(|t| t.agent_anon_kib),
+            "sensor_anon_kib_by_quarter": self.quarters(|t| t.sensor_anon_kib),
+            "agent_anon_kib_per_min_last_half": self.slope_last_half_kib_per_min(|t| t.agent_anon_kib),
+            "sensor_anon_kib_per_min_last_half": self.slope_last_half_kib_per_min(|t| t.sensor_anon_kib),
             "agent_cpu_pct_mean": (mean(|t| t.agent_cpu_pct) * 10.0).round() / 10.0,
             "sensor_cpu_pct_mean": (mean(|t| t.sensor_cpu_pct) * 10.0).round() / 10.0,
             "latency_ms_p50_by_third": self.latency_ms_p50_by_third,

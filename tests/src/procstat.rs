@@ -68,6 +68,20 @@ pub fn median(values: &[u64]) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
+/// The least-squares slope of `points` (x, y), in y units per x unit (0 with fewer than two
+/// distinct x). A steady state shows as a slope near zero, whatever the noise around it.
+pub fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if sxx == 0.0 { 0.0 } else { sxy / sxx }
+}
+
 /// The `p`-th percentile (0..=100, nearest rank) of a slice (0 when empty).
 pub fn percentile(values: &[u64], p: f64) -> u64 {
     let mut v = values.to_vec();
@@ -97,5 +111,17 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99);
         assert_eq!(median(&[3, 1, 2]), 2);
         assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn slope_of_a_line_and_of_a_flat_noisy_series() {
+        let line: Vec<(f64, f64)> = (0..60).map(|x| (x as f64, 3.0 * x as f64 + 7.0)).collect();
+        assert!((slope(&line) - 3.0).abs() < 1e-9);
+        let flat: Vec<(f64, f64)> = (0..60)
+            .map(|x| (x as f64, if x % 2 == 0 { 100.0 } else { 104.0 }))
+            .collect();
+        assert!(slope(&flat).abs() < 0.01);
+        assert_eq!(slope(&[(1.0, 5.0)]), 0.0);
+        assert_eq!(slope(&[(1.0, 5.0), (1.0, 9.0)]), 0.0);
     }
 }

@@ -16,6 +16,12 @@
 //! a few dozen bytes of location metadata in memory for every page it ever wrote, whatever
 //! its cache cap, so an agent's heap grows with the number of alerts it stores (not with the
 //! events it reads).
+//!
+//! `heap_bytes_per_stored_alert_retained`: the same growth in a `group_64` run that keeps
+//! only the newest [`RETAIN`] alerts, pruning every [`PRUNE_BATCH`] alerts as the agent's
+//! reader does (`[store] retain_alerts`). Measured first, so the run without retention (the
+//! baseline, just after it in the same process) may reuse its freed memory: that can only
+//! make the baseline look smaller.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -25,7 +31,7 @@ use nightjar_agent::ecs::{EcsEvent, HostInfo};
 use nightjar_agent::process_table::ProcessTable;
 use nightjar_agent::rules::RuleSet;
 use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
-use nightjar_agent::store::Store;
+use nightjar_agent::store::{PRUNE_BATCH, Store};
 use nightjar_proto::{Args, ExecEvent, OsType, Source, Target};
 use serde_json::json;
 
@@ -35,6 +41,8 @@ enum Mode {
     InsertNoFlush,
     FlushEach,
     Group(usize),
+    /// Group commit, keeping only the newest `RETAIN` alerts.
+    GroupRetain(usize),
 }
 
 impl Mode {
@@ -44,6 +52,7 @@ impl Mode {
             Mode::InsertNoFlush => "insert_no_flush",
             Mode::FlushEach => "flush_each",
             Mode::Group(_) => "group_64",
+            Mode::GroupRetain(_) => "group_64_retained",
         }
     }
 }
@@ -57,6 +66,9 @@ struct RunResult {
 
 const GROWTH_SAMPLE_EVERY: u32 = 20_000;
 const GROWTH_ALERTS: u32 = 100_000;
+/// Alerts kept by the retention run: a twentieth of [`GROWTH_ALERTS`], so the store is at its
+/// bound long before the first growth sample.
+const RETAIN: u64 = 5_000;
 
 fn event(i: u32) -> ExecEvent<'static> {
     let (args, _) = Args::from_strs(["kcc", "copy_cred_cache"]);
@@ -121,6 +133,15 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
                     store.flush().map_err(|e| e.to_string())?;
                 }
             }
+            Mode::GroupRetain(n) => {
+                store.insert(&sealed).map_err(|e| e.to_string())?;
+                if (i + 1) % n == 0 {
+                    store.flush().map_err(|e| e.to_string())?;
+                }
+                if (i as u64 + 1).is_multiple_of(PRUNE_BATCH) {
+                    store.prune(RETAIN, false).map_err(|e| e.to_string())?;
+                }
+            }
         }
         head = nightjar_agent::sign::ChainHead {
             seq: sealed.seq,
@@ -140,6 +161,20 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
         let stored = store.head().map_err(|e| e.to_string())?.seq;
         if stored != u64::from(alerts) {
             return Err(format!("{} stored {stored} of {alerts}", mode.name()));
+        }
+    }
+    if matches!(mode, Mode::GroupRetain(_)) {
+        let first_kept = store.pruned().map_err(|e| e.to_string())?.seq + 1;
+        let kept = u64::from(alerts) + 1 - first_kept;
+        if kept > RETAIN + PRUNE_BATCH
+            || store
+                .envelope(first_kept)
+                .map_err(|e| e.to_string())?
+                .is_none()
+        {
+            return Err(format!(
+                "retention kept {kept} alerts from seq {first_kept}, not the newest {RETAIN}"
+            ));
         }
     }
     Ok(RunResult {
@@ -217,10 +252,11 @@ fn main() {
             }
         }
     }
-    let growth = match run(Mode::Group(64), GROWTH_ALERTS, &rules) {
+    let growth_of = |mode: Mode| match run(mode, GROWTH_ALERTS, &rules) {
         Ok(res) => {
             eprintln!(
-                "heap while storing {GROWTH_ALERTS} alerts: {:?}",
+                "heap while storing {GROWTH_ALERTS} alerts ({}): {:?}",
+                mode.name(),
                 res.anon_kib
             );
             growth_per_alert(&res)
@@ -230,6 +266,8 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let growth_retained = growth_of(Mode::GroupRetain(64));
+    let growth = growth_of(Mode::Group(64));
     let rate = |m: usize| best[m].as_ref().map_or(0.0, |r| r.per_s);
     let mut flush_lat = best[2]
         .as_ref()
@@ -254,6 +292,8 @@ fn main() {
         "group_64_vs_flush_each": if rate(2) > 0.0 { (rate(3) / rate(2) * 10.0).round() / 10.0 } else { 0.0 },
         "max_rss_kib": max_rss_kib(),
         "heap_bytes_per_stored_alert": growth.map(f64::round),
+        "heap_bytes_per_stored_alert_retained": growth_retained.map(f64::round),
+        "retained_alerts": RETAIN,
     });
     println!("{out}");
 }
