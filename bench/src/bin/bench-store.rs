@@ -23,6 +23,12 @@
 //! reader does (`[store] retain_alerts`). Measured first, so the run without retention (the
 //! baseline, just after it in the same process) may reuse its freed memory: that can only
 //! make the baseline look smaller.
+//!
+//! `heap_bytes_per_alert_read_back`: after that run, every kept alert is read back in
+//! 64-alert chunks (what `alerts list`, `alerts export` and `verify` do through a running
+//! agent); the heap growth divided by the alerts read. sled 0.34 applies its cache bound
+//! only once 64 page accesses have queued up in one of its 256 shards, so a single pass over
+//! a store keeps nearly every page it read: a full read costs about the store's size.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -63,6 +69,9 @@ struct RunResult {
     latencies_us: Vec<f64>,
     /// (alerts stored, `RssAnon` KiB) every [`GROWTH_SAMPLE_EVERY`] alerts.
     anon_kib: Vec<(u32, u64)>,
+    /// Heap growth per alert read back, when the retention run reads every kept alert
+    /// in 64-alert chunks as `alerts list` and `verify` do through the agent.
+    read_back_bytes_per_alert: Option<f64>,
 }
 
 const GROWTH_SAMPLE_EVERY: u32 = 20_000;
@@ -166,6 +175,7 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
             return Err(format!("{} stored {stored} of {alerts}", mode.name()));
         }
     }
+    let mut read_back = None;
     if matches!(mode, Mode::GroupRetain(_)) {
         let first_kept = store.pruned().map_err(|e| e.to_string())?.seq + 1;
         let kept = u64::from(alerts) + 1 - first_kept;
@@ -179,11 +189,29 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
                 "retention kept {kept} alerts from seq {first_kept}, not the newest {RETAIN}"
             ));
         }
+        let before = anon_kib();
+        let mut next = first_kept;
+        let mut read = 0u64;
+        loop {
+            let chunk = store.range(next, 64).map_err(|e| e.to_string())?;
+            let Some(&(last, _)) = chunk.last() else {
+                break;
+            };
+            read += chunk.len() as u64;
+            next = last + 1;
+        }
+        if read != kept {
+            return Err(format!("read back {read} of {kept} kept alerts"));
+        }
+        read_back = before
+            .zip(anon_kib())
+            .map(|(b, a)| (a as f64 - b as f64) * 1024.0 / read as f64);
     }
     Ok(RunResult {
         per_s: f64::from(alerts) / elapsed.as_secs_f64(),
         latencies_us,
         anon_kib: anon_samples,
+        read_back_bytes_per_alert: read_back,
     })
 }
 
@@ -263,15 +291,15 @@ fn main() {
                 mode.name(),
                 res.anon_kib
             );
-            growth_per_alert(&res)
+            (growth_per_alert(&res), res.read_back_bytes_per_alert)
         }
         Err(e) => {
             eprintln!("bench-store: {e}");
             std::process::exit(1);
         }
     };
-    let growth_retained = growth_of(Mode::GroupRetain(64));
-    let growth = growth_of(Mode::Group(64));
+    let (growth_retained, read_back) = growth_of(Mode::GroupRetain(64));
+    let (growth, _) = growth_of(Mode::Group(64));
     let rate = |m: usize| best[m].as_ref().map_or(0.0, |r| r.per_s);
     let mut flush_lat = best[2]
         .as_ref()
@@ -298,6 +326,7 @@ fn main() {
         "heap_bytes_per_stored_alert": growth.map(f64::round),
         "heap_bytes_per_stored_alert_retained": growth_retained.map(f64::round),
         "retained_alerts": RETAIN,
+        "heap_bytes_per_alert_read_back": read_back.map(f64::round),
     });
     println!("{out}");
 }
