@@ -410,64 +410,84 @@ impl Store {
     /// each alert adds about one page, so an agent that kept every alert would grow without
     /// bound in memory as on disk.
     pub fn prune(&self, retain: u64, uploaded_only: bool) -> Result<u64, StoreError> {
+        let mut removed = self.prune_step(retain, uploaded_only, PRUNE_BATCH, PRUNE_BATCH)?;
+        if removed > 0 {
+            loop {
+                let n = self.prune_step(retain, uploaded_only, 1, PRUNE_BATCH)?;
+                removed += n;
+                if n < PRUNE_BATCH {
+                    break;
+                }
+            }
+            self.flush()?;
+        }
+        Ok(removed)
+    }
+
+    /// One bounded step of [`Store::prune`]: when at least `min_due` alerts are due for
+    /// removal, removes the oldest of them, at most `max`, in one transaction (not flushed:
+    /// the caller's next flush makes it durable, and until then a crash only brings the
+    /// removed alerts back). Returns how many were removed. The agent's reader calls this at
+    /// each checkpoint with a small `max`, so that no single step holds up the events behind it.
+    pub fn prune_step(
+        &self,
+        retain: u64,
+        uploaded_only: bool,
+        min_due: u64,
+        max: u64,
+    ) -> Result<u64, StoreError> {
         let head = self.head()?;
         let mut through = head.seq.saturating_sub(retain);
         if uploaded_only {
             through = through.min(self.upload_cursor()?);
         }
-        let mut pruned = self.pruned()?;
-        if through < pruned.seq + PRUNE_BATCH {
+        let pruned = self.pruned()?;
+        if through < pruned.seq + min_due.max(1) || max == 0 {
             return Ok(0);
         }
-        let mut removed = 0;
-        while pruned.seq < through {
-            let last = through.min(pruned.seq + PRUNE_BATCH);
-            let mut uuids = Vec::new();
-            let mut last_hash = None;
-            for item in self
-                .alerts
-                .range((pruned.seq + 1).to_be_bytes()..=last.to_be_bytes())
-            {
-                let (k, envelope) = item.map_err(self.sled_err("read alerts to prune"))?;
-                let seq = seq_from_key(&k).ok_or_else(|| self.corrupt("alert key".into()))?;
-                let (_, payload) = open_envelope(&envelope)
-                    .map_err(|r| self.corrupt(format!("alert {seq} (pruning): {r}")))?;
-                if seq == last {
-                    last_hash = Some(payload_hash(&payload));
-                }
-                uuids.push((seq, alert_uuid_of(&payload)));
+        let last = through.min(pruned.seq + max);
+        let mut uuids = Vec::new();
+        let mut last_hash = None;
+        for item in self
+            .alerts
+            .range((pruned.seq + 1).to_be_bytes()..=last.to_be_bytes())
+        {
+            let (k, envelope) = item.map_err(self.sled_err("read alerts to prune"))?;
+            let seq = seq_from_key(&k).ok_or_else(|| self.corrupt("alert key".into()))?;
+            let (_, payload) = open_envelope(&envelope)
+                .map_err(|r| self.corrupt(format!("alert {seq} (pruning): {r}")))?;
+            if seq == last {
+                last_hash = Some(payload_hash(&payload));
             }
-            let Some(hash) = last_hash else {
-                return Err(self.corrupt(format!("alert {last} is missing (pruning)")));
-            };
-            let mark = ChainHead { seq: last, hash }.to_bytes();
-            let done = (&self.alerts, &self.index, &self.times, &self.meta).transaction(
-                |(alerts, index, times, meta)| {
-                    for (seq, uuid) in &uuids {
-                        let key = seq.to_be_bytes();
-                        alerts.remove(&key)?;
-                        times.remove(&key)?;
-                        if let Some(uuid) = uuid {
-                            index.remove(uuid.as_bytes())?;
-                        }
-                    }
-                    meta.insert(PRUNED, &mark[..])?;
-                    Ok(())
-                },
-            );
-            done.map_err(|e: TransactionError<StoreError>| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(source) => StoreError::Sled {
-                    path: self.path.clone(),
-                    op: "prune alerts",
-                    source,
-                },
-            })?;
-            removed += uuids.len() as u64;
-            pruned = ChainHead { seq: last, hash };
+            uuids.push((seq, alert_uuid_of(&payload)));
         }
-        self.flush()?;
-        Ok(removed)
+        let Some(hash) = last_hash else {
+            return Err(self.corrupt(format!("alert {last} is missing (pruning)")));
+        };
+        let mark = ChainHead { seq: last, hash }.to_bytes();
+        let done = (&self.alerts, &self.index, &self.times, &self.meta).transaction(
+            |(alerts, index, times, meta)| {
+                for (seq, uuid) in &uuids {
+                    let key = seq.to_be_bytes();
+                    alerts.remove(&key)?;
+                    times.remove(&key)?;
+                    if let Some(uuid) = uuid {
+                        index.remove(uuid.as_bytes())?;
+                    }
+                }
+                meta.insert(PRUNED, &mark[..])?;
+                Ok(())
+            },
+        );
+        done.map_err(|e: TransactionError<StoreError>| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(source) => StoreError::Sled {
+                path: self.path.clone(),
+                op: "prune alerts",
+                source,
+            },
+        })?;
+        Ok(uuids.len() as u64)
     }
 
     /// A chain verifier for this store: it starts after the last alert retention removed.

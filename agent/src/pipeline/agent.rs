@@ -205,7 +205,7 @@ fn event_loop<D: Detector>(
                 if !reader.ring_mut().prepare_sleep() {
                     continue;
                 }
-                if reader.has_unreleased() {
+                if reader.has_unreleased() || reader.pruning() {
                     CHECKPOINT_INTERVAL.saturating_sub(last_checkpoint.elapsed())
                 } else {
                     TICK

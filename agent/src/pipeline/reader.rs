@@ -21,6 +21,13 @@ use crate::store::{Counters, Inserted, PRUNE_BATCH, RingSeen, Store, StoreError}
 /// Records read between two checkpoints at most, so ring space is released steadily.
 pub const CHECKPOINT_EVERY: u64 = 4096;
 
+/// Alerts retention removes per checkpoint. Removing a whole batch at once held the events
+/// behind it for milliseconds (p99 alert latency 8 ms against 0.7 ms without retention, at
+/// 250 alerts/s); a step of 32 costs a fraction of that. At one checkpoint per 4,096 events or
+/// per 100 ms, that removes 320 alerts/s or more: more than the alerts `max_signals` lets
+/// through. A faster burst leaves the store briefly above `retain_alerts`, caught up later.
+pub const PRUNE_STEP: u64 = 32;
+
 /// What the reader learns from the ring besides records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingLoss {
@@ -207,6 +214,10 @@ pub struct Reader<R, D> {
     pending_end: Option<u64>,
     since_checkpoint: u64,
     retention: Option<Retention>,
+    /// A retention pass is under way: more alerts are due than the last step removed.
+    pruning: bool,
+    /// Alerts removed by the pass under way (logged when it ends).
+    pruned_in_pass: u64,
 }
 
 impl<R: EventRing, D: Detector> Reader<R, D> {
@@ -234,6 +245,8 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                 stored_since_prune: 0,
             },
             retention: None,
+            pruning: false,
+            pruned_in_pass: 0,
             seen: committed.ring,
             resync_seen: 0,
             resync_committed: 0,
@@ -243,10 +256,16 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         })
     }
 
-    /// Keeps the store to about `retention.retain` alerts, pruning at checkpoints once a
-    /// batch is due.
+    /// Keeps the store to about `retention.retain` alerts: once a batch is due, checkpoints
+    /// remove the oldest, [`PRUNE_STEP`] at a time.
     pub fn set_retention(&mut self, retention: Retention) {
         self.retention = (retention.retain > 0).then_some(retention);
+    }
+
+    /// True while a retention pass is under way, so that the event loop keeps checkpointing
+    /// at its usual pace even when no event comes.
+    pub fn pruning(&self) -> bool {
+        self.pruning
     }
 
     /// The ring, for the event loop's wake-up handling.
@@ -307,6 +326,9 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         counters.ring = self.seen;
         self.since_checkpoint = 0;
         if self.pending_end.is_none() && counters == self.committed {
+            // Nothing to commit; a retention pass under way goes on (made durable by the
+            // next flush: until then a crash only brings the removed alerts back).
+            self.apply_retention();
             return Ok(());
         }
         self.alerter.store.save_counters(&counters)?;
@@ -320,25 +342,44 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         Ok(())
     }
 
-    /// Runs retention once a batch of alerts has been stored since it last ran. After a
-    /// commit, so every alert it may remove belongs to an event that will not be read again.
-    /// A failure is logged and retried a batch later: alerting goes on.
+    /// Retention, one step per checkpoint: a pass starts once a batch of alerts has been
+    /// stored since the last one, and removes [`PRUNE_STEP`] alerts per checkpoint until it
+    /// has caught up. After a commit, so every alert it may remove belongs to an event that
+    /// will not be read again. A failure is logged and retried a batch later: alerting goes on.
     fn apply_retention(&mut self) {
         let Some(r) = self.retention else {
             return;
         };
-        if self.alerter.stored_since_prune < PRUNE_BATCH {
+        let min_due = if self.pruning {
+            1
+        } else if self.alerter.stored_since_prune >= PRUNE_BATCH {
+            self.alerter.stored_since_prune = 0;
+            PRUNE_BATCH
+        } else {
             return;
-        }
-        self.alerter.stored_since_prune = 0;
-        match self.alerter.store.prune(r.retain, r.uploaded_only) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                removed = n,
-                retain = r.retain,
-                "retention: oldest alerts removed"
-            ),
-            Err(e) => tracing::warn!(error = %e, "retention: pruning failed; will retry"),
+        };
+        match self
+            .alerter
+            .store
+            .prune_step(r.retain, r.uploaded_only, min_due, PRUNE_STEP)
+        {
+            Ok(n) => {
+                self.pruned_in_pass += n;
+                self.pruning = n == PRUNE_STEP;
+                if !self.pruning && self.pruned_in_pass > 0 {
+                    tracing::info!(
+                        removed = self.pruned_in_pass,
+                        retain = r.retain,
+                        "retention: oldest alerts removed"
+                    );
+                    self.pruned_in_pass = 0;
+                }
+            }
+            Err(e) => {
+                self.pruning = false;
+                self.pruned_in_pass = 0;
+                tracing::warn!(error = %e, "retention: pruning failed; will retry");
+            }
         }
     }
 

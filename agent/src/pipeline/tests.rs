@@ -216,6 +216,23 @@ fn retention_runs_at_checkpoints_and_keeps_the_newest_alerts() {
         "nothing before a checkpoint"
     );
     reader.checkpoint().unwrap();
+    assert_eq!(
+        fx.store.pruned().unwrap().seq,
+        super::reader::PRUNE_STEP,
+        "one bounded step per checkpoint"
+    );
+    assert!(reader.pruning());
+    // Further checkpoints go on with nothing new to commit, a step each, until caught up.
+    let mut checkpoints = 1;
+    while reader.pruning() {
+        reader.checkpoint().unwrap();
+        checkpoints += 1;
+        assert!(checkpoints < 100, "the pass ends");
+    }
+    assert_eq!(
+        checkpoints as u64,
+        900_u64.div_ceil(super::reader::PRUNE_STEP)
+    );
     assert_eq!(fx.store.head().unwrap().seq, 1000);
     assert_eq!(fx.store.pruned().unwrap().seq, 900);
     assert_eq!(fx.store.range(0, 2000).unwrap().len(), 100);
