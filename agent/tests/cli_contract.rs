@@ -8,6 +8,9 @@ use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
 use nightjar_agent::store::Store;
 use serde_json::{Value, json};
 
+mod sled_support;
+use sled_support::open_raw;
+
 const AGENT: &str = env!("CARGO_BIN_EXE_nightjar-agent");
 
 fn agent(args: &[&str], config: &Path) -> Output {
@@ -147,7 +150,7 @@ fn commands_read_the_store_when_no_agent_runs() {
 
 /// Rewrites the envelope stored under `seq` with `edit`.
 fn edit_stored(config: &Path, seq: u64, edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>) {
-    let db = sled::open(store_dir(config)).unwrap();
+    let db = open_raw(&store_dir(config));
     let alerts = db.open_tree("alerts").unwrap();
     let key = seq.to_be_bytes();
     let old = alerts.get(key).unwrap().unwrap().to_vec();
@@ -184,7 +187,7 @@ fn verify_names_a_deleted_seq() {
 #[test]
 fn verify_names_a_reordered_seq() {
     let (_tmp, cfg) = populated(5);
-    let db = sled::open(store_dir(&cfg)).unwrap();
+    let db = open_raw(&store_dir(&cfg));
     let alerts = db.open_tree("alerts").unwrap();
     let a = alerts.get(4u64.to_be_bytes()).unwrap().unwrap();
     let b = alerts.get(5u64.to_be_bytes()).unwrap().unwrap();

@@ -6,6 +6,9 @@ use nightjar_agent::sign::{ChainHead, HostKey, SealedAlert, Sealer, Unsealed};
 use nightjar_agent::store::{Counters, Inserted, Store, StoreError};
 use serde_json::Map;
 
+mod sled_support;
+use sled_support::open_raw;
+
 const CRASH_CHILD_ENV: &str = "NIGHTJAR_STORE_CRASH_CHILD";
 
 fn sealer(dir: &std::path::Path) -> Sealer {
@@ -137,7 +140,7 @@ fn a_removed_last_alert_is_reported_at_open_and_by_verify() {
         }
     }
     {
-        let raw = sled::open(&db).unwrap();
+        let raw = open_raw(&db);
         raw.open_tree("alerts")
             .unwrap()
             .remove(3u64.to_be_bytes())
@@ -247,7 +250,7 @@ fn verify_names_a_removed_alert_right_after_the_pruned_mark() {
         assert_eq!(store.prune(100, false).unwrap(), 300);
     }
     // Remove the first alert after the mark behind the store's back.
-    let db_handle = sled::open(&db).unwrap();
+    let db_handle = open_raw(&db);
     let alerts = db_handle.open_tree("alerts").unwrap();
     alerts.remove(301u64.to_be_bytes()).unwrap();
     db_handle.flush().unwrap();
