@@ -26,9 +26,10 @@
 //!
 //! `heap_bytes_per_alert_read_back`: after that run, every kept alert is read back in
 //! 64-alert chunks (what `alerts list`, `alerts export` and `verify` do through a running
-//! agent); the heap growth divided by the alerts read. sled 0.34 applies its cache bound
-//! only once 64 page accesses have queued up in one of its 256 shards, so a single pass over
-//! a store keeps nearly every page it read: a full read costs about the store's size.
+//! agent); the heap growth divided by the alerts read. A single pass over a sled 0.34 store
+//! keeps nearly every page it read, whatever its cache cap (likely because its cache applies
+//! the cap only once 64 page accesses have queued up in one of its 256 shards): a full read
+//! costs about the store's size.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
