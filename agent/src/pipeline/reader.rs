@@ -295,8 +295,11 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             };
             match codec::decode(bytes) {
                 Ok(Record::Exec(ev)) => {
-                    self.alerter.status.add_received(1);
+                    // Counted once handled, so a `status` that shows an event received also
+                    // shows its alerts stored; an event whose alert could not be stored is
+                    // read again after recovery and counted then.
                     self.alerter.on_event(&ev)?;
+                    self.alerter.status.add_received(1);
                 }
                 Ok(Record::Loss(loss)) => tracing::warn!(
                     source = loss.source.as_str(),
