@@ -194,14 +194,22 @@ impl Store {
 
     /// The chain head: the last stored alert's seq and payload hash.
     pub fn head(&self) -> Result<ChainHead, StoreError> {
-        match self
-            .meta
-            .get(HEAD)
-            .map_err(self.sled_err("read chain head"))?
-        {
+        self.meta_chain_head(HEAD, "read chain head", "chain head")
+    }
+
+    /// A (seq, hash) pair kept in the meta tree under `key`; genesis when absent. `op` names
+    /// the read in a sled error, `what` the value when it is malformed.
+    fn meta_chain_head(
+        &self,
+        key: &[u8],
+        op: &'static str,
+        what: &str,
+    ) -> Result<ChainHead, StoreError> {
+        let read = self.meta.get(key).map_err(self.sled_err(op))?;
+        match read {
             None => Ok(ChainHead::GENESIS),
             Some(b) => ChainHead::from_bytes(&b)
-                .ok_or_else(|| self.corrupt(format!("chain head ({} bytes)", b.len()))),
+                .ok_or_else(|| self.corrupt(format!("{what} ({} bytes)", b.len()))),
         }
     }
 
@@ -389,15 +397,7 @@ impl Store {
 impl Store {
     /// The last alert removed by retention (seq and payload hash), or genesis when none was.
     pub fn pruned(&self) -> Result<ChainHead, StoreError> {
-        match self
-            .meta
-            .get(PRUNED)
-            .map_err(self.sled_err("read the pruned mark"))?
-        {
-            None => Ok(ChainHead::GENESIS),
-            Some(b) => ChainHead::from_bytes(&b)
-                .ok_or_else(|| self.corrupt(format!("pruned mark ({} bytes)", b.len()))),
-        }
+        self.meta_chain_head(PRUNED, "read the pruned mark", "pruned mark")
     }
 
     /// Retention: removes the oldest alerts so that about `retain` stay, in batches of

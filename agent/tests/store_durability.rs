@@ -41,6 +41,17 @@ fn seal_next(store: &Store, sealer: &mut Sealer, n: u64) -> SealedAlert {
     sealer.seal(&store.head().unwrap(), unsealed(n)).unwrap()
 }
 
+/// Opens the store at `db` and stores alerts 1..=`n` in it, flushed once at the end.
+fn store_with(db: &std::path::Path, sealer: &mut Sealer, n: u64) -> Store {
+    let store = Store::open(db).unwrap();
+    for i in 1..=n {
+        let a = seal_next(&store, sealer, i);
+        assert_eq!(store.insert(&a).unwrap(), Inserted::Stored);
+    }
+    store.flush().unwrap();
+    store
+}
+
 #[test]
 fn alerts_survive_reopen_and_duplicates_are_skipped() {
     let tmp = tempfile::tempdir().unwrap();
@@ -92,12 +103,7 @@ fn an_alert_sealed_against_an_old_head_is_refused() {
 fn group_commit_stores_every_alert_with_one_flush() {
     let tmp = tempfile::tempdir().unwrap();
     let mut sealer = sealer(tmp.path());
-    let store = Store::open(&tmp.path().join("db")).unwrap();
-    for n in 1..=64 {
-        let a = seal_next(&store, &mut sealer, n);
-        assert_eq!(store.insert(&a).unwrap(), Inserted::Stored);
-    }
-    store.flush().unwrap();
+    let store = store_with(&tmp.path().join("db"), &mut sealer, 64);
     assert_eq!(store.verify(sealer.key().public_key()).unwrap(), Ok(64));
 }
 
@@ -199,12 +205,7 @@ fn retention_removes_only_uploaded_alerts_and_verify_starts_after_them() {
     let mut sealer = sealer(tmp.path());
     let db = tmp.path().join("db");
     let public_key = sealer.key().public_key().to_vec();
-    let store = Store::open(&db).unwrap();
-    for n in 1..=1000 {
-        let a = seal_next(&store, &mut sealer, n);
-        store.insert(&a).unwrap();
-    }
-    store.flush().unwrap();
+    let store = store_with(&db, &mut sealer, 1000);
     store.set_upload_cursor(600).unwrap();
 
     // Upload on: the 900 beyond the newest 100 are due, but only the 600 accepted may go.
@@ -241,12 +242,7 @@ fn verify_names_a_removed_alert_right_after_the_pruned_mark() {
     let db = tmp.path().join("db");
     let public_key = sealer.key().public_key().to_vec();
     {
-        let store = Store::open(&db).unwrap();
-        for n in 1..=400 {
-            let a = seal_next(&store, &mut sealer, n);
-            store.insert(&a).unwrap();
-        }
-        store.flush().unwrap();
+        let store = store_with(&db, &mut sealer, 400);
         assert_eq!(store.prune(100, false).unwrap(), 300);
     }
     // Remove the first alert after the mark behind the store's back.
