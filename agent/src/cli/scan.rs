@@ -18,9 +18,9 @@ use nightjar_proto::ndjson::{DecodeError, MAX_LINE_BYTES};
 
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::build_alert;
-use crate::ecs::{EcsEvent, HostInfo};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
-use crate::rules::{RuleSet, RuleStatus};
+use nightjar_rules::ecs::{EcsEvent, HostInfo};
+use nightjar_rules::{RuleSet, RuleStatus};
 
 /// One decoder for the chosen input format.
 enum Decoder {
@@ -72,7 +72,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
     let stdout = io::stdout();
     let mut scanner = Scanner {
         rules: &rules,
-        host: HostInfo::local(),
+        host: crate::host::local(),
         table: ProcessTable::new(DEFAULT_CAPACITY),
         decoder,
         matches: Vec::with_capacity(rules.rules().len()),
