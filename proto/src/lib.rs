@@ -5,15 +5,18 @@
 //! - [`shm_ring`]: the lock-free single-producer single-consumer shared-memory ring;
 //! - [`eslogger`] and [`ecs_json`]: decoders for recorded or piped JSON input, sharing
 //!   [`ndjson`]'s error type and helpers;
-//! - [`dsse`]: the signed alert envelope format.
+//! - [`dsse`]: the signed alert envelope format;
+//! - [`config`]: `nightjar.toml`, the one schema both binaries read.
 
 pub mod codec;
+pub mod config;
 pub mod dsse;
 pub mod ecs_json;
 pub mod eslogger;
 pub mod event;
 pub mod ndjson;
 pub mod shm_ring;
+pub mod text;
 
 pub use codec::{LossReport, LossSource, Record};
 pub use event::{Args, Caller, ExecEvent, OsType, Source, Target};
