@@ -7,9 +7,12 @@
 //!   [`ndjson`]'s error type and helpers;
 //! - [`dsse`]: the signed alert envelope format;
 //! - [`fleet`]: the agent-server protocol (signed request bytes, enrolment, heartbeat);
-//! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain.
+//! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
+//! - [`config`]: `nightjar.toml`, the one schema both binaries read;
+//! - [`text`]: platform bytes as text without allocating.
 
 pub mod codec;
+pub mod config;
 pub mod dsse;
 pub mod ecs_json;
 pub mod eslogger;
@@ -17,6 +20,7 @@ pub mod event;
 pub mod fleet;
 pub mod ndjson;
 pub mod shm_ring;
+pub mod text;
 #[cfg(feature = "crypto")]
 pub mod verify;
 
