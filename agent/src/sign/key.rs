@@ -191,10 +191,7 @@ impl HostKey {
     }
 }
 
-/// The DSSE key id of a raw Ed25519 public key: lowercase hex SHA-256.
-pub fn key_id(public_key: &[u8]) -> String {
-    super::hex(ring::digest::digest(&ring::digest::SHA256, public_key).as_ref())
-}
+pub use nightjar_proto::verify::key_id;
 
 /// Creates `dir` (and parents) as 0700, or tightens an existing one to 0700: the store, key
 /// and control socket inside are root's alone.
