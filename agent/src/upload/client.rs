@@ -64,13 +64,13 @@ impl Client {
 
     /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons.
     pub(crate) fn post(&self, body: &[u8]) -> Outcome {
-        if let Some(enrolled) = &self.enrolled {
-            if !enrolled.load(std::sync::atomic::Ordering::SeqCst) {
-                return Outcome::Retry {
-                    reason: "not enrolled with the fleet server yet".into(),
-                    retry_after: None,
-                };
-            }
+        if let Some(enrolled) = &self.enrolled
+            && !enrolled.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Outcome::Retry {
+                reason: "not enrolled with the fleet server yet".into(),
+                retry_after: None,
+            };
         }
         let mut request = self
             .agent
