@@ -9,6 +9,7 @@
 //! - [`config`]: the TOML config and its defaults;
 //! - [`store`], [`sign`]: durable alert storage, host key, DSSE signing and the hash chain;
 //! - [`upload`]: delivery of signed alerts to the collector;
+//! - [`fleet`]: enrolment, signed requests and heartbeats with the central server;
 //! - [`control`]: the control socket the CLI talks to;
 //! - [`pipeline`]: the running agent (reader, uploader, control threads);
 //! - [`cli`]: the command-line contract.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ecs;
+pub mod fleet;
 pub mod managed_prefs;
 pub mod pipeline;
 pub mod process_table;

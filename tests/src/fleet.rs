@@ -57,6 +57,31 @@ impl Server {
         Server::spawn(db_url, config, dir)
     }
 
+    /// A server on a fresh database serving HTTPS with a test CA's certificate; returns the
+    /// CA's PEM (what an agent gets as `upload.ca_file`).
+    pub fn start_tls(extra: &str) -> (Server, String) {
+        let db_url = Cluster::shared().fresh_db();
+        let dir = tempfile::Builder::new()
+            .prefix("nightjar-server-test-")
+            .tempdir()
+            .expect("temp dir");
+        let pki = crate::collector::generate_pem().expect("test PKI");
+        let cert = dir.path().join("tls.crt");
+        let key = dir.path().join("tls.key");
+        std::fs::write(&cert, &pki.cert_pem).expect("write cert");
+        std::fs::write(&key, &pki.key_pem).expect("write key");
+        let path = dir.path().join("server.toml");
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{db_url}\"\ntls_cert = \"{}\"\n\
+             tls_key = \"{}\"\nstate_dir = \"{}\"\n{extra}\n",
+            cert.display(),
+            key.display(),
+            dir.path().join("state").display()
+        );
+        std::fs::write(&path, text).expect("write server config");
+        (Server::spawn(&db_url, path, dir), pki.ca_pem)
+    }
+
     fn spawn(db_url: &str, config: PathBuf, dir: tempfile::TempDir) -> Server {
         let mut cmd = Command::new(bin("nightjar-server"));
         cmd.arg("run")
@@ -70,7 +95,10 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("nightjar-server: listening on http://") {
+                if let Some(addr) = line
+                    .strip_prefix("nightjar-server: listening on http://")
+                    .or_else(|| line.strip_prefix("nightjar-server: listening on https://"))
+                {
                     let _ = tx.send(addr.to_string());
                 }
                 eprintln!("[server] {line}");

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod alerts;
+pub mod enroll;
 pub mod keys;
 mod query;
 pub mod rules_check;
@@ -66,6 +67,8 @@ pub enum Command {
     #[command(subcommand)]
     Alerts(AlertsCommand),
     /// Check every signature and the hash chain; exit 1 naming the first bad seq.
+    /// Enrols with [fleet] now (also done on first start).
+    Enroll(ConfigArg),
     Verify(ConfigArg),
     /// Counters of the running agent (or of the store when none runs).
     Status(StatusArgs),
@@ -182,6 +185,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Alerts(AlertsCommand::Show(a)) => alerts::show(&a),
         Command::Alerts(AlertsCommand::Export(a)) => alerts::export(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Enroll(a) => enroll::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Keys(KeysCommand::Show(a)) => keys::show(&a),
         Command::Rules(RulesCommand::Check(a)) => rules_check::run(&a),

@@ -43,6 +43,10 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("upload_enabled", s.upload_enabled.to_string()),
         ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
         ("alerting_stalled", opt(&s.alerting_stalled)),
+        ("enrolled", s.enrolled.to_string()),
+        ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
+        ("last_heartbeat_error", opt(&s.last_heartbeat_error)),
+        ("enrol_error", opt(&s.enrol_error)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {v}"))?;

@@ -106,6 +106,17 @@ pub struct StatusReport {
     /// Why alerting is stalled (e.g. the disk is full): events wait in the ring, unreleased.
     #[serde(default)]
     pub alerting_stalled: Option<String>,
+    /// Whether this host is enrolled with the fleet server (`false` without `[fleet]`).
+    #[serde(default)]
+    pub enrolled: bool,
+    /// When the fleet server last accepted a heartbeat (RFC 3339), if ever in this run.
+    #[serde(default)]
+    pub last_heartbeat_ok: Option<String>,
+    #[serde(default)]
+    pub last_heartbeat_error: Option<String>,
+    /// Why the host is not enrolled, while it is not (with `[fleet]`).
+    #[serde(default)]
+    pub enrol_error: Option<String>,
 }
 
 /// `verify`.

@@ -176,6 +176,11 @@ impl HostKey {
         &self.path
     }
 
+    /// Signs fleet-protocol bytes (request, enrolment and chain-head signatures).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
     /// Signs `payload` as an alert and returns the DSSE envelope; `pae_buf` is reused scratch.
     pub fn sign_alert(&self, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
         pae_into(ALERT_PAYLOAD_TYPE, payload, pae_buf);

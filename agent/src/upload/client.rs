@@ -31,8 +31,12 @@ pub(crate) enum Outcome {
 pub(crate) struct Client {
     agent: Agent,
     url: String,
+    /// What the request signature covers: the URL's path and query.
+    path_and_query: String,
     host_id: String,
     key_id: String,
+    signer: Option<std::sync::Arc<crate::fleet::RequestSigner>>,
+    enrolled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Client {
@@ -50,20 +54,41 @@ impl Client {
         Ok(Client {
             agent,
             url: settings.url.clone(),
+            path_and_query: crate::fleet::signer::path_and_query(&settings.url),
             host_id: settings.host_id.clone(),
             key_id: settings.key_id.clone(),
+            signer: settings.signer.clone(),
+            enrolled: settings.enrolled.clone(),
         })
     }
 
     /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons.
     pub(crate) fn post(&self, body: &[u8]) -> Outcome {
-        let sent = self
+        if let Some(enrolled) = &self.enrolled
+            && !enrolled.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Outcome::Retry {
+                reason: "not enrolled with the fleet server yet".into(),
+                retry_after: None,
+            };
+        }
+        let mut request = self
             .agent
             .post(&self.url)
-            .header("Content-Type", "application/x-ndjson")
-            .header("X-Nightjar-Host-Id", &self.host_id)
-            .header("X-Nightjar-Key-Id", &self.key_id)
-            .send(body);
+            .header("Content-Type", "application/x-ndjson");
+        match &self.signer {
+            Some(signer) => {
+                for (name, value) in signer.headers("POST", &self.path_and_query, body) {
+                    request = request.header(name, value);
+                }
+            }
+            None => {
+                request = request
+                    .header("X-Nightjar-Host-Id", &self.host_id)
+                    .header("X-Nightjar-Key-Id", &self.key_id);
+            }
+        }
+        let sent = request.send(body);
         match sent {
             Ok(response) => classify(response),
             Err(e) => Outcome::Retry {

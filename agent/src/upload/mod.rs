@@ -21,7 +21,7 @@
 mod backoff;
 mod client;
 mod settings;
-mod tls;
+pub(crate) mod tls;
 mod worker;
 
 use std::error::Error as StdError;
