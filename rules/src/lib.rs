@@ -17,11 +17,14 @@
 //!   prints.
 
 pub mod builtin;
+pub mod check;
 pub mod ecs;
+pub mod engine;
 pub mod loader;
 pub mod matcher;
 pub mod naive;
 pub mod pattern;
+pub mod program;
 pub mod query;
 
 mod report;
@@ -30,4 +33,4 @@ mod set;
 
 pub use report::{LoadReport, RuleReport, RuleStatus, RulesError};
 pub use rule::RuleMeta;
-pub use set::RuleSet;
+pub use set::{LoadOptions, RuleSet, Slot};

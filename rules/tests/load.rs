@@ -89,7 +89,7 @@ fn builtin_seed_rule_matches_the_v107_file() {
     assert_eq!(builtin.interval.as_secs(), 300);
     assert_eq!(builtin.max_signals, 7);
     assert_eq!(builtin.threat[0]["tactic"]["id"], "TA0006");
-    assert_eq!(set.queries()[0], set.queries()[1]);
+    assert_eq!(set.programs()[0], set.programs()[1]);
 }
 
 #[test]

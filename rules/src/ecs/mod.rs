@@ -17,9 +17,15 @@ use nightjar_proto::{Args, Caller, ExecEvent};
 mod document;
 mod host;
 pub mod schema;
+mod snapshot;
 
 pub use host::HostInfo;
 pub use schema::{Field, FieldKind, kind_of};
+pub use snapshot::{EventSnapshot, OwnedProcess};
+
+/// The event categories (`event.category`) this host's events have: an EQL query for any
+/// other category cannot match and loads as unsupported.
+pub const CATEGORIES: &[&str] = &["process"];
 
 /// `CS_VALID`: the code signature was valid when the process started.
 pub const CS_VALID: u32 = 0x1;

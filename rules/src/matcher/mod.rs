@@ -8,6 +8,7 @@
 //! [`CompiledRule::new`] cannot fail: everything that can (syntax, types, regular
 //! expressions) was settled when the query was built ([`crate::query::build`]).
 
+mod check;
 mod eval;
 mod index;
 mod tree;
@@ -33,7 +34,7 @@ impl CompiledRule {
     /// Whether no event the view can produce ever matches (the query needs fields or values
     /// this host's events do not have).
     pub fn never_matches(&self) -> bool {
-        matches!(self.0, Node::Const(false))
+        matches!(self.0, Node::Const(false)) || self.0.is_null()
     }
 }
 
@@ -68,7 +69,7 @@ impl Matcher {
         };
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
-            if matches!(node, Node::Const(false)) {
+            if matches!(node, Node::Const(false)) || node.is_null() {
                 continue;
             }
             match IndexChoice::best(node) {

@@ -11,6 +11,7 @@ use crate::pattern::{Glob, Regex};
 use crate::query::ast::{Cmp, Query};
 use crate::query::typing::{Test, TypedPred};
 
+use super::check::CheckLeaf;
 use super::eval::Scratch;
 
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub(super) enum Node {
     Or(Box<[Node]>),
     Not(Box<Node>),
     Leaf(Leaf),
+    /// An EQL condition over computed values.
+    Check(Box<CheckLeaf>),
     Const(bool),
 }
 
@@ -53,6 +56,11 @@ pub(super) fn compile(q: &Query<TypedPred>) -> Node {
         Query::Or(v) => simplify_or(v.iter().map(compile).collect()),
         Query::Not(inner) => match compile(inner) {
             Node::Const(b) => Node::Const(!b),
+            // Three-valued, as Elasticsearch's scripts: `not` of a null condition is null.
+            Node::Check(mut c) => {
+                c.negated = !c.negated;
+                Node::Check(c)
+            }
             n => Node::Not(Box::new(n)),
         },
         Query::Const(b) => Node::Const(*b),
@@ -61,6 +69,16 @@ pub(super) fn compile(q: &Query<TypedPred>) -> Node {
 }
 
 pub(super) fn compile_leaf(p: &TypedPred) -> Node {
+    if let Test::Check(c) = &p.test {
+        // Typing refused what cannot compile (too many fields, a bad CIDR block).
+        return match CheckLeaf::new(c) {
+            Ok(l) => match l.constant() {
+                Some(Some(b)) => Node::Const(b),
+                _ => Node::Check(Box::new(l)),
+            },
+            Err(_) => Node::Const(false),
+        };
+    }
     let Some(field) = p.field else {
         // Never produced: absent, so every test is false.
         return Node::Const(false);
@@ -78,6 +96,7 @@ pub(super) fn compile_leaf(p: &TypedPred) -> Node {
         Test::Regex(re) => CTest::Regex(re.clone()),
         Test::Num(cmp, n) => CTest::Num(*cmp, *n),
         Test::Bool(b) => CTest::Bool(*b),
+        Test::Check(_) => return Node::Const(false),
     };
     let leaf = Leaf {
         field,
@@ -108,6 +127,7 @@ pub(super) fn simplify_and(kids: Vec<Node>) -> Node {
         match k {
             Node::Const(true) => {}
             Node::Const(false) => return Node::Const(false),
+            k if k.is_null() => return Node::Const(false),
             Node::And(inner) => out.extend(inner.into_vec()),
             k => out.push(k),
         }
@@ -125,6 +145,7 @@ pub(super) fn simplify_or(kids: Vec<Node>) -> Node {
     for k in kids {
         match k {
             Node::Const(false) => {}
+            k if k.is_null() => {}
             Node::Const(true) => return Node::Const(true),
             Node::Or(inner) => out.extend(inner.into_vec()),
             k => out.push(k),
@@ -143,6 +164,8 @@ pub(super) fn simplify_or(kids: Vec<Node>) -> Node {
 pub(super) fn cost(n: &Node) -> u32 {
     match n {
         Node::Const(_) => 0,
+        // Computed values: after every plain test.
+        Node::Check(_) => 60,
         // A negated test rarely rejects: try it after the selective ones.
         Node::Not(inner) => cost(inner) * 3,
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
@@ -236,6 +259,11 @@ impl CTest {
 }
 
 impl Node {
+    /// A condition that is null for every event: false, and so is its negation.
+    pub(super) fn is_null(&self) -> bool {
+        matches!(self, Node::Check(c) if c.constant() == Some(None))
+    }
+
     /// Whether evaluating this node can join `process.command_line` into the scratch buffer.
     pub(super) fn needs_scratch(&self) -> bool {
         match self {
@@ -243,6 +271,7 @@ impl Node {
             Node::Not(n) => n.needs_scratch(),
             Node::Const(_) => false,
             Node::Leaf(l) => l.field == Field::CommandLine && !l.on_joined,
+            Node::Check(c) => c.reads(Field::CommandLine),
         }
     }
 }
