@@ -7,6 +7,7 @@
 //! - [`rules`]: loading Elastic TOML rules, KQL and EQL parsers, the compiled matcher;
 //! - [`alert`]: the alert document built from a match;
 //! - [`config`]: the TOML config and its defaults;
+//! - [`state_dir`]: the checked, root-only state directory;
 //! - [`store`], [`sign`]: durable alert storage, host key, DSSE signing and the hash chain;
 //! - [`upload`]: delivery of signed alerts to the collector;
 //! - [`control`]: the control socket the CLI talks to;
@@ -23,5 +24,6 @@ pub mod pipeline;
 pub mod process_table;
 pub mod rules;
 pub mod sign;
+pub mod state_dir;
 pub mod store;
 pub mod upload;

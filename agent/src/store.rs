@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nightjar_proto::trusted_dir::{Missing, TrustError, TrustedDir};
 use serde::{Deserialize, Serialize};
 use sled::Tree;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -62,6 +63,8 @@ pub enum StoreError {
     },
     #[error("alert store {path}: corrupt {what}")]
     Corrupt { path: PathBuf, what: String },
+    #[error("alert store {path}: refusing to open it: {reason}")]
+    Untrusted { path: PathBuf, reason: String },
 }
 
 /// What [`Store::insert`] did.
@@ -134,18 +137,27 @@ impl Store {
 
     /// Opens (or creates, 0700) the database at `dir` and checks that the chain head matches
     /// the last stored alert; a mismatch is logged as an error and kept for `status`.
+    ///
+    /// `dir` and every directory above it must pass the state directory's checks, and every
+    /// entry of the database must be one sled could have made (see
+    /// [`crate::state_dir::check_store_entries`]): sled opens its files by path and would
+    /// follow a planted link.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        crate::sign::private_dir(dir).map_err(|e| StoreError::Io {
+        let untrusted = |reason: String| StoreError::Untrusted {
             path: dir.to_path_buf(),
-            op: "prepare directory",
-            source: std::io::Error::other(e.to_string()),
+            reason,
+        };
+        let checked = TrustedDir::open(dir, Missing::Create).map_err(|e| match e {
+            TrustError::Io { path, op, source } => StoreError::Io { path, op, source },
+            e => untrusted(e.to_string()),
         })?;
+        crate::state_dir::check_store_entries(&checked).map_err(untrusted)?;
         let sled_err = |op| {
             let path = dir.to_path_buf();
             move |source| StoreError::Sled { path, op, source }
         };
         let db = sled::Config::new()
-            .path(dir)
+            .path(checked.real_path())
             .cache_capacity(CACHE_CAPACITY_BYTES)
             .flush_every_ms(Some(500))
             .open()

@@ -5,6 +5,11 @@
 //! Files are streamed line by line through one reusable buffer (bounded by the decoders'
 //! line limit), so memory stays flat whatever the file size. A malformed line is reported on
 //! stderr as `FILE:LINE: reason` and skipped.
+//!
+//! Exit codes, as `nightjar-sensor replay`'s: 0 every line decoded (whether or not anything
+//! matched); 1 the scan went through but some lines did not decode (the alerts of the lines
+//! that did are printed all the same, and a summary names the count); 2 bad usage, bad
+//! rules, or an input file that cannot be read.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -16,6 +21,7 @@ use nightjar_proto::ecs_json::EcsDecoder;
 use nightjar_proto::eslogger::EsloggerDecoder;
 use nightjar_proto::ndjson::{DecodeError, MAX_LINE_BYTES};
 
+use super::text::terminal_safe;
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::build_alert;
 use crate::ecs::{EcsEvent, HostInfo};
@@ -45,6 +51,8 @@ struct Scanner<'r, W: Write> {
     decoder: Decoder,
     matches: Vec<usize>,
     events: u64,
+    /// Lines that did not decode (reported on stderr as they come).
+    bad_lines: u64,
     out: W,
 }
 
@@ -77,6 +85,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         decoder,
         matches: Vec::with_capacity(rules.rules().len()),
         events: 0,
+        bad_lines: 0,
         out: BufWriter::with_capacity(1 << 16, stdout.lock()),
     };
     let mut unreadable = Vec::new();
@@ -107,14 +116,19 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         .out
         .flush()
         .map_err(|e| Failure::failed(format!("writing alerts to stdout: {e}")))?;
-    if unreadable.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::usage(format!(
+    if !unreadable.is_empty() {
+        return Err(Failure::usage(format!(
             "unreadable input: {}",
             unreadable.join(", ")
-        )))
+        )));
     }
+    if scanner.bad_lines > 0 {
+        return Err(Failure::failed(format!(
+            "{} events scanned, {} lines did not decode",
+            scanner.events, scanner.bad_lines
+        )));
+    }
+    Ok(())
 }
 
 fn display(p: &Path) -> String {
@@ -141,6 +155,7 @@ impl<W: Write> Scanner<'_, W> {
             let text = match line {
                 Line::Eof => return Ok(()),
                 Line::TooLong(len) => {
+                    self.bad_lines += 1;
                     eprintln!(
                         "{name}:{line_no}: line of {len} bytes or more is over the {MAX_LINE_BYTES}-byte limit"
                     );
@@ -149,6 +164,7 @@ impl<W: Write> Scanner<'_, W> {
                 Line::Ok => match std::str::from_utf8(&buf) {
                     Ok(t) => t.trim_end_matches(['\n', '\r']),
                     Err(e) => {
+                        self.bad_lines += 1;
                         eprintln!(
                             "{name}:{line_no}: invalid UTF-8 at byte {}",
                             e.valid_up_to() + 1
@@ -167,7 +183,14 @@ impl<W: Write> Scanner<'_, W> {
                     self.process(&ev).map_err(ScanError::Output)?;
                 }
                 Ok(None) => {}
-                Err(e) => eprintln!("{name}:{line_no}: {e}"),
+                Err(e) => {
+                    self.bad_lines += 1;
+                    eprintln!(
+                        "{}:{line_no}: {}",
+                        terminal_safe(name),
+                        terminal_safe(&e.to_string())
+                    );
+                }
             }
         }
     }
@@ -182,7 +205,8 @@ impl<W: Write> Scanner<'_, W> {
                     .map_or(0, |d| d.as_nanos() as i64);
                 for &i in &self.matches {
                     let alert = build_alert(&self.rules.rules()[i], &view, &self.host.id, now, 0);
-                    serde_json::to_writer(&mut self.out, &alert).map_err(io::Error::other)?;
+                    let line = super::text::to_json_line(&alert).map_err(io::Error::other)?;
+                    self.out.write_all(line.as_bytes())?;
                     self.out.write_all(b"\n")?;
                 }
             }

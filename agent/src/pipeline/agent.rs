@@ -18,8 +18,10 @@ use super::status::LiveStatus;
 use crate::config::{Config, ConfigError};
 use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
 use crate::sign::{HostKey, KeyError, Sealer};
+use crate::state_dir::{SOCKET, StateDirError};
 use crate::store::{Store, StoreError};
 use crate::upload::{UploadError, UploadSettings, spawn_uploader};
+use nightjar_proto::trusted_dir::Missing;
 
 /// Records handled before the loop looks at signals and the clock again.
 const BUDGET: usize = 1024;
@@ -53,6 +55,8 @@ pub enum AgentError {
     #[error("host key: {0}")]
     Key(#[from] KeyError),
     #[error("{0}")]
+    StateDir(#[from] StateDirError),
+    #[error("{0}")]
     Store(#[from] StoreError),
     #[error("ring: {0}")]
     Ring(#[from] RingError),
@@ -66,9 +70,21 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// Configuration problems exit 2, everything else 1.
+    /// Configuration problems exit 2, everything else 1. An untrusted state or ring
+    /// directory, or a key file someone else could have written, is a configuration problem:
+    /// the operator must fix the deployment.
     pub fn is_config(&self) -> bool {
-        matches!(self, AgentError::Config(_) | AgentError::Upload(_))
+        matches!(
+            self,
+            AgentError::Config(_)
+                | AgentError::Upload(_)
+                | AgentError::StateDir(_)
+                | AgentError::Key(
+                    KeyError::Exposed { .. } | KeyError::Untrusted { .. } | KeyError::StateDir(_)
+                )
+                | AgentError::Ring(RingError::Untrusted { .. })
+                | AgentError::Store(StoreError::Untrusted { .. })
+        )
     }
 }
 
@@ -76,8 +92,11 @@ impl AgentError {
 pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> {
     let io = |what| move |source| AgentError::Io { what, source };
     let host_id = config.host_id()?;
-    crate::sign::private_dir(&config.state_dir)?;
-    let key = HostKey::load_or_create(config)?;
+    let state = crate::state_dir::open(config, Missing::Create)?;
+    let key = match &config.key_file {
+        Some(path) => HostKey::load(path)?,
+        None => HostKey::load_or_create_in(&state)?,
+    };
     let key_info = KeyInfo {
         key_id: key.key_id().to_string(),
         public_key: key.public_key().to_vec(),
@@ -103,7 +122,7 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         Some(Arc::clone(&status)),
         upload.is_some(),
     );
-    let control = ControlServer::start(&config.control_socket(), backend)?;
+    let control = ControlServer::start(&state.real_path().join(SOCKET), backend)?;
 
     let (nudge_tx, nudge_rx) = crossbeam_channel::bounded::<()>(1);
     let (stop_upload, upload_stopped) = crossbeam_channel::bounded::<()>(1);

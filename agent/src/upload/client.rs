@@ -5,6 +5,7 @@ use std::time::Duration;
 use ureq::Agent;
 use ureq::http::{Response, StatusCode};
 
+use super::redact::Redactor;
 use super::settings::{Timing, UploadSettings};
 use super::{UploadError, tls};
 
@@ -31,6 +32,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Client {
     agent: Agent,
     url: String,
+    /// Every reason this client gives passes through it: the URL may carry credentials.
+    redactor: Redactor,
     host_id: String,
     key_id: String,
 }
@@ -50,12 +53,14 @@ impl Client {
         Ok(Client {
             agent,
             url: settings.url.clone(),
+            redactor: Redactor::new(&settings.url),
             host_id: settings.host_id.clone(),
             key_id: settings.key_id.clone(),
         })
     }
 
-    /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons.
+    /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons, with
+    /// the URL's credentials taken out (a server's answer may quote the URL too).
     pub(crate) fn post(&self, body: &[u8]) -> Outcome {
         let sent = self
             .agent
@@ -64,11 +69,24 @@ impl Client {
             .header("X-Nightjar-Host-Id", &self.host_id)
             .header("X-Nightjar-Key-Id", &self.key_id)
             .send(body);
-        match sent {
+        let outcome = match sent {
             Ok(response) => classify(response),
             Err(e) => Outcome::Retry {
-                reason: format!("POST {}: {e}", self.url),
+                reason: format!("POST {}: {e}", self.redactor.url()),
                 retry_after: None,
+            },
+        };
+        match outcome {
+            Outcome::Delivered => Outcome::Delivered,
+            Outcome::Retry {
+                reason,
+                retry_after,
+            } => Outcome::Retry {
+                reason: self.redactor.scrub(&reason),
+                retry_after,
+            },
+            Outcome::Rejected { reason } => Outcome::Rejected {
+                reason: self.redactor.scrub(&reason),
             },
         }
     }

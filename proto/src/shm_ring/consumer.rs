@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, RETIRED, check_word, record_size};
 use super::producer::{IDENTITY_CHECK_NS, monotonic_ns};
-use super::setup::{self, Role};
+use super::setup::{self, RingPlace, Role};
 use super::{RingError, RingStats, wake};
 use crate::codec::MAX_RECORD_BYTES;
 
@@ -34,6 +34,8 @@ pub struct Entry<'a> {
 /// when [`Consumer::commit`] says the records up to a position are done with.
 pub struct Consumer {
     path: PathBuf,
+    /// The ring's checked directory and name: every file is opened relative to it.
+    place: RingPlace,
     map: Mapping,
     wake: OwnedFd,
     /// Holds `<ring>.consumer`'s lock: one consumer per ring.
@@ -74,13 +76,20 @@ impl Consumer {
     /// committed position.
     pub fn open(path: &Path, capacity_bytes: u64) -> Result<Consumer, RingError> {
         setup::check_capacity(path, capacity_bytes)?;
-        setup::ensure_parent(path)?;
-        let consumer_lock = setup::take_consumer_lock(path)?;
-        let wake = wake::open_fifo(&wake::fifo_path(path), false)?;
-        let map = setup::open_ring(path, capacity_bytes, Role::Consumer, &wake)?;
+        let place = RingPlace::open(path)?;
+        let consumer_lock = setup::take_consumer_lock(&place)?;
+        let (wake, fifo_replaced) = wake::open_fifo(&place, false)?;
+        let map = setup::open_ring(
+            &place,
+            capacity_bytes,
+            Role::Consumer,
+            &wake,
+            fifo_replaced.as_deref(),
+        )?;
         wake::drain(&wake);
         let mut consumer = Consumer {
             path: path.to_path_buf(),
+            place,
             identity: None,
             capacity: 0,
             mask: 0,
@@ -230,8 +239,10 @@ impl Consumer {
         let now = monotonic_ns();
         if now.wrapping_sub(self.identity_checked_ns) >= IDENTITY_CHECK_NS {
             self.identity_checked_ns = now;
-            self.replaced |=
-                setup::identity_of_path(&self.path).is_some_and(|id| Some(id) != self.identity);
+            self.replaced |= self
+                .place
+                .identity()
+                .is_some_and(|id| Some(id) != self.identity);
         }
         let h = self.map.header();
         h.consumer_sleeping.store(1, Ordering::SeqCst);
@@ -466,7 +477,7 @@ impl Consumer {
     /// otherwise the mark is stray (scribbled).
     fn follow_rebuild(&mut self) -> Result<(), RingError> {
         let h = self.map.header();
-        if setup::identity_of_path(&self.path) == self.identity {
+        if self.place.identity() == self.identity {
             h.retired.store(0, Ordering::Relaxed);
             self.replaced = false;
             return Ok(());
@@ -478,7 +489,16 @@ impl Consumer {
             .expected_seq
             .map_or(0, |expected| final_seq.saturating_sub(expected))
             .min(self.capacity / RECORD_HEADER);
-        self.map = setup::open_ring(&self.path, self.capacity, Role::Consumer, &self.wake)?;
+        // The producer may have replaced an exposed FIFO along with the ring.
+        let (wake, fifo_replaced) = wake::open_fifo(&self.place, false)?;
+        self.wake = wake;
+        self.map = setup::open_ring(
+            &self.place,
+            self.capacity,
+            Role::Consumer,
+            &self.wake,
+            fifo_replaced.as_deref(),
+        )?;
         self.install_mapping();
         self.lost_in_resync += lost;
         self.generation_resets += 1;

@@ -166,6 +166,8 @@ pub enum RingError {
     },
     #[error("{path}: capacity {capacity} is not a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}")]
     Capacity { path: PathBuf, capacity: u64 },
+    #[error("{path}: {reason}")]
+    Untrusted { path: PathBuf, reason: String },
     #[error("{path}: not a regular file")]
     NotRegular { path: PathBuf },
     #[error("{path}: not a FIFO")]
@@ -181,7 +183,7 @@ pub enum RingError {
     #[error("{path}: another consumer holds the ring (is a second agent running?)")]
     ConsumerBusy { path: PathBuf },
     #[error("{path}: invalid ring header ({what}) while a producer holds it")]
-    Invalid { path: PathBuf, what: &'static str },
+    Invalid { path: PathBuf, what: String },
     #[error("{path}: corrupt ring contents at position {pos}: {what}; skipped to {resumed_at}")]
     Corrupt {
         path: PathBuf,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
 
 use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, record_size};
-use super::setup::{self, Role};
+use super::setup::{self, RingPlace, Role};
 use super::{RingError, RingStats, wake};
 use crate::codec::MAX_RECORD_BYTES;
 
@@ -26,6 +26,8 @@ pub struct Producer {
     upstream_loss: u64,
     generation: u64,
     path: PathBuf,
+    /// The ring's checked directory and name: every file is opened relative to it.
+    place: RingPlace,
     /// (device, inode) of the mapped file, to notice the path being deleted or replaced.
     identity: Option<(u64, u64)>,
     /// When `flush` last compared the path with `identity` (monotonic ns).
@@ -43,9 +45,15 @@ impl Producer {
     /// anything else is rebuilt as a new file (see the module docs).
     pub fn open(path: &Path, capacity_bytes: u64) -> Result<Producer, RingError> {
         setup::check_capacity(path, capacity_bytes)?;
-        setup::ensure_parent(path)?;
-        let wake = wake::open_fifo(&wake::fifo_path(path), true)?;
-        let map = setup::open_ring(path, capacity_bytes, Role::Producer, &wake)?;
+        let place = RingPlace::open(path)?;
+        let (wake, fifo_replaced) = wake::open_fifo(&place, true)?;
+        let map = setup::open_ring(
+            &place,
+            capacity_bytes,
+            Role::Producer,
+            &wake,
+            fifo_replaced.as_deref(),
+        )?;
         let h = map.header();
         let write = h.write_pos.load(Ordering::Acquire);
         let cached_read = h.read_pos.load(Ordering::Acquire);
@@ -64,6 +72,7 @@ impl Producer {
             upstream_loss,
             generation,
             path: path.to_path_buf(),
+            place,
             identity: setup::identity_of_file(map.file()),
             checked_ns: monotonic_ns(),
             map,
@@ -160,7 +169,7 @@ impl Producer {
     /// file and not read is lost with it; the new file keeps its own counters. On failure
     /// the producer stays where it is and tries again a second later.
     fn follow_replaced_file(&mut self) {
-        if setup::identity_of_path(&self.path) == self.identity {
+        if self.place.identity() == self.identity {
             return;
         }
         if let Ok(mut next) = Producer::open(&self.path, self.capacity) {
