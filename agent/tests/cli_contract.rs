@@ -256,6 +256,46 @@ fn insecure_upload_url_is_a_configuration_error() {
     assert!(text(&out).contains("upload.url"), "{}", text(&out));
 }
 
+/// The whole config is checked before `run` creates anything: a bad value anywhere is exit 2
+/// naming file, line:column and key, and leaves no state directory or key behind.
+#[test]
+fn bad_values_are_found_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    for (tail, key, line) in [
+        ("ring_capacity_bytes = 1000\n", "ring_capacity_bytes", 4),
+        ("[sensor]\nenv_vars = [\"A=B\"]\n", "sensor.env_vars", 5),
+        ("[rules]\nblock = [\"x\", \"x\"]\n", "rules.block", 5),
+        ("[fleet]\nheartbeat_interval_ms = 0\n", "fleet.server", 4),
+        (
+            "[upload]\nurl = \"https://c.example/\"\nca_file = \"/nonexistent/ca.pem\"\n",
+            "ca.pem",
+            0,
+        ),
+    ] {
+        let cfg = tmp.path().join("n.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = {:?}\nring_path = {:?}\nhost_id = \"h\"\n{tail}",
+                state.display().to_string(),
+                tmp.path().join("r").display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = agent(&["run"], &cfg);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{tail}: {msg}");
+        if line > 0 {
+            let at = format!("{}:{line}:1: key `{key}`", cfg.display());
+            assert!(msg.contains(&at), "{tail}: {msg}");
+        } else {
+            assert!(msg.contains(key), "{tail}: {msg}");
+        }
+        assert!(!state.exists(), "{tail}: state_dir was created: {msg}");
+    }
+}
+
 #[test]
 fn commands_without_a_store_say_so() {
     let tmp = tempfile::tempdir().unwrap();

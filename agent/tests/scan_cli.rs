@@ -230,3 +230,40 @@ fn ecs_input_is_scanned_too() {
     // Only the kcc executions match the seed rule (not security, curl, zsh...).
     assert!(a.iter().all(|x| x["process"]["name"] == "kcc"));
 }
+
+/// `scan` and `nightjar-sensor replay` read NDJSON with one reader: an argument with invalid
+/// UTF-8 keeps its event (U+FFFD in place of the bytes), so the odd line is still evaluated.
+#[test]
+fn invalid_utf8_keeps_the_event() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/eslogger/invalid-utf8.ndjson");
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("prefix.toml");
+    std::fs::write(
+        &rule,
+        "[rule]\nrule_id = \"prefix\"\nname = \"kcc copy_cred_cache prefix\"\nseverity = \"low\"\n\
+         risk_score = 21\ntype = \"query\"\nlanguage = \"kuery\"\n\
+         query = \"process.name:kcc and process.args:copy_cred_cache*\"\n",
+    )
+    .unwrap();
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--no-builtin",
+            "--rules",
+            rule.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.is_empty(), "{err}");
+    let a = alerts(&out);
+    assert_eq!(a.len(), 3, "every line is an event, the odd one included");
+    assert_eq!(
+        a[1]["process"]["args"][1],
+        "copy_cred_cache\u{FFFD}\u{FFFD}"
+    );
+}

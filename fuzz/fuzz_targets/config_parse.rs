@@ -1,10 +1,11 @@
-//! Any config text parses or gives an error naming the file, never a panic.
+//! Any config text parses or gives an error naming the file, never a panic (the schema both
+//! binaries read).
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use nightjar_agent::config::Config;
+use nightjar_proto::config::Config;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

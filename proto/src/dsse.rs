@@ -10,11 +10,6 @@ use serde::{Deserialize, Serialize};
 /// The `payloadType` of a Nightjar alert.
 pub const ALERT_PAYLOAD_TYPE: &str = "application/vnd.nightjar.alert+json";
 
-/// The `payloadType` of a host's signed chain head mark: the payload is
-/// `{"host_id", "seq", "hash", "signed_at"}` (`hash`: lowercase hex SHA-256 of alert `seq`'s
-/// payload, 64 zeros for seq 0; `signed_at`: Unix seconds), signed by the host key.
-pub const HEAD_PAYLOAD_TYPE: &str = "application/vnd.nightjar.head+json";
-
 /// One signature over the PAE of an envelope's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,17 +6,26 @@
 //! - [`eslogger`] and [`ecs_json`]: decoders for recorded or piped JSON input, sharing
 //!   [`ndjson`]'s error type and helpers;
 //! - [`dsse`]: the signed alert envelope format;
+//! - [`fleet`]: the agent-server protocol (signed request bytes, enrolment, heartbeat);
+//! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
+//! - [`config`]: `nightjar.toml`, the one schema both binaries read;
+//! - [`text`]: platform bytes as text without allocating;
 //! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
 //!   them (the agent's state directory and the ring's directory).
 
 pub mod codec;
+pub mod config;
 pub mod dsse;
 pub mod ecs_json;
 pub mod eslogger;
 pub mod event;
+pub mod fleet;
 pub mod ndjson;
 pub mod shm_ring;
+pub mod text;
 pub mod trusted_dir;
+#[cfg(feature = "crypto")]
+pub mod verify;
 
 pub use codec::{LossReport, LossSource, Record};
 pub use event::{Args, Caller, ExecEvent, OsType, Source, Target};

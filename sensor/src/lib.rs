@@ -2,11 +2,11 @@
 //!
 //! - [`capture`]: the live backends (Endpoint Security, eslogger, eBPF);
 //! - [`replay`]: recorded events through the same path;
-//! - [`publish`]: ExecEvent -> record codec -> ring, numbering and loss reporting;
-//! - [`config`]: the sensor's keys of the shared `nightjar.toml`.
+//! - [`publish`]: ExecEvent -> record codec -> ring, numbering and loss reporting.
+//!
+//! The configuration is `nightjar.toml`, parsed by [`nightjar_proto::config`] exactly as the
+//! agent parses it.
 
 pub mod capture;
-pub mod config;
 pub mod publish;
 pub mod replay;
-pub mod text;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use nightjar_proto::config::Config;
 use nightjar_proto::shm_ring::Producer;
 use nightjar_sensor::capture::{self, SourceKind};
-use nightjar_sensor::config::SensorConfig;
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
 
@@ -69,7 +69,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
-    let config = SensorConfig::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
+    let config = Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
     let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes).map_err(|err| {
         // A ring directory others could change is the deployment's to fix: exit 2.
         let code = match err {

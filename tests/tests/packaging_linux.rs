@@ -175,11 +175,31 @@ fn check_default_config(path: &Path) {
             path.display()
         );
     }
+    nightjar_proto::config::Config::parse(&uncommented(&text), path)
+        .unwrap_or_else(|e| panic!("with every key uncommented: {e}"));
     let rules = all["rules"].as_table().unwrap();
-    for key in ["paths", "builtin", "max_signals"] {
+    for key in ["paths", "builtin", "max_signals", "exceptions", "block"] {
         assert!(
             rules.contains_key(key),
             "{}: rules.{key} undocumented",
+            path.display()
+        );
+    }
+    assert!(
+        all["sensor"].as_table().unwrap().contains_key("env_vars"),
+        "{}: sensor.env_vars undocumented",
+        path.display()
+    );
+    for key in [
+        "server",
+        "enroll_token",
+        "policy_public_key",
+        "heartbeat_interval_ms",
+        "policy_interval_ms",
+    ] {
+        assert!(
+            text.contains(&format!("# {key} = ")),
+            "{}: fleet.{key} undocumented",
             path.display()
         );
     }

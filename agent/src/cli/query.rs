@@ -7,7 +7,7 @@ use super::{ConfigArg, Failure};
 
 /// Loads the config named by `--config` (or its fallbacks); errors are usage errors (exit 2).
 pub fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
-    Config::load(arg.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))
+    crate::config::load(arg.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Runs `request` against the running agent or the store; every item reply goes to `sink`.

@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 
 use super::{CmdResult, ConfigArg, Failure};
-use crate::config::Config;
 use crate::ecs::HostInfo;
 use crate::pipeline::agent;
 use crate::pipeline::detect::RuleDetector;
@@ -11,10 +10,9 @@ use crate::rules::{RuleSet, RuleStatus};
 
 pub fn run(args: &ConfigArg) -> CmdResult {
     init_logging();
-    let config = Config::load(args.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
-    let host_id = config
-        .host_id()
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let config =
+        crate::config::load(args.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let host_id = crate::config::host_id(&config).map_err(|e| Failure::usage(e.to_string()))?;
     let (rules, report) = RuleSet::load(
         &config.rules.paths,
         config.rules.builtin,

@@ -2,9 +2,10 @@
 //! line. No store, no signing, and no `max_signals` cap: scan reports every match, since it
 //! answers "what in this recording matches" rather than rate-limiting a live feed.
 //!
-//! Files are streamed line by line through one reusable buffer (bounded by the decoders'
-//! line limit), so memory stays flat whatever the file size. A malformed line is reported on
-//! stderr as `FILE:LINE: reason` and skipped.
+//! Files are streamed line by line through [`nightjar_proto::ndjson::EventReader`] (the
+//! reader `nightjar-sensor replay` uses): one reusable buffer bounded by the line limit, so
+//! memory stays flat whatever the file size. A malformed line is reported on stderr as
+//! `FILE:LINE: reason` and skipped; invalid UTF-8 is replaced (U+FFFD) and the event kept.
 //!
 //! Exit codes, as `nightjar-sensor replay`'s: 0 every line decoded (whether or not anything
 //! matched); 1 the scan went through but some lines did not decode (the alerts of the lines
@@ -17,40 +18,23 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nightjar_proto::ExecEvent;
-use nightjar_proto::ecs_json::EcsDecoder;
-use nightjar_proto::eslogger::EsloggerDecoder;
-use nightjar_proto::ndjson::{DecodeError, MAX_LINE_BYTES};
+use nightjar_proto::ndjson::{self, EventReader, Next};
 
-use super::text::terminal_safe;
+use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::build_alert;
 use crate::ecs::{EcsEvent, HostInfo};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
 use crate::rules::{RuleSet, RuleStatus};
 
-/// One decoder for the chosen input format.
-enum Decoder {
-    Eslogger(EsloggerDecoder),
-    Ecs(EcsDecoder),
-}
-
-impl Decoder {
-    fn decode<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
-        match self {
-            Decoder::Eslogger(d) => d.decode_line(line),
-            Decoder::Ecs(d) => d.decode_line(line),
-        }
-    }
-}
-
 /// State shared across every input file.
 struct Scanner<'r, W: Write> {
     rules: &'r RuleSet,
     host: HostInfo,
     table: ProcessTable,
-    decoder: Decoder,
+    events: EventReader,
     matches: Vec<usize>,
-    events: u64,
+    decoded: u64,
     /// Lines that did not decode (reported on stderr as they come).
     bad_lines: u64,
     out: W,
@@ -73,18 +57,18 @@ pub fn run(args: &ScanArgs) -> CmdResult {
             bad.join("\n  ")
         )));
     }
-    let decoder = match args.format {
-        InputFormat::Eslogger => Decoder::Eslogger(EsloggerDecoder::new()),
-        InputFormat::Ecs => Decoder::Ecs(EcsDecoder::new()),
+    let format = match args.format {
+        InputFormat::Eslogger => ndjson::InputFormat::Eslogger,
+        InputFormat::Ecs => ndjson::InputFormat::Ecs,
     };
     let stdout = io::stdout();
     let mut scanner = Scanner {
         rules: &rules,
         host: HostInfo::local(),
         table: ProcessTable::new(DEFAULT_CAPACITY),
-        decoder,
+        events: EventReader::new(format),
         matches: Vec::with_capacity(rules.rules().len()),
-        events: 0,
+        decoded: 0,
         bad_lines: 0,
         out: BufWriter::with_capacity(1 << 16, stdout.lock()),
     };
@@ -125,7 +109,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
     if scanner.bad_lines > 0 {
         return Err(Failure::failed(format!(
             "{} events scanned, {} lines did not decode",
-            scanner.events, scanner.bad_lines
+            scanner.decoded, scanner.bad_lines
         )));
     }
     Ok(())
@@ -146,44 +130,13 @@ enum ScanError {
 
 impl<W: Write> Scanner<'_, W> {
     fn scan(&mut self, name: &str, mut input: impl BufRead) -> Result<(), ScanError> {
-        let mut buf = Vec::new();
-        let mut line_no = 0u64;
+        self.events.restart();
         loop {
-            let line = read_line_bounded(&mut input, &mut buf, MAX_LINE_BYTES)
-                .map_err(ScanError::Input)?;
-            line_no += 1;
-            let text = match line {
-                Line::Eof => return Ok(()),
-                Line::TooLong(len) => {
-                    self.bad_lines += 1;
-                    eprintln!(
-                        "{name}:{line_no}: line of {len} bytes or more is over the {MAX_LINE_BYTES}-byte limit"
-                    );
-                    continue;
-                }
-                Line::Ok => match std::str::from_utf8(&buf) {
-                    Ok(t) => t.trim_end_matches(['\n', '\r']),
-                    Err(e) => {
-                        self.bad_lines += 1;
-                        eprintln!(
-                            "{name}:{line_no}: invalid UTF-8 at byte {}",
-                            e.valid_up_to() + 1
-                        );
-                        continue;
-                    }
-                },
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            match self.decoder.decode(text) {
-                Ok(Some(mut ev)) => {
-                    self.events += 1;
-                    ev.sensor_seq = self.events;
-                    self.process(&ev).map_err(ScanError::Output)?;
-                }
-                Ok(None) => {}
-                Err(e) => {
+            let (line_no, next) = self.events.next(&mut input).map_err(ScanError::Input)?;
+            match next {
+                Next::End => return Ok(()),
+                Next::Skip => {}
+                Next::Bad(e) => {
                     self.bad_lines += 1;
                     eprintln!(
                         "{}:{line_no}: {}",
@@ -191,103 +144,48 @@ impl<W: Write> Scanner<'_, W> {
                         terminal_safe(&e.to_string())
                     );
                 }
-            }
-        }
-    }
-
-    fn process(&mut self, ev: &ExecEvent<'_>) -> io::Result<()> {
-        {
-            let view = EcsEvent::new(ev, &self.table, &self.host);
-            self.rules.evaluate(&view, &mut self.matches);
-            if !self.matches.is_empty() {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as i64);
-                for &i in &self.matches {
-                    let alert = build_alert(&self.rules.rules()[i], &view, &self.host.id, now, 0);
-                    let line = super::text::to_json_line(&alert).map_err(io::Error::other)?;
-                    self.out.write_all(line.as_bytes())?;
-                    self.out.write_all(b"\n")?;
+                Next::Event(mut ev) => {
+                    self.decoded += 1;
+                    ev.sensor_seq = self.decoded;
+                    process(
+                        self.rules,
+                        &self.host,
+                        &mut self.table,
+                        &mut self.matches,
+                        &mut self.out,
+                        &ev,
+                    )
+                    .map_err(ScanError::Output)?;
                 }
             }
         }
-        self.table.observe(ev);
-        Ok(())
     }
 }
 
-enum Line {
-    Ok,
-    /// Over the limit: the rest of the line was skipped. Holds the bytes seen.
-    TooLong(usize),
-    Eof,
-}
-
-/// Reads one line (with its newline) into `buf`, keeping at most `max` bytes of it.
-fn read_line_bounded(input: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Line> {
-    buf.clear();
-    let mut seen = 0usize;
-    loop {
-        let chunk = match input.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(if seen == 0 {
-                Line::Eof
-            } else if seen > max {
-                Line::TooLong(seen)
-            } else {
-                Line::Ok
-            });
-        }
-        let (take, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        if seen + take <= max + 1 {
-            buf.extend_from_slice(&chunk[..take]);
-        }
-        seen += take;
-        input.consume(take);
-        if done {
-            return Ok(if seen > max + 1 {
-                Line::TooLong(seen)
-            } else {
-                Line::Ok
-            });
+/// Evaluates one event, writes its alerts, then records it in the process table.
+fn process(
+    rules: &RuleSet,
+    host: &HostInfo,
+    table: &mut ProcessTable,
+    matches: &mut Vec<usize>,
+    out: &mut impl Write,
+    ev: &ExecEvent<'_>,
+) -> io::Result<()> {
+    {
+        let view = EcsEvent::new(ev, table, host);
+        rules.evaluate(&view, matches);
+        if !matches.is_empty() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            for &i in matches.iter() {
+                let alert = build_alert(&rules.rules()[i], &view, &host.id, now, 0);
+                let line = to_json_line(&alert).map_err(io::Error::other)?;
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_lines() {
-        let data = b"abc\nxxxxxxxxxx\nlast";
-        let mut r = io::BufReader::with_capacity(3, &data[..]);
-        let mut buf = Vec::new();
-        assert!(matches!(
-            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
-            Line::Ok
-        ));
-        assert_eq!(buf, b"abc\n");
-        assert!(matches!(
-            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
-            Line::TooLong(11)
-        ));
-        assert!(buf.len() <= 6);
-        assert!(matches!(
-            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
-            Line::Ok
-        ));
-        assert_eq!(buf, b"last");
-        assert!(matches!(
-            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
-            Line::Eof
-        ));
-    }
+    table.observe(ev);
+    Ok(())
 }

@@ -300,7 +300,7 @@ fn outcome(result: Result<u64, crate::sign::VerifyError>) -> VerifyOutcome {
 }
 
 fn payload_json(envelope: &[u8]) -> Result<Value, String> {
-    let (_, payload) = open_envelope(envelope)?;
+    let (_, payload) = open_envelope(envelope).map_err(|e| e.to_string())?;
     serde_json::from_slice(&payload).map_err(|e| format!("payload is not JSON: {e}"))
 }
 

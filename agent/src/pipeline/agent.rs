@@ -15,7 +15,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::reader::{Detector, Reader, ReaderError, Retention};
 use super::status::LiveStatus;
-use crate::config::{Config, ConfigError};
+use crate::config::{AgentConfigError, Config};
 use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
 use crate::sign::{HostKey, KeyError, Sealer};
 use crate::state_dir::{SOCKET, StateDirError};
@@ -49,7 +49,7 @@ const SIGNALS: Token = Token(1);
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("{0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] AgentConfigError),
     #[error("{0}")]
     Upload(#[from] UploadError),
     #[error("host key: {0}")]
@@ -91,7 +91,21 @@ impl AgentError {
 /// Runs the agent until SIGTERM/SIGINT; `detector` holds the loaded rules.
 pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> {
     let io = |what| move |source| AgentError::Io { what, source };
-    let host_id = config.host_id()?;
+    let host_id = crate::config::host_id(config)?;
+    // Everything the configuration decides is checked before anything is created (state
+    // directory, key, store): a bad value is a usage error with nothing left behind.
+    let mut upload = config.upload_url().map(|url| UploadSettings {
+        url,
+        interval: Duration::from_millis(config.upload.interval_ms),
+        batch_max: config.upload.batch_max,
+        ca_file: config.upload.ca_file.clone(),
+        allow_insecure_http: config.upload.allow_insecure_http,
+        host_id: host_id.clone(),
+        key_id: String::new(),
+    });
+    if let Some(settings) = &upload {
+        settings.validate_config()?;
+    }
     let state = crate::state_dir::open(config, Missing::Create)?;
     let key = match &config.key_file {
         Some(path) => HostKey::load(path)?,
@@ -101,19 +115,12 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         key_id: key.key_id().to_string(),
         public_key: key.public_key().to_vec(),
     };
-    let upload = config.upload.url.as_ref().map(|url| UploadSettings {
-        url: url.clone(),
-        interval: Duration::from_millis(config.upload.interval_ms),
-        batch_max: config.upload.batch_max,
-        ca_file: config.upload.ca_file.clone(),
-        allow_insecure_http: config.upload.allow_insecure_http,
-        host_id: host_id.clone(),
-        key_id: key_info.key_id.clone(),
-    });
-    if let Some(settings) = &upload {
+    if let Some(settings) = &mut upload {
+        settings.key_id.clone_from(&key_info.key_id);
         settings.validate()?;
     }
 
+    let upload_on = upload.is_some();
     let store = open_store(config)?;
     let status = Arc::new(LiveStatus::resume(store.counters()?));
     let backend = Backend::new(
@@ -151,7 +158,7 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     )?;
     reader.set_retention(Retention {
         retain: config.store.retain_alerts,
-        uploaded_only: config.upload.url.is_some(),
+        uploaded_only: upload_on,
     });
     tracing::info!(
         host_id,

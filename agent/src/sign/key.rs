@@ -244,6 +244,13 @@ impl HostKey {
         self.sign(ALERT_PAYLOAD_TYPE, payload, pae_buf)
     }
 
+    /// Signs `message` as it is (the fleet protocol's signed bytes, the head mark).
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(message).as_ref());
+        out
+    }
+
     /// Signs `payload` as `payload_type` (DSSE); `pae_buf` is reused scratch.
     pub fn sign(&self, payload_type: &str, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
         pae_into(payload_type, payload, pae_buf);
@@ -259,10 +266,7 @@ impl HostKey {
     }
 }
 
-/// The DSSE key id of a raw Ed25519 public key: lowercase hex SHA-256.
-pub fn key_id(public_key: &[u8]) -> String {
-    super::hex(ring::digest::digest(&ring::digest::SHA256, public_key).as_ref())
-}
+pub use nightjar_proto::verify::key_id;
 
 fn pem_pkcs8(bytes: &[u8]) -> Result<Vec<u8>, String> {
     use rustls::pki_types::PrivateKeyDer;

@@ -13,5 +13,5 @@ pub mod key;
 pub use chain::{
     ChainHead, SealedAlert, Sealer, Unsealed, Verifier, VerifyError, hex, payload_hash,
 };
-pub use head::{HeadMark, sign_head, verify_head_mark};
+pub use head::{sign_head, verify_head_mark};
 pub use key::{HostKey, KeyError, key_id};

@@ -33,6 +33,13 @@ impl UploadSettings {
     /// scheme, the batch and interval values, header values, and that `upload.ca_file` is
     /// readable PEM holding at least one valid certificate.
     pub fn validate(&self) -> Result<(), UploadError> {
+        self.validate_config()?;
+        check_header_value("key_id", &self.key_id)
+    }
+
+    /// [`UploadSettings::validate`] without the key id: what the configuration alone decides,
+    /// checked before the agent creates its state directory or key.
+    pub fn validate_config(&self) -> Result<(), UploadError> {
         self.check_url()?;
         if self.interval.is_zero() {
             return Err(UploadError::ZeroInterval);
@@ -41,7 +48,6 @@ impl UploadSettings {
             return Err(UploadError::ZeroBatch);
         }
         check_header_value("host_id", &self.host_id)?;
-        check_header_value("key_id", &self.key_id)?;
         if let Some(path) = &self.ca_file {
             tls::ca_file_certs(path)?;
         }

@@ -16,13 +16,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::LossSource;
-use nightjar_proto::eslogger::{EsloggerDecoder, SeqGapDetector};
+use nightjar_proto::eslogger::SeqGapDetector;
 use nightjar_proto::event::basename;
-use nightjar_proto::ndjson::MAX_LINE_BYTES;
+use nightjar_proto::ndjson::{EventReader, InputFormat, Next};
 
 use crate::capture::CaptureError;
 use crate::publish::Publisher;
-use crate::text::{Line, LineReader};
 
 /// Environment variable naming the eslogger program.
 pub const PROGRAM_ENV: &str = "NIGHTJAR_ESLOGGER";
@@ -65,8 +64,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
         ))
     })?;
     let mut backoff = BACKOFF_START;
-    let mut decoder = EsloggerDecoder::new();
-    let mut lines = LineReader::default();
+    let mut events = EventReader::new(InputFormat::Eslogger);
     loop {
         let started = Instant::now();
         tracing::info!(pid = child.id(), "eslogger started");
@@ -75,24 +73,18 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
         if let Some(stdout) = child.stdout.take() {
             let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
             let child_pid = child.id();
-            let mut line_no = 0u64;
+            events.restart();
             loop {
-                let text = match lines.next_line(&mut reader, MAX_LINE_BYTES) {
-                    Ok(Line::End) => break,
-                    Ok(Line::Text(text)) => text,
-                    Ok(Line::TooLong(len)) => {
-                        line_no += 1;
-                        tracing::warn!("eslogger output line {line_no}: {len} bytes, skipped");
-                        continue;
-                    }
+                let (line_no, next) = match events.next(&mut reader) {
+                    Ok(read) => read,
                     Err(err) => {
                         tracing::warn!("reading eslogger output: {err}");
                         break;
                     }
                 };
-                line_no += 1;
-                match decoder.decode_line(text) {
-                    Ok(Some(ev)) => {
+                match next {
+                    Next::End => break,
+                    Next::Event(ev) => {
                         let lost = tracker.observe(ev.es_seq_num, ev.es_global_seq_num);
                         publisher.report_loss(LossSource::EsloggerGap, lost);
                         let pid = ev.target.pid;
@@ -105,8 +97,8 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
                             publisher.publish(ev);
                         }
                     }
-                    Ok(None) => {}
-                    Err(err) => tracing::warn!("eslogger output line {line_no}: {err}"),
+                    Next::Skip => {}
+                    Next::Bad(err) => tracing::warn!("eslogger output line {line_no}: {err}"),
                 }
                 if reader.buffer().is_empty() {
                     publisher.flush();

@@ -1,17 +1,17 @@
-//! Independent verification of what an agent uploads: DSSE envelope shape, key id, Ed25519
-//! signature over the PAE, and the per-host hash chain (`nightjar.seq` / `nightjar.prev`).
-//! Written from the DESIGN text alone, so a bug in the agent's signer cannot be mirrored here.
+//! The collector's view of what an agent uploads: each envelope checked by
+//! `nightjar_proto::verify` (the one verification the agent and the server use), then the
+//! collector's strict chain rule (seq continuity and hash links; re-deliveries idempotent).
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use ring::digest::{SHA256, digest};
-use ring::signature::{ED25519, UnparsedPublicKey};
-use serde_json::Value;
+use nightjar_proto::verify::{AlertKey, EnvelopeError, hex as proto_hex, sha256};
 
-/// The DSSE payload type of a Nightjar alert.
-pub const PAYLOAD_TYPE: &str = "application/vnd.nightjar.alert+json";
+pub use nightjar_proto::dsse::{ALERT_PAYLOAD_TYPE as PAYLOAD_TYPE, pae};
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    proto_hex(bytes)
+}
 
 /// Why an envelope was refused; the code is what `/stats` counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +54,20 @@ pub struct Rejection {
     pub detail: String,
 }
 
+fn rejection(e: EnvelopeError) -> Rejection {
+    let reason = match e {
+        EnvelopeError::NotDsse(_) => RejectReason::BadJson,
+        EnvelopeError::PayloadType(_) => RejectReason::BadPayloadType,
+        EnvelopeError::PayloadEncoding(_) | EnvelopeError::SignatureEncoding(_) => {
+            RejectReason::BadBase64
+        }
+        EnvelopeError::NoSignature(_) => RejectReason::BadKeyId,
+        EnvelopeError::BadSignature => RejectReason::BadSignature,
+        EnvelopeError::Payload(_) => RejectReason::BadPayload,
+    };
+    reject(reason, e.to_string())
+}
+
 fn reject(reason: RejectReason, detail: impl Into<String>) -> Rejection {
     Rejection {
         reason,
@@ -70,30 +84,9 @@ pub enum Verdict {
     Duplicate { seq: u64 },
 }
 
-/// The DSSE pre-authentication encoding: `"DSSEv1" SP len(type) SP type SP len(body) SP body`.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload_type.len() + payload.len() + 32);
-    out.extend_from_slice(
-        format!(
-            "DSSEv1 {} {} {} ",
-            payload_type.len(),
-            payload_type,
-            payload.len()
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(digest(&SHA256, bytes).as_ref())
+    hex(&sha256(bytes))
 }
 
 /// Verification state for one host key: the chain head and every accepted payload's hash.
@@ -130,86 +123,23 @@ impl Verifier {
     /// Verifies one NDJSON line; on acceptance the chain advances. `host_id` is the batch's
     /// `X-Nightjar-Host-Id`, which every payload must carry as `nightjar.host_id`.
     pub fn check(&mut self, line: &[u8], host_id: &str) -> Result<Verdict, Rejection> {
-        let envelope: Value = serde_json::from_slice(line)
-            .map_err(|e| reject(RejectReason::BadJson, format!("envelope: {e}")))?;
-        let payload_type = envelope
-            .get("payloadType")
-            .and_then(Value::as_str)
-            .ok_or_else(|| reject(RejectReason::BadJson, "envelope: no payloadType string"))?;
-        if payload_type != PAYLOAD_TYPE {
-            return Err(reject(RejectReason::BadPayloadType, payload_type));
-        }
-        let payload_b64 = envelope
-            .get("payload")
-            .and_then(Value::as_str)
-            .ok_or_else(|| reject(RejectReason::BadJson, "envelope: no payload string"))?;
-        let payload = STANDARD
-            .decode(payload_b64)
-            .map_err(|e| reject(RejectReason::BadBase64, format!("payload: {e}")))?;
-        let signatures = envelope
-            .get("signatures")
-            .and_then(Value::as_array)
-            .ok_or_else(|| reject(RejectReason::BadJson, "envelope: no signatures array"))?;
-        let ours = signatures
-            .iter()
-            .find(|s| s.get("keyid").and_then(Value::as_str) == Some(self.key_id.as_str()))
-            .ok_or_else(|| {
-                let seen: Vec<&str> = signatures
-                    .iter()
-                    .filter_map(|s| s.get("keyid").and_then(Value::as_str))
-                    .collect();
-                reject(
-                    RejectReason::BadKeyId,
-                    format!("no signature by key {} (saw {seen:?})", self.key_id),
-                )
-            })?;
-        let sig = ours
-            .get("sig")
-            .and_then(Value::as_str)
-            .ok_or_else(|| reject(RejectReason::BadJson, "signature: no sig string"))?;
-        let sig = STANDARD
-            .decode(sig)
-            .map_err(|e| reject(RejectReason::BadBase64, format!("sig: {e}")))?;
-        UnparsedPublicKey::new(&ED25519, &self.public_key)
-            .verify(&pae(payload_type, &payload), &sig)
-            .map_err(|_| {
-                reject(
-                    RejectReason::BadSignature,
-                    "Ed25519 signature does not verify",
-                )
-            })?;
-
-        let doc: Value = serde_json::from_slice(&payload)
-            .map_err(|e| reject(RejectReason::BadPayload, format!("payload JSON: {e}")))?;
-        let nightjar = doc
-            .get("nightjar")
-            .ok_or_else(|| reject(RejectReason::BadPayload, "payload has no nightjar object"))?;
-        let seq = nightjar
-            .get("seq")
-            .and_then(Value::as_u64)
-            .filter(|s| *s > 0)
-            .ok_or_else(|| {
-                reject(
-                    RejectReason::BadPayload,
-                    "nightjar.seq is not a positive integer",
-                )
-            })?;
-        let prev = nightjar
-            .get("prev")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                reject(
-                    RejectReason::BadPayload,
-                    format!("seq {seq}: nightjar.prev missing"),
-                )
-            })?;
-        let payload_host = nightjar.get("host_id").and_then(Value::as_str);
-        if payload_host != Some(host_id) {
+        let key = AlertKey::from_raw(&self.public_key)
+            .map_err(|e| reject(RejectReason::BadKeyId, format!("collector key: {e}")))?;
+        let alert = key.open(line).map_err(rejection)?;
+        key.verify(&alert).map_err(rejection)?;
+        let (_, link) = alert.parse().map_err(rejection)?;
+        let seq = link.seq;
+        let prev = hex(&link.prev);
+        if link.host_id != host_id {
             return Err(reject(
                 RejectReason::HostMismatch,
-                format!("seq {seq}: nightjar.host_id {payload_host:?}, header {host_id:?}"),
+                format!(
+                    "seq {seq}: nightjar.host_id {:?}, header {host_id:?}",
+                    link.host_id
+                ),
             ));
         }
+        let payload = alert.payload;
 
         let hash = sha256_hex(&payload);
         if seq <= self.last_seq {

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use nightjar_proto::event::{TRUNC_ARGS, TRUNC_EXECUTABLE};
 use nightjar_proto::{Args, Caller, ExecEvent, OsType, Source, Target};
 
-use crate::text::lossy_into;
+use nightjar_proto::text::lossy_into;
 
 /// Size of `struct exec_hdr`.
 pub const HEADER_LEN: usize = 64;

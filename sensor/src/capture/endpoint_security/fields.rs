@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use nightjar_proto::{Args, Caller, ExecEvent, OsType, Source, Target};
 
-use crate::text::{lossy_into, push_lossy};
+use nightjar_proto::text::{lossy_into, push_lossy};
 
 /// The audit id of a process that never logged in (`AU_DEFAUDITID`).
 pub const AU_DEFAUDITID: u32 = u32::MAX;
