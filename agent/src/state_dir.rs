@@ -100,7 +100,9 @@ fn check_entries(dir: &TrustedDir, descend: bool) -> Result<(), String> {
                     st.st_uid
                 ));
             }
-            let sub = dir.subdir(name, Missing::Fail).map_err(|e| e.to_string())?;
+            let sub = dir
+                .private_subdir(name, Missing::Fail)
+                .map_err(|e| e.to_string())?;
             check_entries(&sub, false)?;
         } else if let Some(why) = check_private_file(&st, false) {
             return Err(format!(

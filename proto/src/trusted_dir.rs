@@ -423,6 +423,49 @@ impl TrustedDir {
         Ok(dir)
     }
 
+    /// Opens (or creates, 0700) the subdirectory `name` of a directory others cannot
+    /// reach (this one is 0700, like every directory [`TrustedDir::open`] hands out): it must
+    /// be a directory owned by a trusted owner, and wider modes, harmless behind this one,
+    /// are taken back to 0700 rather than refused. For directories a library creates inside
+    /// ours with its own modes (sled's `blobs`).
+    pub fn private_subdir(&self, name: &str, missing: Missing) -> Result<TrustedDir, TrustError> {
+        let shown = self.display_name(name);
+        check_name(name).map_err(|e| TrustError::Io {
+            path: shown.clone(),
+            op: "open",
+            source: e,
+        })?;
+        if missing == Missing::Create {
+            match nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(TrustError::io(&shown, "create directory", e)),
+            }
+        }
+        let fd = nix::fcntl::openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| TrustError::io(&shown, "open", e))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| TrustError::io(&shown, "fstat", e))?;
+        if !trusted_owner(st.st_uid) {
+            return Err(TrustError::untrusted(
+                &shown,
+                format!("is owned by uid {}, not root", st.st_uid),
+            ));
+        }
+        if mode_bits(&st) & 0o077 != 0 {
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700))
+                .map_err(|e| TrustError::io(&shown, "chmod 0700", e))?;
+        }
+        Ok(TrustedDir {
+            fd,
+            real: self.real.join(name),
+            path: shown,
+        })
+    }
+
     /// Renames `from` to `to`, both in this directory.
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         check_name(from)?;

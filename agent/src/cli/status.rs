@@ -44,6 +44,14 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("upload_enabled", s.upload_enabled.to_string()),
         ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
         ("alerting_stalled", opt(&s.alerting_stalled)),
+        (
+            "chain_head",
+            s.chain_head.as_ref().map_or_else(
+                || "-".into(),
+                |h| format!("seq {} hash {} (signed)", h.seq, h.hash),
+            ),
+        ),
+        ("store_recovery", opt(&s.store_recovery)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {}", terminal_safe(&v)))?;

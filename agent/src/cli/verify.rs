@@ -33,13 +33,20 @@ pub fn run(args: &ConfigArg) -> CmdResult {
     })?;
     match outcome {
         Some(VerifyOutcome {
-            ok: true, alerts, ..
+            ok: true,
+            alerts,
+            reason,
+            ..
         }) => {
             let n = alerts.unwrap_or(0);
-            out(&format!(
-                "ok: {n} alerts, every signature and the chain verify"
-            ))
-            .map_err(|e| Failure::failed(e.to_string()))
+            let mut line = format!(
+                "ok: {n} alerts, every signature, the chain and the signed head mark verify"
+            );
+            if let Some(note) = reason {
+                line.push_str(&format!("\nnote: {note}"));
+            }
+            out(&super::text::terminal_safe_lines(&line))
+                .map_err(|e| Failure::failed(e.to_string()))
         }
         Some(VerifyOutcome { seq, reason, .. }) => Err(Failure::failed(format!(
             "verification failed at alert seq {}: {}",

@@ -90,7 +90,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reply {
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     Alert(serde_json::Value),
     Envelope(nightjar_proto::dsse::Envelope),
     Verify(VerifyOutcome),
@@ -128,9 +128,17 @@ pub struct StatusReport {
     /// Why alerting is stalled (e.g. the disk is full): events wait in the ring, unreleased.
     #[serde(default)]
     pub alerting_stalled: Option<String>,
+    /// The chain head signed with the host key (`{seq, hash, signature}`, see
+    /// `crate::sign::head`): what the heartbeat sends. `None` before the first mark.
+    #[serde(default)]
+    pub chain_head: Option<nightjar_proto::fleet::HeartbeatChainHead>,
+    /// The latest repair of a damaged store (index rebuilt, store quarantined, damaged
+    /// records skipped), with its time; `None` when the store never needed one.
+    #[serde(default)]
+    pub store_recovery: Option<String>,
 }
 
-/// `verify`.
+/// `verify`. With `ok`, `reason` may carry a note (alerts not yet covered by the head mark).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyOutcome {
     pub ok: bool,

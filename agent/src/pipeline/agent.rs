@@ -91,6 +91,12 @@ impl AgentError {
 /// Runs the agent until SIGTERM/SIGINT; `detector` holds the loaded rules.
 pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> {
     let io = |what| move |source| AgentError::Io { what, source };
+    // From the first moment, SIGTERM and SIGINT stop the agent cleanly: a supervisor that
+    // stops an agent still waiting for the store must not kill it half-way.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(io("signal handlers"))?;
+    }
     let host_id = crate::config::host_id(config)?;
     // Everything the configuration decides is checked before anything is created (state
     // directory, key, store): a bad value is a usage error with nothing left behind.
@@ -121,7 +127,10 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     }
 
     let upload_on = upload.is_some();
-    let store = open_store(config)?;
+    let Some(store) = open_store(config, &stop)? else {
+        tracing::info!("stopped before the store was open");
+        return Ok(());
+    };
     let status = Arc::new(LiveStatus::resume(store.counters()?));
     let backend = Backend::new(
         store.clone(),
@@ -168,7 +177,7 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         "agent running"
     );
 
-    let result = event_loop(reader, wake_fd, &status).map_err(io("event loop"));
+    let result = event_loop(reader, wake_fd, &status, stop).map_err(io("event loop"));
 
     drop(stop_upload);
     if let Some(handle) = uploader
@@ -183,15 +192,29 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     Ok(())
 }
 
-/// Opens the store, waiting a little for a CLI that has it open (sled's lock) to finish.
-fn open_store(config: &Config) -> Result<Store, StoreError> {
-    Store::open_waiting(&config.store_dir(), STORE_OPEN_PATIENCE)
+/// Opens the store, waiting a little for a CLI that has it open (sled's lock) to finish;
+/// `None` when asked to stop meanwhile.
+fn open_store(config: &Config, stop: &AtomicBool) -> Result<Option<Store>, StoreError> {
+    let deadline = Instant::now() + STORE_OPEN_PATIENCE;
+    loop {
+        match Store::open(&config.store_dir()) {
+            Err(e) if crate::store::recovery::is_busy(&e) && Instant::now() < deadline => {
+                tracing::debug!("{e}; retrying");
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other.map(Some),
+        }
+    }
 }
 
 fn event_loop<D: Detector>(
     mut reader: Reader<Consumer, D>,
     wake_fd: RawFd,
     status: &LiveStatus,
+    stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
@@ -199,10 +222,6 @@ fn event_loop<D: Detector>(
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
     let mut events = Events::with_capacity(16);
     let mut last_checkpoint = Instant::now();
     let mut backoff: Option<Duration> = None;

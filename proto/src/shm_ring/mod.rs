@@ -116,6 +116,7 @@
 //!   exclusive lock on `<ring>.consumer` (0600), so a second consumer is refused.
 
 mod consumer;
+pub mod handshake;
 mod layout;
 mod producer;
 mod setup;
