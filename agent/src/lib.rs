@@ -10,6 +10,7 @@
 //! - [`state_dir`]: the checked, root-only state directory;
 //! - [`store`], [`sign`]: durable alert storage, host key, DSSE signing and the hash chain;
 //! - [`upload`]: delivery of signed alerts to the collector;
+//! - [`fleet`]: enrolment, signed requests and heartbeats with the central server;
 //! - [`control`]: the control socket the CLI talks to;
 //! - [`pipeline`]: the running agent (reader, uploader, control threads);
 //! - [`cli`]: the command-line contract.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ecs;
+pub mod fleet;
 pub mod managed_prefs;
 pub mod pipeline;
 pub mod process_table;

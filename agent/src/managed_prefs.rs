@@ -1,7 +1,8 @@
 //! Settings an MDM pushes to macOS hosts (the `com.nightjar.agent` payload of a configuration
 //! profile), read from the managed preferences property list.
 //!
-//! Fleets configure the collector URL, its CA and the host id policy centrally, without editing
+//! Fleets configure the collector URL, its CA, the host id policy and the central server with
+//! its enrolment token centrally, without editing
 //! a file on every Mac: macOS materialises the payload as
 //! `/Library/Managed Preferences/com.nightjar.agent.plist` (root-owned, not writable by users).
 //! These values override the TOML config. The parser runs on every platform so it can be tested
@@ -30,6 +31,10 @@ pub struct ManagedSettings {
     pub host_id: Option<String>,
     /// `upload.allow_insecure_http`: permit a plain `http://` collector (test fleets only).
     pub allow_insecure_http: Option<bool>,
+    /// `fleet.server`: the central server's origin; setting it turns the fleet side on.
+    pub fleet_server: Option<String>,
+    /// `fleet.enroll_token`: the enrolment token (limited in uses and lifetime).
+    pub enroll_token: Option<String>,
 }
 
 /// Why the managed preferences could not be used; every variant names the file.
@@ -123,6 +128,8 @@ fn parse(path: &Path, value: Value) -> Result<ManagedSettings, ManagedPrefsError
                 settings.upload_ca_file = Some(file);
             }
             "host_id" => settings.host_id = Some(non_empty_string(path, &key, value)?),
+            "fleet_server" => settings.fleet_server = Some(non_empty_string(path, &key, value)?),
+            "enroll_token" => settings.enroll_token = Some(non_empty_string(path, &key, value)?),
             "allow_insecure_http" => match value {
                 Value::Boolean(b) => settings.allow_insecure_http = Some(b),
                 _ => return Err(wrong_type(path, &key, "a boolean")),
@@ -194,6 +201,8 @@ mod tests {
              <key>upload_ca_file</key><string>/Library/Application Support/Nightjar/ca.pem</string>\
              <key>host_id</key><string>C02XK0AAJGH6</string>\
              <key>allow_insecure_http</key><false/>\
+             <key>fleet_server</key><string>https://nightjar.example.com</string>\
+             <key>enroll_token</key><string>nje_secret</string>\
              <key>PayloadUUID</key><string>2B1F0A4E-0000-4000-8000-000000000001</string>",
         );
         let s = load_from(&path).unwrap().unwrap();
@@ -207,6 +216,11 @@ mod tests {
         );
         assert_eq!(s.host_id.as_deref(), Some("C02XK0AAJGH6"));
         assert_eq!(s.allow_insecure_http, Some(false));
+        assert_eq!(
+            s.fleet_server.as_deref(),
+            Some("https://nightjar.example.com")
+        );
+        assert_eq!(s.enroll_token.as_deref(), Some("nje_secret"));
     }
 
     #[test]

@@ -17,6 +17,8 @@ fn settings(url: &str) -> UploadSettings {
         allow_insecure_http: false,
         host_id: "host-1".to_owned(),
         key_id: "ab".repeat(32),
+        signer: None,
+        enrolled: None,
     }
 }
 

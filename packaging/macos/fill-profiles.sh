@@ -3,12 +3,17 @@
 # PayloadUUID, so each organisation's profiles are distinct from the templates and from each
 # other's.
 #
-# Usage: packaging/macos/fill-profiles.sh --team-id TEAMID --upload-url URL
-#            [--ca-file PATH] [--host-id VALUE] [--organization NAME]
+# Usage: packaging/macos/fill-profiles.sh --team-id TEAMID (--upload-url URL | --fleet-server URL)
+#            [--enroll-token TOKEN] [--ca-file PATH] [--host-id VALUE] [--organization NAME]
 #            [--allow-insecure-http] [--out DIR]
 #
 #   --team-id      Apple Developer Team ID that signs Nightjar (10 characters)   $NIGHTJAR_TEAM_ID
-#   --upload-url   collector endpoint, https://...                             $NIGHTJAR_UPLOAD_URL
+#   --upload-url   collector endpoint, https://...; omitted: the agent uploads to the fleet
+#                  server's /v1/alerts                                          $NIGHTJAR_UPLOAD_URL
+#   --fleet-server the central server's origin, https://host[:port]; omitted: no enrolment
+#                  or heartbeat (upload alone)                                $NIGHTJAR_FLEET_SERVER
+#   --enroll-token an enrolment token from `nightjar-server token create --uses N`, used
+#                  once per Mac; omitted: the key is left out                $NIGHTJAR_ENROLL_TOKEN
 #   --ca-file      on-device path of an extra collector CA (PEM); omitted: the key is left out
 #                                                                              $NIGHTJAR_CA_FILE
 #   --host-id      host id, typically an MDM variable ($SERIALNUMBER in Jamf, $SERIAL_NUMBER
@@ -26,6 +31,8 @@ templates="$here/profiles"
 
 team_id="${NIGHTJAR_TEAM_ID:-}"
 upload_url="${NIGHTJAR_UPLOAD_URL:-}"
+fleet_server="${NIGHTJAR_FLEET_SERVER:-}"
+enroll_token="${NIGHTJAR_ENROLL_TOKEN:-}"
 ca_file="${NIGHTJAR_CA_FILE:-}"
 host_id="${NIGHTJAR_HOST_ID:-}"
 organization="${NIGHTJAR_ORGANIZATION:-Nightjar}"
@@ -46,6 +53,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --team-id) [ $# -ge 2 ] || usage; team_id="$2"; shift 2 ;;
     --upload-url) [ $# -ge 2 ] || usage; upload_url="$2"; shift 2 ;;
+    --fleet-server) [ $# -ge 2 ] || usage; fleet_server="$2"; shift 2 ;;
+    --enroll-token) [ $# -ge 2 ] || usage; enroll_token="$2"; shift 2 ;;
     --ca-file) [ $# -ge 2 ] || usage; ca_file="$2"; shift 2 ;;
     --host-id) [ $# -ge 2 ] || usage; host_id="$2"; shift 2 ;;
     --organization) [ $# -ge 2 ] || usage; organization="$2"; shift 2 ;;
@@ -57,12 +66,21 @@ while [ $# -gt 0 ]; do
 done
 
 [[ "$team_id" =~ ^[A-Z0-9]{10}$ ]] || die "--team-id: expected 10 upper-case letters or digits, got '$team_id'"
-if [[ "$upload_url" =~ ^https://[^[:space:]]+$ ]]; then
-  :
-elif [[ "$upload_url" =~ ^http://[^[:space:]]+$ ]]; then
-  [ "$allow_insecure" = 1 ] || die "--upload-url: plain http:// needs --allow-insecure-http"
-else
-  die "--upload-url: expected https://..., got '$upload_url'"
+check_url() { # NAME VALUE
+  if [[ "$2" =~ ^https://[^[:space:]]+$ ]]; then
+    :
+  elif [[ "$2" =~ ^http://[^[:space:]]+$ ]]; then
+    [ "$allow_insecure" = 1 ] || die "$1: plain http:// needs --allow-insecure-http"
+  else
+    die "$1: expected https://..., got '$2'"
+  fi
+}
+[ -n "$upload_url" ] || [ -n "$fleet_server" ] || die "--upload-url or --fleet-server is required"
+[ -z "$upload_url" ] || check_url --upload-url "$upload_url"
+[ -z "$fleet_server" ] || check_url --fleet-server "$fleet_server"
+if [ -n "$enroll_token" ]; then
+  [ -n "$fleet_server" ] || die "--enroll-token needs --fleet-server"
+  [[ "$enroll_token" =~ ^[A-Za-z0-9_-]+$ ]] || die "--enroll-token: expected a token from nightjar-server token create"
 fi
 if [ -n "$ca_file" ] && [[ "$ca_file" != /* ]]; then
   die "--ca-file: must be an absolute path on the Macs, got '$ca_file'"
@@ -83,9 +101,11 @@ uuids="$(mktemp)"
 trap 'rm -f "$uuids"' EXIT
 
 mkdir -p "$out"
-export NJ_TEAM_ID NJ_UPLOAD_URL NJ_CA_FILE NJ_HOST_ID NJ_ORG NJ_INSECURE NJ_UUIDS
+export NJ_TEAM_ID NJ_UPLOAD_URL NJ_FLEET_SERVER NJ_ENROLL_TOKEN NJ_CA_FILE NJ_HOST_ID NJ_ORG NJ_INSECURE NJ_UUIDS
 NJ_TEAM_ID="$team_id"
 NJ_UPLOAD_URL="$upload_url"
+NJ_FLEET_SERVER="$fleet_server"
+NJ_ENROLL_TOKEN="$enroll_token"
 NJ_CA_FILE="$ca_file"
 NJ_HOST_ID="$host_id"
 NJ_ORG="$organization"
@@ -128,10 +148,15 @@ for template in "$templates"/*.mobileconfig; do
     /<key>allow_insecure_http<\/key>/ { insecure_next = 1 }
     /<key>upload_ca_file<\/key>/ && ENVIRON["NJ_CA_FILE"] == "" { skip = 1; next }
     /<key>host_id<\/key>/ && ENVIRON["NJ_HOST_ID"] == "" { skip = 1; next }
+    /<key>upload_url<\/key>/ && ENVIRON["NJ_UPLOAD_URL"] == "" { skip = 1; next }
+    /<key>fleet_server<\/key>/ && ENVIRON["NJ_FLEET_SERVER"] == "" { skip = 1; next }
+    /<key>enroll_token<\/key>/ && ENVIRON["NJ_ENROLL_TOKEN"] == "" { skip = 1; next }
     {
       line = $0
       line = replace(line, "__TEAM_ID__", ENVIRON["NJ_TEAM_ID"])
       line = replace(line, "__UPLOAD_URL__", esc(ENVIRON["NJ_UPLOAD_URL"]))
+      line = replace(line, "__FLEET_SERVER__", esc(ENVIRON["NJ_FLEET_SERVER"]))
+      line = replace(line, "__ENROLL_TOKEN__", esc(ENVIRON["NJ_ENROLL_TOKEN"]))
       line = replace(line, "__CA_FILE__", esc(ENVIRON["NJ_CA_FILE"]))
       line = replace(line, "__HOST_ID__", esc(ENVIRON["NJ_HOST_ID"]))
       line = replace(line, "__ORGANIZATION__", esc(ENVIRON["NJ_ORG"]))

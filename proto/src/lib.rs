@@ -12,6 +12,7 @@
 //! - [`text`]: platform bytes as text without allocating;
 //! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
 //!   them (the agent's state directory and the ring's directory).
+//! - [`filter`]: which file events some loaded rule can match.
 
 pub mod codec;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod dsse;
 pub mod ecs_json;
 pub mod eslogger;
 pub mod event;
+pub mod filter;
 pub mod fleet;
 pub mod ndjson;
 pub mod shm_ring;

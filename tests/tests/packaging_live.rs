@@ -79,6 +79,10 @@ fn check_mode_prints_the_linux_kcc_alert_and_stops_both_daemons() {
         out.status.success(),
         "scripts/live --check failed:\n{stderr}"
     );
+    assert!(
+        stderr.contains("the alert is on the server, verified"),
+        "the central server did not get the alert:\n{stderr}"
+    );
 
     let alerts: Vec<serde_json::Value> = stdout
         .lines()

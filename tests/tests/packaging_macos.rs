@@ -414,9 +414,71 @@ fn filled_agent_settings_are_accepted_by_the_agent() {
 }
 
 #[test]
+fn fleet_server_and_enrolment_token_reach_the_agent_config() {
+    let out = fill(&[
+        "--fleet-server",
+        "https://nightjar.example.com",
+        "--enroll-token",
+        "nje_Abc-123_x",
+    ]);
+    let s = agent_settings(out.path()).expect("settings present");
+    assert_eq!(
+        s.fleet_server.as_deref(),
+        Some("https://nightjar.example.com")
+    );
+    assert_eq!(s.enroll_token.as_deref(), Some("nje_Abc-123_x"));
+    let mut config = nightjar_proto::config::Config::default();
+    nightjar_agent::config::apply_managed(&mut config, s);
+    let fleet = config
+        .fleet
+        .expect("managed fleet settings make a [fleet] section");
+    assert_eq!(
+        fleet.server.as_deref(),
+        Some("https://nightjar.example.com")
+    );
+    assert_eq!(
+        fleet
+            .enroll_token
+            .map(|t| t.expose().to_string())
+            .as_deref(),
+        Some("nje_Abc-123_x")
+    );
+
+    // A token without a server, or a token with markup in it, is refused.
+    for args in [
+        &["--enroll-token", "nje_x"][..],
+        &[
+            "--fleet-server",
+            "https://n.example.com",
+            "--enroll-token",
+            "a<b",
+        ][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("bash")
+            .arg(macos_dir().join("fill-profiles.sh"))
+            .args([
+                "--team-id",
+                "ABCDE12345",
+                "--upload-url",
+                "https://c.example.com/v1/alerts",
+            ])
+            .args(args)
+            .arg("--out")
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
 fn optional_agent_settings_are_left_out_when_not_given() {
     let out = fill(&["--allow-insecure-http"]);
     let s = agent_settings(out.path()).expect("settings present");
+    assert_eq!(s.fleet_server, None);
+    assert_eq!(s.enroll_token, None);
     assert_eq!(s.upload_ca_file, None);
     assert_eq!(s.host_id, None);
     assert_eq!(s.allow_insecure_http, Some(true));

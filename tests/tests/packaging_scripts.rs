@@ -53,6 +53,9 @@ fn the_expected_scripts_are_found() {
         "packaging/linux/debian/postinst",
         "packaging/linux/debian/prerm",
         "packaging/linux/debian/postrm",
+        "packaging/server/debian/postinst",
+        "packaging/server/debian/prerm",
+        "packaging/server/debian/postrm",
     ] {
         assert!(
             found.contains(&root.join(expected)),

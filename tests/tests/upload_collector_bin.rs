@@ -80,6 +80,8 @@ fn binary_serves_https_records_accepted_envelopes_and_injects_faults() {
             allow_insecure_http: false,
             host_id: signer.host_id().to_owned(),
             key_id: signer.key_id(),
+            signer: None,
+            enrolled: None,
         },
         Timing {
             backoff_base: Duration::from_millis(10),

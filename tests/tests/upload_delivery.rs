@@ -126,6 +126,8 @@ fn settings(signer: &ChainSigner, collector: &Collector, batch_max: usize) -> Up
         allow_insecure_http: true,
         host_id: signer.host_id().to_owned(),
         key_id: signer.key_id(),
+        signer: None,
+        enrolled: None,
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod alerts;
+pub mod enroll;
 pub mod keys;
 mod query;
 pub mod rules_check;
@@ -78,6 +79,8 @@ pub enum Command {
     /// seq. Exit 2: it could not check (bad configuration, permission denied, no answer from
     /// the agent, an unreadable store); the message says why.
     Verify(ConfigArg),
+    /// Enrols with [fleet] now (also done on first start).
+    Enroll(ConfigArg),
     /// Counters of the running agent (or of the store when none runs).
     Status(StatusArgs),
     /// The host signing key.
@@ -193,6 +196,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Alerts(AlertsCommand::Show(a)) => alerts::show(&a),
         Command::Alerts(AlertsCommand::Export(a)) => alerts::export(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Enroll(a) => enroll::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Keys(KeysCommand::Show(a)) => keys::show(&a),
         Command::Rules(RulesCommand::Check(a)) => rules_check::run(&a),

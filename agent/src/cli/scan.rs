@@ -135,7 +135,7 @@ impl<W: Write> Scanner<'_, W> {
             let (line_no, next) = self.events.next(&mut input).map_err(ScanError::Input)?;
             match next {
                 Next::End => return Ok(()),
-                Next::Skip => {}
+                Next::Skip(_) => {}
                 Next::Bad(e) => {
                     self.bad_lines += 1;
                     eprintln!(
@@ -144,7 +144,10 @@ impl<W: Write> Scanner<'_, W> {
                         terminal_safe(&e.to_string())
                     );
                 }
-                Next::Event(mut ev) => {
+                Next::Event(event, _) => {
+                    let Some(mut ev) = event.into_exec() else {
+                        continue;
+                    };
                     self.decoded += 1;
                     ev.sensor_seq = self.decoded;
                     process(

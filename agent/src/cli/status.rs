@@ -52,6 +52,10 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
             ),
         ),
         ("store_recovery", opt(&s.store_recovery)),
+        ("enrolled", s.enrolled.to_string()),
+        ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
+        ("last_heartbeat_error", opt(&s.last_heartbeat_error)),
+        ("enrol_error", opt(&s.enrol_error)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {}", terminal_safe(&v)))?;

@@ -251,7 +251,17 @@ fn local(
             public_key: k.public_key().to_vec(),
         })
         .map_err(|e| e.to_string());
-    let backend = Backend::new(store, key, None, config.upload.url.is_some());
+    let mut backend = Backend::new(store, key.clone(), None, config.upload_url().is_some());
+    // At rest, `enrolled` is what the enrolment record says for this host and key.
+    if let (Ok(id), Ok(key)) = (crate::config::host_id(config), &key)
+        && let Some(settings) = crate::fleet::FleetSettings::from_config(config, &id)
+    {
+        let status = crate::fleet::FleetStatus {
+            enrolled: crate::fleet::enrolment::recorded(&settings, &key.key_id).is_some(),
+            ..Default::default()
+        };
+        backend = backend.with_fleet(std::sync::Arc::new(std::sync::Mutex::new(status)));
+    }
     let mut responder = Responder::new(request.clone());
     let mut out = Vec::new();
     loop {

@@ -136,6 +136,17 @@ pub struct StatusReport {
     /// records skipped), with its time; `None` when the store never needed one.
     #[serde(default)]
     pub store_recovery: Option<String>,
+    /// Whether this host is enrolled with the fleet server (`false` without `[fleet]`).
+    #[serde(default)]
+    pub enrolled: bool,
+    /// When the fleet server last accepted a heartbeat (RFC 3339), if ever in this run.
+    #[serde(default)]
+    pub last_heartbeat_ok: Option<String>,
+    #[serde(default)]
+    pub last_heartbeat_error: Option<String>,
+    /// Why the host is not enrolled, while it is not (with `[fleet]`).
+    #[serde(default)]
+    pub enrol_error: Option<String>,
 }
 
 /// `verify`. With `ok`, `reason` may carry a note (alerts not yet covered by the head mark).

@@ -1,13 +1,14 @@
 //! Answers control requests from the store, the host key and the live counters, in bounded
 //! chunks so a large store never has to fit one reply buffer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use super::{KeyReport, Reply, Request, StatusReport, VerifyOutcome};
+use crate::fleet::FleetStatus;
 use crate::pipeline::status::LiveStatus;
 use crate::sign::chain::open_envelope;
 use crate::store::{ChainCheck, Store, StoreError, Stored};
@@ -33,6 +34,8 @@ pub struct Backend {
     /// The running agent's counters; `None` when the CLI reads the store at rest.
     live: Option<Arc<LiveStatus>>,
     upload_enabled: bool,
+    /// The fleet side's status; `None` without `[fleet]`.
+    fleet: Option<Arc<Mutex<FleetStatus>>>,
 }
 
 impl Backend {
@@ -48,7 +51,19 @@ impl Backend {
             key,
             live,
             upload_enabled,
+            fleet: None,
         }
+    }
+
+    /// With the fleet side's status (the agent has `[fleet]`).
+    pub fn with_fleet(mut self, fleet: Arc<Mutex<FleetStatus>>) -> Backend {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// The store's chain head (what a heartbeat reports).
+    pub fn chain_head(&self) -> Result<crate::sign::ChainHead, StoreError> {
+        self.store.head()
     }
 
     /// The `status` report.
@@ -73,9 +88,18 @@ impl Backend {
                 None,
             ),
         };
+        let fleet = self
+            .fleet
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default();
         Ok(StatusReport {
             chain_head: self.store.head_mark()?,
             store_recovery: self.store.recovery().map(|r| r.summary()),
+            enrolled: fleet.enrolled,
+            last_heartbeat_ok: fleet.last_heartbeat_ok,
+            last_heartbeat_error: fleet.last_heartbeat_error,
+            enrol_error: fleet.enrol_error,
             events_received: counters.events_received,
             events_dropped: counters.events_dropped,
             alerts_stored: head.seq,

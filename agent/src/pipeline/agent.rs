@@ -3,8 +3,8 @@
 //! SIGINT.
 
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -17,6 +17,7 @@ use super::reader::{Detector, Reader, ReaderError, Retention};
 use super::status::LiveStatus;
 use crate::config::{AgentConfigError, Config};
 use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
+use crate::fleet::{FleetSettings, FleetStatus, RequestSigner, spawn_fleet};
 use crate::sign::{HostKey, KeyError, Sealer};
 use crate::state_dir::{SOCKET, StateDirError};
 use crate::store::{Store, StoreError};
@@ -108,7 +109,10 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         allow_insecure_http: config.upload.allow_insecure_http,
         host_id: host_id.clone(),
         key_id: String::new(),
+        signer: None,
+        enrolled: None,
     });
+    let fleet = FleetSettings::from_config(config, &host_id);
     if let Some(settings) = &upload {
         settings.validate_config()?;
     }
@@ -121,8 +125,16 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         key_id: key.key_id().to_string(),
         public_key: key.public_key().to_vec(),
     };
+    // The same key again, for request signatures (the sealer owns the first).
+    let signer = Arc::new(RequestSigner::new(
+        HostKey::load_or_create(config)?,
+        host_id.clone(),
+    ));
+    let enrolled = fleet.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
     if let Some(settings) = &mut upload {
         settings.key_id.clone_from(&key_info.key_id);
+        settings.signer = Some(Arc::clone(&signer));
+        settings.enrolled.clone_from(&enrolled);
         settings.validate()?;
     }
 
@@ -132,15 +144,32 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         return Ok(());
     };
     let status = Arc::new(LiveStatus::resume(store.counters()?));
-    let backend = Backend::new(
+    let mut backend = Backend::new(
         store.clone(),
         Ok(key_info.clone()),
         Some(Arc::clone(&status)),
         upload.is_some(),
     );
-    let control = ControlServer::start(&state.real_path().join(SOCKET), backend)?;
+    let fleet_status = Arc::new(Mutex::new(FleetStatus::default()));
+    if fleet.is_some() {
+        backend = backend.with_fleet(Arc::clone(&fleet_status));
+    }
+    let control = ControlServer::start(&state.real_path().join(SOCKET), backend.clone())?;
 
     let (nudge_tx, nudge_rx) = crossbeam_channel::bounded::<()>(1);
+    let (stop_fleet, fleet_stopped) = crossbeam_channel::bounded::<()>(1);
+    let fleet_thread = match (fleet, &enrolled) {
+        (Some(settings), Some(gate)) => Some(spawn_fleet(
+            settings,
+            Arc::clone(&signer),
+            backend,
+            Arc::clone(gate),
+            fleet_status,
+            upload.as_ref().map(|_| nudge_tx.clone()),
+            fleet_stopped,
+        )?),
+        _ => None,
+    };
     let (stop_upload, upload_stopped) = crossbeam_channel::bounded::<()>(1);
     let uploader = match upload {
         Some(settings) => Some(spawn_uploader(
@@ -180,10 +209,16 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     let result = event_loop(reader, wake_fd, &status, stop).map_err(io("event loop"));
 
     drop(stop_upload);
+    drop(stop_fleet);
     if let Some(handle) = uploader
         && handle.join().is_err()
     {
         tracing::error!("upload thread panicked");
+    }
+    if let Some(handle) = fleet_thread
+        && handle.join().is_err()
+    {
+        tracing::error!("fleet thread panicked");
     }
     control.stop();
     store.flush()?;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use nightjar_proto::codec;
+use nightjar_proto::event::FLAG_SNAPSHOT;
 use nightjar_proto::{ExecEvent, Record};
 use serde_json::{Map, Value};
 
@@ -129,6 +130,11 @@ pub struct Retention {
 
 impl<D: Detector> Alerter<D> {
     fn on_event(&mut self, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
+        if ev.flags & FLAG_SNAPSHOT != 0 {
+            // A process that predates the sensor: it is a parent to know, not a new exec.
+            self.detector.observe(ev);
+            return Ok(());
+        }
         self.matches.clear();
         self.detector.evaluate(ev, &mut self.matches);
         for i in 0..self.matches.len() {
@@ -345,10 +351,19 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                     self.alerter.on_event(&ev)?;
                     self.alerter.status.add_received(1);
                 }
+                Ok(Record::Fork(_) | Record::Exit(_) | Record::File(_)) => {
+                    self.alerter.status.add_received(1);
+                }
                 Ok(Record::Loss(loss)) => tracing::warn!(
                     source = loss.source.as_str(),
+                    kind = loss.kind.map(|k| k.as_str()),
                     count = loss.count,
                     "sensor reports events lost before the ring"
+                ),
+                Ok(Record::Filtered(f)) => tracing::debug!(
+                    kind = f.kind.as_str(),
+                    count = f.count,
+                    "sensor filters report events no rule can match"
                 ),
                 Err(e) => {
                     self.alerter.status.add_dropped(1);

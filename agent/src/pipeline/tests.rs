@@ -305,6 +305,7 @@ fn ring_loss_corruption_and_bad_records_count_as_dropped_once() {
     records.push(bad);
     let loss = LossReport {
         source: LossSource::EsloggerGap,
+        kind: None,
         count: 2,
         time_ns: 0,
     };

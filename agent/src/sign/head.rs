@@ -27,7 +27,7 @@ use super::key::HostKey;
 /// Signs a mark for `head` of `host_id`'s chain.
 pub fn sign_head(key: &HostKey, host_id: &str, head: &ChainHead) -> HeartbeatChainHead {
     let hash = hex(&head.hash);
-    let sig = key.sign_raw(&chain_head_signing_bytes(host_id, head.seq, &hash));
+    let sig = key.sign(&chain_head_signing_bytes(host_id, head.seq, &hash));
     HeartbeatChainHead {
         seq: head.seq,
         hash,

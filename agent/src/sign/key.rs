@@ -239,20 +239,18 @@ impl HostKey {
         &self.path
     }
 
-    /// Signs `payload` as an alert and returns the DSSE envelope; `pae_buf` is reused scratch.
-    pub fn sign_alert(&self, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
-        self.sign(ALERT_PAYLOAD_TYPE, payload, pae_buf)
+    /// Signs fleet-protocol bytes (request, enrolment and chain-head signatures).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
     }
 
-    /// Signs `message` as it is (the fleet protocol's signed bytes, the head mark).
-    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
-        let mut out = [0u8; 64];
-        out.copy_from_slice(self.pair.sign(message).as_ref());
-        out
+    /// Signs `payload` as an alert and returns the DSSE envelope; `pae_buf` is reused scratch.
+    pub fn sign_alert(&self, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
+        self.sign_dsse(ALERT_PAYLOAD_TYPE, payload, pae_buf)
     }
 
     /// Signs `payload` as `payload_type` (DSSE); `pae_buf` is reused scratch.
-    pub fn sign(&self, payload_type: &str, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
+    pub fn sign_dsse(&self, payload_type: &str, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
         pae_into(payload_type, payload, pae_buf);
         let sig = self.pair.sign(pae_buf);
         Envelope {

@@ -34,8 +34,12 @@ pub(crate) struct Client {
     url: String,
     /// Every reason this client gives passes through it: the URL may carry credentials.
     redactor: Redactor,
+    /// What the request signature covers: the URL's path and query.
+    path_and_query: String,
     host_id: String,
     key_id: String,
+    signer: Option<std::sync::Arc<crate::fleet::RequestSigner>>,
+    enrolled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Client {
@@ -54,21 +58,42 @@ impl Client {
             agent,
             url: settings.url.clone(),
             redactor: Redactor::new(&settings.url),
+            path_and_query: crate::fleet::signer::path_and_query(&settings.url),
             host_id: settings.host_id.clone(),
             key_id: settings.key_id.clone(),
+            signer: settings.signer.clone(),
+            enrolled: settings.enrolled.clone(),
         })
     }
 
     /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons, with
     /// the URL's credentials taken out (a server's answer may quote the URL too).
     pub(crate) fn post(&self, body: &[u8]) -> Outcome {
-        let sent = self
+        if let Some(enrolled) = &self.enrolled
+            && !enrolled.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Outcome::Retry {
+                reason: "not enrolled with the fleet server yet".into(),
+                retry_after: None,
+            };
+        }
+        let mut request = self
             .agent
             .post(&self.url)
-            .header("Content-Type", "application/x-ndjson")
-            .header("X-Nightjar-Host-Id", &self.host_id)
-            .header("X-Nightjar-Key-Id", &self.key_id)
-            .send(body);
+            .header("Content-Type", "application/x-ndjson");
+        match &self.signer {
+            Some(signer) => {
+                for (name, value) in signer.headers("POST", &self.path_and_query, body) {
+                    request = request.header(name, value);
+                }
+            }
+            None => {
+                request = request
+                    .header("X-Nightjar-Host-Id", &self.host_id)
+                    .header("X-Nightjar-Key-Id", &self.key_id);
+            }
+        }
+        let sent = request.send(body);
         let outcome = match sent {
             Ok(response) => classify(response),
             Err(e) => Outcome::Retry {

@@ -22,7 +22,7 @@ mod backoff;
 mod client;
 pub mod redact;
 mod settings;
-mod tls;
+pub(crate) mod tls;
 mod worker;
 
 use std::error::Error as StdError;

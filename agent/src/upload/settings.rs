@@ -26,6 +26,11 @@ pub struct UploadSettings {
     pub host_id: String,
     /// The host key's id (hex SHA-256 of the public key), sent as `X-Nightjar-Key-Id`.
     pub key_id: String,
+    /// Signs every upload (DESIGN "Protocol"); `None`: the identity headers alone.
+    pub signer: Option<std::sync::Arc<crate::fleet::RequestSigner>>,
+    /// With `[fleet]`: uploads wait until the host is enrolled (the server refuses a host it
+    /// does not know).
+    pub enrolled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl UploadSettings {

@@ -126,7 +126,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use consumer::{Consumer, DEFAULT_SPIN, Entry};
-pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
+pub use layout::{LAYOUT_VERSION, MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::{Producer, monotonic_ns};
 
 /// Counters both sides can show; `status` reports them.
@@ -183,6 +183,15 @@ pub enum RingError {
     ProducerBusy { path: PathBuf },
     #[error("{path}: another consumer holds the ring (is a second agent running?)")]
     ConsumerBusy { path: PathBuf },
+    #[error(
+        "{path}: ring layout version {found} is newer than this build's {supported}: \
+         nightjar-sensor and nightjar-agent must be upgraded together"
+    )]
+    NewerLayout {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
     #[error("{path}: invalid ring header ({what}) while a producer holds it")]
     Invalid { path: PathBuf, what: String },
     #[error("{path}: corrupt ring contents at position {pos}: {what}; skipped to {resumed_at}")]

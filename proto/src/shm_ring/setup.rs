@@ -451,8 +451,17 @@ fn inspect(place: &RingPlace) -> Result<Existing, RingError> {
         why.as_str()
     } else if h.magic.load(Ordering::Acquire) != MAGIC {
         "bad magic"
+    } else if h.version.load(Ordering::Relaxed) > LAYOUT_VERSION
+        && h.version.load(Ordering::Relaxed) < u64::from(u32::MAX)
+    {
+        // Plausibly a newer program's ring: rebuilding it would cut that program off.
+        return Err(RingError::NewerLayout {
+            path: path.to_path_buf(),
+            found: h.version.load(Ordering::Relaxed),
+            supported: LAYOUT_VERSION,
+        });
     } else if h.version.load(Ordering::Relaxed) != LAYOUT_VERSION {
-        "unknown layout version"
+        "older or unknown layout version"
     } else if !capacity_ok(capacity) {
         "file size is not a valid capacity"
     } else if h.capacity.load(Ordering::Relaxed) != capacity {

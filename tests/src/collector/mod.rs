@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 pub use signer::ChainSigner;
+pub use tls::{PkiPem, generate_pem};
 pub use verify::{PAYLOAD_TYPE, RejectReason, Rejection, Verdict, Verifier, hex, pae, sha256_hex};
 
 /// The path alerts are POSTed to.

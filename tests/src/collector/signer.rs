@@ -69,6 +69,17 @@ impl ChainSigner {
         (seq, self.envelope(&payload))
     }
 
+    /// An Ed25519 signature by this key over arbitrary bytes (request and enrolment
+    /// signatures of the fleet protocol).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message).as_ref().to_vec()
+    }
+
+    /// The seq the next envelope gets and the `prev` it links to.
+    pub fn position(&self) -> (u64, String) {
+        (self.next_seq, self.prev.clone())
+    }
+
     /// A DSSE envelope over `payload`, signed with this key and labelled with its key id.
     pub fn envelope(&self, payload: &[u8]) -> Vec<u8> {
         self.envelope_with_keyid(payload, &self.key_id())

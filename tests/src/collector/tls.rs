@@ -18,8 +18,31 @@ pub struct TestPki {
     pub server_config: Arc<ServerConfig>,
 }
 
-/// Generates a fresh CA and server certificate.
-pub fn generate() -> Result<TestPki, CollectorError> {
+/// A fresh CA and a `localhost` / `127.0.0.1` certificate it issued, as PEM files would hold
+/// them (for servers that read their certificate from files).
+pub struct PkiPem {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Generates a [`PkiPem`].
+pub fn generate_pem() -> Result<PkiPem, CollectorError> {
+    let (ca, server_cert, server_key) = issue()?;
+    Ok(PkiPem {
+        ca_pem: ca.pem(),
+        cert_pem: server_cert.pem(),
+        key_pem: server_key.serialize_pem(),
+    })
+}
+
+type Issued = (
+    CertifiedIssuer<'static, KeyPair>,
+    rcgen::Certificate,
+    KeyPair,
+);
+
+fn issue() -> Result<Issued, CollectorError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -35,7 +58,12 @@ pub fn generate() -> Result<TestPki, CollectorError> {
         .push(DnType::CommonName, "Nightjar test collector");
     let server_key = KeyPair::generate()?;
     let server_cert = server_params.signed_by(&server_key, &ca)?;
+    Ok((ca, server_cert, server_key))
+}
 
+/// Generates a fresh CA and server certificate.
+pub fn generate() -> Result<TestPki, CollectorError> {
+    let (ca, server_cert, server_key) = issue()?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let server_config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

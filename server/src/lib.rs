@@ -1,0 +1,23 @@
+//! Nightjar's central server: hosts enrol, upload their signed alert chains and report their
+//! health; every alert is verified against the host's pinned key and chain, and every gap,
+//! fork, rollback, bad signature or silence is recorded as an integrity event.
+//!
+//! - [`config`] reads `server.toml`;
+//! - [`db`] holds the pool, versioned migrations, alert partitions (PostgreSQL is the only store);
+//! - [`http`] serves routes, TLS, host signatures, admin auth, the JSON API;
+//! - [`ingest`] parses, verifies and commits upload batches;
+//! - [`hosts`], [`alerts`], [`integrity`] hold the fleet's data as the CLI and API read it;
+//! - [`secret`] makes tokens, [`policy_key`] keeps the policy signing key, [`time`] formats times;
+//! - [`cli`] is the command line.
+
+pub mod alerts;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod hosts;
+pub mod http;
+pub mod ingest;
+pub mod integrity;
+pub mod policy_key;
+pub mod secret;
+pub mod time;

@@ -1,0 +1,108 @@
+//! A real agent enrolled with a real server over HTTPS (a test CA), on a real PostgreSQL:
+//! its alerts arrive verified and identical, its heartbeats keep the host `ok`, `enroll` is
+//! idempotent, and a host reset by an admin sends the agent back to enrolment.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use nightjar_proto::verify::open_envelope;
+use nightjar_tests::agent_cli::{counter, export_lines};
+use nightjar_tests::fleet::Server;
+use nightjar_tests::harness::{TempState, bin, run};
+use nightjar_tests::pipeline::{
+    replay_all, spawn_agent, stop, wait_agent_ready, wait_events, wait_status,
+};
+use nightjar_tests::streams::EsloggerGen;
+use serde_json::Value;
+
+const TOTAL: u32 = 2_000;
+const MATCHES: u32 = 40;
+
+#[test]
+fn a_real_agents_alerts_arrive_verified_and_identical() {
+    let (server, ca_pem) = Server::start_tls("");
+    let token = server.token(1, "1h");
+    let st = TempState::new();
+    let ca = st.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let url = format!("https://localhost:{}", server.addr.port());
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = true\nmax_signals = 0\n\
+         [upload]\ninterval_ms = 100\nbatch_max = 16\nca_file = {:?}\n\
+         [fleet]\nserver = {url:?}\nenroll_token = {token:?}\nheartbeat_interval_ms = 300\n",
+        ca.display().to_string()
+    ));
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    wait_agent_ready(&st, &cfg, "agent");
+    let stream = st.path().join("stream.ndjson");
+    EsloggerGen::new().write_stream(&stream, TOTAL, MATCHES);
+    replay_all(&st, &cfg, &stream, Some(4_000), "sensor");
+    wait_events(&st, &cfg, "agent", u64::from(TOTAL));
+    let s = wait_status(
+        &st,
+        &cfg,
+        "agent",
+        "every alert uploaded and a heartbeat accepted",
+        |s| {
+            counter(s, "alerts_stored") == u64::from(MATCHES)
+                && counter(s, "alerts_pending_upload") == 0
+                && s["enrolled"] == true
+                && s["last_heartbeat_ok"].is_string()
+        },
+    );
+    assert!(s["last_upload_error"].is_null(), "{s}");
+
+    // Identical: the server's payloads are the agent's, byte for byte, plus `verified`.
+    let exported: BTreeSet<String> = export_lines(&cfg)
+        .iter()
+        .map(|e| {
+            let (_, payload) = open_envelope(e).unwrap();
+            let mut doc: Value = serde_json::from_slice(&payload).unwrap();
+            doc["nightjar"]["verified"] = Value::Bool(true);
+            doc.to_string()
+        })
+        .collect();
+    let on_server: BTreeSet<String> = server
+        .cli_json(&["alerts", "list", "--host", "test-host-0001", "--json"])
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(on_server.len(), MATCHES as usize);
+    assert_eq!(on_server, exported);
+
+    let host = server.host("test-host-0001");
+    assert_eq!(host["status"], "ok", "{host}");
+    assert_eq!(host["chain_head_seq"], u64::from(MATCHES));
+    assert!(host["events_dropped"].is_number(), "{host}");
+    let out = server.cli(&["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `enroll` again with the same key: idempotent, even with the token used up.
+    let out = run(Command::new(bin("nightjar-agent"))
+        .arg("enroll")
+        .arg("--config")
+        .arg(&cfg));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["host_id"], "test-host-0001");
+
+    // An admin resets the host: the agent's next heartbeat is refused and it tries to enrol
+    // again, which the used-up token cannot do; status says so.
+    server.cli_ok(&["hosts", "reset", "test-host-0001"]);
+    let s = wait_status(&st, &cfg, "agent", "the agent to notice the reset", |s| {
+        s["enrolled"] == false
+            && s["enrol_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("used up"))
+    });
+    assert!(s["last_heartbeat_error"].is_string(), "{s}");
+    stop(&mut agent, &st, "agent");
+}
