@@ -222,14 +222,7 @@ impl TrustedDir {
             let st = match stat_at(dir, &name) {
                 Ok(Some(st)) => st,
                 Ok(None) if missing == Missing::Create => {
-                    match nix::sys::stat::mkdirat(
-                        dir,
-                        name.as_os_str(),
-                        Mode::from_bits_truncate(0o700),
-                    ) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(TrustError::io(&here, "create directory", e)),
-                    }
+                    make_dir(dir, name.as_os_str(), &here)?;
                     stat_at(dir, &name)
                         .map_err(|e| TrustError::io(&here, "stat", e))?
                         .ok_or_else(|| TrustError::io(&here, "stat", Errno::ENOENT))?
@@ -386,10 +379,7 @@ impl TrustedDir {
         let st = match stat_at(&self.fd, OsStr::new(name)) {
             Ok(Some(st)) => st,
             Ok(None) if missing == Missing::Create => {
-                match nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o700)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(e) => return Err(TrustError::io(&shown, "create directory", e)),
-                }
+                make_dir(&self.fd, OsStr::new(name), &shown)?;
                 stat_at(&self.fd, OsStr::new(name))
                     .map_err(|e| TrustError::io(&shown, "stat", e))?
                     .ok_or_else(|| TrustError::io(&shown, "stat", Errno::ENOENT))?
@@ -435,11 +425,10 @@ impl TrustedDir {
             op: "open",
             source: e,
         })?;
-        if missing == Missing::Create {
-            match nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o700)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(TrustError::io(&shown, "create directory", e)),
-            }
+        if missing == Missing::Create
+            && stat_at(&self.fd, OsStr::new(name)).ok().flatten().is_none()
+        {
+            make_dir(&self.fd, OsStr::new(name), &shown)?;
         }
         let fd = nix::fcntl::openat(
             &self.fd,
@@ -543,6 +532,18 @@ pub fn describe_type(st: &FileStat) -> &'static str {
         SFlag::S_IFCHR => "a character device",
         SFlag::S_IFBLK => "a block device",
         _ => "an unknown file type",
+    }
+}
+
+/// Creates the directory `name` (0700) in `parent` and makes its entry durable (`fsync` of
+/// the parent): a directory the agent creates and then fills must not vanish in a power
+/// loss while what it holds was made durable. One that exists already is fine.
+fn make_dir(parent: &impl AsFd, name: &OsStr, shown: &Path) -> Result<(), TrustError> {
+    match nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) => nix::unistd::fsync(parent)
+            .map_err(|e| TrustError::io(shown, "sync the new directory's parent", e)),
+        Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(TrustError::io(shown, "create directory", e)),
     }
 }
 

@@ -850,8 +850,12 @@ pub struct ChainCheck {
     chain: Verifier,
     public_key: Vec<u8>,
     mark: Option<HeartbeatChainHead>,
-    /// The payload hash and host id of the alert the mark names, once walked past.
-    marked_alert: Option<([u8; 32], String)>,
+    /// Where the chain starts (genesis, or the last alert retention removed).
+    start: ChainHead,
+    /// The payload hash of the alert the mark names, once walked past.
+    marked_hash: Option<[u8; 32]>,
+    /// `nightjar.host_id` of the first alert checked: the mark is signed for it.
+    host: Option<String>,
     migrated_unmarked: bool,
 }
 
@@ -864,11 +868,14 @@ impl ChainCheck {
             .get(index::MIGRATED)
             .map_err(store.sled_err("read meta"))?
             .is_some();
+        let start = store.pruned()?;
         Ok(ChainCheck {
-            chain: store.verifier(public_key)?,
+            chain: Verifier::resume_after(public_key, &start),
             public_key: public_key.to_vec(),
             mark: store.head_mark()?,
-            marked_alert: None,
+            start,
+            marked_hash: None,
+            host: None,
             migrated_unmarked,
         })
     }
@@ -878,13 +885,14 @@ impl ChainCheck {
         match item {
             Stored::Alert { seq, envelope, .. } => {
                 self.chain.check(*seq, envelope)?;
-                if self.mark.as_ref().is_some_and(|m| m.seq == *seq) {
-                    let host = crate::sign::chain::open_envelope(envelope)
+                if self.host.is_none() {
+                    self.host = crate::sign::chain::open_envelope(envelope)
                         .ok()
                         .and_then(|(_, p)| serde_json::from_slice::<serde_json::Value>(&p).ok())
-                        .and_then(|d| d["nightjar"]["host_id"].as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    self.marked_alert = Some((self.chain.head().hash, host));
+                        .and_then(|d| d["nightjar"]["host_id"].as_str().map(str::to_owned));
+                }
+                if self.mark.as_ref().is_some_and(|m| m.seq == *seq) {
+                    self.marked_hash = Some(self.chain.head().hash);
                 }
                 Ok(())
             }
@@ -906,8 +914,8 @@ impl ChainCheck {
         let through = self.chain.finish(head)?;
         let fail = |seq: u64, reason: String| VerifyError { seq, reason };
         let Some(mark) = self.mark else {
-            if head.seq == 0 || self.migrated_unmarked {
-                let note = (head.seq > 0).then(|| {
+            if head.seq == self.start.seq || self.migrated_unmarked {
+                let note = (head.seq > self.start.seq).then(|| {
                     "no alert is covered by a signed head mark yet (a store from before head \
                      marks: the agent marks it when it starts)"
                         .to_string()
@@ -932,7 +940,11 @@ impl ChainCheck {
                 ),
             ));
         }
-        let Some((hash, host)) = self.marked_alert else {
+        let named = if mark.seq == self.start.seq {
+            self.start.hash
+        } else if let Some(hash) = self.marked_hash {
+            hash
+        } else {
             return Err(fail(
                 mark.seq,
                 format!(
@@ -941,14 +953,18 @@ impl ChainCheck {
                 ),
             ));
         };
-        if mark.hash != crate::sign::hex(&hash) {
+        if mark.hash != crate::sign::hex(&named) {
             return Err(fail(
                 mark.seq,
                 "payload does not match the signed head mark (the alert was replaced)".into(),
             ));
         }
-        crate::sign::verify_head_mark(&self.public_key, &host, &mark)
-            .map_err(|reason| fail(mark.seq, reason))?;
+        // With no alert at all there is no host id to check the signature for, and nothing
+        // a mark could protect.
+        if let Some(host) = &self.host {
+            crate::sign::verify_head_mark(&self.public_key, host, &mark)
+                .map_err(|reason| fail(mark.seq, reason))?;
+        }
         let note = (mark.seq < last.seq).then(|| {
             format!(
                 "alerts {}..={} are not yet covered by the signed head mark (the agent stopped \

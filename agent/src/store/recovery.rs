@@ -474,6 +474,21 @@ fn finish(
         }
         None => {}
     }
+    // The uuid entries of the newest alerts, whatever the index says it holds: a power
+    // loss may leave sled with its head written and some of these entries not (it is not
+    // made durable with every commit), and an event read again after the crash must find
+    // its alert, not make a second one.
+    let repaired = reindex_tail(&index, &log, head.seq).map_err(|source| StoreError::Log {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if repaired > 0 {
+        tracing::warn!(
+            store = %dir.display(),
+            repaired,
+            "re-indexed alert uuids the index had lost"
+        );
+    }
     // Segments wholly below the pruned mark are left by a crash between the mark and their
     // removal.
     if log.first_seq().is_some_and(|f| f <= pruned.seq) {
@@ -492,7 +507,7 @@ fn finish(
     };
     // Something to make durable: a recovery to record, the schema written, alerts
     // indexed. An ordinary open (the CLI's, every few seconds under a script) writes nothing.
-    let changed = index_changed || !recoveries.is_empty() || head != indexed;
+    let changed = index_changed || !recoveries.is_empty() || head != indexed || repaired > 0;
     history.extend(recoveries);
     if history.len() > KEPT {
         history.drain(..history.len() - KEPT);
@@ -517,6 +532,53 @@ fn finish(
         chain_problem,
         loud,
     ))
+}
+
+/// How many of the newest alerts [`reindex_tail`] checks: more than the events not yet
+/// released from the ring at a crash could have made (the reader releases ring space at
+/// least every 4,096 records, and an alert is stored only while its event is unreleased).
+const REINDEX_TAIL: u64 = 8_192;
+
+/// Puts back the uuid entries of the newest [`REINDEX_TAIL`] alerts (at or below `head`)
+/// that the index lacks. Returns how many it put back.
+fn reindex_tail(index: &Index, log: &Log, head: u64) -> Result<u64, LogError> {
+    let from = head.saturating_sub(REINDEX_TAIL - 1).max(1);
+    let mut missing = Vec::new();
+    let mut failed = None;
+    log.read_from(from, usize::MAX, false, |item| {
+        if let super::log::Item::Record { seq, uuid, .. } = item
+            && seq <= head
+            && !uuid.is_empty()
+        {
+            match index.uuids.get(uuid.as_bytes()) {
+                Ok(Some(v)) if v.as_ref() == seq.to_be_bytes() => {}
+                Ok(_) => missing.push((uuid, seq)),
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            }
+        }
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(LogError::Io {
+            path: std::path::PathBuf::from("uuid index"),
+            op: "read",
+            source: std::io::Error::other(e.to_string()),
+        });
+    }
+    for (uuid, seq) in &missing {
+        index
+            .uuids
+            .insert(uuid.as_bytes(), &seq.to_be_bytes())
+            .map_err(|e| LogError::Io {
+                path: std::path::PathBuf::from("uuid index"),
+                op: "write",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+    }
+    Ok(missing.len() as u64)
 }
 
 /// Moves the whole store aside and starts a new one continuing the chain after
