@@ -20,7 +20,7 @@ use crate::{RuleMeta, RulesError};
 pub enum Loaded {
     Rule {
         meta: Box<RuleMeta>,
-        program: RuleProgram,
+        program: Box<RuleProgram>,
         /// `file:line:col: message`, for what loads but deserves a look.
         warnings: Vec<String>,
     },
@@ -337,7 +337,7 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
     };
     Ok(Loaded::Rule {
         meta,
-        program,
+        program: Box::new(program),
         warnings,
     })
 }

@@ -156,7 +156,7 @@ impl RuleSet {
                         }
                         ready.push(Ready {
                             meta: (*meta).clone(),
-                            program,
+                            program: *program,
                             compiled,
                             entry: report.entries.len(),
                         });

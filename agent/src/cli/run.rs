@@ -5,19 +5,36 @@ use std::io::IsTerminal;
 use super::{CmdResult, ConfigArg, Failure};
 use crate::pipeline::agent;
 use crate::pipeline::detect::RuleDetector;
-use nightjar_rules::{RuleSet, RuleStatus};
+use nightjar_proto::config::RulesConfig;
+use nightjar_rules::engine::{Limits, NoTermStore};
+use nightjar_rules::{LoadOptions, RuleSet, RuleStatus};
+
+/// How `[rules]` loads rule files.
+pub fn load_options(rules: &RulesConfig) -> LoadOptions {
+    LoadOptions {
+        builtin: rules.builtin,
+        max_signals: rules.max_signals,
+        new_terms_per_host: rules.new_terms_per_host,
+    }
+}
+
+/// The `[rules]` bounds on stateful rules' state.
+pub fn state_limits(rules: &RulesConfig) -> Limits {
+    Limits {
+        per_rule: rules.state_max_per_rule as usize,
+        total_bytes: usize::try_from(rules.state_max_bytes).unwrap_or(usize::MAX),
+        new_terms_per_rule: rules.new_terms_max_per_rule as usize,
+        reorder_window: std::time::Duration::from_millis(rules.reorder_window_ms.into()),
+    }
+}
 
 pub fn run(args: &ConfigArg) -> CmdResult {
     init_logging();
     let config =
         crate::config::load(args.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let host_id = crate::config::host_id(&config).map_err(|e| Failure::usage(e.to_string()))?;
-    let (rules, report) = RuleSet::load(
-        &config.rules.paths,
-        config.rules.builtin,
-        config.rules.max_signals,
-    )
-    .map_err(|e| Failure::usage(format!("[rules] paths: {e}")))?;
+    let (rules, report) = RuleSet::load_with(&config.rules.paths, &load_options(&config.rules))
+        .map_err(|e| Failure::usage(format!("[rules] paths: {e}")))?;
     for entry in &report.entries {
         match &entry.status {
             RuleStatus::Ok => {}
@@ -36,7 +53,12 @@ pub fn run(args: &ConfigArg) -> CmdResult {
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let detector = RuleDetector::new(rules, crate::host::with_accounts(hostname, host_id));
+    let detector = RuleDetector::with_state(
+        rules,
+        crate::host::with_accounts(hostname, host_id),
+        state_limits(&config.rules),
+        Box::new(NoTermStore),
+    );
     agent::run(&config, detector).map_err(|e| {
         if e.is_config() {
             Failure::usage(e.to_string())

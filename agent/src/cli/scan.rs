@@ -7,6 +7,10 @@
 //! memory stays flat whatever the file size. A malformed line is reported on stderr as
 //! `FILE:LINE: reason` and skipped; invalid UTF-8 is replaced (U+FFFD) and the event kept.
 //!
+//! Stateful rules run as in the agent, on event time: a sequence spanning files completes;
+//! what waits for late events or a trailing window completes at the end of the input; a
+//! new_terms rule learns for a whole window of the recording before it alerts.
+//!
 //! Exit codes, as `nightjar-sensor replay`'s: 0 every line decoded (whether or not anything
 //! matched); 1 the scan went through but some lines did not decode (the alerts of the lines
 //! that did are printed all the same, and a summary names the count); 2 bad usage, bad
@@ -22,21 +26,29 @@ use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
-use crate::alert::build_alert;
+use crate::alert::{
+    ThresholdResult, build_alert, build_group_alerts, build_new_terms_alert, build_threshold_alert,
+};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
+use nightjar_rules::engine::{Detection, Engine, Limits};
 use nightjar_rules::{RuleSet, RuleStatus};
 
 /// State shared across every input file.
-struct Scanner<'r, W: Write> {
-    rules: &'r RuleSet,
-    host: HostInfo,
-    table: ProcessTable,
+struct Scanner<W: Write> {
     events: EventReader,
-    matches: Vec<usize>,
+    sink: Sink<W>,
     decoded: u64,
     /// Lines that did not decode (reported on stderr as they come).
     bad_lines: u64,
+}
+
+/// The rules, their state and where alerts go.
+struct Sink<W: Write> {
+    engine: Engine,
+    host: HostInfo,
+    table: ProcessTable,
+    found: Vec<Detection>,
     out: W,
 }
 
@@ -63,14 +75,16 @@ pub fn run(args: &ScanArgs) -> CmdResult {
     };
     let stdout = io::stdout();
     let mut scanner = Scanner {
-        rules: &rules,
-        host: crate::host::local(),
-        table: ProcessTable::new(DEFAULT_CAPACITY),
         events: EventReader::new(format),
-        matches: Vec::with_capacity(rules.rules().len()),
+        sink: Sink {
+            engine: Engine::new(rules, Limits::default()),
+            host: crate::host::local(),
+            table: ProcessTable::new(DEFAULT_CAPACITY),
+            found: Vec::new(),
+            out: BufWriter::with_capacity(1 << 16, stdout.lock()),
+        },
         decoded: 0,
         bad_lines: 0,
-        out: BufWriter::with_capacity(1 << 16, stdout.lock()),
     };
     let mut unreadable = Vec::new();
     for file in &args.files {
@@ -97,8 +111,9 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         }
     }
     scanner
-        .out
-        .flush()
+        .sink
+        .finish()
+        .and_then(|()| scanner.sink.out.flush())
         .map_err(|e| Failure::failed(format!("writing alerts to stdout: {e}")))?;
     if !unreadable.is_empty() {
         return Err(Failure::usage(format!(
@@ -128,7 +143,7 @@ enum ScanError {
     Output(io::Error),
 }
 
-impl<W: Write> Scanner<'_, W> {
+impl<W: Write> Scanner<W> {
     fn scan(&mut self, name: &str, mut input: impl BufRead) -> Result<(), ScanError> {
         self.events.restart();
         loop {
@@ -150,45 +165,93 @@ impl<W: Write> Scanner<'_, W> {
                     };
                     self.decoded += 1;
                     ev.sensor_seq = self.decoded;
-                    process(
-                        self.rules,
-                        &self.host,
-                        &mut self.table,
-                        &mut self.matches,
-                        &mut self.out,
-                        &ev,
-                    )
-                    .map_err(ScanError::Output)?;
+                    self.sink.process(&ev).map_err(ScanError::Output)?;
                 }
             }
         }
     }
 }
 
-/// Evaluates one event, writes its alerts, then records it in the process table.
-fn process(
-    rules: &RuleSet,
-    host: &HostInfo,
-    table: &mut ProcessTable,
-    matches: &mut Vec<usize>,
-    out: &mut impl Write,
-    ev: &ExecEvent<'_>,
-) -> io::Result<()> {
-    {
-        let view = EcsEvent::new(ev, table, host);
-        rules.evaluate(&view, matches);
-        if !matches.is_empty() {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i64);
-            for &i in matches.iter() {
-                let alert = build_alert(&rules.rules()[i], &view, &host.id, now, 0);
-                let line = to_json_line(&alert).map_err(io::Error::other)?;
-                out.write_all(line.as_bytes())?;
-                out.write_all(b"\n")?;
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl<W: Write> Sink<W> {
+    /// Evaluates one event, writes its alerts, then records it in the process table.
+    fn process(&mut self, ev: &ExecEvent<'_>) -> io::Result<()> {
+        {
+            let view = EcsEvent::new(ev, &self.table, &self.host);
+            self.found.clear();
+            self.engine.on_event(&view, &mut self.found);
+            for d in &self.found {
+                write(
+                    self.engine.rules(),
+                    &self.host,
+                    &mut self.out,
+                    d,
+                    Some(&view),
+                )?;
             }
         }
+        self.table.observe(ev);
+        Ok(())
     }
-    table.observe(ev);
+
+    /// The end of the input: what waited for late events or a trailing window.
+    fn finish(&mut self) -> io::Result<()> {
+        let mut found = Vec::new();
+        self.engine.finish(&mut found);
+        for d in &found {
+            write(self.engine.rules(), &self.host, &mut self.out, d, None)?;
+        }
+        Ok(())
+    }
+}
+
+fn write(
+    rules: &RuleSet,
+    host: &HostInfo,
+    out: &mut impl Write,
+    d: &Detection,
+    view: Option<&EcsEvent<'_>>,
+) -> io::Result<()> {
+    let rule = &rules.rules()[d.rule()];
+    let alerts = match (d, view) {
+        (Detection::Event { .. }, Some(v)) => vec![build_alert(rule, v, &host.id, now(), 0)],
+        (Detection::Correlated { events, .. }, _) => {
+            build_group_alerts(rule, events, host, now(), 0)
+        }
+        (Detection::NewTerms { terms, .. }, Some(v)) => {
+            vec![build_new_terms_alert(rule, v, &host.id, now(), 0, terms)]
+        }
+        (
+            Detection::Threshold {
+                group,
+                count,
+                cardinality,
+                ..
+            },
+            Some(v),
+        ) => vec![build_threshold_alert(
+            rule,
+            v,
+            &host.id,
+            now(),
+            0,
+            ThresholdResult {
+                group,
+                count: *count,
+                cardinality: *cardinality,
+            },
+        )],
+        _ => Vec::new(),
+    };
+    for alert in alerts {
+        let line = to_json_line(&alert).map_err(io::Error::other)?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
     Ok(())
 }

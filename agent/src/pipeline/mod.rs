@@ -13,6 +13,7 @@ pub mod reader;
 mod ring;
 pub mod status;
 pub mod suppress;
+pub mod terms;
 
 #[cfg(test)]
 mod tests;

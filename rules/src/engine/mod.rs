@@ -169,6 +169,17 @@ impl Ord for Pending {
 
 const UNTIL: usize = usize::MAX;
 
+/// One event's match of one stage, as the machines take it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit<'a> {
+    pub(super) key: &'a [u8],
+    /// (time, capture order).
+    pub(super) at: (i64, u64),
+    pub(super) snap: &'a Arc<EventSnapshot>,
+    /// The snapshot's heap bytes.
+    pub(super) bytes: usize,
+}
+
 /// A rule set with the state of its stateful rules.
 #[derive(Debug)]
 pub struct Engine {
@@ -374,6 +385,11 @@ impl Engine {
         }
     }
 
+    /// The latest event time seen, if any event was.
+    pub fn watermark(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
         s.held = self.machines.iter().map(|m| m.held() as u64).sum();
@@ -414,7 +430,13 @@ impl Engine {
                     if *stage == UNTIL {
                         sm.until(key, p.at);
                     } else {
-                        let o = sm.hit(*stage, key, p.at, &p.snap, p.bytes, cap, &mut self.done);
+                        let hit = Hit {
+                            key,
+                            at: p.at,
+                            snap: &p.snap,
+                            bytes: p.bytes,
+                        };
+                        let o = sm.hit(*stage, hit, cap, &mut self.done);
                         self.stats.evicted += o.evicted;
                     }
                     let rule = sm.rule;
@@ -426,7 +448,13 @@ impl Engine {
                 }
                 Machine::Sample(sm) => {
                     sm.expire(p.at.0);
-                    let ev = sm.hit(*stage, key, p.at.0, &p.snap, p.bytes, cap, &mut self.done);
+                    let hit = Hit {
+                        key,
+                        at: p.at,
+                        snap: &p.snap,
+                        bytes: p.bytes,
+                    };
+                    let ev = sm.hit(*stage, hit, cap, &mut self.done);
                     self.stats.evicted += ev;
                     let rule = sm.rule;
                     out.extend(

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::Hit;
 use super::key::KeyField;
 use crate::ecs::EventSnapshot;
 use crate::query::ast::{Query, Sample};
@@ -62,13 +63,16 @@ impl SampleMachine {
     pub(super) fn hit(
         &mut self,
         stage: usize,
-        key: &[u8],
-        t: i64,
-        snap: &Arc<EventSnapshot>,
-        snap_bytes: usize,
+        hit: Hit<'_>,
         cap: usize,
         done: &mut Vec<Vec<Arc<EventSnapshot>>>,
     ) -> u64 {
+        let Hit {
+            key,
+            at: (t, _),
+            snap,
+            bytes: snap_bytes,
+        } = hit;
         let mut evicted = 0;
         if !self.keys.contains_key(key) {
             while self.held >= cap && self.evict_one() {

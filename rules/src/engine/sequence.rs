@@ -17,6 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::Hit;
 use super::key::KeyField;
 use crate::ecs::EventSnapshot;
 use crate::query::ast::Sequence;
@@ -142,18 +143,20 @@ impl SequenceMachine {
         self.positive.len().saturating_sub(1)
     }
 
-    /// An event of stage `stage` with join key `key`; completed matches go to `done`.
-    #[allow(clippy::too_many_arguments)]
+    /// An event of stage `stage`; completed matches go to `done`.
     pub(super) fn hit(
         &mut self,
         stage: usize,
-        key: &[u8],
-        at: (i64, u64),
-        snap: &Arc<EventSnapshot>,
-        snap_bytes: usize,
+        hit: Hit<'_>,
         cap: usize,
         done: &mut Vec<Vec<Arc<EventSnapshot>>>,
     ) -> Outcome {
+        let Hit {
+            key,
+            at,
+            snap,
+            bytes: snap_bytes,
+        } = hit;
         let mut outcome = Outcome::default();
         let (t, _) = at;
         match self.pos_of.get(stage).copied().flatten() {

@@ -66,13 +66,13 @@ impl CheckLeaf {
                 joined |= matches!(values[i], Value::Joined(_));
             }
         }
-        let line = match values.iter().find_map(|v| match v {
-            Value::Joined(a) if joined => Some(*a),
-            _ => None,
-        }) {
-            Some(a) => Some(sc.command_line(a, true)),
-            None => None,
-        };
+        let line = values
+            .iter()
+            .find_map(|v| match v {
+                Value::Joined(a) if joined => Some(*a),
+                _ => None,
+            })
+            .map(|a| sc.command_line(a, true));
         let mut ids = [[0u8; 10]; MAX_FIELDS];
         let mut id_lens = [0usize; MAX_FIELDS];
         for (i, v) in values.iter().enumerate() {

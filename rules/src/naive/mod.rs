@@ -1,7 +1,10 @@
 //! The simple interpreter: each event becomes a serde_json ECS document and every rule's tree
 //! is walked over it, looking fields up by path. It is what a straightforward implementation
 //! would do; it serves as the baseline of `scripts/bench rules` and as the reference the
-//! compiled matcher is property-tested against.
+//! compiled matcher is property-tested against. [`stateful`] does the same for the
+//! stateful rules, event by event over documents.
+
+pub mod stateful;
 
 use serde_json::{Map, Value as Json};
 
