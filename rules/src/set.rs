@@ -261,6 +261,11 @@ impl RuleSet {
         self.matcher.evaluate(ev, out);
     }
 
+    /// The matcher, for reports on its index.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
     /// What a slot belongs to.
     pub fn slot(&self, i: usize) -> Slot {
         self.slots[i]

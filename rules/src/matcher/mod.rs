@@ -39,97 +39,128 @@ impl CompiledRule {
 }
 
 /// Many compiled rules with their index.
+///
+/// Rules that require one `host.os.type` (nearly every Elastic rule names its platform)
+/// are indexed apart, per platform: an event is never tested against the other platform's
+/// rules, however common its process name is there.
 #[derive(Debug, Default)]
 pub struct Matcher {
     rules: Vec<Node>,
+    /// Rules for any platform.
+    any: Index,
+    /// Rules that require `host.os.type` to be [`OS_NAMES`]`[i]`.
+    per_os: [Index; 2],
+    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
+    needs_scratch: bool,
+}
+
+/// The platforms rules are indexed by (`host.os.type` values the view produces).
+const OS_NAMES: [&str; 2] = ["macos", "linux"];
+
+/// The index of a group of rules: which of them an event must be tested against.
+#[derive(Debug, Default)]
+struct Index {
     /// Rules tested on every event.
     always: Vec<u32>,
     by_name: FieldIndex,
     by_parent_name: FieldIndex,
     /// Rules that need one of some `process.args` elements.
     by_arg: FieldIndex,
+    by_executable: FieldIndex,
     /// Rules whose `process.command_line` must hold one of some literals: one search of
     /// argv per literal selects them.
     by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
-    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
-    needs_scratch: bool,
 }
 
-impl Matcher {
-    /// Compiles every query; a query's index here is what [`Matcher::evaluate`] reports.
-    pub fn new(queries: &[&Query<TypedPred>]) -> Matcher {
-        Matcher::from_rules(queries.iter().map(|q| CompiledRule::new(q)).collect())
-    }
-
-    /// Indexes compiled rules; a rule's index here is what [`Matcher::evaluate`] reports.
-    pub fn from_rules(rules: Vec<CompiledRule>) -> Matcher {
-        let mut m = Matcher {
-            rules: rules.into_iter().map(|r| r.0).collect(),
-            ..Matcher::default()
+impl Index {
+    fn add(&mut self, node: &Node, i: u32) {
+        let Some(c) = IndexChoice::best(node) else {
+            self.always.push(i);
+            return;
         };
-        for (i, node) in m.rules.iter().enumerate() {
-            let i = i as u32;
-            if matches!(node, Node::Const(false)) || node.is_null() {
-                continue;
-            }
-            match IndexChoice::best(node) {
-                IndexChoice::Name(keys) => m.by_name.add(keys, i),
-                IndexChoice::ParentName(keys) => m.by_parent_name.add(keys, i),
-                IndexChoice::Arg(keys) => m.by_arg.add(keys, i),
-                IndexChoice::Pieces(pieces) => {
-                    for p in pieces {
-                        match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
-                            Some((_, ids)) => ids.push(i),
-                            None => m.by_piece.push((p.into(), vec![i])),
-                        }
-                    }
-                }
-                IndexChoice::Always => m.always.push(i),
+        self.by_name.add(c.name, i);
+        self.by_parent_name.add(c.parent_name, i);
+        self.by_arg.add(c.arg, i);
+        self.by_executable.add(c.executable, i);
+        for p in c.pieces {
+            match self.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
+                Some((_, ids)) => ids.push(i),
+                None => self.by_piece.push((p.into(), vec![i])),
             }
         }
-        m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
-        m
     }
 
-    pub fn len(&self) -> usize {
-        self.rules.len()
+    fn is_empty(&self) -> bool {
+        self.always.is_empty()
+            && self.by_name.is_empty()
+            && self.by_parent_name.is_empty()
+            && self.by_arg.is_empty()
+            && self.by_executable.is_empty()
+            && self.by_piece.is_empty()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+    /// Rule ids in this index (for reports): (always, name, parent name, argument,
+    /// executable, piece).
+    fn summary(&self) -> (usize, usize, usize, usize, usize, usize) {
+        let count = |f: &FieldIndex| {
+            let mut ids: Vec<u32> = f
+                .exact
+                .values()
+                .flatten()
+                .chain(f.prefixes.iter().flat_map(|(_, v)| v.iter()))
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        let mut pieces: Vec<u32> = self
+            .by_piece
+            .iter()
+            .flat_map(|(_, v)| v.iter())
+            .copied()
+            .collect();
+        pieces.sort_unstable();
+        pieces.dedup();
+        (
+            self.always.len(),
+            count(&self.by_name),
+            count(&self.by_parent_name),
+            count(&self.by_arg),
+            count(&self.by_executable),
+            pieces.len(),
+        )
     }
 
-    /// Appends the indices of matching rules to `out` (cleared first), ascending.
-    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
-        out.clear();
-        if !self.needs_scratch {
-            // Nothing is ever written to it: an empty one allocates nothing.
-            return self.run(ev, &mut Scratch::default(), out);
-        }
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => {
-                sc.ready = false;
-                self.run(ev, &mut sc, out);
-            }
-            Err(_) => self.run(ev, &mut Scratch::default(), out),
-        });
-    }
-
-    fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {
+    /// Tests the rules `ev` selects; returns how many lists were looked at (more than one:
+    /// `out` needs sorting and deduplicating).
+    fn run(
+        &self,
+        rules: &[Node],
+        ev: &EcsEvent<'_>,
+        sc: &mut Scratch,
+        out: &mut Vec<usize>,
+    ) -> usize {
         let test = |i: u32, sc: &mut Scratch, out: &mut Vec<usize>| {
-            if self.rules[i as usize].eval(ev, sc) {
+            if rules[i as usize].eval(ev, sc) {
                 out.push(i as usize);
             }
         };
+        let before = out.len();
         for &i in &self.always {
             test(i, sc, out);
         }
-        let mut lists = usize::from(!out.is_empty());
+        let mut lists = usize::from(out.len() > before);
         let mut hit = |ids: &[u32]| ids.iter().for_each(|&i| test(i, sc, out));
         if !self.by_name.is_empty()
             && let Value::Str(name) = ev.value(Field::Name)
         {
             lists += self.by_name.lookup(name, &mut hit);
+        }
+        if !self.by_executable.is_empty()
+            && let Value::Str(exe) = ev.value(Field::Executable)
+        {
+            lists += self.by_executable.lookup(exe, &mut hit);
         }
         if !self.by_parent_name.is_empty()
             && let Value::Str(name) = ev.value(Field::ParentName)
@@ -154,6 +185,85 @@ impl Matcher {
                     hit(ids);
                 }
             }
+        }
+        lists
+    }
+}
+
+impl Matcher {
+    /// Compiles every query; a query's index here is what [`Matcher::evaluate`] reports.
+    pub fn new(queries: &[&Query<TypedPred>]) -> Matcher {
+        Matcher::from_rules(queries.iter().map(|q| CompiledRule::new(q)).collect())
+    }
+
+    /// Indexes compiled rules; a rule's index here is what [`Matcher::evaluate`] reports.
+    pub fn from_rules(rules: Vec<CompiledRule>) -> Matcher {
+        let mut m = Matcher {
+            rules: rules.into_iter().map(|r| r.0).collect(),
+            ..Matcher::default()
+        };
+        for (i, node) in m.rules.iter().enumerate() {
+            if matches!(node, Node::Const(false)) || node.is_null() {
+                continue;
+            }
+            let index = match node
+                .required_value(Field::HostOsType)
+                .and_then(|os| OS_NAMES.iter().position(|n| *n == os))
+            {
+                Some(os) => &mut m.per_os[os],
+                None => &mut m.any,
+            };
+            index.add(node, i as u32);
+        }
+
+        m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
+        m
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// How the rules are indexed, for reports: per group (any platform, then each of
+    /// [`OS_NAMES`]), (tested on every event, by name, by parent name, by an argument, by
+    /// executable, by a command-line literal).
+    pub fn index_summary(&self) -> Vec<(usize, usize, usize, usize, usize, usize)> {
+        std::iter::once(&self.any)
+            .chain(self.per_os.iter())
+            .map(Index::summary)
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Appends the indices of matching rules to `out` (cleared first), ascending.
+    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        out.clear();
+        if !self.needs_scratch {
+            // Nothing is ever written to it: an empty one allocates nothing.
+            return self.run(ev, &mut Scratch::default(), out);
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => {
+                sc.ready = false;
+                self.run(ev, &mut sc, out);
+            }
+            Err(_) => self.run(ev, &mut Scratch::default(), out),
+        });
+    }
+
+    fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {
+        let mut lists = 0;
+        if !self.any.is_empty() {
+            lists += self.any.run(&self.rules, ev, sc, out);
+        }
+        if let Value::Str(os) = ev.value(Field::HostOsType)
+            && let Some(i) = OS_NAMES.iter().position(|n| *n == os)
+            && !self.per_os[i].is_empty()
+        {
+            lists += self.per_os[i].run(&self.rules, ev, sc, out);
         }
         if lists > 1 {
             out.sort_unstable();

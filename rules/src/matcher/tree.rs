@@ -47,6 +47,8 @@ pub(super) enum CTest {
     /// Any of several string tests on the same field: an `or` of them, fused so the field is
     /// read (and argv walked) once.
     AnyOf(Box<[CTest]>),
+    /// Equal to one of many strings (`in (...)` lists): sorted, searched by bisection.
+    OneOf(Box<[Box<str>]>),
 }
 
 /// Compiles one typed query.
@@ -197,6 +199,36 @@ pub(super) fn cost(n: &Node) -> u32 {
     }
 }
 
+/// Equality with this many strings or more is a [`CTest::OneOf`].
+const ONE_OF_MIN: usize = 6;
+
+/// The `or` of string tests on one field, cheapest first; many equalities become one
+/// [`CTest::OneOf`].
+fn any_of(tests: Vec<CTest>) -> CTest {
+    let mut exact: Vec<Box<str>> = Vec::new();
+    let mut rest = Vec::new();
+    for t in tests {
+        match t {
+            CTest::Str(Cmp::Eq, v) => exact.push(v),
+            CTest::OneOf(vs) => exact.extend(vs.into_vec()),
+            t => rest.push(t),
+        }
+    }
+    if exact.len() >= ONE_OF_MIN {
+        exact.sort_unstable();
+        exact.dedup();
+        rest.push(CTest::OneOf(exact.into()));
+    } else {
+        rest.extend(exact.into_iter().map(|v| CTest::Str(Cmp::Eq, v)));
+    }
+    rest.sort_by_key(CTest::cost);
+    if rest.len() == 1 {
+        rest.pop().unwrap_or(CTest::Exists)
+    } else {
+        CTest::AnyOf(rest.into())
+    }
+}
+
 /// Fuses `or`-ed string leaves on the same field into one [`CTest::AnyOf`] leaf.
 pub(super) fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
     let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
@@ -213,8 +245,7 @@ pub(super) fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
                     t => vec![t],
                 };
                 tests.push(leaf.test);
-                tests.sort_by_key(CTest::cost);
-                prev.test = CTest::AnyOf(tests.into());
+                prev.test = any_of(tests);
                 prev.on_joined = prev.test.joined_equivalent();
                 continue;
             }
@@ -236,6 +267,7 @@ impl CTest {
             CTest::Str(Cmp::Eq, v) => !v.bytes().any(|b| b == b' ' || b == 0),
             CTest::Glob(g) => !g.has_space_or_nul(),
             CTest::AnyOf(tests) => tests.iter().all(CTest::joined_equivalent),
+            CTest::OneOf(vs) => vs.iter().all(|v| !v.bytes().any(|b| b == b' ' || b == 0)),
             _ => false,
         }
     }
@@ -243,7 +275,7 @@ impl CTest {
     pub(super) fn is_string_test(&self) -> bool {
         matches!(
             self,
-            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_)
+            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_) | CTest::OneOf(_)
         )
     }
 
@@ -254,6 +286,7 @@ impl CTest {
             CTest::Glob(_) => 2,
             CTest::Regex(_) => 25,
             CTest::AnyOf(tests) => tests.iter().map(CTest::cost).sum(),
+            CTest::OneOf(_) => 2,
         }
     }
 }
