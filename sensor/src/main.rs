@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nightjar_proto::config::Config;
+use nightjar_proto::event::EnvFilter;
+use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
-use nightjar_sensor::capture::{self, SourceKind};
+use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
 
@@ -68,11 +70,22 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
-    let config = Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
+fn load_config(config: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))
+}
+
+fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
     let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes)
         .map_err(|err| fail(RUNTIME_FAILURE, format_args!("cannot open the ring: {err}")))?;
     Ok(Publisher::new(ring))
+}
+
+/// What capture collects, from the config.
+fn settings(config: &Config) -> Settings {
+    Settings {
+        env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
+        files: PathFilter::none(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -87,7 +100,12 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Run { config, source } => {
-            let mut publisher = match publisher(config.as_deref()) {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let settings = settings(&config);
+            let mut publisher = match publisher(&config) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -97,7 +115,7 @@ fn main() -> ExitCode {
                 SourceArg::Eslogger => SourceKind::Eslogger,
                 SourceArg::Ebpf => SourceKind::Ebpf,
             };
-            match capture::run(kind, &mut publisher) {
+            match capture::run(kind, &mut publisher, &settings) {
                 Ok(never) => match never {},
                 Err(err) => fail(RUNTIME_FAILURE, err),
             }
@@ -112,14 +130,19 @@ fn main() -> ExitCode {
                 FormatArg::Eslogger => ReplayFormat::Eslogger,
                 FormatArg::Ecs => ReplayFormat::Ecs,
             };
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
             if let Err(err) = replay::check_inputs(&files) {
                 return fail(USAGE_ERROR, err);
             }
-            let mut publisher = match publisher(config.as_deref()) {
+            let settings = settings(&config);
+            let mut publisher = match publisher(&config) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            match replay::replay(&mut publisher, format, rate, &files) {
+            match replay::replay(&mut publisher, format, rate, &files, &settings) {
                 Ok(summary) if summary.bad_lines > 0 => fail(
                     RUNTIME_FAILURE,
                     format_args!(
