@@ -1,11 +1,12 @@
 //! `nightjar-agent rules check PATH...`: loads rule files and reports each rule as `ok`,
-//! `unsupported (why)` or `error (file:line:col: message)`, then a summary line. Exit 2 when
-//! any rule has an error or a path cannot be read.
+//! `unsupported (why)` or `error (file:line:col: message)`, each warning about a rule that
+//! loads on an indented `warning (file:line:col: message)` line after it, then a summary
+//! line. Exit 2 when any rule has an error or a path cannot be read; warnings do not fail.
 
 use std::io::Write;
 
 use super::{CmdResult, Failure, RulesCheckArgs};
-use crate::rules::{LoadReport, RuleSet, RuleStatus};
+use nightjar_rules::{LoadReport, RuleSet, RuleStatus};
 
 pub fn run(args: &RulesCheckArgs) -> CmdResult {
     let (_, report) =
@@ -34,6 +35,9 @@ pub fn write_report(out: &mut impl Write, report: &LoadReport) -> std::io::Resul
                 writeln!(out, "unsupported ({why}): {}:{who}", e.path.display())?
             }
             RuleStatus::Error(msg) => writeln!(out, "error ({msg})")?,
+        }
+        for w in &e.warnings {
+            writeln!(out, "  warning ({w})")?;
         }
     }
     writeln!(

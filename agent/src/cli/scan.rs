@@ -17,9 +17,9 @@ use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::build_alert;
-use crate::ecs::{EcsEvent, HostInfo};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
-use crate::rules::{RuleSet, RuleStatus};
+use nightjar_rules::ecs::{EcsEvent, HostInfo};
+use nightjar_rules::{RuleSet, RuleStatus};
 
 /// State shared across every input file.
 struct Scanner<'r, W: Write> {
@@ -56,7 +56,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
     let stdout = io::stdout();
     let mut scanner = Scanner {
         rules: &rules,
-        host: HostInfo::local(),
+        host: crate::host::local(),
         table: ProcessTable::new(DEFAULT_CAPACITY),
         events: EventReader::new(format),
         matches: Vec::with_capacity(rules.rules().len()),

@@ -35,12 +35,12 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use nightjar_agent::alert::{alert_uuid, build_alert};
-use nightjar_agent::ecs::{EcsEvent, HostInfo};
 use nightjar_agent::process_table::ProcessTable;
-use nightjar_agent::rules::RuleSet;
 use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
 use nightjar_agent::store::{PRUNE_BATCH, Store};
 use nightjar_proto::{Args, ExecEvent, OsType, Source, Target};
+use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::{EcsEvent, HostInfo};
 use serde_json::json;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -10,14 +10,20 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ast::{Query, TypedPred};
-use super::eql::{self, EqlError};
-use super::{ParseError, RuleMeta, RulesError, kql};
+use crate::query::ast::Query;
+use crate::query::typing::TypedPred;
+use crate::query::{self, BuildError, Language};
+use crate::{RuleMeta, RulesError};
 
 /// What loading one file produced.
 #[derive(Debug)]
 pub enum Loaded {
-    Rule(Box<RuleMeta>, Query<TypedPred>),
+    Rule {
+        meta: Box<RuleMeta>,
+        query: Query<TypedPred>,
+        /// `file:line:col: message`, for what loads but deserves a look.
+        warnings: Vec<String>,
+    },
     Unsupported(Box<RuleMeta>, String),
 }
 
@@ -172,26 +178,32 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
         return Err(fail(0, "missing key `query` in [rule]".into()));
     };
     let body_at = query_body_offset(text, query.span());
-    let q = query.get_ref();
-    let parsed = if r.rule_type == "eql" {
-        match eql::parse(q) {
-            Ok(q) => q,
-            Err(EqlError::Unsupported(why)) => return Ok(Loaded::Unsupported(meta, why)),
-            Err(EqlError::Syntax(e)) => return Err(query_error(&fail, body_at, e)),
-        }
+    let language = if r.rule_type == "eql" {
+        Language::Eql
     } else {
-        kql::parse(q).map_err(|e| query_error(&fail, body_at, e))?
+        Language::Kql
     };
-    let typed = parsed.typed().map_err(|m| fail(body_at, m))?;
-    Ok(Loaded::Rule(meta, typed))
-}
-
-fn query_error(
-    fail: &impl Fn(usize, String) -> FileError,
-    body_at: usize,
-    e: ParseError,
-) -> FileError {
-    fail(body_at + e.offset, e.message)
+    match query::build(language, query.get_ref()) {
+        Ok(built) => Ok(Loaded::Rule {
+            meta,
+            query: built.query,
+            warnings: built
+                .warnings
+                .into_iter()
+                .map(|w| {
+                    format!(
+                        "{}: {}",
+                        locate(display, text, body_at + w.offset),
+                        w.message
+                    )
+                })
+                .collect(),
+        }),
+        Err(BuildError::Unsupported(why)) => Ok(Loaded::Unsupported(meta, why)),
+        Err(BuildError::Syntax { offset, message } | BuildError::Type { offset, message }) => {
+            Err(fail(body_at + offset, message))
+        }
+    }
 }
 
 /// Where the decoded text of the string literal at `span` starts in the file.

@@ -5,36 +5,22 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::ecs::{EcsEvent, FieldKind};
-
-use super::ast::{Query, Test, Tok, TypedPred, ci_char_eq, within_ignore_above};
-use super::pattern::lucene_to_regex;
-
-/// A typed leaf with its regular expression compiled.
-type Leaf = (TypedPred, Option<regex::Regex>);
+use crate::ecs::{EcsEvent, FieldKind, within_ignore_above};
+use crate::pattern::ci_char_eq;
+use crate::query::ast::{Query, Tok};
+use crate::query::typing::{Test, TypedPred};
 
 /// Typed queries, evaluated one by one.
 #[derive(Debug)]
 pub struct NaiveRules {
-    rules: Vec<Query<Leaf>>,
+    rules: Vec<Query<TypedPred>>,
 }
 
 impl NaiveRules {
-    pub fn new(queries: &[&Query<TypedPred>]) -> Result<NaiveRules, String> {
-        let mut rules = Vec::new();
-        for q in queries {
-            rules.push((*q).clone().try_map(&mut |p: TypedPred| {
-                let re = match &p.test {
-                    Test::Regex { pattern, ci } => Some(
-                        regex::Regex::new(&lucene_to_regex(pattern, *ci)?)
-                            .map_err(|e| e.to_string())?,
-                    ),
-                    _ => None,
-                };
-                Ok::<Leaf, String>((p, re))
-            })?);
+    pub fn new(queries: &[&Query<TypedPred>]) -> NaiveRules {
+        NaiveRules {
+            rules: queries.iter().map(|q| (*q).clone()).collect(),
         }
-        Ok(NaiveRules { rules })
     }
 
     /// Builds the event's document and evaluates every rule on it.
@@ -53,15 +39,13 @@ impl NaiveRules {
     }
 }
 
-fn eval(q: &Query<Leaf>, doc: &Map<String, Json>) -> bool {
+fn eval(q: &Query<TypedPred>, doc: &Map<String, Json>) -> bool {
     match q {
         Query::And(v) => v.iter().all(|k| eval(k, doc)),
         Query::Or(v) => v.iter().any(|k| eval(k, doc)),
         Query::Not(k) => !eval(k, doc),
         Query::Const(b) => *b,
-        Query::Leaf((p, regex)) => lookup(doc, &p.name)
-            .iter()
-            .any(|v| test(p, v, regex.as_ref())),
+        Query::Leaf(p) => lookup(doc, &p.name).iter().any(|v| test(p, v)),
     }
 }
 
@@ -88,7 +72,7 @@ fn lookup<'d>(doc: &'d Map<String, Json>, path: &str) -> Vec<&'d Json> {
     out
 }
 
-fn test(p: &TypedPred, v: &Json, regex: Option<&regex::Regex>) -> bool {
+fn test(p: &TypedPred, v: &Json) -> bool {
     if let Json::String(s) = v
         && p.kind == FieldKind::Keyword
         && !within_ignore_above(s)
@@ -99,7 +83,7 @@ fn test(p: &TypedPred, v: &Json, regex: Option<&regex::Regex>) -> bool {
         (Test::Exists, _) => true,
         (Test::Str(cmp, want), Json::String(s)) => cmp.holds(s.as_bytes().cmp(want.as_bytes())),
         (Test::Pattern { toks, ci }, Json::String(s)) => glob(toks, s, *ci),
-        (Test::Regex { .. }, Json::String(s)) => regex.is_some_and(|r| r.is_match(s)),
+        (Test::Regex(re), Json::String(s)) => re.is_match(s),
         (Test::Num(cmp, want), Json::Number(n)) => n
             .as_f64()
             .and_then(|n| n.partial_cmp(want))
@@ -151,7 +135,7 @@ mod tests {
 
     #[test]
     fn glob_by_dynamic_programming() {
-        let t = |s: &str| super::super::eql::like_toks(s);
+        let t = |s: &str| crate::query::eql::like_toks(s);
         assert!(glob(&t("a*b?c"), "axxbyc", false));
         assert!(!glob(&t("a*b?c"), "axxbc", false));
         assert!(glob(&t("A*"), "abc", true));

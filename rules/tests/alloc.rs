@@ -2,15 +2,17 @@
 //! supported macOS rule (KQL and EQL, command lines, regexes, user names, parents) run over a
 //! varied stream once warmed up.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use nightjar_agent::ecs::{EcsEvent, HostInfo};
-use nightjar_agent::process_table::ProcessTable;
-use nightjar_agent::rules::RuleSet;
 use nightjar_proto::{Args, ExecEvent, Target};
+use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::{EcsEvent, HostInfo};
+use support::Table;
 
 struct Counting;
 
@@ -75,7 +77,7 @@ fn evaluate_allocates_nothing() {
     )
     .unwrap();
     let host = HostInfo::new("mac-1", "host-1");
-    let mut table = ProcessTable::new(1024);
+    let mut table = Table::default();
     let events = vec![
         exec(10, 1, "/bin/zsh", &["-zsh"], 501),
         exec(

@@ -10,7 +10,11 @@ use super::ast::{Cmp, Lit, Op, Pred, Query, Tok};
 
 /// Parses a KQL query.
 pub fn parse(src: &str) -> Result<Query<Pred>, ParseError> {
-    let mut p = Parser { s: src, pos: 0 };
+    let mut p = Parser {
+        s: src,
+        pos: 0,
+        field_at: 0,
+    };
     p.skip_ws();
     if p.pos == src.len() {
         return Ok(Query::Const(true));
@@ -26,6 +30,8 @@ pub fn parse(src: &str) -> Result<Query<Pred>, ParseError> {
 struct Parser<'s> {
     s: &'s str,
     pos: usize,
+    /// Where the field of the expression being parsed starts (its leaves' position).
+    field_at: usize,
 }
 
 /// A value as written: its pieces and whether it was quoted.
@@ -161,6 +167,7 @@ impl<'s> Parser<'s> {
             });
         }
         let name = literal_text(&field.toks);
+        self.field_at = start;
         self.skip_ws();
         let rest = self.rest();
         for (op, cmp) in [
@@ -185,6 +192,7 @@ impl<'s> Parser<'s> {
                 return Ok(Query::Leaf(Pred {
                     field: name,
                     op: Op::Compare(cmp, Lit::Text(literal_text(&value.toks))),
+                    at: start,
                 }));
             }
         }
@@ -215,7 +223,7 @@ impl<'s> Parser<'s> {
             return Ok(q);
         }
         match self.value()? {
-            Some(v) => Ok(Query::Leaf(value_pred(field, v))),
+            Some(v) => Ok(Query::Leaf(value_pred(field, v, self.field_at))),
             None => Err(self.error("a value, `(` or `*`")),
         }
     }
@@ -422,12 +430,13 @@ fn literal_text(toks: &[Tok]) -> String {
         .collect()
 }
 
-fn value_pred(field: &str, v: Value) -> Pred {
+fn value_pred(field: &str, v: Value, at: usize) -> Pred {
     let field = field.to_owned();
     if !v.quoted && v.toks.iter().all(|t| *t == Tok::Star) {
         return Pred {
             field,
             op: Op::Exists,
+            at,
         };
     }
     if !v.quoted && v.toks.contains(&Tok::Star) {
@@ -437,11 +446,13 @@ fn value_pred(field: &str, v: Value) -> Pred {
                 toks: v.toks,
                 ci: false,
             },
+            at,
         };
     }
     Pred {
         field,
         op: Op::Compare(Cmp::Eq, Lit::Text(literal_text(&v.toks))),
+        at,
     }
 }
 
@@ -461,7 +472,23 @@ mod tests {
         Query::Leaf(Pred {
             field: field.into(),
             op,
+            at: 0,
         })
+    }
+
+    /// The query without leaf positions (tests compare shapes).
+    fn parse(src: &str) -> Result<Query<Pred>, ParseError> {
+        super::parse(src).map(|q| {
+            q.try_map(&mut |p: Pred| Ok::<_, ()>(Pred { at: 0, ..p }))
+                .unwrap_or(Query::Const(false))
+        })
+    }
+
+    #[test]
+    fn leaves_know_where_their_field_is() {
+        let q = super::parse("a:1 and\n bb:(x or y) and c >= 2").unwrap();
+        let at: Vec<usize> = q.leaves().iter().map(|p| p.at).collect();
+        assert_eq!(at, vec![0, 9, 9, 25]);
     }
     fn eq(field: &str, v: &str) -> Query<Pred> {
         leaf(field, Op::Compare(Cmp::Eq, Lit::Text(v.into())))

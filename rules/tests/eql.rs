@@ -1,10 +1,10 @@
 //! EQL operators and their case rules, on single `process where` events. Every evaluation also
 //! checks the compiled matcher against the interpreter.
 
-mod rules_support;
+mod support;
 
-use nightjar_agent::rules::RuleStatus;
-use rules_support::*;
+use nightjar_rules::RuleStatus;
+use support::*;
 
 fn kcc() -> nightjar_proto::ExecEvent<'static> {
     event("/usr/bin/kcc", &["kcc", "Copy_Cred_Cache", "-v"])

@@ -1,15 +1,18 @@
 //! Property tests: the compiled matcher (indexes, folding, byte-level globs) agrees with the
 //! naive interpreter on random queries and random events.
 
+mod support;
+
 use std::borrow::Cow;
 
-use nightjar_agent::ecs::{EcsEvent, FieldKind, HostInfo, kind_of};
-use nightjar_agent::process_table::ProcessTable;
-use nightjar_agent::rules::ast::{Cmp, Lit, Op, Pred, Query, Tok, TypedPred};
-use nightjar_agent::rules::compile::Matcher;
-use nightjar_agent::rules::naive::NaiveRules;
 use nightjar_proto::{Args, ExecEvent, OsType, Target};
+use nightjar_rules::ecs::{EcsEvent, FieldKind, HostInfo, kind_of};
+use nightjar_rules::matcher::Matcher;
+use nightjar_rules::naive::NaiveRules;
+use nightjar_rules::query::ast::{Cmp, Lit, Op, Pred, Query, Tok};
+use nightjar_rules::query::typing::TypedPred;
 use proptest::prelude::*;
+use support::Table;
 
 const FIELDS: &[&str] = &[
     "process.name",
@@ -109,6 +112,7 @@ fn leaf() -> impl Strategy<Value = Query<Pred>> {
             Query::Leaf(Pred {
                 field: field.to_owned(),
                 op,
+                at: 0,
             })
         })
     })
@@ -160,6 +164,7 @@ fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
                         Query::Leaf(Pred {
                             field: field.to_owned(),
                             op,
+                            at: 0,
                         })
                     })
                     .collect(),
@@ -243,14 +248,14 @@ fn exec(pid: u32, p: &Proc) -> ExecEvent<'static> {
 fn check(queries: Vec<Query<Pred>>, s: &Scenario) -> Result<(), TestCaseError> {
     let typed: Vec<Query<TypedPred>> = queries.into_iter().filter_map(|q| q.typed().ok()).collect();
     let refs: Vec<&Query<TypedPred>> = typed.iter().collect();
-    let fast = Matcher::new(&refs).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-    let slow = NaiveRules::new(&refs).map_err(TestCaseError::fail)?;
+    let fast = Matcher::new(&refs);
+    let slow = NaiveRules::new(&refs);
 
     let host = HostInfo::new("mac-1", "host-1");
     host.set_user_name(0, Some("root"));
     host.set_user_name(501, Some("bob"));
     host.set_user_name(7, None);
-    let mut table = ProcessTable::new(64);
+    let mut table = Table::default();
     let mut ev = exec(100, &s.me);
     ev.os = if s.linux {
         OsType::Linux

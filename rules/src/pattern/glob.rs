@@ -1,13 +1,14 @@
-//! String matchers of the compiled rules: wildcard patterns and Lucene regular expressions.
+//! Wildcard patterns, anchored at both ends.
 //!
-//! A wildcard pattern without `?` (and, when case-insensitive, made of ASCII only) is matched
-//! on bytes: anchored prefix and suffix compares, `memchr::memmem` for the pieces between
-//! stars. Anything else falls back to a character-wise matcher with one backtracking point.
-//! Neither allocates.
+//! A pattern without `?` (and, when case-insensitive, made of ASCII only) is matched on bytes:
+//! anchored prefix and suffix compares, `memchr::memmem` for the pieces between stars.
+//! Anything else falls back to a character-wise matcher with one backtracking point. Neither
+//! allocates.
 
 use memchr::memmem;
 
-use super::ast::{Tok, ci_char_eq};
+use super::{ci_char_eq, ci_str_eq, find_ascii_ci};
+use crate::query::ast::Tok;
 
 /// A compiled wildcard pattern (anchored at both ends).
 #[derive(Debug, Clone)]
@@ -221,38 +222,6 @@ impl BytesGlob {
     }
 }
 
-/// Leftmost occurrence of `needle` (lowercase ASCII) in `hay`, ignoring ASCII case.
-pub fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let Some(&first) = needle.first() else {
-        return Some(0);
-    };
-    let upper = first.to_ascii_uppercase();
-    let mut from = 0;
-    while from + needle.len() <= hay.len() {
-        let i = from + memchr::memchr2(first, upper, &hay[from..=hay.len() - needle.len()])?;
-        if hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
-            return Some(i);
-        }
-        from = i + 1;
-    }
-    None
-}
-
-/// Case-insensitive whole-string equality (pattern `p`, value `v`).
-pub fn ci_str_eq(p: &str, v: &str) -> bool {
-    if p.is_ascii() {
-        return p.len() == v.len() && p.as_bytes().eq_ignore_ascii_case(v.as_bytes());
-    }
-    let mut vi = v.chars();
-    for pc in p.chars() {
-        match vi.next() {
-            Some(vc) if ci_char_eq(pc, vc) => {}
-            _ => return false,
-        }
-    }
-    vi.next().is_none()
-}
-
 /// Glob matching on characters with a single backtracking point (the last star).
 fn chars_match(toks: &[CharTok], s: &str, ci: bool) -> bool {
     let (mut p, mut i) = (0usize, 0usize);
@@ -289,82 +258,6 @@ fn chars_match(toks: &[CharTok], s: &str, ci: bool) -> bool {
         }
     }
     toks[p..].iter().all(|t| *t == CharTok::Star)
-}
-
-/// Translates a Lucene regular expression (the syntax Elasticsearch's `regexp` query and EQL's
-/// `regex` use) to an anchored `regex` crate pattern.
-pub fn lucene_to_regex(pattern: &str, ci: bool) -> Result<String, String> {
-    let mut out = String::from(if ci { "(?si)^(?:" } else { "(?s)^(?:" });
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('d') => out.push_str("[0-9]"),
-                Some('D') => out.push_str("[^0-9]"),
-                Some('s') => out.push_str("[ \\t\\n\\x0B\\x0C\\r]"),
-                Some('S') => out.push_str("[^ \\t\\n\\x0B\\x0C\\r]"),
-                Some('w') => out.push_str("[a-zA-Z0-9_]"),
-                Some('W') => out.push_str("[^a-zA-Z0-9_]"),
-                Some(e) => out.push_str(&regex::escape(&e.to_string())),
-                None => return Err("regular expression ends with `\\`".into()),
-            },
-            '"' => {
-                let mut lit = String::new();
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some(x) => lit.push(x),
-                        None => return Err("unterminated `\"` in regular expression".into()),
-                    }
-                }
-                out.push_str("(?:");
-                out.push_str(&regex::escape(&lit));
-                out.push(')');
-            }
-            '[' => {
-                out.push('[');
-                if chars.peek() == Some(&'^') {
-                    chars.next();
-                    out.push('^');
-                }
-                let mut empty = true;
-                loop {
-                    match chars.next() {
-                        Some(']') if !empty => break,
-                        Some('\\') => match chars.next() {
-                            Some(e) => push_class_char(&mut out, e),
-                            None => return Err("unterminated `[` in regular expression".into()),
-                        },
-                        Some('-') if !empty && chars.peek().is_some_and(|n| *n != ']') => {
-                            out.push('-')
-                        }
-                        Some(x) => push_class_char(&mut out, x),
-                        None => return Err("unterminated `[` in regular expression".into()),
-                    }
-                    empty = false;
-                }
-                out.push(']');
-            }
-            '@' => out.push_str(".*"),
-            '.' | '(' | ')' | '|' | '*' | '+' | '?' | '{' | '}' => out.push(c),
-            '#' | '~' | '&' | '<' | '>' => {
-                return Err(format!(
-                    "Lucene regular expression operator `{c}` is not supported"
-                ));
-            }
-            _ => out.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    out.push_str(")$");
-    regex::Regex::new(&out).map_err(|e| format!("invalid regular expression: {e}"))?;
-    Ok(out)
-}
-
-fn push_class_char(out: &mut String, c: char) {
-    if c.is_ascii_punctuation() {
-        out.push('\\');
-    }
-    out.push(c);
 }
 
 #[cfg(test)]
@@ -412,17 +305,5 @@ mod tests {
         assert!(glob("ÉTÉ*", true).matches("été!"));
         assert!(glob("*", false).matches(""));
         assert!(glob("", false).matches(""));
-    }
-
-    #[test]
-    fn lucene_regex_translation() {
-        let r = lucene_to_regex(r"https?:\/\/[0-9]{1,3}(:[0-9]{1,5})?\/.*", true).unwrap();
-        let re = regex::Regex::new(&r).unwrap();
-        assert!(re.is_match("HTTP://1:80/x"));
-        assert!(!re.is_match("xhttp://1/"));
-        let re = regex::Regex::new(&lucene_to_regex("a^b$", false).unwrap()).unwrap();
-        assert!(re.is_match("a^b$"));
-        assert!(lucene_to_regex("a~b", false).is_err());
-        assert!(lucene_to_regex("[a-", false).is_err());
     }
 }

@@ -1,10 +1,9 @@
 //! KQL semantics, item by item of DESIGN's checklist: each with a case that matches and one
 //! that does not. Every evaluation also checks the compiled matcher against the interpreter.
 
-mod rules_support;
+mod support;
 
-use nightjar_agent::process_table::ProcessTable;
-use rules_support::*;
+use support::*;
 
 fn kcc() -> nightjar_proto::ExecEvent<'static> {
     event("/usr/bin/kcc", &["kcc", "copy_cred_cache", "-v"])
@@ -203,7 +202,7 @@ fn keyword_values_over_ignore_above_never_match() {
 
 #[test]
 fn parents_and_effective_parents() {
-    let mut table = ProcessTable::new(1024);
+    let mut table = Table::default();
     let mut parent = event("/bin/zsh", &["zsh", "-c", "kcc"]);
     parent.target.pid = 700;
     parent.target.cs_flags = Some(0);
