@@ -10,7 +10,8 @@
 //! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
 //! - [`config`]: `nightjar.toml`, the one schema both binaries read;
 //! - [`text`]: platform bytes as text without allocating;
-//! - [`filter`]: which file events some loaded rule can match.
+//! - [`filter`]: which file events some loaded rule can match;
+//! - [`identity`] (feature `crypto`): `process.entity_id`.
 
 pub mod codec;
 pub mod config;
@@ -20,6 +21,8 @@ pub mod eslogger;
 pub mod event;
 pub mod filter;
 pub mod fleet;
+#[cfg(feature = "crypto")]
+pub mod identity;
 pub mod ndjson;
 pub mod shm_ring;
 pub mod text;

@@ -13,11 +13,13 @@
 //! - [`matcher`]: the compiled matcher (trees, index, evaluation);
 //! - [`naive`]: a document-per-event interpreter, the baseline and test reference;
 //! - [`loader`], [`builtin`]: rule files and the seed rule shipped in the binary;
+//! - [`filter`]: the file events a rule set can match, for the sensor's source filters;
 //! - [`RuleSet`]: all of the above for a set of rule files, with the report `rules check`
 //!   prints.
 
 pub mod builtin;
 pub mod ecs;
+pub mod filter;
 pub mod loader;
 pub mod matcher;
 pub mod naive;

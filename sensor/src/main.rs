@@ -11,6 +11,7 @@ use nightjar_proto::config::Config;
 use nightjar_proto::event::EnvFilter;
 use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
+use nightjar_rules::RuleSet;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
@@ -80,12 +81,25 @@ fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
     Ok(Publisher::new(ring))
 }
 
-/// What capture collects, from the config.
-fn settings(config: &Config) -> Settings {
-    Settings {
+/// What capture collects, from the config: the environment variables named, and the file
+/// events the loaded rules can match (the same rule files the agent loads; a rule the agent
+/// refuses is left out here too).
+fn settings(config: &Config) -> Result<Settings, ExitCode> {
+    let (rules, _) = RuleSet::load(&config.rules.paths, config.rules.builtin, None)
+        .map_err(|err| fail(USAGE_ERROR, format_args!("[rules] paths: {err}")))?;
+    let files = rules.file_filter();
+    tracing::info!(
+        files = !files.is_none(),
+        in_kernel = files.kernel_can_filter(),
+        prefixes = files.prefixes().len(),
+        names = files.names().len(),
+        extensions = files.extensions().len(),
+        "file events the rules can match"
+    );
+    Ok(Settings {
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
-        files: PathFilter::none(),
-    }
+        files,
+    })
 }
 
 fn main() -> ExitCode {
@@ -104,7 +118,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let settings = settings(&config);
+            let settings = match settings(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,
                 Err(code) => return code,
@@ -137,7 +154,10 @@ fn main() -> ExitCode {
             if let Err(err) = replay::check_inputs(&files) {
                 return fail(USAGE_ERROR, err);
             }
-            let settings = settings(&config);
+            let settings = Settings {
+                env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
+                files: PathFilter::all(),
+            };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,
                 Err(code) => return code,

@@ -311,6 +311,7 @@ fn a_process_tree_and_its_file_events_arrive_with_paths_and_parents() {
     let st = TempState::new();
     let dir = st.path().join("files");
     std::fs::create_dir_all(&dir).unwrap();
+    let outside = st.path().join("outside.txt");
     let extra = file_rule(&st, &dir);
     let mut live = LiveSensor::start_with(st, &extra);
     let kcc = kcc(&live.st);
@@ -319,7 +320,8 @@ fn a_process_tree_and_its_file_events_arrive_with_paths_and_parents() {
     live.reader.keep_event = Box::new(|_| true);
 
     let mut shell = ChildGuard::spawn(Command::new("/bin/sh").arg("-c").arg(format!(
-        "cd '{d}' && touch a && mv a b && rm '{d}/b' && (echo x > c) && /bin/true done"
+        "cd '{d}' && touch a && mv a b && rm '{d}/b' && (echo x > c) && touch '{}' && /bin/true done",
+        outside.display()
     )));
     let shell_pid = shell.pid();
     assert!(
@@ -423,6 +425,21 @@ fn a_process_tree_and_its_file_events_arrive_with_paths_and_parents() {
         .collect();
     assert!(exits.iter().all(|x| x.exit_code == Some(0)), "{exits:?}");
     assert!(exits.iter().any(|x| x.process.pid == shell_pid));
+    // A path no loaded rule can match is filtered in the kernel, and counted.
+    let outside = outside.display().to_string();
+    assert!(
+        !seen
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::File(f) if f.path == outside.as_str())),
+        "{outside} was published"
+    );
+    let counted = live
+        .reader
+        .drain_until(Duration::from_secs(5), &mut |_| false, |s| {
+            s.filtered.iter().map(|f| f.count).sum::<u64>() > 0
+        });
+    assert!(counted, "no filtered count reported");
 }
 
 /// A shell that was running before the sensor started is published from /proc, so its

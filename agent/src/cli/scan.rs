@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::Event;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
@@ -123,12 +123,11 @@ impl<W: Write> Scanner<'_, W> {
                 Next::End => return Ok(()),
                 Next::Skip(_) => {}
                 Next::Bad(e) => eprintln!("{name}:{line_no}: {e}"),
-                Next::Event(event, _) => {
-                    let Some(mut ev) = event.into_exec() else {
-                        continue;
-                    };
+                Next::Event(mut ev, _) => {
                     self.decoded += 1;
-                    ev.sensor_seq = self.decoded;
+                    let mut meta = ev.meta();
+                    meta.sensor_seq = self.decoded;
+                    ev.set_meta(meta);
                     process(
                         self.rules,
                         &self.host,
@@ -151,22 +150,22 @@ fn process(
     table: &mut ProcessTable,
     matches: &mut Vec<usize>,
     out: &mut impl Write,
-    ev: &ExecEvent<'_>,
+    ev: &Event<'_>,
 ) -> io::Result<()> {
     {
-        let view = EcsEvent::new(ev, table, host);
+        let view = EcsEvent::of(ev, table, host);
         rules.evaluate(&view, matches);
         if !matches.is_empty() {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64);
             for &i in matches.iter() {
-                let alert = build_alert(&rules.rules()[i], &view, &host.id, now, 0);
+                let alert = build_alert(&rules.rules()[i], ev, &view, &host.id, now, 0);
                 serde_json::to_writer(&mut *out, &alert).map_err(io::Error::other)?;
                 out.write_all(b"\n")?;
             }
         }
     }
-    table.observe(ev);
+    table.observe_event(ev);
     Ok(())
 }

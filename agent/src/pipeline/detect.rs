@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::Event;
 use serde_json::{Map, Value};
 
 use super::reader::Detector;
@@ -41,29 +41,30 @@ impl Detector for RuleDetector {
             .collect()
     }
 
-    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>) {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+    fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>) {
+        let ecs = EcsEvent::of(ev, &self.table, &self.host);
         self.rules.evaluate(&ecs, out);
     }
 
-    fn observe(&mut self, ev: &ExecEvent<'_>) {
-        self.table.observe(ev);
+    fn observe(&mut self, ev: &Event<'_>) {
+        self.table.observe_event(ev);
     }
 
-    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String {
+    fn alert_uuid(&self, rule: usize, ev: &Event<'_>) -> String {
         alert_uuid(&self.host.id, &self.rules.rules()[rule].rule_id, ev)
     }
 
     fn build_alert(
         &self,
         rule: usize,
-        ev: &ExecEvent<'_>,
+        ev: &Event<'_>,
         time_ns: i64,
         suppressed: u64,
     ) -> Map<String, Value> {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+        let ecs = EcsEvent::of(ev, &self.table, &self.host);
         build_alert(
             &self.rules.rules()[rule],
+            ev,
             &ecs,
             &self.host.id,
             time_ns,

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use nightjar_proto::Record;
 use nightjar_proto::codec;
-use nightjar_proto::event::FLAG_SNAPSHOT;
-use nightjar_proto::{ExecEvent, Record};
+use nightjar_proto::event::{Event, FLAG_SNAPSHOT};
 use serde_json::{Map, Value};
 
 use super::status::{LiveStatus, now_ns};
@@ -70,16 +70,16 @@ pub trait Detector {
     /// (interval, max_signals) of every rule, in rule order.
     fn limits(&self) -> Vec<(Duration, u32)>;
     /// Indexes of the rules `ev` matches.
-    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>);
+    fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>);
     /// Records `ev` in the process table (after its rules were evaluated).
-    fn observe(&mut self, ev: &ExecEvent<'_>);
+    fn observe(&mut self, ev: &Event<'_>);
     /// The deterministic alert id of `rule` matching `ev`.
-    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String;
+    fn alert_uuid(&self, rule: usize, ev: &Event<'_>) -> String;
     /// The alert document (without its `nightjar` object).
     fn build_alert(
         &self,
         rule: usize,
-        ev: &ExecEvent<'_>,
+        ev: &Event<'_>,
         time_ns: i64,
         suppressed: u64,
     ) -> Map<String, Value>;
@@ -121,8 +121,8 @@ pub struct Retention {
 }
 
 impl<D: Detector> Alerter<D> {
-    fn on_event(&mut self, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
-        if ev.flags & FLAG_SNAPSHOT != 0 {
+    fn on_event(&mut self, ev: &Event<'_>) -> Result<(), ReaderError> {
+        if ev.meta().flags & FLAG_SNAPSHOT != 0 {
             // A process that predates the sensor: it is a parent to know, not a new exec.
             self.detector.observe(ev);
             return Ok(());
@@ -137,7 +137,7 @@ impl<D: Detector> Alerter<D> {
         Ok(())
     }
 
-    fn on_match(&mut self, rule: usize, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
+    fn on_match(&mut self, rule: usize, ev: &Event<'_>) -> Result<(), ReaderError> {
         let uuid = self.detector.alert_uuid(rule, ev);
         if let Some(seq) = self.store.seq_of(&uuid)? {
             tracing::debug!(uuid, seq, "alert already stored (event read again)");
@@ -152,7 +152,7 @@ impl<D: Detector> Alerter<D> {
         let alert = self
             .detector
             .build_alert(rule, ev, time_ns, suppressed_before);
-        let stored = self.seal_and_store(alert, uuid, time_ns, ev.sensor_seq);
+        let stored = self.seal_and_store(alert, uuid, time_ns, ev.meta().sensor_seq);
         match stored {
             Ok(()) => {
                 self.suppressor.stored(rule, suppressed_before);
@@ -299,28 +299,15 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                 }
                 Err(RingFault::Broken(e)) => return Err(ReaderError::Ring(e)),
             };
-            match codec::decode(bytes) {
-                Ok(Record::Exec(ev)) => {
+            match codec::decode(bytes).map(Record::into_event_or) {
+                Ok(Ok(ev)) => {
                     // Counted once handled, so a `status` that shows an event received also
                     // shows its alerts stored; an event whose alert could not be stored is
                     // read again after recovery and counted then.
                     self.alerter.on_event(&ev)?;
                     self.alerter.status.add_received(1);
                 }
-                Ok(Record::Fork(_) | Record::Exit(_) | Record::File(_)) => {
-                    self.alerter.status.add_received(1);
-                }
-                Ok(Record::Loss(loss)) => tracing::warn!(
-                    source = loss.source.as_str(),
-                    kind = loss.kind.map(|k| k.as_str()),
-                    count = loss.count,
-                    "sensor reports events lost before the ring"
-                ),
-                Ok(Record::Filtered(f)) => tracing::debug!(
-                    kind = f.kind.as_str(),
-                    count = f.count,
-                    "sensor filters report events no rule can match"
-                ),
+                Ok(Err(other)) => on_report(other),
                 Err(e) => {
                     self.alerter.status.add_dropped(1);
                     tracing::warn!("ring: record at {end} refused: {e}");
@@ -445,5 +432,23 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         }
         self.seen = now;
         self.resync_seen = loss.lost_in_resync;
+    }
+}
+
+/// A record that is no event: the sensor's reports of loss and of filtered events.
+fn on_report(record: Record<'_>) {
+    match record {
+        Record::Loss(loss) => tracing::warn!(
+            source = loss.source.as_str(),
+            kind = loss.kind.map(|k| k.as_str()),
+            count = loss.count,
+            "sensor reports events lost before the ring"
+        ),
+        Record::Filtered(f) => tracing::debug!(
+            kind = f.kind.as_str(),
+            count = f.count,
+            "sensor filters report events no rule can match"
+        ),
+        _ => {}
     }
 }

@@ -543,7 +543,9 @@ int BPF_PROG(nightjar_exit, struct task_struct *task)
 
 /* ---- file -------------------------------------------------------------------------------- */
 
-/* Lowercases ASCII letters of the NUL-terminated `s` (at most `cap` bytes) in place. */
+/* Lowercases ASCII letters of the NUL-terminated `s` (at most `cap` bytes) in place. For
+ * short strings only: long ones go through bpf_loop (below), which the verifier checks once
+ * instead of once per iteration. */
 static __always_inline void lower(char *s, u32 cap)
 {
 	for (u32 i = 0; i < cap; i++) {
@@ -553,6 +555,70 @@ static __always_inline void lower(char *s, u32 cap)
 		if (c >= 'A' && c <= 'Z')
 			s[i] = c + ('a' - 'A');
 	}
+}
+
+static __always_inline struct file_scratch *scratch_of_cpu(void)
+{
+	u32 zero = 0;
+	return bpf_map_lookup_elem(&file_scratch, &zero);
+}
+
+static __always_inline void lower_byte(char *c)
+{
+	if (*c >= 'A' && *c <= 'Z')
+		*c += 'a' - 'A';
+}
+
+static long lower_lpm_cb(u32 i, void *ctx)
+{
+	struct file_scratch *fs = scratch_of_cpu();
+	if (!fs)
+		return 1;
+	lower_byte(&fs->lpm.data[i & (LPM_CAP - 1)]);
+	return 0;
+}
+
+/* Lowercases the name and finds its last dot (`*dot`, -1 for none). */
+struct name_scan {
+	int dot;
+};
+
+static long name_scan_cb(u32 i, void *ctx)
+{
+	struct name_scan *ns = ctx;
+	struct file_scratch *fs = scratch_of_cpu();
+	if (!fs)
+		return 1;
+	char *c = &fs->name[i & (NAME_CAP - 1)];
+	if (*c == 0)
+		return 1;
+	lower_byte(c);
+	if (*c == '.' && i > 0)
+		ns->dot = i;
+	return 0;
+}
+
+/* Where the last component of a path string starts (in `path` or `orig`). */
+struct rel_scan {
+	u32 orig;
+	u32 start;
+	u32 len;
+	u32 name_off;
+};
+
+static long rel_scan_cb(u32 i, void *ctx)
+{
+	struct rel_scan *rs = ctx;
+	struct file_scratch *fs = scratch_of_cpu();
+	if (!fs)
+		return 1;
+	u32 j = rs->start + i;
+	if (j >= rs->len)
+		return 1;
+	char c = rs->orig ? fs->orig.rel[j & (PATH_CAP - 1)] : fs->path.rel[j & (PATH_CAP - 1)];
+	if (c == '/')
+		rs->name_off = j + 1;
+	return 0;
 }
 
 /* Whether a file event on `fp` by the current task passes the filters built from the loaded
@@ -586,7 +652,7 @@ static __always_inline bool admitted(struct file_scratch *fs, struct file_path *
 	if (n > LPM_CAP)
 		n = LPM_CAP;
 	fs->lpm_spill[0] = 0;
-	lower(fs->lpm.data, LPM_CAP);
+	bpf_loop(n, lower_lpm_cb, NULL, 0);
 	fs->lpm.prefixlen = n * 8;
 	if (bpf_map_lookup_elem(&prefixes, &fs->lpm))
 		return true;
@@ -596,18 +662,12 @@ static __always_inline bool admitted(struct file_scratch *fs, struct file_path *
 		bpf_probe_read_kernel_str(fs->name, NAME_CAP, name);
 	else if (fp->rel_len)
 		bpf_probe_read_kernel_str(fs->name, NAME_CAP, fp->rel + (fp->name_off & (PATH_CAP - 1)));
-	lower(fs->name, NAME_CAP);
+	struct name_scan ns = { .dot = -1 };
+	bpf_loop(NAME_CAP, name_scan_cb, &ns, 0);
 	if (bpf_map_lookup_elem(&names, fs->name))
 		return true;
-
-	int dot = -1;
-	for (int i = 1; i < NAME_CAP; i++) {
-		if (fs->name[i] == 0)
-			break;
-		if (fs->name[i] == '.')
-			dot = i;
-	}
-	if (dot < 1)
+	int dot = ns.dot;
+	if (dot < 1 || dot >= NAME_CAP)
 		return false;
 	__builtin_memset(fs->ext, 0, COMM_CAP);
 	for (int i = 0; i < COMM_CAP - 1; i++) {
@@ -671,7 +731,7 @@ static __always_inline struct file *fd_file(struct task_struct *task, long fd)
 /* Fills `fp` from a path string a system call was given, relative to `dirfd` (or the
  * working directory). */
 static __always_inline bool file_path_at(struct task_struct *task, long dirfd, const char *upath,
-					 struct file_path *fp, u32 *flags)
+					 struct file_path *fp, u32 orig, u32 *flags)
 {
 	long n = bpf_probe_read_user_str(fp->rel, PATH_CAP, upath);
 	if (n <= 1)
@@ -681,16 +741,14 @@ static __always_inline bool file_path_at(struct task_struct *task, long dirfd, c
 		*flags |= F_PATH_TRUNCATED;
 	fp->rel_len = len;
 	/* The name: what follows the last `/` within the string's last NAME_CAP bytes. */
-	u32 start = len > NAME_CAP ? len - NAME_CAP : 0;
-	u32 name_off = start;
-	for (u32 i = 0; i < NAME_CAP; i++) {
-		u32 j = (start + i) & (PATH_CAP - 1);
-		if (start + i >= len)
-			break;
-		if (fp->rel[j] == '/')
-			name_off = start + i + 1;
-	}
-	fp->name_off = name_off;
+	struct rel_scan rs = {
+		.orig = orig,
+		.start = len > NAME_CAP ? len - NAME_CAP : 0,
+		.len = len,
+	};
+	rs.name_off = rs.start;
+	bpf_loop(NAME_CAP, rel_scan_cb, &rs, 0);
+	fp->name_off = rs.name_off;
 	fp->base_len = 0;
 	fp->base_off = PATH_CAP;
 	if (fp->rel[0] == '/')
@@ -851,7 +909,7 @@ int BPF_PROG(nightjar_sys_enter, struct pt_regs *regs, long id)
 			if (ARG(regs, dx) & AT_REMOVEDIR)
 				return 0;
 		}
-		if (!file_path_at(task, dirfd, p, &fs->path, fl))
+		if (!file_path_at(task, dirfd, p, &fs->path, 0, fl))
 			return 0;
 		if (!admitted(fs, &fs->path, NULL)) {
 			count(&filtered, KIND_FILE);
@@ -870,8 +928,8 @@ int BPF_PROG(nightjar_sys_enter, struct pt_regs *regs, long id)
 			newdir = (int)ARG(regs, dx);
 			np = (const char *)ARG(regs, r10);
 		}
-		if (!file_path_at(task, newdir, np, &fs->path, fl) ||
-		    !file_path_at(task, olddir, op, &fs->orig, fl))
+		if (!file_path_at(task, newdir, np, &fs->path, 0, fl) ||
+		    !file_path_at(task, olddir, op, &fs->orig, 1, fl))
 			return 0;
 		if (!admitted(fs, &fs->path, NULL) && !admitted(fs, &fs->orig, NULL)) {
 			count(&filtered, KIND_FILE);

@@ -23,10 +23,11 @@ use std::time::Duration;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBufferBuilder};
 use nightjar_proto::LossSource;
-use nightjar_proto::event::EventKind;
+use nightjar_proto::event::{Event, EventKind};
 use nightjar_proto::filter::PathFilter;
 
 use crate::capture::{CaptureError, Settings};
+use crate::gate::{Gate, Verdict};
 use crate::publish::Publisher;
 use agent::AgentWatch;
 use sample::{BootClock, DecodeContext, SampleScratch};
@@ -172,7 +173,9 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         .map_err(|e| bpf("opening the probes", e))?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.env_cap = if settings.env.is_empty() { 0 } else { ENV_CAP };
-        rodata.files_all = u32::from(settings.files.is_all());
+        // What the kernel cannot test (components, text inside a path, process name
+        // patterns), the gate tests in user space: the kernel then admits every file event.
+        rodata.files_all = u32::from(!settings.files.kernel_can_filter());
     }
     for prog in [
         &mut open.progs.nightjar_sys_enter,
@@ -187,9 +190,10 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         .muted
         .update(&std::process::id().to_ne_bytes(), &[1u8], MapFlags::ANY)
         .map_err(|e| bpf("muting the sensor", e))?;
-    if files {
+    if files && settings.files.kernel_can_filter() {
         load_filter(&skel.maps, &settings.files)?;
     }
+    let gate = RefCell::new(Gate::new(settings.files.clone(), vec![std::process::id()]));
     let mut agent = AgentWatch::default();
     let mut links: Vec<Link> = Vec::new();
     let progs = &skel.progs;
@@ -246,7 +250,13 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         .add(&skel.maps.events, |data: &[u8]| {
             match sample::decode_sample(data, &mut scratch, ctx) {
                 Ok(ev) => {
-                    publisher.borrow_mut().publish(ev);
+                    // The kernel already left out our own processes and, where it could,
+                    // the paths no rule matches; the gate applies the rest of the filter.
+                    if !matches!(ev, Event::File(_))
+                        || gate.borrow_mut().judge(&ev) == Verdict::Publish
+                    {
+                        publisher.borrow_mut().publish(ev);
+                    }
                 }
                 Err(err) => {
                     if bad_samples.get() == 0 {
@@ -298,6 +308,9 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
             let filtered = read_counter(&skel.maps.filtered, *slot)?;
             publisher.report_filtered(*kind, filtered.saturating_sub(reported_filtered[i]));
             reported_filtered[i] = reported_filtered[i].max(filtered);
+        }
+        for (kind, n) in gate.borrow_mut().take_filtered() {
+            publisher.report_filtered(kind, n);
         }
         publisher.flush();
     }
