@@ -69,10 +69,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{host_id}/{seq}", get(api::get_alert))
         .route("/v1/integrity", get(api::list_integrity))
         .route("/v1/stats", get(api::stats))
+        .route("/v1/policies", get(api::list_policies))
+        .route("/v1/export/elastic-bulk", get(api::export_elastic))
+        .merge(crate::console::routes())
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such endpoint")
         })
         .with_state(state)
+        .layer(axum::middleware::map_response(
+            crate::console::security_headers,
+        ))
 }
 
 /// Why the server could not start serving.
