@@ -23,7 +23,7 @@ seed_lines ecs_decode "$fixtures"/ecs/*.ndjson
 cargo run --quiet --release -p nightjar-fuzz-seed -- corpus/ring_record_decode \
   "$fixtures"/eslogger/*.ndjson
 mkdir -p corpus/rule_toml corpus/config_parse
-for f in ../agent/rules/*.toml ../packaging/linux/rules/*.toml "$shared"/../elastic-rules/*.toml \
+for f in ../rules/builtin/*.toml ../packaging/linux/rules/*.toml "$shared"/../elastic-rules/*.toml \
   "$shared"/../elastic-rules/*/*.toml; do
   [ -f "$f" ] && cp "$f" "corpus/rule_toml/$(basename "$(dirname "$f")")-$(basename "$f")"
 done

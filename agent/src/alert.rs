@@ -12,8 +12,8 @@ use nightjar_proto::ExecEvent;
 use ring::digest::{SHA256, digest};
 use serde_json::{Map, Value, json};
 
-use crate::ecs::EcsEvent;
-use crate::rules::RuleMeta;
+use nightjar_rules::RuleMeta;
+use nightjar_rules::ecs::EcsEvent;
 
 /// Deterministic alert uuid: host id + rule id + event identity (os, pid, pidversion or start
 /// time, event time, executable) -> SHA-256 -> RFC 4122 version-5-style UUID text.

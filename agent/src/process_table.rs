@@ -15,6 +15,7 @@
 
 use nightjar_proto::event::basename;
 use nightjar_proto::{Args, ExecEvent};
+use nightjar_rules::ecs::{Process, Processes};
 
 /// Default number of slots: enough for every live pid of a busy macOS host.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -199,6 +200,39 @@ impl ProcessTable {
     pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
         let entry = self.slots[pid as usize % self.slots.len()].as_deref()?;
         (entry.pid == pid).then_some(entry)
+    }
+}
+
+impl Process for ProcessEntry {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn executable(&self) -> &str {
+        &self.executable
+    }
+    fn name(&self) -> &str {
+        ProcessEntry::name(self)
+    }
+    fn args(&self) -> &Args<'_> {
+        &self.args
+    }
+    fn command_line(&self) -> &str {
+        &self.command_line
+    }
+    fn signing_id(&self) -> Option<&str> {
+        self.signing_id.as_deref()
+    }
+    fn team_id(&self) -> Option<&str> {
+        self.team_id.as_deref()
+    }
+    fn cs_flags(&self) -> Option<u32> {
+        self.cs_flags
+    }
+}
+
+impl Processes for ProcessTable {
+    fn get(&self, pid: u32) -> Option<&dyn Process> {
+        ProcessTable::get(self, pid).map(|e| e as &dyn Process)
     }
 }
 

@@ -1,5 +1,10 @@
 //! The ring record codec: a 4-byte versioned header, then a bincode 2 body.
 //!
+//! One codec for every record kind the ring carries: the events (exec, fork, exit, file),
+//! loss reports and filter counts. The header's kind byte says which; the version byte says
+//! which wire layout, and a reader refuses a version it does not know by name (an old agent
+//! meeting a newer sensor's records says so, rather than misreading them).
+//!
 //! bincode is used only here, so moving to a wire-compatible successor touches one module.
 //! Decoding is zero-copy (strings borrow from the record), allocation-free, bounded by
 //! [`MAX_RECORD_BYTES`], and rejects trailing bytes: a record from shared memory is untrusted.
@@ -7,13 +12,14 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{BorrowDecode, Encode};
 
-use crate::event::{BoundsError, ExecEvent};
+use crate::event::{BoundsError, Event, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent};
 
 /// First two bytes of every record.
 pub const RECORD_MAGIC: [u8; 2] = *b"NJ";
-/// Wire version of the record body; bump on any incompatible change to [`ExecEvent`] or
-/// [`LossReport`].
-pub const RECORD_VERSION: u8 = 1;
+/// Wire version of the record body; bump on any incompatible change to an event type,
+/// [`LossReport`] or [`FilterReport`]. Version 2: typed records beyond exec, argv head and
+/// tail with the true count, Linux session fields, `env_vars`.
+pub const RECORD_VERSION: u8 = 2;
 /// Header length in bytes: magic (2), version (1), kind (1).
 pub const HEADER_LEN: usize = 4;
 /// No record is larger; the decoder refuses anything bigger before looking inside.
@@ -29,6 +35,10 @@ const CONFIG: Config = bincode::config::standard().with_limit::<MAX_RECORD_BYTES
 pub enum RecordKind {
     Exec = 1,
     Loss = 2,
+    Fork = 3,
+    Exit = 4,
+    File = 5,
+    Filtered = 6,
 }
 
 /// Where upstream loss was detected, before a record could reach the ring.
@@ -45,6 +55,9 @@ pub enum LossSource {
     BpfRingbuf = 4,
     /// An event could not be encoded (should not happen; counted, not hidden).
     Encode = 5,
+    /// Endpoint Security or eslogger gave a message the sensor could not map (an unreadable
+    /// field); counted, not hidden.
+    Unmapped = 6,
 }
 
 impl LossSource {
@@ -56,6 +69,7 @@ impl LossSource {
             LossSource::EsloggerRestart => "eslogger_restart",
             LossSource::BpfRingbuf => "bpf_ringbuf",
             LossSource::Encode => "encode",
+            LossSource::Unmapped => "unmapped",
         }
     }
 }
@@ -64,8 +78,21 @@ impl LossSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, bincode::Decode)]
 pub struct LossReport {
     pub source: LossSource,
+    /// Which kind of event was lost, where the source can tell (BPF ring drops are counted
+    /// per kind).
+    pub kind: Option<EventKind>,
     pub count: u64,
     /// When the loss was detected, Unix nanoseconds.
+    pub time_ns: i64,
+}
+
+/// Events the sensor left out on purpose (a path or process no loaded rule can match):
+/// not loss, reported so `status` can show how much the filters keep away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, bincode::Decode)]
+pub struct FilterReport {
+    pub kind: EventKind,
+    pub count: u64,
+    /// When the count was taken, Unix nanoseconds.
     pub time_ns: i64,
 }
 
@@ -75,7 +102,47 @@ pub struct LossReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
     Exec(ExecEvent<'a>),
+    Fork(ForkEvent<'a>),
+    Exit(ExitEvent<'a>),
+    File(FileEvent<'a>),
     Loss(LossReport),
+    Filtered(FilterReport),
+}
+
+impl<'a> From<Event<'a>> for Record<'a> {
+    fn from(e: Event<'a>) -> Self {
+        match e {
+            Event::Exec(e) => Record::Exec(e),
+            Event::Fork(e) => Record::Fork(e),
+            Event::Exit(e) => Record::Exit(e),
+            Event::File(e) => Record::File(e),
+        }
+    }
+}
+
+impl<'a> Record<'a> {
+    /// The event this record carries, if it is one.
+    pub fn into_event(self) -> Option<Event<'a>> {
+        Some(match self {
+            Record::Exec(e) => Event::Exec(e),
+            Record::Fork(e) => Event::Fork(e),
+            Record::Exit(e) => Event::Exit(e),
+            Record::File(e) => Event::File(e),
+            Record::Loss(_) | Record::Filtered(_) => return None,
+        })
+    }
+
+    /// Copies every borrowed string so the record can outlive its bytes.
+    pub fn into_owned(self) -> Record<'static> {
+        match self {
+            Record::Loss(l) => Record::Loss(l),
+            Record::Filtered(f) => Record::Filtered(f),
+            other => match other.into_event() {
+                Some(e) => Record::from(e.into_owned()),
+                None => unreachable!("loss and filter records are handled above"),
+            },
+        }
+    }
 }
 
 /// Why a record could not be encoded or decoded.
@@ -87,7 +154,10 @@ pub enum CodecError {
     TooLarge { len: usize },
     #[error("bad record magic {found:02x?}")]
     Magic { found: [u8; 2] },
-    #[error("record version {found}, this build reads {RECORD_VERSION}")]
+    #[error(
+        "record version {found}, this build reads {RECORD_VERSION}{}",
+        if *found > RECORD_VERSION { " (the sensor is newer: upgrade the agent)" } else { " (the sensor is older: upgrade the sensor)" }
+    )]
     Version { found: u8 },
     #[error("unknown record kind {found}")]
     Kind { found: u8 },
@@ -109,7 +179,11 @@ pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecEr
     }
     let kind = match record {
         Record::Exec(_) => RecordKind::Exec,
+        Record::Fork(_) => RecordKind::Fork,
+        Record::Exit(_) => RecordKind::Exit,
+        Record::File(_) => RecordKind::File,
         Record::Loss(_) => RecordKind::Loss,
+        Record::Filtered(_) => RecordKind::Filtered,
     };
     buf[..2].copy_from_slice(&RECORD_MAGIC);
     buf[2] = RECORD_VERSION;
@@ -117,7 +191,11 @@ pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecEr
     let body = &mut buf[HEADER_LEN..];
     let n = match record {
         Record::Exec(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
+        Record::Fork(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
+        Record::Exit(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
+        Record::File(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
         Record::Loss(loss) => bincode::encode_into_slice(loss, body, CONFIG)?,
+        Record::Filtered(f) => bincode::encode_into_slice(f, body, CONFIG)?,
     };
     Ok(HEADER_LEN + n)
 }
@@ -153,7 +231,23 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, CodecError> {
             ev.validate()?;
             Ok(Record::Exec(ev))
         }
+        k if k == RecordKind::Fork as u8 => {
+            let ev: ForkEvent<'_> = decode_body(body)?;
+            ev.validate()?;
+            Ok(Record::Fork(ev))
+        }
+        k if k == RecordKind::Exit as u8 => {
+            let ev: ExitEvent<'_> = decode_body(body)?;
+            ev.validate()?;
+            Ok(Record::Exit(ev))
+        }
+        k if k == RecordKind::File as u8 => {
+            let ev: FileEvent<'_> = decode_body(body)?;
+            ev.validate()?;
+            Ok(Record::File(ev))
+        }
         k if k == RecordKind::Loss as u8 => Ok(Record::Loss(decode_body(body)?)),
+        k if k == RecordKind::Filtered as u8 => Ok(Record::Filtered(decode_body(body)?)),
         found => Err(CodecError::Kind { found }),
     }
 }
@@ -218,10 +312,92 @@ mod tests {
         assert!(matches!(back.target.executable, Cow::Borrowed(_)));
     }
 
+    fn actor() -> crate::event::Actor<'static> {
+        crate::event::Actor {
+            pid: 4101,
+            pidversion: Some(7),
+            start_time_ns: Some(1_700_000_000_000_000_000),
+            ppid: Some(4000),
+            euid: Some(501),
+            executable: Some(Cow::Borrowed("/bin/zsh")),
+            signing_id: Some(Cow::Borrowed("com.apple.zsh")),
+            ..crate::event::Actor::default()
+        }
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_borrowing_from_the_record() {
+        use crate::event::{EventMeta, ExitEvent, FileAction, FileEvent, ForkEvent};
+        let meta = EventMeta {
+            sensor_seq: 9,
+            time_ns: 5,
+            es_seq_num: Some(1),
+            ..EventMeta::default()
+        };
+        let records = [
+            Record::Fork(ForkEvent {
+                meta,
+                parent: actor(),
+                child_pid: 4102,
+                child_pidversion: Some(1),
+                child_start_time_ns: Some(6),
+            }),
+            Record::Exit(ExitEvent {
+                meta,
+                process: actor(),
+                exit_code: Some(137),
+            }),
+            Record::File(FileEvent {
+                meta,
+                process: actor(),
+                action: FileAction::Rename,
+                path: Cow::Borrowed("/Users/bob/Library/LaunchAgents/x.plist"),
+                original_path: Some(Cow::Borrowed("/tmp/x.plist")),
+            }),
+            Record::Filtered(FilterReport {
+                kind: EventKind::File,
+                count: 1000,
+                time_ns: 3,
+            }),
+        ];
+        for record in records {
+            let bytes = encode_to_vec(&record).unwrap();
+            let back = decode(&bytes).unwrap();
+            assert_eq!(back, record);
+            if let Record::File(f) = back {
+                assert!(matches!(f.path, Cow::Borrowed(_)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_breaking_an_event_invariant_is_refused() {
+        use crate::event::{FileAction, FileEvent};
+        let rename_without_origin = Record::File(FileEvent {
+            action: FileAction::Rename,
+            path: Cow::Borrowed("/b"),
+            ..FileEvent::default()
+        });
+        let bytes = encode_to_vec(&rename_without_origin).unwrap();
+        assert!(matches!(decode(&bytes), Err(CodecError::Bounds(_))));
+    }
+
+    #[test]
+    fn a_newer_record_version_says_which_side_to_upgrade() {
+        let mut bytes = encode_to_vec(&Record::Exec(sample())).unwrap();
+        bytes[2] = RECORD_VERSION + 1;
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("upgrade the agent"), "{err}");
+        bytes[2] = RECORD_VERSION - 1;
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("upgrade the sensor"), "{err}");
+    }
+
     #[test]
     fn loss_round_trip() {
         let loss = LossReport {
             source: LossSource::BpfRingbuf,
+            kind: Some(EventKind::File),
             count: 12,
             time_ns: 5,
         };

@@ -1,4 +1,5 @@
-//! Decoder for ECS NDJSON documents (`--format ecs`) into [`ExecEvent`]s.
+//! Decoder for ECS NDJSON documents (`--format ecs`) into [`Event`]s: process starts as
+//! [`ExecEvent`]s, file events (`event.category: file`) as [`FileEvent`]s.
 //!
 //! The inverse of the agent's ECS view: Elastic Defend field names, as nested objects or as
 //! dotted keys (`"process.parent.pid"`), or any mix of the two (`{"process":
@@ -20,17 +21,25 @@
 //!   table has nothing better;
 //! - `process.Ext.effective_parent.pid` -> the responsible pid.
 //!
-//! Documents that are not process starts are skipped (`Ok(None)`): `event.category` without
-//! `process`, `event.type` without `start`/`process_started`, `event.action` `fork` or `end`,
-//! `event.kind` other than `event` (alerts), hosts other than macOS and Linux, and documents
-//! with neither `event.category` nor any `process` field.
+//! - file documents: `event.category` `file`, `event.action` `creation` / `modification` /
+//!   `rename` / `deletion`, `file.path`, `file.Ext.original.path` (rename); the acting process
+//!   from `process.{pid, executable, start, code_signature.*}`.
+//!
+//! Other documents are skipped (`Ok(None)`): `event.category` with neither `process` nor
+//! `file`, process documents whose `event.type` lacks `start`/`process_started` or whose
+//! `event.action` is `fork` or `end`, file documents with another action, `event.kind` other
+//! than `event` (alerts), hosts other than macOS and Linux, and documents with neither
+//! `event.category` nor any `process` field.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::event::{Caller, ExecEvent, OsType, Source, TRUNC_ARGS, Target};
+use crate::event::{
+    Actor, Caller, Event, EventMeta, ExecEvent, FileAction, FileEvent, OsType, Source, TRUNC_ARGS,
+    Target,
+};
 pub use crate::ndjson::DecodeError;
 use crate::ndjson::{Argv, Text, check_line_len};
 
@@ -54,7 +63,7 @@ impl EcsDecoder {
     /// document that is not a process start, skipped. Strings borrow from `line` where they
     /// need no unescaping.
     /// `sensor_seq` and `captured_ns` are left 0 for the side that takes the event in.
-    pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
+    pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<Event<'a>>, DecodeError> {
         check_line_len(line)?;
         self.path.clear();
         let mut fields = Fields::default();
@@ -105,6 +114,8 @@ enum Field {
     Egid,
     Uid,
     Gid,
+    FilePath,
+    OriginalPath,
 }
 
 /// What a dotted path is: a field, an object that holds fields, or neither.
@@ -145,6 +156,9 @@ fn classify(path: &str) -> PathKind {
         "group.id" | "process.group.id" => Egid,
         "process.real_user.id" => Uid,
         "process.real_group.id" => Gid,
+        "file.path" => FilePath,
+        "file.Ext.original.path" => OriginalPath,
+        "file" | "file.Ext" | "file.Ext.original" => return PathKind::Branch,
         "event"
         | "host"
         | "host.os"
@@ -170,6 +184,10 @@ struct Fields<'a> {
     time_ns: Option<i64>,
     /// `Some(true)`: `event.category` includes `process`.
     category_process: Option<bool>,
+    /// `Some(true)`: `event.category` includes `file`.
+    category_file: Option<bool>,
+    file_path: Option<Cow<'a, str>>,
+    original_path: Option<Cow<'a, str>>,
     /// `Some(true)`: `event.type` includes `start` or `process_started`.
     type_start: Option<bool>,
     action: Option<Cow<'a, str>>,
@@ -223,7 +241,11 @@ impl<'a> Fields<'a> {
         }
         match field {
             Timestamp => self.time_ns = map.next_value::<Option<EcsTime>>()?.map(|t| t.0),
-            Category => self.category_process = map.next_value_seed(Keywords(&["process"]))?,
+            Category => {
+                let seen = map.next_value_seed(Categories)?;
+                self.category_process = seen.map(|(process, _)| process);
+                self.category_file = seen.map(|(_, file)| file);
+            }
             EventType => {
                 self.type_start = map.next_value_seed(Keywords(&["start", "process_started"]))?
             }
@@ -252,6 +274,8 @@ impl<'a> Fields<'a> {
             Egid => self.egid = id(map)?,
             Uid => self.uid = id(map)?,
             Gid => self.gid = id(map)?,
+            FilePath => self.file_path = text(map)?,
+            OriginalPath => self.original_path = text(map)?,
         }
         Ok(())
     }
@@ -264,14 +288,23 @@ impl<'a> Fields<'a> {
             && self.kind.as_deref().is_none_or(|k| k == "event")
     }
 
-    fn into_event(self) -> Result<Option<ExecEvent<'a>>, DecodeError> {
+    fn os(&self) -> Option<OsType> {
+        match self.os.as_deref() {
+            None | Some("macos") => Some(OsType::Macos),
+            Some("linux") => Some(OsType::Linux),
+            Some(_) => None,
+        }
+    }
+
+    fn into_event(self) -> Result<Option<Event<'a>>, DecodeError> {
+        if self.category_file == Some(true) && self.category_process != Some(true) {
+            return self.into_file_event();
+        }
         if !self.is_process_start() {
             return Ok(None);
         }
-        let os = match self.os.as_deref() {
-            None | Some("macos") => OsType::Macos,
-            Some("linux") => OsType::Linux,
-            Some(_) => return Ok(None),
+        let Some(os) = self.os() else {
+            return Ok(None);
         };
         let time_ns = self.time_ns.ok_or(DecodeError::Missing {
             field: "@timestamp",
@@ -329,7 +362,66 @@ impl<'a> Fields<'a> {
             responsible_pid: self.responsible_pid,
         };
         event.enforce_bounds();
-        Ok(Some(event))
+        Ok(Some(Event::Exec(event)))
+    }
+
+    fn into_file_event(self) -> Result<Option<Event<'a>>, DecodeError> {
+        let action = match self.action.as_deref() {
+            Some("creation") => FileAction::Creation,
+            Some("modification") => FileAction::Modification,
+            Some("rename") => FileAction::Rename,
+            Some("deletion") => FileAction::Deletion,
+            _ => return Ok(None),
+        };
+        let Some(os) = self.os() else {
+            return Ok(None);
+        };
+        if self.kind.as_deref().is_some_and(|k| k != "event") {
+            return Ok(None);
+        }
+        let time_ns = self.time_ns.ok_or(DecodeError::Missing {
+            field: "@timestamp",
+        })?;
+        let pid = self.pid.ok_or(DecodeError::Missing {
+            field: "process.pid",
+        })?;
+        let path = self
+            .file_path
+            .ok_or(DecodeError::Missing { field: "file.path" })?;
+        let original_path = match action {
+            FileAction::Rename => Some(self.original_path.ok_or(DecodeError::Missing {
+                field: "file.Ext.original.path",
+            })?),
+            _ => None,
+        };
+        let mut event = FileEvent {
+            meta: EventMeta {
+                source: Source::Ecs,
+                os,
+                time_ns,
+                ..EventMeta::default()
+            },
+            process: Actor {
+                pid,
+                start_time_ns: self.start_ns,
+                ppid: self.ppid,
+                uid: self.uid,
+                euid: self.euid,
+                gid: self.gid,
+                egid: self.egid,
+                executable: self.executable.or(self.name),
+                signing_id: self.signing_id,
+                team_id: self.team_id,
+                cs_flags: cs_flags(self.trusted, self.exists),
+                responsible_pid: self.responsible_pid,
+                ..Actor::default()
+            },
+            action,
+            path,
+            original_path,
+        };
+        event.enforce_bounds();
+        Ok(Some(Event::File(event)))
     }
 }
 
@@ -453,6 +545,42 @@ impl<'de> Visitor<'de> for Keywords {
     }
 }
 
+/// `event.category` (a string or an array): whether it includes `process`, and `file`.
+struct Categories;
+
+impl<'de> DeserializeSeed<'de> for Categories {
+    type Value = Option<(bool, bool)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Categories {
+    type Value = Option<(bool, bool)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some((v == "process", v == "file")))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (mut process, mut file) = (false, false);
+        while let Some(Text(v)) = seq.next_element::<Text<'de>>()? {
+            process |= v == "process";
+            file |= v == "file";
+        }
+        Ok(Some((process, file)))
+    }
+}
+
 /// A pid, uid or gid: a number, or a string of digits (ECS keeps `user.id` as a keyword).
 struct Id(u32);
 
@@ -542,8 +670,8 @@ mod tests {
         let nested = r#"{"@timestamp":"2026-11-20T10:00:01Z","event":{"category":["process"],"type":["start"]},"host":{"os":{"type":"macos"}},"process":{"pid":7,"executable":"/usr/bin/kcc","args":["kcc","copy_cred_cache"],"parent":{"pid":1,"executable":"/bin/zsh"},"code_signature":{"signing_id":"com.apple.kcc","trusted":true,"exists":true}},"user":{"id":"501"},"group":{"id":20}}"#;
         let dotted = r#"{"@timestamp":"2026-11-20T10:00:01Z","event.category":"process","event.type":"start","host.os.type":"macos","process.pid":7,"process.executable":"/usr/bin/kcc","process.args":["kcc","copy_cred_cache"],"process.parent.pid":1,"process":{"parent.executable":"/bin/zsh","code_signature.signing_id":"com.apple.kcc"},"process.code_signature":{"trusted":true,"exists":true},"user.id":501,"group.id":"20"}"#;
         let mut d = EcsDecoder::new();
-        let a = d.decode_line(nested).unwrap().unwrap();
-        let b = d.decode_line(dotted).unwrap().unwrap();
+        let a = d.decode_line(nested).unwrap().unwrap().into_exec().unwrap();
+        let b = d.decode_line(dotted).unwrap().unwrap().into_exec().unwrap();
         assert_eq!(a, b);
         assert_eq!(a.target.cs_flags, Some(CS_VALID | CS_SIGNED));
         assert_eq!((a.target.euid, a.target.egid), (Some(501), Some(20)));
@@ -555,7 +683,12 @@ mod tests {
     #[test]
     fn epoch_millis_timestamps_are_accepted() {
         let doc = r#"{"@timestamp":1795165200123,"process":{"pid":7,"name":"kcc"}}"#;
-        let ev = EcsDecoder::new().decode_line(doc).unwrap().unwrap();
+        let ev = EcsDecoder::new()
+            .decode_line(doc)
+            .unwrap()
+            .unwrap()
+            .into_exec()
+            .unwrap();
         assert_eq!(ev.time_ns, 1_795_165_200_123_000_000);
         assert_eq!(ev.target.executable, "kcc");
     }

@@ -9,7 +9,10 @@
 //! - [`fleet`]: the agent-server protocol (signed request bytes, enrolment, heartbeat);
 //! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
 //! - [`config`]: `nightjar.toml`, the one schema both binaries read;
-//! - [`text`]: platform bytes as text without allocating.
+//! - [`text`]: platform bytes as text without allocating;
+//! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
+//!   them (the agent's state directory and the ring's directory).
+//! - [`filter`]: which file events some loaded rule can match.
 
 pub mod codec;
 pub mod config;
@@ -17,10 +20,12 @@ pub mod dsse;
 pub mod ecs_json;
 pub mod eslogger;
 pub mod event;
+pub mod filter;
 pub mod fleet;
 pub mod ndjson;
 pub mod shm_ring;
 pub mod text;
+pub mod trusted_dir;
 #[cfg(feature = "crypto")]
 pub mod verify;
 

@@ -16,6 +16,7 @@ fn decode_file(name: &str) -> Vec<Option<ExecEvent<'static>>> {
         .map(|(i, l)| {
             d.decode_line(l)
                 .unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1))
+                .and_then(|e| e.into_exec())
                 .map(ExecEvent::into_owned)
         })
         .collect()

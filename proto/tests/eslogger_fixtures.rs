@@ -17,6 +17,7 @@ fn decode_all(lines: &[String]) -> Vec<Option<ExecEvent<'static>>> {
         .map(|(i, l)| {
             d.decode_line(l)
                 .unwrap_or_else(|e| panic!("line {}: {e}", i + 1))
+                .and_then(|e| e.into_exec())
                 .map(ExecEvent::into_owned)
         })
         .collect()
@@ -96,7 +97,9 @@ fn both_audit_token_forms_give_identical_events() {
             checked += usize::from(a.is_some());
         }
     }
-    assert_eq!(checked, 6 + 12 + 7, "exec events compared");
+    // kcc-sample: 6 execs; credential-access: 12 execs, a fork and two exits (its open and
+    // its unmodified close map to no event); versions: 7 execs.
+    assert_eq!(checked, 6 + (12 + 3) + 7, "events compared");
 }
 
 #[test]
@@ -161,6 +164,7 @@ fn nasty_lines_decode_as_documented() {
         EsloggerDecoder::new()
             .decode_line(&lines[n - 1])
             .unwrap_or_else(|e| panic!("nasty line {n}: {e}"))
+            .and_then(|e| e.into_exec())
     };
     // 1, 2: raw UTF-8 and the same strings as \u escapes with escaped slashes.
     let raw = ev(1).unwrap();
@@ -250,13 +254,16 @@ fn an_over_long_argument_is_cut_and_flagged() {
         r#""args":[]"#,
         &format!(r#""args":["echo","{}","tail"]"#, "A".repeat(70_000)),
     );
-    let ev = EsloggerDecoder::new().decode_line(&line).unwrap().unwrap();
+    let ev = EsloggerDecoder::new()
+        .decode_line(&line)
+        .unwrap()
+        .unwrap()
+        .into_exec()
+        .unwrap();
     assert_eq!(ev.flags & TRUNC_ARGS, TRUNC_ARGS);
-    assert_eq!(ev.target.args.len(), 2);
-    assert_eq!(
-        ev.target.args.joined().len(),
-        nightjar_proto::event::MAX_ARGV_BYTES
-    );
+    // Both ends are kept; the argument too long for either is what is dropped.
+    assert_eq!(args(&ev), ["echo", "tail"]);
+    assert_eq!(ev.target.args.total(), 3, "args_count stays true");
     assert!(ev.validate().is_ok());
 }
 
@@ -278,7 +285,7 @@ const MALFORMED: [(usize, &str); 19] = [
     (12, "at `event.exec.target.audit_token"),
     (13, "trailing characters"),
     (14, "at `event.exec.args"),
-    (15, "required field `event.exec`"),
+    (15, "required field `event`"),
     (
         16,
         "invalid type: sequence, expected an eslogger message object",
@@ -325,7 +332,7 @@ fn invalid_utf8_in_a_file_costs_one_argument_not_the_event() {
     for raw in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         assert!(std::str::from_utf8(raw).is_err() || decoded != 1);
         let line = String::from_utf8_lossy(raw);
-        let ev = d.decode_line(&line).unwrap().unwrap();
+        let ev = d.decode_line(&line).unwrap().unwrap().into_exec().unwrap();
         if decoded == 1 {
             assert_eq!(args(&ev), ["kcc", "copy_cred_cache\u{FFFD}\u{FFFD}"]);
         }
@@ -351,7 +358,12 @@ fn hostile_sizes_and_nesting_are_errors() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let ev = d.decode_line(&skipped_deep).unwrap().unwrap();
+    let ev = d
+        .decode_line(&skipped_deep)
+        .unwrap()
+        .unwrap()
+        .into_exec()
+        .unwrap();
     assert_eq!(ev.target.pid, 1);
     for bad in [
         "",
@@ -375,12 +387,16 @@ fn every_fixture_event_fits_a_ring_record_and_round_trips() {
     for f in ["credential-access", "versions", "nasty"] {
         for line in lines(fixture(&format!("eslogger/{f}.ndjson"))) {
             if let Some(ev) = d.decode_line(&line).unwrap() {
-                let bytes = codec::encode_to_vec(&Record::Exec(ev.clone())).unwrap();
+                let bytes = codec::encode_to_vec(&Record::from(ev.clone())).unwrap();
                 assert!(bytes.len() <= codec::MAX_RECORD_BYTES);
-                assert_eq!(codec::decode(&bytes).unwrap(), Record::Exec(ev));
+                assert_eq!(codec::decode(&bytes).unwrap(), Record::from(ev));
                 n += 1;
             }
         }
     }
-    assert_eq!(n, 12 + 7 + 14);
+    assert_eq!(
+        n,
+        (12 + 3) + 7 + (14 + 1),
+        "execs plus the fork and exit events"
+    );
 }

@@ -22,8 +22,8 @@ static CORPUS: LazyLock<Vec<String>> = LazyLock::new(|| {
 fn check_event(line: &str) {
     if let Ok(Some(ev)) = EsloggerDecoder::new().decode_line(line) {
         ev.validate().expect("decoded event breaks a bound");
-        let bytes = codec::encode_to_vec(&Record::Exec(ev.clone())).expect("encodes");
-        assert_eq!(codec::decode(&bytes).expect("decodes"), Record::Exec(ev));
+        let bytes = codec::encode_to_vec(&Record::from(ev.clone())).expect("encodes");
+        assert_eq!(codec::decode(&bytes).expect("decodes"), Record::from(ev));
     }
 }
 

@@ -275,3 +275,47 @@ fn a_corrupt_record_header_costs_exactly_the_records_skipped() {
     let stats = c.stats();
     assert_eq!((stats.resyncs, stats.lost_in_resync), (1, 1));
 }
+
+/// The layout version word (second header word): a ring of an older layout is rebuilt, one of
+/// a newer layout is refused by name and left as it is, since a newer program owns it.
+#[test]
+fn layout_versions_older_are_rebuilt_newer_are_refused() {
+    use nightjar_proto::shm_ring::{LAYOUT_VERSION, MIN_CAPACITY, RingError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.ring");
+    drop(Producer::open(&path, MIN_CAPACITY).unwrap());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.write_all_at(&(LAYOUT_VERSION + 1).to_le_bytes(), 8)
+        .unwrap();
+    match Consumer::open(&path, MIN_CAPACITY) {
+        Err(err @ RingError::NewerLayout { .. }) => {
+            let msg = err.to_string();
+            assert!(msg.contains("upgraded together"), "{msg}");
+        }
+        other => panic!("a newer layout was not refused: {:?}", other.map(|_| ())),
+    }
+    assert!(
+        Producer::open(&path, MIN_CAPACITY).is_err(),
+        "nor by a producer"
+    );
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, 8).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(word),
+        LAYOUT_VERSION + 1,
+        "left as it was"
+    );
+
+    file.write_all_at(&(LAYOUT_VERSION - 1).to_le_bytes(), 8)
+        .unwrap();
+    drop(file);
+    let consumer = Consumer::open(&path, MIN_CAPACITY).expect("an older layout is rebuilt");
+    drop(consumer);
+    let file = OpenOptions::new().read(true).open(&path).unwrap();
+    file.read_exact_at(&mut word, 8).unwrap();
+    assert_eq!(u64::from_le_bytes(word), LAYOUT_VERSION);
+}

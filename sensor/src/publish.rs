@@ -1,6 +1,7 @@
-//! ExecEvent -> record codec -> shared-memory ring.
+//! Event -> record codec -> shared-memory ring.
 //!
-//! Every capture backend hands its events to one [`Publisher`], which numbers them
+//! Every capture backend hands its events (exec, fork, exit, file) to one [`Publisher`], the
+//! ring's single writer, which numbers them
 //! (`sensor_seq`, from 1 per run), enforces the model's bounds and encodes each straight into
 //! the ring's free space (`try_push_with`): no intermediate buffer, no allocation, no lock.
 //! When the ring is full the record is dropped and the ring counts it; the agent sees the
@@ -12,26 +13,28 @@
 //! say where it happened. The Loss record is informational: it may itself be dropped when the
 //! ring is full, the header counter never is.
 
-use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nightjar_proto::codec::{self, HEADER_LEN, MAX_RECORD_BYTES};
+use nightjar_proto::codec::{self, FilterReport, HEADER_LEN, MAX_RECORD_BYTES};
+use nightjar_proto::event::{Event, EventKind};
 use nightjar_proto::shm_ring::Producer;
-use nightjar_proto::{ExecEvent, LossReport, LossSource, Record};
+use nightjar_proto::{LossReport, LossSource, Record};
 
-/// Bytes an encoded [`ExecEvent`] takes besides its strings: every integer as a 9-byte
-/// varint at worst, every option and length prefix included, with room to spare.
-const FIXED_ENCODED_BOUND: usize = 512;
+/// Bytes an encoded event takes besides its strings: every integer as a 9-byte varint at
+/// worst, every option and length prefix included, with room to spare.
+const FIXED_ENCODED_BOUND: usize = 640;
 
 /// Counters of one publisher, for logs and the bench.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PublishStats {
-    /// Exec records written to the ring.
+    /// Event records written to the ring.
     pub published: u64,
-    /// Exec records the ring refused because it was full.
+    /// Event records the ring refused because it was full.
     pub ring_full: u64,
     /// Upstream loss reported, all sources together.
     pub upstream_lost: u64,
+    /// Events the filters left out, reported so far.
+    pub filtered: u64,
 }
 
 /// The single writer of the ring.
@@ -51,16 +54,19 @@ impl Publisher {
         }
     }
 
-    /// Stamps (`captured_ns`), numbers, bounds, encodes and pushes one event. Returns `false` when the ring was full
-    /// (the ring counted the drop). Does not publish to the consumer: call [`Self::flush`]
-    /// after a batch.
-    pub fn publish(&mut self, mut ev: ExecEvent<'_>) -> bool {
-        ev.captured_ns = now_ns();
-        ev.sensor_seq = self.next_seq;
+    /// Stamps (`captured_ns`), numbers, bounds, encodes and pushes one event. Returns `false`
+    /// when the ring was full (the ring counted the drop). Does not publish to the consumer:
+    /// call [`Self::flush`] after a batch.
+    pub fn publish<'e>(&mut self, ev: impl Into<Event<'e>>) -> bool {
+        let mut ev = ev.into();
+        let mut meta = ev.meta();
+        meta.captured_ns = now_ns();
+        meta.sensor_seq = self.next_seq;
+        ev.set_meta(meta);
         self.next_seq += 1;
         ev.enforce_bounds();
         let max_len = encoded_len_bound(&ev).min(MAX_RECORD_BYTES);
-        let record = Record::Exec(ev);
+        let record = Record::from(ev);
         let mut encode_failed = false;
         let pushed =
             self.ring
@@ -73,7 +79,7 @@ impl Publisher {
                 });
         if encode_failed {
             // Cannot happen within the bounds enforced above; counted rather than hidden.
-            self.report_loss(LossSource::Encode, 1);
+            self.report_loss(LossSource::Encode, None, 1);
             return false;
         }
         if pushed {
@@ -84,8 +90,8 @@ impl Publisher {
         pushed
     }
 
-    /// Reports `count` events lost before they reached the sensor.
-    pub fn report_loss(&mut self, source: LossSource, count: u64) {
+    /// Reports `count` events lost before they reached the sensor (of `kind`, when known).
+    pub fn report_loss(&mut self, source: LossSource, kind: Option<EventKind>, count: u64) {
         if count == 0 {
             return;
         }
@@ -93,11 +99,28 @@ impl Publisher {
         self.ring.add_upstream_loss(count);
         let record = Record::Loss(LossReport {
             source,
+            kind,
             count,
             time_ns: now_ns(),
         });
         // A Loss record is small and fixed-size; when the ring is full it is dropped and
         // counted like any record, and the header counter above still carries the loss.
+        self.ring
+            .try_push_with(HEADER_LEN + 64, |buf| codec::encode_into(&record, buf).ok());
+    }
+
+    /// Reports `count` events of `kind` left out by the filters since the last report (not a
+    /// loss: no loaded rule could match them).
+    pub fn report_filtered(&mut self, kind: EventKind, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.stats.filtered += count;
+        let record = Record::Filtered(FilterReport {
+            kind,
+            count,
+            time_ns: now_ns(),
+        });
         self.ring
             .try_push_with(HEADER_LEN + 64, |buf| codec::encode_into(&record, buf).ok());
     }
@@ -114,24 +137,8 @@ impl Publisher {
 }
 
 /// An upper bound of the encoded size of `ev`, so the ring reserves no more than it needs.
-pub fn encoded_len_bound(ev: &ExecEvent<'_>) -> usize {
-    fn opt(s: &Option<Cow<'_, str>>) -> usize {
-        s.as_ref().map_or(0, |s| s.len())
-    }
-    let t = &ev.target;
-    let c = &ev.caller;
-    HEADER_LEN
-        + FIXED_ENCODED_BOUND
-        + t.executable.len()
-        + t.args.joined().len()
-        + opt(&t.cwd)
-        + opt(&t.signing_id)
-        + opt(&t.team_id)
-        + opt(&t.cdhash)
-        + opt(&t.tty)
-        + opt(&c.executable)
-        + opt(&c.signing_id)
-        + opt(&c.team_id)
+pub fn encoded_len_bound(ev: &Event<'_>) -> usize {
+    HEADER_LEN + FIXED_ENCODED_BOUND + ev.string_bytes()
 }
 
 /// Wall-clock time, Unix nanoseconds.
@@ -147,7 +154,7 @@ mod tests {
 
     use nightjar_proto::event::{MAX_ARGV_BYTES, MAX_ID_BYTES, MAX_PATH_BYTES};
     use nightjar_proto::shm_ring::{Consumer, MIN_CAPACITY};
-    use nightjar_proto::{Args, Caller, Target};
+    use nightjar_proto::{Args, Caller, ExecEvent, Target};
 
     use super::*;
 
@@ -155,10 +162,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(entry) = consumer.next().unwrap() {
             let end = entry.end;
-            out.push(match codec::decode(entry.bytes).unwrap() {
-                Record::Exec(ev) => Record::Exec(ev.into_owned()),
-                Record::Loss(l) => Record::Loss(l),
-            });
+            out.push(codec::decode(entry.bytes).unwrap().into_owned());
             consumer.commit(end);
         }
         out
@@ -185,8 +189,8 @@ mod tests {
         let mut consumer = Consumer::open(&path, MIN_CAPACITY).unwrap();
         assert!(publisher.publish(kcc()));
         assert!(publisher.publish(kcc()));
-        publisher.report_loss(LossSource::BpfRingbuf, 3);
-        publisher.report_loss(LossSource::BpfRingbuf, 0);
+        publisher.report_loss(LossSource::BpfRingbuf, Some(EventKind::Exec), 3);
+        publisher.report_loss(LossSource::BpfRingbuf, None, 0);
         publisher.flush();
         let records = read_all(&mut consumer);
         assert_eq!(records.len(), 3, "{records:?}");
@@ -214,7 +218,8 @@ mod tests {
             PublishStats {
                 published: 2,
                 ring_full: 0,
-                upstream_lost: 3
+                upstream_lost: 3,
+                filtered: 0,
             }
         );
     }
@@ -271,6 +276,14 @@ mod tests {
                 cs_flags: Some(u32::MAX),
                 tty: some(&long_id),
                 start_time_ns: Some(i64::MIN),
+                session_leader_pid: Some(u32::MAX),
+                group_leader_pid: Some(u32::MAX),
+                container: Some(true),
+                env_vars: Args::from_strs(
+                    (0..nightjar_proto::event::MAX_ENV_VARS)
+                        .map(|i| format!("V{i}={}", "v".repeat(400))),
+                )
+                .0,
             },
             caller: Caller {
                 pid: Some(u32::MAX),
@@ -284,8 +297,9 @@ mod tests {
             responsible_pid: Some(u32::MAX),
             ..ExecEvent::default()
         };
+        let ev = Event::Exec(ev);
         let bound = encoded_len_bound(&ev);
-        let bytes = codec::encode_to_vec(&Record::Exec(ev)).unwrap();
+        let bytes = codec::encode_to_vec(&Record::from(ev)).unwrap();
         assert!(bytes.len() <= bound, "{} > {bound}", bytes.len());
         assert!(bound <= MAX_RECORD_BYTES);
     }

@@ -109,12 +109,12 @@ pub fn replay(
                 })?;
             match next {
                 Next::End => break,
-                Next::Skip => {}
-                Next::Event(mut ev) => {
+                Next::Skip(_) => {}
+                Next::Event(mut ev, _) => {
                     if let Some(p) = &pacer {
                         p.wait_for(summary.events);
                     }
-                    ev.flags |= FLAG_REPLAYED;
+                    *ev.flags_mut() |= FLAG_REPLAYED;
                     publisher.publish(ev);
                     summary.events += 1;
                     if pacer.is_some() {

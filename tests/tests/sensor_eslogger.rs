@@ -16,8 +16,9 @@ use sensor_support::RingReader;
 
 const CAPACITY: u64 = 4 * 1024 * 1024;
 
-/// Run 1: sample lines 1-3 (seq 501-503), then dies. Run 2: lines 4 and 6 (seq 504, 506: one
-/// exec missing), then exits. Run 3 and later: records its pid and idles.
+/// Run 1: sample lines 1-3 (seq 0-2), then dies. Run 2, a new Endpoint Security client that
+/// numbers from 0 again: lines 4 and 6 (seq 0 and 2: one exec missing), then exits. Run 3 and
+/// later: records its pid and idles.
 const FAKE_ESLOGGER: &str = r#"#!/bin/sh
 [ "$1" = exec ] || { echo "fake eslogger: expected 'exec', got '$1'" >&2; exit 64; }
 dir=$(dirname "$0")
@@ -37,11 +38,21 @@ fn eslogger_output_crashes_and_gaps_reach_the_ring() {
     let cfg = st.write_config("");
     let dir = st.path().join("fake");
     std::fs::create_dir(&dir).unwrap();
-    std::fs::copy(
-        shared("fixtures/eslogger/kcc-sample.ndjson"),
-        dir.join("sample.ndjson"),
-    )
-    .unwrap();
+    // The shared sample is an excerpt (seq 501..); each run of a real eslogger is a new client
+    // numbered from 0, so the lines are renumbered per run.
+    let sample = std::fs::read_to_string(shared("fixtures/eslogger/kcc-sample.ndjson")).unwrap();
+    let renumbered: Vec<String> = sample
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let n = if i < 3 { i } else { i - 3 };
+            v["seq_num"] = n.into();
+            v["global_seq_num"] = n.into();
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("sample.ndjson"), renumbered.join("\n") + "\n").unwrap();
     let fake = dir.join("eslogger");
     std::fs::write(&fake, FAKE_ESLOGGER).unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -75,7 +86,7 @@ fn eslogger_output_crashes_and_gaps_reach_the_ring() {
     let seen = &reader.seen;
     assert_eq!(
         seen.execs.iter().map(|e| e.es_seq_num).collect::<Vec<_>>(),
-        [501, 502, 503, 504, 506].map(Some)
+        [0, 1, 2, 0, 2].map(Some)
     );
     assert_eq!(
         seen.execs.iter().map(|e| e.sensor_seq).collect::<Vec<_>>(),

@@ -3,10 +3,9 @@
 use std::io::IsTerminal;
 
 use super::{CmdResult, ConfigArg, Failure};
-use crate::ecs::HostInfo;
 use crate::pipeline::agent;
 use crate::pipeline::detect::RuleDetector;
-use crate::rules::{RuleSet, RuleStatus};
+use nightjar_rules::{RuleSet, RuleStatus};
 
 pub fn run(args: &ConfigArg) -> CmdResult {
     init_logging();
@@ -37,7 +36,7 @@ pub fn run(args: &ConfigArg) -> CmdResult {
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let detector = RuleDetector::new(rules, HostInfo::new(hostname, host_id));
+    let detector = RuleDetector::new(rules, crate::host::with_accounts(hostname, host_id));
     agent::run(&config, detector).map_err(|e| {
         if e.is_config() {
             Failure::usage(e.to_string())

@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use super::reader::Detector;
 use crate::alert::{alert_uuid, build_alert};
-use crate::ecs::{EcsEvent, HostInfo};
 use crate::process_table::ProcessTable;
-use crate::rules::RuleSet;
+use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::{EcsEvent, HostInfo};
 
 /// pids remembered for `process.parent.*`.
 const PROCESS_TABLE_SLOTS: usize = 16_384;

@@ -161,7 +161,11 @@ impl Fixture {
 
     fn verify(&self) -> u64 {
         let key = HostKey::load(&self.key_path).unwrap();
-        self.store.verify(key.public_key()).unwrap().unwrap()
+        self.store
+            .verify(key.public_key())
+            .unwrap()
+            .unwrap()
+            .through
     }
 }
 
@@ -301,6 +305,7 @@ fn ring_loss_corruption_and_bad_records_count_as_dropped_once() {
     records.push(bad);
     let loss = LossReport {
         source: LossSource::EsloggerGap,
+        kind: None,
         count: 2,
         time_ns: 0,
     };

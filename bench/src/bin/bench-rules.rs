@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use nightjar_agent::ecs::{EcsEvent, HostInfo};
 use nightjar_agent::process_table::ProcessTable;
-use nightjar_agent::rules::RuleSet;
 use nightjar_proto::{Args, ExecEvent, Target};
+use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::{EcsEvent, HostInfo};
 use serde_json::json;
 
 const POOL: usize = 16_384;
@@ -183,7 +183,7 @@ fn main() {
         macos.rules().len(),
         report.entries.len()
     );
-    let naive = macos.naive().expect("naive rules");
+    let naive = macos.naive();
 
     let events = pool();
     let host = HostInfo::new("bench-mac", "bench-host");

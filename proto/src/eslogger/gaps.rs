@@ -1,16 +1,33 @@
 //! Loss detection from Endpoint Security sequence numbers.
 //!
 //! Endpoint Security numbers every message it delivers to a client: `seq_num` per event type
-//! and `global_seq_num` across types, both from 0 for a new client. A jump means the kernel
-//! dropped messages for this client (it could not keep up); a step back means a new client
-//! (eslogger restarted), which the caller reports on its own.
+//! and `global_seq_num` across the client's types, both from 0 for a new client. A jump means
+//! the kernel dropped messages for this client (it could not keep up); a step back means a
+//! new client (eslogger restarted), which the caller reports on its own.
+//!
+//! A detector is per client, and it must see every message the client receives, before any
+//! filtering: a message the sensor then drops on purpose still advances the numbering.
 
-/// Tracks the exec messages of one eslogger (or Endpoint Security) stream and counts the
-/// messages missing between them.
-#[derive(Debug, Default, Clone)]
+/// Event types tracked one by one; Apple's `es_event_type_t` has fewer.
+const TYPES: usize = 256;
+
+/// Tracks the messages of one Endpoint Security client (or one eslogger run) and counts the
+/// messages missing between them, per event type and across types.
+#[derive(Debug, Clone)]
 pub struct SeqGapDetector {
-    last_seq: Option<u64>,
-    last_global: Option<u64>,
+    /// Next expected `seq_num` per event type (0 for a new client).
+    next_seq: Box<[u64; TYPES]>,
+    /// Next expected `global_seq_num`.
+    next_global: u64,
+}
+
+impl Default for SeqGapDetector {
+    fn default() -> Self {
+        SeqGapDetector {
+            next_seq: Box::new([0; TYPES]),
+            next_global: 0,
+        }
+    }
 }
 
 impl SeqGapDetector {
@@ -18,62 +35,84 @@ impl SeqGapDetector {
         Self::default()
     }
 
-    /// Records the next exec message's numbers and returns how many messages are missing
-    /// before it (0 when none, on the first message, or after a restart).
+    /// Records one message of `event_type` (`es_event_type_t`) and returns how many messages
+    /// are missing before it, counting from the client's first (numbered 0).
     ///
-    /// `seq_num` (per event type) is preferred: the decoder skips other event types, so the
-    /// global sequence may legitimately jump over them. `global_seq_num` is used when the
-    /// message has no `seq_num`.
-    pub fn observe(&mut self, seq_num: Option<u64>, global_seq_num: Option<u64>) -> u64 {
-        let lost = match (seq_num, self.last_seq) {
-            (Some(now), Some(before)) => missing(before, now),
-            (Some(_), None) => 0,
-            (None, _) => match (global_seq_num, self.last_global) {
-                (Some(now), Some(before)) => missing(before, now),
-                _ => 0,
-            },
+    /// `global_seq_num` (message version 4+) counts every type the client receives, so its
+    /// gap is the whole loss; without it the type's own `seq_num` gap is used. A number lower
+    /// than expected is a new client (a restart), not a loss.
+    pub fn observe(
+        &mut self,
+        event_type: u32,
+        seq_num: Option<u64>,
+        global_seq_num: Option<u64>,
+    ) -> u64 {
+        let slot = self.next_seq.get_mut(event_type as usize);
+        let type_lost = match (seq_num, slot) {
+            (Some(now), Some(next)) => advance(next, now),
+            _ => 0,
         };
-        if seq_num.is_some() {
-            self.last_seq = seq_num;
+        match global_seq_num {
+            Some(now) => advance(&mut self.next_global, now),
+            None => type_lost,
         }
-        if global_seq_num.is_some() {
-            self.last_global = global_seq_num;
-        }
-        lost
     }
 }
 
-/// Messages missing between two consecutive sequence numbers; a step back or a repeat is a
-/// restart, not a loss.
-fn missing(before: u64, now: u64) -> u64 {
-    now.saturating_sub(before).saturating_sub(1)
+/// Moves `next` past `now` and returns the numbers skipped; a step back restarts the count.
+fn advance(next: &mut u64, now: u64) -> u64 {
+    let lost = now.saturating_sub(*next);
+    *next = now.saturating_add(1);
+    lost
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const EXEC: u32 = 9;
+    const CLOSE: u32 = 12;
+
     #[test]
-    fn counts_gaps_in_seq_num() {
+    fn counts_gaps_per_type_without_global() {
         let mut d = SeqGapDetector::new();
-        assert_eq!(d.observe(Some(10), Some(100)), 0);
+        assert_eq!(d.observe(EXEC, Some(0), None), 0);
         assert_eq!(
-            d.observe(Some(11), Some(105)),
+            d.observe(CLOSE, Some(0), None),
             0,
-            "global jumps over other types"
+            "types are numbered apart"
         );
-        assert_eq!(d.observe(Some(15), Some(110)), 3);
-        assert_eq!(d.observe(Some(0), Some(0)), 0, "restart is not a loss");
-        assert_eq!(d.observe(Some(1), Some(1)), 0);
+        assert_eq!(d.observe(EXEC, Some(1), None), 0);
+        assert_eq!(d.observe(EXEC, Some(5), None), 3);
+        assert_eq!(d.observe(CLOSE, Some(1), None), 0);
+        assert_eq!(d.observe(EXEC, Some(0), None), 0, "restart is not a loss");
+        assert_eq!(d.observe(EXEC, Some(1), None), 0);
     }
 
     #[test]
-    fn falls_back_to_global_seq_num() {
+    fn global_gaps_are_the_whole_loss() {
         let mut d = SeqGapDetector::new();
-        assert_eq!(d.observe(None, Some(7)), 0);
-        assert_eq!(d.observe(None, Some(8)), 0);
-        assert_eq!(d.observe(None, Some(18)), 9);
-        assert_eq!(d.observe(None, None), 0);
-        assert_eq!(d.observe(None, Some(u64::MAX)), u64::MAX - 19);
+        assert_eq!(d.observe(EXEC, Some(0), Some(0)), 0);
+        assert_eq!(d.observe(CLOSE, Some(0), Some(1)), 0);
+        assert_eq!(
+            d.observe(CLOSE, Some(3), Some(6)),
+            4,
+            "types lost in between count"
+        );
+        assert_eq!(d.observe(EXEC, Some(1), Some(7)), 0);
+    }
+
+    #[test]
+    fn loss_before_the_first_message_counts() {
+        let mut d = SeqGapDetector::new();
+        assert_eq!(d.observe(EXEC, Some(4), Some(9)), 9);
+        let mut d = SeqGapDetector::new();
+        assert_eq!(d.observe(EXEC, Some(4), None), 4);
+        assert_eq!(d.observe(EXEC, None, None), 0);
+        assert_eq!(
+            d.observe(9999, Some(7), None),
+            0,
+            "unknown types are not tracked"
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! The parts of an eslogger JSON message an exec event needs, as typed serde structs.
+//! The parts of an eslogger JSON message Nightjar maps, as typed serde structs.
 //!
-//! Only the fields Nightjar maps are declared; serde skips every other key (`env`, `fds`,
-//! `stat`, `parent_audit_token`, ...) without building values. Keys are matched by name in
-//! any order, and fields that a message version does not have are simply `None`.
+//! Only the fields Nightjar maps are declared; serde skips every other key (`fds`, `stat`,
+//! `parent_audit_token`, ...) without building values. Keys are matched by name in any order,
+//! and fields that a message version does not have are simply `None`. The environment is kept
+//! as raw JSON and read only when `[sensor] env_vars` names variables to capture.
 
 use std::fmt;
 
@@ -11,16 +12,39 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::ndjson::{Argv, Text, Timestamp};
 
-/// `ES_EVENT_TYPE_NOTIFY_EXEC` in Apple's `es_event_type_t`.
-pub(super) const ES_EVENT_TYPE_NOTIFY_EXEC: u64 = 9;
+/// `es_event_type_t` values of the messages decoded (Apple's `ESTypes.h`).
+pub mod event_type {
+    pub const AUTH_EXEC: u32 = 0;
+    pub const NOTIFY_EXEC: u32 = 9;
+    pub const NOTIFY_FORK: u32 = 11;
+    pub const NOTIFY_CLOSE: u32 = 12;
+    pub const NOTIFY_CREATE: u32 = 13;
+    pub const NOTIFY_EXIT: u32 = 15;
+    pub const NOTIFY_RENAME: u32 = 25;
+    pub const NOTIFY_UNLINK: u32 = 32;
+    pub const NOTIFY_WRITE: u32 = 33;
 
-/// One eslogger line, reduced to what an exec event needs.
+    /// The types [`super::super::EsloggerDecoder`] turns into events.
+    pub const DECODED: [u32; 8] = [
+        NOTIFY_EXEC,
+        NOTIFY_FORK,
+        NOTIFY_CLOSE,
+        NOTIFY_CREATE,
+        NOTIFY_EXIT,
+        NOTIFY_RENAME,
+        NOTIFY_UNLINK,
+        NOTIFY_WRITE,
+    ];
+}
+
+/// One eslogger line, reduced to what Nightjar maps.
 #[derive(Debug, Default)]
 pub(super) struct Message<'a> {
+    pub version: Option<u32>,
     pub time: Option<i64>,
     pub seq_num: Option<u64>,
     pub global_seq_num: Option<u64>,
-    pub event_type: Option<u64>,
+    pub event_type: Option<u32>,
     pub process: Option<EsProcess<'a>>,
     pub event: EventKind<'a>,
 }
@@ -33,18 +57,31 @@ pub(super) enum EventKind<'a> {
     /// No `event` key (yet).
     #[default]
     Absent,
-    /// Another event type (`fork`, `exit`, `open`, ...): the line is skipped.
+    /// Another event type (`open`, `mmap`, ...): the line is skipped.
     Other,
     Exec(ExecBody<'a>),
+    Fork(ForkBody<'a>),
+    Exit(ExitBody),
+    Create(CreateBody<'a>),
+    Close(CloseBody<'a>),
+    Rename(RenameBody<'a>),
+    Unlink(TargetBody<'a>),
+    Write(TargetBody<'a>),
 }
 
 /// `es_process_t` as eslogger prints it (top-level `process`, `event.exec.target`).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct EsProcess<'a> {
     pub audit_token: Option<AuditToken>,
+    /// Message version 4 and later.
+    pub parent_audit_token: Option<AuditToken>,
     pub responsible_audit_token: Option<AuditToken>,
     pub ppid: Option<u32>,
     pub original_ppid: Option<u32>,
+    /// The POSIX process group id.
+    pub group_id: Option<u32>,
+    /// The POSIX session id.
+    pub session_id: Option<u32>,
     pub codesigning_flags: Option<u32>,
     pub is_platform_binary: Option<bool>,
     #[serde(borrow)]
@@ -78,9 +115,76 @@ pub(super) struct ExecBody<'a> {
     pub target: EsProcess<'a>,
     #[serde(borrow, default)]
     pub args: Option<Argv<'a>>,
+    /// The environment, read only when variables are to be captured.
+    #[serde(borrow, default)]
+    pub env: Option<&'a serde_json::value::RawValue>,
     /// Message version 3 and later.
     #[serde(borrow, default)]
     pub cwd: Option<EsFile<'a>>,
+}
+
+/// `es_event_fork_t`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ForkBody<'a> {
+    #[serde(borrow)]
+    pub child: EsProcess<'a>,
+}
+
+/// `es_event_exit_t`: `stat` is the `wait(2)` status.
+#[derive(Debug, Deserialize)]
+pub(super) struct ExitBody {
+    #[serde(default)]
+    pub stat: Option<i32>,
+}
+
+/// `es_event_create_t`: an existing file (`destination_type` 0) or a new path (1).
+#[derive(Debug, Deserialize)]
+pub(super) struct CreateBody<'a> {
+    #[serde(borrow, default)]
+    pub destination: Option<Destination<'a>>,
+}
+
+/// The union `destination` of create and rename events, keyed by its member's name.
+#[derive(Debug, Deserialize)]
+pub(super) struct Destination<'a> {
+    #[serde(borrow, default)]
+    pub existing_file: Option<EsFile<'a>>,
+    #[serde(borrow, default)]
+    pub new_path: Option<NewPath<'a>>,
+}
+
+/// A file that does not exist yet: its directory and name.
+#[derive(Debug, Deserialize)]
+pub(super) struct NewPath<'a> {
+    #[serde(borrow)]
+    pub dir: EsFile<'a>,
+    #[serde(borrow)]
+    pub filename: Text<'a>,
+}
+
+/// `es_event_close_t`.
+#[derive(Debug, Deserialize)]
+pub(super) struct CloseBody<'a> {
+    #[serde(default)]
+    pub modified: Option<bool>,
+    #[serde(borrow)]
+    pub target: EsFile<'a>,
+}
+
+/// `es_event_rename_t`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RenameBody<'a> {
+    #[serde(borrow)]
+    pub source: EsFile<'a>,
+    #[serde(borrow, default)]
+    pub destination: Option<Destination<'a>>,
+}
+
+/// `es_event_unlink_t`, `es_event_write_t`: one target file.
+#[derive(Debug, Deserialize)]
+pub(super) struct TargetBody<'a> {
+    #[serde(borrow)]
+    pub target: EsFile<'a>,
 }
 
 /// An `audit_token_t`: an object keyed by name up to message version 9, an array of the
@@ -218,6 +322,7 @@ impl<'de> Deserialize<'de> for Message<'de> {
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum MessageKey {
+    Version,
     Time,
     SeqNum,
     GlobalSeqNum,
@@ -241,12 +346,15 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let mut m = Message::default();
         while let Some(key) = map.next_key::<MessageKey>()? {
             match key {
+                MessageKey::Version => m.version = map.next_value()?,
                 MessageKey::Time => m.time = map.next_value::<Option<Timestamp>>()?.map(|t| t.0),
                 MessageKey::SeqNum => m.seq_num = map.next_value()?,
                 MessageKey::GlobalSeqNum => m.global_seq_num = map.next_value()?,
                 MessageKey::EventType => {
                     m.event_type = map.next_value()?;
-                    if m.event_type.is_some_and(|t| t != ES_EVENT_TYPE_NOTIFY_EXEC) {
+                    if m.event_type
+                        .is_some_and(|t| !event_type::DECODED.contains(&t))
+                    {
                         return skip_rest(map, m);
                     }
                 }
@@ -266,7 +374,8 @@ impl<'de> Visitor<'de> for MessageVisitor {
     }
 }
 
-/// Consumes the rest of a message already known not to be an exec, without decoding it.
+/// Consumes the rest of a message of a type not decoded, without decoding it (its numbers,
+/// read so far, still count for loss detection).
 fn skip_rest<'de, A: MapAccess<'de>>(
     mut map: A,
     mut m: Message<'de>,
@@ -286,6 +395,13 @@ impl<'de> Deserialize<'de> for EventKind<'de> {
 #[serde(field_identifier, rename_all = "snake_case")]
 enum EventKey {
     Exec,
+    Fork,
+    Exit,
+    Create,
+    Close,
+    Rename,
+    Unlink,
+    Write,
     #[serde(other)]
     Other,
 }
@@ -304,6 +420,13 @@ impl<'de> Visitor<'de> for EventVisitor {
         while let Some(key) = map.next_key::<EventKey>()? {
             match key {
                 EventKey::Exec => kind = EventKind::Exec(map.next_value()?),
+                EventKey::Fork => kind = EventKind::Fork(map.next_value()?),
+                EventKey::Exit => kind = EventKind::Exit(map.next_value()?),
+                EventKey::Create => kind = EventKind::Create(map.next_value()?),
+                EventKey::Close => kind = EventKind::Close(map.next_value()?),
+                EventKey::Rename => kind = EventKind::Rename(map.next_value()?),
+                EventKey::Unlink => kind = EventKind::Unlink(map.next_value()?),
+                EventKey::Write => kind = EventKind::Write(map.next_value()?),
                 EventKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                     if matches!(kind, EventKind::Absent) {

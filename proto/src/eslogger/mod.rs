@@ -1,20 +1,30 @@
-//! Decoder for `eslogger exec` JSON lines (macOS 13+) into [`ExecEvent`]s.
+//! Decoder for `eslogger` JSON lines (macOS 13+) into [`Event`]s.
 //!
 //! `eslogger` prints one JSON object per Endpoint Security message. Its layout follows the
 //! message version (fields appear from a given version on; `audit_token` is an object up to
 //! version 9 and an 8-integer array from version 10), so the decoder matches keys by name, in
 //! any order, and leaves what a version lacks as `None`. Strings without escapes borrow from
-//! the input line; only a multi-argument argv and a cdhash in upper case are copied.
+//! the input line; only a multi-argument argv, a joined new path and a cdhash in upper case
+//! are copied.
 //!
-//! The mapping (Endpoint Security -> [`ExecEvent`]):
-//! - `event.exec.target` is the new image: pid, pidversion, ruid/euid/rgid/egid, auid and the
-//!   audit session id (`asid`, as `session_id`) from its audit token; `ppid`,
-//!   `original_ppid`, `executable.path`, `signing_id`, `team_id`, `cdhash` (lowercased; all
-//!   zeros = none), `is_platform_binary`, `codesigning_flags`, `tty.path`, `start_time`;
-//! - `event.exec.args` (`argv[0]` included) and `event.exec.cwd.path`;
-//! - top-level `process` is the image that called exec; its `responsible_audit_token` pid
-//!   is the responsible pid;
-//! - `time`, `seq_num`, `global_seq_num`; `path_truncated` sets the matching `TRUNC_*` flag.
+//! Messages decoded (`eslogger exec fork exit create close rename unlink [write]`):
+//! - `exec` -> [`ExecEvent`]: `event.exec.target` is the new image: pid, pidversion,
+//!   ruid/euid/rgid/egid, auid and the audit session id (`asid`, as `session_id`) from its audit
+//!   token; `ppid` (the parent audit token's pid when there is one), `original_ppid`,
+//!   `group_id` / `session_id` (the POSIX process group and session), `executable.path`,
+//!   `signing_id`, `team_id`, `cdhash` (lowercased; all zeros = none), `is_platform_binary`,
+//!   `codesigning_flags`, `tty.path`, `start_time`; `event.exec.args` (`argv[0]` included),
+//!   `event.exec.env` (only the configured names), `event.exec.cwd.path`; top-level `process`
+//!   is the image that called exec; its `responsible_audit_token` pid is the responsible pid;
+//! - `fork` -> [`ForkEvent`] (`event.fork.child`), `exit` -> [`ExitEvent`] (`stat`);
+//! - `create` (`destination.existing_file`, or `destination.new_path` dir + filename),
+//!   `close` with `modified: true`, `write`, `rename` (`source` -> `destination`) and
+//!   `unlink` (`target`) -> [`FileEvent`], the acting process from top-level `process`;
+//! - `time`, `seq_num`, `global_seq_num`, `event_type`; `path_truncated` sets the matching
+//!   `TRUNC_*` flag.
+//!
+//! Every message's numbers are returned ([`EsSeq`]), also for a message that yields no event
+//! (a close without modification), so loss detection sees the whole stream.
 
 mod gaps;
 mod message;
@@ -22,15 +32,34 @@ mod message;
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde::de::{SeqAccess, Visitor};
 
 use crate::event::{
-    Caller, ExecEvent, OsType, Source, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD,
-    TRUNC_EXECUTABLE, Target,
+    Actor, Caller, EnvFilter, Event, EventMeta, ExecEvent, ExitEvent, FileAction, FileEvent,
+    ForkEvent, OsType, Source, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD, TRUNC_ENV,
+    TRUNC_EXECUTABLE, TRUNC_FILE_PATH, Target, exit_code_from_wait_status,
 };
 pub use crate::ndjson::DecodeError;
 use crate::ndjson::{Text, check_line_len};
 pub use gaps::SeqGapDetector;
-use message::{AuditToken, EsFile, EsProcess, EventKind, Message};
+pub use message::event_type;
+use message::{AuditToken, Destination, EsFile, EsProcess, EventKind, Message};
+
+/// The numbers of one Endpoint Security message, for loss detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EsSeq {
+    /// `es_event_type_t`.
+    pub event_type: u32,
+    pub seq_num: Option<u64>,
+    pub global_seq_num: Option<u64>,
+}
+
+/// One decoded line: its numbers (when it has an event type) and its event, if it maps to one.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub seq: Option<EsSeq>,
+    pub event: Option<Event<'a>>,
+}
 
 /// Decodes `eslogger` lines one at a time.
 ///
@@ -38,7 +67,7 @@ use message::{AuditToken, EsFile, EsProcess, EventKind, Message};
 /// be reused for every line of a stream or file.
 #[derive(Debug, Default)]
 pub struct EsloggerDecoder {
-    _private: (),
+    env: EnvFilter,
 }
 
 impl EsloggerDecoder {
@@ -46,11 +75,21 @@ impl EsloggerDecoder {
         Self::default()
     }
 
-    /// Decodes one input line (without its newline). `Ok(None)`: a well-formed message that
-    /// is not an exec (fork, exit, open, ...), skipped. Strings in the event borrow from
-    /// `line` where they need no unescaping.
+    /// A decoder that keeps the environment variables `env` names (`process.env_vars`).
+    pub fn with_env(env: EnvFilter) -> Self {
+        EsloggerDecoder { env }
+    }
+
+    /// Decodes one input line (without its newline). `Ok(None)`: a well-formed message of a
+    /// kind that maps to no event (`open`, or a `close` without modification), skipped.
+    /// Strings in the event borrow from `line` where they need no unescaping.
     /// `sensor_seq` and `captured_ns` are left 0 for the side that takes the event in.
-    pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<ExecEvent<'a>>, DecodeError> {
+    pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<Event<'a>>, DecodeError> {
+        self.decode(line).map(|d| d.event)
+    }
+
+    /// [`EsloggerDecoder::decode_line`], with the message's numbers.
+    pub fn decode<'a>(&mut self, line: &'a str) -> Result<Decoded<'a>, DecodeError> {
         check_line_len(line)?;
         let mut de = serde_json::Deserializer::from_str(line);
         let parsed = Message::deserialize(&mut de).and_then(|m| de.end().map(|()| m));
@@ -58,7 +97,13 @@ impl EsloggerDecoder {
             Ok(m) => m,
             Err(e) => return Err(locate_error(line, e)),
         };
-        to_event(message)
+        let seq = message.event_type.map(|event_type| EsSeq {
+            event_type,
+            seq_num: message.seq_num,
+            global_seq_num: message.global_seq_num,
+        });
+        let event = to_event(message, &self.env)?;
+        Ok(Decoded { seq, event })
     }
 }
 
@@ -75,17 +120,173 @@ fn locate_error(line: &str, first: serde_json::Error) -> DecodeError {
     }
 }
 
-fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
-    let exec = match m.event {
-        EventKind::Exec(exec) => exec,
-        EventKind::Other => return Ok(None),
-        EventKind::Absent => {
-            return Err(DecodeError::Missing {
-                field: "event.exec",
-            });
-        }
-    };
+fn to_event<'a>(mut m: Message<'a>, env: &EnvFilter) -> Result<Option<Event<'a>>, DecodeError> {
+    let body = std::mem::take(&mut m.event);
+    if matches!(body, EventKind::Other) {
+        return Ok(None);
+    }
+    if matches!(body, EventKind::Absent) {
+        return Err(DecodeError::Missing { field: "event" });
+    }
     let time_ns = m.time.ok_or(DecodeError::Missing { field: "time" })?;
+    let mut meta = EventMeta {
+        sensor_seq: 0,
+        source: Source::Eslogger,
+        os: OsType::Macos,
+        flags: 0,
+        time_ns,
+        // Stamped by whoever takes the event in (the sensor); decoding is pure.
+        captured_ns: 0,
+        es_seq_num: m.seq_num,
+        es_global_seq_num: m.global_seq_num,
+    };
+    let mut event = match body {
+        EventKind::Exec(exec) => Event::Exec(exec_event(meta, m.process, exec, env)?),
+        EventKind::Fork(fork) => {
+            let parent = actor(m.process, "process", &mut meta.flags)?;
+            let token = fork.child.audit_token.ok_or(DecodeError::Missing {
+                field: "event.fork.child.audit_token",
+            })?;
+            Event::Fork(ForkEvent {
+                meta,
+                parent,
+                child_pid: token.pid.ok_or(DecodeError::Missing {
+                    field: "event.fork.child.audit_token.pid",
+                })?,
+                child_pidversion: token.pidversion,
+                child_start_time_ns: fork.child.start_time.map(|t| t.0),
+            })
+        }
+        EventKind::Exit(exit) => Event::Exit(ExitEvent {
+            process: actor(m.process, "process", &mut meta.flags)?,
+            meta,
+            exit_code: exit.stat.map(exit_code_from_wait_status),
+        }),
+        EventKind::Create(create) => {
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let path =
+                destination(create.destination, &mut meta.flags).ok_or(DecodeError::Missing {
+                    field: "event.create.destination",
+                })?;
+            file(meta, process, FileAction::Creation, path, None)
+        }
+        EventKind::Close(close) => {
+            if close.modified != Some(true) {
+                return Ok(None);
+            }
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let path = file_path(close.target, &mut meta.flags);
+            file(meta, process, FileAction::Modification, path, None)
+        }
+        EventKind::Write(write) => {
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let path = file_path(write.target, &mut meta.flags);
+            file(meta, process, FileAction::Modification, path, None)
+        }
+        EventKind::Unlink(unlink) => {
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let path = file_path(unlink.target, &mut meta.flags);
+            file(meta, process, FileAction::Deletion, path, None)
+        }
+        EventKind::Rename(rename) => {
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let original = file_path(rename.source, &mut meta.flags);
+            let path =
+                destination(rename.destination, &mut meta.flags).ok_or(DecodeError::Missing {
+                    field: "event.rename.destination",
+                })?;
+            file(meta, process, FileAction::Rename, path, Some(original))
+        }
+        EventKind::Other | EventKind::Absent => return Ok(None),
+    };
+    event.enforce_bounds();
+    Ok(Some(event))
+}
+
+fn file<'a>(
+    meta: EventMeta,
+    process: Actor<'a>,
+    action: FileAction,
+    path: Cow<'a, str>,
+    original_path: Option<Cow<'a, str>>,
+) -> Event<'a> {
+    Event::File(FileEvent {
+        meta,
+        process,
+        action,
+        path,
+        original_path,
+    })
+}
+
+fn file_path<'a>(f: EsFile<'a>, flags: &mut u32) -> Cow<'a, str> {
+    if f.path_truncated == Some(true) {
+        *flags |= TRUNC_FILE_PATH;
+    }
+    f.path.0
+}
+
+/// The path a create or rename names: an existing file, or a new path (directory + name).
+fn destination<'a>(d: Option<Destination<'a>>, flags: &mut u32) -> Option<Cow<'a, str>> {
+    let d = d?;
+    if let Some(existing) = d.existing_file {
+        return Some(file_path(existing, flags));
+    }
+    let new = d.new_path?;
+    let dir = file_path(new.dir, flags);
+    let name = new.filename.0;
+    let mut joined = String::with_capacity(dir.len() + 1 + name.len());
+    joined.push_str(&dir);
+    if !joined.ends_with('/') {
+        joined.push('/');
+    }
+    joined.push_str(&name);
+    Some(Cow::Owned(joined))
+}
+
+/// The acting process of a non-exec message (top-level `process`).
+fn actor<'a>(
+    p: Option<EsProcess<'a>>,
+    field: &'static str,
+    flags: &mut u32,
+) -> Result<Actor<'a>, DecodeError> {
+    let p = p.ok_or(DecodeError::Missing { field })?;
+    let token = p.audit_token.ok_or(DecodeError::Missing {
+        field: "process.audit_token",
+    })?;
+    let pid = token.pid.ok_or(DecodeError::Missing {
+        field: "process.audit_token.pid",
+    })?;
+    let executable = p.executable.map(|f| {
+        if f.path_truncated == Some(true) {
+            *flags |= TRUNC_CALLER_EXECUTABLE;
+        }
+        f.path.0
+    });
+    Ok(Actor {
+        pid,
+        pidversion: token.pidversion,
+        start_time_ns: p.start_time.map(|t| t.0),
+        ppid: p.parent_audit_token.and_then(|t| t.pid).or(p.ppid),
+        uid: token.ruid,
+        euid: token.euid,
+        gid: token.rgid,
+        egid: token.egid,
+        executable,
+        signing_id: p.signing_id.and_then(Text::non_empty),
+        team_id: p.team_id.and_then(Text::non_empty),
+        platform_binary: p.is_platform_binary,
+        cs_flags: p.codesigning_flags,
+        responsible_pid: p.responsible_audit_token.and_then(|t| t.pid),
+    })
+}
+
+fn exec_event<'a>(
+    meta: EventMeta,
+    process: Option<EsProcess<'a>>,
+    exec: message::ExecBody<'a>,
+    env: &EnvFilter,
+) -> Result<ExecEvent<'a>, DecodeError> {
     let mut flags = 0;
     let t = exec.target;
     let token = t.audit_token.ok_or(DecodeError::Missing {
@@ -110,10 +311,21 @@ fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
         }
         f.path.0
     });
+    let env_vars = match exec.env {
+        Some(raw) if !env.is_empty() => {
+            let (vars, cut) = env_entries(raw, env)?;
+            if cut {
+                flags |= TRUNC_ENV;
+            }
+            vars
+        }
+        _ => Default::default(),
+    };
     let target = Target {
         pid,
         pidversion: token.pidversion,
-        ppid: t.ppid,
+        // The parent audit token (v4+) is exact; `ppid` alone can be stale.
+        ppid: t.parent_audit_token.and_then(|p| p.pid).or(t.ppid),
         original_ppid: t.original_ppid,
         uid: token.ruid,
         euid: token.euid,
@@ -131,28 +343,60 @@ fn to_event(m: Message<'_>) -> Result<Option<ExecEvent<'_>>, DecodeError> {
         cs_flags: t.codesigning_flags,
         tty: t.tty.and_then(|f| f.path.non_empty()),
         start_time_ns: t.start_time.map(|s| s.0),
+        session_leader_pid: t.session_id,
+        group_leader_pid: t.group_id,
+        container: None,
+        env_vars,
     };
     let target_responsible = t.responsible_audit_token.and_then(|r| r.pid);
-    let (caller, caller_responsible) = match m.process {
+    let (caller, caller_responsible) = match process {
         Some(p) => caller(p, &mut flags),
         None => (Caller::default(), None),
     };
     let mut event = ExecEvent {
-        sensor_seq: 0,
-        source: Source::Eslogger,
-        os: OsType::Macos,
+        sensor_seq: meta.sensor_seq,
+        source: meta.source,
+        os: meta.os,
         flags,
-        time_ns,
-        // Stamped by whoever takes the event in (the sensor); decoding is pure.
-        captured_ns: 0,
-        es_seq_num: m.seq_num,
-        es_global_seq_num: m.global_seq_num,
+        time_ns: meta.time_ns,
+        captured_ns: meta.captured_ns,
+        es_seq_num: meta.es_seq_num,
+        es_global_seq_num: meta.es_global_seq_num,
         target,
         caller,
         responsible_pid: caller_responsible.or(target_responsible),
     };
     event.enforce_bounds();
-    Ok(Some(event))
+    Ok(event)
+}
+
+/// The wanted entries of a raw `env` array.
+fn env_entries(
+    raw: &serde_json::value::RawValue,
+    filter: &EnvFilter,
+) -> Result<(crate::event::Args<'static>, bool), DecodeError> {
+    struct Entries<'f>(&'f EnvFilter);
+    impl<'de> Visitor<'de> for Entries<'_> {
+        type Value = (crate::event::Args<'static>, bool);
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of NAME=value strings")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut builder = crate::event::ArgsBuilder::default();
+            let mut cut = false;
+            while let Some(Text(entry)) = seq.next_element::<Text<'de>>()? {
+                if !cut && self.0.wants(&entry) {
+                    cut = self
+                        .0
+                        .collect(std::iter::once(entry.as_ref()), &mut builder);
+                }
+            }
+            Ok((builder.into_args(), cut))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde::Deserializer::deserialize_seq(&mut de, Entries(filter))
+        .map_err(|e| DecodeError::json("event.exec.env".into(), e))
 }
 
 /// The calling image and its responsible pid.
@@ -201,7 +445,12 @@ mod tests {
 
     #[test]
     fn maps_every_field() {
-        let ev = EsloggerDecoder::new().decode_line(V9).unwrap().unwrap();
+        let ev = EsloggerDecoder::new()
+            .decode_line(V9)
+            .unwrap()
+            .unwrap()
+            .into_exec()
+            .unwrap();
         let t = &ev.target;
         assert_eq!((t.pid, t.pidversion, t.ppid), (702, Some(2113), Some(700)));
         assert_eq!(
@@ -248,8 +497,13 @@ mod tests {
         let object = line(
             r#"{"pidversion":7,"asid":100013,"pid":42,"rgid":21,"ruid":503,"egid":20,"euid":502,"auid":501,"extra":[1]}"#,
         );
-        let a = d.decode_line(&array).unwrap().unwrap();
-        let o = d.decode_line(&object).unwrap().unwrap();
+        let a = d.decode_line(&array).unwrap().unwrap().into_exec().unwrap();
+        let o = d
+            .decode_line(&object)
+            .unwrap()
+            .unwrap()
+            .into_exec()
+            .unwrap();
         assert_eq!(a, o);
         let t = &a.target;
         assert_eq!(
@@ -275,7 +529,7 @@ mod tests {
             )
         );
         let nulls = line("[null,-1,4294967295,0,0,42,null,null]");
-        let with_nulls = d.decode_line(&nulls).unwrap().unwrap();
+        let with_nulls = d.decode_line(&nulls).unwrap().unwrap().into_exec().unwrap();
         assert_eq!(with_nulls.target.auid, None);
         assert_eq!(with_nulls.target.euid, Some(u32::MAX));
         assert_eq!(with_nulls.target.egid, Some(u32::MAX));

@@ -4,9 +4,9 @@
 use std::io::{self, BufRead};
 
 use super::{DecodeError, Line, LineReader, MAX_LINE_BYTES};
-use crate::ExecEvent;
 use crate::ecs_json::EcsDecoder;
-use crate::eslogger::EsloggerDecoder;
+use crate::eslogger::{EsSeq, EsloggerDecoder};
+use crate::event::{EnvFilter, Event};
 
 /// The recorded-event formats (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +27,12 @@ enum Decoder {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Next<'a> {
-    /// An event, borrowing from the reader's line buffer.
-    Event(ExecEvent<'a>),
-    /// A blank line, or a well-formed message of a kind that is not decoded.
-    Skip,
+    /// An event, borrowing from the reader's line buffer, and the Endpoint Security numbers
+    /// of its message (eslogger input).
+    Event(Event<'a>, Option<EsSeq>),
+    /// A blank line, or a well-formed message that maps to no event; its Endpoint Security
+    /// numbers still count for loss detection.
+    Skip(Option<EsSeq>),
     /// A line that could not be decoded (too long, bad JSON, missing fields); report it with
     /// its line number and go on.
     Bad(DecodeError),
@@ -49,9 +51,14 @@ pub struct EventReader {
 
 impl EventReader {
     pub fn new(format: InputFormat) -> EventReader {
+        EventReader::with_env(format, EnvFilter::default())
+    }
+
+    /// A reader that keeps the environment variables `env` names (`process.env_vars`).
+    pub fn with_env(format: InputFormat, env: EnvFilter) -> EventReader {
         EventReader {
             decoder: match format {
-                InputFormat::Eslogger => Decoder::Eslogger(EsloggerDecoder::new()),
+                InputFormat::Eslogger => Decoder::Eslogger(EsloggerDecoder::with_env(env)),
                 InputFormat::Ecs => Decoder::Ecs(EcsDecoder::new()),
             },
             lines: LineReader::default(),
@@ -87,15 +94,15 @@ impl EventReader {
         };
         self.line_no += 1;
         if text.trim().is_empty() {
-            return Ok((self.line_no, Next::Skip));
+            return Ok((self.line_no, Next::Skip(None)));
         }
         let decoded = match &mut self.decoder {
-            Decoder::Eslogger(d) => d.decode_line(text),
-            Decoder::Ecs(d) => d.decode_line(text),
+            Decoder::Eslogger(d) => d.decode(text).map(|d| (d.event, d.seq)),
+            Decoder::Ecs(d) => d.decode_line(text).map(|e| (e, None)),
         };
         let next = match decoded {
-            Ok(Some(event)) => Next::Event(event),
-            Ok(None) => Next::Skip,
+            Ok((Some(event), seq)) => Next::Event(event, seq),
+            Ok((None, seq)) => Next::Skip(seq),
             Err(e) => Next::Bad(e),
         };
         Ok((self.line_no, next))
@@ -126,8 +133,8 @@ mod tests {
             let (line, next) = reader.next(&mut input).unwrap();
             let what = match next {
                 Next::End => break,
-                Next::Event(_) => "event",
-                Next::Skip => "skip",
+                Next::Event(..) => "event",
+                Next::Skip(_) => "skip",
                 Next::Bad(DecodeError::LineTooLong { .. }) => "long",
                 Next::Bad(_) => "bad",
             };
@@ -152,7 +159,7 @@ mod tests {
         let mut args = Vec::new();
         loop {
             match reader.next(&mut input).unwrap().1 {
-                Next::Event(ev) => {
+                Next::Event(Event::Exec(ev), _) => {
                     args.push(ev.target.args.iter().map(str::to_owned).collect::<Vec<_>>())
                 }
                 Next::End => break,

@@ -28,9 +28,9 @@ pub use time::parse_rfc3339_ns;
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
-use crate::event::{Args, MAX_ARGV_BYTES};
+use crate::event::{Args, ArgsBuilder, MAX_ARGV_BYTES};
 
 /// Longest input line accepted, in bytes. A real exec line is bounded by `ARG_MAX` (1 MiB of
 /// argv plus environment on macOS) times JSON's escaping overhead; anything longer is refused
@@ -149,8 +149,9 @@ impl<'de> Visitor<'de> for TextVisitor {
 /// Bytes reserved past the first two arguments when argv is copied.
 const ARGV_SLACK: usize = 64;
 
-/// argv, bounded while it is read: arguments past [`crate::event::MAX_ARGS`] or
-/// [`crate::event::MAX_ARGV_BYTES`] are skipped without being copied.
+/// argv, bounded while it is read: a long argv keeps its head and its tail (see
+/// [`crate::event::Args`]) and its true count; arguments in the dropped middle are skipped
+/// without being kept.
 #[derive(Debug, Default)]
 pub(crate) struct Argv<'a> {
     pub args: Args<'a>,
@@ -188,17 +189,17 @@ impl<'de> Visitor<'de> for ArgvVisitor {
         };
         // One allocation for the usual argv: room for the first two arguments and a few more.
         let room = (first.len() + second.len() + ARGV_SLACK).min(MAX_ARGV_BYTES);
-        let mut args =
-            Args::from_joined(Cow::Owned(String::with_capacity(room)), 0).unwrap_or_default();
-        let mut truncated = !(args.push(&first) && args.push(&second));
-        while !truncated {
-            match seq.next_element::<Text<'de>>()? {
-                Some(Text(arg)) => truncated = !args.push(&arg),
-                None => return Ok(Argv { args, truncated }),
-            }
+        let mut args = ArgsBuilder::with_capacity(room);
+        args.push(&first);
+        args.push(&second);
+        while let Some(Text(arg)) = seq.next_element::<Text<'de>>()? {
+            args.push(&arg);
         }
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Argv { args, truncated })
+        let truncated = args.is_cut();
+        Ok(Argv {
+            args: args.into_args(),
+            truncated,
+        })
     }
 }
 

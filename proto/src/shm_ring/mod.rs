@@ -116,6 +116,7 @@
 //!   exclusive lock on `<ring>.consumer` (0600), so a second consumer is refused.
 
 mod consumer;
+pub mod handshake;
 mod layout;
 mod producer;
 mod setup;
@@ -125,7 +126,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use consumer::{Consumer, DEFAULT_SPIN, Entry};
-pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
+pub use layout::{LAYOUT_VERSION, MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::{Producer, monotonic_ns};
 
 /// Counters both sides can show; `status` reports them.
@@ -166,6 +167,8 @@ pub enum RingError {
     },
     #[error("{path}: capacity {capacity} is not a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}")]
     Capacity { path: PathBuf, capacity: u64 },
+    #[error("{path}: {reason}")]
+    Untrusted { path: PathBuf, reason: String },
     #[error("{path}: not a regular file")]
     NotRegular { path: PathBuf },
     #[error("{path}: not a FIFO")]
@@ -180,8 +183,17 @@ pub enum RingError {
     ProducerBusy { path: PathBuf },
     #[error("{path}: another consumer holds the ring (is a second agent running?)")]
     ConsumerBusy { path: PathBuf },
+    #[error(
+        "{path}: ring layout version {found} is newer than this build's {supported}: \
+         nightjar-sensor and nightjar-agent must be upgraded together"
+    )]
+    NewerLayout {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
     #[error("{path}: invalid ring header ({what}) while a producer holds it")]
-    Invalid { path: PathBuf, what: &'static str },
+    Invalid { path: PathBuf, what: String },
     #[error("{path}: corrupt ring contents at position {pos}: {what}; skipped to {resumed_at}")]
     Corrupt {
         path: PathBuf,

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::LossSource;
-use nightjar_proto::eslogger::SeqGapDetector;
+use nightjar_proto::eslogger::{EsSeq, SeqGapDetector};
+use nightjar_proto::event::Event;
 use nightjar_proto::event::basename;
 use nightjar_proto::ndjson::{EventReader, InputFormat, Next};
 
@@ -84,9 +85,9 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
                 };
                 match next {
                     Next::End => break,
-                    Next::Event(ev) => {
-                        let lost = tracker.observe(ev.es_seq_num, ev.es_global_seq_num);
-                        publisher.report_loss(LossSource::EsloggerGap, lost);
+                    Next::Event(ev, seq) => {
+                        observe(&mut tracker, publisher, seq);
+                        let Event::Exec(ev) = ev else { continue };
                         let pid = ev.target.pid;
                         let by_us = ev
                             .caller
@@ -97,7 +98,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
                             publisher.publish(ev);
                         }
                     }
-                    Next::Skip => {}
+                    Next::Skip(seq) => observe(&mut tracker, publisher, seq),
                     Next::Bad(err) => tracing::warn!("eslogger output line {line_no}: {err}"),
                 }
                 if reader.buffer().is_empty() {
@@ -107,7 +108,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
         }
         let status = child.wait();
         tracing::warn!(?status, "eslogger exited; restarting it");
-        publisher.report_loss(LossSource::EsloggerRestart, 1);
+        publisher.report_loss(LossSource::EsloggerRestart, None, 1);
         publisher.flush();
         if started.elapsed() >= HEALTHY_RUN {
             backoff = BACKOFF_START;
@@ -120,5 +121,13 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
                 Err(err) => tracing::warn!("cannot restart `{}`: {err}", program.to_string_lossy()),
             }
         };
+    }
+}
+
+/// Counts the messages missing before this one (every message, published or not).
+fn observe(tracker: &mut SeqGapDetector, publisher: &mut Publisher, seq: Option<EsSeq>) {
+    if let Some(seq) = seq {
+        let lost = tracker.observe(seq.event_type, seq.seq_num, seq.global_seq_num);
+        publisher.report_loss(LossSource::EsloggerGap, None, lost);
     }
 }

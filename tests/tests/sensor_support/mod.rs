@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nightjar_proto::codec::{self, Record};
+use nightjar_proto::codec::{self, FilterReport, Record};
+use nightjar_proto::event::Event;
 use nightjar_proto::shm_ring::{Consumer, RingStats};
 use nightjar_proto::{ExecEvent, LossReport, LossSource};
 
@@ -14,7 +15,10 @@ use nightjar_proto::{ExecEvent, LossReport, LossSource};
 #[derive(Debug, Default)]
 pub struct Seen {
     pub execs: Vec<ExecEvent<'static>>,
+    /// Fork, exit and file events the reader's `keep_event` kept.
+    pub events: Vec<Event<'static>>,
     pub losses: Vec<LossReport>,
+    pub filtered: Vec<FilterReport>,
 }
 
 impl Seen {
@@ -32,6 +36,8 @@ impl Seen {
 pub struct RingReader {
     consumer: Consumer,
     pub seen: Seen,
+    /// Which fork, exit and file events to keep (none unless set: a live host makes many).
+    pub keep_event: Box<dyn FnMut(&Event<'_>) -> bool>,
 }
 
 impl RingReader {
@@ -40,6 +46,7 @@ impl RingReader {
         RingReader {
             consumer: Consumer::open(path, capacity).expect("open the ring as consumer"),
             seen: Seen::default(),
+            keep_event: Box::new(|_| false),
         }
     }
 
@@ -62,6 +69,14 @@ impl RingReader {
                     }
                 }
                 Record::Loss(loss) => self.seen.losses.push(loss),
+                Record::Filtered(f) => self.seen.filtered.push(f),
+                other => {
+                    if let Some(event) = other.into_event()
+                        && (self.keep_event)(&event)
+                    {
+                        self.seen.events.push(event.into_owned());
+                    }
+                }
             }
             self.consumer.commit(end);
         }

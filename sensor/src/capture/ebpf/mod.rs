@@ -17,6 +17,7 @@ use std::time::Duration;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 use nightjar_proto::LossSource;
+use nightjar_proto::event::EventKind;
 
 use crate::capture::CaptureError;
 use crate::publish::Publisher;
@@ -150,7 +151,11 @@ pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
         }
         let drops = read_drops(&skel.maps.drops)?;
         let mut publisher = publisher.borrow_mut();
-        publisher.report_loss(LossSource::BpfRingbuf, drops.saturating_sub(reported_drops));
+        publisher.report_loss(
+            LossSource::BpfRingbuf,
+            Some(EventKind::Exec),
+            drops.saturating_sub(reported_drops),
+        );
         reported_drops = reported_drops.max(drops);
         publisher.flush();
     }

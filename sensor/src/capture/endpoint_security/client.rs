@@ -97,10 +97,14 @@ fn handle(state: &RefCell<HandlerState<'_>>, message: &Message) {
         cwd: exec.cwd().map(|f| f.path().as_bytes()),
     };
     let (seq, global) = fields.seq_nums();
-    let lost = state.seq.observe(seq, global);
+    let lost = state.seq.observe(
+        nightjar_proto::eslogger::event_type::NOTIFY_EXEC,
+        seq,
+        global,
+    );
     state
         .publisher
-        .report_loss(LossSource::EndpointSecurityGap, lost);
+        .report_loss(LossSource::EndpointSecurityGap, None, lost);
     let ev: ExecEvent<'_> = fields.to_event(&mut state.scratch);
     state.publisher.publish(ev);
     state.publisher.flush();

@@ -215,6 +215,10 @@ where
                     .filter(|_| v >= 2)
                     .map(|s| Cow::Borrowed(lossy_into(s, tty))),
                 start_time_ns,
+                session_leader_pid: Some(t.session_id),
+                group_leader_pid: Some(t.group_id),
+                container: None,
+                env_vars: Args::default(),
             },
             caller: Caller {
                 pid: Some(p.audit_token.pid),

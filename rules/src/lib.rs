@@ -1,0 +1,33 @@
+//! Nightjar's rule engine: Elastic detection rules evaluated on an ECS view of each event.
+//!
+//! One library for every program that decides on events: the agent (detection), the sensor
+//! (blocking rules, on what an Endpoint Security message carries) and the server (compiling a
+//! policy before it signs it) link the same compiled matcher.
+//!
+//! Modules, by concern:
+//! - [`ecs`]: the ECS field schema and the view of an event through it (parents through the
+//!   [`ecs::Processes`] trait, so no process table is needed);
+//! - [`query`]: KQL and EQL parsers, the query tree and its typing, with a typed
+//!   [`query::BuildError`];
+//! - [`pattern`]: wildcard patterns and Lucene regular expressions;
+//! - [`matcher`]: the compiled matcher (trees, index, evaluation);
+//! - [`naive`]: a document-per-event interpreter, the baseline and test reference;
+//! - [`loader`], [`builtin`]: rule files and the seed rule shipped in the binary;
+//! - [`RuleSet`]: all of the above for a set of rule files, with the report `rules check`
+//!   prints.
+
+pub mod builtin;
+pub mod ecs;
+pub mod loader;
+pub mod matcher;
+pub mod naive;
+pub mod pattern;
+pub mod query;
+
+mod report;
+mod rule;
+mod set;
+
+pub use report::{LoadReport, RuleReport, RuleStatus, RulesError};
+pub use rule::RuleMeta;
+pub use set::RuleSet;

@@ -1,0 +1,250 @@
+//! Elastic detection-rules TOML: one file, or every `*.toml` under a directory (sorted).
+//!
+//! A file yields a rule that is supported (its query parsed and typed), unsupported (with the
+//! reason: rule type, EQL sequence, event category...), or an error located at
+//! `file:line:col` — for a query error, the position inside the TOML file, found by mapping
+//! the offset in the query string back through the string literal that holds it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::query::ast::Query;
+use crate::query::typing::TypedPred;
+use crate::query::{self, BuildError, Language};
+use crate::{RuleMeta, RulesError};
+
+/// What loading one file produced.
+#[derive(Debug)]
+pub enum Loaded {
+    Rule {
+        meta: Box<RuleMeta>,
+        query: Query<TypedPred>,
+        /// `file:line:col: message`, for what loads but deserves a look.
+        warnings: Vec<String>,
+    },
+    Unsupported(Box<RuleMeta>, String),
+}
+
+/// A rule file that cannot be used: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub rule_id: Option<String>,
+    pub name: Option<String>,
+    /// `file:line:col: message`.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleFile {
+    rule: RuleSection,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleSection {
+    rule_id: String,
+    name: String,
+    #[serde(default)]
+    version: Option<u32>,
+    severity: String,
+    risk_score: u32,
+    #[serde(rename = "type")]
+    rule_type: String,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    interval: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    max_signals: Option<u32>,
+    #[serde(default)]
+    threat: Option<toml::Value>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    query: Option<toml::Spanned<String>>,
+}
+
+/// Every rule file under `path`: itself when it is a file, else its `*.toml` files, recursively
+/// and sorted.
+pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, RulesError> {
+    let meta = std::fs::metadata(path).map_err(|e| RulesError::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| RulesError::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| RulesError::io(&dir, e))?;
+            let p = entry.path();
+            let ft = entry.file_type().map_err(|e| RulesError::io(&p, e))?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Parses one rule file's text; `display` names it in messages.
+pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
+    let file: RuleFile = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        FileError {
+            rule_id: None,
+            name: None,
+            message: format!("{}: {}", locate(display, text, at), e.message().trim()),
+        }
+    })?;
+    let r = file.rule;
+    let fail = |at: usize, msg: String| FileError {
+        rule_id: Some(r.rule_id.clone()),
+        name: Some(r.name.clone()),
+        message: format!("{}: {msg}", locate(display, text, at)),
+    };
+    let interval = match &r.interval {
+        None => Duration::from_secs(300),
+        Some(s) => parse_duration(s.get_ref()).ok_or_else(|| {
+            fail(
+                s.span().start,
+                format!(
+                    "expected an interval like `5m`, `30s` or `1h`, found `{}`",
+                    s.get_ref()
+                ),
+            )
+        })?,
+    };
+    let language = r
+        .language
+        .clone()
+        .unwrap_or_else(|| match r.rule_type.as_str() {
+            "eql" => "eql".to_owned(),
+            "esql" => "esql".to_owned(),
+            _ => "kuery".to_owned(),
+        });
+    let threat = match &r.threat {
+        Some(t) => serde_json::to_value(t).map_err(|e| fail(0, format!("threat: {e}")))?,
+        None => serde_json::Value::Array(Vec::new()),
+    };
+    let query_text = r
+        .query
+        .as_ref()
+        .map(|q| q.get_ref().clone())
+        .unwrap_or_default();
+    let meta = Box::new(RuleMeta {
+        rule_id: r.rule_id.clone(),
+        name: r.name.clone(),
+        version: r.version,
+        severity: r.severity.clone(),
+        risk_score: r.risk_score,
+        rule_type: r.rule_type.clone(),
+        language: language.clone(),
+        from: r.from.clone().unwrap_or_else(|| "now-6m".to_owned()),
+        interval,
+        max_signals: r.max_signals.unwrap_or(100),
+        threat,
+        tags: r.tags.clone(),
+        description: r.description.trim().to_owned(),
+        query: query_text.trim().to_owned(),
+        source: PathBuf::from(display),
+    });
+    let supported = matches!(
+        (r.rule_type.as_str(), language.as_str()),
+        ("query", "kuery") | ("eql", "eql")
+    );
+    if !supported {
+        let why = match r.rule_type.as_str() {
+            "query" => format!("query language `{language}` is not supported (KQL only)"),
+            "new_terms" => {
+                "new_terms rules compare against history an endpoint does not keep".into()
+            }
+            "threshold" => "threshold rules count events across hosts and time windows".into(),
+            "esql" => "ES|QL rules need an Elasticsearch engine".into(),
+            "machine_learning" => "machine learning rules need Elastic's anomaly jobs".into(),
+            t => format!("rule type `{t}` is not supported"),
+        };
+        return Ok(Loaded::Unsupported(meta, why));
+    }
+    let Some(query) = &r.query else {
+        return Err(fail(0, "missing key `query` in [rule]".into()));
+    };
+    let body_at = query_body_offset(text, query.span());
+    let language = if r.rule_type == "eql" {
+        Language::Eql
+    } else {
+        Language::Kql
+    };
+    match query::build(language, query.get_ref()) {
+        Ok(built) => Ok(Loaded::Rule {
+            meta,
+            query: built.query,
+            warnings: built
+                .warnings
+                .into_iter()
+                .map(|w| {
+                    format!(
+                        "{}: {}",
+                        locate(display, text, body_at + w.offset),
+                        w.message
+                    )
+                })
+                .collect(),
+        }),
+        Err(BuildError::Unsupported(why)) => Ok(Loaded::Unsupported(meta, why)),
+        Err(BuildError::Syntax { offset, message } | BuildError::Type { offset, message }) => {
+            Err(fail(body_at + offset, message))
+        }
+    }
+}
+
+/// Where the decoded text of the string literal at `span` starts in the file.
+fn query_body_offset(text: &str, span: std::ops::Range<usize>) -> usize {
+    let raw = &text[span.clone()];
+    let delim = ["'''", "\"\"\"", "'", "\""]
+        .into_iter()
+        .find(|d| raw.starts_with(d))
+        .map_or(0, str::len);
+    let mut at = span.start + delim;
+    if delim == 3 {
+        if text[at..].starts_with("\r\n") {
+            at += 2;
+        } else if text[at..].starts_with('\n') {
+            at += 1;
+        }
+    }
+    at
+}
+
+/// `file:line:col` (1-based; columns count characters) of byte offset `at`.
+pub fn locate(display: &str, text: &str, at: usize) -> String {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = text[line_start..at].chars().count() + 1;
+    format!("{display}:{line}:{col}")
+}
+
+/// `30s`, `5m`, `1h`, `1d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let n: u64 = s[..split].parse().ok()?;
+    let unit = match &s[split..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(unit)?))
+}

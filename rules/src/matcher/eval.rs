@@ -1,0 +1,133 @@
+//! Evaluation of compiled trees on one event. Nothing here allocates: `process.command_line`
+//! joined with spaces is built at most once per event, in a per-thread buffer, and only for
+//! tests that cannot run on argv as the event holds it (NUL-joined).
+
+use std::cell::RefCell;
+
+use crate::ecs::{EcsEvent, Value, within_ignore_above};
+use crate::query::ast::Cmp;
+
+use super::tree::{CTest, Leaf, Node};
+
+/// Per-evaluation scratch space: `process.command_line`, joined on first use.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    command_line: String,
+    /// `command_line` holds the current event's.
+    pub(super) ready: bool,
+}
+
+thread_local! {
+    pub(super) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl Leaf {
+    pub(super) fn test_value(
+        &self,
+        value: &Value<'_>,
+        sc: &mut Scratch,
+        ev: Option<&EcsEvent<'_>>,
+    ) -> bool {
+        match value {
+            Value::Missing => false,
+            Value::Str(s) => self.test_keyword(s),
+            Value::Shared(s) => self.test_keyword(s),
+            Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
+            Value::Joined(a) if self.on_joined => self.test.test_str(a.joined()),
+            Value::Joined(a) => {
+                if !sc.ready {
+                    sc.command_line.clear();
+                    for (i, arg) in args_iter(a).enumerate() {
+                        if i > 0 {
+                            sc.command_line.push(' ');
+                        }
+                        sc.command_line.push_str(arg);
+                    }
+                    sc.ready = ev.is_some();
+                }
+                self.test_keyword(&sc.command_line)
+            }
+            Value::Id(n) => {
+                let mut buf = [0u8; 10];
+                self.test_keyword(decimal(*n, &mut buf))
+            }
+            Value::Long(n) => match self.test {
+                CTest::Exists => true,
+                CTest::Num(cmp, v) => (*n as f64).partial_cmp(&v).is_some_and(|o| cmp.holds(o)),
+                _ => false,
+            },
+            Value::Bool(b) => match self.test {
+                CTest::Exists => true,
+                CTest::Bool(v) => *b == v,
+                _ => false,
+            },
+        }
+    }
+
+    pub(super) fn test_keyword(&self, s: &str) -> bool {
+        if self.keyword && !within_ignore_above(s) {
+            return false;
+        }
+        self.test.test_str(s)
+    }
+}
+
+impl CTest {
+    pub(super) fn test_str(&self, s: &str) -> bool {
+        match self {
+            CTest::Exists => true,
+            CTest::Str(Cmp::Eq, v) => **v == *s,
+            CTest::Str(cmp, v) => cmp.holds(s.as_bytes().cmp(v.as_bytes())),
+            CTest::Glob(g) => g.matches(s),
+            CTest::Regex(r) => r.is_match(s),
+            CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
+            CTest::Num(..) | CTest::Bool(_) => false,
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn eval(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> bool {
+        match self {
+            Node::And(v) => v.iter().all(|n| n.eval(ev, sc)),
+            Node::Or(v) => v.iter().any(|n| n.eval(ev, sc)),
+            Node::Not(n) => !n.eval(ev, sc),
+            Node::Const(b) => *b,
+            Node::Leaf(l) => l.test_value(&ev.value(l.field), sc, Some(ev)),
+        }
+    }
+}
+
+/// The arguments of argv, split with `memchr` (faster than `str::split` on a char).
+pub(super) fn args_iter<'s>(a: &'s nightjar_proto::Args<'_>) -> impl Iterator<Item = &'s str> + 's {
+    let joined = a.joined();
+    let mut rest = Some(joined);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(0, r.as_bytes()) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+    .take(a.len())
+}
+
+/// `n` in decimal, in `buf`.
+pub(super) fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}

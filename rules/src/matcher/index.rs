@@ -1,0 +1,487 @@
+//! The rule index: which rules an event must be tested against, chosen from values every
+//! match of a rule holds.
+//!
+//! Rules are indexed by the first of these they require: a `process.name`,
+//! `process.parent.name` or `process.args` element from a fixed set of values or literal
+//! prefixes (ASCII case folded), or a literal `process.command_line` must hold, whichever is
+//! expected to cost least (see [`IndexChoice::cost`]); an event is tested only against the
+//! rules its values select.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::ecs::Field;
+use crate::pattern::Glob;
+use crate::query::ast::Cmp;
+
+use super::tree::{CTest, Node};
+
+/// A 4096-bit filter over the length, first and last byte (ASCII case folded) of a set of
+/// keys. Nearly every value an event carries is not a key; the filter turns most of them away
+/// with one bit test, before they are folded and hashed. With a few dozen keys, about 1% of
+/// other values pass it.
+#[derive(Debug, Clone)]
+pub(super) struct KeyFilter(Box<[u64; 64]>);
+
+impl Default for KeyFilter {
+    fn default() -> Self {
+        KeyFilter(Box::new([0; 64]))
+    }
+}
+
+impl KeyFilter {
+    #[inline]
+    pub(super) fn bit(value: &[u8]) -> usize {
+        let first = value.first().map_or(0, u8::to_ascii_lowercase);
+        let last = value.last().map_or(0, u8::to_ascii_lowercase);
+        let h = (value.len().min(0xffff) as u32) << 16 | u32::from(first) << 8 | u32::from(last);
+        // Fibonacci hashing: the top 12 bits of the product.
+        (h.wrapping_mul(0x9e37_79b1) >> 20) as usize
+    }
+    pub(super) fn insert(&mut self, key: &[u8]) {
+        let b = Self::bit(key);
+        self.0[b / 64] |= 1 << (b % 64);
+    }
+    #[inline]
+    pub(super) fn may_hold(&self, value: &[u8]) -> bool {
+        let b = Self::bit(value);
+        self.0[b / 64] & (1 << (b % 64)) != 0
+    }
+}
+
+/// A set of bytes: the first bytes (ASCII case folded) of the literal prefixes of an index.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    pub(super) fn insert(&mut self, b: u8) {
+        let b = b.to_ascii_lowercase();
+        self.0[usize::from(b / 64)] |= 1 << (b % 64);
+    }
+    #[inline]
+    pub(super) fn holds(&self, b: u8) -> bool {
+        let b = b.to_ascii_lowercase();
+        self.0[usize::from(b / 64)] & (1 << (b % 64)) != 0
+    }
+}
+
+pub(super) type FastMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<WordHash>>;
+
+/// A word-at-a-time multiplicative hash (as in rustc's FxHash): keys are short and trusted
+/// (built from the rules), so a simple hash beats SipHash by a wide margin.
+#[derive(Default)]
+pub(super) struct WordHash(u64);
+
+impl WordHash {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    pub(super) fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for WordHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// An index key: an exact (ASCII-folded) value or a prefix of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Key {
+    Exact(String),
+    Prefix(Vec<u8>),
+}
+
+/// Rules indexed by the values of one field.
+#[derive(Debug, Default)]
+pub(super) struct FieldIndex {
+    exact: FastMap<Vec<u32>>,
+    /// The keys of `exact` (see [`KeyFilter`]).
+    filter: KeyFilter,
+    /// Literal prefixes of patterns (ASCII-lowercased), tested one by one: there are few.
+    prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// The first bytes of `prefixes`.
+    prefix_starts: ByteSet,
+}
+
+impl FieldIndex {
+    pub(super) fn add(&mut self, keys: Vec<Key>, rule: u32) {
+        for k in keys {
+            let list = match k {
+                Key::Exact(s) => {
+                    self.filter.insert(s.as_bytes());
+                    self.exact
+                        .entry(s.into_bytes().into_boxed_slice())
+                        .or_default()
+                }
+                Key::Prefix(p) => {
+                    if let Some(&b) = p.first() {
+                        self.prefix_starts.insert(b);
+                    }
+                    let i = match self.prefixes.iter().position(|(q, _)| **q == p[..]) {
+                        Some(i) => i,
+                        None => {
+                            self.prefixes.push((p.into(), Vec::new()));
+                            self.prefixes.len() - 1
+                        }
+                    };
+                    &mut self.prefixes[i].1
+                }
+            };
+            if list.last() != Some(&rule) {
+                list.push(rule);
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Calls `hit` with each list of rules `value` selects; returns how many lists.
+    /// Inlined: most values stop at the two filters, before any call.
+    #[inline]
+    pub(super) fn lookup(&self, value: &str, hit: impl FnMut(&[u32])) -> usize {
+        let exact = self.filter.may_hold(value.as_bytes());
+        let prefix = value
+            .as_bytes()
+            .first()
+            .is_some_and(|&b| self.prefix_starts.holds(b));
+        if exact || prefix {
+            self.lookup_past_filters(value, exact, prefix, hit)
+        } else {
+            0
+        }
+    }
+
+    /// [`FieldIndex::lookup`] for a value one of the filters let through.
+    #[inline(never)]
+    pub(super) fn lookup_past_filters(
+        &self,
+        value: &str,
+        exact: bool,
+        prefix: bool,
+        mut hit: impl FnMut(&[u32]),
+    ) -> usize {
+        let mut lists = 0;
+        if exact {
+            // Most values are short: fold them in a small buffer.
+            let mut small = [0u8; 32];
+            let mut big;
+            let buf: &mut [u8] = if value.len() <= small.len() {
+                &mut small
+            } else {
+                big = [0u8; FOLD_MAX];
+                &mut big
+            };
+            if let Some(key) = fold(value, buf)
+                && let Some(ids) = self.exact.get(key)
+            {
+                lists += 1;
+                hit(ids);
+            }
+        }
+        if prefix {
+            for (p, ids) in &self.prefixes {
+                if value
+                    .as_bytes()
+                    .get(..p.len())
+                    .is_some_and(|v| v.eq_ignore_ascii_case(p))
+                {
+                    lists += 1;
+                    hit(ids);
+                }
+            }
+        }
+        lists
+    }
+}
+
+impl CTest {
+    /// Index keys every value passing this test has one of (see `Node::required_values`).
+    pub(super) fn keys(&self, fold: bool) -> Option<Vec<Key>> {
+        let key = |v: &str| -> Option<Key> {
+            if !fold {
+                return Some(Key::Exact(v.to_owned()));
+            }
+            (v.len() <= FOLD_MAX).then(|| Key::Exact(v.to_ascii_lowercase()))
+        };
+        match self {
+            CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
+            CTest::Glob(Glob::Bytes(g)) if fold => {
+                Some(vec![Key::Prefix(g.literal_prefix()?.to_ascii_lowercase())])
+            }
+            CTest::Glob(Glob::Exact {
+                text,
+                ci: true,
+                ascii: true,
+            }) if fold => Some(vec![key(text)?]),
+            CTest::AnyOf(tests) => {
+                let mut all = Vec::new();
+                for t in tests.iter() {
+                    all.extend(t.keys(fold)?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
+    /// Literals one of which every string passing this test holds (see
+    /// `Node::required_pieces`). A literal without space or NUL lies within one argument, so
+    /// it is found alike in argv joined by spaces or by NUL.
+    pub(super) fn pieces(&self) -> Option<Vec<Vec<u8>>> {
+        let piece = |b: &[u8]| {
+            (!b.is_empty() && !b.iter().any(|c| *c == b' ' || *c == 0))
+                .then(|| b.to_ascii_lowercase())
+        };
+        match self {
+            CTest::Str(Cmp::Eq, v) => Some(vec![piece(v.as_bytes())?]),
+            CTest::Glob(Glob::Bytes(g)) => Some(vec![piece(g.longest_literal())?]),
+            CTest::Glob(Glob::Exact { text, ascii, .. }) if *ascii => {
+                Some(vec![piece(text.as_bytes())?])
+            }
+            CTest::AnyOf(tests) => {
+                let mut all = Vec::new();
+                for t in tests.iter() {
+                    all.extend(t.pieces()?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Node {
+    /// Literals (ASCII-lowercased, without space or NUL) of which `process.command_line` holds
+    /// at least one, ignoring ASCII case, in every match.
+    pub(super) fn required_pieces(&self) -> Option<Vec<Vec<u8>>> {
+        match self {
+            Node::Leaf(l) if l.field == Field::CommandLine => l.test.pieces(),
+            Node::And(kids) => kids.iter().find_map(Node::required_pieces),
+            Node::Or(kids) => {
+                let mut all = Vec::new();
+                for k in kids.iter() {
+                    all.extend(k.required_pieces()?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
+    /// Values of `field` of which every match has at least one: from an `and` child, or the
+    /// union over the branches of an `or`. With `fold`, keys are ASCII-lowercased and
+    /// case-insensitive exact matches (ASCII only) and patterns starting with a literal count too.
+    pub(super) fn required_values(&self, field: Field, fold: bool) -> Option<Vec<Key>> {
+        match self {
+            Node::Leaf(l) if l.field == field => l.test.keys(fold),
+            Node::And(kids) => kids.iter().find_map(|k| k.required_values(field, fold)),
+            Node::Or(kids) => {
+                let mut all = Vec::new();
+                for k in kids.iter() {
+                    all.extend(k.required_values(field, fold)?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a rule is indexed: the values one of which every match of it holds.
+#[derive(Debug)]
+pub(super) enum IndexChoice {
+    Name(Vec<Key>),
+    ParentName(Vec<Key>),
+    Arg(Vec<Key>),
+    Pieces(Vec<Vec<u8>>),
+    /// Nothing is required: tested on every event.
+    Always,
+}
+
+impl IndexChoice {
+    /// The cheapest candidate (see [`IndexChoice::cost`]); on a tie, the first of name,
+    /// parent name, arguments, command line.
+    pub(super) fn best(node: &Node) -> IndexChoice {
+        let candidates = [
+            node.required_values(Field::Name, true)
+                .map(IndexChoice::Name),
+            node.required_values(Field::ParentName, true)
+                .map(IndexChoice::ParentName),
+            node.required_values(Field::Args, true)
+                .map(IndexChoice::Arg),
+            node.required_pieces().map(IndexChoice::Pieces),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .min_by_key(IndexChoice::cost)
+            .unwrap_or(IndexChoice::Always)
+    }
+
+    /// What indexing by these keys is expected to cost, in arbitrary units: the events they
+    /// select, plus the lookup every event pays. There are no statistics at compile time, so
+    /// length stands in for rarity: "sh", "-e" or "-c" occur in many execs, `emond` or
+    /// `add-trusted-cert` in few. A prefix selects more than the same exact value. The name
+    /// is one lookup, the parent's name a process-table probe besides, the arguments one
+    /// lookup each, and each command-line literal a search of the whole command line.
+    pub(super) fn cost(&self) -> u32 {
+        fn by_len(len: usize) -> u32 {
+            match len {
+                0..=2 => 8,
+                3..=4 => 2,
+                _ => 1,
+            }
+        }
+        let keys = |keys: &[Key]| -> u32 {
+            keys.iter()
+                .map(|k| match k {
+                    Key::Exact(s) => by_len(s.len()),
+                    Key::Prefix(p) => 2 * by_len(p.len()),
+                })
+                .sum()
+        };
+        match self {
+            IndexChoice::Name(k) => keys(k),
+            IndexChoice::ParentName(k) => 1 + keys(k),
+            IndexChoice::Arg(k) => 2 + keys(k),
+            IndexChoice::Pieces(p) => p.iter().map(|p| 3 * by_len(p.len())).sum(),
+            IndexChoice::Always => u32::MAX,
+        }
+    }
+}
+
+/// Longest name looked up (ASCII-lowercased on the stack) in the name indexes.
+const FOLD_MAX: usize = 256;
+
+/// `s` ASCII-lowercased into `buf`; `None` when longer than the buffer.
+pub(super) fn fold<'b>(s: &str, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..s.len())?;
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_lowercase();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tree::{Leaf, simplify_and, simplify_or};
+    use super::*;
+    use crate::query::ast::Tok;
+
+    fn is(field: Field, value: &str) -> Node {
+        Node::Leaf(Leaf {
+            field,
+            keyword: true,
+            test: CTest::Str(Cmp::Eq, value.into()),
+            on_joined: false,
+        })
+    }
+
+    fn any_name(names: &[&str]) -> Node {
+        simplify_or(names.iter().map(|n| is(Field::Name, n)).collect())
+    }
+
+    fn exact(keys: &[&str]) -> Vec<Key> {
+        keys.iter().map(|k| Key::Exact((*k).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_rare_parent_beats_a_list_of_common_child_names() {
+        let emond_child = simplify_and(vec![
+            is(Field::ParentName, "emond"),
+            any_name(&["sh", "bash", "zsh", "python", "curl"]),
+        ]);
+        match IndexChoice::best(&emond_child) {
+            IndexChoice::ParentName(keys) => assert_eq!(keys, exact(&["emond"])),
+            other => panic!("indexed by {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_name_wins_a_near_tie_because_it_is_one_lookup() {
+        let seed = simplify_and(vec![
+            is(Field::Name, "kcc"),
+            is(Field::Args, "copy_cred_cache"),
+        ]);
+        match IndexChoice::best(&seed) {
+            IndexChoice::Name(keys) => assert_eq!(keys, exact(&["kcc"])),
+            other => panic!("indexed by {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_short_common_argument_loses_to_a_command_line_literal() {
+        let electron = simplify_and(vec![
+            is(Field::Args, "-e"),
+            Node::Leaf(Leaf {
+                field: Field::CommandLine,
+                keyword: false,
+                test: CTest::Glob(Glob::new(
+                    &[Tok::Star, Tok::Lit("child_process".into()), Tok::Star],
+                    true,
+                )),
+                on_joined: true,
+            }),
+        ]);
+        match IndexChoice::best(&electron) {
+            IndexChoice::Pieces(p) => assert_eq!(p, vec![b"child_process".to_vec()]),
+            other => panic!("indexed by {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_filter_passes_every_key_and_turns_most_other_values_away() {
+        let mut f = KeyFilter::default();
+        let keys = [
+            "kcc",
+            "osascript",
+            "security",
+            "-e",
+            "emond",
+            "login.keychain-db",
+        ];
+        for k in keys {
+            f.insert(k.as_bytes());
+        }
+        for k in keys {
+            assert!(f.may_hold(k.as_bytes()), "{k}");
+            assert!(f.may_hold(k.to_ascii_uppercase().as_bytes()), "{k} folded");
+        }
+        // Values of 1 to 40 bytes with varied first and last bytes.
+        let others = (0..10_000usize).map(|i| {
+            let mut v = vec![b'x'; 1 + i % 40];
+            v[0] = b'a' + (i * 7 % 26) as u8;
+            let last = v.len() - 1;
+            v[last] = b'a' + (i / 40 % 26) as u8;
+            v
+        });
+        let passed = others
+            .filter(|v| !keys.iter().any(|k| k.as_bytes() == &v[..]) && f.may_hold(v))
+            .count();
+        assert!(passed < 100, "{passed} of 10,000 other values passed");
+    }
+}

@@ -1,0 +1,162 @@
+//! The compiled matcher: many typed queries evaluated on one event at once.
+//!
+//! - [`tree`]: a typed query compiled into a tree that reads event fields directly;
+//! - [`index`]: which rules an event must be tested against, from values their matches hold;
+//! - [`eval`]: evaluation of a tree on one event, allocation-free;
+//! - this module: the driver, [`Matcher`], over the rules and their index.
+//!
+//! [`CompiledRule::new`] cannot fail: everything that can (syntax, types, regular
+//! expressions) was settled when the query was built ([`crate::query::build`]).
+
+mod eval;
+mod index;
+mod tree;
+
+use crate::ecs::{EcsEvent, Field, Value};
+use crate::query::ast::Query;
+use crate::query::typing::TypedPred;
+
+use crate::pattern::find_ascii_ci;
+use eval::{SCRATCH, Scratch, args_iter};
+use index::{FieldIndex, IndexChoice};
+use tree::Node;
+
+/// One rule's compiled tree.
+#[derive(Debug)]
+pub struct CompiledRule(Node);
+
+impl CompiledRule {
+    pub fn new(query: &Query<TypedPred>) -> CompiledRule {
+        CompiledRule(tree::compile(query))
+    }
+
+    /// Whether no event the view can produce ever matches (the query needs fields or values
+    /// this host's events do not have).
+    pub fn never_matches(&self) -> bool {
+        matches!(self.0, Node::Const(false))
+    }
+}
+
+/// Many compiled rules with their index.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    rules: Vec<Node>,
+    /// Rules tested on every event.
+    always: Vec<u32>,
+    by_name: FieldIndex,
+    by_parent_name: FieldIndex,
+    /// Rules that need one of some `process.args` elements.
+    by_arg: FieldIndex,
+    /// Rules whose `process.command_line` must hold one of some literals: one search of
+    /// argv per literal selects them.
+    by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
+    needs_scratch: bool,
+}
+
+impl Matcher {
+    /// Compiles every query; a query's index here is what [`Matcher::evaluate`] reports.
+    pub fn new(queries: &[&Query<TypedPred>]) -> Matcher {
+        Matcher::from_rules(queries.iter().map(|q| CompiledRule::new(q)).collect())
+    }
+
+    /// Indexes compiled rules; a rule's index here is what [`Matcher::evaluate`] reports.
+    pub fn from_rules(rules: Vec<CompiledRule>) -> Matcher {
+        let mut m = Matcher {
+            rules: rules.into_iter().map(|r| r.0).collect(),
+            ..Matcher::default()
+        };
+        for (i, node) in m.rules.iter().enumerate() {
+            let i = i as u32;
+            if matches!(node, Node::Const(false)) {
+                continue;
+            }
+            match IndexChoice::best(node) {
+                IndexChoice::Name(keys) => m.by_name.add(keys, i),
+                IndexChoice::ParentName(keys) => m.by_parent_name.add(keys, i),
+                IndexChoice::Arg(keys) => m.by_arg.add(keys, i),
+                IndexChoice::Pieces(pieces) => {
+                    for p in pieces {
+                        match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
+                            Some((_, ids)) => ids.push(i),
+                            None => m.by_piece.push((p.into(), vec![i])),
+                        }
+                    }
+                }
+                IndexChoice::Always => m.always.push(i),
+            }
+        }
+        m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
+        m
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Appends the indices of matching rules to `out` (cleared first), ascending.
+    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        out.clear();
+        if !self.needs_scratch {
+            // Nothing is ever written to it: an empty one allocates nothing.
+            return self.run(ev, &mut Scratch::default(), out);
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => {
+                sc.ready = false;
+                self.run(ev, &mut sc, out);
+            }
+            Err(_) => self.run(ev, &mut Scratch::default(), out),
+        });
+    }
+
+    fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {
+        let test = |i: u32, sc: &mut Scratch, out: &mut Vec<usize>| {
+            if self.rules[i as usize].eval(ev, sc) {
+                out.push(i as usize);
+            }
+        };
+        for &i in &self.always {
+            test(i, sc, out);
+        }
+        let mut lists = usize::from(!out.is_empty());
+        let mut hit = |ids: &[u32]| ids.iter().for_each(|&i| test(i, sc, out));
+        if !self.by_name.is_empty()
+            && let Value::Str(name) = ev.value(Field::Name)
+        {
+            lists += self.by_name.lookup(name, &mut hit);
+        }
+        if !self.by_parent_name.is_empty()
+            && let Value::Str(name) = ev.value(Field::ParentName)
+        {
+            lists += self.by_parent_name.lookup(name, &mut hit);
+        }
+        if !self.by_arg.is_empty()
+            && let Value::Args(args) = ev.value(Field::Args)
+        {
+            for arg in args_iter(args) {
+                // Several arguments can lead to the same rule.
+                lists += 2 * self.by_arg.lookup(arg, &mut hit);
+            }
+        }
+        if !self.by_piece.is_empty()
+            && let Value::Joined(args) = ev.value(Field::CommandLine)
+        {
+            let hay = args.joined().as_bytes();
+            for (piece, ids) in &self.by_piece {
+                if find_ascii_ci(hay, piece).is_some() {
+                    lists += 2;
+                    hit(ids);
+                }
+            }
+        }
+        if lists > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+}

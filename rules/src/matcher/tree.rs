@@ -1,0 +1,248 @@
+//! Rule trees: a typed query compiled into a [`Node`] tree that reads event fields directly.
+//!
+//! Compile time does everything that does not depend on the event: field ids are resolved,
+//! fields with a constant value in the exec view (`event.category`, `event.type`,
+//! `event.action`, `event.kind`) are folded away, fields the view never produces become
+//! `false`, `or`-ed string tests on one field are fused, and children of `and`/`or` are
+//! ordered cheapest first.
+
+use crate::ecs::{Field, FieldKind, Value};
+use crate::pattern::{Glob, Regex};
+use crate::query::ast::{Cmp, Query};
+use crate::query::typing::{Test, TypedPred};
+
+use super::eval::Scratch;
+
+#[derive(Debug)]
+pub(super) enum Node {
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Not(Box<Node>),
+    Leaf(Leaf),
+    Const(bool),
+}
+
+#[derive(Debug)]
+pub(super) struct Leaf {
+    pub(super) field: Field,
+    /// Keyword mapping: values over `ignore_above` are invisible.
+    pub(super) keyword: bool,
+    pub(super) test: CTest,
+    /// `process.command_line` can be tested on the NUL-joined argv as is (see
+    /// [`CTest::joined_equivalent`]), without joining it with spaces first.
+    pub(super) on_joined: bool,
+}
+
+#[derive(Debug)]
+pub(super) enum CTest {
+    Exists,
+    Str(Cmp, Box<str>),
+    Glob(Glob),
+    Regex(Regex),
+    Num(Cmp, f64),
+    Bool(bool),
+    /// Any of several string tests on the same field: an `or` of them, fused so the field is
+    /// read (and argv walked) once.
+    AnyOf(Box<[CTest]>),
+}
+
+/// Compiles one typed query.
+pub(super) fn compile(q: &Query<TypedPred>) -> Node {
+    match q {
+        Query::And(v) => simplify_and(v.iter().map(compile).collect()),
+        Query::Or(v) => simplify_or(v.iter().map(compile).collect()),
+        Query::Not(inner) => match compile(inner) {
+            Node::Const(b) => Node::Const(!b),
+            n => Node::Not(Box::new(n)),
+        },
+        Query::Const(b) => Node::Const(*b),
+        Query::Leaf(p) => compile_leaf(p),
+    }
+}
+
+pub(super) fn compile_leaf(p: &TypedPred) -> Node {
+    let Some(field) = p.field else {
+        // Never produced: absent, so every test is false.
+        return Node::Const(false);
+    };
+    let test = match &p.test {
+        Test::Exists => CTest::Exists,
+        Test::Str(cmp, s) => CTest::Str(*cmp, s.as_str().into()),
+        Test::Pattern { toks, ci } => {
+            let g = Glob::new(toks, *ci);
+            match g.exact() {
+                Some(s) => CTest::Str(Cmp::Eq, s.into()),
+                None => CTest::Glob(g),
+            }
+        }
+        Test::Regex(re) => CTest::Regex(re.clone()),
+        Test::Num(cmp, n) => CTest::Num(*cmp, *n),
+        Test::Bool(b) => CTest::Bool(*b),
+    };
+    let leaf = Leaf {
+        field,
+        keyword: p.kind == FieldKind::Keyword,
+        on_joined: test.joined_equivalent(),
+        test,
+    };
+    // Fields with one value for every exec event are decided now.
+    if matches!(
+        field,
+        Field::EventCategory | Field::EventType | Field::EventAction | Field::EventKind
+    ) {
+        let value = match field {
+            Field::EventCategory => "process",
+            Field::EventType => "start",
+            Field::EventAction => "exec",
+            _ => "event",
+        };
+        let mut sc = Scratch::default();
+        return Node::Const(leaf.test_value(&Value::Str(value), &mut sc, None));
+    }
+    Node::Leaf(leaf)
+}
+
+pub(super) fn simplify_and(kids: Vec<Node>) -> Node {
+    let mut out = Vec::new();
+    for k in kids {
+        match k {
+            Node::Const(true) => {}
+            Node::Const(false) => return Node::Const(false),
+            Node::And(inner) => out.extend(inner.into_vec()),
+            k => out.push(k),
+        }
+    }
+    out.sort_by_key(cost);
+    match out.len() {
+        0 => Node::Const(true),
+        1 => out.pop().unwrap_or(Node::Const(true)),
+        _ => Node::And(out.into()),
+    }
+}
+
+pub(super) fn simplify_or(kids: Vec<Node>) -> Node {
+    let mut out = Vec::new();
+    for k in kids {
+        match k {
+            Node::Const(false) => {}
+            Node::Const(true) => return Node::Const(true),
+            Node::Or(inner) => out.extend(inner.into_vec()),
+            k => out.push(k),
+        }
+    }
+    let mut out = fuse_leaves(out);
+    out.sort_by_key(cost);
+    match out.len() {
+        0 => Node::Const(false),
+        1 => out.pop().unwrap_or(Node::Const(false)),
+        _ => Node::Or(out.into()),
+    }
+}
+
+/// A rough evaluation cost, to test cheap and selective leaves first.
+pub(super) fn cost(n: &Node) -> u32 {
+    match n {
+        Node::Const(_) => 0,
+        // A negated test rarely rejects: try it after the selective ones.
+        Node::Not(inner) => cost(inner) * 3,
+        Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
+        Node::Leaf(l) => {
+            let field = match l.field {
+                Field::Name => 2,
+                // Rarely selective: nearly every event has the one value rules ask for.
+                Field::HostOsType => 6,
+                Field::Args | Field::ParentArgs => 8,
+                // Parents and effective parents cost a process-table probe.
+                Field::ParentExecutable
+                | Field::ParentPid
+                | Field::ParentSignatureExists
+                | Field::ParentSignatureTrusted
+                | Field::ParentArgsCount
+                | Field::ParentName
+                | Field::ParentCommandLine
+                | Field::ParentSigningId
+                | Field::ParentTeamId
+                | Field::EffectiveExecutable
+                | Field::EffectiveName => 5,
+                Field::CommandLine => 12,
+                Field::UserName => 30,
+                f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
+                _ => 3,
+            };
+            field * l.test.cost()
+        }
+    }
+}
+
+/// Fuses `or`-ed string leaves on the same field into one [`CTest::AnyOf`] leaf.
+pub(super) fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        if let Node::Leaf(leaf) = n {
+            if leaf.test.is_string_test()
+                && let Some(Node::Leaf(prev)) = out.iter_mut().find(|o| {
+                    matches!(o, Node::Leaf(p) if p.field == leaf.field && p.keyword == leaf.keyword && p.test.is_string_test())
+                })
+            {
+                let earlier = std::mem::replace(&mut prev.test, CTest::Exists);
+                let mut tests = match earlier {
+                    CTest::AnyOf(t) => t.into_vec(),
+                    t => vec![t],
+                };
+                tests.push(leaf.test);
+                tests.sort_by_key(CTest::cost);
+                prev.test = CTest::AnyOf(tests.into());
+                prev.on_joined = prev.test.joined_equivalent();
+                continue;
+            }
+            out.push(Node::Leaf(leaf));
+        } else {
+            out.push(n);
+        }
+    }
+    out
+}
+
+impl CTest {
+    /// True when the test answers the same on argv joined by NUL as on argv joined by spaces:
+    /// no literal holds a space or NUL (a `?` or `*` matches either alike), and no ordering or
+    /// regular expression is involved.
+    pub(super) fn joined_equivalent(&self) -> bool {
+        match self {
+            CTest::Exists => true,
+            CTest::Str(Cmp::Eq, v) => !v.bytes().any(|b| b == b' ' || b == 0),
+            CTest::Glob(g) => !g.has_space_or_nul(),
+            CTest::AnyOf(tests) => tests.iter().all(CTest::joined_equivalent),
+            _ => false,
+        }
+    }
+
+    pub(super) fn is_string_test(&self) -> bool {
+        matches!(
+            self,
+            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_)
+        )
+    }
+
+    pub(super) fn cost(&self) -> u32 {
+        match self {
+            CTest::Exists | CTest::Num(..) | CTest::Bool(_) | CTest::Str(..) => 1,
+            CTest::Glob(Glob::Chars { .. }) => 4,
+            CTest::Glob(_) => 2,
+            CTest::Regex(_) => 25,
+            CTest::AnyOf(tests) => tests.iter().map(CTest::cost).sum(),
+        }
+    }
+}
+
+impl Node {
+    /// Whether evaluating this node can join `process.command_line` into the scratch buffer.
+    pub(super) fn needs_scratch(&self) -> bool {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter().any(Node::needs_scratch),
+            Node::Not(n) => n.needs_scratch(),
+            Node::Const(_) => false,
+            Node::Leaf(l) => l.field == Field::CommandLine && !l.on_joined,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! What is kept of a rule besides its query.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the agent keeps of a rule: everything an alert and the scheduler need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleMeta {
+    pub rule_id: String,
+    pub name: String,
+    pub version: Option<u32>,
+    pub severity: String,
+    pub risk_score: u32,
+    pub rule_type: String,
+    pub language: String,
+    /// Look-back of the rule as Elastic schedules it (`now-9m`); kept for the alert.
+    pub from: String,
+    /// The window `max_signals` applies to.
+    pub interval: Duration,
+    /// Most alerts per rule per `interval` (0 = no cap).
+    pub max_signals: u32,
+    /// `[[rule.threat]]` as JSON, copied into alerts.
+    pub threat: serde_json::Value,
+    pub tags: Vec<String>,
+    pub description: String,
+    pub query: String,
+    /// The file the rule came from.
+    pub source: PathBuf,
+}
