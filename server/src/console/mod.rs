@@ -88,10 +88,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
             format!("cross-site request refused: {why}"),
         )
     };
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return Err(forbidden(&format!("Sec-Fetch-Site is {site}")));
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(forbidden(&format!("Sec-Fetch-Site is {site}")));
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = headers
@@ -106,7 +106,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn form_value<'a>(body: &'a str, name: &str) -> Option<String> {
+fn form_value(body: &str, name: &str) -> Option<String> {
     body.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (k == name).then(|| percent_decode(v))
