@@ -76,8 +76,14 @@ fn load_config(config: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
-    let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes)
-        .map_err(|err| fail(RUNTIME_FAILURE, format_args!("cannot open the ring: {err}")))?;
+    let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes).map_err(|err| {
+        // A ring directory others could change is the deployment's to fix: exit 2.
+        let code = match err {
+            nightjar_proto::shm_ring::RingError::Untrusted { .. } => USAGE_ERROR,
+            _ => RUNTIME_FAILURE,
+        };
+        fail(code, format_args!("cannot open the ring: {err}"))
+    })?;
     Ok(Publisher::new(ring))
 }
 

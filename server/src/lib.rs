@@ -8,12 +8,16 @@
 //! - [`ingest`] parses, verifies and commits upload batches;
 //! - [`hosts`], [`alerts`], [`integrity`] hold the fleet's data as the CLI and API read it;
 //! - [`secret`] makes tokens, [`policy_key`] keeps the policy signing key, [`time`] formats times;
+//! - [`console`] serves the analyst console (embedded page, sessions, security headers);
+//! - [`export`] writes Elasticsearch `_bulk` NDJSON;
 //! - [`cli`] is the command line.
 
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
+pub mod export;
 pub mod hosts;
 pub mod http;
 pub mod ingest;
