@@ -6,7 +6,7 @@ use nightjar_proto::event::Event;
 use serde_json::{Map, Value};
 
 use super::reader::Detector;
-use crate::alert::{alert_uuid, build_alert};
+use crate::alert::{MatchKind, alert_uuid, build_alert};
 use crate::process_table::ProcessTable;
 use nightjar_rules::RuleSet;
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
@@ -62,6 +62,11 @@ impl Detector for RuleDetector {
         suppressed: u64,
     ) -> Map<String, Value> {
         let ecs = EcsEvent::of(ev, &self.table, &self.host);
+        let how = if self.rules.is_certain(rule, &ecs) {
+            MatchKind::Exact
+        } else {
+            MatchKind::ArgvTruncated
+        };
         build_alert(
             &self.rules.rules()[rule],
             ev,
@@ -69,6 +74,7 @@ impl Detector for RuleDetector {
             &self.host.id,
             time_ns,
             suppressed,
+            how,
         )
     }
 }

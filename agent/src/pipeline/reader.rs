@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use nightjar_proto::Record;
 use nightjar_proto::codec;
-use nightjar_proto::event::{Event, FLAG_SNAPSHOT};
+use nightjar_proto::event::{Event, FLAG_BLOCKED, FLAG_SNAPSHOT};
 use serde_json::{Map, Value};
 
 use super::status::{LiveStatus, now_ns};
@@ -345,13 +345,16 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             };
             match codec::decode(bytes).map(Record::into_event_or) {
                 Ok(Ok(ev)) => {
+                    if ev.meta().flags & FLAG_BLOCKED != 0 {
+                        self.alerter.status.add_blocked(1);
+                    }
                     // Counted once handled, so a `status` that shows an event received also
                     // shows its alerts stored; an event whose alert could not be stored is
                     // read again after recovery and counted then.
                     self.alerter.on_event(&ev)?;
                     self.alerter.status.add_received(1);
                 }
-                Ok(Err(other)) => on_report(other),
+                Ok(Err(other)) => on_report(other, &self.alerter.status),
                 Err(e) => {
                     self.alerter.status.add_dropped(1);
                     tracing::warn!("ring: record at {end} refused: {e}");
@@ -486,7 +489,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
 }
 
 /// A record that is no event: the sensor's reports of loss and of filtered events.
-fn on_report(record: Record<'_>) {
+fn on_report(record: Record<'_>, status: &LiveStatus) {
     match record {
         Record::Loss(loss) => tracing::warn!(
             source = loss.source.as_str(),
@@ -494,11 +497,14 @@ fn on_report(record: Record<'_>) {
             count = loss.count,
             "sensor reports events lost before the ring"
         ),
-        Record::Filtered(f) => tracing::debug!(
-            kind = f.kind.as_str(),
-            count = f.count,
-            "sensor filters report events no rule can match"
-        ),
+        Record::Filtered(f) => {
+            status.add_filtered(f.count);
+            tracing::debug!(
+                kind = f.kind.as_str(),
+                count = f.count,
+                "sensor filters report events no rule can match"
+            )
+        }
         _ => {}
     }
 }

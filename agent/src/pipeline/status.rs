@@ -13,6 +13,9 @@ pub struct LiveStatus {
     events_received: AtomicU64,
     events_dropped: AtomicU64,
     alerts_suppressed: AtomicU64,
+    events_filtered: AtomicU64,
+    exec_blocked: AtomicU64,
+    block_failed_open: AtomicU64,
     sensor_connected: AtomicBool,
     ring_generation: AtomicU64,
     ring_resyncs: AtomicU64,
@@ -27,6 +30,9 @@ impl LiveStatus {
             events_received: AtomicU64::new(saved.events_received),
             events_dropped: AtomicU64::new(saved.events_dropped),
             alerts_suppressed: AtomicU64::new(saved.alerts_suppressed),
+            events_filtered: AtomicU64::new(saved.events_filtered),
+            exec_blocked: AtomicU64::new(saved.exec_blocked),
+            block_failed_open: AtomicU64::new(saved.block_failed_open),
             ..LiveStatus::default()
         }
     }
@@ -44,6 +50,21 @@ impl LiveStatus {
     /// A match over its rule's `max_signals` was not stored.
     pub fn add_suppressed(&self, n: u64) {
         self.alerts_suppressed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sensor's filters left out `n` events (reported in the ring).
+    pub fn add_filtered(&self, n: u64) {
+        self.events_filtered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An exec the sensor blocked was read.
+    pub fn add_blocked(&self, n: u64) {
+        self.exec_blocked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sensor let `n` execs through that a blocking rule might have stopped.
+    pub fn add_block_failed_open(&self, n: u64) {
+        self.block_failed_open.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Whether the process holding the ring's producer side is alive.
@@ -108,6 +129,9 @@ impl LiveStatus {
             events_received: self.events_received.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             alerts_suppressed: self.alerts_suppressed.load(Ordering::Relaxed),
+            events_filtered: self.events_filtered.load(Ordering::Relaxed),
+            exec_blocked: self.exec_blocked.load(Ordering::Relaxed),
+            block_failed_open: self.block_failed_open.load(Ordering::Relaxed),
             ..Counters::default()
         }
     }
@@ -121,6 +145,12 @@ impl LiveStatus {
             .store(saved.events_dropped, Ordering::Relaxed);
         self.alerts_suppressed
             .store(saved.alerts_suppressed, Ordering::Relaxed);
+        self.events_filtered
+            .store(saved.events_filtered, Ordering::Relaxed);
+        self.exec_blocked
+            .store(saved.exec_blocked, Ordering::Relaxed);
+        self.block_failed_open
+            .store(saved.block_failed_open, Ordering::Relaxed);
     }
 }
 

@@ -90,7 +90,11 @@ impl Sealer {
             event_seq,
         } = unsealed;
         let seq = head.seq + 1;
-        let mut nightjar = Map::new();
+        // The alert's own `nightjar` fields (action, match) are kept; the chain's are added.
+        let mut nightjar = match alert.remove("nightjar") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
         nightjar.insert("seq".into(), seq.into());
         nightjar.insert("prev".into(), hex(&head.hash).into());
         nightjar.insert("event_seq".into(), event_seq.into());
@@ -169,6 +173,23 @@ mod tests {
         assert_eq!(d1["nightjar"]["host_id"], "host-1");
         assert_eq!(d2["nightjar"]["seq"], 2);
         assert_eq!(d2["nightjar"]["prev"], hex(&payload_hash(&p1)));
+    }
+
+    #[test]
+    fn the_alerts_own_nightjar_fields_are_kept_and_the_chain_added() {
+        let (_t, mut s) = sealer();
+        let mut u = unsealed(1);
+        u.alert.insert(
+            "nightjar".into(),
+            serde_json::json!({"action": "blocked", "match": "exact"}),
+        );
+        let sealed = s.seal(&ChainHead::GENESIS, u).unwrap();
+        let (_, p) = open_envelope(&sealed.envelope).unwrap();
+        let d: Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(d["nightjar"]["action"], "blocked");
+        assert_eq!(d["nightjar"]["match"], "exact");
+        assert_eq!(d["nightjar"]["seq"], 1);
+        assert_eq!(d["nightjar"]["host_id"], "host-1");
     }
 
     #[test]

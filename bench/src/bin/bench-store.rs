@@ -29,7 +29,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use nightjar_agent::alert::{alert_uuid, build_alert};
+use nightjar_agent::alert::{MatchKind, alert_uuid, build_alert};
 use nightjar_agent::process_table::ProcessTable;
 use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
 use nightjar_agent::store::{PRUNE_BATCH, Store};
@@ -184,7 +184,15 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
         let t0 = Instant::now();
         let ecs = EcsEvent::of(ev, &table, &host);
         let meta = ev.meta();
-        let doc = build_alert(rule, ev, &ecs, "bench-host", meta.time_ns, 0);
+        let doc = build_alert(
+            rule,
+            ev,
+            &ecs,
+            "bench-host",
+            meta.time_ns,
+            0,
+            MatchKind::Exact,
+        );
         let unsealed = Unsealed {
             alert: doc,
             uuid: alert_uuid("bench-host", &rule.rule_id, ev),
