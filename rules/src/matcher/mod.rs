@@ -35,6 +35,21 @@ impl CompiledRule {
     pub fn never_matches(&self) -> bool {
         matches!(self.0, Node::Const(false))
     }
+
+    /// Whether `ev` matches this one tree (exception items are evaluated this way, once a
+    /// rule has matched). Allocation-free, like [`Matcher::evaluate`].
+    pub fn matches(&self, ev: &EcsEvent<'_>) -> bool {
+        if !self.0.needs_scratch() {
+            return self.0.eval(ev, &mut Scratch::default());
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => {
+                sc.ready = false;
+                self.0.eval(ev, &mut sc)
+            }
+            Err(_) => self.0.eval(ev, &mut Scratch::default()),
+        })
+    }
 }
 
 /// Many compiled rules with their index.
