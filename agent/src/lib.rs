@@ -8,6 +8,7 @@
 //! - [`host`]: this machine as the rule engine sees it (host id, account names);
 //! - [`alert`]: the alert document built from a match;
 //! - [`config`]: the TOML config and its defaults;
+//! - [`state_dir`]: the checked, root-only state directory;
 //! - [`store`], [`sign`]: durable alert storage, host key, DSSE signing and the hash chain;
 //! - [`upload`]: delivery of signed alerts to the collector;
 //! - [`fleet`]: enrolment, signed requests and heartbeats with the central server;
@@ -27,5 +28,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod process_table;
 pub mod sign;
+pub mod state_dir;
 pub mod store;
 pub mod upload;

@@ -8,8 +8,7 @@ use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
 use nightjar_agent::store::Store;
 use serde_json::{Value, json};
 
-mod sled_support;
-use sled_support::open_raw;
+mod log_support;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nightjar-agent");
 
@@ -66,6 +65,8 @@ fn populated(n: u64) -> (tempfile::TempDir, PathBuf) {
         let sealed = sealer.seal(&store.head().unwrap(), unsealed).unwrap();
         store.append(&sealed).unwrap();
     }
+    store.commit_marked(|h| sealer.mark(h)).unwrap();
+    store.flush().unwrap();
     (tmp, config_path)
 }
 
@@ -148,28 +149,11 @@ fn commands_read_the_store_when_no_agent_runs() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-/// Rewrites the envelope stored under `seq` with `edit`.
-fn edit_stored(config: &Path, seq: u64, edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>) {
-    let db = open_raw(&store_dir(config));
-    let alerts = db.open_tree("alerts").unwrap();
-    let key = seq.to_be_bytes();
-    let old = alerts.get(key).unwrap().unwrap().to_vec();
-    match edit(old) {
-        Some(new) => alerts.insert(key, new).unwrap(),
-        None => alerts.remove(key).unwrap(),
-    };
-    db.flush().unwrap();
-}
-
 #[test]
 fn verify_names_the_first_tampered_seq() {
     let (_tmp, cfg) = populated(5);
-    edit_stored(&cfg, 3, |mut env| {
-        // One byte inside the base64 payload.
-        let at = 20;
-        env[at] = if env[at] == b'A' { b'B' } else { b'A' };
-        Some(env)
-    });
+    // One byte inside the stored envelope.
+    log_support::flip_in_record(&store_dir(&cfg), 3, 40);
     let out = agent(&["verify"], &cfg);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("seq 3"), "{}", text(&out));
@@ -178,7 +162,7 @@ fn verify_names_the_first_tampered_seq() {
 #[test]
 fn verify_names_a_deleted_seq() {
     let (_tmp, cfg) = populated(5);
-    edit_stored(&cfg, 2, |_| None);
+    log_support::cut_record(&store_dir(&cfg), 2);
     let out = agent(&["verify"], &cfg);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("seq 2"), "{}", text(&out));
@@ -187,15 +171,7 @@ fn verify_names_a_deleted_seq() {
 #[test]
 fn verify_names_a_reordered_seq() {
     let (_tmp, cfg) = populated(5);
-    let db = open_raw(&store_dir(&cfg));
-    let alerts = db.open_tree("alerts").unwrap();
-    let a = alerts.get(4u64.to_be_bytes()).unwrap().unwrap();
-    let b = alerts.get(5u64.to_be_bytes()).unwrap().unwrap();
-    alerts.insert(4u64.to_be_bytes(), b).unwrap();
-    alerts.insert(5u64.to_be_bytes(), a).unwrap();
-    db.flush().unwrap();
-    drop(alerts);
-    drop(db);
+    log_support::swap_records(&store_dir(&cfg), 4, 5);
     let out = agent(&["verify"], &cfg);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("seq 4"), "{}", text(&out));

@@ -53,6 +53,7 @@ fn serve(alerts: u64) -> Served {
             .insert(&sealer.seal(&store.head().unwrap(), unsealed).unwrap())
             .unwrap();
     }
+    store.commit_marked(|h| sealer.mark(h)).unwrap();
     store.flush().unwrap();
     let server = ControlServer::start(
         &config.control_socket(),

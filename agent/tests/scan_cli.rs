@@ -227,8 +227,10 @@ fn scan_applies_kibana_exception_exports() {
     );
 }
 
+/// Like `nightjar-sensor replay`: a bad line is reported and skipped, the scan goes on, and
+/// the exit code says that some lines did not decode (1, with a summary).
 #[test]
-fn malformed_lines_are_reported_and_skipped() {
+fn malformed_lines_are_reported_skipped_and_exit_1() {
     let sample = std::fs::read_to_string(shared("fixtures/eslogger/kcc-sample.ndjson")).unwrap();
     let mut lines: Vec<&str> = sample.lines().collect();
     lines.insert(1, "{not json");
@@ -238,10 +240,11 @@ fn malformed_lines_are_reported_and_skipped() {
         &["scan", "--format", "eslogger", "-"],
         Some(input.as_bytes()),
     );
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("<stdin>:2: "), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("1 lines did not decode"), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
     assert_eq!(pids(&alerts(&out)), vec![702, 704]);
 }
 

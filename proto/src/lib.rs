@@ -10,6 +10,8 @@
 //! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
 //! - [`config`]: `nightjar.toml`, the one schema both binaries read;
 //! - [`text`]: platform bytes as text without allocating;
+//! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
+//!   them (the agent's state directory and the ring's directory).
 //! - [`filter`]: which file events some loaded rule can match.
 
 pub mod codec;
@@ -23,6 +25,7 @@ pub mod fleet;
 pub mod ndjson;
 pub mod shm_ring;
 pub mod text;
+pub mod trusted_dir;
 #[cfg(feature = "crypto")]
 pub mod verify;
 

@@ -389,6 +389,48 @@ fn ring_files_are_private() {
     assert_eq!(mode(&loose), 0o600);
 }
 
+/// A ring found with a wider mode, or with a second name, is replaced by a fresh file, not
+/// repaired: a descriptor opened while it was exposed, or the other name, then reaches only
+/// the old file, never what the agent reads.
+#[test]
+fn an_exposed_ring_is_rebuilt_not_repaired() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    let dir = ring_support::ring_dir();
+    let path = dir.path().join("events.ring");
+    drop(Producer::open(&path, MIB).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // What an attacker keeps open while the file is 0666.
+    let mut held = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let old_ino = std::fs::metadata(&path).unwrap().ino();
+    let mut c = Consumer::open(&path, MIB).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_ne!(meta.ino(), old_ino, "the exposed file was replaced");
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!(meta.nlink(), 1);
+    let mut p = Producer::open(&path, MIB).unwrap();
+    // The held descriptor scribbles over the whole old file: the ring does not see it.
+    held.seek(SeekFrom::Start(0)).unwrap();
+    held.write_all(&vec![0x5a; 4096 + 4096]).unwrap();
+    for i in 0..10u64 {
+        push_retrying(&mut p, i);
+    }
+    p.flush();
+    assert_eq!(drain(&mut c).unwrap(), (0..10).collect::<Vec<_>>());
+    assert_eq!(c.stats().resyncs, 0);
+    drop((c, p));
+
+    // A second name made for the ring (hard link): replaced as well.
+    let other = dir.path().join("elsewhere");
+    std::fs::hard_link(&path, &other).unwrap();
+    let _c = Consumer::open(&path, MIB).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 1);
+    assert_ne!(
+        std::fs::metadata(&path).unwrap().ino(),
+        std::fs::metadata(&other).unwrap().ino()
+    );
+}
+
 #[test]
 fn a_ring_owned_by_another_user_is_refused() {
     let dir = ring_support::ring_dir();

@@ -70,8 +70,14 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 
 fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
     let config = Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
-    let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes)
-        .map_err(|err| fail(RUNTIME_FAILURE, format_args!("cannot open the ring: {err}")))?;
+    let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes).map_err(|err| {
+        // A ring directory others could change is the deployment's to fix: exit 2.
+        let code = match err {
+            nightjar_proto::shm_ring::RingError::Untrusted { .. } => USAGE_ERROR,
+            _ => RUNTIME_FAILURE,
+        };
+        fail(code, format_args!("cannot open the ring: {err}"))
+    })?;
     Ok(Publisher::new(ring))
 }
 

@@ -10,12 +10,16 @@
 //! - [`policy`] builds, signs, stores and lists fleet policies (compiled with the agent's
 //!   own rule engine before they are signed);
 //! - [`secret`] makes tokens, [`policy_key`] keeps the policy signing key, [`time`] formats times;
+//! - [`console`] serves the analyst console (embedded page, sessions, security headers);
+//! - [`export`] writes Elasticsearch `_bulk` NDJSON;
 //! - [`cli`] is the command line.
 
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
+pub mod export;
 pub mod hosts;
 pub mod http;
 pub mod ingest;

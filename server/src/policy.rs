@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use deadpool_postgres::{GenericClient, Pool};
 use nightjar_proto::dsse::{Envelope, POLICY_PAYLOAD_TYPE, Signature, pae};
-use nightjar_proto::verify::{hex, key_id, open_envelope, sha256};
+use nightjar_proto::verify::key_id;
 use nightjar_rules::policy::Policy;
 use serde_json::{Value, json};
 
@@ -32,34 +32,18 @@ pub struct PolicyVersion {
     pub rules: i32,
     /// Exception items it carries.
     pub exceptions: i32,
-    /// Whether the built-in rule is on.
-    pub builtin: bool,
+    /// Whether the built-in rule is on (`None`: a row stored without its summary).
+    pub builtin: Option<bool>,
     /// Rule ids that block.
-    pub block: Vec<String>,
+    pub block: Option<Value>,
     /// The signing key's id.
-    pub key_id: String,
+    pub key_id: Option<String>,
     /// Lowercase hex SHA-256 of the envelope as stored and served.
     pub sha256: String,
-    pub envelope_bytes: usize,
+    pub envelope_bytes: i32,
 }
 
 impl PolicyVersion {
-    fn from_row(row: &tokio_postgres::Row) -> PolicyVersion {
-        let envelope: Vec<u8> = row.get(4);
-        let (key_id, builtin, block) = describe(&envelope);
-        PolicyVersion {
-            version: row.get(0),
-            published_at: row.get(1),
-            rules: row.get(2),
-            exceptions: row.get(3),
-            builtin,
-            block,
-            key_id,
-            sha256: hex(&sha256(&envelope)),
-            envelope_bytes: envelope.len(),
-        }
-    }
-
     pub fn to_json(&self) -> Value {
         json!({
             "version": self.version,
@@ -75,23 +59,8 @@ impl PolicyVersion {
     }
 }
 
-/// What a stored envelope says of itself (it was signed here, so it is trusted to parse).
-fn describe(envelope: &[u8]) -> (String, bool, Vec<String>) {
-    let Ok((env, payload)) = open_envelope(envelope) else {
-        return (String::new(), false, Vec::new());
-    };
-    let keyid = env
-        .signatures
-        .first()
-        .map(|s| s.keyid.clone())
-        .unwrap_or_default();
-    match Policy::from_payload(&payload) {
-        Ok(p) => (keyid, p.builtin, p.block),
-        Err(_) => (keyid, false, Vec::new()),
-    }
-}
-
 /// Published versions, newest first: up to `limit` below `before` (a version) when given.
+/// Reads no envelope (the digest and size are computed by PostgreSQL).
 pub async fn list(
     client: &impl GenericClient,
     before: Option<i64>,
@@ -99,13 +68,28 @@ pub async fn list(
 ) -> Result<Vec<PolicyVersion>, DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT version, published_at, rules, exceptions, envelope FROM policies
+            "SELECT version, published_at, rules, exceptions, builtin, block, key_id,
+                    encode(sha256(envelope), 'hex'), octet_length(envelope)
+             FROM policies
              WHERE $1::bigint IS NULL OR version < $1
              ORDER BY version DESC LIMIT $2",
         )
         .await?;
     let rows = client.query(&stmt, &[&before, &limit]).await?;
-    Ok(rows.iter().map(PolicyVersion::from_row).collect())
+    Ok(rows
+        .iter()
+        .map(|r| PolicyVersion {
+            version: r.get(0),
+            published_at: r.get(1),
+            rules: r.get(2),
+            exceptions: r.get(3),
+            builtin: r.get(4),
+            block: r.get(5),
+            key_id: r.get(6),
+            sha256: r.get(7),
+            envelope_bytes: r.get(8),
+        })
+        .collect())
 }
 
 /// The newest version and its envelope, if any was published.
@@ -158,10 +142,20 @@ pub async fn publish(
     let envelope = sign(key, &policy);
     let rules = i32::try_from(policy.rules.len()).unwrap_or(i32::MAX);
     let exceptions = i32::try_from(exception_items).unwrap_or(i32::MAX);
+    let block = json!(policy.block);
     tx.execute(
-        "INSERT INTO policies (version, published_at, rules, exceptions, envelope)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&next, &now, &rules, &exceptions, &envelope],
+        "INSERT INTO policies (version, published_at, rules, exceptions, envelope, builtin, \
+         block, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &next,
+            &now,
+            &rules,
+            &exceptions,
+            &envelope,
+            &policy.builtin,
+            &block,
+            &key_id(key.public_key()),
+        ],
     )
     .await?;
     tx.commit().await?;

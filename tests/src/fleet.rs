@@ -122,7 +122,11 @@ impl Server {
 
     /// The name of the server's database.
     pub fn db_name(&self) -> String {
-        self.db_url.rsplit('/').next().unwrap_or_default().to_string()
+        self.db_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 
     fn spawn(db_url: &str, config: PathBuf, dir: tempfile::TempDir) -> Server {

@@ -193,3 +193,111 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A local user without privileges, created for one test (`useradd`) and removed at drop:
+/// the attacker of the hardening tests. Needs root; under CI a missing capability fails.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// `None` when not root outside CI (the caller then says the test did not run).
+    pub fn create() -> Option<TestUser> {
+        if !is_root() {
+            assert!(!in_ci(), "CI runs as root: the attack tests must run");
+            eprintln!("this test needs root to create an unprivileged user; not run");
+            return None;
+        }
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "njx{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = run(Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+            ])
+            .arg(&name));
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = |flag: &str| -> u32 {
+            let out = run(Command::new("id").arg(flag).arg(&name));
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("id {flag} {name}"))
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        assert_ne!(uid, 0);
+        Some(TestUser { name, uid, gid })
+    }
+
+    /// A command run as this user (no supplementary groups).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.uid(self.uid)
+            .gid(self.gid)
+            .env_remove("NIGHTJAR_CONFIG");
+        cmd
+    }
+
+    /// Runs `script` with `sh -c` as this user; it must succeed.
+    pub fn sh(&self, script: &str) -> Output {
+        let out = run(self.command("sh").arg("-c").arg(script).current_dir("/"));
+        assert!(
+            out.status.success(),
+            "as {}: {script}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Its processes were started by the test and are gone by now.
+        let _ = run(Command::new("userdel").arg(&self.name));
+    }
+}
+
+/// A fresh directory under `/tmp` (root-owned, sticky: where an unprivileged user can create
+/// entries of their own), removed at drop.
+pub struct TmpArea {
+    pub path: PathBuf,
+}
+
+impl TmpArea {
+    pub fn new(tag: &str) -> TmpArea {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = PathBuf::from(format!(
+            "/tmp/nightjar-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        TmpArea { path }
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for TmpArea {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -135,16 +135,23 @@ fn replayed_fixture_alerts_for_702_and_704_only_and_verifies() {
     assert!(text.contains("seq 2"), "{text}");
 }
 
-/// Flips one byte inside the base64 payload of the alert stored under seq 2.
+/// Flips one byte inside the base64 payload of the alert stored under seq 2, in the
+/// agent's envelope log.
 fn tamper_second_alert(db: &Path) {
-    let db = sled::open(db).expect("open the store");
-    let alerts = db.open_tree("alerts").expect("alerts tree");
-    let key = 2u64.to_be_bytes();
-    let mut env = alerts.get(key).expect("read").expect("alert 2").to_vec();
-    let at = b"{\"payload\":\"".len() + 10;
-    env[at] = if env[at] == b'A' { b'B' } else { b'A' };
-    alerts.insert(key, env).expect("write");
-    db.flush().expect("flush");
+    use nightjar_agent::store::log::{record_spans, segment_files};
+    for seg in segment_files(db).expect("list the log") {
+        for (seq, at, _) in record_spans(&seg).expect("read the segment") {
+            if seq == 2 {
+                let mut bytes = std::fs::read(&seg).expect("read");
+                // Past the 72-byte header and the 36-byte uuid, inside the envelope.
+                let i = at as usize + 72 + 36 + b"{\"payload\":\"".len() + 10;
+                bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                std::fs::write(&seg, bytes).expect("write");
+                return;
+            }
+        }
+    }
+    panic!("alert 2 is not in the log");
 }
 
 #[test]

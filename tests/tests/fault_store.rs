@@ -1,5 +1,6 @@
-//! The alert store under attack and under pressure: an alert altered or deleted behind the
-//! agent's back makes `verify` exit 1 naming that seq (with and without a running agent),
+//! The alert store under attack and under pressure: an alert altered or deleted in the
+//! envelope log behind the agent's back makes `verify` exit 1 naming that seq (with and
+//! without a running agent),
 //! and a full disk stalls alerting loudly without releasing the ring past the alerts it
 //! could not store, so that with room again every alert appears, none lost, none doubled.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use nightjar_agent::store::log::{record_spans, segment_files};
 use nightjar_tests::agent_cli::{counter, verify};
 use nightjar_tests::harness::{ChildGuard, TempState, in_ci, is_root, run, wait_for};
 use nightjar_tests::pipeline::{
@@ -38,18 +40,26 @@ fn store_with_alerts(st: &TempState) -> PathBuf {
     cfg
 }
 
-/// Opens the agent's sled database directly (the agent is stopped) and edits its alert tree.
-fn edit_alerts(st: &TempState, edit: impl FnOnce(&sled::Tree)) {
-    // No background flusher: dropping the handle then releases sled's lock at once, so the
-    // CLI that runs next is not refused.
-    let db = sled::Config::new()
-        .path(st.state_dir().join("alerts.sled"))
-        .flush_every_ms(None)
-        .open()
-        .expect("open the agent's store");
-    let alerts = db.open_tree("alerts").expect("alerts tree");
-    edit(&alerts);
-    db.flush().expect("flush the edit");
+/// The span (segment file, offset, length) of alert `seq` in the agent's envelope log.
+fn record_of(st: &TempState, seq: u64) -> (PathBuf, usize, usize) {
+    let db = st.state_dir().join("alerts.sled");
+    for seg in segment_files(&db).expect("list the log") {
+        for (s, at, len) in record_spans(&seg).expect("read a segment") {
+            if s == seq {
+                return (seg, at as usize, len as usize);
+            }
+        }
+    }
+    panic!("no stored alert of seq {seq}");
+}
+
+/// Rewrites the agent's log file holding alert `seq` (the agent is stopped): `edit` gets the
+/// file's bytes and the record's span.
+fn edit_log(st: &TempState, seq: u64, edit: impl FnOnce(&mut Vec<u8>, usize, usize)) {
+    let (seg, at, len) = record_of(st, seq);
+    let mut bytes = std::fs::read(&seg).expect("read the segment");
+    edit(&mut bytes, at, len);
+    std::fs::write(&seg, bytes).expect("write the segment back");
 }
 
 /// `verify` fails with exit 1 and names `seq`, both from the store at rest and through a
@@ -73,15 +83,13 @@ fn a_flipped_byte_in_a_stored_alert_fails_verify_naming_its_seq() {
     let st = TempState::new();
     let cfg = store_with_alerts(&st);
     let target = 5u64;
-    edit_alerts(&st, |alerts| {
-        let key = target.to_be_bytes();
-        let mut env = alerts.get(key).expect("read").expect("alert 5").to_vec();
+    edit_log(&st, target, |bytes, at, len| {
         // Flip one base64 character inside the payload: the envelope stays well-formed JSON,
-        // the payload decodes, but its bytes are no longer what was signed.
-        let start = find(&env, b"\"payload\":\"").expect("payload field") + 11;
-        let i = start + 40;
-        env[i] = if env[i] == b'A' { b'B' } else { b'A' };
-        alerts.insert(key, env).expect("write back");
+        // but its bytes are no longer what was written (nor what was signed).
+        let record = &bytes[at..at + len];
+        let start = find(record, b"\"payload\":\"").expect("payload field") + 11;
+        let i = at + start + 40;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     });
     assert_verify_names(&st, &cfg, target);
 }
@@ -91,11 +99,8 @@ fn a_deleted_alert_fails_verify_naming_the_missing_seq() {
     let st = TempState::new();
     let cfg = store_with_alerts(&st);
     let target = 7u64;
-    edit_alerts(&st, |alerts| {
-        alerts
-            .remove(target.to_be_bytes())
-            .expect("remove")
-            .expect("alert 7 existed");
+    edit_log(&st, target, |bytes, at, len| {
+        bytes.drain(at..at + len);
     });
     assert_verify_names(&st, &cfg, target);
 }
@@ -105,11 +110,8 @@ fn a_deleted_last_alert_fails_verify_against_the_chain_head() {
     let st = TempState::new();
     let cfg = store_with_alerts(&st);
     let target = u64::from(MATCHES);
-    edit_alerts(&st, |alerts| {
-        alerts
-            .remove(target.to_be_bytes())
-            .expect("remove")
-            .expect("last alert existed");
+    edit_log(&st, target, |bytes, at, len| {
+        bytes.drain(at..at + len);
     });
     assert_verify_names(&st, &cfg, target);
 }

@@ -123,10 +123,19 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
         "broken.toml",
         &kql_rule("bad-rule", "Broken", "process.name:(kcc or"),
     );
-    let out = server.cli(&["policy", "publish", "--rules", bad.to_str().unwrap(), "--json"]);
+    let out = server.cli(&[
+        "policy",
+        "publish",
+        "--rules",
+        bad.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:15:1: expected a value", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:15:1: expected a value", bad.display())),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 
     // Version 1: the built-in rule, a new rule and an endpoint exception list.
@@ -148,7 +157,10 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
         exceptions.to_str().unwrap(),
         "--json",
     ])[0];
-    assert_eq!((&v1["version"], &v1["rules"], &v1["exceptions"]), (&1.into(), &1.into(), &1.into()));
+    assert_eq!(
+        (&v1["version"], &v1["rules"], &v1["exceptions"]),
+        (&1.into(), &1.into(), &1.into())
+    );
     wait_status(&st, &cfg, "agent", "policy version 1 applied", |s| {
         s["policy_version"] == 1
     });
@@ -164,8 +176,16 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
         "first.ndjson",
         &[
             (20_001, "/usr/bin/kcc", &["kcc", "copy_cred_cache"]),
-            (20_002, "/usr/local/bin/nightjar-demo-tool", &["nightjar-demo-tool", "--go"]),
-            (20_003, "/usr/bin/kcc", &["kcc", "copy_cred_cache", "--nightjar-safe"]),
+            (
+                20_002,
+                "/usr/local/bin/nightjar-demo-tool",
+                &["nightjar-demo-tool", "--go"],
+            ),
+            (
+                20_003,
+                "/usr/bin/kcc",
+                &["kcc", "copy_cred_cache", "--nightjar-safe"],
+            ),
             (20_004, "/bin/ls", &["ls", "-la"]),
         ],
     );
@@ -174,7 +194,9 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
     let s = if counter(&s, "alerts_stored") == 2 {
         s
     } else {
-        wait_status(&st, &cfg, "agent", "two alerts", |s| counter(s, "alerts_stored") == 2)
+        wait_status(&st, &cfg, "agent", "two alerts", |s| {
+            counter(s, "alerts_stored") == 2
+        })
     };
     assert_eq!(counter(&s, "alerts_excepted"), 1, "{s}");
     assert_eq!(s["alerts_excepted_by_rule"][BUILTIN], 1, "{s}");
@@ -189,7 +211,10 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
     let broken = policy_doc(
         2,
         true,
-        &[("rules/broken.toml", &kql_rule("bad-rule", "Broken", "process.name:(kcc or"))],
+        &[(
+            "rules/broken.toml",
+            &kql_rule("bad-rule", "Broken", "process.name:(kcc or"),
+        )],
         &[],
     );
     insert_policy(&server, 2, &server_key.envelope(&broken));
@@ -201,7 +226,15 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
 
     // A forged policy (another key) with a higher version: refused.
     let forger = PolicySigner::generate();
-    let empty = policy_doc(3, false, &[("rules/demo.toml", &kql_rule(DEMO, "Demo", "process.name:nothing"))], &[]);
+    let empty = policy_doc(
+        3,
+        false,
+        &[(
+            "rules/demo.toml",
+            &kql_rule(DEMO, "Demo", "process.name:nothing"),
+        )],
+        &[],
+    );
     insert_policy(&server, 3, &forger.envelope(&empty));
     let s = wait_status(&st, &cfg, "agent", "the forged version 3 refused", |s| {
         error_has(s, "not signed by the pinned policy key")
@@ -218,8 +251,16 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
         &st,
         "second.ndjson",
         &[
-            (20_011, "/usr/local/bin/nightjar-demo-tool", &["nightjar-demo-tool"]),
-            (20_012, "/usr/bin/kcc", &["kcc", "copy_cred_cache", "--nightjar-safe"]),
+            (
+                20_011,
+                "/usr/local/bin/nightjar-demo-tool",
+                &["nightjar-demo-tool"],
+            ),
+            (
+                20_012,
+                "/usr/bin/kcc",
+                &["kcc", "copy_cred_cache", "--nightjar-safe"],
+            ),
         ],
     );
     replay_all(&st, &cfg, &second, None, "sensor-2");
@@ -233,9 +274,15 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
 
     // The server is back, still offering the forged version 3: refused again.
     server.restart();
-    let s = wait_status(&st, &cfg, "agent-2", "the forged version refused again", |s| {
-        error_has(s, "not signed by the pinned policy key") && s["policy_fetch_error"].is_null()
-    });
+    let s = wait_status(
+        &st,
+        &cfg,
+        "agent-2",
+        "the forged version refused again",
+        |s| {
+            error_has(s, "not signed by the pinned policy key") && s["policy_fetch_error"].is_null()
+        },
+    );
     assert_eq!(s["policy_version"], 1);
 
     // Version 4 (versions only grow past what the table holds): the built-in rule off,
@@ -265,13 +312,23 @@ fn published_policies_run_live_and_bad_ones_are_refused_across_restarts() {
         "third.ndjson",
         &[
             (20_021, "/usr/bin/kcc", &["kcc", "copy_cred_cache"]),
-            (20_022, "/opt/bin/nightjar-other-tool", &["nightjar-other-tool"]),
-            (20_023, "/usr/local/bin/nightjar-demo-tool", &["nightjar-demo-tool"]),
+            (
+                20_022,
+                "/opt/bin/nightjar-other-tool",
+                &["nightjar-other-tool"],
+            ),
+            (
+                20_023,
+                "/usr/local/bin/nightjar-demo-tool",
+                &["nightjar-demo-tool"],
+            ),
         ],
     );
     replay_all(&st, &cfg, &third, None, "sensor-3");
     wait_events(&st, &cfg, "agent-2", 9);
-    let s = wait_status(&st, &cfg, "agent-2", "four alerts", |s| counter(s, "alerts_stored") == 4);
+    let s = wait_status(&st, &cfg, "agent-2", "four alerts", |s| {
+        counter(s, "alerts_stored") == 4
+    });
     assert_eq!(counter(&s, "alerts_excepted"), 2);
     assert_eq!(stored(&cfg)[3], (20_022, OTHER.into(), 4));
 
@@ -321,20 +378,36 @@ fn a_stand_in_server_offering_forged_and_older_policies_is_refused() {
 
     let forger = PolicySigner::generate();
     let mut refusals = vec![
-        (forger.envelope(&doc(7)), 7, "not signed by the pinned policy key"),
+        (
+            forger.envelope(&doc(7)),
+            7,
+            "not signed by the pinned policy key",
+        ),
         (
             forger.envelope_as(&doc(8), &key.key_id()),
             8,
             "signature does not verify",
         ),
-        (key.envelope(&doc(2)), 2, "policy version 2 is not newer than version 3"),
-        (key.envelope(&doc(3)), 3, "policy version 3 is not newer than version 3"),
+        (
+            key.envelope(&doc(2)),
+            2,
+            "policy version 2 is not newer than version 3",
+        ),
+        (
+            key.envelope(&doc(3)),
+            3,
+            "policy version 3 is not newer than version 3",
+        ),
     ];
     // The payload of a genuine envelope swapped for another one.
     let mut swapped: Value = serde_json::from_slice(&key.envelope(&doc(9))).unwrap();
     let forged_payload = serde_json::to_vec(&policy_doc(9, true, &[], &[])).unwrap();
     swapped["payload"] = base64_encode(&forged_payload).into();
-    refusals.push((swapped.to_string().into_bytes(), 9, "signature does not verify"));
+    refusals.push((
+        swapped.to_string().into_bytes(),
+        9,
+        "signature does not verify",
+    ));
     refusals.push((b"{\"payload\":".to_vec(), 10, "not a policy"));
     for (envelope, wanted, reason) in refusals {
         let before = stand.policy_requests();
@@ -350,13 +423,19 @@ fn a_stand_in_server_offering_forged_and_older_policies_is_refused() {
         &st,
         "events.ndjson",
         &[
-            (30_001, "/usr/local/bin/nightjar-demo-tool", &["nightjar-demo-tool"]),
+            (
+                30_001,
+                "/usr/local/bin/nightjar-demo-tool",
+                &["nightjar-demo-tool"],
+            ),
             (30_002, "/usr/bin/kcc", &["kcc", "copy_cred_cache"]),
         ],
     );
     replay_all(&st, &cfg, &events, None, "sensor");
     wait_events(&st, &cfg, "agent", 2);
-    wait_status(&st, &cfg, "agent", "one alert", |s| counter(s, "alerts_stored") == 1);
+    wait_status(&st, &cfg, "agent", "one alert", |s| {
+        counter(s, "alerts_stored") == 1
+    });
     assert_eq!(stored(&cfg), vec![(30_001, DEMO.into(), 3)]);
 
     // Across a restart, with the genuine older version offered: version 3 runs from the
@@ -364,9 +443,13 @@ fn a_stand_in_server_offering_forged_and_older_policies_is_refused() {
     stand.offer(key.envelope(&doc(2)), 2);
     stop(&mut agent, &st, "agent");
     let mut agent = spawn_agent(&st, &cfg, "agent-2");
-    let s = wait_status(&st, &cfg, "agent-2", "the older version refused after restart", |s| {
-        error_has(s, "policy version 2 is not newer than version 3")
-    });
+    let s = wait_status(
+        &st,
+        &cfg,
+        "agent-2",
+        "the older version refused after restart",
+        |s| error_has(s, "policy version 2 is not newer than version 3"),
+    );
     assert_eq!(s["policy_version"], 3);
 
     // A kept envelope edited on disk no longer verifies: it is not run (and with no policy
@@ -375,7 +458,8 @@ fn a_stand_in_server_offering_forged_and_older_policies_is_refused() {
     stand.withdraw();
     let kept = st.state_dir().join("policy.dsse.json");
     let mut env: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
-    env["payload"] = base64_encode(&serde_json::to_vec(&policy_doc(3, true, &[], &[])).unwrap()).into();
+    env["payload"] =
+        base64_encode(&serde_json::to_vec(&policy_doc(3, true, &[], &[])).unwrap()).into();
     std::fs::write(&kept, env.to_string()).unwrap();
     let mut agent = spawn_agent(&st, &cfg, "agent-3");
     let s = wait_agent_ready(&st, &cfg, "agent-3");

@@ -388,3 +388,41 @@ fn the_admin_api_refuses_hosts_and_strangers() {
         );
     }
 }
+
+#[test]
+fn a_signed_chain_head_mark_is_checked_when_present() {
+    use base64::Engine as _;
+    let server = Server::start("");
+    let token = server.token(1, "1h");
+    let mut host = Host::new(&server, "marked");
+    assert_eq!(host.enroll(&token).status, 200);
+    let batch = host.next(2);
+    assert_eq!(host.upload(&batch).status, 200);
+    let (next, hash) = host.signer.position();
+    let seq = next - 1;
+    let sign = |h: &str| {
+        base64::engine::general_purpose::STANDARD.encode(host.signer.sign(
+            &nightjar_proto::fleet::chain_head_signing_bytes("marked", seq, h),
+        ))
+    };
+    let good = json!({"chain_head": {"seq": seq, "hash": hash, "signature": sign(&hash)}});
+    let r = host.signed(
+        "POST",
+        "/v1/heartbeat",
+        "application/json",
+        good.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    // A mark signed over another hash: refused and recorded.
+    let forged =
+        json!({"chain_head": {"seq": seq, "hash": hash, "signature": sign(&"0".repeat(64))}});
+    let r = host.signed(
+        "POST",
+        "/v1/heartbeat",
+        "application/json",
+        forged.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.error());
+    assert_eq!(r.json()["reason"], "bad_signature");
+    assert_eq!(server.integrity_kinds("marked"), vec!["bad_signature"]);
+}

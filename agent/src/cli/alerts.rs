@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::query::{ask, load_config, out, unexpected};
+use super::text::{terminal_safe, to_json_line, to_json_pretty};
 use super::{AlertsListArgs, AlertsShowArgs, CmdResult, ConfigArg, Failure};
 use crate::control::{ClientError, Reply, Request, lookup};
 use crate::pipeline::status::now_ns;
@@ -29,7 +30,9 @@ pub fn list(args: &AlertsListArgs) -> CmdResult {
     };
     if args.json {
         return ask(&config, &request, |reply| match reply {
-            Reply::Alert(doc) => out(&doc.to_string()),
+            Reply::Alert(doc) => {
+                out(&to_json_line(&doc).map_err(|e| ClientError::Agent(e.to_string()))?)
+            }
             other => Err(unexpected(&other)),
         });
     }
@@ -83,8 +86,7 @@ pub fn show(args: &AlertsShowArgs) -> CmdResult {
     };
     ask(&config, &request, |reply| match reply {
         Reply::Alert(doc) => {
-            let text = serde_json::to_string_pretty(&doc)
-                .map_err(|e| ClientError::Agent(e.to_string()))?;
+            let text = to_json_pretty(&doc).map_err(|e| ClientError::Agent(e.to_string()))?;
             out(&text)
         }
         other => Err(unexpected(&other)),
@@ -95,16 +97,20 @@ pub fn export(args: &ConfigArg) -> CmdResult {
     let config = load_config(args)?;
     ask(&config, &Request::AlertsExport, |reply| match reply {
         Reply::Envelope(env) => {
-            let line =
-                serde_json::to_string(&env).map_err(|e| ClientError::Agent(e.to_string()))?;
+            let line = to_json_line(&env).map_err(|e| ClientError::Agent(e.to_string()))?;
             out(&line)
         }
         other => Err(unexpected(&other)),
     })
 }
 
-/// One table row: seq, time, rule, host, process, args.
+/// One table row: seq, time, rule, host, process, args; every cell terminal-safe (an argv
+/// may carry escape sequences, carriage returns or newlines meant to forge rows).
 fn row(doc: &Value) -> [String; 6] {
+    raw_row(doc).map(|cell| terminal_safe(&cell).into_owned())
+}
+
+fn raw_row(doc: &Value) -> [String; 6] {
     let text = |path: &str| match lookup(doc, path) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
@@ -179,6 +185,19 @@ mod tests {
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn hostile_argv_cannot_forge_rows_or_escape_sequences() {
+        let doc = serde_json::json!({
+            "process": {"executable": "/tmp/kcc\r", "pid": 1, "args": ["kcc", "\u{1b}[2K\r7  forged row\n", "\u{1b}]0;title\u{7}", "\u{9b}2J"]},
+            "nightjar": {"seq": 1}
+        });
+        let r = row(&doc);
+        for cell in &r {
+            assert!(!cell.chars().any(char::is_control), "{cell:?}");
+        }
+        assert!(r[5].contains("\\x1b[2K\\r7  forged row\\n"), "{}", r[5]);
     }
 
     #[test]

@@ -17,7 +17,6 @@ pub fn run(args: &ConfigArg) -> CmdResult {
             config.source_name()
         ))
     })?;
-    crate::sign::private_dir(&config.state_dir).map_err(|e| Failure::usage(e.to_string()))?;
     let key = HostKey::load_or_create(&config).map_err(|e| Failure::usage(e.to_string()))?;
     let signer = RequestSigner::new(key, host_id);
     let client = FleetClient::new(&settings).map_err(|e| Failure::usage(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! `nightjar-agent keys show`: the host public key the collector verifies alerts with.
 
 use super::query::{ask, load_config, out, unexpected};
+use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, KeysShowArgs};
 use crate::control::{ClientError, Reply, Request};
 
@@ -10,13 +11,12 @@ pub fn show(args: &KeysShowArgs) -> CmdResult {
     ask(&config, &Request::KeysShow, |reply| match reply {
         Reply::Key(k) => {
             if json {
-                let line =
-                    serde_json::to_string(&k).map_err(|e| ClientError::Agent(e.to_string()))?;
+                let line = to_json_line(&k).map_err(|e| ClientError::Agent(e.to_string()))?;
                 return out(&line);
             }
-            out(&format!("key_id:     {}", k.key_id))?;
-            out(&format!("public_key: {}", k.public_key))?;
-            out(&format!("algorithm:  {}", k.algorithm))
+            out(&format!("key_id:     {}", terminal_safe(&k.key_id)))?;
+            out(&format!("public_key: {}", terminal_safe(&k.public_key)))?;
+            out(&format!("algorithm:  {}", terminal_safe(&k.algorithm)))
         }
         other => Err(unexpected(&other)),
     })

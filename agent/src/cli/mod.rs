@@ -1,7 +1,9 @@
 //! The command-line contract (DESIGN.md, "Command-line contract"). Programs outside the
 //! project depend on these names, flags and exit codes: change them only compatibly.
 //!
-//! Exit codes: 0 success, 1 a check or the operation failed, 2 usage or configuration error.
+//! Exit codes: 0 success; 1 a check failed (`verify`) or the operation failed; 2 usage or
+//! configuration error (an untrusted state directory included), and for `verify`, a store
+//! it could not check. `scan` exits 1 when input lines could not be decoded (see its help).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ pub mod rules_check;
 pub mod run;
 pub mod scan;
 pub mod status;
+pub mod text;
 pub mod verify;
 
 /// A command that did not succeed: the message for stderr and the exit code.
@@ -62,14 +65,22 @@ pub enum Command {
     /// Consume the ring, evaluate rules, store, sign and upload alerts.
     Run(ConfigArg),
     /// Evaluate rules over recorded events; one alert JSON per line on stdout.
+    ///
+    /// Exit 0: every line decoded (matches or not). Exit 1: some lines did not decode; each
+    /// is reported on stderr as FILE:LINE, the rest is scanned and its alerts printed (as
+    /// `nightjar-sensor replay`). Exit 2: bad usage or rules, or an unreadable input file.
     Scan(ScanArgs),
     /// Query stored alerts.
     #[command(subcommand)]
     Alerts(AlertsCommand),
-    /// Check every signature and the hash chain; exit 1 naming the first bad seq.
+    /// Check every signature, the hash chain and the signed head mark.
+    ///
+    /// Exit 0: everything verifies. Exit 1: a check failed; the message names the first bad
+    /// seq. Exit 2: it could not check (bad configuration, permission denied, no answer from
+    /// the agent, an unreadable store); the message says why.
+    Verify(ConfigArg),
     /// Enrols with [fleet] now (also done on first start).
     Enroll(ConfigArg),
-    Verify(ConfigArg),
     /// Counters of the running agent (or of the store when none runs).
     Status(StatusArgs),
     /// The host signing key.
@@ -203,7 +214,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("nightjar-agent: {}", f.message);
+            eprintln!("nightjar-agent: {}", text::terminal_safe_lines(&f.message));
             ExitCode::from(f.code)
         }
     }

@@ -11,16 +11,35 @@ pub fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
 }
 
 /// Runs `request` against the running agent or the store; every item reply goes to `sink`.
+/// A failure exits 1, except an untrusted state directory or control socket (a
+/// configuration problem: 2).
 pub fn ask(
     config: &Config,
     request: &Request,
+    sink: impl FnMut(Reply) -> Result<(), ClientError>,
+) -> Result<(), Failure> {
+    ask_or(config, request, sink, 1)
+}
+
+/// [`ask`], with the exit code for "the question could not be answered" chosen by the
+/// caller: `verify` uses 2, keeping 1 for a check that failed.
+pub fn ask_or(
+    config: &Config,
+    request: &Request,
     mut sink: impl FnMut(Reply) -> Result<(), ClientError>,
+    unanswered: u8,
 ) -> Result<(), Failure> {
     match control::ask(config, request, &mut sink) {
         Ok(_) => Ok(()),
         // The reader went away (`| head`): what it wanted was printed.
         Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::failed(e.to_string())),
+        Err(e @ (ClientError::StateDir(_) | ClientError::Impostor { .. })) => {
+            Err(Failure::usage(e.to_string()))
+        }
+        Err(e) => Err(Failure {
+            code: unanswered,
+            message: e.to_string(),
+        }),
     }
 }
 

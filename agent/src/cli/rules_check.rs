@@ -8,6 +8,7 @@
 
 use std::io::Write;
 
+use super::text::terminal_safe;
 use super::{CmdResult, Failure, RulesCheckArgs};
 use nightjar_rules::{
     LoadReport, RuleSet, RuleStatus, Sources, builtin, read_exception_files, read_rule_files,
@@ -40,32 +41,35 @@ pub fn run(args: &RulesCheckArgs) -> CmdResult {
 
 /// One line per rule, then `N rules: A ok, B unsupported, C errors` (`, D shadowed` when a
 /// rule was); with exception files, one line per exception problem and
-/// `exceptions: N items`.
+/// `exceptions: N items`. Rule names, paths and messages come from the files: each is made
+/// terminal-safe.
 pub fn write_report(out: &mut impl Write, report: &LoadReport) -> std::io::Result<()> {
     for e in &report.entries {
         let who = match (&e.name, &e.rule_id) {
-            (Some(n), Some(id)) => format!(" {n} [{id}]"),
+            (Some(n), Some(id)) => terminal_safe(&format!(" {n} [{id}]")).into_owned(),
             _ => String::new(),
         };
+        let path = e.path.display().to_string();
+        let path = terminal_safe(&path);
         match &e.status {
-            RuleStatus::Ok => writeln!(out, "ok: {}:{who}", e.path.display())?,
+            RuleStatus::Ok => writeln!(out, "ok: {path}:{who}")?,
             RuleStatus::Unsupported(why) => {
-                writeln!(out, "unsupported ({why}): {}:{who}", e.path.display())?
+                writeln!(out, "unsupported ({}): {path}:{who}", terminal_safe(why))?
             }
             RuleStatus::Shadowed(why) => {
-                writeln!(out, "shadowed ({why}): {}:{who}", e.path.display())?
+                writeln!(out, "shadowed ({}): {path}:{who}", terminal_safe(why))?
             }
-            RuleStatus::Error(msg) => writeln!(out, "error ({msg})")?,
+            RuleStatus::Error(msg) => writeln!(out, "error ({})", terminal_safe(msg))?,
         }
         for w in &e.warnings {
             writeln!(out, "  warning ({w})")?;
         }
     }
     for e in &report.exception_errors {
-        writeln!(out, "error ({e})")?;
+        writeln!(out, "error ({})", terminal_safe(e))?;
     }
     for w in &report.exception_warnings {
-        writeln!(out, "warning ({w})")?;
+        writeln!(out, "warning ({})", terminal_safe(w))?;
     }
     let shadowed = match report.shadowed() {
         0 => String::new(),

@@ -8,6 +8,11 @@
 //! reader `nightjar-sensor replay` uses): one reusable buffer bounded by the line limit, so
 //! memory stays flat whatever the file size. A malformed line is reported on stderr as
 //! `FILE:LINE: reason` and skipped; invalid UTF-8 is replaced (U+FFFD) and the event kept.
+//!
+//! Exit codes, as `nightjar-sensor replay`'s: 0 every line decoded (whether or not anything
+//! matched); 1 the scan went through but some lines did not decode (the alerts of the lines
+//! that did are printed all the same, and a summary names the count); 2 bad usage, bad
+//! rules, or an input file that cannot be read.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -17,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nightjar_proto::ExecEvent;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
+use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::build_alert;
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
@@ -33,6 +39,8 @@ struct Scanner<'r, W: Write> {
     decoded: u64,
     /// Matches an exception excepted, per rule index.
     excepted: Vec<u64>,
+    /// Lines that did not decode (reported on stderr as they come).
+    bad_lines: u64,
     out: W,
 }
 
@@ -65,6 +73,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         matches: Vec::with_capacity(rules.rules().len()),
         decoded: 0,
         excepted: vec![0; rules.rules().len()],
+        bad_lines: 0,
         out: BufWriter::with_capacity(1 << 16, stdout.lock()),
     };
     let mut unreadable = Vec::new();
@@ -99,18 +108,23 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         if *n > 0 {
             eprintln!(
                 "nightjar-agent: {n} match(es) of rule {} excepted",
-                rules.rules()[i].rule_id
+                terminal_safe(&rules.rules()[i].rule_id)
             );
         }
     }
-    if unreadable.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::usage(format!(
+    if !unreadable.is_empty() {
+        return Err(Failure::usage(format!(
             "unreadable input: {}",
             unreadable.join(", ")
-        )))
+        )));
     }
+    if scanner.bad_lines > 0 {
+        return Err(Failure::failed(format!(
+            "{} events scanned, {} lines did not decode",
+            scanner.decoded, scanner.bad_lines
+        )));
+    }
+    Ok(())
 }
 
 fn display(p: &Path) -> String {
@@ -134,7 +148,14 @@ impl<W: Write> Scanner<'_, W> {
             match next {
                 Next::End => return Ok(()),
                 Next::Skip(_) => {}
-                Next::Bad(e) => eprintln!("{name}:{line_no}: {e}"),
+                Next::Bad(e) => {
+                    self.bad_lines += 1;
+                    eprintln!(
+                        "{}:{line_no}: {}",
+                        terminal_safe(name),
+                        terminal_safe(&e.to_string())
+                    );
+                }
                 Next::Event(event, _) => {
                     let Some(mut ev) = event.into_exec() else {
                         continue;
@@ -180,7 +201,8 @@ fn process(
                     continue;
                 }
                 let alert = build_alert(&rules.rules()[i], &view, &host.id, now, 0);
-                serde_json::to_writer(&mut *out, &alert).map_err(io::Error::other)?;
+                let line = to_json_line(&alert).map_err(io::Error::other)?;
+                out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
             }
         }

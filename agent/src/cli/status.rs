@@ -1,6 +1,7 @@
 //! `nightjar-agent status`: counters of the running agent, or of the store when none runs.
 
 use super::query::{ask, load_config, out, unexpected};
+use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, StatusArgs};
 use crate::control::{ClientError, Reply, Request, StatusReport};
 
@@ -9,7 +10,7 @@ pub fn run(args: &StatusArgs) -> CmdResult {
     let json = args.json;
     ask(&config, &Request::Status, |reply| match reply {
         Reply::Status(s) if json => {
-            let line = serde_json::to_string(&s).map_err(|e| ClientError::Agent(e.to_string()))?;
+            let line = to_json_line(&s).map_err(|e| ClientError::Agent(e.to_string()))?;
             out(&line)
         }
         Reply::Status(s) => human(&s),
@@ -43,6 +44,14 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("upload_enabled", s.upload_enabled.to_string()),
         ("upload_blocked_batch", opt(&s.upload_blocked_batch)),
         ("alerting_stalled", opt(&s.alerting_stalled)),
+        (
+            "chain_head",
+            s.chain_head.as_ref().map_or_else(
+                || "-".into(),
+                |h| format!("seq {} hash {} (signed)", h.seq, h.hash),
+            ),
+        ),
+        ("store_recovery", opt(&s.store_recovery)),
         ("enrolled", s.enrolled.to_string()),
         ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
         ("last_heartbeat_error", opt(&s.last_heartbeat_error)),
@@ -58,7 +67,7 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("policy_fetch_error", opt(&s.policy_fetch_error)),
     ];
     for (k, v) in lines {
-        out(&format!("{k:<22} {v}"))?;
+        out(&format!("{k:<22} {}", terminal_safe(&v)))?;
     }
     for (rule, n) in &s.alerts_excepted_by_rule {
         out(&format!("  excepted {n:>10} {rule}"))?;

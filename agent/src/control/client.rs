@@ -3,13 +3,22 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nightjar_proto::trusted_dir::{Missing, trusted_owner};
+
+use super::peer::peer_of;
 use super::responder::{Backend, KeyInfo};
 use super::{Reply, Request, Responder};
 use crate::config::Config;
 use crate::sign::HostKey;
+use crate::state_dir::{SOCKET, STORE_DIR, StateDirError};
 use crate::store::Store;
+
+/// How long the CLI keeps retrying a connection the agent refused or dropped before any
+/// answer (every slot taken, see the module docs): long enough to outlast a burst of other
+/// clients, short enough that a wedged agent is reported promptly.
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
 
 /// How long the CLI waits for sled's lock when it reads the store itself (an agent stopping,
 /// another command finishing).
@@ -38,6 +47,18 @@ pub enum ClientError {
     Output(std::io::Error),
     #[error("no agent answers and there is no alert store at {path} (the agent has not run yet)")]
     NoStore { path: PathBuf },
+    #[error(
+        "control socket {path}: answered by uid {uid}, not root: refusing to trust it (something \
+         other than the agent is listening there)"
+    )]
+    Impostor { path: PathBuf, uid: u32 },
+    #[error("{0}")]
+    StateDir(#[from] StateDirError),
+    #[error(
+        "control socket {path}: the agent did not take the request within {} s (too many clients?); last: {last}",
+        CONNECT_PATIENCE.as_secs()
+    )]
+    Busy { path: PathBuf, last: String },
 }
 
 /// Where an answer came from.
@@ -52,26 +73,92 @@ pub enum Connection {
 /// Sends `request` to the running agent, or, when none answers at the control socket,
 /// answers it from the store. Each item line goes to `sink`; an `{"error"}` line becomes
 /// [`ClientError::Agent`].
+///
+/// The state directory is checked first (as the agent checks it), and the socket's listener
+/// must be root: an answer from anyone else is refused ([`ClientError::Impostor`]).
 pub fn ask(
     config: &Config,
     request: &Request,
     sink: &mut dyn FnMut(Reply) -> Result<(), ClientError>,
 ) -> Result<Connection, ClientError> {
-    let socket = config.control_socket();
-    match UnixStream::connect(&socket) {
-        Ok(stream) => {
-            remote(&socket, stream, request, sink)?;
-            Ok(Connection::Agent)
+    let state = match crate::state_dir::open(config, Missing::Fail) {
+        Ok(dir) => dir,
+        Err(e) if e.is_not_found() => {
+            return Err(ClientError::NoStore {
+                path: config.state_dir.join(STORE_DIR),
+            });
         }
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
-            local(config, request, sink)?;
-            Ok(Connection::Store)
+        Err(e) => return Err(e.into()),
+    };
+    let socket = state.real_path().join(SOCKET);
+    let shown = config.state_dir.join(SOCKET);
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let retry = match UnixStream::connect(&socket) {
+            Ok(stream) => {
+                let peer = peer_of(&stream).map_err(|source| ClientError::Io {
+                    path: shown.clone(),
+                    op: "read the listener's credentials",
+                    source,
+                })?;
+                if !trusted_owner(peer.uid) {
+                    return Err(ClientError::Impostor {
+                        path: shown,
+                        uid: peer.uid,
+                    });
+                }
+                match remote(&shown, stream, request, sink) {
+                    Ok(()) => return Ok(Connection::Agent),
+                    Err(Remote::Refused(_)) if Instant::now() < deadline => true,
+                    Err(Remote::Refused(e)) => {
+                        return Err(ClientError::Busy {
+                            path: shown,
+                            last: e.to_string(),
+                        });
+                    }
+                    Err(Remote::Failed(e)) => return Err(e),
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+                local(config, request, sink)?;
+                return Ok(Connection::Store);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                if Instant::now() >= deadline {
+                    return Err(ClientError::Busy {
+                        path: shown,
+                        last: e.to_string(),
+                    });
+                }
+                true
+            }
+            Err(source) => {
+                return Err(ClientError::Io {
+                    path: shown,
+                    op: "connect",
+                    source,
+                });
+            }
+        };
+        if retry {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
-        Err(source) => Err(ClientError::Io {
-            path: socket,
-            op: "connect",
-            source,
-        }),
+    }
+}
+
+/// How an exchange with the agent ended short.
+enum Remote {
+    /// Closed before a single reply line: the agent had no slot for us. Safe to retry,
+    /// nothing was delivered.
+    Refused(ClientError),
+    Failed(ClientError),
+}
+
+impl From<ClientError> for Remote {
+    fn from(e: ClientError) -> Remote {
+        Remote::Failed(e)
     }
 }
 
@@ -80,7 +167,7 @@ fn remote(
     stream: UnixStream,
     request: &Request,
     sink: &mut dyn FnMut(Reply) -> Result<(), ClientError>,
-) -> Result<(), ClientError> {
+) -> Result<(), Remote> {
     let io = |op| {
         let path = path.to_path_buf();
         move |source| ClientError::Io { path, op, source }
@@ -93,21 +180,39 @@ fn remote(
         reason: e.to_string(),
     })?;
     line.push(b'\n');
-    (&stream).write_all(&line).map_err(io("send request"))?;
+    let mut lines = 0u64;
+    let refused = |e: ClientError, lines: u64| {
+        if lines == 0 {
+            Remote::Refused(e)
+        } else {
+            Remote::Failed(e)
+        }
+    };
+    if let Err(e) = (&stream).write_all(&line) {
+        return Err(refused(io("send request")(e), 0));
+    }
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = (&mut reader)
+        let n = match (&mut reader)
             .take(MAX_REPLY_LINE as u64)
             .read_until(b'\n', &mut buf)
-            .map_err(io("read reply"))?;
+        {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                return Err(refused(io("read reply")(e), lines));
+            }
+            Err(e) => return Err(Remote::Failed(io("read reply")(e))),
+        };
         if n == 0 {
-            return Err(ClientError::Protocol {
+            let e = ClientError::Protocol {
                 path: path.to_path_buf(),
                 reason: "the agent closed the connection before the end line".into(),
-            });
+            };
+            return Err(refused(e, lines));
         }
+        lines += 1;
         if deliver(&buf, sink).map_err(|reason| ClientError::Protocol {
             path: path.to_path_buf(),
             reason,
@@ -135,7 +240,7 @@ fn local(
     request: &Request,
     sink: &mut dyn FnMut(Reply) -> Result<(), ClientError>,
 ) -> Result<(), ClientError> {
-    let dir = config.store_dir();
+    let dir = config.state_dir.join(STORE_DIR);
     if !dir.exists() {
         return Err(ClientError::NoStore { path: dir });
     }
@@ -164,7 +269,7 @@ fn local(
         let finished = responder.fill(&backend, &mut out);
         for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let end = deliver(line, sink).map_err(|reason| ClientError::Protocol {
-                path: config.store_dir(),
+                path: config.state_dir.join(STORE_DIR),
                 reason,
             })??;
             if end {

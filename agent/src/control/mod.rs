@@ -19,12 +19,29 @@
 //! | `{"cmd":"verify"}` | `{"verify":{"ok":true,"alerts":N}}` or `{"verify":{"ok":false,"seq":S,"reason":"..."}}` |
 //! | `{"cmd":"keys_show"}` | `{"key":{"key_id","public_key","algorithm"}}` |
 //!
-//! The final line is `{"end":true}` on success or `{"error":"..."}`. A request that does not
-//! arrive whole within [`REQUEST_TIMEOUT`], or a client that reads nothing for
-//! [`STALL_TIMEOUT`], is disconnected; replies are produced in bounded chunks as the client
-//! reads, so a slow or hostile client costs the agent one buffer, never a stall.
+//! The final line is `{"end":true}` on success or `{"error":"..."}`.
+//!
+//! # Bounds
+//!
+//! Replies are produced in bounded chunks as the client reads, so a slow or hostile client
+//! costs the agent one buffer, never a stall. Only root (or the agent's own user) is served:
+//! the socket is 0600 in the 0700 state directory, and the agent checks each peer's uid
+//! besides. A request that does not arrive whole within [`REQUEST_TIMEOUT`], or a client
+//! that reads nothing for [`STALL_TIMEOUT`], is disconnected. At most [`MAX_CLIENTS`] are
+//! connected, at most [`MAX_CLIENTS_PER_PROCESS`] from one process; when all slots are
+//! taken the least active client (one that has not sent its request, else the one that has
+//! read nothing for longest) makes room for the newcomer. A looping local client therefore
+//! cannot keep the CLI out: the CLI sends its request at once and reads as fast as it can,
+//! and it retries a refused or dropped connection for up to [`client::CONNECT_PATIENCE`].
+//!
+//! # Who answers
+//!
+//! The CLI checks who listens on the socket (`SO_PEERCRED` / `getpeereid`) and refuses an
+//! answer from anyone but root (or its own user), so a process that managed to bind the
+//! socket path cannot impersonate the agent (`verify` would otherwise print its "ok").
 
 mod client;
+mod peer;
 mod responder;
 mod server;
 
@@ -32,16 +49,21 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{ClientError, Connection, ask};
+pub use client::{CONNECT_PATIENCE, ClientError, Connection, ask};
+pub use peer::{Peer, peer_of};
 pub use responder::{Backend, KeyInfo, Responder, lookup};
 pub use server::{ControlServer, ServerError};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 4096;
-/// Time a client has to send its whole request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send its whole request (the CLI sends it as soon as it connects).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time a client may leave a reply unread before it is dropped.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Clients connected at once.
+pub const MAX_CLIENTS: usize = 64;
+/// Clients one process may have connected at once.
+pub const MAX_CLIENTS_PER_PROCESS: usize = 4;
 
 /// One request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +128,14 @@ pub struct StatusReport {
     /// Why alerting is stalled (e.g. the disk is full): events wait in the ring, unreleased.
     #[serde(default)]
     pub alerting_stalled: Option<String>,
+    /// The chain head signed with the host key (`{seq, hash, signature}`, see
+    /// `crate::sign::head`): what the heartbeat sends. `None` before the first mark.
+    #[serde(default)]
+    pub chain_head: Option<nightjar_proto::fleet::HeartbeatChainHead>,
+    /// The latest repair of a damaged store (index rebuilt, store quarantined, damaged
+    /// records skipped), with its time; `None` when the store never needed one.
+    #[serde(default)]
+    pub store_recovery: Option<String>,
     /// Whether this host is enrolled with the fleet server (`false` without `[fleet]`).
     #[serde(default)]
     pub enrolled: bool,
@@ -138,7 +168,7 @@ pub struct StatusReport {
     pub policy_fetch_error: Option<String>,
 }
 
-/// `verify`.
+/// `verify`. With `ok`, `reason` may carry a note (alerts not yet covered by the head mark).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyOutcome {
     pub ok: bool,

@@ -11,9 +11,8 @@ use super::{KeyReport, Reply, Request, StatusReport, VerifyOutcome};
 use crate::fleet::FleetStatus;
 use crate::pipeline::status::LiveStatus;
 use crate::policy::PolicyStatus;
-use crate::sign::Verifier;
 use crate::sign::chain::open_envelope;
-use crate::store::{Store, StoreError};
+use crate::store::{ChainCheck, Store, StoreError, Stored};
 
 /// Alerts read from the store per chunk of a list or export reply.
 const ALERTS_PER_CHUNK: usize = 64;
@@ -121,6 +120,8 @@ impl Backend {
             policy_applied_at: policy.applied_at,
             policy_error: policy.error,
             policy_fetch_error: policy.fetch_error,
+            chain_head: self.store.head_mark()?,
+            store_recovery: self.store.recovery().map(|r| r.summary()),
             enrolled: fleet.enrolled,
             last_heartbeat_ok: fleet.last_heartbeat_ok,
             last_heartbeat_error: fleet.last_heartbeat_error,
@@ -158,7 +159,7 @@ enum State {
     },
     Verify {
         next: u64,
-        verifier: Box<Verifier>,
+        check: Box<ChainCheck>,
     },
     Done,
 }
@@ -256,7 +257,9 @@ impl Responder {
                     let key = b.key.as_ref().map_err(Clone::clone)?;
                     self.state = State::Verify {
                         next: 1,
-                        verifier: Box::new(b.store.verifier(&key.public_key).map_err(store_err)?),
+                        check: Box::new(
+                            ChainCheck::new(&b.store, &key.public_key).map_err(store_err)?,
+                        ),
                     };
                     Ok(false)
                 }
@@ -267,19 +270,30 @@ impl Responder {
                 rule,
                 unreadable,
             } => {
-                let chunk = b.store.range(*next, ALERTS_PER_CHUNK).map_err(store_err)?;
-                let Some(&(last, _)) = chunk.last() else {
+                let chunk = b.store.read(*next, ALERTS_PER_CHUNK).map_err(store_err)?;
+                let Some(resume) = resume_after(&chunk) else {
                     return match unreadable.take() {
                         Some(why) => Err(format!("{why}; run `nightjar-agent verify`")),
                         None => Ok(true),
                     };
                 };
-                for (seq, env) in chunk {
-                    if let Some(since) = since_ns {
-                        let t = b.store.time_of(seq).map_err(store_err)?;
-                        if t.is_none_or(|t| t < *since) {
+                for item in chunk {
+                    let (seq, time_ns, env) = match item {
+                        Stored::Alert {
+                            seq,
+                            time_ns,
+                            envelope,
+                        } => (seq, time_ns, envelope),
+                        Stored::Damaged { seq, reason } => {
+                            unreadable.get_or_insert(match seq {
+                                Some(seq) => format!("alert seq {seq} is unreadable: {reason}"),
+                                None => format!("a stored record is unreadable: {reason}"),
+                            });
                             continue;
                         }
+                    };
+                    if since_ns.is_some_and(|since| time_ns < since) {
+                        continue;
                     }
                     match payload_json(&env) {
                         Ok(doc) => {
@@ -294,54 +308,75 @@ impl Responder {
                         }
                     }
                 }
-                *next = last + 1;
+                *next = resume;
                 Ok(false)
             }
             State::Export { next } => {
-                let chunk = b.store.range(*next, ALERTS_PER_CHUNK).map_err(store_err)?;
-                let Some(&(last, _)) = chunk.last() else {
+                let chunk = b.store.read(*next, ALERTS_PER_CHUNK).map_err(store_err)?;
+                let Some(resume) = resume_after(&chunk) else {
                     return Ok(true);
                 };
-                for (seq, env) in chunk {
-                    let (envelope, _) =
-                        open_envelope(&env).map_err(|r| format!("alert seq {seq}: {r}"))?;
-                    push(out, &Reply::Envelope(envelope));
+                for item in chunk {
+                    match item {
+                        Stored::Alert { seq, envelope, .. } => {
+                            let (envelope, _) = open_envelope(&envelope)
+                                .map_err(|r| format!("alert seq {seq}: {r}"))?;
+                            push(out, &Reply::Envelope(envelope));
+                        }
+                        Stored::Damaged { seq, reason } => {
+                            return Err(format!(
+                                "alert seq {}: {reason}; run `nightjar-agent verify`",
+                                seq.map_or_else(|| "?".into(), |s| s.to_string())
+                            ));
+                        }
+                    }
                 }
-                *next = last + 1;
+                *next = resume;
                 Ok(false)
             }
-            State::Verify { next, verifier } => {
-                let chunk = b.store.range(*next, VERIFY_PER_CHUNK).map_err(store_err)?;
-                let Some(&(last, _)) = chunk.last() else {
-                    let head = b.store.head().map_err(store_err)?;
-                    let State::Verify { verifier, .. } =
-                        std::mem::replace(&mut self.state, State::Done)
-                    else {
-                        return Ok(false);
-                    };
-                    push(out, &Reply::Verify(outcome(verifier.finish(&head))));
-                    return Ok(true);
-                };
-                for (seq, env) in chunk {
-                    if let Err(e) = verifier.check(seq, &env) {
+            State::Verify { next, check } => {
+                let chunk = b.store.read(*next, VERIFY_PER_CHUNK).map_err(store_err)?;
+                let resume = resume_after(&chunk);
+                for item in &chunk {
+                    if let Err(e) = check.check(item) {
                         push(out, &Reply::Verify(outcome(Err(e))));
                         return Ok(true);
                     }
                 }
-                *next = last + 1;
-                Ok(false)
+                match resume {
+                    Some(resume) => {
+                        *next = resume;
+                        Ok(false)
+                    }
+                    None => {
+                        let head = b.store.head().map_err(store_err)?;
+                        let State::Verify { check, .. } =
+                            std::mem::replace(&mut self.state, State::Done)
+                        else {
+                            return Ok(false);
+                        };
+                        push(out, &Reply::Verify(outcome(check.finish(&head))));
+                        Ok(true)
+                    }
+                }
             }
         }
     }
 }
 
-fn outcome(result: Result<u64, crate::sign::VerifyError>) -> VerifyOutcome {
+/// Where the next chunk starts after `chunk`: after the last record it named. `None` when
+/// it named none (the end).
+fn resume_after(chunk: &[Stored]) -> Option<u64> {
+    crate::store::next_after(chunk)
+}
+
+fn outcome(result: Result<crate::store::Verified, crate::sign::VerifyError>) -> VerifyOutcome {
     match result {
-        Ok(n) => VerifyOutcome {
+        Ok(v) => VerifyOutcome {
             ok: true,
-            alerts: Some(n),
+            alerts: Some(v.through),
             seq: None,
-            reason: None,
+            reason: v.note,
         },
         Err(e) => VerifyOutcome {
             ok: false,

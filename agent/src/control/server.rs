@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::peer::peer_of;
 use super::responder::Backend;
-use super::{MAX_REQUEST_BYTES, REQUEST_TIMEOUT, Request, Responder, STALL_TIMEOUT};
+use super::{
+    MAX_CLIENTS, MAX_CLIENTS_PER_PROCESS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, Request, Responder,
+    STALL_TIMEOUT,
+};
+use nightjar_proto::trusted_dir::trusted_owner;
 
-/// Clients served at once; more are disconnected on accept.
-const MAX_CLIENTS: usize = 16;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CLIENT: usize = 2;
@@ -117,12 +120,23 @@ impl Drop for ControlServer {
 
 struct Client {
     stream: UnixStream,
+    /// The connecting process, when the platform names it: bounds its slots.
+    pid: Option<i32>,
     request: Vec<u8>,
     reply: Option<Responder>,
     out: Vec<u8>,
     sent: usize,
     finished: bool,
     deadline: Instant,
+    /// When the client last sent or read anything (its accept time at first).
+    progress: Instant,
+}
+
+impl Client {
+    /// Whether the client still owes its request line.
+    fn waiting_for_request(&self) -> bool {
+        self.reply.is_none() && !self.finished
+    }
 }
 
 struct Loop {
@@ -176,9 +190,35 @@ impl Loop {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    if self.clients.len() >= MAX_CLIENTS {
-                        tracing::warn!("control socket: {MAX_CLIENTS} clients busy, refusing one");
+                    let peer = match peer_of(&stream) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(
+                                "control socket: cannot tell who connected ({e}); closing"
+                            );
+                            continue;
+                        }
+                    };
+                    if !trusted_owner(peer.uid) {
+                        tracing::warn!(
+                            uid = peer.uid,
+                            pid = peer.pid,
+                            "control socket: refusing a client that is not root"
+                        );
                         continue;
+                    }
+                    if peer.pid.is_some()
+                        && self.clients.values().filter(|c| c.pid == peer.pid).count()
+                            >= MAX_CLIENTS_PER_PROCESS
+                    {
+                        tracing::debug!(
+                            pid = peer.pid,
+                            "control socket: process already holds {MAX_CLIENTS_PER_PROCESS} connections; refusing one more"
+                        );
+                        continue;
+                    }
+                    if self.clients.len() >= MAX_CLIENTS {
+                        self.evict_one();
                     }
                     let token = Token(self.next_token);
                     self.next_token = self.next_token.wrapping_add(1).max(FIRST_CLIENT);
@@ -187,16 +227,19 @@ impl Loop {
                         tracing::warn!("control socket: cannot register a client: {e}");
                         continue;
                     }
+                    let now = Instant::now();
                     self.clients.insert(
                         token,
                         Client {
                             stream,
+                            pid: peer.pid,
+                            progress: now,
                             request: Vec::new(),
                             reply: None,
                             out: Vec::new(),
                             sent: 0,
                             finished: false,
-                            deadline: Instant::now() + REQUEST_TIMEOUT,
+                            deadline: now + REQUEST_TIMEOUT,
                         },
                     );
                     self.drive(token);
@@ -208,6 +251,24 @@ impl Loop {
                     return;
                 }
             }
+        }
+    }
+
+    /// Makes room for a new client when every slot is taken: drops the client that has been
+    /// waiting longest without sending its request, else the one that has gone longest
+    /// without reading. A CLI sends its request as soon as it connects and reads as fast as
+    /// it can, so it is never the one dropped while idle or stalled connections exist.
+    fn evict_one(&mut self) {
+        let victim = self
+            .clients
+            .iter()
+            .min_by_key(|(_, c)| (!c.waiting_for_request(), c.progress))
+            .map(|(t, _)| *t);
+        if let Some(token) = victim {
+            tracing::warn!(
+                "control socket: {MAX_CLIENTS} clients connected; dropping the least active"
+            );
+            self.close(token);
         }
     }
 
@@ -241,6 +302,7 @@ fn serve(c: &mut Client, backend: &Backend) -> std::io::Result<bool> {
             match c.stream.read(&mut buf) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
+                    c.progress = Instant::now();
                     c.request.extend_from_slice(&buf[..n]);
                     if let Some(end) = memchr::memchr(b'\n', &c.request) {
                         let line = &c.request[..end];
@@ -275,7 +337,8 @@ fn serve(c: &mut Client, backend: &Backend) -> std::io::Result<bool> {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     c.sent += n;
-                    c.deadline = Instant::now() + STALL_TIMEOUT;
+                    c.progress = Instant::now();
+                    c.deadline = c.progress + STALL_TIMEOUT;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -8,6 +8,7 @@ use ureq::Agent;
 use super::FleetSettings;
 use super::signer::{RequestSigner, path_and_query};
 use crate::upload::UploadError;
+use crate::upload::redact::{Redactor, redact_url};
 
 /// Largest answer read (enrolment, heartbeat).
 const BODY_LIMIT: u64 = 64 * 1024;
@@ -45,7 +46,7 @@ impl FleetClient {
     pub fn new(settings: &FleetSettings) -> Result<FleetClient, UploadError> {
         if settings.server.starts_with("http://") && !settings.allow_insecure_http {
             return Err(UploadError::InsecureHttp {
-                url: settings.server.clone(),
+                url: redact_url(&settings.server).into_owned(),
             });
         }
         let tls = crate::upload::tls::tls_config(settings.ca_file.as_deref())?;
@@ -78,14 +79,23 @@ impl FleetClient {
                 request = request.header(name, value);
             }
         }
-        let mut response = request.send(body).map_err(|e| format!("POST {url}: {e}"))?;
+        // The server URL may carry credentials: never in a message.
+        let redactor = Redactor::new(url);
+        let shown = redactor.url();
+        let mut response = request
+            .send(body)
+            .map_err(|e| redactor.scrub(&format!("POST {shown}: {e}")))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(BODY_LIMIT)
             .read_to_vec()
-            .map_err(|e| format!("POST {url}: HTTP {status}: answer cut short: {e}"))?;
+            .map_err(|e| {
+                redactor.scrub(&format!(
+                    "POST {shown}: HTTP {status}: answer cut short: {e}"
+                ))
+            })?;
         Ok(Answer { status, body })
     }
 

@@ -238,19 +238,28 @@ impl Worker {
 
     fn send_heartbeat(&mut self) -> Result<HeartbeatResponse, String> {
         let report = self.backend.status().map_err(|e| e.to_string())?;
-        let head = self.backend.chain_head().map_err(|e| e.to_string())?;
+        // The head mark signed with the host key (what the store made durable last), so
+        // the server can tell a rolled-back store; the unsigned head before the first mark.
+        let chain_head = match report.chain_head.clone() {
+            Some(mark) => mark,
+            None => {
+                let head = self.backend.chain_head().map_err(|e| e.to_string())?;
+                HeartbeatChainHead {
+                    seq: head.seq,
+                    hash: hex(&head.hash),
+                    signature: None,
+                }
+            }
+        };
         let mut status = match serde_json::to_value(&report) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
         // The heartbeat carries its own chain head and policy version.
         status.remove("policy_version");
+        status.remove("chain_head");
         let body = Heartbeat {
-            chain_head: HeartbeatChainHead {
-                seq: head.seq,
-                hash: hex(&head.hash),
-                signature: None,
-            },
+            chain_head,
             policy_version: self.policies.as_ref().map(Policies::version),
             status,
         };

@@ -20,8 +20,10 @@ use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
 use crate::fleet::{FleetSettings, FleetStatus, RequestSigner, spawn_fleet};
 use crate::policy::Policies;
 use crate::sign::{HostKey, KeyError, Sealer};
+use crate::state_dir::{SOCKET, StateDirError};
 use crate::store::{Store, StoreError};
 use crate::upload::{UploadError, UploadSettings, spawn_uploader};
+use nightjar_proto::trusted_dir::Missing;
 
 /// Records handled before the loop looks at signals and the clock again.
 const BUDGET: usize = 1024;
@@ -55,6 +57,8 @@ pub enum AgentError {
     #[error("host key: {0}")]
     Key(#[from] KeyError),
     #[error("{0}")]
+    StateDir(#[from] StateDirError),
+    #[error("{0}")]
     Store(#[from] StoreError),
     #[error("ring: {0}")]
     Ring(#[from] RingError),
@@ -68,9 +72,21 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// Configuration problems exit 2, everything else 1.
+    /// Configuration problems exit 2, everything else 1. An untrusted state or ring
+    /// directory, or a key file someone else could have written, is a configuration problem:
+    /// the operator must fix the deployment.
     pub fn is_config(&self) -> bool {
-        matches!(self, AgentError::Config(_) | AgentError::Upload(_))
+        matches!(
+            self,
+            AgentError::Config(_)
+                | AgentError::Upload(_)
+                | AgentError::StateDir(_)
+                | AgentError::Key(
+                    KeyError::Exposed { .. } | KeyError::Untrusted { .. } | KeyError::StateDir(_)
+                )
+                | AgentError::Ring(RingError::Untrusted { .. })
+                | AgentError::Store(StoreError::Untrusted { .. })
+        )
     }
 }
 
@@ -83,6 +99,12 @@ pub fn run<D: Detector>(
     mut policies: Option<Policies>,
 ) -> Result<(), AgentError> {
     let io = |what| move |source| AgentError::Io { what, source };
+    // From the first moment, SIGTERM and SIGINT stop the agent cleanly: a supervisor that
+    // stops an agent still waiting for the store must not kill it half-way.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(io("signal handlers"))?;
+    }
     let host_id = crate::config::host_id(config)?;
     // Everything the configuration decides is checked before anything is created (state
     // directory, key, store): a bad value is a usage error with nothing left behind.
@@ -101,12 +123,15 @@ pub fn run<D: Detector>(
     if let Some(settings) = &upload {
         settings.validate_config()?;
     }
-    crate::sign::private_dir(&config.state_dir)?;
+    let state = crate::state_dir::open(config, Missing::Create)?;
+    let key = match &config.key_file {
+        Some(path) => HostKey::load(path)?,
+        None => HostKey::load_or_create_in(&state)?,
+    };
     if let Some(p) = &mut policies {
         // Before the first event: the reader takes the kept policy's rules at its first batch.
         p.restore();
     }
-    let key = HostKey::load_or_create(config)?;
     let key_info = KeyInfo {
         key_id: key.key_id().to_string(),
         public_key: key.public_key().to_vec(),
@@ -125,7 +150,10 @@ pub fn run<D: Detector>(
     }
 
     let upload_on = upload.is_some();
-    let store = open_store(config)?;
+    let Some(store) = open_store(config, &stop)? else {
+        tracing::info!("stopped before the store was open");
+        return Ok(());
+    };
     let status = Arc::new(LiveStatus::resume(store.counters()?));
     let mut backend = Backend::new(
         store.clone(),
@@ -140,7 +168,7 @@ pub fn run<D: Detector>(
     if let Some(p) = &policies {
         backend = backend.with_policy(p.status());
     }
-    let control = ControlServer::start(&config.control_socket(), backend.clone())?;
+    let control = ControlServer::start(&state.real_path().join(SOCKET), backend.clone())?;
 
     let (nudge_tx, nudge_rx) = crossbeam_channel::bounded::<()>(1);
     let (stop_fleet, fleet_stopped) = crossbeam_channel::bounded::<()>(1);
@@ -199,7 +227,7 @@ pub fn run<D: Detector>(
         "agent running"
     );
 
-    let result = event_loop(reader, wake_fd, &status).map_err(io("event loop"));
+    let result = event_loop(reader, wake_fd, &status, stop).map_err(io("event loop"));
 
     drop(stop_upload);
     drop(stop_fleet);
@@ -220,15 +248,29 @@ pub fn run<D: Detector>(
     Ok(())
 }
 
-/// Opens the store, waiting a little for a CLI that has it open (sled's lock) to finish.
-fn open_store(config: &Config) -> Result<Store, StoreError> {
-    Store::open_waiting(&config.store_dir(), STORE_OPEN_PATIENCE)
+/// Opens the store, waiting a little for a CLI that has it open (sled's lock) to finish;
+/// `None` when asked to stop meanwhile.
+fn open_store(config: &Config, stop: &AtomicBool) -> Result<Option<Store>, StoreError> {
+    let deadline = Instant::now() + STORE_OPEN_PATIENCE;
+    loop {
+        match Store::open(&config.store_dir()) {
+            Err(e) if crate::store::recovery::is_busy(&e) && Instant::now() < deadline => {
+                tracing::debug!("{e}; retrying");
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other.map(Some),
+        }
+    }
 }
 
 fn event_loop<D: Detector>(
     mut reader: Reader<Consumer, D>,
     wake_fd: RawFd,
     status: &LiveStatus,
+    stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
@@ -236,10 +278,6 @@ fn event_loop<D: Detector>(
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
     let mut events = Events::with_capacity(16);
     let mut last_checkpoint = Instant::now();
     let mut backoff: Option<Duration> = None;

@@ -1,9 +1,12 @@
 //! The reader: ring record -> decode -> rules -> alert -> chain -> sign -> sled -> release.
 //!
-//! Ordering is the durability contract: an alert is flushed to sled before the ring position
-//! of the event behind it is committed, and the counters are saved (and flushed) with the
-//! position they describe. After `kill -9` the agent re-reads what was not committed; alert
-//! uuids are deterministic, so an alert already stored is recognised and skipped.
+//! Ordering is the durability contract: an alert is on the medium (the store's commit:
+//! `fdatasync` of its log) before the ring position of the event behind it is committed, and
+//! the counters are saved (and flushed) with the position they describe. Alerts found in one
+//! pass over the ring share one commit (group commit), made at the end of the pass, before
+//! the uploader hears of them and before any checkpoint releases ring space. After `kill -9`
+//! or a power loss the agent re-reads what was not committed; alert uuids are deterministic,
+//! so an alert already stored is recognised and skipped.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,6 +129,11 @@ struct Alerter<D> {
     matches: Vec<usize>,
     /// Alerts stored since retention last ran.
     stored_since_prune: u64,
+    /// Alerts appended to the store and not yet committed (made durable).
+    uncommitted: u64,
+    /// The rule of each of those, and the suppressed count its alert reported: if the commit
+    /// fails they are undone in the suppressor, since their events are read again.
+    uncommitted_rules: Vec<(usize, u64)>,
 }
 
 /// How many alerts the store keeps (see [`Store::prune`]).
@@ -182,9 +190,7 @@ impl<D: Detector> Alerter<D> {
         match stored {
             Ok(()) => {
                 self.suppressor.stored(rule, suppressed_before);
-                if let Some(n) = &self.nudge {
-                    let _ = n.try_send(());
-                }
+                self.uncommitted_rules.push((rule, suppressed_before));
                 Ok(())
             }
             Err(e) => {
@@ -208,13 +214,17 @@ impl<D: Detector> Alerter<D> {
             time_ns,
             event_seq,
         };
+        if let Some(note) = self.store.continuation() {
+            self.sealer.note_next(note);
+        }
         let sealed = self
             .sealer
             .seal(&head, unsealed)
             .map_err(|source| ReaderError::Seal { event_seq, source })?;
-        match self.store.append(&sealed)? {
+        match self.store.insert(&sealed)? {
             Inserted::Stored => {
                 self.stored_since_prune += 1;
+                self.uncommitted += 1;
                 tracing::info!(
                     seq = sealed.seq,
                     uuid = sealed.uuid,
@@ -224,6 +234,35 @@ impl<D: Detector> Alerter<D> {
             }
             Inserted::Duplicate(seq) => {
                 tracing::debug!(seq, uuid = sealed.uuid, "alert already stored");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<D> Alerter<D> {
+    /// Makes the alerts stored since the last commit durable, with a new signed head mark,
+    /// then tells the uploader. Also marks the head when it moved some other way (opening
+    /// indexed alerts the log held, a migration).
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let sealer = &self.sealer;
+        match self.store.commit_marked(|head| sealer.mark(head)) {
+            Ok(()) => self.uncommitted_rules.clear(),
+            Err(e) => {
+                // A failed sync: the store dropped those alerts, their events are read again.
+                if matches!(e, StoreError::Log { .. }) {
+                    for (rule, _) in self.uncommitted_rules.drain(..) {
+                        self.suppressor.unstored(rule);
+                    }
+                    self.uncommitted = 0;
+                }
+                return Err(e);
+            }
+        }
+        if self.uncommitted > 0 {
+            self.uncommitted = 0;
+            if let Some(n) = &self.nudge {
+                let _ = n.try_send(());
             }
         }
         Ok(())
@@ -264,18 +303,23 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
     ) -> Result<Self, StoreError> {
         let committed = store.counters()?;
         let suppressor = Suppressor::new(detector.limits());
+        let mut alerter = Alerter {
+            detector,
+            store,
+            sealer,
+            suppressor,
+            status,
+            nudge,
+            matches: Vec::new(),
+            stored_since_prune: 0,
+            uncommitted: 0,
+            uncommitted_rules: Vec::new(),
+        };
+        // A head the mark does not name yet (after a crash, a migration) is marked now.
+        alerter.commit()?;
         Ok(Reader {
             ring,
-            alerter: Alerter {
-                detector,
-                store,
-                sealer,
-                suppressor,
-                status,
-                nudge,
-                matches: Vec::new(),
-                stored_since_prune: 0,
-            },
+            alerter,
             retention: None,
             pruning: false,
             pruned_in_pass: 0,
@@ -369,12 +413,18 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                 self.checkpoint()?;
             }
         }
+        // Group commit: every alert of this pass made durable at once.
+        if self.alerter.uncommitted > 0 {
+            self.alerter.commit()?;
+        }
         Ok(n)
     }
 
     /// Takes in the ring's loss counters, saves the counters, flushes, then releases the
     /// ring space of every record handled so far.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        // The alerts of every record about to be released must be on the medium first.
+        self.alerter.commit()?;
         self.absorb_ring_counters();
         let mut counters = self.alerter.status.counters();
         counters.ring = self.seen;

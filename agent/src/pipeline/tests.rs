@@ -169,7 +169,11 @@ impl Fixture {
 
     fn verify(&self) -> u64 {
         let key = HostKey::load(&self.key_path).unwrap();
-        self.store.verify(key.public_key()).unwrap().unwrap()
+        self.store
+            .verify(key.public_key())
+            .unwrap()
+            .unwrap()
+            .through
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use nightjar_proto::dsse::POLICY_PAYLOAD_TYPE;
+use nightjar_proto::trusted_dir::{Missing, TrustedDir};
 use nightjar_proto::verify::{AlertKey, EnvelopeError};
 use nightjar_rules::policy::Policy;
 
@@ -70,6 +71,8 @@ fn summary(problems: &[String]) -> String {
 pub struct Policies {
     key: AlertKey,
     state_dir: PathBuf,
+    /// The state directory, checked, once opened (at [`Policies::restore`]).
+    state: Option<TrustedDir>,
     max_signals: Option<u32>,
     /// The version running (0: none yet).
     current: u64,
@@ -90,6 +93,7 @@ impl Policies {
         Policies {
             key,
             state_dir,
+            state: None,
             max_signals,
             current: 0,
             refused: None,
@@ -126,7 +130,10 @@ impl Policies {
     /// policy that no longer verifies (the pinned key changed) or compiles (an older agent)
     /// is reported and the local configuration runs until the server sends a policy.
     pub fn restore(&mut self) {
-        let bytes = match persist::load(&self.state_dir) {
+        let loaded = self
+            .dir()
+            .and_then(|d| persist::load(d).map_err(|e| e.to_string()));
+        let bytes = match loaded {
             Ok(Some(b)) => b,
             Ok(None) => return,
             Err(e) => {
@@ -171,6 +178,18 @@ impl Policies {
         }
     }
 
+    /// The state directory, checked (opened on first use).
+    fn dir(&mut self) -> Result<&TrustedDir, String> {
+        if self.state.is_none() {
+            let dir =
+                TrustedDir::open(&self.state_dir, Missing::Fail).map_err(|e| e.to_string())?;
+            self.state = Some(dir);
+        }
+        self.state
+            .as_ref()
+            .ok_or_else(|| "the state directory is not open".to_owned())
+    }
+
     fn apply(&mut self, envelope: &[u8], keep: bool) -> Result<u64, Refusal> {
         let policy = verify(&self.key, envelope)?;
         if policy.version <= self.current {
@@ -195,10 +214,10 @@ impl Policies {
             tracing::warn!("{w}");
         }
         if keep {
-            persist::save(&self.state_dir, envelope).map_err(|e| Refusal::Persist {
-                version: policy.version,
-                reason: e.to_string(),
-            })?;
+            let version = policy.version;
+            let persist = |reason| Refusal::Persist { version, reason };
+            let dir = self.dir().map_err(persist)?;
+            persist::save(dir, envelope).map_err(|e| persist(e.to_string()))?;
         }
         tracing::info!(
             version = policy.version,

@@ -41,6 +41,9 @@ pub struct Sealer {
     key: HostKey,
     host_id: String,
     pae_buf: Vec<u8>,
+    /// Recorded as `nightjar.recovered_from` in the next alert sealed (a store that
+    /// continues a quarantined one names it in its first alert).
+    next_note: Option<Value>,
 }
 
 impl Sealer {
@@ -50,7 +53,23 @@ impl Sealer {
             key,
             host_id,
             pae_buf: Vec::new(),
+            next_note: None,
         }
+    }
+
+    /// The host id alerts are sealed for.
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    /// Has the next alert sealed carry `note` as `nightjar.recovered_from`.
+    pub fn note_next(&mut self, note: Value) {
+        self.next_note = Some(note);
+    }
+
+    /// The head mark for `head`, signed with the host key (see [`super::head`]).
+    pub fn mark(&self, head: &ChainHead) -> nightjar_proto::fleet::HeartbeatChainHead {
+        super::head::sign_head(&self.key, &self.host_id, head)
     }
 
     /// The signing key (its public half verifies what this sealer produced).
@@ -85,6 +104,9 @@ impl Sealer {
         nightjar.insert("host_id".into(), self.host_id.clone().into());
         for (k, v) in earlier {
             nightjar.entry(k).or_insert(v);
+        }
+        if let Some(note) = self.next_note.take() {
+            nightjar.insert("recovered_from".into(), note);
         }
         alert.insert("nightjar".into(), Value::Object(nightjar));
         let payload = serde_json::to_vec(&alert)?;

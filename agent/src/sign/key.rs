@@ -2,22 +2,26 @@
 //! tell where an alert came from and that nobody edited it on the way.
 //!
 //! The key is a PKCS#8 document. Without `key_file` in the config it is generated on first
-//! start with `ring`'s `SystemRandom` and written to `state_dir/host.key` (mode 0600, the
-//! directory 0700). With `key_file` the agent reads an MDM-provisioned key (DER or PEM, v1 or
-//! v2 PKCS#8) and refuses one that group or others can read.
+//! start with `ring`'s `SystemRandom` and written to `state_dir/host.key` (mode 0600, in the
+//! checked state directory, see [`crate::state_dir`]). With `key_file` the agent reads an
+//! MDM-provisioned key (DER or PEM, v1 or v2 PKCS#8). Either way a key is used only when its
+//! directory passes the same checks as the state directory and the file itself is a regular
+//! file with one name, owned by root and readable by root alone: a key someone else planted
+//! would let them sign this host's alerts.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use nightjar_proto::dsse::{ALERT_PAYLOAD_TYPE, Envelope, Signature, pae_into};
+use nightjar_proto::trusted_dir::{Missing, TrustedDir, check_private_file, mode_bits};
+use nix::fcntl::OFlag;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 use crate::config::Config;
+use crate::state_dir::{KEY_FILE, StateDirError};
 
 /// Why the host key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,10 @@ pub enum KeyError {
     Rejected { path: PathBuf, reason: String },
     #[error("{path}: key file has mode {mode:04o}; it must not be readable by group or others")]
     Exposed { path: PathBuf, mode: u32 },
+    #[error("{path}: refusing this key file: {reason}")]
+    Untrusted { path: PathBuf, reason: String },
+    #[error("{0}")]
+    StateDir(#[from] StateDirError),
     #[error(
         "{path}: no host key yet (the agent creates it on first start, or set `key_file` in {config})"
     )]
@@ -63,14 +71,18 @@ impl HostKey {
         if let Some(path) = &config.key_file {
             return HostKey::load(path);
         }
-        private_dir(&config.state_dir)?;
-        let path = config.generated_key_path();
-        match HostKey::create(&path) {
+        let dir = crate::state_dir::open(config, Missing::Create)?;
+        HostKey::load_or_create_in(&dir)
+    }
+
+    /// `host.key` in the state directory `dir`, generated when absent.
+    pub fn load_or_create_in(dir: &TrustedDir) -> Result<HostKey, KeyError> {
+        match HostKey::create_in(dir, KEY_FILE) {
             Ok(key) => Ok(key),
             Err(KeyError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::AlreadyExists =>
             {
-                HostKey::load(&path)
+                HostKey::load_in(dir, KEY_FILE)
             }
             Err(e) => Err(e),
         }
@@ -78,34 +90,70 @@ impl HostKey {
 
     /// The configured key, without creating one (for the CLI when no agent runs).
     pub fn load_existing(config: &Config) -> Result<HostKey, KeyError> {
-        let path = config
-            .key_file
-            .clone()
-            .unwrap_or_else(|| config.generated_key_path());
-        if !path.exists() {
-            return Err(KeyError::Missing {
-                path,
-                config: config.source_name(),
-            });
+        if let Some(path) = &config.key_file {
+            return HostKey::load(path);
         }
-        HostKey::load(&path)
+        let missing = || KeyError::Missing {
+            path: config.state_dir.join(KEY_FILE),
+            config: config.source_name(),
+        };
+        let dir = match crate::state_dir::open(config, Missing::Fail) {
+            Ok(dir) => dir,
+            Err(e) if e.is_not_found() => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        match dir.stat(KEY_FILE) {
+            Ok(None) => Err(missing()),
+            _ => HostKey::load_in(&dir, KEY_FILE),
+        }
     }
 
-    /// Reads a PKCS#8 key (DER or PEM) that only its owner can read.
+    /// Reads a PKCS#8 key (DER or PEM) from `path`, whose directory must pass the state
+    /// directory's checks and which only root may read.
     pub fn load(path: &Path) -> Result<HostKey, KeyError> {
+        let untrusted = |reason: String| KeyError::Untrusted {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Err(untrusted("not a path to a file".into()));
+        };
+        let dir = TrustedDir::open_as_is(parent).map_err(|e| match e {
+            nightjar_proto::trusted_dir::TrustError::Io { op, source, .. } => KeyError::Io {
+                path: path.to_path_buf(),
+                op,
+                source,
+            },
+            e => untrusted(format!("its directory cannot be trusted: {e}")),
+        })?;
+        HostKey::load_in(&dir, name)
+    }
+
+    /// Reads the key `name` in the checked directory `dir`.
+    fn load_in(dir: &TrustedDir, name: &str) -> Result<HostKey, KeyError> {
+        let path = dir.display_name(name);
         let io = |op| {
-            let path = path.to_path_buf();
+            let path = path.clone();
             move |source| KeyError::Io { path, op, source }
         };
-        let meta = std::fs::metadata(path).map_err(io("stat"))?;
-        let mode = meta.permissions().mode() & 0o7777;
+        let mut file = dir
+            .open_file(name, OFlag::O_RDONLY, 0)
+            .map_err(io("open"))?;
+        let st = nix::sys::stat::fstat(&file).map_err(|e| KeyError::Io {
+            path: path.clone(),
+            op: "stat",
+            source: e.into(),
+        })?;
+        let mode = mode_bits(&st);
         if mode & 0o077 != 0 {
-            return Err(KeyError::Exposed {
-                path: path.to_path_buf(),
-                mode,
-            });
+            return Err(KeyError::Exposed { path, mode });
         }
-        let bytes = std::fs::read(path).map_err(io("read"))?;
+        if let Some(reason) = check_private_file(&st, true) {
+            return Err(KeyError::Untrusted { path, reason });
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io("read"))?;
         let der = if bytes.starts_with(b"-----BEGIN") {
             pem_pkcs8(&bytes).map_err(|reason| KeyError::Rejected {
                 path: path.to_path_buf(),
@@ -119,37 +167,52 @@ impl HostKey {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        Ok(HostKey::from_pair(pair, path))
+        Ok(HostKey::from_pair(pair, &path))
     }
 
-    /// Generates a key and writes it to a new file (mode 0600); fails with `AlreadyExists`
-    /// when the file is there, so two starting processes never overwrite each other's key.
+    /// Generates a key and writes it to a new file `path` (mode 0600; its directory is
+    /// created 0700 when missing and checked like the state directory); fails with
+    /// `AlreadyExists` when the file is there, so two starting processes never overwrite each
+    /// other's key.
     pub fn create(path: &Path) -> Result<HostKey, KeyError> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Err(KeyError::Untrusted {
+                path: path.to_path_buf(),
+                reason: "not a path to a file".into(),
+            });
+        };
+        let dir = TrustedDir::open(parent, Missing::Create).map_err(|e| KeyError::Untrusted {
+            path: path.to_path_buf(),
+            reason: format!("its directory cannot be trusted: {e}"),
+        })?;
+        HostKey::create_in(&dir, name)
+    }
+
+    fn create_in(dir: &TrustedDir, name: &str) -> Result<HostKey, KeyError> {
+        let path = dir.display_name(name);
         let io = |op| {
-            let path = path.to_path_buf();
+            let path = path.clone();
             move |source| KeyError::Io { path, op, source }
         };
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
+        let mut file = dir
+            .open_file(
+                name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            )
             .map_err(io("create"))?;
         file.write_all(pkcs8.as_ref()).map_err(io("write"))?;
         file.sync_all().map_err(io("sync"))?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("sync directory of"))?;
-        }
+        dir.sync().map_err(io("sync directory of"))?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| KeyError::Rejected {
-            path: path.to_path_buf(),
+            path: path.clone(),
             reason: e.to_string(),
         })?;
         tracing::info!(path = %path.display(), "generated a new host key");
-        Ok(HostKey::from_pair(pair, path))
+        Ok(HostKey::from_pair(pair, &path))
     }
 
     fn from_pair(pair: Ed25519KeyPair, path: &Path) -> HostKey {
@@ -183,11 +246,16 @@ impl HostKey {
 
     /// Signs `payload` as an alert and returns the DSSE envelope; `pae_buf` is reused scratch.
     pub fn sign_alert(&self, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
-        pae_into(ALERT_PAYLOAD_TYPE, payload, pae_buf);
+        self.sign_dsse(ALERT_PAYLOAD_TYPE, payload, pae_buf)
+    }
+
+    /// Signs `payload` as `payload_type` (DSSE); `pae_buf` is reused scratch.
+    pub fn sign_dsse(&self, payload_type: &str, payload: &[u8], pae_buf: &mut Vec<u8>) -> Envelope {
+        pae_into(payload_type, payload, pae_buf);
         let sig = self.pair.sign(pae_buf);
         Envelope {
             payload: STANDARD.encode(payload),
-            payload_type: ALERT_PAYLOAD_TYPE.to_string(),
+            payload_type: payload_type.to_string(),
             signatures: vec![Signature {
                 keyid: self.key_id.clone(),
                 sig: STANDARD.encode(sig.as_ref()),
@@ -197,31 +265,6 @@ impl HostKey {
 }
 
 pub use nightjar_proto::verify::key_id;
-
-/// Creates `dir` (and parents) as 0700, or tightens an existing one to 0700: the store, key
-/// and control socket inside are root's alone.
-pub fn private_dir(dir: &Path) -> Result<(), KeyError> {
-    let io = |op| {
-        let path = dir.to_path_buf();
-        move |source| KeyError::Io { path, op, source }
-    };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io("create directory"))?;
-    let mode = std::fs::metadata(dir)
-        .map_err(io("stat"))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode != 0o700 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{mode:04o}"), "tightening state directory to 0700");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io("chmod"))?;
-    }
-    Ok(())
-}
 
 fn pem_pkcs8(bytes: &[u8]) -> Result<Vec<u8>, String> {
     use rustls::pki_types::PrivateKeyDer;
@@ -236,6 +279,8 @@ fn pem_pkcs8(bytes: &[u8]) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use ring::signature::{ED25519, UnparsedPublicKey};
 
     use super::*;
@@ -253,7 +298,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
-        let file_mode = std::fs::metadata(config.generated_key_path())
+        let file_mode = std::fs::metadata(config.state_dir.join(KEY_FILE))
             .unwrap()
             .permissions()
             .mode();
@@ -267,14 +312,40 @@ mod tests {
     }
 
     #[test]
-    fn loose_state_dir_is_tightened() {
+    fn loose_state_dir_is_tightened_and_a_writable_one_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("s");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        private_dir(&dir).unwrap();
-        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        let config = Config {
+            state_dir: tmp.path().join("s"),
+            ..Config::default()
+        };
+        std::fs::create_dir(&config.state_dir).unwrap();
+        std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        HostKey::load_or_create(&config).unwrap();
+        let mode = std::fs::metadata(&config.state_dir)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        let err = HostKey::load_or_create(&config).unwrap_err().to_string();
+        assert!(err.contains("key `state_dir`"), "{err}");
+        assert!(err.contains("writable by its group or by others"), "{err}");
+    }
+
+    #[test]
+    fn a_linked_or_symlinked_key_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mdm.key");
+        HostKey::create(&path).unwrap();
+        let link = tmp.path().join("link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = HostKey::load(&link).unwrap_err().to_string();
+        assert!(err.contains("link.key"), "{err}");
+        std::fs::hard_link(&path, tmp.path().join("second-name")).unwrap();
+        let err = HostKey::load(&path).unwrap_err().to_string();
+        assert!(err.contains("2 names"), "{err}");
     }
 
     #[test]

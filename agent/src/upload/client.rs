@@ -5,6 +5,7 @@ use std::time::Duration;
 use ureq::Agent;
 use ureq::http::{Response, StatusCode};
 
+use super::redact::Redactor;
 use super::settings::{Timing, UploadSettings};
 use super::{UploadError, tls};
 
@@ -31,6 +32,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Client {
     agent: Agent,
     url: String,
+    /// Every reason this client gives passes through it: the URL may carry credentials.
+    redactor: Redactor,
     /// What the request signature covers: the URL's path and query.
     path_and_query: String,
     host_id: String,
@@ -54,6 +57,7 @@ impl Client {
         Ok(Client {
             agent,
             url: settings.url.clone(),
+            redactor: Redactor::new(&settings.url),
             path_and_query: crate::fleet::signer::path_and_query(&settings.url),
             host_id: settings.host_id.clone(),
             key_id: settings.key_id.clone(),
@@ -62,7 +66,8 @@ impl Client {
         })
     }
 
-    /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons.
+    /// POSTs one NDJSON body. Never logs or returns the body: only status and reasons, with
+    /// the URL's credentials taken out (a server's answer may quote the URL too).
     pub(crate) fn post(&self, body: &[u8]) -> Outcome {
         if let Some(enrolled) = &self.enrolled
             && !enrolled.load(std::sync::atomic::Ordering::SeqCst)
@@ -89,11 +94,24 @@ impl Client {
             }
         }
         let sent = request.send(body);
-        match sent {
+        let outcome = match sent {
             Ok(response) => classify(response),
             Err(e) => Outcome::Retry {
-                reason: format!("POST {}: {e}", self.url),
+                reason: format!("POST {}: {e}", self.redactor.url()),
                 retry_after: None,
+            },
+        };
+        match outcome {
+            Outcome::Delivered => Outcome::Delivered,
+            Outcome::Retry {
+                reason,
+                retry_after,
+            } => Outcome::Retry {
+                reason: self.redactor.scrub(&reason),
+                retry_after,
+            },
+            Outcome::Rejected { reason } => Outcome::Rejected {
+                reason: self.redactor.scrub(&reason),
             },
         }
     }

@@ -20,6 +20,7 @@
 
 mod backoff;
 mod client;
+pub mod redact;
 mod settings;
 pub(crate) mod tls;
 mod worker;
@@ -69,7 +70,8 @@ impl OutboxError {
     }
 }
 
-/// Why the uploader cannot be configured or started. Messages name the config key.
+/// Why the uploader cannot be configured or started. Messages name the config key; a URL in
+/// them is redacted ([`redact::redact_url`]).
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("upload.url: {url:?} is not a valid URL: {reason}")]

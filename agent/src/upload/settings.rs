@@ -6,6 +6,7 @@ use std::time::Duration;
 use ureq::http::Uri;
 
 use super::UploadError;
+use super::redact::{Redactor, redact_url};
 use super::tls;
 
 /// Where and how to deliver alerts; built by the agent from its `[upload]` config section.
@@ -59,9 +60,11 @@ impl UploadSettings {
     }
 
     fn check_url(&self) -> Result<(), UploadError> {
+        let shown = redact_url(&self.url).into_owned();
+        let scrub = Redactor::new(&self.url);
         let bad = |reason: &str| UploadError::BadUrl {
-            url: self.url.clone(),
-            reason: reason.to_owned(),
+            url: shown.clone(),
+            reason: scrub.scrub(reason),
         };
         let uri: Uri = self.url.parse().map_err(|e| bad(&format!("{e}")))?;
         let scheme = uri.scheme_str().ok_or_else(|| bad("no scheme"))?;
@@ -71,11 +74,9 @@ impl UploadSettings {
         match scheme {
             "https" => Ok(()),
             "http" if self.allow_insecure_http => Ok(()),
-            "http" => Err(UploadError::InsecureHttp {
-                url: self.url.clone(),
-            }),
+            "http" => Err(UploadError::InsecureHttp { url: shown }),
             other => Err(UploadError::UnsupportedScheme {
-                url: self.url.clone(),
+                url: shown,
                 scheme: other.to_owned(),
             }),
         }

@@ -1,35 +1,30 @@
 //! `scripts/bench store`: alerts built, chained, signed and made durable per second.
 //!
 //! Every run uses real alerts (the built-in rule matched by a `kcc copy_cred_cache` event,
-//! built by the agent's alert builder) and a fresh sled store in a temporary directory on the
+//! built by the agent's alert builder) and a fresh store in a temporary directory on the
 //! same file system as the system temp dir. Modes, each measured in the same run:
 //! - `sign_only`: build + chain + sign, nothing stored (the baseline);
-//! - `insert_no_flush`: as above, stored in sled without flushing;
-//! - `flush_each`: stored and flushed per alert (what the agent does), with per-alert latency;
-//! - `group_64`: stored, one flush per 64 alerts (group commit).
+//! - `baseline_sled_flush_each` / `baseline_sled_group_64`: the store as it was before the
+//!   envelope log (one sled transaction over four trees per alert, then sled's `flush`,
+//!   which is `sync_file_range` on Linux and does not reach the medium), per alert and per
+//!   64 alerts: today's figures without the extra sync;
+//! - `insert_no_sync`: appended to the log, never made durable;
+//! - `flush_each`: appended and committed per alert (`fdatasync`, `F_FULLFSYNC` on macOS):
+//!   durable on the medium, with per-alert latency;
+//! - `group_64`: committed once per 64 alerts (group commit, as the agent commits the alerts
+//!   of one pass over the ring together).
 //!
 //! Usage: `bench-store [ALERTS] [RUNS]` (defaults 2000 and 3); the best run of each mode is
 //! reported. Progress goes to stderr; the last stdout line is one JSON object.
 //!
 //! `heap_bytes_per_stored_alert`: the process's anonymous memory (`RssAnon`) growth per
 //! alert between the 100,000th and the 200,000th alert of one `group_64` run (the first
-//! 100,000 fill sled's cache and log: warm-up). sled 0.34 keeps
-//! a few dozen bytes of location metadata in memory for every page it ever wrote, whatever
-//! its cache cap, so an agent's heap grows with the number of alerts it stores (not with the
-//! events it reads).
+//! 100,000 are warm-up), keeping every alert; `_retained`: the same, keeping the newest
+//! [`RETAIN`] as the agent's retention does.
 //!
-//! `heap_bytes_per_stored_alert_retained`: the same growth in a `group_64` run that keeps
-//! only the newest [`RETAIN`] alerts, pruning every [`PRUNE_BATCH`] alerts as the agent's
-//! reader does (`[store] retain_alerts`). Measured first, so the run without retention (the
-//! baseline, just after it in the same process) may reuse its freed memory: that can only
-//! make the baseline look smaller.
-//!
-//! `heap_bytes_per_alert_read_back`: after that run, every kept alert is read back in
-//! 64-alert chunks (what `alerts list`, `alerts export` and `verify` do through a running
-//! agent); the heap growth divided by the alerts read. A single pass over a sled 0.34 store
-//! keeps nearly every page it read, whatever its cache cap (likely because its cache applies
-//! the cap only once 64 page accesses have queued up in one of its 256 shards): a full read
-//! costs about the store's size.
+//! `read_back`: after the retention run, every kept alert is read back in 64-alert chunks
+//! (what `alerts list`, `alerts export` and `verify` do through a running agent), then every
+//! alert of a 100,000-alert store; the heap growth is reported per alert read and in all.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -46,7 +41,9 @@ use serde_json::json;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     SignOnly,
-    InsertNoFlush,
+    /// The version-1 store's write path, flushed every `n` alerts.
+    SledBaseline(usize),
+    InsertNoSync,
     FlushEach,
     Group(usize),
     /// Group commit, keeping only the newest `RETAIN` alerts.
@@ -57,11 +54,61 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::SignOnly => "sign_only",
-            Mode::InsertNoFlush => "insert_no_flush",
+            Mode::SledBaseline(1) => "baseline_sled_flush_each",
+            Mode::SledBaseline(_) => "baseline_sled_group_64",
+            Mode::InsertNoSync => "insert_no_sync",
             Mode::FlushEach => "flush_each",
             Mode::Group(_) => "group_64",
             Mode::GroupRetain(_) => "group_64_retained",
         }
+    }
+}
+
+/// The store's write path before the envelope log: envelope, uuid, time and chain head in
+/// one sled transaction over four trees, durable by sled's own `flush`.
+struct SledBaseline {
+    db: sled::Db,
+    trees: (sled::Tree, sled::Tree, sled::Tree, sled::Tree),
+}
+
+impl SledBaseline {
+    fn open(dir: &std::path::Path) -> Result<SledBaseline, String> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(8 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| e.to_string())?;
+        let t = |n: &str| db.open_tree(n).map_err(|e| e.to_string());
+        let trees = (t("alerts")?, t("uuid")?, t("time")?, t("meta")?);
+        Ok(SledBaseline { db, trees })
+    }
+
+    fn insert(&self, a: &nightjar_agent::sign::SealedAlert) -> Result<(), String> {
+        use sled::transaction::Transactional;
+        let key = a.seq.to_be_bytes();
+        let head = nightjar_agent::sign::ChainHead {
+            seq: a.seq,
+            hash: a.payload_hash,
+        }
+        .to_bytes();
+        let (alerts, uuids, times, meta) = &self.trees;
+        (alerts, uuids, times, meta)
+            .transaction(|(al, u, t, m)| {
+                if u.get(a.uuid.as_bytes())?.is_some() {
+                    return Ok(());
+                }
+                al.insert(&key, a.envelope.as_slice())?;
+                u.insert(a.uuid.as_bytes(), &key)?;
+                t.insert(&key, &a.time_ns.to_be_bytes())?;
+                m.insert("head", &head[..])?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        self.db.flush().map(drop).map_err(|e| e.to_string())
     }
 }
 
@@ -70,9 +117,16 @@ struct RunResult {
     latencies_us: Vec<f64>,
     /// (alerts stored, `RssAnon` KiB) every [`GROWTH_SAMPLE_EVERY`] alerts.
     anon_kib: Vec<(u32, u64)>,
-    /// Heap growth per alert read back, when the retention run reads every kept alert
-    /// in 64-alert chunks as `alerts list` and `verify` do through the agent.
-    read_back_bytes_per_alert: Option<f64>,
+    /// Heap growth while every kept alert was read back in 64-alert chunks, as `alerts
+    /// list`, `alerts export` and `verify` do through the agent.
+    read_back: Option<ReadBack>,
+}
+
+#[derive(Clone, Copy)]
+struct ReadBack {
+    alerts: u64,
+    /// Largest `RssAnon` growth seen during the read, KiB.
+    peak_growth_kib: u64,
 }
 
 const GROWTH_SAMPLE_EVERY: u32 = 20_000;
@@ -113,6 +167,10 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
     let key = HostKey::create(&tmp.path().join("host.key")).map_err(|e| e.to_string())?;
     let mut sealer = Sealer::new(key, "bench-host".into());
     let store = Store::open(&tmp.path().join("db")).map_err(|e| e.to_string())?;
+    let sled_baseline = match mode {
+        Mode::SledBaseline(_) => Some(SledBaseline::open(&tmp.path().join("v1.sled"))?),
+        _ => None,
+    };
     let host = HostInfo::new("bench", "bench-host");
     let table = ProcessTable::new(1024);
     let rule = rules.rules().first().ok_or("no built-in rule")?;
@@ -134,22 +192,36 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
         let sealed = sealer.seal(&head, unsealed).map_err(|e| e.to_string())?;
         match mode {
             Mode::SignOnly => {}
-            Mode::InsertNoFlush => {
+            Mode::SledBaseline(n) => {
+                let b = sled_baseline.as_ref().ok_or("no baseline store")?;
+                b.insert(&sealed)?;
+                if (i + 1) % n == 0 {
+                    b.flush()?;
+                }
+            }
+            Mode::InsertNoSync => {
                 store.insert(&sealed).map_err(|e| e.to_string())?;
             }
             Mode::FlushEach => {
-                store.append(&sealed).map_err(|e| e.to_string())?;
+                store.insert(&sealed).map_err(|e| e.to_string())?;
+                store
+                    .commit_marked(|h| sealer.mark(h))
+                    .map_err(|e| e.to_string())?;
             }
             Mode::Group(n) => {
                 store.insert(&sealed).map_err(|e| e.to_string())?;
                 if (i + 1) % n == 0 {
-                    store.flush().map_err(|e| e.to_string())?;
+                    store
+                        .commit_marked(|h| sealer.mark(h))
+                        .map_err(|e| e.to_string())?;
                 }
             }
             Mode::GroupRetain(n) => {
                 store.insert(&sealed).map_err(|e| e.to_string())?;
                 if (i + 1) % n == 0 {
-                    store.flush().map_err(|e| e.to_string())?;
+                    store
+                        .commit_marked(|h| sealer.mark(h))
+                        .map_err(|e| e.to_string())?;
                 }
                 if (i as u64 + 1).is_multiple_of(PRUNE_BATCH) {
                     store.prune(RETAIN, false).map_err(|e| e.to_string())?;
@@ -168,29 +240,36 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
             anon_samples.push((stored, kib));
         }
     }
-    store.flush().map_err(|e| e.to_string())?;
+    if let Some(b) = &sled_baseline {
+        b.flush()?;
+    } else if mode != Mode::InsertNoSync {
+        store.flush().map_err(|e| e.to_string())?;
+    }
     let elapsed = start.elapsed().max(Duration::from_nanos(1));
-    if mode != Mode::SignOnly {
+    if !matches!(mode, Mode::SignOnly | Mode::SledBaseline(_)) {
         let stored = store.head().map_err(|e| e.to_string())?.seq;
         if stored != u64::from(alerts) {
             return Err(format!("{} stored {stored} of {alerts}", mode.name()));
         }
     }
     let mut read_back = None;
-    if matches!(mode, Mode::GroupRetain(_)) {
+    let full_read = matches!(mode, Mode::Group(_)) && alerts >= GROWTH_ALERTS;
+    if matches!(mode, Mode::GroupRetain(_)) || full_read {
         let first_kept = store.pruned().map_err(|e| e.to_string())?.seq + 1;
         let kept = u64::from(alerts) + 1 - first_kept;
-        if kept > RETAIN + PRUNE_BATCH
-            || store
-                .envelope(first_kept)
-                .map_err(|e| e.to_string())?
-                .is_none()
+        if matches!(mode, Mode::GroupRetain(_))
+            && (kept > RETAIN + PRUNE_BATCH
+                || store
+                    .envelope(first_kept)
+                    .map_err(|e| e.to_string())?
+                    .is_none())
         {
             return Err(format!(
                 "retention kept {kept} alerts from seq {first_kept}, not the newest {RETAIN}"
             ));
         }
-        let before = anon_kib();
+        let before = anon_kib().unwrap_or(0);
+        let mut peak = before;
         let mut next = first_kept;
         let mut read = 0u64;
         loop {
@@ -200,19 +279,24 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
             };
             read += chunk.len() as u64;
             next = last + 1;
+            if read.is_multiple_of(4096) {
+                peak = peak.max(anon_kib().unwrap_or(0));
+            }
         }
+        peak = peak.max(anon_kib().unwrap_or(0));
         if read != kept {
             return Err(format!("read back {read} of {kept} kept alerts"));
         }
-        read_back = before
-            .zip(anon_kib())
-            .map(|(b, a)| (a as f64 - b as f64) * 1024.0 / read as f64);
+        read_back = Some(ReadBack {
+            alerts: read,
+            peak_growth_kib: peak.saturating_sub(before),
+        });
     }
     Ok(RunResult {
         per_s: f64::from(alerts) / elapsed.as_secs_f64(),
         latencies_us,
         anon_kib: anon_samples,
-        read_back_bytes_per_alert: read_back,
+        read_back,
     })
 }
 
@@ -258,7 +342,9 @@ fn main() {
     };
     let modes = [
         Mode::SignOnly,
-        Mode::InsertNoFlush,
+        Mode::SledBaseline(1),
+        Mode::SledBaseline(64),
+        Mode::InsertNoSync,
         Mode::FlushEach,
         Mode::Group(64),
     ];
@@ -292,42 +378,67 @@ fn main() {
                 mode.name(),
                 res.anon_kib
             );
-            (growth_per_alert(&res), res.read_back_bytes_per_alert)
+            (growth_per_alert(&res), res.read_back)
         }
         Err(e) => {
             eprintln!("bench-store: {e}");
             std::process::exit(1);
         }
     };
-    let (growth_retained, read_back) = growth_of(Mode::GroupRetain(64));
-    let (growth, _) = growth_of(Mode::Group(64));
+    let (growth_retained, read_retained) = growth_of(Mode::GroupRetain(64));
+    let (growth, read_all) = growth_of(Mode::Group(64));
     let rate = |m: usize| best[m].as_ref().map_or(0.0, |r| r.per_s);
-    let mut flush_lat = best[2]
-        .as_ref()
-        .map(|r| r.latencies_us.clone())
-        .unwrap_or_default();
-    flush_lat.sort_by(f64::total_cmp);
+    let latencies = |m: usize| {
+        let mut l = best[m]
+            .as_ref()
+            .map(|r| r.latencies_us.clone())
+            .unwrap_or_default();
+        l.sort_by(f64::total_cmp);
+        json!({
+            "p50": percentile(&l, 0.50).round(),
+            "p99": percentile(&l, 0.99).round(),
+            "max": percentile(&l, 1.0).round(),
+        })
+    };
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            (a / b * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        }
+    };
+    let read_json = |r: Option<ReadBack>| {
+        r.map(|r| {
+            json!({
+                "alerts": r.alerts,
+                "peak_heap_growth_mib": (r.peak_growth_kib as f64 / 1024.0 * 10.0).round() / 10.0,
+                "heap_bytes_per_alert": (r.peak_growth_kib as f64 * 1024.0 / r.alerts.max(1) as f64).round(),
+            })
+        })
+    };
     let out = json!({
         "suite": "store",
         "alerts_per_run": alerts,
         "runs": runs,
         "best_of_runs": true,
         "baseline_sign_only_per_s": rate(0).round(),
-        "insert_no_flush_per_s": rate(1).round(),
-        "flush_each_per_s": rate(2).round(),
-        "group_64_per_s": rate(3).round(),
-        "flush_each_latency_us": {
-            "p50": percentile(&flush_lat, 0.50).round(),
-            "p99": percentile(&flush_lat, 0.99).round(),
-            "max": percentile(&flush_lat, 1.0).round(),
-        },
-        "flush_each_vs_baseline": if rate(0) > 0.0 { (rate(2) / rate(0) * 1000.0).round() / 1000.0 } else { 0.0 },
-        "group_64_vs_flush_each": if rate(2) > 0.0 { (rate(3) / rate(2) * 10.0).round() / 10.0 } else { 0.0 },
+        "baseline_sled_flush_each_per_s": rate(1).round(),
+        "baseline_sled_group_64_per_s": rate(2).round(),
+        "insert_no_sync_per_s": rate(3).round(),
+        "flush_each_per_s": rate(4).round(),
+        "group_64_per_s": rate(5).round(),
+        "baseline_sled_flush_each_latency_us": latencies(1),
+        "flush_each_latency_us": latencies(4),
+        "flush_each_vs_baseline_sled_flush_each": ratio(rate(4), rate(1)),
+        "group_64_vs_baseline_sled_group_64": ratio(rate(5), rate(2)),
+        "group_64_vs_flush_each": ratio(rate(5), rate(4)),
+        "flush_each_vs_sign_only": ratio(rate(4), rate(0)),
         "max_rss_kib": max_rss_kib(),
         "heap_bytes_per_stored_alert": growth.map(f64::round),
         "heap_bytes_per_stored_alert_retained": growth_retained.map(f64::round),
         "retained_alerts": RETAIN,
-        "heap_bytes_per_alert_read_back": read_back.map(f64::round),
+        "read_back_retained": read_json(read_retained),
+        "read_back_all": read_json(read_all),
     });
     println!("{out}");
 }

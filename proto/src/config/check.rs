@@ -36,6 +36,16 @@ impl Config {
         if self.ring_path.as_os_str().is_empty() {
             return Err(bad("ring_path", "must not be empty"));
         }
+        // Root-only state is checked from `/` down (`trusted_dir`): a relative path would
+        // depend on the working directory.
+        for (key, path) in [
+            ("state_dir", &self.state_dir),
+            ("ring_path", &self.ring_path),
+        ] {
+            if !path.is_absolute() {
+                return Err(bad(key, "must be an absolute path"));
+            }
+        }
         let cap = self.ring_capacity_bytes;
         if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
             return Err(bad(

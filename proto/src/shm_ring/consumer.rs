@@ -2,12 +2,13 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::handshake::{self, StdFence};
 use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, RETIRED, check_word, record_size};
 use super::producer::{IDENTITY_CHECK_NS, monotonic_ns};
-use super::setup::{self, Role};
+use super::setup::{self, RingPlace, Role};
 use super::{RingError, RingStats, wake};
 use crate::codec::MAX_RECORD_BYTES;
 
@@ -32,17 +33,29 @@ pub struct Entry<'a> {
 
 /// The single reader. Reading moves a private cursor; the producer gets space back only
 /// when [`Consumer::commit`] says the records up to a position are done with.
+///
+/// Positions are byte counts since the ring was created, multiples of `ALIGN`. Invariants,
+/// checked by [`Consumer::check_invariants`] in debug builds after every operation that moves
+/// them: `committed <= cursor`, `delivered_end <= cursor <= cached_write`, and a pending skip
+/// `(from, to)` has `from <= to`. Nothing the other process writes is trusted to keep them:
+/// every value loaded from the header is range-checked before it is stored here.
 pub struct Consumer {
     path: PathBuf,
+    /// The ring's checked directory and name: every file is opened relative to it.
+    place: RingPlace,
     map: Mapping,
     wake: OwnedFd,
     /// Holds `<ring>.consumer`'s lock: one consumer per ring.
     _consumer_lock: std::fs::File,
     /// (device, inode) of the mapped file, to tell a rebuilt ring from a stray retired mark.
     identity: Option<(u64, u64)>,
+    /// Data bytes, from the file size (never the header): a power of two.
     capacity: u64,
+    /// `capacity - 1`.
     mask: u64,
+    /// Where the next record is read.
     cursor: u64,
+    /// Released to the producer: everything below it may be overwritten.
     committed: u64,
     /// Last published position seen; reloaded only when the cursor reaches it.
     cached_write: u64,
@@ -74,13 +87,20 @@ impl Consumer {
     /// committed position.
     pub fn open(path: &Path, capacity_bytes: u64) -> Result<Consumer, RingError> {
         setup::check_capacity(path, capacity_bytes)?;
-        setup::ensure_parent(path)?;
-        let consumer_lock = setup::take_consumer_lock(path)?;
-        let wake = wake::open_fifo(&wake::fifo_path(path), false)?;
-        let map = setup::open_ring(path, capacity_bytes, Role::Consumer, &wake)?;
+        let place = RingPlace::open(path)?;
+        let consumer_lock = setup::take_consumer_lock(&place)?;
+        let (wake, fifo_replaced) = wake::open_fifo(&place, false)?;
+        let map = setup::open_ring(
+            &place,
+            capacity_bytes,
+            Role::Consumer,
+            &wake,
+            fifo_replaced.as_deref(),
+        )?;
         wake::drain(&wake);
         let mut consumer = Consumer {
             path: path.to_path_buf(),
+            place,
             identity: None,
             capacity: 0,
             mask: 0,
@@ -155,6 +175,7 @@ impl Consumer {
                     len as usize,
                 )
             };
+            self.check_invariants();
             return Ok(Some(Entry {
                 pos,
                 end: self.cursor,
@@ -178,6 +199,7 @@ impl Consumer {
         if end > self.committed && end <= self.cursor && end.is_multiple_of(ALIGN) {
             self.set_committed(end);
         }
+        self.check_invariants();
     }
 
     /// Move the read cursor back to the committed position (e.g. after a failed store).
@@ -186,6 +208,7 @@ impl Consumer {
         self.delivered_end = self.committed;
         self.pending_skip = None;
         self.expected_seq = None;
+        self.check_invariants();
     }
 
     /// Block up to `timeout` for data: spin briefly (64 checks, or [`Consumer::set_spin`]
@@ -230,21 +253,13 @@ impl Consumer {
         let now = monotonic_ns();
         if now.wrapping_sub(self.identity_checked_ns) >= IDENTITY_CHECK_NS {
             self.identity_checked_ns = now;
-            self.replaced |=
-                setup::identity_of_path(&self.path).is_some_and(|id| Some(id) != self.identity);
+            self.replaced |= self
+                .place
+                .identity()
+                .is_some_and(|id| Some(id) != self.identity);
         }
         let h = self.map.header();
-        h.consumer_sleeping.store(1, Ordering::SeqCst);
-        // Pairs with the producer's fence between publishing and reading the flag.
-        fence(Ordering::SeqCst);
-        if self.has_data() {
-            self.map
-                .header()
-                .consumer_sleeping
-                .store(0, Ordering::Relaxed);
-            return false;
-        }
-        true
+        handshake::announce_sleep::<_, StdFence>(&h.consumer_sleeping, || self.has_data())
     }
 
     /// Withdraws the sleeping flag after a wake-up (or timeout). The FIFO is emptied by the
@@ -466,7 +481,7 @@ impl Consumer {
     /// otherwise the mark is stray (scribbled).
     fn follow_rebuild(&mut self) -> Result<(), RingError> {
         let h = self.map.header();
-        if setup::identity_of_path(&self.path) == self.identity {
+        if self.place.identity() == self.identity {
             h.retired.store(0, Ordering::Relaxed);
             self.replaced = false;
             return Ok(());
@@ -478,7 +493,16 @@ impl Consumer {
             .expected_seq
             .map_or(0, |expected| final_seq.saturating_sub(expected))
             .min(self.capacity / RECORD_HEADER);
-        self.map = setup::open_ring(&self.path, self.capacity, Role::Consumer, &self.wake)?;
+        // The producer may have replaced an exposed FIFO along with the ring.
+        let (wake, fifo_replaced) = wake::open_fifo(&self.place, false)?;
+        self.wake = wake;
+        self.map = setup::open_ring(
+            &self.place,
+            self.capacity,
+            Role::Consumer,
+            &self.wake,
+            fifo_replaced.as_deref(),
+        )?;
         self.install_mapping();
         self.lost_in_resync += lost;
         self.generation_resets += 1;
@@ -488,6 +512,28 @@ impl Consumer {
     fn set_committed(&mut self, pos: u64) {
         self.committed = pos;
         self.map.header().read_pos.store(pos, Ordering::Release);
+    }
+
+    /// The field invariants stated on [`Consumer`] (debug builds).
+    fn check_invariants(&self) {
+        debug_assert!(self.capacity.is_power_of_two() && self.mask == self.capacity - 1);
+        debug_assert!(self.committed <= self.cursor, "{self:?}");
+        debug_assert!(
+            self.delivered_end <= self.cursor && self.cursor <= self.cached_write,
+            "{self:?}"
+        );
+        debug_assert!(self.pending_skip.is_none_or(|(a, b)| a <= b));
+        debug_assert!(
+            [
+                self.cursor,
+                self.committed,
+                self.cached_write,
+                self.delivered_end
+            ]
+            .iter()
+            .all(|p| p.is_multiple_of(ALIGN)),
+            "{self:?}"
+        );
     }
 }
 

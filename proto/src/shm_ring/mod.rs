@@ -116,6 +116,7 @@
 //!   exclusive lock on `<ring>.consumer` (0600), so a second consumer is refused.
 
 mod consumer;
+pub mod handshake;
 mod layout;
 mod producer;
 mod setup;
@@ -166,6 +167,8 @@ pub enum RingError {
     },
     #[error("{path}: capacity {capacity} is not a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}")]
     Capacity { path: PathBuf, capacity: u64 },
+    #[error("{path}: {reason}")]
+    Untrusted { path: PathBuf, reason: String },
     #[error("{path}: not a regular file")]
     NotRegular { path: PathBuf },
     #[error("{path}: not a FIFO")]
@@ -190,7 +193,7 @@ pub enum RingError {
         supported: u64,
     },
     #[error("{path}: invalid ring header ({what}) while a producer holds it")]
-    Invalid { path: PathBuf, what: &'static str },
+    Invalid { path: PathBuf, what: String },
     #[error("{path}: corrupt ring contents at position {pos}: {what}; skipped to {resumed_at}")]
     Corrupt {
         path: PathBuf,

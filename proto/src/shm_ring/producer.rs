@@ -2,30 +2,47 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 
+use super::handshake::{self, StdFence};
 use super::layout::{ALIGN, Mapping, PAD_LEN, RECORD_HEADER, record_size};
-use super::setup::{self, Role};
+use super::setup::{self, RingPlace, Role};
 use super::{RingError, RingStats, wake};
 use crate::codec::MAX_RECORD_BYTES;
 
 /// The single writer. Pushing copies into the mapping and never blocks or makes a system
 /// call; [`Producer::flush`] publishes a batch and wakes a sleeping consumer.
+///
+/// Positions are byte counts since the ring was created, multiples of `ALIGN`, that only
+/// grow. Invariants, checked by [`Producer::check_invariants`] in debug builds after every
+/// operation that moves them:
+/// `cached_read <= published <= write`, `write - cached_read <= capacity`,
+/// `checked_through <= write`.
 pub struct Producer {
     map: Mapping,
     wake: OwnedFd,
+    /// Data bytes: a power of two in `MIN_CAPACITY..=MAX_CAPACITY`, fixed for the mapping.
     capacity: u64,
+    /// `capacity - 1`: the offset of a position is `pos & mask`.
     mask: u64,
-    /// Next byte to write (unpublished beyond `published`).
+    /// Next byte to write. Bytes in `published..write` are written but not yet visible.
     write: u64,
+    /// The write position last stored in the header (what the consumer may read up to).
     published: u64,
-    /// Last read position seen from the consumer; reloaded only when the ring looks full.
+    /// The consumer's read position as last loaded; reloaded only when the ring looks
+    /// full. Everything below it is free to overwrite.
     cached_read: u64,
+    /// The write position at the last wake-up check in `flush`: a flush that published
+    /// nothing beyond it wakes nobody (see `handshake`).
+    checked_through: u64,
+    /// Sequence number of the next record pushed.
     next_seq: u64,
     drops: u64,
     upstream_loss: u64,
     generation: u64,
     path: PathBuf,
+    /// The ring's checked directory and name: every file is opened relative to it.
+    place: RingPlace,
     /// (device, inode) of the mapped file, to notice the path being deleted or replaced.
     identity: Option<(u64, u64)>,
     /// When `flush` last compared the path with `identity` (monotonic ns).
@@ -43,9 +60,15 @@ impl Producer {
     /// anything else is rebuilt as a new file (see the module docs).
     pub fn open(path: &Path, capacity_bytes: u64) -> Result<Producer, RingError> {
         setup::check_capacity(path, capacity_bytes)?;
-        setup::ensure_parent(path)?;
-        let wake = wake::open_fifo(&wake::fifo_path(path), true)?;
-        let map = setup::open_ring(path, capacity_bytes, Role::Producer, &wake)?;
+        let place = RingPlace::open(path)?;
+        let (wake, fifo_replaced) = wake::open_fifo(&place, true)?;
+        let map = setup::open_ring(
+            &place,
+            capacity_bytes,
+            Role::Producer,
+            &wake,
+            fifo_replaced.as_deref(),
+        )?;
         let h = map.header();
         let write = h.write_pos.load(Ordering::Acquire);
         let cached_read = h.read_pos.load(Ordering::Acquire);
@@ -58,12 +81,14 @@ impl Producer {
             mask: capacity_bytes - 1,
             write,
             published: write,
+            checked_through: write,
             cached_read,
             next_seq,
             drops,
             upstream_loss,
             generation,
             path: path.to_path_buf(),
+            place,
             identity: setup::identity_of_file(map.file()),
             checked_ns: monotonic_ns(),
             map,
@@ -127,6 +152,7 @@ impl Producer {
         if self.write - self.published >= self.capacity / 4 {
             self.publish();
         }
+        self.check_invariants();
         true
     }
 
@@ -143,11 +169,9 @@ impl Producer {
         h.drops.store(self.drops, Ordering::Relaxed);
         h.upstream_loss.store(self.upstream_loss, Ordering::Relaxed);
         h.heartbeat_ns.store(now, Ordering::Relaxed);
-        // Pairs with the consumer's fence between setting its flag and rechecking.
-        fence(Ordering::SeqCst);
-        if h.consumer_sleeping.load(Ordering::Relaxed) != 0
-            && h.consumer_sleeping.swap(0, Ordering::AcqRel) != 0
-        {
+        let fresh = self.write != self.checked_through;
+        self.checked_through = self.write;
+        if handshake::wake_needed::<_, StdFence>(&h.consumer_sleeping, fresh) {
             wake::signal(&self.wake);
         }
         if now.wrapping_sub(self.checked_ns) >= IDENTITY_CHECK_NS {
@@ -160,7 +184,7 @@ impl Producer {
     /// file and not read is lost with it; the new file keeps its own counters. On failure
     /// the producer stays where it is and tries again a second later.
     fn follow_replaced_file(&mut self) {
-        if setup::identity_of_path(&self.path) == self.identity {
+        if self.place.identity() == self.identity {
             return;
         }
         if let Ok(mut next) = Producer::open(&self.path, self.capacity) {
@@ -198,6 +222,20 @@ impl Producer {
         h.next_seq.store(self.next_seq, Ordering::Relaxed);
         h.write_pos.store(self.write, Ordering::Release);
         self.published = self.write;
+        self.check_invariants();
+    }
+
+    /// The field invariants stated on [`Producer`] (debug builds).
+    fn check_invariants(&self) {
+        debug_assert!(self.capacity.is_power_of_two() && self.mask == self.capacity - 1);
+        debug_assert!(self.cached_read <= self.published && self.published <= self.write);
+        debug_assert!(self.write - self.cached_read <= self.capacity);
+        debug_assert!(self.checked_through <= self.write);
+        debug_assert!(
+            [self.write, self.published, self.cached_read]
+                .iter()
+                .all(|p| p.is_multiple_of(ALIGN))
+        );
     }
 
     /// Whether `total` more bytes fit; reloads the consumer's position only when the cached

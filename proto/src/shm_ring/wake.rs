@@ -1,61 +1,53 @@
 //! The wake-up FIFO beside the ring: creation, signalling, draining and waiting.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::time::Duration;
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
 use super::RingError;
+use super::setup::{Fitness, RingPlace, WAKE, check_file};
 
-/// `<ring>.wake`.
-pub(super) fn fifo_path(ring: &Path) -> PathBuf {
-    let mut name = ring.as_os_str().to_os_string();
-    name.push(".wake");
-    PathBuf::from(name)
-}
-
-pub(super) fn c_path(path: &Path) -> Result<CString, RingError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        RingError::io(
-            path,
-            "path",
-            io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"),
-        )
-    })
-}
-
-/// Creates the FIFO (0600) when missing and opens it: read-write for the producer (its
-/// writes then never see "no reader"), read-only for the consumer. Both non-blocking.
-pub(super) fn open_fifo(path: &Path, read_write: bool) -> Result<OwnedFd, RingError> {
-    let c = c_path(path)?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(RingError::io(path, "mkfifo", err));
-        }
-    }
-    let mode = if read_write {
-        libc::O_RDWR
+/// Creates the FIFO `<ring>.wake` (0600) when missing and opens it: read-write for the
+/// producer (its writes then never see "no reader"), read-only for the consumer. Both
+/// non-blocking. An exposed FIFO (see `setup::Fitness`) is replaced by a fresh one, and the
+/// reason is returned: the caller then rebuilds the ring so the other side, which may still
+/// hold the old FIFO, moves to the new one with it.
+pub(super) fn open_fifo(
+    place: &RingPlace,
+    read_write: bool,
+) -> Result<(OwnedFd, Option<String>), RingError> {
+    let shown = place.shown(WAKE);
+    let make = || match nix::unistd::mkfifo(&place.real(WAKE), Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(RingError::io(&shown, "mkfifo", e.into())),
+    };
+    let flags = if read_write {
+        OFlag::O_RDWR
     } else {
-        libc::O_RDONLY
+        OFlag::O_RDONLY
+    } | OFlag::O_NONBLOCK;
+    make()?;
+    let fd = OwnedFd::from(place.open_raw(WAKE, flags)?);
+    let Fitness::Exposed(why) = check_file(&fd, &shown, libc::S_IFIFO)? else {
+        return Ok((fd, None));
     };
-    // SAFETY: valid path; the returned fd is checked and then owned.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            mode | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-        )
-    };
-    if fd < 0 {
-        return Err(RingError::io(path, "open", io::Error::last_os_error()));
+    tracing::warn!(fifo = %shown.display(), "wake FIFO is exposed ({why}); replacing it");
+    drop(fd);
+    place.remove(WAKE)?;
+    make()?;
+    let fd = OwnedFd::from(place.open_raw(WAKE, flags)?);
+    if let Fitness::Exposed(why) = check_file(&fd, &shown, libc::S_IFIFO)? {
+        return Err(RingError::io(
+            &shown,
+            "mkfifo",
+            io::Error::other(format!("a fresh FIFO is exposed: {why}")),
+        ));
     }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    super::setup::check_owned(&fd, path, libc::S_IFIFO)?;
-    Ok(fd)
+    Ok((fd, Some(format!("the wake FIFO was exposed ({why})"))))
 }
 
 /// Writes one byte; a full FIFO already guarantees a wake-up, so `EAGAIN` is fine.

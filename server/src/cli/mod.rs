@@ -71,12 +71,32 @@ enum Command {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+    /// Exports alerts for Elasticsearch.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Re-verifies stored envelopes and chains; exit 1 naming the first bad host and seq.
     Verify {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long, value_name = "H")]
         host: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// `_bulk` NDJSON for the data stream logs-nightjar.alert-<namespace> (docs/elastic.md).
+    #[command(name = "elastic-bulk")]
+    ElasticBulk {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// The data stream (default logs-nightjar.alert-default).
+        #[arg(long, value_name = "NAME")]
+        index: Option<String>,
     },
 }
 
@@ -283,6 +303,14 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             command: IntegrityCommand::List { config, host, json },
         } => query::integrity_list(config.load()?, host, json).await,
         Command::Verify { config, host } => verify::verify(config.load()?, host).await,
+        Command::Export {
+            command:
+                ExportCommand::ElasticBulk {
+                    config,
+                    since,
+                    index,
+                },
+        } => query::export_elastic(config.load()?, since, index).await,
     }
 }
 

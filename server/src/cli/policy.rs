@@ -8,7 +8,7 @@ use std::io::Write as _;
 
 use nightjar_rules::policy::{FORMAT, Link, Policy, PolicyFile};
 use nightjar_rules::{RuleStatus, read_exception_files, read_rule_files};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Failure, PublishArgs};
 use crate::config::Config;
@@ -154,8 +154,16 @@ pub async fn list(config: Config, json: bool) -> Result<(), Failure> {
                     rfc3339(p.published_at),
                     p.rules,
                     p.exceptions,
-                    p.builtin,
-                    p.block.join(",")
+                    p.builtin.map_or("-".to_owned(), |b| b.to_string()),
+                    p.block
+                        .as_ref()
+                        .and_then(Value::as_array)
+                        .map(|ids| ids
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default()
                 )?;
             }
         }

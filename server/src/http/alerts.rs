@@ -30,7 +30,14 @@ pub async fn ingest(
     // Decoding and Ed25519 batch verification are the CPU-heavy part: off the I/O threads.
     let key = auth.key.clone();
     let host_id = auth.host_id.clone();
+    let permit = state.cpu.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
     let parsed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let opened = open_batch(&bytes, &key)?;
         let signed: Vec<_> = opened.iter().map(|(_, a)| a).collect();
         if let Err(i) = key.verify_batch(&signed) {
