@@ -14,6 +14,7 @@
 //! - [`naive`]: a document-per-event interpreter, the baseline and test reference;
 //! - [`loader`], [`builtin`]: rule files and the seed rule shipped in the binary;
 //! - [`exceptions`]: Kibana exception lists, compiled, checked after a rule matches;
+//! - [`filter`]: the file events a rule set can match, for the sensor's source filters;
 //! - [`policy`]: the fleet policy document (rules, exceptions, `block`) the server signs;
 //! - [`RuleSet`]: all of the above for a set of rule files (or a policy), with rule identity
 //!   decided and the report `rules check` prints.
@@ -21,6 +22,7 @@
 pub mod builtin;
 pub mod ecs;
 pub mod exceptions;
+pub mod filter;
 pub mod loader;
 pub mod matcher;
 pub mod naive;

@@ -14,13 +14,15 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::ecs::EcsEvent;
+use nightjar_proto::filter::PathFilter;
+
+use crate::ecs::{EcsEvent, Field, Shape};
 use crate::exceptions::{CompiledExceptions, ExceptionSource, ListKind};
 use crate::loader::{self, FileError, Loaded};
 use crate::matcher::{CompiledRule, Matcher};
 use crate::naive;
 use crate::query::ast::Query;
-use crate::query::typing::TypedPred;
+use crate::query::typing::{Test, TypedPred};
 use crate::{LoadReport, RuleMeta, RuleReport, RuleStatus, RulesError, builtin};
 
 /// Largest rule file read (Elastic's largest is a few KiB).
@@ -322,6 +324,23 @@ impl RuleSet {
         naive::NaiveRules::new(&refs)
     }
 
+    /// The file events these rules can match: what the sensor publishes (see [`crate::filter`]).
+    pub fn file_filter(&self) -> PathFilter {
+        let mut filter = PathFilter::none();
+        for q in &self.queries {
+            let rule = CompiledRule::new(q);
+            if Shape::ALL.iter().any(|s| s.is_file() && rule.can_match(*s)) {
+                filter.merge(&crate::filter::admitted_by(q));
+            }
+        }
+        filter
+    }
+
+    /// Whether some rule can match events of `shape` (a source may leave the rest out).
+    pub fn wants(&self, shape: Shape) -> bool {
+        self.matcher.wants(shape)
+    }
+
     /// The typed queries, index-aligned with [`RuleSet::rules`].
     pub fn queries(&self) -> &[Query<TypedPred>] {
         &self.queries
@@ -587,22 +606,44 @@ pub fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<String,
     })
 }
 
-/// Why a rule whose query compiles to `false` is unsupported here.
+/// Why a rule whose query compiles to `false` is unsupported here: the event kinds (category,
+/// action or type values) it names that no source produces, else the fields it names that no
+/// event carries.
 fn never_matches_why(query: &Query<TypedPred>) -> String {
+    const EVENTS: &str = "this host's events are process exec, fork and end, and file creation, \
+                          modification, rename and deletion";
+    let mut kinds: Vec<String> = Vec::new();
+    for leaf in query.leaves() {
+        let produced: Vec<&str> = match leaf.field {
+            Some(Field::EventCategory) => Shape::ALL.iter().map(|s| s.category()).collect(),
+            Some(Field::EventAction) => Shape::ALL.iter().map(|s| s.action()).collect(),
+            Some(Field::EventType) => Shape::ALL.iter().map(|s| s.event_type()).collect(),
+            _ => continue,
+        };
+        if let Test::Str(_, value) = &leaf.test
+            && !produced.iter().any(|p| p.eq_ignore_ascii_case(value))
+        {
+            let named = format!("{} `{value}`", leaf.name);
+            if !kinds.contains(&named) {
+                kinds.push(named);
+            }
+        }
+    }
     let absent: Vec<String> = query
         .absent_fields()
         .iter()
         .map(|(name, _)| format!("`{name}`"))
         .collect();
-    if absent.is_empty() {
-        "the query never matches this host's events (exec events: event.category `process`, \
-         event.type `start`, event.action `exec`)"
-            .to_owned()
-    } else {
-        format!(
+    match (kinds.is_empty(), absent.is_empty()) {
+        (false, _) => format!(
+            "the query never matches this host's events: no source produces {} ({EVENTS})",
+            kinds.join(", ")
+        ),
+        (true, false) => format!(
             "the query never matches this host's events; fields it names that they do not carry: {}",
             absent.join(", ")
-        )
+        ),
+        (true, true) => format!("the query never matches this host's events ({EVENTS})"),
     }
 }
 

@@ -19,7 +19,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::Event;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::text::{terminal_safe, to_json_line};
@@ -156,12 +156,11 @@ impl<W: Write> Scanner<'_, W> {
                         terminal_safe(&e.to_string())
                     );
                 }
-                Next::Event(event, _) => {
-                    let Some(mut ev) = event.into_exec() else {
-                        continue;
-                    };
+                Next::Event(mut ev, _) => {
                     self.decoded += 1;
-                    ev.sensor_seq = self.decoded;
+                    let mut meta = ev.meta();
+                    meta.sensor_seq = self.decoded;
+                    ev.set_meta(meta);
                     process(
                         self.rules,
                         &self.host,
@@ -186,10 +185,10 @@ fn process(
     matches: &mut Vec<usize>,
     excepted: &mut [u64],
     out: &mut impl Write,
-    ev: &ExecEvent<'_>,
+    ev: &Event<'_>,
 ) -> io::Result<()> {
     {
-        let view = EcsEvent::new(ev, table, host);
+        let view = EcsEvent::of(ev, table, host);
         rules.evaluate(&view, matches);
         if !matches.is_empty() {
             let now = SystemTime::now()
@@ -200,13 +199,13 @@ fn process(
                     excepted[i] += 1;
                     continue;
                 }
-                let alert = build_alert(&rules.rules()[i], &view, &host.id, now, 0);
+                let alert = build_alert(&rules.rules()[i], ev, &view, &host.id, now, 0);
                 let line = to_json_line(&alert).map_err(io::Error::other)?;
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
             }
         }
     }
-    table.observe(ev);
+    table.observe_event(ev);
     Ok(())
 }

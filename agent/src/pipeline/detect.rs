@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::Event;
 use serde_json::{Map, Value};
 
 use super::reader::Detector;
@@ -60,19 +60,19 @@ impl Detector for RuleDetector {
         true
     }
 
-    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>) {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+    fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>) {
+        let ecs = EcsEvent::of(ev, &self.table, &self.host);
         self.active.rules.evaluate(&ecs, out);
     }
 
-    fn excepted(&self, rule: usize, ev: &ExecEvent<'_>, now_ns: i64) -> bool {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+    fn excepted(&self, rule: usize, ev: &Event<'_>, now_ns: i64) -> bool {
+        let ecs = EcsEvent::of(ev, &self.table, &self.host);
         match self.active.rules.excepted(rule, &ecs, now_ns) {
             Some(item) => {
                 tracing::debug!(
                     rule_id = %self.rule_id(rule),
                     item,
-                    event_seq = ev.sensor_seq,
+                    event_seq = ev.meta().sensor_seq,
                     "match excepted"
                 );
                 true
@@ -93,24 +93,25 @@ impl Detector for RuleDetector {
         self.active.policy_version
     }
 
-    fn observe(&mut self, ev: &ExecEvent<'_>) {
-        self.table.observe(ev);
+    fn observe(&mut self, ev: &Event<'_>) {
+        self.table.observe_event(ev);
     }
 
-    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String {
+    fn alert_uuid(&self, rule: usize, ev: &Event<'_>) -> String {
         alert_uuid(&self.host.id, self.rule_id(rule), ev)
     }
 
     fn build_alert(
         &self,
         rule: usize,
-        ev: &ExecEvent<'_>,
+        ev: &Event<'_>,
         time_ns: i64,
         suppressed: u64,
     ) -> Map<String, Value> {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+        let ecs = EcsEvent::of(ev, &self.table, &self.host);
         build_alert(
             &self.active.rules.rules()[rule],
+            ev,
             &ecs,
             &self.host.id,
             time_ns,
