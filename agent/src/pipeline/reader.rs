@@ -9,7 +9,7 @@
 //! so an alert already stored is recognised and skipped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use nightjar_proto::Record;
@@ -18,7 +18,7 @@ use nightjar_proto::event::{Event, FLAG_BLOCKED, FLAG_SNAPSHOT};
 use serde_json::{Map, Value};
 
 use super::status::{LiveStatus, now_ns};
-use super::suppress::{Suppressor, Verdict};
+use super::suppress::{RuleLimit, Suppressor, Verdict};
 use crate::sign::{Sealer, Unsealed};
 use crate::store::{Counters, Inserted, PRUNE_BATCH, RingSeen, Store, StoreError};
 
@@ -70,10 +70,26 @@ pub trait EventRing {
 
 /// Rules, process table and alert building as the reader needs them.
 pub trait Detector {
-    /// (interval, max_signals) of every rule, in rule order.
-    fn limits(&self) -> Vec<(Duration, u32)>;
+    /// The cap of every rule, in rule order.
+    fn limits(&self) -> Vec<RuleLimit>;
+    /// Takes a newer rule set when one is waiting; true when the rules changed (rule
+    /// indexes and [`Detector::limits`] then refer to the new set). Called between batches
+    /// of records, never while an event is being handled.
+    fn update(&mut self) -> bool {
+        false
+    }
     /// Indexes of the rules `ev` matches.
     fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>);
+    /// Whether an exception item excepts the match of `rule` on `ev` at `now_ns`.
+    fn excepted(&self, _rule: usize, _ev: &Event<'_>, _now_ns: i64) -> bool {
+        false
+    }
+    /// The `rule_id` of rule `rule`.
+    fn rule_id(&self, rule: usize) -> &str;
+    /// The policy version the current rules came from (0: the local configuration).
+    fn policy_version(&self) -> u64 {
+        0
+    }
     /// Records `ev` in the process table (after its rules were evaluated).
     fn observe(&mut self, ev: &Event<'_>);
     /// The deterministic alert id of `rule` matching `ev`.
@@ -146,6 +162,12 @@ impl<D: Detector> Alerter<D> {
     }
 
     fn on_match(&mut self, rule: usize, ev: &Event<'_>) -> Result<(), ReaderError> {
+        // Exceptions first: an excepted match is no alert at all, so it takes no
+        // `max_signals` slot (as in Kibana, where exceptions filter the rule's query).
+        if self.detector.excepted(rule, ev, now_ns()) {
+            self.status.add_excepted(self.detector.rule_id(rule));
+            return Ok(());
+        }
         let uuid = self.detector.alert_uuid(rule, ev);
         if let Some(seq) = self.store.seq_of(&uuid)? {
             tracing::debug!(uuid, seq, "alert already stored (event read again)");
@@ -157,9 +179,22 @@ impl<D: Detector> Alerter<D> {
             return Ok(());
         };
         let time_ns = now_ns();
-        let alert = self
+        let mut alert = self
             .detector
             .build_alert(rule, ev, time_ns, suppressed_before);
+        // Next to the alert's own `nightjar.{action, match}`.
+        let policy_version = self.detector.policy_version();
+        match alert.get_mut("nightjar") {
+            Some(Value::Object(n)) => {
+                n.insert("policy_version".into(), policy_version.into());
+            }
+            _ => {
+                alert.insert(
+                    "nightjar".into(),
+                    serde_json::json!({ "policy_version": policy_version }),
+                );
+            }
+        }
         let stored = self.seal_and_store(alert, uuid, time_ns, ev.meta().sensor_seq);
         match stored {
             Ok(()) => {
@@ -331,6 +366,16 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
     /// Handles up to `budget` records; returns how many there were (0 = the ring is empty).
     /// Checkpoints on its own every [`CHECKPOINT_EVERY`] records.
     pub fn drain(&mut self, budget: usize) -> Result<usize, ReaderError> {
+        // Between two batches: the only place a new rule set is taken (see `swap`).
+        if self.alerter.detector.update() {
+            let limits = self.alerter.detector.limits();
+            tracing::info!(
+                rules = limits.len(),
+                policy_version = self.alerter.detector.policy_version(),
+                "rule set swapped"
+            );
+            self.alerter.suppressor.rebuild(limits);
+        }
         let mut n = 0;
         while n < budget {
             let (end, bytes) = match self.ring.next_record() {
@@ -394,6 +439,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         if let Some(end) = self.pending_end.take() {
             self.ring.commit(end);
         }
+        self.alerter.status.commit_excepted();
         self.committed = counters;
         self.resync_committed = self.resync_seen;
         self.apply_retention();

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::reader::{Detector, EventRing, Reader, RingFault, RingLoss};
 use super::status::LiveStatus;
+use super::suppress::RuleLimit;
 use crate::sign::{HostKey, Sealer};
 use crate::store::{RingSeen, Store};
 
@@ -61,8 +62,15 @@ struct Kcc {
 }
 
 impl Detector for Kcc {
-    fn limits(&self) -> Vec<(Duration, u32)> {
-        vec![(Duration::from_secs(300), self.max_signals)]
+    fn limits(&self) -> Vec<RuleLimit> {
+        vec![RuleLimit::new(
+            "kcc",
+            Duration::from_secs(300),
+            self.max_signals,
+        )]
+    }
+    fn rule_id(&self, _rule: usize) -> &str {
+        "kcc"
     }
     fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>) {
         if let Some(ev) = ev.exec()

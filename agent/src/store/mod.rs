@@ -121,6 +121,8 @@ pub struct Counters {
     /// Execs a blocking rule could have stopped but that were let through because the
     /// sensor could not decide in time (fail open).
     pub block_failed_open: u64,
+    /// Matches an exception excepted (no alert made).
+    pub alerts_excepted: u64,
     /// The ring header's loss counters already added to `events_dropped`, and the ring
     /// generation they belong to (a new generation starts them from zero).
     pub ring: RingSeen,

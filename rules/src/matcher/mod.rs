@@ -40,6 +40,22 @@ impl CompiledRule {
     pub fn can_match(&self, shape: Shape) -> bool {
         !matches!(self.0[shape as usize], Node::Const(false))
     }
+
+    /// Whether `ev` matches this one tree (exception items are evaluated this way, once a
+    /// rule has matched). Allocation-free, like [`Matcher::evaluate`].
+    pub fn matches(&self, ev: &EcsEvent<'_>) -> bool {
+        let node = &self.0[ev.shape() as usize];
+        if !node.needs_scratch() {
+            return node.eval(ev, &mut Scratch::default());
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => {
+                sc.ready = false;
+                node.eval(ev, &mut sc)
+            }
+            Err(_) => node.eval(ev, &mut Scratch::default()),
+        })
+    }
 }
 
 /// Many compiled rules with their indexes, one matcher per event shape: an event is tested
