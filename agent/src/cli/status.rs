@@ -56,9 +56,21 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
         ("last_heartbeat_error", opt(&s.last_heartbeat_error)),
         ("enrol_error", opt(&s.enrol_error)),
+        ("alerts_excepted", s.alerts_excepted.to_string()),
+        (
+            "policy_version",
+            s.policy_version
+                .map_or_else(|| "-".into(), |v| v.to_string()),
+        ),
+        ("policy_applied_at", opt(&s.policy_applied_at)),
+        ("policy_error", opt(&s.policy_error)),
+        ("policy_fetch_error", opt(&s.policy_fetch_error)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {}", terminal_safe(&v)))?;
+    }
+    for (rule, n) in &s.alerts_excepted_by_rule {
+        out(&format!("  excepted {n:>10} {rule}"))?;
     }
     Ok(())
 }

@@ -147,6 +147,25 @@ pub struct StatusReport {
     /// Why the host is not enrolled, while it is not (with `[fleet]`).
     #[serde(default)]
     pub enrol_error: Option<String>,
+    /// Matches an exception excepted (no alert made), since the store was created.
+    #[serde(default)]
+    pub alerts_excepted: u64,
+    /// The same per rule_id, since the agent started.
+    #[serde(default)]
+    pub alerts_excepted_by_rule: std::collections::BTreeMap<String, u64>,
+    /// The fleet policy version running (`null`: the local `[rules]` configuration).
+    #[serde(default)]
+    pub policy_version: Option<u64>,
+    /// When that policy was applied (RFC 3339).
+    #[serde(default)]
+    pub policy_applied_at: Option<String>,
+    /// The last policy refused and why (a bad signature, an older version, a rule that does
+    /// not compile); the running policy stays.
+    #[serde(default)]
+    pub policy_error: Option<String>,
+    /// The last failure to fetch the policy from the server.
+    #[serde(default)]
+    pub policy_fetch_error: Option<String>,
 }
 
 /// `verify`. With `ok`, `reason` may carry a note (alerts not yet covered by the head mark).

@@ -114,6 +114,8 @@ pub struct Counters {
     pub events_received: u64,
     pub events_dropped: u64,
     pub alerts_suppressed: u64,
+    /// Matches an exception excepted (no alert made).
+    pub alerts_excepted: u64,
     /// The ring header's loss counters already added to `events_dropped`, and the ring
     /// generation they belong to (a new generation starts them from zero).
     pub ring: RingSeen,

@@ -32,6 +32,7 @@ impl Leaf {
             Value::Missing => false,
             Value::Str(s) => self.test_keyword(s),
             Value::Shared(s) => self.test_keyword(s),
+            Value::Entity(id) => self.test_keyword(id.as_str()),
             Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
             Value::Joined(a) if self.on_joined => self.test.test_str(a.joined()),
             Value::Joined(a) => {

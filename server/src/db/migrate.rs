@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ingest_cost",
         include_str!("../../migrations/0002_ingest_cost.sql"),
     ),
+    (
+        3,
+        "policy_summary",
+        include_str!("../../migrations/0003_policy_summary.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across replicas.

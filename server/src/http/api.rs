@@ -340,19 +340,14 @@ pub async fn policy(
         })
         .transpose()?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT version, envelope FROM policies ORDER BY version DESC LIMIT 1",
-            &[],
-        )
-        .await?;
-    let _ = auth;
-    match row {
+    let latest = crate::policy::latest(&client).await?;
+    tracing::debug!(host = %auth.host_id, ?have, "policy request");
+    match latest {
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no policy published")),
-        Some(r) if have == Some(r.get::<_, i64>(0)) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Some(r) => Ok((
+        Some((version, _)) if have == Some(version) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some((_, envelope)) => Ok((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
-            r.get::<_, Vec<u8>>(1),
+            envelope,
         )
             .into_response()),
     }
@@ -366,23 +361,10 @@ pub async fn list_policies(
 ) -> Result<Json<Value>, ApiError> {
     admin::authenticate(&state, &method, &headers).await?;
     let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT version, published_at, rules, exceptions FROM policies
-             ORDER BY version DESC LIMIT 1000",
-            &[],
-        )
-        .await?;
-    let list: Vec<Value> = rows
+    let list: Vec<Value> = crate::policy::list(&client, None, 1000)
+        .await?
         .iter()
-        .map(|r| {
-            json!({
-                "version": r.get::<_, i64>(0),
-                "published_at": crate::time::rfc3339(r.get(1)),
-                "rules": r.get::<_, i32>(2),
-                "exceptions": r.get::<_, i32>(3),
-            })
-        })
+        .map(crate::policy::PolicyVersion::to_json)
         .collect();
     Ok(Json(json!({ "policies": list })))
 }

@@ -19,7 +19,7 @@ use nightjar_proto::eslogger::SeqGapDetector;
 use nightjar_proto::{ExecEvent, LossSource};
 
 use super::fields::{EsAuditToken, EsExecFields, EsProcessFields, EsScratch};
-use crate::capture::CaptureError;
+use crate::capture::{CaptureError, Settings};
 use crate::publish::Publisher;
 
 /// What the handler owns between messages.
@@ -158,7 +158,7 @@ fn explain(err: NewClientError) -> CaptureError {
 }
 
 /// Starts the client and delivers execs until the process is stopped.
-pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
+pub fn run(publisher: &mut Publisher, _settings: &Settings) -> Result<Infallible, CaptureError> {
     set_runtime_version()?;
     let state = AssertUnwindSafe(RefCell::new(HandlerState {
         publisher,
