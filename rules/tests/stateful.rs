@@ -72,7 +72,7 @@ fn correlated(out: &[Detection]) -> Vec<Vec<u64>> {
     out.iter()
         .filter_map(|d| match d {
             Detection::Correlated { events, .. } => {
-                Some(events.iter().map(|e| e.event().sensor_seq).collect())
+                Some(events.iter().map(|e| e.event().meta().sensor_seq).collect())
             }
             _ => None,
         })
@@ -572,10 +572,13 @@ fn fleet_wide_new_terms_need_the_option() {
     );
     let (_, report) = RuleSet::from_texts(&[("t.toml", &toml)], None);
     assert_eq!(report.ok(), 0);
-    let options = nightjar_rules::LoadOptions {
+    let (_, report) = RuleSet::build(nightjar_rules::Sources {
+        rules: vec![nightjar_rules::SourceText {
+            name: "t.toml".into(),
+            text: toml.clone(),
+        }],
         new_terms_per_host: true,
         ..Default::default()
-    };
-    let (_, report) = RuleSet::from_texts_with(&[("t.toml", &toml)], &options);
+    });
     assert_eq!(report.ok(), 1);
 }

@@ -183,7 +183,7 @@ fn engine_matches(set: RuleSet, arrivals: &[(u64, Ev)], window: Duration) -> Vec
         .into_iter()
         .filter_map(|d| match d {
             Detection::Correlated { events, .. } => {
-                Some(events.iter().map(|e| e.event().sensor_seq).collect())
+                Some(events.iter().map(|e| e.event().meta().sensor_seq).collect())
             }
             _ => None,
         })

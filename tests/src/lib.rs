@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: locating the built binaries, temporary state,
 //! child-process control, generated input streams, a verifying alert collector, running the
 //! sensor and agent side by side, `/proc` sampling, the sustained-load driver, a private
-//! PostgreSQL cluster and the central server under test.
+//! PostgreSQL cluster, the central server under test, and signed fleet policies with a
+//! stand-in server that offers forged and older ones.
 
 pub mod agent_cli;
 pub mod collector;
@@ -9,6 +10,7 @@ pub mod fleet;
 pub mod harness;
 pub mod load;
 pub mod pipeline;
+pub mod policy;
 pub mod postgres;
 pub mod procstat;
 pub mod streams;

@@ -1,6 +1,8 @@
 //! `nightjar-agent scan`: evaluates rules over recorded events and prints one alert JSON per
 //! line. No store, no signing, and no `max_signals` cap: scan reports every match, since it
-//! answers "what in this recording matches" rather than rate-limiting a live feed.
+//! answers "what in this recording matches" rather than rate-limiting a live feed. Matches
+//! an exception (`--exceptions FILE`) excepts make no alert; their count per rule goes to
+//! stderr. `expire_time` is checked against the clock, as the live agent checks it.
 //!
 //! Files are streamed line by line through [`nightjar_proto::ndjson::EventReader`] (the
 //! reader `nightjar-sensor replay` uses): one reusable buffer bounded by the line limit, so
@@ -21,18 +23,19 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::Event;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::{
-    ThresholdResult, build_alert, build_group_alerts, build_new_terms_alert, build_threshold_alert,
+    MatchKind, ThresholdResult, build_alert, build_group_alerts, build_new_terms_alert,
+    build_threshold_alert,
 };
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
 use nightjar_rules::engine::{Detection, Engine, Limits};
-use nightjar_rules::{RuleSet, RuleStatus};
+use nightjar_rules::{RuleSet, Sources, read_exception_files, read_rule_files};
 
 /// State shared across every input file.
 struct Scanner<W: Write> {
@@ -49,23 +52,24 @@ struct Sink<W: Write> {
     host: HostInfo,
     table: ProcessTable,
     found: Vec<Detection>,
+    /// Event-query matches an exception excepted, per rule index.
+    excepted: Vec<u64>,
     out: W,
 }
 
 pub fn run(args: &ScanArgs) -> CmdResult {
-    let (rules, report) = RuleSet::load(&args.rules, !args.no_builtin, None)
-        .map_err(|e| Failure::usage(format!("rules: {e}")))?;
-    let bad: Vec<&str> = report
-        .entries
-        .iter()
-        .filter_map(|e| match &e.status {
-            RuleStatus::Error(m) => Some(m.as_str()),
-            _ => None,
-        })
-        .collect();
+    let sources = Sources {
+        builtin: !args.no_builtin,
+        rules: read_rule_files(&args.rules).map_err(|e| Failure::usage(format!("rules: {e}")))?,
+        exceptions: read_exception_files(&args.exceptions)
+            .map_err(|e| Failure::usage(format!("exceptions: {e}")))?,
+        ..Sources::default()
+    };
+    let (rules, report) = RuleSet::build(sources);
+    let bad = report.problems();
     if !bad.is_empty() {
         return Err(Failure::usage(format!(
-            "bad rules:\n  {}",
+            "bad rules or exceptions:\n  {}",
             bad.join("\n  ")
         )));
     }
@@ -74,6 +78,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         InputFormat::Ecs => ndjson::InputFormat::Ecs,
     };
     let stdout = io::stdout();
+    let rule_count = rules.rules().len();
     let mut scanner = Scanner {
         events: EventReader::new(format),
         sink: Sink {
@@ -81,6 +86,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
             host: crate::host::local(),
             table: ProcessTable::new(DEFAULT_CAPACITY),
             found: Vec::new(),
+            excepted: vec![0; rule_count],
             out: BufWriter::with_capacity(1 << 16, stdout.lock()),
         },
         decoded: 0,
@@ -115,6 +121,15 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         .finish()
         .and_then(|()| scanner.sink.out.flush())
         .map_err(|e| Failure::failed(format!("writing alerts to stdout: {e}")))?;
+    let rules = scanner.sink.engine.rules();
+    for (i, n) in scanner.sink.excepted.iter().enumerate() {
+        if *n > 0 {
+            eprintln!(
+                "nightjar-agent: {n} match(es) of rule {} excepted",
+                terminal_safe(&rules.rules()[i].rule_id)
+            );
+        }
+    }
     if !unreadable.is_empty() {
         return Err(Failure::usage(format!(
             "unreadable input: {}",
@@ -159,12 +174,11 @@ impl<W: Write> Scanner<W> {
                         terminal_safe(&e.to_string())
                     );
                 }
-                Next::Event(event, _) => {
-                    let Some(mut ev) = event.into_exec() else {
-                        continue;
-                    };
+                Next::Event(mut ev, _) => {
                     self.decoded += 1;
-                    ev.sensor_seq = self.decoded;
+                    let mut meta = ev.meta();
+                    meta.sensor_seq = self.decoded;
+                    ev.set_meta(meta);
                     self.sink.process(&ev).map_err(ScanError::Output)?;
                 }
             }
@@ -180,22 +194,23 @@ fn now() -> i64 {
 
 impl<W: Write> Sink<W> {
     /// Evaluates one event, writes its alerts, then records it in the process table.
-    fn process(&mut self, ev: &ExecEvent<'_>) -> io::Result<()> {
+    fn process(&mut self, ev: &Event<'_>) -> io::Result<()> {
         {
-            let view = EcsEvent::new(ev, &self.table, &self.host);
+            let view = EcsEvent::of(ev, &self.table, &self.host);
             self.found.clear();
             self.engine.on_event(&view, &mut self.found);
+            let rules = self.engine.rules();
             for d in &self.found {
-                write(
-                    self.engine.rules(),
-                    &self.host,
-                    &mut self.out,
-                    d,
-                    Some(&view),
-                )?;
+                if let Detection::Event { rule } = d
+                    && rules.excepted(*rule, &view, now()).is_some()
+                {
+                    self.excepted[*rule] += 1;
+                    continue;
+                }
+                write(rules, &self.host, &mut self.out, d, Some((ev, &view)))?;
             }
         }
-        self.table.observe(ev);
+        self.table.observe_event(ev);
         Ok(())
     }
 
@@ -210,21 +225,37 @@ impl<W: Write> Sink<W> {
     }
 }
 
+/// Writes the alerts of one detection (`view`: the event being handled, if any).
 fn write(
     rules: &RuleSet,
     host: &HostInfo,
     out: &mut impl Write,
     d: &Detection,
-    view: Option<&EcsEvent<'_>>,
+    view: Option<(&Event<'_>, &EcsEvent<'_>)>,
 ) -> io::Result<()> {
     let rule = &rules.rules()[d.rule()];
     let alerts = match (d, view) {
-        (Detection::Event { .. }, Some(v)) => vec![build_alert(rule, v, &host.id, now(), 0)],
+        (Detection::Event { rule: i }, Some((ev, v))) => {
+            let how = if rules.is_certain(*i, v) {
+                MatchKind::Exact
+            } else {
+                MatchKind::ArgvTruncated
+            };
+            vec![build_alert(rule, ev, v, &host.id, now(), 0, how)]
+        }
         (Detection::Correlated { events, .. }, _) => {
             build_group_alerts(rule, events, host, now(), 0)
         }
-        (Detection::NewTerms { terms, .. }, Some(v)) => {
-            vec![build_new_terms_alert(rule, v, &host.id, now(), 0, terms)]
+        (Detection::NewTerms { terms, .. }, Some((ev, v))) => {
+            vec![build_new_terms_alert(
+                rule,
+                ev,
+                v,
+                &host.id,
+                now(),
+                0,
+                terms,
+            )]
         }
         (
             Detection::Threshold {
@@ -233,9 +264,10 @@ fn write(
                 cardinality,
                 ..
             },
-            Some(v),
+            Some((ev, v)),
         ) => vec![build_threshold_alert(
             rule,
+            ev,
             v,
             &host.id,
             now(),

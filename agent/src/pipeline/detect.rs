@@ -1,17 +1,19 @@
 //! The rule engine, process table and alert builder as the reader's [`Detector`].
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use nightjar_proto::ExecEvent;
-use nightjar_rules::RuleSet;
+use nightjar_proto::event::Event;
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
 use nightjar_rules::engine::{Detection, Engine, Limits, NoTermStore, TermStore};
 use serde_json::{Map, Value};
 
 use super::reader::Detector;
 use super::status::RuleState;
+use super::suppress::RuleLimit;
+use super::swap::{ActiveRules, RulesSlot};
 use crate::alert::{
-    ThresholdResult, alert_uuid, build_alert, build_group_alerts, build_new_terms_alert,
+    MatchKind, ThresholdResult, alert_uuid, build_alert, build_group_alerts, build_new_terms_alert,
     build_threshold_alert, group_id, group_uuids,
 };
 use crate::process_table::ProcessTable;
@@ -19,9 +21,19 @@ use crate::process_table::ProcessTable;
 /// pids remembered for `process.parent.*`.
 const PROCESS_TABLE_SLOTS: usize = 16_384;
 
-/// Loaded rules over a process table, for one host.
+/// Loaded rules over a process table, for one host; the rules follow the slot's
+/// publications between batches.
+///
+/// The stateful rules' state (partial sequences, samples, threshold counts) belongs to one
+/// rule set: a new set starts it afresh. new_terms history is saved first and loaded again,
+/// so it carries over for the rules that stay.
 pub struct RuleDetector {
+    active: Arc<ActiveRules>,
+    slot: Arc<RulesSlot>,
+    /// The slot epoch `active` was taken at.
+    epoch: u64,
     engine: Engine,
+    limits: Limits,
     table: ProcessTable,
     host: HostInfo,
     terms: Box<dyn TermStore + Send>,
@@ -33,21 +45,26 @@ pub struct RuleDetector {
 impl RuleDetector {
     /// `host` names the machine in alerts and seeds every alert uuid. No new_terms history
     /// is kept across runs (see [`RuleDetector::with_state`]).
-    pub fn new(rules: RuleSet, host: HostInfo) -> RuleDetector {
-        Self::with_state(rules, host, Limits::default(), Box::new(NoTermStore))
+    pub fn new(slot: Arc<RulesSlot>, host: HostInfo) -> RuleDetector {
+        Self::with_state(slot, host, Limits::default(), Box::new(NoTermStore))
     }
 
     /// With bounds on stateful rules' state and a store for new_terms history.
     pub fn with_state(
-        rules: RuleSet,
+        slot: Arc<RulesSlot>,
         host: HostInfo,
         limits: Limits,
         mut terms: Box<dyn TermStore + Send>,
     ) -> RuleDetector {
-        let mut engine = Engine::new(rules, limits);
+        let (epoch, active) = slot.latest();
+        let mut engine = Engine::new(Arc::clone(&active.rules), limits);
         engine.load_terms(terms.as_mut());
         RuleDetector {
+            active,
+            slot,
+            epoch,
             engine,
+            limits,
             table: ProcessTable::new(PROCESS_TABLE_SLOTS),
             host,
             terms,
@@ -55,28 +72,40 @@ impl RuleDetector {
         }
     }
 
-    fn rule_id(&self, rule: usize) -> &str {
-        &self.engine.rules().rules()[rule].rule_id
+    fn ecs<'a>(&'a self, ev: &'a Event<'a>) -> EcsEvent<'a> {
+        EcsEvent::of(ev, &self.table, &self.host)
     }
 }
 
 impl Detector for RuleDetector {
-    fn limits(&self) -> Vec<(Duration, u32)> {
-        self.engine
-            .rules()
+    fn limits(&self) -> Vec<RuleLimit> {
+        self.active
+            .rules
             .rules()
             .iter()
-            .map(|r| (r.interval, r.max_signals))
+            .map(|r| RuleLimit::new(r.rule_id.clone(), r.interval, r.max_signals))
             .collect()
     }
 
-    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>) {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
-        self.engine.rules().evaluate(&ecs, out);
+    fn update(&mut self) -> bool {
+        if self.slot.epoch() == self.epoch {
+            return false;
+        }
+        let (epoch, active) = self.slot.latest();
+        self.epoch = epoch;
+        self.active = active;
+        self.engine.save_terms(self.terms.as_mut());
+        self.engine = Engine::new(Arc::clone(&self.active.rules), self.limits);
+        self.engine.load_terms(self.terms.as_mut());
+        true
     }
 
-    fn detect(&mut self, ev: &ExecEvent<'_>, out: &mut Vec<Detection>) {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+    fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>) {
+        self.active.rules.evaluate(&self.ecs(ev), out);
+    }
+
+    fn detect(&mut self, ev: &Event<'_>, out: &mut Vec<Detection>) {
+        let ecs = EcsEvent::of(ev, &self.table, &self.host);
         self.engine.on_event(&ecs, out);
         if self.engine.is_stateful() {
             self.last_event = Some(Instant::now());
@@ -93,32 +122,66 @@ impl Detector for RuleDetector {
         self.engine.advance(watermark.saturating_add(since), out);
     }
 
-    fn observe(&mut self, ev: &ExecEvent<'_>) {
-        self.table.observe(ev);
+    fn excepted(&self, rule: usize, ev: &Event<'_>, now_ns: i64) -> bool {
+        match self.active.rules.excepted(rule, &self.ecs(ev), now_ns) {
+            Some(item) => {
+                tracing::debug!(
+                    rule_id = %self.rule_id(rule),
+                    item,
+                    event_seq = ev.meta().sensor_seq,
+                    "match excepted"
+                );
+                true
+            }
+            None => false,
+        }
     }
 
-    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String {
+    fn rule_id(&self, rule: usize) -> &str {
+        self.active
+            .rules
+            .rules()
+            .get(rule)
+            .map_or("", |r| r.rule_id.as_str())
+    }
+
+    fn policy_version(&self) -> u64 {
+        self.active.policy_version
+    }
+
+    fn observe(&mut self, ev: &Event<'_>) {
+        self.table.observe_event(ev);
+    }
+
+    fn alert_uuid(&self, rule: usize, ev: &Event<'_>) -> String {
         alert_uuid(&self.host.id, self.rule_id(rule), ev)
     }
 
     fn build_alert(
         &self,
         rule: usize,
-        ev: &ExecEvent<'_>,
+        ev: &Event<'_>,
         time_ns: i64,
         suppressed: u64,
     ) -> Map<String, Value> {
-        let ecs = EcsEvent::new(ev, &self.table, &self.host);
+        let ecs = self.ecs(ev);
+        let how = if self.active.rules.is_certain(rule, &ecs) {
+            MatchKind::Exact
+        } else {
+            MatchKind::ArgvTruncated
+        };
         build_alert(
-            &self.engine.rules().rules()[rule],
+            &self.active.rules.rules()[rule],
+            ev,
             &ecs,
             &self.host.id,
             time_ns,
             suppressed,
+            how,
         )
     }
 
-    fn group_uuids(&self, d: &Detection, ev: Option<&ExecEvent<'_>>) -> Vec<String> {
+    fn group_uuids(&self, d: &Detection, ev: Option<&Event<'_>>) -> Vec<String> {
         let rule_id = self.rule_id(d.rule());
         match d {
             Detection::Correlated { events, .. } => {
@@ -135,20 +198,20 @@ impl Detector for RuleDetector {
     fn group_alerts(
         &self,
         d: &Detection,
-        ev: Option<&ExecEvent<'_>>,
+        ev: Option<&Event<'_>>,
         time_ns: i64,
         suppressed: u64,
     ) -> Vec<Map<String, Value>> {
-        let meta = &self.engine.rules().rules()[d.rule()];
+        let meta = &self.active.rules.rules()[d.rule()];
         match (d, ev) {
             (Detection::Correlated { events, .. }, _) => {
                 build_group_alerts(meta, events, &self.host, time_ns, suppressed)
             }
             (Detection::NewTerms { terms, .. }, Some(ev)) => {
-                let ecs = EcsEvent::new(ev, &self.table, &self.host);
                 vec![build_new_terms_alert(
                     meta,
-                    &ecs,
+                    ev,
+                    &self.ecs(ev),
                     &self.host.id,
                     time_ns,
                     suppressed,
@@ -164,10 +227,10 @@ impl Detector for RuleDetector {
                 },
                 Some(ev),
             ) => {
-                let ecs = EcsEvent::new(ev, &self.table, &self.host);
                 vec![build_threshold_alert(
                     meta,
-                    &ecs,
+                    ev,
+                    &self.ecs(ev),
                     &self.host.id,
                     time_ns,
                     suppressed,

@@ -387,7 +387,7 @@ fn detection_key(d: &Detection) -> String {
             "c{rule}:{:?}",
             events
                 .iter()
-                .map(|e| e.event().sensor_seq)
+                .map(|e| e.event().meta().sensor_seq)
                 .collect::<Vec<_>>()
         ),
         Detection::NewTerms { rule, .. } => format!("n{rule}"),

@@ -48,6 +48,7 @@ fn push_value(v: &Value<'_>, buf: &mut Vec<u8>) -> bool {
         }
         Value::Str(s) => text(1, s.as_bytes(), buf),
         Value::Shared(s) => text(1, s.as_bytes(), buf),
+        Value::Entity(e) => text(1, e.as_str().as_bytes(), buf),
         Value::Id(n) => {
             let mut d = [0u8; 10];
             let mut i = d.len();

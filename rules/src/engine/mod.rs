@@ -183,7 +183,8 @@ pub(super) struct Hit<'a> {
 /// A rule set with the state of its stateful rules.
 #[derive(Debug)]
 pub struct Engine {
-    set: RuleSet,
+    /// Shared with whoever else reads the rules (the agent's rule slot).
+    set: Arc<RuleSet>,
     limits: Limits,
     /// `machines[rule - set.event_rules()]`.
     machines: Vec<Machine>,
@@ -202,7 +203,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(set: RuleSet, limits: Limits) -> Engine {
+    pub fn new(set: impl Into<Arc<RuleSet>>, limits: Limits) -> Engine {
+        let set: Arc<RuleSet> = set.into();
         let mut machines = Vec::new();
         for (i, p) in set.programs().iter().enumerate().skip(set.event_rules()) {
             let meta = &set.rules()[i];
@@ -292,7 +294,15 @@ impl Engine {
                 out.push(Detection::Event { rule: s });
                 continue;
             }
-            match self.set.slot(s) {
+            let slot = self.set.slot(s);
+            // Exceptions filter a stateful rule's events before they take part, as Kibana
+            // adds them to every query of the rule.
+            if let Slot::Filter(rule) | Slot::Stage { rule, .. } | Slot::Until(rule) = slot
+                && self.set.excepted(rule, ev, at.0).is_some()
+            {
+                continue;
+            }
+            match slot {
                 Slot::Event(rule) => out.push(Detection::Event { rule }),
                 Slot::Filter(rule) => self.filter_hit(rule, ev, at.0, out),
                 Slot::Stage { rule, stage } => {
@@ -618,8 +628,7 @@ fn new_pending(ev: &EcsEvent<'_>, at: (i64, u64)) -> Pending {
 
 /// Whether the event is a process's end (after which no event of it comes).
 fn is_process_end(ev: &EcsEvent<'_>) -> bool {
-    matches!(ev.value(Field::EventType), Value::Str("end"))
-        && matches!(ev.value(Field::EventCategory), Value::Str("process"))
+    ev.shape() == crate::ecs::Shape::Exit
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -676,6 +685,7 @@ fn values_text(ev: &EcsEvent<'_>, field: Option<Field>) -> Vec<String> {
         Value::Missing => Vec::new(),
         Value::Str(s) => vec![s.to_owned()],
         Value::Shared(s) => vec![s.to_string()],
+        Value::Entity(e) => vec![e.as_str().to_owned()],
         Value::Args(a) => a.iter().map(str::to_owned).collect(),
         Value::Joined(a) => vec![a.iter().collect::<Vec<_>>().join(" ")],
         Value::Id(n) => vec![n.to_string()],

@@ -2,7 +2,7 @@
 //! evaluated by [`crate::check`] on the event's field values.
 
 use crate::check::{CompiledCheck, Fields, MAX_FIELDS, V};
-use crate::ecs::{EcsEvent, Field, FieldKind, Value, within_ignore_above};
+use crate::ecs::{EcsEvent, Field, FieldKind, Shape, Value, within_ignore_above};
 use crate::query::typing::TypedCheck;
 
 use super::eval::{Scratch, args_iter, decimal};
@@ -29,12 +29,18 @@ impl Fields for NoFields {
 }
 
 impl CheckLeaf {
-    pub(super) fn new(c: &TypedCheck) -> Result<CheckLeaf, String> {
+    /// For events of `shape`: a field the shape never carries is null.
+    pub(super) fn new(c: &TypedCheck, shape: Shape) -> Result<CheckLeaf, String> {
         let check = CompiledCheck::new(c)?;
         let slots = check
             .fields()
             .iter()
-            .map(|f| (f.field, f.kind == FieldKind::Keyword))
+            .map(|f| {
+                (
+                    f.field.filter(|id| shape.can_carry(*id)),
+                    f.kind == FieldKind::Keyword,
+                )
+            })
             .collect();
         Ok(CheckLeaf {
             check,
@@ -130,6 +136,7 @@ impl Fields for EventFields<'_, '_> {
             Value::Missing => V::Null,
             Value::Str(s) => self.visible(i, s),
             Value::Shared(s) => self.visible(i, s),
+            Value::Entity(e) => self.visible(i, e.as_str()),
             Value::Args(a) => match args_iter(a).nth(k) {
                 Some(s) => self.visible(i, s),
                 None => V::Null,

@@ -101,9 +101,9 @@ fn event_query(q: EventQuery) -> Result<Query<Pred>, EqlError> {
     }
     if !crate::ecs::CATEGORIES.contains(&q.category.as_str()) {
         return Err(EqlError::Unsupported(format!(
-            "event category `{}`: this host's events are {}",
+            "event category `{}`: no source here produces it (only {} events)",
             q.category,
-            crate::ecs::CATEGORIES.join(", ")
+            crate::ecs::CATEGORIES.join(" and ")
         )));
     }
     let cat = Query::Leaf(Pred {
@@ -222,9 +222,10 @@ mod tests {
             Err(EqlError::Unsupported(_))
         ));
         assert!(matches!(
-            parse("file where true"),
+            parse("network where true"),
             Err(EqlError::Unsupported(_))
         ));
+        assert!(parse("file where true").is_ok());
         assert!(matches!(
             parse("process where true | head 1"),
             Err(EqlError::Unsupported(_))
