@@ -309,7 +309,28 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("461 rules: 268 ok, 192 unsupported, 0 errors, 1 shadowed")
+        Some("461 rules: 318 ok, 142 unsupported, 0 errors, 1 shadowed")
+    );
+    // Fleet-wide new_terms rules run on the host's own history only when asked.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("unsupported (fleet-wide new_terms rule"))
+    );
+    let out = agent(
+        &[
+            "rules",
+            "check",
+            "--new-terms-per-host",
+            macos.to_str().unwrap(),
+            linux.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let per_host = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        per_host.lines().last(),
+        Some("461 rules: 337 ok, 123 unsupported, 0 errors, 1 shadowed")
     );
     assert!(
         text.lines()
@@ -333,7 +354,7 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("494 rules: 268 ok, 192 unsupported, 33 errors, 1 shadowed")
+        Some("494 rules: 318 ok, 142 unsupported, 33 errors, 1 shadowed")
     );
     let kuery = shared("elastic-rules/macos-kuery-c58d59ee");
     let head_file = macos.join("privilege_escalation_root_crontab_filemod.toml");

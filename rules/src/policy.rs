@@ -62,6 +62,15 @@ pub struct Policy {
     pub block: Vec<String>,
     #[serde(default)]
     pub links: Vec<Link>,
+    /// Fleet-wide new_terms rules (whose fields do not include `host.id`) run on each
+    /// host's own history; otherwise they are unsupported. Left out of the JSON when false,
+    /// so policies without it read (and hash) as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub new_terms_per_host: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Why bytes are not a policy this engine can use.
@@ -165,7 +174,7 @@ impl Policy {
                 .collect(),
             max_signals,
             identity: Identity::Policy,
-            new_terms_per_host: false,
+            new_terms_per_host: self.new_terms_per_host,
         }
     }
 
@@ -176,20 +185,7 @@ impl Policy {
         prefix: &str,
         max_signals: Option<u32>,
     ) -> Result<(RuleSet, crate::LoadReport), Vec<String>> {
-        self.compile_with(prefix, max_signals, false)
-    }
-
-    /// [`Policy::compile`], with fleet-wide new_terms rules run on this host's own history
-    /// when `new_terms_per_host` (the agent's `[rules] new_terms_per_host`).
-    pub fn compile_with(
-        &self,
-        prefix: &str,
-        max_signals: Option<u32>,
-        new_terms_per_host: bool,
-    ) -> Result<(RuleSet, crate::LoadReport), Vec<String>> {
-        let mut sources = self.sources(prefix, max_signals);
-        sources.new_terms_per_host = new_terms_per_host;
-        let (set, report) = RuleSet::build(sources);
+        let (set, report) = RuleSet::build(self.sources(prefix, max_signals));
         let problems: Vec<String> = report.problems().iter().map(|s| s.to_string()).collect();
         if problems.is_empty() {
             Ok((set, report))

@@ -582,3 +582,52 @@ fn fleet_wide_new_terms_need_the_option() {
     });
     assert_eq!(report.ok(), 1);
 }
+
+#[test]
+fn an_exception_on_any_event_of_a_sequence_suppresses_it() {
+    // DESIGN: for sequences, an exception that matches any event of the match suppresses
+    // it. The item excepts user 501's `b`: the match of user 501 is excepted (by its second
+    // event), user 502's is not; a new term or threshold is judged on its own event.
+    let q = "sequence by user.id [process where process.name == \"a\"] [process where process.name == \"b\"]";
+    let list = serde_json::json!({"description":"Endpoint Security Exception List",
+        "id":"endpoint_list","immutable":false,"list_id":"endpoint_list",
+        "name":"Endpoint Security Exception List","namespace_type":"agnostic","os_types":[],
+        "tags":[],"type":"endpoint","version":1});
+    let item = serde_json::json!({"comments":[],"description":"","entries":[
+            {"field":"user.id","operator":"included","type":"match","value":"501"},
+            {"field":"process.name","operator":"included","type":"match","value":"b"}],
+        "id":"i1","item_id":"tuned-b","list_id":"endpoint_list","name":"tuned-b",
+        "namespace_type":"agnostic","os_types":[],"tags":[],"type":"simple"});
+    let (set, report) = RuleSet::build(nightjar_rules::Sources {
+        rules: vec![nightjar_rules::SourceText {
+            name: "t.toml".into(),
+            text: rule("eql", q, ""),
+        }],
+        exceptions: vec![nightjar_rules::SourceText {
+            name: "e.ndjson".into(),
+            text: format!("{list}\n{item}\n"),
+        }],
+        ..Default::default()
+    });
+    assert!(report.problems().is_empty(), "{:?}", report.problems());
+    let mut engine = Engine::new(set, limits());
+    let host = HostInfo::new("h", "host-1");
+    let table = Table::default();
+    let events = [
+        ev(1, 0, 10, 1, "a", 501),
+        ev(2, 10, 11, 1, "a", 502),
+        ev(3, 20, 12, 1, "b", 501),
+        ev(4, 30, 13, 1, "b", 502),
+    ];
+    let mut out = Vec::new();
+    for e in &events {
+        engine.on_event(&EcsEvent::new(e, &table, &host), &mut out);
+    }
+    engine.finish(&mut out);
+    assert_eq!(correlated(&out), [vec![1, 3], vec![2, 4]]);
+    let excepted: Vec<Option<&str>> = out
+        .iter()
+        .map(|d| engine.excepted(d, None, &host, T0))
+        .collect();
+    assert_eq!(excepted, [Some("tuned-b"), None]);
+}

@@ -20,6 +20,7 @@ pub fn run(args: &RulesCheckArgs) -> CmdResult {
         rules: read_rule_files(&args.paths).map_err(|e| Failure::usage(e.to_string()))?,
         exceptions: read_exception_files(&args.exceptions)
             .map_err(|e| Failure::usage(e.to_string()))?,
+        new_terms_per_host: args.new_terms_per_host,
         ..Sources::default()
     };
     let (_, mut report) = RuleSet::build(sources);

@@ -48,15 +48,12 @@ pub fn run(args: &ConfigArg) -> CmdResult {
                     config.source_name()
                 ))
             })?;
-            Some(
-                Policies::new(
-                    key,
-                    config.state_dir.clone(),
-                    config.rules.max_signals,
-                    Arc::clone(&slot),
-                )
-                .with_new_terms_per_host(config.rules.new_terms_per_host),
-            )
+            Some(Policies::new(
+                key,
+                config.state_dir.clone(),
+                config.rules.max_signals,
+                Arc::clone(&slot),
+            ))
         }
         None => None,
     };

@@ -52,7 +52,7 @@ struct Sink<W: Write> {
     host: HostInfo,
     table: ProcessTable,
     found: Vec<Detection>,
-    /// Event-query matches an exception excepted, per rule index.
+    /// Matches (and correlations) an exception excepted, per rule index.
     excepted: Vec<u64>,
     out: W,
 }
@@ -63,6 +63,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         rules: read_rule_files(&args.rules).map_err(|e| Failure::usage(format!("rules: {e}")))?,
         exceptions: read_exception_files(&args.exceptions)
             .map_err(|e| Failure::usage(format!("exceptions: {e}")))?,
+        new_terms_per_host: args.new_terms_per_host,
         ..Sources::default()
     };
     let (rules, report) = RuleSet::build(sources);
@@ -201,10 +202,12 @@ impl<W: Write> Sink<W> {
             self.engine.on_event(&view, &mut self.found);
             let rules = self.engine.rules();
             for d in &self.found {
-                if let Detection::Event { rule } = d
-                    && rules.excepted(*rule, &view, now()).is_some()
+                if self
+                    .engine
+                    .excepted(d, Some(&view), &self.host, now())
+                    .is_some()
                 {
-                    self.excepted[*rule] += 1;
+                    self.excepted[d.rule()] += 1;
                     continue;
                 }
                 write(rules, &self.host, &mut self.out, d, Some((ev, &view)))?;
@@ -219,6 +222,10 @@ impl<W: Write> Sink<W> {
         let mut found = Vec::new();
         self.engine.finish(&mut found);
         for d in &found {
+            if self.engine.excepted(d, None, &self.host, now()).is_some() {
+                self.excepted[d.rule()] += 1;
+                continue;
+            }
             write(self.engine.rules(), &self.host, &mut self.out, d, None)?;
         }
         Ok(())

@@ -137,6 +137,17 @@ impl Detector for RuleDetector {
         }
     }
 
+    fn detection_excepted(&self, d: &Detection, ev: Option<&Event<'_>>, now_ns: i64) -> bool {
+        let ecs = ev.map(|ev| self.ecs(ev));
+        match self.engine.excepted(d, ecs.as_ref(), &self.host, now_ns) {
+            Some(item) => {
+                tracing::debug!(rule_id = %self.rule_id(d.rule()), item, "detection excepted");
+                true
+            }
+            None => false,
+        }
+    }
+
     fn rule_id(&self, rule: usize) -> &str {
         self.active
             .rules

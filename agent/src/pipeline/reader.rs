@@ -107,6 +107,11 @@ pub trait Detector {
     ) -> Vec<Map<String, Value>> {
         Vec::new()
     }
+    /// Whether an exception item excepts a stateful detection: one of a correlation's
+    /// events, or the event of a new term or threshold.
+    fn detection_excepted(&self, _d: &Detection, _ev: Option<&Event<'_>>, _now_ns: i64) -> bool {
+        false
+    }
     /// Loads what earlier runs saved in the store (new_terms history), and keeps it there.
     fn open_history(&mut self, _store: &Store) {}
     /// Saves what must survive a restart (new_terms history); called at checkpoints.
@@ -212,8 +217,8 @@ impl<D: Detector> Alerter<D> {
     }
 
     /// A stateful rule's alerts (a correlation's building blocks and shell, a new term, a
-    /// threshold), stored together under one `max_signals` slot. Exceptions were applied
-    /// by the engine, to every event before it took part.
+    /// threshold), stored together under one `max_signals` slot. An exception that excepts
+    /// any event of a correlation suppresses it.
     fn on_detection(&mut self, d: &Detection, ev: Option<&Event<'_>>) -> Result<(), ReaderError> {
         if let Detection::Event { rule } = d {
             return match ev {
@@ -222,6 +227,10 @@ impl<D: Detector> Alerter<D> {
             };
         }
         let rule = d.rule();
+        if self.detector.detection_excepted(d, ev, now_ns()) {
+            self.status.add_excepted(self.detector.rule_id(rule));
+            return Ok(());
+        }
         let uuids = self.detector.group_uuids(d, ev);
         let mut stored = Vec::with_capacity(uuids.len());
         for u in &uuids {

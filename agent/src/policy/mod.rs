@@ -74,8 +74,6 @@ pub struct Policies {
     /// The state directory, checked, once opened (at [`Policies::restore`]).
     state: Option<TrustedDir>,
     max_signals: Option<u32>,
-    /// `[rules] new_terms_per_host`.
-    new_terms_per_host: bool,
     /// The version running (0: none yet).
     current: u64,
     /// The last version refused, so a server offering it again is not asked for it again.
@@ -97,19 +95,11 @@ impl Policies {
             state_dir,
             state: None,
             max_signals,
-            new_terms_per_host: false,
             current: 0,
             refused: None,
             slot,
             status: Arc::new(Mutex::new(PolicyStatus::default())),
         }
-    }
-
-    /// Fleet-wide new_terms rules of policies run on this host's own history
-    /// (`[rules] new_terms_per_host`).
-    pub fn with_new_terms_per_host(mut self, yes: bool) -> Policies {
-        self.new_terms_per_host = yes;
-        self
     }
 
     /// The status `status` reports, kept current by this side.
@@ -210,7 +200,7 @@ impl Policies {
         }
         let prefix = format!("policy v{}: ", policy.version);
         let (rules, report) = policy
-            .compile_with(&prefix, self.max_signals, self.new_terms_per_host)
+            .compile(&prefix, self.max_signals)
             .map_err(|problems| Refusal::Compile {
                 version: policy.version,
                 problems,

@@ -294,15 +294,7 @@ impl Engine {
                 out.push(Detection::Event { rule: s });
                 continue;
             }
-            let slot = self.set.slot(s);
-            // Exceptions filter a stateful rule's events before they take part, as Kibana
-            // adds them to every query of the rule.
-            if let Slot::Filter(rule) | Slot::Stage { rule, .. } | Slot::Until(rule) = slot
-                && self.set.excepted(rule, ev, at.0).is_some()
-            {
-                continue;
-            }
-            match slot {
+            match self.set.slot(s) {
                 Slot::Event(rule) => out.push(Detection::Event { rule }),
                 Slot::Filter(rule) => self.filter_hit(rule, ev, at.0, out),
                 Slot::Stage { rule, stage } => {
@@ -392,6 +384,25 @@ impl Engine {
                         .map(|events| Detection::Correlated { rule, events }),
                 );
             }
+        }
+    }
+
+    /// The exception item that excepts detection `d` at `now_ns`, if one does: for an
+    /// event-query match, new term or threshold, one that excepts the event being handled
+    /// (`ev`); for a sequence or sample, one that excepts any event of the match.
+    pub fn excepted<'s>(
+        &'s self,
+        d: &Detection,
+        ev: Option<&EcsEvent<'_>>,
+        host: &crate::ecs::HostInfo,
+        now_ns: i64,
+    ) -> Option<&'s str> {
+        let rule = d.rule();
+        match d {
+            Detection::Correlated { events, .. } => events
+                .iter()
+                .find_map(|e| self.set.excepted(rule, &e.view(host), now_ns)),
+            _ => self.set.excepted(rule, ev?, now_ns),
         }
     }
 
