@@ -8,7 +8,7 @@
 //! for alerts that stand for several suppressed matches. The agent adds the `nightjar` chain
 //! object.
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::{Event, FLAG_BLOCKED};
 use ring::digest::{SHA256, digest};
 use serde_json::{Map, Value, json};
 
@@ -20,19 +20,59 @@ use nightjar_rules::ecs::EcsEvent;
 ///
 /// The same event replayed after a crash gives the same uuid, so it is recognised, not stored
 /// twice.
-pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &ExecEvent<'_>) -> String {
-    let t = &ev.target;
-    let identity = format!(
-        "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
-        host_id,
-        rule_id,
-        ev.os.as_str(),
-        t.pid,
-        t.pidversion.map_or_else(String::new, |v| v.to_string()),
-        t.start_time_ns.map_or_else(String::new, |v| v.to_string()),
-        ev.time_ns,
-        t.executable,
-    );
+pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &Event<'_>) -> String {
+    let meta = ev.meta();
+    // An exec's identity is as it always was, so stored alerts keep their uuids; the other
+    // kinds add what tells their events apart.
+    let identity = match ev {
+        Event::Exec(e) => {
+            let t = &e.target;
+            format!(
+                "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
+                host_id,
+                rule_id,
+                e.os.as_str(),
+                t.pid,
+                t.pidversion.map_or_else(String::new, |v| v.to_string()),
+                t.start_time_ns.map_or_else(String::new, |v| v.to_string()),
+                e.time_ns,
+                t.executable,
+            )
+        }
+        other => {
+            let (kind, pid, pidversion, start, what) = match other {
+                Event::Fork(f) => (
+                    "fork",
+                    f.parent.pid,
+                    f.parent.pidversion,
+                    f.parent.start_time_ns,
+                    f.child_pid.to_string(),
+                ),
+                Event::Exit(x) => (
+                    "exit",
+                    x.process.pid,
+                    x.process.pidversion,
+                    x.process.start_time_ns,
+                    String::new(),
+                ),
+                Event::File(f) => (
+                    f.action.as_str(),
+                    f.process.pid,
+                    f.process.pidversion,
+                    f.process.start_time_ns,
+                    format!("{}\0{}", f.path, f.original_path.as_deref().unwrap_or("")),
+                ),
+                Event::Exec(_) => unreachable!("handled above"),
+            };
+            format!(
+                "{host_id}\0{rule_id}\0{}\0{kind}\0{pid}\0{}\0{}\0{}\0{what}",
+                meta.os.as_str(),
+                pidversion.map_or_else(String::new, |v| v.to_string()),
+                start.map_or_else(String::new, |v| v.to_string()),
+                meta.time_ns,
+            )
+        }
+    };
     let hash = digest(&SHA256, identity.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&hash.as_ref()[..16]);
@@ -49,16 +89,39 @@ pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &ExecEvent<'_>) -> String {
     )
 }
 
-/// DESIGN's alert JSON, without the `nightjar` chain object (the agent adds
-/// `nightjar.{seq,prev,event_seq,host_id}`).
+/// How a rule matched, as the alert says it in `nightjar.match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// The rule holds on the event as captured.
+    Exact,
+    /// The event's argv was cut (`process.Ext.args_truncated`) and the rule could hold on
+    /// the dropped arguments: alerted on, conservatively, and said so.
+    ArgvTruncated,
+}
+
+impl MatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "exact",
+            MatchKind::ArgvTruncated => "argv_truncated",
+        }
+    }
+}
+
+/// DESIGN's alert JSON. Its `nightjar` object holds `action` (`"blocked"` when the sensor
+/// stopped the exec, else `"detected"`) and `match` ([`MatchKind`]); the agent adds the chain
+/// fields `nightjar.{seq,prev,event_seq,host_id}` when it seals it.
 pub fn build_alert(
     rule: &RuleMeta,
+    event: &Event<'_>,
     ev: &EcsEvent<'_>,
     host_id: &str,
     alert_time_ns: i64,
     suppressed: u64,
+    how: MatchKind,
 ) -> Map<String, Value> {
-    let event = ev.event();
+    let meta = event.meta();
+    let shape = ev.shape();
     let doc = ev.document();
     let get = |k: &str| doc.get(k).cloned().unwrap_or_else(|| json!({}));
     let process = get("process");
@@ -90,10 +153,17 @@ pub fn build_alert(
         "uuid".into(),
         json!(alert_uuid(host_id, &rule.rule_id, event)),
     );
-    alert.insert("original_time".into(), json!(rfc3339(event.time_ns)));
+    alert.insert("original_time".into(), json!(rfc3339(meta.time_ns)));
     alert.insert("severity".into(), json!(rule.severity));
     alert.insert("risk_score".into(), json!(rule.risk_score));
-    alert.insert("reason".into(), json!(reason(rule, &doc)));
+    let mut why = reason(rule, shape.category(), &doc);
+    if how == MatchKind::ArgvTruncated {
+        why.push_str(
+            " (argv was truncated; the rule may match on the arguments dropped, so it is \
+             reported)",
+        );
+    }
+    alert.insert("reason".into(), json!(why));
     alert.insert("status".into(), json!("active"));
     alert.insert("workflow_status".into(), json!("open"));
     alert.insert("rule".into(), Value::Object(rule_obj));
@@ -101,13 +171,13 @@ pub fn build_alert(
         "original_event".into(),
         json!({
             "kind": "event",
-            "category": ["process"],
-            "type": ["start"],
-            "action": "exec",
+            "category": [shape.category()],
+            "type": [shape.event_type()],
+            "action": shape.action(),
             "module": "nightjar",
-            "dataset": format!("nightjar.{}", event.source.as_str()),
-            "sequence": event.sensor_seq,
-            "created": rfc3339(event.time_ns),
+            "dataset": format!("nightjar.{}", meta.source.as_str()),
+            "sequence": meta.sensor_seq,
+            "created": rfc3339(meta.time_ns),
         }),
     );
     if suppressed > 0 {
@@ -124,12 +194,23 @@ pub fn build_alert(
     if let Some(g) = doc.get("group") {
         out.insert("group".into(), g.clone());
     }
+    if let Some(f) = doc.get("file") {
+        out.insert("file".into(), f.clone());
+    }
+    let blocked = meta.flags & FLAG_BLOCKED != 0;
+    out.insert(
+        "nightjar".into(),
+        json!({
+            "action": if blocked { "blocked" } else { "detected" },
+            "match": how.as_str(),
+        }),
+    );
     out
 }
 
 /// Elastic's reason sentence: "process event with process kcc, parent process zsh, by root on
 /// host-1 created high alert Kerberos Cached Credentials Dumping."
-fn reason(rule: &RuleMeta, doc: &Map<String, Value>) -> String {
+fn reason(rule: &RuleMeta, category: &str, doc: &Map<String, Value>) -> String {
     let s = |path: &[&str]| -> Option<String> {
         let mut v = doc.get(path[0])?;
         for p in &path[1..] {
@@ -137,9 +218,12 @@ fn reason(rule: &RuleMeta, doc: &Map<String, Value>) -> String {
         }
         v.as_str().map(str::to_owned)
     };
-    let mut text = String::from("process event");
+    let mut text = format!("{category} event");
     if let Some(n) = s(&["process", "name"]) {
         text.push_str(&format!(" with process {n}"));
+    }
+    if let Some(f) = s(&["file", "name"]) {
+        text.push_str(&format!(", file {f}"));
     }
     if let Some(p) = s(&["process", "parent", "name"]) {
         text.push_str(&format!(", parent process {p}"));
@@ -200,16 +284,24 @@ mod tests {
 
     #[test]
     fn uuid_is_deterministic_and_v5_shaped() {
-        let mut ev = ExecEvent::default();
+        let mut ev = nightjar_proto::ExecEvent::default();
         ev.target.pid = 702;
         ev.target.executable = Cow::Borrowed("/usr/bin/kcc");
-        let a = alert_uuid("h", "r", &ev);
-        assert_eq!(a, alert_uuid("h", "r", &ev));
-        assert_ne!(a, alert_uuid("h", "r2", &ev));
+        let exec = Event::Exec(ev.clone());
+        let a = alert_uuid("h", "r", &exec);
+        assert_eq!(a, alert_uuid("h", "r", &exec));
+        assert_ne!(a, alert_uuid("h", "r2", &exec));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "5");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
         ev.time_ns += 1;
-        assert_ne!(a, alert_uuid("h", "r", &ev));
+        assert_ne!(a, alert_uuid("h", "r", &Event::Exec(ev)));
+        let file = Event::File(nightjar_proto::event::FileEvent {
+            path: Cow::Borrowed("/etc/cron.d/x"),
+            ..Default::default()
+        });
+        let f = alert_uuid("h", "r", &file);
+        assert_ne!(f, a);
+        assert_eq!(f, alert_uuid("h", "r", &file));
     }
 }

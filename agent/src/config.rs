@@ -45,13 +45,19 @@ pub fn apply_managed(config: &mut Config, managed: crate::managed_prefs::Managed
     if let Some(insecure) = managed.allow_insecure_http {
         config.upload.allow_insecure_http = insecure;
     }
-    if managed.fleet_server.is_some() || managed.enroll_token.is_some() {
+    if managed.fleet_server.is_some()
+        || managed.enroll_token.is_some()
+        || managed.policy_public_key.is_some()
+    {
         let fleet = config.fleet.get_or_insert_with(Default::default);
         if let Some(server) = managed.fleet_server {
             fleet.server = Some(server);
         }
         if let Some(token) = managed.enroll_token {
             fleet.enroll_token = Some(nightjar_proto::config::Secret::new(token));
+        }
+        if let Some(key) = managed.policy_public_key {
+            fleet.policy_public_key = Some(key);
         }
     }
 }

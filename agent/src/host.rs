@@ -3,9 +3,12 @@
 
 use nightjar_rules::ecs::HostInfo;
 
-/// `hostname` and `id`, naming uids from the local account database (`getpwuid_r`).
+/// `hostname` and `id`, naming uids from the local account database (`getpwuid_r`) and
+/// giving processes their entity ids.
 pub fn with_accounts(hostname: impl Into<String>, id: impl Into<String>) -> HostInfo {
-    HostInfo::new(hostname, id).with_user_lookup(lookup_user)
+    HostInfo::new(hostname, id)
+        .with_user_lookup(lookup_user)
+        .with_entity_ids(nightjar_proto::identity::entity_id)
 }
 
 /// This machine: its hostname, and its id from `/etc/machine-id` (systemd, D-Bus), else the

@@ -12,6 +12,7 @@
 //! - [`store`], [`sign`]: durable alert storage, host key, DSSE signing and the hash chain;
 //! - [`upload`]: delivery of signed alerts to the collector;
 //! - [`fleet`]: enrolment, signed requests and heartbeats with the central server;
+//! - [`policy`]: signed fleet policies: verified, compiled, kept and swapped in live;
 //! - [`control`]: the control socket the CLI talks to;
 //! - [`pipeline`]: the running agent (reader, uploader, control threads);
 //! - [`cli`]: the command-line contract.
@@ -24,6 +25,7 @@ pub mod fleet;
 pub mod host;
 pub mod managed_prefs;
 pub mod pipeline;
+pub mod policy;
 pub mod process_table;
 pub mod sign;
 pub mod state_dir;

@@ -2,7 +2,7 @@
 //! profile), read from the managed preferences property list.
 //!
 //! Fleets configure the collector URL, its CA, the host id policy and the central server with
-//! its enrolment token centrally, without editing
+//! its enrolment token and policy key centrally, without editing
 //! a file on every Mac: macOS materialises the payload as
 //! `/Library/Managed Preferences/com.nightjar.agent.plist` (root-owned, not writable by users).
 //! These values override the TOML config. The parser runs on every platform so it can be tested
@@ -35,6 +35,10 @@ pub struct ManagedSettings {
     pub fleet_server: Option<String>,
     /// `fleet.enroll_token`: the enrolment token (limited in uses and lifetime).
     pub enroll_token: Option<String>,
+    /// `fleet.policy_public_key`: the server's policy key (standard base64 of the raw
+    /// 32-byte Ed25519 key, `nightjar-server policy key`); the agent accepts policies signed
+    /// by it alone.
+    pub policy_public_key: Option<String>,
 }
 
 /// Why the managed preferences could not be used; every variant names the file.
@@ -130,6 +134,9 @@ fn parse(path: &Path, value: Value) -> Result<ManagedSettings, ManagedPrefsError
             "host_id" => settings.host_id = Some(non_empty_string(path, &key, value)?),
             "fleet_server" => settings.fleet_server = Some(non_empty_string(path, &key, value)?),
             "enroll_token" => settings.enroll_token = Some(non_empty_string(path, &key, value)?),
+            "policy_public_key" => {
+                settings.policy_public_key = Some(non_empty_string(path, &key, value)?)
+            }
             "allow_insecure_http" => match value {
                 Value::Boolean(b) => settings.allow_insecure_http = Some(b),
                 _ => return Err(wrong_type(path, &key, "a boolean")),
@@ -203,6 +210,7 @@ mod tests {
              <key>allow_insecure_http</key><false/>\
              <key>fleet_server</key><string>https://nightjar.example.com</string>\
              <key>enroll_token</key><string>nje_secret</string>\
+             <key>policy_public_key</key><string>c2VydmVyLXBvbGljeS1rZXktMzItYnl0ZXMtbG9uZyE=</string>\
              <key>PayloadUUID</key><string>2B1F0A4E-0000-4000-8000-000000000001</string>",
         );
         let s = load_from(&path).unwrap().unwrap();
@@ -221,6 +229,10 @@ mod tests {
             Some("https://nightjar.example.com")
         );
         assert_eq!(s.enroll_token.as_deref(), Some("nje_secret"));
+        assert_eq!(
+            s.policy_public_key.as_deref(),
+            Some("c2VydmVyLXBvbGljeS1rZXktMzItYnl0ZXMtbG9uZyE=")
+        );
     }
 
     #[test]

@@ -1,4 +1,10 @@
-//! A bounded pid -> last exec table, so `process.parent.*` and effective-parent fields can be resolved.
+//! A bounded pid -> last exec table, so `process.parent.*`, the leaders, the effective
+//! parent, and the acting process of fork, exit and file events can be resolved.
+//!
+//! An exec records the process's image and context; a fork gives the child its parent's image
+//! (it runs it until it execs) with its own pid and start time; an exit marks the entry, which
+//! stays for the events still in flight and is replaced by the next process with that pid.
+//! Processes that predate the sensor arrive as exec records flagged `SNAPSHOT`.
 //!
 //! Slots are indexed by `pid % capacity`: a fixed number of entries, no growth, and a newer
 //! process simply takes the slot of an older one with a colliding pid. Each slot keeps its
@@ -13,8 +19,9 @@
 //! after a pid collision. A host with ordinary command lines (a few hundred bytes per exec)
 //! stays far below the budget and never loses an entry this way.
 
-use nightjar_proto::event::basename;
+use nightjar_proto::event::{Event, ForkEvent, basename};
 use nightjar_proto::{Args, ExecEvent};
+use nightjar_rules::ecs::{EntryFacts, EntryLeader, Ids, entry_leader};
 use nightjar_rules::ecs::{Process, Processes};
 
 /// Default number of slots: enough for every live pid of a busy macOS host.
@@ -27,18 +34,32 @@ pub const DEFAULT_BYTE_BUDGET: usize = 16 << 20;
 /// unbounded argv would be gigabytes). A longer argv is kept up to this bound.
 pub const MAX_PARENT_ARGV_BYTES: usize = 4096;
 
-/// The last exec seen for one pid: what a child reads as `process.parent.*`.
+/// The last exec seen for one pid (or the fork it came from): what a child reads as
+/// `process.parent.*`.
 #[derive(Debug, Default)]
 pub struct ProcessEntry {
     pid: u32,
+    start_time_ns: Option<i64>,
+    ppid: Option<u32>,
     executable: String,
     /// Where the basename starts in `executable`.
     name_at: usize,
     args: Args<'static>,
+    /// The true argument count (`args` keeps at most [`MAX_PARENT_ARGV_BYTES`]).
+    args_total: usize,
     command_line: String,
+    cwd: Option<String>,
     signing_id: Option<String>,
     team_id: Option<String>,
     cs_flags: Option<u32>,
+    ids: Ids,
+    interactive: Option<bool>,
+    session_leader_pid: Option<u32>,
+    group_leader_pid: Option<u32>,
+    container: Option<bool>,
+    entry_leader: Option<EntryLeader>,
+    /// The process has exited.
+    exited: bool,
 }
 
 impl ProcessEntry {
@@ -68,6 +89,9 @@ impl ProcessEntry {
     pub fn cs_flags(&self) -> Option<u32> {
         self.cs_flags
     }
+    pub fn exited(&self) -> bool {
+        self.exited
+    }
 
     /// Heap held by this entry: the box and every buffer's capacity.
     fn heap_bytes(&self) -> usize {
@@ -75,13 +99,33 @@ impl ProcessEntry {
             + self.executable.capacity()
             + self.args.heap_bytes()
             + self.command_line.capacity()
+            + self.cwd.as_ref().map_or(0, String::capacity)
             + self.signing_id.as_ref().map_or(0, String::capacity)
             + self.team_id.as_ref().map_or(0, String::capacity)
     }
 
-    fn record(&mut self, ev: &ExecEvent<'_>) {
+    fn record(&mut self, ev: &ExecEvent<'_>, entry: Option<EntryLeader>) {
         let t = &ev.target;
         self.pid = t.pid;
+        self.start_time_ns = t.start_time_ns;
+        self.ppid = t.ppid;
+        self.args_total = t.args.total();
+        set_opt(&mut self.cwd, t.cwd.as_deref());
+        self.ids = Ids {
+            uid: t.uid,
+            euid: t.euid,
+            gid: t.gid,
+            egid: t.egid,
+        };
+        self.interactive = match ev.source {
+            nightjar_proto::Source::Ecs => None,
+            _ => Some(t.tty.is_some()),
+        };
+        self.session_leader_pid = t.session_leader_pid;
+        self.group_leader_pid = t.group_leader_pid;
+        self.container = t.container;
+        self.entry_leader = entry;
+        self.exited = false;
         self.executable.clear();
         self.executable.push_str(&t.executable);
         self.name_at = self.executable.len() - basename(&self.executable).len();
@@ -101,6 +145,29 @@ impl ProcessEntry {
         set_opt(&mut self.signing_id, t.signing_id.as_deref());
         set_opt(&mut self.team_id, t.team_id.as_deref());
         self.cs_flags = t.cs_flags;
+    }
+
+    /// Becomes the fork child of `parent`: the same image and context, its own identity.
+    fn record_fork(&mut self, parent: &ProcessEntry, fork: &ForkEvent<'_>) {
+        self.pid = fork.child_pid;
+        self.start_time_ns = fork.child_start_time_ns;
+        self.ppid = Some(parent.pid);
+        self.executable.clone_from(&parent.executable);
+        self.name_at = parent.name_at;
+        self.args.clone_from_args(&parent.args);
+        self.args_total = parent.args_total;
+        self.command_line.clone_from(&parent.command_line);
+        set_opt(&mut self.cwd, parent.cwd.as_deref());
+        set_opt(&mut self.signing_id, parent.signing_id.as_deref());
+        set_opt(&mut self.team_id, parent.team_id.as_deref());
+        self.cs_flags = parent.cs_flags;
+        self.ids = parent.ids;
+        self.interactive = parent.interactive;
+        self.session_leader_pid = parent.session_leader_pid;
+        self.group_leader_pid = parent.group_leader_pid;
+        self.container = parent.container;
+        self.entry_leader = parent.entry_leader;
+        self.exited = false;
     }
 }
 
@@ -148,13 +215,68 @@ impl ProcessTable {
         }
     }
 
-    /// Records the event (after evaluation) so later children find their parent.
+    /// Records an exec (after its rules were evaluated) so later events find it.
     pub fn observe(&mut self, ev: &ExecEvent<'_>) {
-        let i = ev.target.pid as usize % self.slots.len();
+        let t = &ev.target;
+        let parent = t.ppid.and_then(|p| self.get(p)).map(|p| p as &dyn Process);
+        let interactive = match ev.source {
+            nightjar_proto::Source::Ecs => None,
+            _ => Some(t.tty.is_some()),
+        };
+        let entry = entry_leader(
+            EntryFacts {
+                pid: t.pid,
+                start_time_ns: t.start_time_ns,
+                sid: t.session_leader_pid,
+                container: t.container,
+                interactive,
+            },
+            parent,
+        );
+        self.update(t.pid, |e| e.record(ev, entry));
+    }
+
+    /// Records any event: execs as [`ProcessTable::observe`], forks give the child its
+    /// parent's entry, exits mark the entry.
+    pub fn observe_event(&mut self, ev: &Event<'_>) {
+        match ev {
+            Event::Exec(e) => self.observe(e),
+            Event::Fork(f) => {
+                let parent_slot = f.parent.pid as usize % self.slots.len();
+                let known = self
+                    .get(f.parent.pid)
+                    .is_some_and(|p| same_instance(p.start_time_ns, f.parent.start_time_ns));
+                let child_slot = f.child_pid as usize % self.slots.len();
+                if !known || parent_slot == child_slot {
+                    return;
+                }
+                // Take the parent out for the copy, so both slots can be borrowed.
+                let Some(parent) = self.slots[parent_slot].take() else {
+                    return;
+                };
+                self.update(f.child_pid, |e| e.record_fork(&parent, f));
+                self.slots[parent_slot] = Some(parent);
+            }
+            Event::Exit(x) => {
+                let i = x.process.pid as usize % self.slots.len();
+                if let Some(e) = self.slots[i].as_deref_mut()
+                    && e.pid == x.process.pid
+                    && same_instance(e.start_time_ns, x.process.start_time_ns)
+                {
+                    e.exited = true;
+                }
+            }
+            Event::File(_) => {}
+        }
+    }
+
+    /// Writes `pid`'s slot with `write`, keeping the byte budget.
+    fn update(&mut self, pid: u32, write: impl FnOnce(&mut ProcessEntry)) {
+        let i = pid as usize % self.slots.len();
         let slot = &mut self.slots[i];
         let before = slot.as_ref().map_or(0, |e| e.heap_bytes());
         let entry = slot.get_or_insert_with(Box::default);
-        entry.record(ev);
+        write(entry);
         self.bytes = self.bytes - before + entry.heap_bytes();
         if self.bytes > self.budget {
             self.evict_except(i);
@@ -227,6 +349,44 @@ impl Process for ProcessEntry {
     }
     fn cs_flags(&self) -> Option<u32> {
         self.cs_flags
+    }
+    fn args_count(&self) -> usize {
+        self.args_total
+    }
+    fn start_time_ns(&self) -> Option<i64> {
+        self.start_time_ns
+    }
+    fn ppid(&self) -> Option<u32> {
+        self.ppid
+    }
+    fn working_directory(&self) -> Option<&str> {
+        self.cwd.as_deref()
+    }
+    fn ids(&self) -> Ids {
+        self.ids
+    }
+    fn interactive(&self) -> Option<bool> {
+        self.interactive
+    }
+    fn session_leader_pid(&self) -> Option<u32> {
+        self.session_leader_pid
+    }
+    fn group_leader_pid(&self) -> Option<u32> {
+        self.group_leader_pid
+    }
+    fn container(&self) -> Option<bool> {
+        self.container
+    }
+    fn entry_leader(&self) -> Option<EntryLeader> {
+        self.entry_leader
+    }
+}
+
+/// Two start times name the same process instance (or one of them is unknown).
+fn same_instance(a: Option<i64>, b: Option<i64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
     }
 }
 

@@ -118,6 +118,115 @@ fn stdin_no_builtin_and_extra_rules() {
     assert_eq!(a[0]["kibana"]["alert"]["rule"]["language"], "eql");
 }
 
+#[test]
+fn the_builtin_rule_and_a_folder_holding_it_alert_once_per_event() {
+    let macos = shared("elastic-rules/macos-head-14cf530f");
+    let sample = shared("fixtures/eslogger/kcc-sample.ndjson");
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--rules",
+            macos.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = alerts(&out);
+    let kcc: Vec<_> = a
+        .iter()
+        .filter(|x| {
+            x["kibana"]["alert"]["rule"]["rule_id"] == "ad88231f-e2ab-491c-8fc6-64746da26cfe"
+        })
+        .collect();
+    assert_eq!(
+        kcc.len(),
+        2,
+        "one alert per event, not one per copy of the rule"
+    );
+    // The folder's rule (EQL, v109+) replaced the built-in one (KQL, v107).
+    assert!(
+        kcc.iter()
+            .all(|x| x["kibana"]["alert"]["rule"]["language"] == "eql")
+    );
+}
+
+#[test]
+fn scan_applies_kibana_exception_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let exceptions = dir.path().join("endpoint.ndjson");
+    // As Kibana exports the Endpoint Security exception list: the list, one item, the
+    // summary line. The item excepts kcc run by its full path (pid 704's argv[0]).
+    std::fs::write(
+        &exceptions,
+        concat!(
+            r#"{"_version":"WzEsMV0=","created_at":"2026-01-05T10:00:00.000Z","created_by":"elastic","description":"Endpoint Security Exception List","id":"endpoint_list","immutable":false,"list_id":"endpoint_list","name":"Endpoint Security Exception List","namespace_type":"agnostic","os_types":[],"tags":[],"tie_breaker_id":"t","type":"endpoint","updated_at":"2026-01-05T10:00:00.000Z","updated_by":"elastic","version":1}"#,
+            "\n",
+            r#"{"comments":[],"created_at":"2026-01-05T10:00:00.000Z","created_by":"elastic","description":"IT's kcc wrapper","entries":[{"field":"process.executable.caseless","operator":"included","type":"match","value":"/USR/BIN/KCC"},{"field":"process.args","operator":"included","type":"match","value":"/usr/bin/kcc"}],"id":"x1","item_id":"it-kcc-wrapper","list_id":"endpoint_list","name":"IT kcc wrapper","namespace_type":"agnostic","os_types":["macos"],"tags":[],"tie_breaker_id":"t2","type":"simple","updated_at":"2026-01-05T10:00:00.000Z","updated_by":"elastic"}"#,
+            "\n",
+            r#"{"exported_exception_list_count":1,"exported_exception_list_item_count":1,"missing_exception_list_item_count":0,"missing_exception_list_items":[],"missing_exception_lists":[],"missing_exception_lists_count":0}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let sample = shared("fixtures/eslogger/kcc-sample.ndjson");
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--exceptions",
+            exceptions.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pids(&alerts(&out)), vec![702]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 match(es) of rule ad88231f-e2ab-491c-8fc6-64746da26cfe excepted"),
+        "{err}"
+    );
+
+    // A hostile exception file is a usage error naming the file and line.
+    std::fs::write(
+        &exceptions,
+        "{\"list_id\":\"x\",\"type\":\"detection\"}\n{\"item_id\":7}\n",
+    )
+    .unwrap();
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--exceptions",
+            exceptions.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2: item_id: expected a string",
+            exceptions.display()
+        )),
+        "{err}"
+    );
+}
+
 /// Like `nightjar-sensor replay`: a bad line is reported and skipped, the scan goes on, and
 /// the exit code says that some lines did not decode (1, with a summary).
 #[test]
@@ -179,8 +288,19 @@ fn unreadable_input_and_bad_rules_exit_2() {
 
 #[test]
 fn rules_check_reports_each_rule() {
-    let rules = shared("elastic-rules");
-    let out = agent(&["rules", "check", rules.to_str().unwrap()], None);
+    // Today's macOS and Linux rules: every one loads or is unsupported with its reason, and
+    // the macOS folder's kcc rule replaces the built-in one.
+    let macos = shared("elastic-rules/macos-head-14cf530f");
+    let linux = shared("elastic-rules/linux-head-14cf530f");
+    let out = agent(
+        &[
+            "rules",
+            "check",
+            macos.to_str().unwrap(),
+            linux.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -189,11 +309,37 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("493 rules: 205 ok, 288 unsupported, 0 errors")
+        Some("461 rules: 268 ok, 192 unsupported, 0 errors, 1 shadowed")
     );
     assert!(
         text.lines()
             .any(|l| l.starts_with("unsupported (EQL sequence"))
+    );
+    assert!(text.lines().any(|l| l.starts_with(&format!(
+        "shadowed (replaced by {}/credential_access_kerberosdump_kcc.toml): <builtin>/",
+        macos.display()
+    ))));
+
+    // The whole shared tree holds two commits of the macOS rules: every rule_id of the older
+    // one is also in the newer, and each duplicate is an error naming both files.
+    let all = shared("elastic-rules");
+    let out = agent(&["rules", "check", all.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().last(),
+        Some("494 rules: 268 ok, 192 unsupported, 33 errors, 1 shadowed")
+    );
+    let kuery = shared("elastic-rules/macos-kuery-c58d59ee");
+    let head_file = macos.join("privilege_escalation_root_crontab_filemod.toml");
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "error ({}/privilege_escalation_root_crontab_filemod.toml:23:1: duplicate rule_id \
+             `0ff84c42-873d-41a2-a4ed-08d74d352d01`: {}:23:1 also defines it",
+            kuery.display(),
+            head_file.display()
+        ))),
+        "{text}"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -265,5 +411,73 @@ fn invalid_utf8_keeps_the_event() {
     assert_eq!(
         a[1]["process"]["args"][1],
         "copy_cred_cache\u{FFFD}\u{FFFD}"
+    );
+}
+
+/// A file rule from Elastic's macOS folder over eslogger file events: the hidden plists are
+/// created, modified or renamed into place (4 alerts), the visible one, the deletion and the
+/// unrelated write are not.
+#[test]
+fn file_rules_alert_on_eslogger_file_events() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/eslogger/file-events.ndjson");
+    let rule = shared("elastic-rules/macos-head-14cf530f/persistence_hidden_plist_filename.toml");
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--no-builtin",
+            "--rules",
+            rule.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = alerts(&out);
+    let paths: Vec<&str> = a
+        .iter()
+        .map(|x| x["file"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/Users/bob/Library/LaunchAgents/.com.apple.updater.plist",
+            "/Users/bob/Library/LaunchAgents/.com.apple.updater.plist",
+            "/Library/LaunchDaemons/.y.plist",
+            "/Users/bob/Library/LaunchAgents/.again.plist",
+        ]
+    );
+    let actions: Vec<&str> = a
+        .iter()
+        .map(|x| {
+            x["kibana"]["alert"]["original_event"]["action"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(actions, ["creation", "modification", "rename", "creation"]);
+    assert_eq!(
+        a[0]["kibana"]["alert"]["original_event"]["category"][0],
+        "file"
+    );
+    assert_eq!(a[0]["process"]["name"], "cp");
+    assert_eq!(a[0]["file"]["name"], ".com.apple.updater.plist");
+    assert_eq!(a[0]["file"]["extension"], "plist");
+    assert_eq!(a[2]["file"]["Ext"]["original"]["path"], "/tmp/.y.plist");
+    // One process instance, one entity id, in every alert it causes.
+    let cp = a[0]["process"]["entity_id"].as_str().unwrap();
+    assert_eq!(a[1]["process"]["entity_id"], cp);
+    assert_eq!(a[3]["process"]["entity_id"], cp);
+    assert_ne!(a[2]["process"]["entity_id"], cp);
+    // Two alerts on one file by one process are two alerts (distinct uuids).
+    assert_ne!(
+        a[0]["kibana"]["alert"]["uuid"],
+        a[1]["kibana"]["alert"]["uuid"]
     );
 }

@@ -1,1 +1,3 @@
 //! The measurement programs behind `scripts/bench`.
+
+pub mod fleet;

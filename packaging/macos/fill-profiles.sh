@@ -4,7 +4,8 @@
 # other's.
 #
 # Usage: packaging/macos/fill-profiles.sh --team-id TEAMID (--upload-url URL | --fleet-server URL)
-#            [--enroll-token TOKEN] [--ca-file PATH] [--host-id VALUE] [--organization NAME]
+#            [--enroll-token TOKEN] [--policy-public-key KEY] [--ca-file PATH] [--host-id VALUE]
+#            [--organization NAME]
 #            [--allow-insecure-http] [--out DIR]
 #
 #   --team-id      Apple Developer Team ID that signs Nightjar (10 characters)   $NIGHTJAR_TEAM_ID
@@ -14,6 +15,10 @@
 #                  or heartbeat (upload alone)                                $NIGHTJAR_FLEET_SERVER
 #   --enroll-token an enrolment token from `nightjar-server token create --uses N`, used
 #                  once per Mac; omitted: the key is left out                $NIGHTJAR_ENROLL_TOKEN
+#   --policy-public-key  the server's policy key, the "public_key" of
+#                  `nightjar-server policy key --json` (base64 of 32 bytes); the agent runs
+#                  fleet policies signed by it alone; omitted: no policy is accepted
+#                                                                     $NIGHTJAR_POLICY_PUBLIC_KEY
 #   --ca-file      on-device path of an extra collector CA (PEM); omitted: the key is left out
 #                                                                              $NIGHTJAR_CA_FILE
 #   --host-id      host id, typically an MDM variable ($SERIALNUMBER in Jamf, $SERIAL_NUMBER
@@ -33,6 +38,7 @@ team_id="${NIGHTJAR_TEAM_ID:-}"
 upload_url="${NIGHTJAR_UPLOAD_URL:-}"
 fleet_server="${NIGHTJAR_FLEET_SERVER:-}"
 enroll_token="${NIGHTJAR_ENROLL_TOKEN:-}"
+policy_public_key="${NIGHTJAR_POLICY_PUBLIC_KEY:-}"
 ca_file="${NIGHTJAR_CA_FILE:-}"
 host_id="${NIGHTJAR_HOST_ID:-}"
 organization="${NIGHTJAR_ORGANIZATION:-Nightjar}"
@@ -55,6 +61,7 @@ while [ $# -gt 0 ]; do
     --upload-url) [ $# -ge 2 ] || usage; upload_url="$2"; shift 2 ;;
     --fleet-server) [ $# -ge 2 ] || usage; fleet_server="$2"; shift 2 ;;
     --enroll-token) [ $# -ge 2 ] || usage; enroll_token="$2"; shift 2 ;;
+    --policy-public-key) [ $# -ge 2 ] || usage; policy_public_key="$2"; shift 2 ;;
     --ca-file) [ $# -ge 2 ] || usage; ca_file="$2"; shift 2 ;;
     --host-id) [ $# -ge 2 ] || usage; host_id="$2"; shift 2 ;;
     --organization) [ $# -ge 2 ] || usage; organization="$2"; shift 2 ;;
@@ -82,6 +89,12 @@ if [ -n "$enroll_token" ]; then
   [ -n "$fleet_server" ] || die "--enroll-token needs --fleet-server"
   [[ "$enroll_token" =~ ^[A-Za-z0-9_-]+$ ]] || die "--enroll-token: expected a token from nightjar-server token create"
 fi
+if [ -n "$policy_public_key" ]; then
+  [ -n "$fleet_server" ] || die "--policy-public-key needs --fleet-server"
+  # Standard base64 of 32 bytes: 43 characters and one '=' of padding.
+  [[ "$policy_public_key" =~ ^[A-Za-z0-9+/]{43}=$ ]] \
+    || die "--policy-public-key: expected the base64 public_key of 'nightjar-server policy key --json'"
+fi
 if [ -n "$ca_file" ] && [[ "$ca_file" != /* ]]; then
   die "--ca-file: must be an absolute path on the Macs, got '$ca_file'"
 fi
@@ -101,11 +114,12 @@ uuids="$(mktemp)"
 trap 'rm -f "$uuids"' EXIT
 
 mkdir -p "$out"
-export NJ_TEAM_ID NJ_UPLOAD_URL NJ_FLEET_SERVER NJ_ENROLL_TOKEN NJ_CA_FILE NJ_HOST_ID NJ_ORG NJ_INSECURE NJ_UUIDS
+export NJ_TEAM_ID NJ_UPLOAD_URL NJ_FLEET_SERVER NJ_ENROLL_TOKEN NJ_POLICY_KEY NJ_CA_FILE NJ_HOST_ID NJ_ORG NJ_INSECURE NJ_UUIDS
 NJ_TEAM_ID="$team_id"
 NJ_UPLOAD_URL="$upload_url"
 NJ_FLEET_SERVER="$fleet_server"
 NJ_ENROLL_TOKEN="$enroll_token"
+NJ_POLICY_KEY="$policy_public_key"
 NJ_CA_FILE="$ca_file"
 NJ_HOST_ID="$host_id"
 NJ_ORG="$organization"
@@ -151,12 +165,14 @@ for template in "$templates"/*.mobileconfig; do
     /<key>upload_url<\/key>/ && ENVIRON["NJ_UPLOAD_URL"] == "" { skip = 1; next }
     /<key>fleet_server<\/key>/ && ENVIRON["NJ_FLEET_SERVER"] == "" { skip = 1; next }
     /<key>enroll_token<\/key>/ && ENVIRON["NJ_ENROLL_TOKEN"] == "" { skip = 1; next }
+    /<key>policy_public_key<\/key>/ && ENVIRON["NJ_POLICY_KEY"] == "" { skip = 1; next }
     {
       line = $0
       line = replace(line, "__TEAM_ID__", ENVIRON["NJ_TEAM_ID"])
       line = replace(line, "__UPLOAD_URL__", esc(ENVIRON["NJ_UPLOAD_URL"]))
       line = replace(line, "__FLEET_SERVER__", esc(ENVIRON["NJ_FLEET_SERVER"]))
       line = replace(line, "__ENROLL_TOKEN__", esc(ENVIRON["NJ_ENROLL_TOKEN"]))
+      line = replace(line, "__POLICY_PUBLIC_KEY__", esc(ENVIRON["NJ_POLICY_KEY"]))
       line = replace(line, "__CA_FILE__", esc(ENVIRON["NJ_CA_FILE"]))
       line = replace(line, "__HOST_ID__", esc(ENVIRON["NJ_HOST_ID"]))
       line = replace(line, "__ORGANIZATION__", esc(ENVIRON["NJ_ORG"]))

@@ -121,6 +121,19 @@ impl<'a> From<Event<'a>> for Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    /// The event this record carries, or the record itself when it is a report.
+    // Both sides live on the stack for one decode; boxing would allocate per event.
+    #[allow(clippy::result_large_err)]
+    pub fn into_event_or(self) -> Result<Event<'a>, Record<'a>> {
+        match self {
+            Record::Exec(e) => Ok(Event::Exec(e)),
+            Record::Fork(e) => Ok(Event::Fork(e)),
+            Record::Exit(e) => Ok(Event::Exit(e)),
+            Record::File(e) => Ok(Event::File(e)),
+            other => Err(other),
+        }
+    }
+
     /// The event this record carries, if it is one.
     pub fn into_event(self) -> Option<Event<'a>> {
         Some(match self {

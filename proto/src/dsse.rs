@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// The `payloadType` of a Nightjar alert.
 pub const ALERT_PAYLOAD_TYPE: &str = "application/vnd.nightjar.alert+json";
 
+/// The `payloadType` of a fleet policy (signed by the server's policy key).
+pub const POLICY_PAYLOAD_TYPE: &str = "application/vnd.nightjar.policy+json";
+
 /// One signature over the PAE of an envelope's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

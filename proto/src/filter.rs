@@ -28,6 +28,18 @@ pub struct PathFilter {
     /// Names of acting processes whose file events are all kept (a rule on `process.name`
     /// only), lowercase.
     processes: Vec<String>,
+    /// Starts of such process names (`kworker*`), lowercase.
+    process_prefixes: Vec<String>,
+    /// Directory or file names that appear whole anywhere in the path (`*/wp-content/*`),
+    /// lowercase.
+    components: Vec<String>,
+    /// Text the path holds somewhere (`*GCONV_PATH*`), lowercase.
+    contains: Vec<String>,
+    /// Ends of process names (`*.cgi`), lowercase.
+    process_suffixes: Vec<String>,
+    /// The prefixes as the rules spell them (case kept), for sources that compare bytes
+    /// (Endpoint Security path muting).
+    spelled_prefixes: Vec<String>,
 }
 
 impl PathFilter {
@@ -51,10 +63,42 @@ impl PathFilter {
             && self.names.is_empty()
             && self.extensions.is_empty()
             && self.processes.is_empty()
+            && self.process_prefixes.is_empty()
+            && self.components.is_empty()
+            && self.contains.is_empty()
+            && self.process_suffixes.is_empty()
+    }
+
+    /// Whether the kernel can apply this filter as it is: prefixes, names, extensions and
+    /// whole process names only. Otherwise the kernel admits every file event and the sensor
+    /// filters them (components, text inside the path, process name patterns).
+    pub fn kernel_can_filter(&self) -> bool {
+        !self.all
+            && self.contains.is_empty()
+            && self.process_suffixes.is_empty()
+            && self.process_prefixes.is_empty()
+            && self.components.is_empty()
     }
 
     pub fn is_all(&self) -> bool {
         self.all
+    }
+
+    /// When the filter is made of path prefixes only, those prefixes as the rules spell them:
+    /// a source that can only select paths by prefix (Endpoint Security's inverted target
+    /// path muting) can then apply it whole. `None` when anything else (names, extensions,
+    /// processes, patterns, every path) is admitted too.
+    pub fn prefixes_only(&self) -> Option<&[String]> {
+        let only = !self.all
+            && !self.prefixes.is_empty()
+            && self.names.is_empty()
+            && self.extensions.is_empty()
+            && self.processes.is_empty()
+            && self.process_prefixes.is_empty()
+            && self.components.is_empty()
+            && self.contains.is_empty()
+            && self.process_suffixes.is_empty();
+        only.then_some(self.spelled_prefixes.as_slice())
     }
 
     pub fn prefixes(&self) -> &[String] {
@@ -73,12 +117,69 @@ impl PathFilter {
         &self.processes
     }
 
+    pub fn process_prefixes(&self) -> &[String] {
+        &self.process_prefixes
+    }
+
+    pub fn components(&self) -> &[String] {
+        &self.components
+    }
+
+    pub fn contains(&self) -> &[String] {
+        &self.contains
+    }
+
+    pub fn process_suffixes(&self) -> &[String] {
+        &self.process_suffixes
+    }
+
+    /// Admits paths with a directory or file named `name` anywhere.
+    pub fn add_component(&mut self, name: &str) {
+        if name.is_empty() {
+            self.all = true;
+        } else {
+            add(&mut self.components, name, &mut self.all);
+        }
+    }
+
+    /// Admits paths holding `text` anywhere.
+    pub fn add_contains(&mut self, text: &str) {
+        if text.is_empty() {
+            self.all = true;
+        } else {
+            add(&mut self.contains, text, &mut self.all);
+        }
+    }
+
+    /// Admits every file event of processes whose name starts with `prefix`.
+    pub fn add_process_prefix(&mut self, prefix: &str) {
+        if prefix.is_empty() {
+            self.all = true;
+        } else {
+            add(&mut self.process_prefixes, prefix, &mut self.all);
+        }
+    }
+
+    /// Admits every file event of processes whose name ends with `suffix`.
+    pub fn add_process_suffix(&mut self, suffix: &str) {
+        if suffix.is_empty() {
+            self.all = true;
+        } else {
+            add(&mut self.process_suffixes, suffix, &mut self.all);
+        }
+    }
+
     /// Admits paths starting with `prefix`. An empty prefix admits every path.
     pub fn add_prefix(&mut self, prefix: &str) {
         if prefix.is_empty() {
             self.all = true;
         } else {
+            let before = self.prefixes.len();
             add(&mut self.prefixes, prefix, &mut self.all);
+            if self.prefixes.len() > before {
+                let (cut, _) = crate::event::cut_str(prefix, MAX_FILTER_ENTRY);
+                self.spelled_prefixes.push(cut.to_owned());
+            }
         }
     }
 
@@ -113,7 +214,7 @@ impl PathFilter {
     /// Admits everything `other` admits.
     pub fn merge(&mut self, other: &PathFilter) {
         self.all |= other.all;
-        for p in &other.prefixes {
+        for p in &other.spelled_prefixes {
             self.add_prefix(p);
         }
         for n in &other.names {
@@ -125,6 +226,18 @@ impl PathFilter {
         for p in &other.processes {
             self.add_process(p);
         }
+        for p in &other.process_prefixes {
+            self.add_process_prefix(p);
+        }
+        for c in &other.components {
+            self.add_component(c);
+        }
+        for c in &other.contains {
+            self.add_contains(c);
+        }
+        for p in &other.process_suffixes {
+            self.add_process_suffix(p);
+        }
     }
 
     /// Whether a file event on `path` (or a rename's original path) by a process named
@@ -134,7 +247,25 @@ impl PathFilter {
             return true;
         }
         if let Some(p) = process
-            && self.processes.iter().any(|n| p.eq_ignore_ascii_case(n))
+            && (self.processes.iter().any(|n| p.eq_ignore_ascii_case(n))
+                || self
+                    .process_prefixes
+                    .iter()
+                    .any(|pre| starts_with_ignore_case(p, pre))
+                || self
+                    .process_suffixes
+                    .iter()
+                    .any(|suf| ends_with_ignore_case(p, suf)))
+        {
+            return true;
+        }
+        if self.contains.iter().any(|c| contains_ignore_case(path, c)) {
+            return true;
+        }
+        if !self.components.is_empty()
+            && path
+                .split('/')
+                .any(|part| self.components.iter().any(|c| part.eq_ignore_ascii_case(c)))
         {
             return true;
         }
@@ -169,6 +300,16 @@ fn add(list: &mut Vec<String>, entry: &str, all: &mut bool) {
     list.push(entry);
 }
 
+fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+fn contains_ignore_case(s: &str, needle: &str) -> bool {
+    let (h, n) = (s.as_bytes(), needle.as_bytes());
+    n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
@@ -195,6 +336,48 @@ mod tests {
         assert!(!f.admits("/tmp/out", Some("wget")));
         assert!(!f.admits("/usr/lib/x.so", None));
         assert!(!f.admits("/tmp/plist", None), "a name is not an extension");
+    }
+
+    #[test]
+    fn prefixes_only_keeps_the_rules_spelling() {
+        let mut f = PathFilter::none();
+        assert_eq!(f.prefixes_only(), None, "nothing admitted");
+        f.add_prefix("/Library/LaunchAgents/");
+        f.add_prefix("/library/launchagents/");
+        let mut g = PathFilter::none();
+        g.add_prefix("/etc/cron.d/");
+        f.merge(&g);
+        assert_eq!(
+            f.prefixes_only(),
+            Some(
+                &[
+                    "/Library/LaunchAgents/".to_owned(),
+                    "/etc/cron.d/".to_owned()
+                ][..]
+            ),
+            "one spelling per prefix, as first written"
+        );
+        f.add_extension("plist");
+        assert_eq!(f.prefixes_only(), None);
+        assert_eq!(PathFilter::all().prefixes_only(), None);
+    }
+
+    #[test]
+    fn components_contains_and_process_patterns() {
+        let mut f = PathFilter::none();
+        f.add_prefix("/etc/");
+        assert!(f.kernel_can_filter());
+        f.add_component("wp-content");
+        f.add_process_prefix("kworker");
+        assert!(!f.kernel_can_filter(), "the sensor tests these");
+        assert!(f.admits("/var/www/wp-content/plugins/x.php", None));
+        assert!(!f.admits("/var/www/wp-contents/x.php", None));
+        assert!(f.admits("/tmp/x", Some("kworker/u8:2")));
+        f.add_contains("gconv_path");
+        f.add_process_suffix(".cgi");
+        assert!(f.admits("/tmp/GCONV_PATH=./x", None));
+        assert!(f.admits("/tmp/y", Some("run.cgi")));
+        assert!(!f.admits("/tmp/y", Some("cgi-run")));
     }
 
     #[test]

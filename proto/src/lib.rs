@@ -11,8 +11,9 @@
 //! - [`config`]: `nightjar.toml`, the one schema both binaries read;
 //! - [`text`]: platform bytes as text without allocating;
 //! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
-//!   them (the agent's state directory and the ring's directory).
-//! - [`filter`]: which file events some loaded rule can match.
+//!   them (the agent's state directory and the ring's directory);
+//! - [`filter`]: which file events some loaded rule can match;
+//! - [`identity`] (feature `crypto`): `process.entity_id`.
 
 pub mod codec;
 pub mod config;
@@ -22,6 +23,8 @@ pub mod eslogger;
 pub mod event;
 pub mod filter;
 pub mod fleet;
+#[cfg(feature = "crypto")]
+pub mod identity;
 pub mod ndjson;
 pub mod shm_ring;
 pub mod text;

@@ -102,8 +102,8 @@ impl ChainHead {
 pub enum EnvelopeError {
     #[error("envelope is not DSSE JSON: {0}")]
     NotDsse(String),
-    #[error("payloadType is {0:?}, expected {ALERT_PAYLOAD_TYPE:?}")]
-    PayloadType(String),
+    #[error("payloadType is {found:?}, expected {expected:?}")]
+    PayloadType { found: String, expected: String },
     #[error("payload is not base64: {0}")]
     PayloadEncoding(String),
     #[error("no signature by key {0}")]
@@ -121,7 +121,7 @@ impl EnvelopeError {
     pub fn code(&self) -> &'static str {
         match self {
             EnvelopeError::NotDsse(_) => "bad_json",
-            EnvelopeError::PayloadType(_) => "bad_payload_type",
+            EnvelopeError::PayloadType { .. } => "bad_payload_type",
             EnvelopeError::PayloadEncoding(_) | EnvelopeError::SignatureEncoding(_) => "bad_base64",
             EnvelopeError::NoSignature(_) => "bad_keyid",
             EnvelopeError::BadSignature => "bad_signature",
@@ -217,7 +217,8 @@ impl ChainLink {
     }
 }
 
-/// An envelope decoded and its signature found, ready for the signature check.
+/// An envelope decoded and its signature found, ready for the signature check (an alert's,
+/// or any other document opened with [`AlertKey::open_typed`]).
 #[derive(Debug, Clone)]
 pub struct SignedAlert {
     /// The payload bytes (what the chain hashes).
@@ -298,9 +299,23 @@ impl AlertKey {
 
     /// Decodes an alert envelope and finds this key's signature (no signature check yet).
     pub fn open(&self, bytes: &[u8]) -> Result<SignedAlert, EnvelopeError> {
+        self.open_typed(bytes, ALERT_PAYLOAD_TYPE)
+    }
+
+    /// Decodes an envelope that must be of `payload_type` (an alert, a fleet policy) and
+    /// finds this key's signature (no signature check yet): the same opening for every
+    /// signed document, so none is checked by a second, drifting implementation.
+    pub fn open_typed(
+        &self,
+        bytes: &[u8],
+        payload_type: &str,
+    ) -> Result<SignedAlert, EnvelopeError> {
         let (env, payload) = open_envelope(bytes)?;
-        if env.payload_type != ALERT_PAYLOAD_TYPE {
-            return Err(EnvelopeError::PayloadType(env.payload_type));
+        if env.payload_type != payload_type {
+            return Err(EnvelopeError::PayloadType {
+                found: env.payload_type,
+                expected: payload_type.to_owned(),
+            });
         }
         let sig = env
             .signatures

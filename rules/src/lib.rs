@@ -13,15 +13,21 @@
 //! - [`matcher`]: the compiled matcher (trees, index, evaluation);
 //! - [`naive`]: a document-per-event interpreter, the baseline and test reference;
 //! - [`loader`], [`builtin`]: rule files and the seed rule shipped in the binary;
-//! - [`RuleSet`]: all of the above for a set of rule files, with the report `rules check`
-//!   prints.
+//! - [`exceptions`]: Kibana exception lists, compiled, checked after a rule matches;
+//! - [`filter`]: the file events a rule set can match, for the sensor's source filters;
+//! - [`policy`]: the fleet policy document (rules, exceptions, `block`) the server signs;
+//! - [`RuleSet`]: all of the above for a set of rule files (or a policy), with rule identity
+//!   decided and the report `rules check` prints.
 
 pub mod builtin;
 pub mod ecs;
+pub mod exceptions;
+pub mod filter;
 pub mod loader;
 pub mod matcher;
 pub mod naive;
 pub mod pattern;
+pub mod policy;
 pub mod query;
 
 mod report;
@@ -29,5 +35,8 @@ mod rule;
 mod set;
 
 pub use report::{LoadReport, RuleReport, RuleStatus, RulesError};
-pub use rule::RuleMeta;
-pub use set::RuleSet;
+pub use rule::{ListRef, RuleMeta};
+pub use set::{
+    Identity, MAX_EXCEPTION_FILE_BYTES, MAX_RULE_FILE_BYTES, RuleSet, SourceText, Sources,
+    read_bounded, read_exception_files, read_rule_files,
+};

@@ -67,6 +67,21 @@ struct RuleSection {
     description: String,
     #[serde(default)]
     query: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    exceptions_list: Vec<ExceptionListRef>,
+}
+
+/// `[[rule.exceptions_list]]` as Kibana exports it (`id`, `list_id`, `namespace_type`, `type`);
+/// lists are matched by `list_id` and namespace, since `id` changes on every import.
+#[derive(Debug, Deserialize)]
+struct ExceptionListRef {
+    list_id: String,
+    #[serde(default = "single_namespace")]
+    namespace_type: String,
+}
+
+fn single_namespace() -> String {
+    "single".to_owned()
 }
 
 /// Every rule file under `path`: itself when it is a file, else its `*.toml` files, recursively
@@ -156,6 +171,14 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
         description: r.description.trim().to_owned(),
         query: query_text.trim().to_owned(),
         source: PathBuf::from(display),
+        exceptions_list: r
+            .exceptions_list
+            .iter()
+            .map(|l| crate::rule::ListRef {
+                list_id: l.list_id.clone(),
+                namespace_type: l.namespace_type.clone(),
+            })
+            .collect(),
     });
     let supported = matches!(
         (r.rule_type.as_str(), language.as_str()),

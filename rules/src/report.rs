@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// A rules path that cannot be read at all.
+/// A rules or exceptions path that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("{path}: {source}")]
@@ -10,6 +10,13 @@ pub enum RulesError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{path}: {size} bytes is over the {max}-byte limit of a {what}")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        max: u64,
+        what: &'static str,
     },
 }
 
@@ -29,6 +36,9 @@ pub enum RuleStatus {
     Unsupported(String),
     /// `file:line:col: message`.
     Error(String),
+    /// Loaded, but another rule with the same `rule_id` took its place (a file rule replaces
+    /// the built-in one; in a policy the higher `version` wins): says which and why.
+    Shadowed(String),
 }
 
 /// One entry of a [`LoadReport`].
@@ -43,10 +53,19 @@ pub struct RuleReport {
     pub warnings: Vec<String>,
 }
 
-/// Every rule file looked at, in load order.
+/// Every rule file looked at, in load order, and how the exceptions and the `block` list
+/// fared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
     pub entries: Vec<RuleReport>,
+    /// Exception files that cannot be used: `file:line: message`.
+    pub exception_errors: Vec<String>,
+    /// What loads but deserves a look: `file:line: message`.
+    pub exception_warnings: Vec<String>,
+    /// Exception items compiled.
+    pub exception_items: usize,
+    /// `block` entries that name no rule that can run here.
+    pub block_errors: Vec<String>,
 }
 
 impl LoadReport {
@@ -59,8 +78,22 @@ impl LoadReport {
     pub fn errors(&self) -> usize {
         self.count(|s| matches!(s, RuleStatus::Error(_)))
     }
+    pub fn shadowed(&self) -> usize {
+        self.count(|s| matches!(s, RuleStatus::Shadowed(_)))
+    }
     pub fn warnings(&self) -> usize {
         self.entries.iter().map(|e| e.warnings.len()).sum()
+    }
+    /// Every error of the load, rules first: what makes a policy or a scan refuse the set.
+    pub fn problems(&self) -> Vec<&str> {
+        let rules = self.entries.iter().filter_map(|e| match &e.status {
+            RuleStatus::Error(m) => Some(m.as_str()),
+            _ => None,
+        });
+        rules
+            .chain(self.exception_errors.iter().map(String::as_str))
+            .chain(self.block_errors.iter().map(String::as_str))
+            .collect()
     }
     fn count(&self, f: impl Fn(&RuleStatus) -> bool) -> usize {
         self.entries.iter().filter(|e| f(&e.status)).count()

@@ -26,4 +26,15 @@ pub struct RuleMeta {
     pub query: String,
     /// The file the rule came from.
     pub source: PathBuf,
+    /// `[[rule.exceptions_list]]`: the exception lists this rule names (Kibana ties detection
+    /// and rule-default lists to rules this way).
+    pub exceptions_list: Vec<ListRef>,
+}
+
+/// One `[[rule.exceptions_list]]` entry: a list by its `list_id` and namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRef {
+    pub list_id: String,
+    /// `single` (one Kibana space) or `agnostic` (every space).
+    pub namespace_type: String,
 }

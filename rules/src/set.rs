@@ -1,14 +1,70 @@
-//! A set of rules loaded from files and compiled into one matcher.
+//! A set of rules loaded from files (or a policy) and compiled into one matcher, with the
+//! exceptions that apply to each rule and the rules that block.
+//!
+//! This is the one place rules are registered, so rule identity is decided here:
+//! - `rule_id` is unique in a set. A file rule with the built-in rule's `rule_id` replaces the
+//!   built-in one (which is reported as shadowed);
+//! - two files with the same `rule_id` are an error naming both (the first keeps running);
+//!   in a policy ([`Identity::Policy`]) the higher `version` wins and the other is reported
+//!   as shadowed (equal versions are the error above);
+//! - the same file reached twice through `paths` (a directory and a file in it, a symbolic
+//!   link) is loaded once.
 
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
-use crate::ecs::EcsEvent;
-use crate::loader::{self, Loaded};
+use nightjar_proto::filter::PathFilter;
+
+use crate::ecs::{EcsEvent, Field, Shape};
+use crate::exceptions::{CompiledExceptions, ExceptionSource, ListKind};
+use crate::loader::{self, FileError, Loaded};
 use crate::matcher::{CompiledRule, Matcher};
 use crate::naive;
 use crate::query::ast::Query;
-use crate::query::typing::TypedPred;
+use crate::query::typing::{Test, TypedPred};
 use crate::{LoadReport, RuleMeta, RuleReport, RuleStatus, RulesError, builtin};
+
+/// Largest rule file read (Elastic's largest is a few KiB).
+pub const MAX_RULE_FILE_BYTES: u64 = 1 << 20;
+/// Largest exception file read.
+pub const MAX_EXCEPTION_FILE_BYTES: u64 = 64 << 20;
+
+/// A file's text and the name messages give it (`file:line:col`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceText {
+    pub name: String,
+    pub text: String,
+}
+
+/// How two rules with the same `rule_id` are told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Identity {
+    /// Local rule files: a duplicate is an error.
+    #[default]
+    Files,
+    /// A fleet policy: the higher `version` wins.
+    Policy,
+}
+
+/// Everything a rule set is built from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The built-in seed rule.
+    pub builtin: bool,
+    /// Rule files, in load order.
+    pub rules: Vec<SourceText>,
+    /// Kibana exception-list exports.
+    pub exceptions: Vec<SourceText>,
+    /// Rule ids that block (prevention).
+    pub block: Vec<String>,
+    /// `(rule_id, list_id)`: lists tied to rules by the policy rather than by the rules'
+    /// `exceptions_list`.
+    pub links: Vec<(String, String)>,
+    /// Replaces every rule's `max_signals`.
+    pub max_signals: Option<u32>,
+    pub identity: Identity,
+}
 
 /// Loaded and compiled rules.
 #[derive(Debug)]
@@ -16,6 +72,31 @@ pub struct RuleSet {
     metas: Vec<RuleMeta>,
     queries: Vec<Query<TypedPred>>,
     matcher: Matcher,
+    exceptions: CompiledExceptions,
+    /// Per rule (index-aligned with `metas`): the exception lists that apply to it.
+    applies: Vec<Box<[u32]>>,
+    /// Per rule: named in `block`.
+    blocking: Vec<bool>,
+    block: Vec<String>,
+}
+
+/// One rule file as loaded, before identity is decided.
+struct Candidate {
+    display: String,
+    loaded: Result<Loaded, FileError>,
+    /// `file:line:col` of its `rule_id` key, for messages about it.
+    id_at: String,
+    builtin: bool,
+    status: Option<RuleStatus>,
+}
+
+impl Candidate {
+    fn meta(&self) -> Option<&RuleMeta> {
+        match &self.loaded {
+            Ok(Loaded::Rule { meta, .. } | Loaded::Unsupported(meta, _)) => Some(meta),
+            Err(_) => None,
+        }
+    }
 }
 
 impl RuleSet {
@@ -28,19 +109,29 @@ impl RuleSet {
         builtin: bool,
         max_signals_override: Option<u32>,
     ) -> Result<(RuleSet, LoadReport), RulesError> {
-        let mut sources: Vec<(String, Result<Loaded, loader::FileError>)> = Vec::new();
-        if builtin {
-            sources.push((builtin::SOURCE.to_owned(), builtin::load()));
-        }
-        for path in paths {
-            for file in loader::rule_files(path)? {
-                let text = std::fs::read_to_string(&file).map_err(|e| RulesError::io(&file, e))?;
-                let display = file.display().to_string();
-                let loaded = loader::load_text(&display, &text);
-                sources.push((display, loaded));
-            }
-        }
-        Ok(Self::from_loaded(sources, max_signals_override))
+        let sources = Sources {
+            builtin,
+            rules: read_rule_files(paths)?,
+            max_signals: max_signals_override,
+            ..Sources::default()
+        };
+        Ok(Self::build(sources))
+    }
+
+    /// Loads what `[rules]` names: rule paths, the built-in rule, exception files and the
+    /// `block` list.
+    pub fn load_config(
+        config: &nightjar_proto::config::RulesConfig,
+    ) -> Result<(RuleSet, LoadReport), RulesError> {
+        let sources = Sources {
+            builtin: config.builtin,
+            rules: read_rule_files(&config.paths)?,
+            exceptions: read_exception_files(&config.exceptions)?,
+            block: config.block.clone(),
+            max_signals: config.max_signals,
+            ..Sources::default()
+        };
+        Ok(Self::build(sources))
     }
 
     /// Builds a set from rule texts (`(name, toml)`), as [`RuleSet::load`] does from files.
@@ -48,29 +139,74 @@ impl RuleSet {
         texts: &[(&str, &str)],
         max_signals_override: Option<u32>,
     ) -> (RuleSet, LoadReport) {
-        let sources = texts
-            .iter()
-            .map(|(name, text)| (name.to_string(), loader::load_text(name, text)))
-            .collect();
-        Self::from_loaded(sources, max_signals_override)
+        Self::build(Sources {
+            rules: texts
+                .iter()
+                .map(|(name, text)| SourceText {
+                    name: name.to_string(),
+                    text: text.to_string(),
+                })
+                .collect(),
+            max_signals: max_signals_override,
+            ..Sources::default()
+        })
     }
 
-    fn from_loaded(
-        sources: Vec<(String, Result<Loaded, loader::FileError>)>,
-        max_signals_override: Option<u32>,
-    ) -> (RuleSet, LoadReport) {
+    /// Builds a set from its sources. Nothing here fails: every problem is in the report
+    /// ([`LoadReport::problems`]), and what has none is in the set.
+    pub fn build(sources: Sources) -> (RuleSet, LoadReport) {
+        let mut candidates = Vec::with_capacity(sources.rules.len() + 1);
+        if sources.builtin {
+            candidates.push(Candidate {
+                display: builtin::SOURCE.to_owned(),
+                loaded: builtin::load(),
+                id_at: loader::locate(
+                    builtin::SOURCE,
+                    builtin::TOML,
+                    key_offset(builtin::TOML, "rule_id"),
+                ),
+                builtin: true,
+                status: None,
+            });
+        }
+        for s in &sources.rules {
+            candidates.push(Candidate {
+                loaded: loader::load_text(&s.name, &s.text),
+                id_at: loader::locate(&s.name, &s.text, key_offset(&s.text, "rule_id")),
+                display: s.name.clone(),
+                builtin: false,
+                status: None,
+            });
+        }
+        decide_identity(&mut candidates, sources.identity);
+
         let mut report = LoadReport::default();
         let mut metas = Vec::new();
         let mut queries = Vec::new();
         let mut compiled = Vec::new();
-        for (display, loaded) in sources {
-            let path = PathBuf::from(&display);
-            let entry = match loaded {
-                Ok(Loaded::Rule {
-                    mut meta,
-                    query,
-                    warnings,
-                }) => {
+        // Ids of every rule that loaded, supported or not (a `block` of an unsupported one
+        // is refused with its reason).
+        let mut unsupported_ids: HashMap<String, String> = HashMap::new();
+        for c in candidates {
+            let path = PathBuf::from(&c.display);
+            let entry = match (c.loaded, c.status) {
+                (Ok(Loaded::Rule { meta, .. } | Loaded::Unsupported(meta, _)), Some(status)) => {
+                    RuleReport {
+                        path,
+                        rule_id: Some(meta.rule_id.clone()),
+                        name: Some(meta.name.clone()),
+                        status,
+                        warnings: Vec::new(),
+                    }
+                }
+                (
+                    Ok(Loaded::Rule {
+                        mut meta,
+                        query,
+                        warnings,
+                    }),
+                    None,
+                ) => {
                     let rule = CompiledRule::new(&query);
                     let status = if rule.never_matches() {
                         RuleStatus::Unsupported(never_matches_why(&query))
@@ -88,24 +224,33 @@ impl RuleSet {
                         },
                         status,
                     };
-                    if e.status == RuleStatus::Ok {
-                        if let Some(cap) = max_signals_override {
-                            meta.max_signals = cap;
+                    match &e.status {
+                        RuleStatus::Ok => {
+                            if let Some(cap) = sources.max_signals {
+                                meta.max_signals = cap;
+                            }
+                            metas.push(*meta);
+                            queries.push(query);
+                            compiled.push(rule);
                         }
-                        metas.push(*meta);
-                        queries.push(query);
-                        compiled.push(rule);
+                        RuleStatus::Unsupported(why) => {
+                            unsupported_ids.insert(meta.rule_id.clone(), why.clone());
+                        }
+                        _ => {}
                     }
                     e
                 }
-                Ok(Loaded::Unsupported(meta, why)) => RuleReport {
-                    path,
-                    rule_id: Some(meta.rule_id),
-                    name: Some(meta.name),
-                    status: RuleStatus::Unsupported(why),
-                    warnings: Vec::new(),
-                },
-                Err(e) => RuleReport {
+                (Ok(Loaded::Unsupported(meta, why)), None) => {
+                    unsupported_ids.insert(meta.rule_id.clone(), why.clone());
+                    RuleReport {
+                        path,
+                        rule_id: Some(meta.rule_id),
+                        name: Some(meta.name),
+                        status: RuleStatus::Unsupported(why),
+                        warnings: Vec::new(),
+                    }
+                }
+                (Err(e), _) => RuleReport {
                     path,
                     rule_id: e.rule_id,
                     name: e.name,
@@ -115,11 +260,19 @@ impl RuleSet {
             };
             report.entries.push(entry);
         }
+
+        let exceptions = compile_exceptions(&sources.exceptions, &mut report);
+        let applies = bind_exceptions(&exceptions, &metas, &sources.links, &mut report);
+        let blocking = bind_block(&sources.block, &metas, &unsupported_ids, &mut report);
         (
             RuleSet {
+                matcher: Matcher::from_rules(compiled),
                 metas,
                 queries,
-                matcher: Matcher::from_rules(compiled),
+                exceptions,
+                applies,
+                blocking,
+                block: sources.block,
             },
             report,
         )
@@ -132,8 +285,45 @@ impl RuleSet {
 
     /// Appends the indices of matching rules to `out` (cleared first), ascending. No
     /// allocation once `out` has capacity.
+    ///
+    /// On an event whose argv was cut, the rules that could match on the dropped arguments
+    /// are reported too (see [`Matcher::evaluate`]); [`RuleSet::is_certain`] tells them apart.
     pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         self.matcher.evaluate(ev, out);
+    }
+
+    /// Whether rule `rule` matches on what `ev` holds, not only because its argv was cut.
+    pub fn is_certain(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        self.matcher.is_certain(rule, ev)
+    }
+
+    /// The exception item that excepts a match of rule `rule` on `ev` at `now_ns` (Unix
+    /// nanoseconds, for `expire_time`), if one does: its `item_id`. Called once a rule has
+    /// matched, before its alert is made; allocation-free.
+    pub fn excepted(&self, rule: usize, ev: &EcsEvent<'_>, now_ns: i64) -> Option<&str> {
+        let lists = self.applies.get(rule)?;
+        if lists.is_empty() {
+            return None;
+        }
+        self.exceptions.excepting(lists, ev, now_ns)
+    }
+
+    /// Whether rule `rule` blocks (it is named in `block`).
+    pub fn is_blocking(&self, rule: usize) -> bool {
+        self.blocking.get(rule).copied().unwrap_or(false)
+    }
+
+    /// The rules that block, by index.
+    pub fn blocking_rules(&self) -> impl Iterator<Item = usize> + '_ {
+        self.blocking
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.then_some(i))
+    }
+
+    /// The `block` list as given.
+    pub fn block_list(&self) -> &[String] {
+        &self.block
     }
 
     /// The same rules for the document-per-event interpreter.
@@ -142,27 +332,337 @@ impl RuleSet {
         naive::NaiveRules::new(&refs)
     }
 
+    /// The file events these rules can match: what the sensor publishes (see [`crate::filter`]).
+    pub fn file_filter(&self) -> PathFilter {
+        let mut filter = PathFilter::none();
+        for q in &self.queries {
+            let rule = CompiledRule::new(q);
+            if Shape::ALL.iter().any(|s| s.is_file() && rule.can_match(*s)) {
+                filter.merge(&crate::filter::admitted_by(q));
+            }
+        }
+        filter
+    }
+
+    /// Whether some rule can match events of `shape` (a source may leave the rest out).
+    pub fn wants(&self, shape: Shape) -> bool {
+        self.matcher.wants(shape)
+    }
+
     /// The typed queries, index-aligned with [`RuleSet::rules`].
     pub fn queries(&self) -> &[Query<TypedPred>] {
         &self.queries
     }
 }
 
-/// Why a rule whose query compiles to `false` is unsupported here.
+/// Decides, for every candidate sharing a `rule_id` with another, which one runs; the others
+/// get their status here.
+fn decide_identity(candidates: &mut [Candidate], identity: Identity) {
+    let mut holder: HashMap<String, usize> = HashMap::new();
+    for i in 0..candidates.len() {
+        let Some(id) = candidates[i].meta().map(|m| m.rule_id.clone()) else {
+            continue;
+        };
+        let Some(&j) = holder.get(&id) else {
+            holder.insert(id, i);
+            continue;
+        };
+        let (prev, cur) = (&candidates[j], &candidates[i]);
+        let replace =
+            |by: &Candidate, why: String| RuleStatus::Shadowed(format!("{why} {}", by.display));
+        if prev.builtin {
+            let status = replace(cur, "replaced by".into());
+            candidates[j].status = Some(status);
+            holder.insert(id, i);
+            continue;
+        }
+        let (pv, cv) = (
+            prev.meta().and_then(|m| m.version),
+            cur.meta().and_then(|m| m.version),
+        );
+        let version = |v: Option<u32>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+        if identity == Identity::Policy && pv != cv {
+            let why = |a, b| format!("superseded (version {} over {}) by", version(a), version(b));
+            if cv > pv {
+                let status = replace(cur, why(cv, pv));
+                candidates[j].status = Some(status);
+                holder.insert(id, i);
+            } else {
+                let status = replace(prev, why(pv, cv));
+                candidates[i].status = Some(status);
+            }
+            continue;
+        }
+        let message = format!(
+            "{}: duplicate rule_id `{id}`: {} also defines it{}; rule ids must be unique in a \
+             rule set (remove one of the files or give it its own rule_id)",
+            cur.id_at,
+            prev.id_at,
+            if identity == Identity::Policy {
+                format!(", with the same version ({})", version(cv))
+            } else {
+                String::new()
+            }
+        );
+        candidates[i].status = Some(RuleStatus::Error(message));
+    }
+}
+
+/// Byte offset of the line where `key` is assigned (`key =`), else 0.
+fn key_offset(text: &str, key: &str) -> usize {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return at + (line.len() - t.len());
+        }
+        at += line.len();
+    }
+    0
+}
+
+fn compile_exceptions(texts: &[SourceText], report: &mut LoadReport) -> CompiledExceptions {
+    let mut source = ExceptionSource::default();
+    for t in texts {
+        match ExceptionSource::parse(&t.name, &t.text) {
+            Ok(s) => source.extend(s),
+            Err(errors) => report
+                .exception_errors
+                .extend(errors.into_iter().map(|e| e.0)),
+        }
+    }
+    if !report.exception_errors.is_empty() {
+        return CompiledExceptions::default();
+    }
+    match CompiledExceptions::compile(&source) {
+        Ok((compiled, notes)) => {
+            report.exception_items = notes.items;
+            report.exception_warnings = notes.warnings;
+            compiled
+        }
+        Err(errors) => {
+            report
+                .exception_errors
+                .extend(errors.into_iter().map(|e| e.0));
+            CompiledExceptions::default()
+        }
+    }
+}
+
+/// Which lists apply to each rule: every endpoint list, and the lists a rule names (or the
+/// policy links to it).
+fn bind_exceptions(
+    exceptions: &CompiledExceptions,
+    metas: &[RuleMeta],
+    links: &[(String, String)],
+    report: &mut LoadReport,
+) -> Vec<Box<[u32]>> {
+    let endpoint: Vec<u32> = exceptions
+        .lists()
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.kind == ListKind::Endpoint)
+        .map(|(i, _)| i as u32)
+        .collect();
+    let mut used: HashSet<u32> = endpoint.iter().copied().collect();
+    let known: HashSet<&str> = metas.iter().map(|m| m.rule_id.as_str()).collect();
+    for (rule_id, list_id) in links {
+        if !known.contains(rule_id.as_str()) {
+            report.exception_errors.push(format!(
+                "link {rule_id}={list_id}: no rule of the set has rule_id `{rule_id}`"
+            ));
+        }
+        if !exceptions.lists().iter().any(|l| l.list_id == *list_id) {
+            report.exception_errors.push(format!(
+                "link {rule_id}={list_id}: no exception file has a list `{list_id}`"
+            ));
+        }
+    }
+    let applies = metas
+        .iter()
+        .map(|m| {
+            let mut lists = endpoint.clone();
+            let mut add = |i: u32| {
+                if !lists.contains(&i) {
+                    lists.push(i);
+                }
+            };
+            for r in &m.exceptions_list {
+                match exceptions.list_index(&r.list_id, &r.namespace_type) {
+                    Some(i) => add(i),
+                    None if r.list_id == "endpoint_list" => {}
+                    None => report.exception_warnings.push(format!(
+                        "{}: rule `{}` names exception list `{}` ({}), which no exception \
+                         file provides",
+                        m.source.display(),
+                        m.rule_id,
+                        r.list_id,
+                        r.namespace_type
+                    )),
+                }
+            }
+            for (rule_id, list_id) in links {
+                if *rule_id == m.rule_id {
+                    for (i, l) in exceptions.lists().iter().enumerate() {
+                        if l.list_id == *list_id {
+                            add(i as u32);
+                        }
+                    }
+                }
+            }
+            used.extend(lists.iter().copied());
+            lists.into_boxed_slice()
+        })
+        .collect();
+    for (i, l) in exceptions.lists().iter().enumerate() {
+        if !used.contains(&(i as u32)) {
+            report.exception_warnings.push(format!(
+                "exception list `{}` ({}) is tied to no rule of the set: its items apply nowhere",
+                l.list_id, l.namespace_type
+            ));
+        }
+    }
+    applies
+}
+
+fn bind_block(
+    block: &[String],
+    metas: &[RuleMeta],
+    unsupported: &HashMap<String, String>,
+    report: &mut LoadReport,
+) -> Vec<bool> {
+    let mut blocking = vec![false; metas.len()];
+    let mut seen = HashSet::new();
+    for id in block {
+        if !seen.insert(id.as_str()) {
+            report
+                .block_errors
+                .push(format!("block: rule_id `{id}` is listed twice"));
+            continue;
+        }
+        match metas.iter().position(|m| m.rule_id == *id) {
+            Some(i) => blocking[i] = true,
+            None => report.block_errors.push(match unsupported.get(id) {
+                Some(why) => {
+                    format!("block: rule `{id}` cannot run here ({why}), so it cannot block")
+                }
+                None => format!("block: no rule of the set has rule_id `{id}`"),
+            }),
+        }
+    }
+    blocking
+}
+
+/// Every rule file under `paths`, each read once however many paths reach it.
+pub fn read_rule_files(paths: &[PathBuf]) -> Result<Vec<SourceText>, RulesError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for path in paths {
+        for file in loader::rule_files(path)? {
+            let identity = std::fs::canonicalize(&file).map_err(|e| RulesError::io(&file, e))?;
+            if !seen.insert(identity) {
+                continue;
+            }
+            out.push(SourceText {
+                name: file.display().to_string(),
+                text: read_bounded(&file, MAX_RULE_FILE_BYTES, "rule file")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The exception files `paths`, each read once.
+pub fn read_exception_files(paths: &[PathBuf]) -> Result<Vec<SourceText>, RulesError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for file in paths {
+        let identity = std::fs::canonicalize(file).map_err(|e| RulesError::io(file, e))?;
+        if !seen.insert(identity) {
+            continue;
+        }
+        out.push(SourceText {
+            name: file.display().to_string(),
+            text: read_bounded(file, MAX_EXCEPTION_FILE_BYTES, "exception file")?,
+        });
+    }
+    Ok(out)
+}
+
+/// A file's text, refused past `max` bytes; invalid UTF-8 becomes U+FFFD (and then fails
+/// to parse where it matters, with a position).
+pub fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<String, RulesError> {
+    let file = std::fs::File::open(path).map_err(|e| RulesError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| RulesError::io(path, e))?;
+    if bytes.len() as u64 > max {
+        let size = std::fs::metadata(path).map_or(max + 1, |m| m.len());
+        return Err(RulesError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            max,
+            what,
+        });
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Why a rule whose query compiles to `false` is unsupported here: the event kinds (category,
+/// action or type values) it names that no source produces, else the fields it names that no
+/// event carries.
 fn never_matches_why(query: &Query<TypedPred>) -> String {
+    const EVENTS: &str = "this host's events are process exec, fork and end, and file creation, \
+                          modification, rename and deletion";
+    let mut kinds: Vec<String> = Vec::new();
+    for leaf in query.leaves() {
+        let produced: Vec<&str> = match leaf.field {
+            Some(Field::EventCategory) => Shape::ALL.iter().map(|s| s.category()).collect(),
+            Some(Field::EventAction) => Shape::ALL.iter().map(|s| s.action()).collect(),
+            Some(Field::EventType) => Shape::ALL.iter().map(|s| s.event_type()).collect(),
+            _ => continue,
+        };
+        if let Test::Str(_, value) = &leaf.test
+            && !produced.iter().any(|p| p.eq_ignore_ascii_case(value))
+        {
+            let named = format!("{} `{value}`", leaf.name);
+            if !kinds.contains(&named) {
+                kinds.push(named);
+            }
+        }
+    }
     let absent: Vec<String> = query
         .absent_fields()
         .iter()
         .map(|(name, _)| format!("`{name}`"))
         .collect();
-    if absent.is_empty() {
-        "the query never matches this host's events (exec events: event.category `process`, \
-         event.type `start`, event.action `exec`)"
-            .to_owned()
-    } else {
-        format!(
+    match (kinds.is_empty(), absent.is_empty()) {
+        (false, _) => format!(
+            "the query never matches this host's events: no source produces {} ({EVENTS})",
+            kinds.join(", ")
+        ),
+        (true, false) => format!(
             "the query never matches this host's events; fields it names that they do not carry: {}",
             absent.join(", ")
-        )
+        ),
+        (true, true) => format!("the query never matches this host's events ({EVENTS})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_offset_finds_the_assignment_line() {
+        let text = "[rule]\n# rule_id is below\n  rule_id = \"x\"\n";
+        assert_eq!(&text[key_offset(text, "rule_id")..][..7], "rule_id");
+        assert_eq!(key_offset("nothing", "rule_id"), 0);
     }
 }

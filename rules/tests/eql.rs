@@ -169,8 +169,14 @@ fn unsupported_and_errors() {
         "sequence by process.entity_id [process where true] [network where true]",
     ));
     assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("sequence")));
+    let r = report_of(&eql_toml("network where destination.port == 22"));
+    assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("network")));
     let r = report_of(&eql_toml("file where file.path == \"/x\""));
-    assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("file")));
+    assert_eq!(
+        r.entries[0].status,
+        RuleStatus::Ok,
+        "file events are evaluated"
+    );
     let r = report_of(&eql_toml(
         "process where cidrmatch(destination.ip, \"10.0.0.0/8\")",
     ));

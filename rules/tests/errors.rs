@@ -75,17 +75,22 @@ fn type_errors_point_at_their_predicate() {
 
 #[test]
 fn booleans_are_typed_on_fields_the_view_does_not_produce() {
-    // `process.interactive` is boolean in Elastic Defend's mapping: the rule loads, and as
-    // this host's events do not carry the field, it never matches.
+    // `file.code_signature.exists` is boolean in Elastic Defend's mapping: the rule loads,
+    // and as this host's events do not carry the field, it never matches.
     let r = support::report_of(&support::eql_toml(
-        "process where process.name == \"kubectl\" and process.interactive == true",
+        "file where file.name == \"x.dylib\" and file.code_signature.exists == true",
     ));
     match &r.entries[0].status {
         RuleStatus::Unsupported(why) => {
-            assert!(why.contains("`process.interactive`"), "{why}")
+            assert!(why.contains("`file.code_signature.exists`"), "{why}")
         }
         other => panic!("{other:?}"),
     }
+    // `process.interactive` is produced (a controlling terminal).
+    let r = support::report_of(&support::eql_toml(
+        "process where process.name == \"kubectl\" and process.interactive == true",
+    ));
+    assert_eq!(r.entries[0].status, RuleStatus::Ok);
     let m = error_in_file(
         "type = \"eql\"\nquery = '''\nprocess where process.interactive == \"yes\"\n'''\n",
     );

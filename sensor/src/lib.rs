@@ -2,11 +2,13 @@
 //!
 //! - [`capture`]: the live backends (Endpoint Security, eslogger, eBPF);
 //! - [`replay`]: recorded events through the same path;
+//! - [`gate`]: which events are published (never our own; files only where a rule looks);
 //! - [`publish`]: ExecEvent -> record codec -> ring, numbering and loss reporting.
 //!
 //! The configuration is `nightjar.toml`, parsed by [`nightjar_proto::config`] exactly as the
 //! agent parses it.
 
 pub mod capture;
+pub mod gate;
 pub mod publish;
 pub mod replay;

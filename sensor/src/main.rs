@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nightjar_proto::config::Config;
+use nightjar_proto::event::EnvFilter;
+use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
-use nightjar_sensor::capture::{self, SourceKind};
+use nightjar_rules::RuleSet;
+use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
 
@@ -68,8 +71,11 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
-    let config = Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
+fn load_config(config: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))
+}
+
+fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
     let ring = Producer::open(&config.ring_path, config.ring_capacity_bytes).map_err(|err| {
         // A ring directory others could change is the deployment's to fix: exit 2.
         let code = match err {
@@ -79,6 +85,27 @@ fn publisher(config: Option<&Path>) -> Result<Publisher, ExitCode> {
         fail(code, format_args!("cannot open the ring: {err}"))
     })?;
     Ok(Publisher::new(ring))
+}
+
+/// What capture collects, from the config: the environment variables named, and the file
+/// events the loaded rules can match (the same rule files the agent loads; a rule the agent
+/// refuses is left out here too).
+fn settings(config: &Config) -> Result<Settings, ExitCode> {
+    let (rules, _) = RuleSet::load(&config.rules.paths, config.rules.builtin, None)
+        .map_err(|err| fail(USAGE_ERROR, format_args!("[rules] paths: {err}")))?;
+    let files = rules.file_filter();
+    tracing::info!(
+        files = !files.is_none(),
+        in_kernel = files.kernel_can_filter(),
+        prefixes = files.prefixes().len(),
+        names = files.names().len(),
+        extensions = files.extensions().len(),
+        "file events the rules can match"
+    );
+    Ok(Settings {
+        env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
+        files,
+    })
 }
 
 fn main() -> ExitCode {
@@ -93,7 +120,15 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Run { config, source } => {
-            let mut publisher = match publisher(config.as_deref()) {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let settings = match settings(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let mut publisher = match publisher(&config) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -103,7 +138,7 @@ fn main() -> ExitCode {
                 SourceArg::Eslogger => SourceKind::Eslogger,
                 SourceArg::Ebpf => SourceKind::Ebpf,
             };
-            match capture::run(kind, &mut publisher) {
+            match capture::run(kind, &mut publisher, &settings) {
                 Ok(never) => match never {},
                 Err(err) => fail(RUNTIME_FAILURE, err),
             }
@@ -118,14 +153,22 @@ fn main() -> ExitCode {
                 FormatArg::Eslogger => ReplayFormat::Eslogger,
                 FormatArg::Ecs => ReplayFormat::Ecs,
             };
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
             if let Err(err) = replay::check_inputs(&files) {
                 return fail(USAGE_ERROR, err);
             }
-            let mut publisher = match publisher(config.as_deref()) {
+            let settings = Settings {
+                env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
+                files: PathFilter::all(),
+            };
+            let mut publisher = match publisher(&config) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            match replay::replay(&mut publisher, format, rate, &files) {
+            match replay::replay(&mut publisher, format, rate, &files, &settings) {
                 Ok(summary) if summary.bad_lines > 0 => fail(
                     RUNTIME_FAILURE,
                     format_args!(

@@ -15,6 +15,7 @@ use nightjar_proto::event::FLAG_REPLAYED;
 pub use nightjar_proto::ndjson::InputFormat as ReplayFormat;
 use nightjar_proto::ndjson::{EventReader, Next};
 
+use crate::capture::Settings;
 use crate::publish::Publisher;
 
 /// What a replay did.
@@ -75,13 +76,14 @@ pub fn replay(
     format: ReplayFormat,
     rate: Option<u64>,
     files: &[PathBuf],
+    settings: &Settings,
 ) -> Result<ReplaySummary, ReplayError> {
     let pacer = rate.filter(|&r| r > 0).map(|r| Pacer {
         start: Instant::now(),
         interval: Duration::from_nanos(1_000_000_000 / r),
     });
     let mut summary = ReplaySummary::default();
-    let mut events = EventReader::new(format);
+    let mut events = EventReader::with_env(format, settings.env.clone());
     for file in files {
         let input: Box<dyn Read> = if file.as_os_str() == "-" {
             Box::new(io::stdin().lock())

@@ -7,17 +7,24 @@
 //! - [`http`] serves routes, TLS, host signatures, admin auth, the JSON API;
 //! - [`ingest`] parses, verifies and commits upload batches;
 //! - [`hosts`], [`alerts`], [`integrity`] hold the fleet's data as the CLI and API read it;
+//! - [`policy`] builds, signs, stores and lists fleet policies (compiled with the agent's
+//!   own rule engine before they are signed);
 //! - [`secret`] makes tokens, [`policy_key`] keeps the policy signing key, [`time`] formats times;
+//! - [`console`] serves the analyst console (embedded page, sessions, security headers);
+//! - [`export`] writes Elasticsearch `_bulk` NDJSON;
 //! - [`cli`] is the command line.
 
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
+pub mod export;
 pub mod hosts;
 pub mod http;
 pub mod ingest;
 pub mod integrity;
+pub mod policy;
 pub mod policy_key;
 pub mod secret;
 pub mod time;

@@ -31,9 +31,14 @@ pub struct Server {
 
 /// Writes a server config for `db_url` (plain HTTP on loopback) plus `extra` TOML lines.
 pub fn write_config(dir: &std::path::Path, db_url: &str, extra: &str) -> PathBuf {
+    write_config_at(dir, "127.0.0.1:0", db_url, extra)
+}
+
+/// [`write_config`] listening on `listen`.
+pub fn write_config_at(dir: &std::path::Path, listen: &str, db_url: &str, extra: &str) -> PathBuf {
     let path = dir.join("server.toml");
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{db_url}\"\nallow_insecure_http = true\n\
+        "listen = \"{listen}\"\ndatabase_url = \"{db_url}\"\nallow_insecure_http = true\n\
          state_dir = \"{}\"\n{extra}\n",
         dir.join("state").display()
     );
@@ -82,11 +87,64 @@ impl Server {
         (Server::spawn(&db_url, path, dir), pki.ca_pem)
     }
 
+    /// A server on a fresh database, on a loopback port chosen now and kept by
+    /// [`Server::restart`] (so an agent configured with its URL finds it again).
+    pub fn start_restartable(extra: &str) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let db_url = Cluster::shared().fresh_db();
+        let dir = tempfile::Builder::new()
+            .prefix("nightjar-server-test-")
+            .tempdir()
+            .expect("temp dir");
+        let config = write_config_at(dir.path(), &format!("127.0.0.1:{port}"), &db_url, extra);
+        Server::spawn(&db_url, config, dir)
+    }
+
+    /// Stops the server process; its database and state directory (the policy key) stay.
+    pub fn kill(&mut self) {
+        self.child.kill9();
+    }
+
+    /// Starts the server again with the same config, database and policy key.
+    pub fn restart(&mut self) {
+        let (child, addr) = Server::spawn_child(&self.config);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// The server's policy signing key file.
+    pub fn policy_key_path(&self) -> PathBuf {
+        self._dir.path().join("state/policy.key")
+    }
+
+    /// The name of the server's database.
+    pub fn db_name(&self) -> String {
+        self.db_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     fn spawn(db_url: &str, config: PathBuf, dir: tempfile::TempDir) -> Server {
+        let (child, addr) = Server::spawn_child(&config);
+        Server {
+            child,
+            addr,
+            db_url: db_url.to_string(),
+            config,
+            _dir: dir,
+        }
+    }
+
+    fn spawn_child(config: &std::path::Path) -> (ChildGuard, SocketAddr) {
         let mut cmd = Command::new(bin("nightjar-server"));
         cmd.arg("run")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .env("NIGHTJAR_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -109,13 +167,7 @@ impl Server {
             .expect("nightjar-server did not report its address within 60 s")
             .parse()
             .expect("a socket address");
-        Server {
-            child,
-            addr,
-            db_url: db_url.to_string(),
-            config,
-            _dir: dir,
-        }
+        (child, addr)
     }
 
     /// `http://ADDR`.

@@ -63,7 +63,13 @@ fn free_port() -> u16 {
 impl Cluster {
     /// The cluster of this test binary, started on first call.
     pub fn shared() -> &'static Cluster {
-        CLUSTER.get_or_init(Cluster::start)
+        CLUSTER.get_or_init(|| Cluster::start(false))
+    }
+
+    /// A cluster of its own with PostgreSQL's durability on (fsync, synchronous commit):
+    /// what a benchmark of committed alerts must measure.
+    pub fn durable() -> Cluster {
+        Cluster::start(true)
     }
 
     fn command(&self, program: &str) -> Command {
@@ -78,7 +84,7 @@ impl Cluster {
         }
     }
 
-    fn start() -> Cluster {
+    fn start(durable: bool) -> Cluster {
         let bin = bin_dir();
         let run_as = is_root().then(|| "postgres".to_string());
         let base = tempfile::Builder::new()
@@ -130,10 +136,16 @@ impl Cluster {
         // A port picked free can be taken before the postmaster binds it: try a few.
         for _ in 0..5 {
             cluster.port = free_port();
+            let durability = if durable {
+                // Durable, with the WAL settings docs/deploy-server.md recommends.
+                "-c fsync=on -c synchronous_commit=on -c full_page_writes=on \
+                 -c max_wal_size=4GB -c wal_compression=lz4 -c checkpoint_timeout=15min"
+            } else {
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            };
             let options = format!(
                 "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
-                 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-                 -c max_connections=300 -c shared_buffers=128MB",
+                 {durability} -c max_connections=300 -c shared_buffers=256MB",
                 cluster.port,
                 cluster.dir.display()
             );

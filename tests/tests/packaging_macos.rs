@@ -474,11 +474,59 @@ fn fleet_server_and_enrolment_token_reach_the_agent_config() {
 }
 
 #[test]
+fn the_policy_key_reaches_the_agent_config_and_is_checked() {
+    // A real key as `nightjar-server policy key --json` prints it (base64 of 32 bytes).
+    let key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let out = fill(&[
+        "--fleet-server",
+        "https://nightjar.example.com",
+        "--policy-public-key",
+        key,
+    ]);
+    let s = agent_settings(out.path()).expect("settings present");
+    assert_eq!(s.policy_public_key.as_deref(), Some(key));
+    let mut config = nightjar_proto::config::Config::default();
+    nightjar_agent::config::apply_managed(&mut config, s);
+    config.revalidate("managed preferences").unwrap();
+    assert_eq!(
+        config.fleet.unwrap().policy_public_key.as_deref(),
+        Some(key)
+    );
+    for bad in [
+        &[
+            "--fleet-server",
+            "https://n.example.com",
+            "--policy-public-key",
+            "c2hvcnQ=",
+        ][..],
+        &["--policy-public-key", key][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("bash")
+            .arg(macos_dir().join("fill-profiles.sh"))
+            .args([
+                "--team-id",
+                "ABCDE12345",
+                "--upload-url",
+                "https://c.example.com/v1/alerts",
+            ])
+            .args(bad)
+            .arg("--out")
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
 fn optional_agent_settings_are_left_out_when_not_given() {
     let out = fill(&["--allow-insecure-http"]);
     let s = agent_settings(out.path()).expect("settings present");
     assert_eq!(s.fleet_server, None);
     assert_eq!(s.enroll_token, None);
+    assert_eq!(s.policy_public_key, None);
     assert_eq!(s.upload_ca_file, None);
     assert_eq!(s.host_id, None);
     assert_eq!(s.allow_insecure_http, Some(true));

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use nightjar_proto::event::{Event, FLAG_SNAPSHOT, FileAction};
 use nightjar_proto::{ExecEvent, LossSource, OsType, Source};
 use nightjar_tests::harness::{ChildGuard, TempState, bin, in_ci, is_root, run};
 use sensor_support::RingReader;
@@ -42,12 +43,16 @@ struct LiveSensor {
 
 impl LiveSensor {
     fn start() -> LiveSensor {
-        let st = TempState::new();
+        LiveSensor::start_with(TempState::new(), "")
+    }
+
+    /// A sensor whose config ends with `extra` (rules, `[sensor]` settings).
+    fn start_with(st: TempState, extra: &str) -> LiveSensor {
         let cfg = st.path().join("nightjar.toml");
         std::fs::write(
             &cfg,
             format!(
-                "ring_path = {:?}\nring_capacity_bytes = {CAPACITY}\n",
+                "ring_path = {:?}\nring_capacity_bytes = {CAPACITY}\n{extra}",
                 st.ring_path().display().to_string()
             ),
         )
@@ -263,4 +268,242 @@ fn the_agents_own_execs_are_muted() {
         from_agent.is_empty(),
         "the agent's exec was reported: {from_agent:?}"
     );
+}
+
+/// A rule that reads file events under `dir`, so the sensor publishes them (the path filter
+/// is built from the loaded rules).
+fn file_rule(st: &TempState, dir: &Path) -> String {
+    let rules = st.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let rule = format!(
+        "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"test-files\"\n\
+         name = \"files under the test directory\"\ndescription = \"d\"\nseverity = \"low\"\n\
+         risk_score = 21\ntype = \"eql\"\nlanguage = \"eql\"\n\
+         query = 'file where file.path : \"{}/*\"'\n",
+        dir.display()
+    );
+    std::fs::write(rules.join("files.toml"), rule).unwrap();
+    format!("[rules]\npaths = [{:?}]\n", rules.display().to_string())
+}
+
+/// Pids of the process tree rooted at `root`, as the fork events describe it.
+fn tree_of(root: u32, events: &[Event<'_>]) -> Vec<u32> {
+    let mut tree = vec![root];
+    for ev in events {
+        if let Event::Fork(f) = ev
+            && tree.contains(&f.parent.pid)
+            && !tree.contains(&f.child_pid)
+        {
+            tree.push(f.child_pid);
+        }
+    }
+    tree
+}
+
+/// A shell forks, its children exec, create, rename and delete files under a test directory
+/// and exit: every step arrives with the pids, parents, paths and start times that tie the
+/// events of one process instance together.
+#[test]
+fn a_process_tree_and_its_file_events_arrive_with_paths_and_parents() {
+    if !may_run() {
+        return;
+    }
+    let st = TempState::new();
+    let dir = st.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let outside = st.path().join("outside.txt");
+    let extra = file_rule(&st, &dir);
+    let mut live = LiveSensor::start_with(st, &extra);
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    let d = dir.display().to_string();
+    live.reader.keep_event = Box::new(|_| true);
+
+    let mut shell = ChildGuard::spawn(Command::new("/bin/sh").arg("-c").arg(format!(
+        "cd '{d}' && touch a && mv a b && rm '{d}/b' && (echo x > c) && touch '{}' && /bin/true done",
+        outside.display()
+    )));
+    let shell_pid = shell.pid();
+    assert!(
+        shell
+            .wait_timeout(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+
+    let dir_prefix = format!("{d}/");
+    let c_path = format!("{d}/c");
+    let done = live
+        .reader
+        .drain_until(Duration::from_secs(20), &mut |_| true, |s| {
+            s.events.iter().any(|e| {
+                matches!(e, Event::File(f) if f.path == c_path.as_str()
+                    && f.action == FileAction::Modification)
+            }) && s
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Exit(x) if x.process.pid == shell_pid))
+        });
+    let seen = &live.reader.seen;
+    let file_events: Vec<_> = seen
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::File(f) if f.path.starts_with(&dir_prefix)))
+        .collect();
+    assert!(done, "events missing: {file_events:?}\n{}", live.log());
+    let tree = tree_of(shell_pid, &seen.events);
+    assert!(
+        tree.len() >= 5,
+        "touch, mv, rm, the subshell and true are forks: {tree:?}"
+    );
+
+    let files: Vec<_> = seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::File(f) if f.path.starts_with(&dir_prefix) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let find = |action: FileAction, path: &str| {
+        *files
+            .iter()
+            .find(|f| f.action == action && f.path == path)
+            .unwrap_or_else(|| panic!("no {action:?} of {path}: {files:?}"))
+    };
+    let created = find(FileAction::Creation, &format!("{d}/a"));
+    let renamed = find(FileAction::Rename, &format!("{d}/b"));
+    assert_eq!(
+        renamed.original_path.as_deref(),
+        Some(format!("{d}/a").as_str())
+    );
+    let deleted = find(FileAction::Deletion, &format!("{d}/b"));
+    let written = find(FileAction::Modification, &c_path);
+    for (f, image) in [(created, "touch"), (renamed, "mv"), (deleted, "rm")] {
+        assert!(
+            tree.contains(&f.process.pid),
+            "{image} is in the tree: {f:?}"
+        );
+        let exec = seen
+            .execs
+            .iter()
+            .find(|e| e.target.pid == f.process.pid)
+            .unwrap_or_else(|| panic!("no exec of the {image} that touched the file"));
+        assert_eq!(exec.process_name(), image);
+        assert_eq!(
+            exec.target.ppid,
+            Some(shell_pid),
+            "{image}'s parent is the shell"
+        );
+        assert_eq!(
+            f.process.start_time_ns, exec.target.start_time_ns,
+            "one process instance, one start time"
+        );
+        let fork = seen
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Fork(k) if k.child_pid == f.process.pid => Some(k),
+                _ => None,
+            })
+            .expect("its fork");
+        assert_eq!(fork.parent.pid, shell_pid);
+        assert_eq!(fork.child_start_time_ns, exec.target.start_time_ns);
+        assert_eq!(
+            exec.target.cwd.as_deref(),
+            Some(d.as_str()),
+            "the working directory"
+        );
+    }
+    assert!(tree.contains(&written.process.pid), "the subshell wrote c");
+    let exits: Vec<_> = seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exit(x) if tree.contains(&x.process.pid) => Some(x),
+            _ => None,
+        })
+        .collect();
+    assert!(exits.iter().all(|x| x.exit_code == Some(0)), "{exits:?}");
+    assert!(exits.iter().any(|x| x.process.pid == shell_pid));
+    // A path no loaded rule can match is filtered in the kernel, and counted.
+    let outside = outside.display().to_string();
+    assert!(
+        !seen
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::File(f) if f.path == outside.as_str())),
+        "{outside} was published"
+    );
+    let counted = live
+        .reader
+        .drain_until(Duration::from_secs(5), &mut |_| false, |s| {
+            s.filtered.iter().map(|f| f.count).sum::<u64>() > 0
+        });
+    assert!(counted, "no filtered count reported");
+}
+
+/// A shell that was running before the sensor started is published from /proc, so its
+/// children have a known parent.
+#[test]
+fn a_shell_that_predates_the_sensor_is_a_known_parent() {
+    if !may_run() {
+        return;
+    }
+    let st = TempState::new();
+    let go = st.path().join("go");
+    let marker = format!("predates-{}", std::process::id());
+    let mut shell = ChildGuard::spawn(Command::new("/bin/sh").arg("-c").arg(format!(
+        "while [ ! -e '{}' ]; do sleep 0.05; done; /bin/true {marker}",
+        go.display()
+    )));
+    let shell_pid = shell.pid();
+    let mut live = LiveSensor::start_with(st, "");
+    let mut keep = |ev: &ExecEvent<'_>| {
+        ev.target.pid == shell_pid || ev.target.args.iter().nth(1) == Some(marker.as_str())
+    };
+    // The processes running at start are published before anything else.
+    let published = live
+        .reader
+        .drain_until(Duration::from_secs(30), &mut keep, |s| {
+            s.execs.iter().any(|e| e.target.pid == shell_pid)
+        });
+    assert!(
+        published,
+        "the running shell was not published: {}",
+        live.log()
+    );
+    std::fs::write(&go, b"").unwrap();
+    assert!(
+        shell
+            .wait_timeout(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+    let done = live
+        .reader
+        .drain_until(Duration::from_secs(20), &mut keep, |s| {
+            s.execs
+                .iter()
+                .any(|e| e.target.args.iter().nth(1) == Some(marker.as_str()))
+        });
+    assert!(done, "the child never arrived: {}", live.log());
+    let seen = &live.reader.seen;
+    let snapshot = seen
+        .execs
+        .iter()
+        .find(|e| e.target.pid == shell_pid && e.flags & FLAG_SNAPSHOT != 0)
+        .unwrap_or_else(|| {
+            panic!(
+                "the running shell was not published from /proc: {:?}",
+                seen.execs
+            )
+        });
+    assert_eq!(snapshot.source, Source::ProcessList);
+    assert_eq!(snapshot.target.args.iter().next(), Some("/bin/sh"));
+    assert!(snapshot.target.start_time_ns.is_some());
+    let child = seen
+        .execs
+        .iter()
+        .find(|e| e.target.args.iter().nth(1) == Some(marker.as_str()))
+        .unwrap();
+    assert_eq!(child.target.ppid, Some(shell_pid));
 }

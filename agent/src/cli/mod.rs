@@ -115,6 +115,9 @@ pub struct ScanArgs {
     /// Leave out the built-in seed rule.
     #[arg(long)]
     pub no_builtin: bool,
+    /// Kibana exception-list export (NDJSON) to apply (repeatable).
+    #[arg(long = "exceptions", value_name = "FILE")]
+    pub exceptions: Vec<PathBuf>,
     /// Input files; `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -140,6 +143,10 @@ pub struct AlertsListArgs {
     /// Only alerts of this rule_id.
     #[arg(long = "rule", value_name = "RULE_ID")]
     pub rule: Option<String>,
+    /// Only alerts whose event matches this KQL query (the agent's own KQL engine, on the
+    /// alert's ECS fields: `process.args:*cred*`).
+    #[arg(long = "query", value_name = "KQL")]
+    pub query: Option<String>,
     /// One alert payload JSON per line.
     #[arg(long)]
     pub json: bool,
@@ -183,6 +190,13 @@ pub enum RulesCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct RulesCheckArgs {
+    /// Check the files alone, without the built-in seed rule (which a file rule with its
+    /// rule_id would replace).
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Kibana exception-list export (NDJSON) to check with the rules (repeatable).
+    #[arg(long = "exceptions", value_name = "FILE")]
+    pub exceptions: Vec<PathBuf>,
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }

@@ -1,49 +1,90 @@
 //! `nightjar-agent run`: the long-running agent (see `pipeline::agent`).
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+
+use nightjar_proto::verify::AlertKey;
 
 use super::{CmdResult, ConfigArg, Failure};
 use crate::pipeline::agent;
 use crate::pipeline::detect::RuleDetector;
-use nightjar_rules::{RuleSet, RuleStatus};
+use crate::pipeline::swap::{ActiveRules, RulesSlot};
+use crate::policy::Policies;
+use nightjar_rules::{LoadReport, RuleSet, RuleStatus};
 
 pub fn run(args: &ConfigArg) -> CmdResult {
     init_logging();
     let config =
         crate::config::load(args.config.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let host_id = crate::config::host_id(&config).map_err(|e| Failure::usage(e.to_string()))?;
-    let (rules, report) = RuleSet::load(
-        &config.rules.paths,
-        config.rules.builtin,
-        config.rules.max_signals,
-    )
-    .map_err(|e| Failure::usage(format!("[rules] paths: {e}")))?;
-    for entry in &report.entries {
-        match &entry.status {
-            RuleStatus::Ok => {}
-            RuleStatus::Unsupported(why) => {
-                tracing::warn!(file = %entry.path.display(), "rule not loaded, unsupported: {why}");
-            }
-            RuleStatus::Error(e) => tracing::error!("rule not loaded: {e}"),
+    let (rules, report) =
+        RuleSet::load_config(&config.rules).map_err(|e| Failure::usage(format!("[rules]: {e}")))?;
+    log_report(&report);
+    let slot = Arc::new(RulesSlot::new(ActiveRules {
+        rules,
+        policy_version: 0,
+    }));
+    let policies = match config
+        .fleet
+        .as_ref()
+        .and_then(|f| f.policy_public_key.as_deref())
+    {
+        Some(b64) => {
+            let key = AlertKey::from_base64(b64.trim()).map_err(|e| {
+                Failure::usage(format!(
+                    "{}: key `fleet.policy_public_key`: {e}",
+                    config.source_name()
+                ))
+            })?;
+            Some(Policies::new(
+                key,
+                config.state_dir.clone(),
+                config.rules.max_signals,
+                Arc::clone(&slot),
+            ))
         }
-    }
-    tracing::info!(
-        loaded = report.ok(),
-        unsupported = report.unsupported(),
-        errors = report.errors(),
-        "rules"
-    );
+        None => None,
+    };
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let detector = RuleDetector::new(rules, crate::host::with_accounts(hostname, host_id));
-    agent::run(&config, detector).map_err(|e| {
+    let detector = RuleDetector::new(slot, crate::host::with_accounts(hostname, host_id));
+    agent::run(&config, detector, policies).map_err(|e| {
         if e.is_config() {
             Failure::usage(e.to_string())
         } else {
             Failure::failed(e.to_string())
         }
     })
+}
+
+/// Logs what the local rule set left out and why.
+fn log_report(report: &LoadReport) {
+    for entry in &report.entries {
+        match &entry.status {
+            RuleStatus::Ok => {}
+            RuleStatus::Unsupported(why) => {
+                tracing::warn!(file = %entry.path.display(), "rule not loaded, unsupported: {why}");
+            }
+            RuleStatus::Shadowed(why) => {
+                tracing::info!(file = %entry.path.display(), "rule not loaded: {why}");
+            }
+            RuleStatus::Error(e) => tracing::error!("rule not loaded: {e}"),
+        }
+    }
+    for e in report.exception_errors.iter().chain(&report.block_errors) {
+        tracing::error!("{e}");
+    }
+    for w in &report.exception_warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        loaded = report.ok(),
+        unsupported = report.unsupported(),
+        errors = report.errors(),
+        exception_items = report.exception_items,
+        "rules"
+    );
 }
 
 /// Logs to stderr; `RUST_LOG` refines the default `info`.

@@ -1,6 +1,8 @@
 //! `nightjar-agent scan`: evaluates rules over recorded events and prints one alert JSON per
 //! line. No store, no signing, and no `max_signals` cap: scan reports every match, since it
-//! answers "what in this recording matches" rather than rate-limiting a live feed.
+//! answers "what in this recording matches" rather than rate-limiting a live feed. Matches
+//! an exception (`--exceptions FILE`) excepts make no alert; their count per rule goes to
+//! stderr. `expire_time` is checked against the clock, as the live agent checks it.
 //!
 //! Files are streamed line by line through [`nightjar_proto::ndjson::EventReader`] (the
 //! reader `nightjar-sensor replay` uses): one reusable buffer bounded by the line limit, so
@@ -17,15 +19,15 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nightjar_proto::ExecEvent;
+use nightjar_proto::event::Event;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
-use crate::alert::build_alert;
+use crate::alert::{MatchKind, build_alert};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
-use nightjar_rules::{RuleSet, RuleStatus};
+use nightjar_rules::{RuleSet, Sources, read_exception_files, read_rule_files};
 
 /// State shared across every input file.
 struct Scanner<'r, W: Write> {
@@ -35,25 +37,26 @@ struct Scanner<'r, W: Write> {
     events: EventReader,
     matches: Vec<usize>,
     decoded: u64,
+    /// Matches an exception excepted, per rule index.
+    excepted: Vec<u64>,
     /// Lines that did not decode (reported on stderr as they come).
     bad_lines: u64,
     out: W,
 }
 
 pub fn run(args: &ScanArgs) -> CmdResult {
-    let (rules, report) = RuleSet::load(&args.rules, !args.no_builtin, None)
-        .map_err(|e| Failure::usage(format!("rules: {e}")))?;
-    let bad: Vec<&str> = report
-        .entries
-        .iter()
-        .filter_map(|e| match &e.status {
-            RuleStatus::Error(m) => Some(m.as_str()),
-            _ => None,
-        })
-        .collect();
+    let sources = Sources {
+        builtin: !args.no_builtin,
+        rules: read_rule_files(&args.rules).map_err(|e| Failure::usage(format!("rules: {e}")))?,
+        exceptions: read_exception_files(&args.exceptions)
+            .map_err(|e| Failure::usage(format!("exceptions: {e}")))?,
+        ..Sources::default()
+    };
+    let (rules, report) = RuleSet::build(sources);
+    let bad = report.problems();
     if !bad.is_empty() {
         return Err(Failure::usage(format!(
-            "bad rules:\n  {}",
+            "bad rules or exceptions:\n  {}",
             bad.join("\n  ")
         )));
     }
@@ -69,6 +72,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         events: EventReader::new(format),
         matches: Vec::with_capacity(rules.rules().len()),
         decoded: 0,
+        excepted: vec![0; rules.rules().len()],
         bad_lines: 0,
         out: BufWriter::with_capacity(1 << 16, stdout.lock()),
     };
@@ -100,6 +104,14 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         .out
         .flush()
         .map_err(|e| Failure::failed(format!("writing alerts to stdout: {e}")))?;
+    for (i, n) in scanner.excepted.iter().enumerate() {
+        if *n > 0 {
+            eprintln!(
+                "nightjar-agent: {n} match(es) of rule {} excepted",
+                terminal_safe(&rules.rules()[i].rule_id)
+            );
+        }
+    }
     if !unreadable.is_empty() {
         return Err(Failure::usage(format!(
             "unreadable input: {}",
@@ -144,17 +156,17 @@ impl<W: Write> Scanner<'_, W> {
                         terminal_safe(&e.to_string())
                     );
                 }
-                Next::Event(event, _) => {
-                    let Some(mut ev) = event.into_exec() else {
-                        continue;
-                    };
+                Next::Event(mut ev, _) => {
                     self.decoded += 1;
-                    ev.sensor_seq = self.decoded;
+                    let mut meta = ev.meta();
+                    meta.sensor_seq = self.decoded;
+                    ev.set_meta(meta);
                     process(
                         self.rules,
                         &self.host,
                         &mut self.table,
                         &mut self.matches,
+                        &mut self.excepted,
                         &mut self.out,
                         &ev,
                     )
@@ -171,24 +183,34 @@ fn process(
     host: &HostInfo,
     table: &mut ProcessTable,
     matches: &mut Vec<usize>,
+    excepted: &mut [u64],
     out: &mut impl Write,
-    ev: &ExecEvent<'_>,
+    ev: &Event<'_>,
 ) -> io::Result<()> {
     {
-        let view = EcsEvent::new(ev, table, host);
+        let view = EcsEvent::of(ev, table, host);
         rules.evaluate(&view, matches);
         if !matches.is_empty() {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64);
             for &i in matches.iter() {
-                let alert = build_alert(&rules.rules()[i], &view, &host.id, now, 0);
+                if rules.excepted(i, &view, now).is_some() {
+                    excepted[i] += 1;
+                    continue;
+                }
+                let how = if rules.is_certain(i, &view) {
+                    MatchKind::Exact
+                } else {
+                    MatchKind::ArgvTruncated
+                };
+                let alert = build_alert(&rules.rules()[i], ev, &view, &host.id, now, 0, how);
                 let line = to_json_line(&alert).map_err(io::Error::other)?;
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
             }
         }
     }
-    table.observe(ev);
+    table.observe_event(ev);
     Ok(())
 }

@@ -25,6 +25,9 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("events_dropped", s.events_dropped.to_string()),
         ("alerts_stored", s.alerts_stored.to_string()),
         ("alerts_suppressed", s.alerts_suppressed.to_string()),
+        ("events_filtered", s.events_filtered.to_string()),
+        ("exec_blocked", s.exec_blocked.to_string()),
+        ("block_failed_open", s.block_failed_open.to_string()),
         ("alerts_pending_upload", s.alerts_pending_upload.to_string()),
         ("sensor_connected", s.sensor_connected.to_string()),
         ("last_upload_ok", opt(&s.last_upload_ok)),
@@ -56,9 +59,21 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
         ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
         ("last_heartbeat_error", opt(&s.last_heartbeat_error)),
         ("enrol_error", opt(&s.enrol_error)),
+        ("alerts_excepted", s.alerts_excepted.to_string()),
+        (
+            "policy_version",
+            s.policy_version
+                .map_or_else(|| "-".into(), |v| v.to_string()),
+        ),
+        ("policy_applied_at", opt(&s.policy_applied_at)),
+        ("policy_error", opt(&s.policy_error)),
+        ("policy_fetch_error", opt(&s.policy_fetch_error)),
     ];
     for (k, v) in lines {
         out(&format!("{k:<22} {}", terminal_safe(&v)))?;
+    }
+    for (rule, n) in &s.alerts_excepted_by_rule {
+        out(&format!("  excepted {n:>10} {rule}"))?;
     }
     Ok(())
 }

@@ -107,6 +107,15 @@ pub struct StatusReport {
     pub events_dropped: u64,
     pub alerts_stored: u64,
     pub alerts_suppressed: u64,
+    /// Events the sensor's filters left out (no loaded rule could match them).
+    #[serde(default)]
+    pub events_filtered: u64,
+    /// Execs stopped by a blocking rule.
+    #[serde(default)]
+    pub exec_blocked: u64,
+    /// Execs let through because a blocking decision could not be made in time.
+    #[serde(default)]
+    pub block_failed_open: u64,
     pub alerts_pending_upload: u64,
     pub sensor_connected: bool,
     /// When the collector last accepted a batch (RFC 3339), if ever in this run.
@@ -147,6 +156,25 @@ pub struct StatusReport {
     /// Why the host is not enrolled, while it is not (with `[fleet]`).
     #[serde(default)]
     pub enrol_error: Option<String>,
+    /// Matches an exception excepted (no alert made), since the store was created.
+    #[serde(default)]
+    pub alerts_excepted: u64,
+    /// The same per rule_id, since the agent started.
+    #[serde(default)]
+    pub alerts_excepted_by_rule: std::collections::BTreeMap<String, u64>,
+    /// The fleet policy version running (`null`: the local `[rules]` configuration).
+    #[serde(default)]
+    pub policy_version: Option<u64>,
+    /// When that policy was applied (RFC 3339).
+    #[serde(default)]
+    pub policy_applied_at: Option<String>,
+    /// The last policy refused and why (a bad signature, an older version, a rule that does
+    /// not compile); the running policy stays.
+    #[serde(default)]
+    pub policy_error: Option<String>,
+    /// The last failure to fetch the policy from the server.
+    #[serde(default)]
+    pub policy_fetch_error: Option<String>,
 }
 
 /// `verify`. With `ok`, `reason` may carry a note (alerts not yet covered by the head mark).

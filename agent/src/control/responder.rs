@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{KeyReport, Reply, Request, StatusReport, VerifyOutcome};
 use crate::fleet::FleetStatus;
 use crate::pipeline::status::LiveStatus;
+use crate::policy::PolicyStatus;
 use crate::sign::chain::open_envelope;
 use crate::store::{ChainCheck, Store, StoreError, Stored};
 
@@ -36,6 +37,8 @@ pub struct Backend {
     upload_enabled: bool,
     /// The fleet side's status; `None` without `[fleet]`.
     fleet: Option<Arc<Mutex<FleetStatus>>>,
+    /// The policy side's status; `None` without `[fleet] policy_public_key`.
+    policy: Option<Arc<Mutex<PolicyStatus>>>,
 }
 
 impl Backend {
@@ -52,7 +55,14 @@ impl Backend {
             live,
             upload_enabled,
             fleet: None,
+            policy: None,
         }
+    }
+
+    /// With the policy side's status (the agent has `[fleet] policy_public_key`).
+    pub fn with_policy(mut self, policy: Arc<Mutex<PolicyStatus>>) -> Backend {
+        self.policy = Some(policy);
+        self
     }
 
     /// With the fleet side's status (the agent has `[fleet]`).
@@ -93,7 +103,23 @@ impl Backend {
             .as_ref()
             .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .unwrap_or_default();
+        let policy = self
+            .policy
+            .as_ref()
+            .map(|p| p.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default();
+        let excepted_by_rule = self
+            .live
+            .as_ref()
+            .map(|l| l.excepted_by_rule())
+            .unwrap_or_default();
         Ok(StatusReport {
+            alerts_excepted: counters.alerts_excepted,
+            alerts_excepted_by_rule: excepted_by_rule,
+            policy_version: policy.version,
+            policy_applied_at: policy.applied_at,
+            policy_error: policy.error,
+            policy_fetch_error: policy.fetch_error,
             chain_head: self.store.head_mark()?,
             store_recovery: self.store.recovery().map(|r| r.summary()),
             enrolled: fleet.enrolled,
@@ -104,6 +130,9 @@ impl Backend {
             events_dropped: counters.events_dropped,
             alerts_stored: head.seq,
             alerts_suppressed: counters.alerts_suppressed,
+            events_filtered: counters.events_filtered,
+            exec_blocked: counters.exec_blocked,
+            block_failed_open: counters.block_failed_open,
             alerts_pending_upload: pending,
             sensor_connected: connected,
             last_upload_ok: upload.last_upload_ok,

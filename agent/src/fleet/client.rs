@@ -10,8 +10,10 @@ use super::signer::{RequestSigner, path_and_query};
 use crate::upload::UploadError;
 use crate::upload::redact::{Redactor, redact_url};
 
-/// Largest answer read.
+/// Largest answer read (enrolment, heartbeat).
 const BODY_LIMIT: u64 = 64 * 1024;
+/// Largest policy envelope read.
+pub const POLICY_LIMIT: u64 = crate::policy::persist::MAX_ENVELOPE_BYTES;
 
 /// An answer: the status and the body (JSON when the server sent JSON).
 #[derive(Debug, Clone)]
@@ -94,6 +96,29 @@ impl FleetClient {
                     "POST {shown}: HTTP {status}: answer cut short: {e}"
                 ))
             })?;
+        Ok(Answer { status, body })
+    }
+
+    /// A signed GET of `url`, reading at most `limit` bytes of answer. `Err` is a transport
+    /// failure (no answer, or one over the limit).
+    pub fn get_signed(
+        &self,
+        url: &str,
+        signer: &RequestSigner,
+        limit: u64,
+    ) -> Result<Answer, String> {
+        let mut request = self.agent.get(url);
+        for (name, value) in signer.headers("GET", &path_and_query(url), b"") {
+            request = request.header(name, value);
+        }
+        let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| format!("GET {url}: HTTP {status}: answer cut short: {e}"))?;
         Ok(Answer { status, body })
     }
 }

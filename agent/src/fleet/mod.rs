@@ -4,7 +4,8 @@
 //! - [`signer`]: the request signature headers (also on every upload);
 //! - [`client`]: JSON requests to the server over the uploader's TLS settings;
 //! - [`enrolment`]: `POST /v1/enroll` and the record of it in the state directory;
-//! - [`worker`]: the thread that enrols (on first start, retrying) and then sends heartbeats.
+//! - [`worker`]: the thread that enrols (on first start, retrying) and then sends heartbeats
+//!   and fetches the policy (handed to [`crate::policy`]).
 //!
 //! Without `[fleet]` none of this runs and upload works as before.
 
@@ -30,6 +31,7 @@ pub struct FleetSettings {
     /// The enrolment token (config or managed preferences); never logged.
     pub token: Option<String>,
     pub heartbeat_interval: Duration,
+    pub policy_interval: Duration,
     pub ca_file: Option<PathBuf>,
     pub allow_insecure_http: bool,
     pub host_id: String,
@@ -44,6 +46,7 @@ impl FleetSettings {
             server: config.fleet_server()?.trim_end_matches('/').to_string(),
             token: fleet.enroll_token.as_ref().map(|t| t.expose().to_string()),
             heartbeat_interval: Duration::from_millis(fleet.heartbeat_interval_ms),
+            policy_interval: Duration::from_millis(fleet.policy_interval_ms),
             ca_file: config.upload.ca_file.clone(),
             allow_insecure_http: config.upload.allow_insecure_http,
             host_id: host_id.to_string(),

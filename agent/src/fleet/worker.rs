@@ -1,23 +1,27 @@
 //! The fleet thread: enrols when the host is not enrolled yet (on first start, retrying with
 //! backoff while the server is unreachable), then sends a heartbeat every
-//! `heartbeat_interval_ms`: the `status` counters, the chain head and the policy version. A
-//! server that no longer knows the host (an admin reset it) sends the agent back to
-//! enrolment.
+//! `heartbeat_interval_ms` (the `status` counters, the chain head and the policy version) and
+//! asks for the policy every `policy_interval_ms` (`GET /v1/policy?have=N`), and at once when
+//! a heartbeat's answer names a newer version. A server that no longer knows the host (an
+//! admin reset it) sends the agent back to enrolment.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
-use nightjar_proto::fleet::{Heartbeat, HeartbeatChainHead, HeartbeatResponse, PATH_HEARTBEAT};
+use nightjar_proto::fleet::{
+    Heartbeat, HeartbeatChainHead, HeartbeatResponse, PATH_HEARTBEAT, PATH_POLICY,
+};
 use nightjar_proto::verify::hex;
 
 use super::FleetSettings;
-use super::client::FleetClient;
+use super::client::{FleetClient, POLICY_LIMIT};
 use super::enrolment::{self, EnrolError};
 use super::signer::RequestSigner;
 use crate::control::Backend;
+use crate::policy::Policies;
 use crate::upload::{Backoff, UploadError};
 
 /// What `status` shows of the fleet side.
@@ -35,6 +39,9 @@ pub struct FleetStatus {
 
 /// Pause after a refused enrolment (a bad token needs an admin, not a retry storm).
 const REFUSED_PAUSE: Duration = Duration::from_secs(300);
+/// Least time between two policy requests: the server refuses a repeated request signature
+/// (same path and second) as a replay.
+const POLICY_MIN_GAP: Duration = Duration::from_millis(1100);
 
 /// Starts the fleet thread. `enrolled` gates the uploader; `nudge` wakes it once enrolled.
 #[allow(clippy::too_many_arguments)]
@@ -45,6 +52,7 @@ pub fn spawn_fleet(
     enrolled: Arc<AtomicBool>,
     status: Arc<Mutex<FleetStatus>>,
     nudge: Option<Sender<()>>,
+    policies: Option<Policies>,
     shutdown: Receiver<()>,
 ) -> Result<JoinHandle<()>, UploadError> {
     let client = FleetClient::new(&settings)?;
@@ -65,6 +73,10 @@ pub fn spawn_fleet(
                 shutdown,
                 client,
                 backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+                policies,
+                next_heartbeat: Instant::now(),
+                next_policy: Instant::now(),
+                last_policy_request: None,
             };
             worker.run();
         })
@@ -89,6 +101,11 @@ struct Worker {
     shutdown: Receiver<()>,
     client: FleetClient,
     backoff: Backoff,
+    /// `None` without `[fleet] policy_public_key`: no policy is asked for or accepted.
+    policies: Option<Policies>,
+    next_heartbeat: Instant,
+    next_policy: Instant,
+    last_policy_request: Option<Instant>,
 }
 
 impl Worker {
@@ -109,9 +126,60 @@ impl Worker {
                 }
                 continue;
             }
-            self.heartbeat();
-            if !self.pause(self.settings.heartbeat_interval) {
+            let now = Instant::now();
+            if now >= self.next_heartbeat {
+                self.heartbeat();
+                self.next_heartbeat = Instant::now() + self.settings.heartbeat_interval;
+            }
+            if self.policies.is_some() && Instant::now() >= self.next_policy {
+                self.check_policy();
+                self.next_policy = Instant::now() + self.settings.policy_interval;
+            }
+            let next = if self.policies.is_some() {
+                self.next_heartbeat.min(self.next_policy)
+            } else {
+                self.next_heartbeat
+            };
+            if !self.pause(next.saturating_duration_since(Instant::now())) {
                 return;
+            }
+        }
+    }
+
+    /// Asks the server for a policy newer than the one running, and offers it to the
+    /// policy side (which verifies, compiles, keeps and swaps it in, or refuses it).
+    fn check_policy(&mut self) {
+        if let Some(last) = self.last_policy_request
+            && last.elapsed() < POLICY_MIN_GAP
+        {
+            std::thread::sleep(POLICY_MIN_GAP - last.elapsed());
+        }
+        self.last_policy_request = Some(Instant::now());
+        let Some(policies) = self.policies.as_mut() else {
+            return;
+        };
+        let url = self
+            .settings
+            .url(&format!("{PATH_POLICY}?have={}", policies.version()));
+        let answer = match self.client.get_signed(&url, &self.signer, POLICY_LIMIT) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("policy: {e}");
+                policies.fetch_failed(Some(e));
+                return;
+            }
+        };
+        match answer.status {
+            200 => {
+                policies.fetch_failed(None);
+                // Refusals are reported by the policy side (status `policy_error`).
+                let _ = policies.offer(&answer.body);
+            }
+            204 | 404 => policies.fetch_failed(None),
+            status => {
+                let e = format!("GET {url}: HTTP {status}: {}", answer.error());
+                tracing::warn!("policy: {e}");
+                policies.fetch_failed(Some(e));
             }
         }
     }
@@ -146,11 +214,21 @@ impl Worker {
     fn heartbeat(&mut self) {
         let result = self.send_heartbeat();
         match result {
-            Ok(reply) => set(&self.status, |s| {
-                s.last_heartbeat_ok = Some(now());
-                s.last_heartbeat_error = None;
-                s.policy_version_wanted = Some(reply.policy_version);
-            }),
+            Ok(reply) => {
+                set(&self.status, |s| {
+                    s.last_heartbeat_ok = Some(now());
+                    s.last_heartbeat_error = None;
+                    s.policy_version_wanted = Some(reply.policy_version);
+                });
+                // A newer version than the one running, and not one already refused: ask
+                // for it now rather than at the next policy check.
+                if let Some(p) = &self.policies
+                    && reply.policy_version > p.version()
+                    && p.refused() != Some(reply.policy_version)
+                {
+                    self.next_policy = Instant::now();
+                }
+            }
             Err(e) => {
                 tracing::warn!("heartbeat: {e}");
                 set(&self.status, |s| s.last_heartbeat_error = Some(e));
@@ -182,7 +260,7 @@ impl Worker {
         status.remove("chain_head");
         let body = Heartbeat {
             chain_head,
-            policy_version: None,
+            policy_version: self.policies.as_ref().map(Policies::version),
             status,
         };
         let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;

@@ -18,6 +18,7 @@ use super::status::LiveStatus;
 use crate::config::{AgentConfigError, Config};
 use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
 use crate::fleet::{FleetSettings, FleetStatus, RequestSigner, spawn_fleet};
+use crate::policy::Policies;
 use crate::sign::{HostKey, KeyError, Sealer};
 use crate::state_dir::{SOCKET, StateDirError};
 use crate::store::{Store, StoreError};
@@ -91,8 +92,14 @@ impl AgentError {
     }
 }
 
-/// Runs the agent until SIGTERM/SIGINT; `detector` holds the loaded rules.
-pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> {
+/// Runs the agent until SIGTERM/SIGINT; `detector` holds the loaded rules, and `policies`
+/// (with `[fleet] policy_public_key`) replaces them with the kept policy at start and with
+/// each newer policy the server sends.
+pub fn run<D: Detector>(
+    config: &Config,
+    detector: D,
+    mut policies: Option<Policies>,
+) -> Result<(), AgentError> {
     let io = |what| move |source| AgentError::Io { what, source };
     // From the first moment, SIGTERM and SIGINT stop the agent cleanly: a supervisor that
     // stops an agent still waiting for the store must not kill it half-way.
@@ -123,6 +130,10 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
         Some(path) => HostKey::load(path)?,
         None => HostKey::load_or_create_in(&state)?,
     };
+    if let Some(p) = &mut policies {
+        // Before the first event: the reader takes the kept policy's rules at its first batch.
+        p.restore();
+    }
     let key_info = KeyInfo {
         key_id: key.key_id().to_string(),
         public_key: key.public_key().to_vec(),
@@ -167,6 +178,9 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
     if fleet.is_some() {
         backend = backend.with_fleet(Arc::clone(&fleet_status));
     }
+    if let Some(p) = &policies {
+        backend = backend.with_policy(p.status());
+    }
     let control = ControlServer::start(&state.real_path().join(SOCKET), backend.clone())?;
 
     let (nudge_tx, nudge_rx) = crossbeam_channel::bounded::<()>(1);
@@ -179,10 +193,17 @@ pub fn run<D: Detector>(config: &Config, detector: D) -> Result<(), AgentError> 
             Arc::clone(gate),
             fleet_status,
             upload.as_ref().map(|_| nudge_tx.clone()),
+            policies.take(),
             fleet_stopped,
         )?),
         _ => None,
     };
+    if policies.is_some() {
+        tracing::warn!(
+            "[fleet] policy_public_key is set but no fleet server is configured: only the kept \
+             policy (if any) runs"
+        );
+    }
     let (stop_upload, upload_stopped) = crossbeam_channel::bounded::<()>(1);
     let uploader = match upload {
         Some(settings) => Some(spawn_uploader(

@@ -4,6 +4,7 @@
 //! - [`reader`]: ring -> decode -> rules -> alert -> chain -> sign -> sled -> release;
 //! - `ring`: the shared-memory consumer as the reader's ring;
 //! - [`detect`]: the rule set, process table and alert builder as the reader's detector;
+//! - [`swap`]: the rule set the reader runs, and how a new policy's reaches it;
 //! - [`suppress`]: `max_signals` per rule per interval;
 //! - [`status`]: the live counters `status` reports.
 
@@ -13,6 +14,7 @@ pub mod reader;
 mod ring;
 pub mod status;
 pub mod suppress;
+pub mod swap;
 
 #[cfg(test)]
 mod tests;

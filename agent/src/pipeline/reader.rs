@@ -9,16 +9,16 @@
 //! so an alert already stored is recognised and skipped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
+use nightjar_proto::Record;
 use nightjar_proto::codec;
-use nightjar_proto::event::FLAG_SNAPSHOT;
-use nightjar_proto::{ExecEvent, Record};
+use nightjar_proto::event::{Event, FLAG_BLOCKED, FLAG_SNAPSHOT};
 use serde_json::{Map, Value};
 
 use super::status::{LiveStatus, now_ns};
-use super::suppress::{Suppressor, Verdict};
+use super::suppress::{RuleLimit, Suppressor, Verdict};
 use crate::sign::{Sealer, Unsealed};
 use crate::store::{Counters, Inserted, PRUNE_BATCH, RingSeen, Store, StoreError};
 
@@ -70,19 +70,35 @@ pub trait EventRing {
 
 /// Rules, process table and alert building as the reader needs them.
 pub trait Detector {
-    /// (interval, max_signals) of every rule, in rule order.
-    fn limits(&self) -> Vec<(Duration, u32)>;
+    /// The cap of every rule, in rule order.
+    fn limits(&self) -> Vec<RuleLimit>;
+    /// Takes a newer rule set when one is waiting; true when the rules changed (rule
+    /// indexes and [`Detector::limits`] then refer to the new set). Called between batches
+    /// of records, never while an event is being handled.
+    fn update(&mut self) -> bool {
+        false
+    }
     /// Indexes of the rules `ev` matches.
-    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>);
+    fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>);
+    /// Whether an exception item excepts the match of `rule` on `ev` at `now_ns`.
+    fn excepted(&self, _rule: usize, _ev: &Event<'_>, _now_ns: i64) -> bool {
+        false
+    }
+    /// The `rule_id` of rule `rule`.
+    fn rule_id(&self, rule: usize) -> &str;
+    /// The policy version the current rules came from (0: the local configuration).
+    fn policy_version(&self) -> u64 {
+        0
+    }
     /// Records `ev` in the process table (after its rules were evaluated).
-    fn observe(&mut self, ev: &ExecEvent<'_>);
+    fn observe(&mut self, ev: &Event<'_>);
     /// The deterministic alert id of `rule` matching `ev`.
-    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String;
+    fn alert_uuid(&self, rule: usize, ev: &Event<'_>) -> String;
     /// The alert document (without its `nightjar` object).
     fn build_alert(
         &self,
         rule: usize,
-        ev: &ExecEvent<'_>,
+        ev: &Event<'_>,
         time_ns: i64,
         suppressed: u64,
     ) -> Map<String, Value>;
@@ -129,8 +145,8 @@ pub struct Retention {
 }
 
 impl<D: Detector> Alerter<D> {
-    fn on_event(&mut self, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
-        if ev.flags & FLAG_SNAPSHOT != 0 {
+    fn on_event(&mut self, ev: &Event<'_>) -> Result<(), ReaderError> {
+        if ev.meta().flags & FLAG_SNAPSHOT != 0 {
             // A process that predates the sensor: it is a parent to know, not a new exec.
             self.detector.observe(ev);
             return Ok(());
@@ -145,7 +161,13 @@ impl<D: Detector> Alerter<D> {
         Ok(())
     }
 
-    fn on_match(&mut self, rule: usize, ev: &ExecEvent<'_>) -> Result<(), ReaderError> {
+    fn on_match(&mut self, rule: usize, ev: &Event<'_>) -> Result<(), ReaderError> {
+        // Exceptions first: an excepted match is no alert at all, so it takes no
+        // `max_signals` slot (as in Kibana, where exceptions filter the rule's query).
+        if self.detector.excepted(rule, ev, now_ns()) {
+            self.status.add_excepted(self.detector.rule_id(rule));
+            return Ok(());
+        }
         let uuid = self.detector.alert_uuid(rule, ev);
         if let Some(seq) = self.store.seq_of(&uuid)? {
             tracing::debug!(uuid, seq, "alert already stored (event read again)");
@@ -157,10 +179,23 @@ impl<D: Detector> Alerter<D> {
             return Ok(());
         };
         let time_ns = now_ns();
-        let alert = self
+        let mut alert = self
             .detector
             .build_alert(rule, ev, time_ns, suppressed_before);
-        let stored = self.seal_and_store(alert, uuid, time_ns, ev.sensor_seq);
+        // Next to the alert's own `nightjar.{action, match}`.
+        let policy_version = self.detector.policy_version();
+        match alert.get_mut("nightjar") {
+            Some(Value::Object(n)) => {
+                n.insert("policy_version".into(), policy_version.into());
+            }
+            _ => {
+                alert.insert(
+                    "nightjar".into(),
+                    serde_json::json!({ "policy_version": policy_version }),
+                );
+            }
+        }
+        let stored = self.seal_and_store(alert, uuid, time_ns, ev.meta().sensor_seq);
         match stored {
             Ok(()) => {
                 self.suppressor.stored(rule, suppressed_before);
@@ -331,6 +366,16 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
     /// Handles up to `budget` records; returns how many there were (0 = the ring is empty).
     /// Checkpoints on its own every [`CHECKPOINT_EVERY`] records.
     pub fn drain(&mut self, budget: usize) -> Result<usize, ReaderError> {
+        // Between two batches: the only place a new rule set is taken (see `swap`).
+        if self.alerter.detector.update() {
+            let limits = self.alerter.detector.limits();
+            tracing::info!(
+                rules = limits.len(),
+                policy_version = self.alerter.detector.policy_version(),
+                "rule set swapped"
+            );
+            self.alerter.suppressor.rebuild(limits);
+        }
         let mut n = 0;
         while n < budget {
             let (end, bytes) = match self.ring.next_record() {
@@ -343,28 +388,18 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
                 }
                 Err(RingFault::Broken(e)) => return Err(ReaderError::Ring(e)),
             };
-            match codec::decode(bytes) {
-                Ok(Record::Exec(ev)) => {
+            match codec::decode(bytes).map(Record::into_event_or) {
+                Ok(Ok(ev)) => {
+                    if ev.meta().flags & FLAG_BLOCKED != 0 {
+                        self.alerter.status.add_blocked(1);
+                    }
                     // Counted once handled, so a `status` that shows an event received also
                     // shows its alerts stored; an event whose alert could not be stored is
                     // read again after recovery and counted then.
                     self.alerter.on_event(&ev)?;
                     self.alerter.status.add_received(1);
                 }
-                Ok(Record::Fork(_) | Record::Exit(_) | Record::File(_)) => {
-                    self.alerter.status.add_received(1);
-                }
-                Ok(Record::Loss(loss)) => tracing::warn!(
-                    source = loss.source.as_str(),
-                    kind = loss.kind.map(|k| k.as_str()),
-                    count = loss.count,
-                    "sensor reports events lost before the ring"
-                ),
-                Ok(Record::Filtered(f)) => tracing::debug!(
-                    kind = f.kind.as_str(),
-                    count = f.count,
-                    "sensor filters report events no rule can match"
-                ),
+                Ok(Err(other)) => on_report(other, &self.alerter.status),
                 Err(e) => {
                     self.alerter.status.add_dropped(1);
                     tracing::warn!("ring: record at {end} refused: {e}");
@@ -404,6 +439,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         if let Some(end) = self.pending_end.take() {
             self.ring.commit(end);
         }
+        self.alerter.status.commit_excepted();
         self.committed = counters;
         self.resync_committed = self.resync_seen;
         self.apply_retention();
@@ -495,5 +531,26 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
         }
         self.seen = now;
         self.resync_seen = loss.lost_in_resync;
+    }
+}
+
+/// A record that is no event: the sensor's reports of loss and of filtered events.
+fn on_report(record: Record<'_>, status: &LiveStatus) {
+    match record {
+        Record::Loss(loss) => tracing::warn!(
+            source = loss.source.as_str(),
+            kind = loss.kind.map(|k| k.as_str()),
+            count = loss.count,
+            "sensor reports events lost before the ring"
+        ),
+        Record::Filtered(f) => {
+            status.add_filtered(f.count);
+            tracing::debug!(
+                kind = f.kind.as_str(),
+                count = f.count,
+                "sensor filters report events no rule can match"
+            )
+        }
+        _ => {}
     }
 }

@@ -1,5 +1,6 @@
 //! Live counters of the running agent, shared by its threads and read by `status`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,13 @@ pub struct LiveStatus {
     events_received: AtomicU64,
     events_dropped: AtomicU64,
     alerts_suppressed: AtomicU64,
+    events_filtered: AtomicU64,
+    exec_blocked: AtomicU64,
+    block_failed_open: AtomicU64,
+    alerts_excepted: AtomicU64,
+    /// Excepted matches per rule_id since the agent started: as counted, and as of the last
+    /// checkpoint (a rewind goes back to it, as the other counters do).
+    excepted_by_rule: Mutex<ExceptedByRule>,
     sensor_connected: AtomicBool,
     ring_generation: AtomicU64,
     ring_resyncs: AtomicU64,
@@ -27,6 +35,10 @@ impl LiveStatus {
             events_received: AtomicU64::new(saved.events_received),
             events_dropped: AtomicU64::new(saved.events_dropped),
             alerts_suppressed: AtomicU64::new(saved.alerts_suppressed),
+            events_filtered: AtomicU64::new(saved.events_filtered),
+            exec_blocked: AtomicU64::new(saved.exec_blocked),
+            block_failed_open: AtomicU64::new(saved.block_failed_open),
+            alerts_excepted: AtomicU64::new(saved.alerts_excepted),
             ..LiveStatus::default()
         }
     }
@@ -44,6 +56,56 @@ impl LiveStatus {
     /// A match over its rule's `max_signals` was not stored.
     pub fn add_suppressed(&self, n: u64) {
         self.alerts_suppressed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sensor's filters left out `n` events (reported in the ring).
+    pub fn add_filtered(&self, n: u64) {
+        self.events_filtered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An exec the sensor blocked was read.
+    pub fn add_blocked(&self, n: u64) {
+        self.exec_blocked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sensor let `n` execs through that a blocking rule might have stopped.
+    pub fn add_block_failed_open(&self, n: u64) {
+        self.block_failed_open.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An exception excepted a match of `rule_id`: no alert was made.
+    pub fn add_excepted(&self, rule_id: &str) {
+        self.alerts_excepted.fetch_add(1, Ordering::Relaxed);
+        let mut by = self
+            .excepted_by_rule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match by.current.get_mut(rule_id) {
+            Some(n) => *n += 1,
+            None => {
+                by.current.insert(rule_id.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Excepted matches per rule_id since the agent started.
+    pub fn excepted_by_rule(&self) -> BTreeMap<String, u64> {
+        self.excepted_by_rule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .clone()
+    }
+
+    /// The per-rule counts are those of the checkpoint just taken.
+    pub fn commit_excepted(&self) {
+        let mut by = self
+            .excepted_by_rule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if by.current != by.committed {
+            by.committed = by.current.clone();
+        }
     }
 
     /// Whether the process holding the ring's producer side is alive.
@@ -108,6 +170,10 @@ impl LiveStatus {
             events_received: self.events_received.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             alerts_suppressed: self.alerts_suppressed.load(Ordering::Relaxed),
+            events_filtered: self.events_filtered.load(Ordering::Relaxed),
+            exec_blocked: self.exec_blocked.load(Ordering::Relaxed),
+            block_failed_open: self.block_failed_open.load(Ordering::Relaxed),
+            alerts_excepted: self.alerts_excepted.load(Ordering::Relaxed),
             ..Counters::default()
         }
     }
@@ -121,7 +187,27 @@ impl LiveStatus {
             .store(saved.events_dropped, Ordering::Relaxed);
         self.alerts_suppressed
             .store(saved.alerts_suppressed, Ordering::Relaxed);
+        self.events_filtered
+            .store(saved.events_filtered, Ordering::Relaxed);
+        self.exec_blocked
+            .store(saved.exec_blocked, Ordering::Relaxed);
+        self.block_failed_open
+            .store(saved.block_failed_open, Ordering::Relaxed);
+        self.alerts_excepted
+            .store(saved.alerts_excepted, Ordering::Relaxed);
+        let mut by = self
+            .excepted_by_rule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        by.current = by.committed.clone();
     }
+}
+
+/// Per-rule excepted counts (see [`LiveStatus::add_excepted`]).
+#[derive(Debug, Default)]
+struct ExceptedByRule {
+    current: BTreeMap<String, u64>,
+    committed: BTreeMap<String, u64>,
 }
 
 /// Now, Unix nanoseconds.

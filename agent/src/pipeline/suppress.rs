@@ -3,9 +3,29 @@
 
 use std::time::{Duration, Instant};
 
+/// One rule's cap, as the detector states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLimit {
+    pub rule_id: String,
+    pub interval: Duration,
+    /// 0 = no cap.
+    pub max_signals: u32,
+}
+
+impl RuleLimit {
+    pub fn new(rule_id: impl Into<String>, interval: Duration, max_signals: u32) -> RuleLimit {
+        RuleLimit {
+            rule_id: rule_id.into(),
+            interval,
+            max_signals,
+        }
+    }
+}
+
 /// One rule's cap and its current window.
 #[derive(Debug, Clone)]
 struct Window {
+    rule_id: String,
     interval: Duration,
     /// 0 = no cap.
     max_signals: u32,
@@ -31,19 +51,36 @@ pub struct Suppressor {
 }
 
 impl Suppressor {
-    /// `limits[i]` = (interval, max_signals) of rule `i`.
-    pub fn new(limits: impl IntoIterator<Item = (Duration, u32)>) -> Suppressor {
+    /// `limits[i]` is the cap of rule `i`.
+    pub fn new(limits: impl IntoIterator<Item = RuleLimit>) -> Suppressor {
         Suppressor {
             windows: limits
                 .into_iter()
-                .map(|(interval, max_signals)| Window {
-                    interval,
-                    max_signals,
+                .map(|l| Window {
+                    rule_id: l.rule_id,
+                    interval: l.interval,
+                    max_signals: l.max_signals,
                     started: None,
                     alerts: 0,
                     unreported: 0,
                 })
                 .collect(),
+        }
+    }
+
+    /// The rules changed (a new policy): caps follow the new rules, and a rule kept across
+    /// the change keeps its window and its unreported count, so swapping rules neither
+    /// resets a cap (letting a flood through) nor loses a suppressed count.
+    pub fn rebuild(&mut self, limits: impl IntoIterator<Item = RuleLimit>) {
+        let mut old = std::mem::take(&mut self.windows);
+        *self = Suppressor::new(limits);
+        for w in &mut self.windows {
+            if let Some(i) = old.iter().position(|o| o.rule_id == w.rule_id) {
+                let o = old.swap_remove(i);
+                w.started = o.started;
+                w.alerts = o.alerts;
+                w.unreported = o.unreported;
+            }
         }
     }
 
@@ -100,7 +137,10 @@ mod tests {
     #[test]
     fn cap_suppresses_and_the_next_alert_reports_the_count() {
         let minute = Duration::from_secs(60);
-        let mut s = Suppressor::new([(minute, 2), (minute, 0)]);
+        let mut s = Suppressor::new([
+            RuleLimit::new("a", minute, 2),
+            RuleLimit::new("b", minute, 0),
+        ]);
         let t0 = Instant::now();
         assert_eq!(
             s.judge(0, t0),
@@ -144,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_failed_store_gives_the_slot_back() {
-        let mut s = Suppressor::new([(Duration::from_secs(60), 1)]);
+        let mut s = Suppressor::new([RuleLimit::new("a", Duration::from_secs(60), 1)]);
         let t0 = Instant::now();
         assert_eq!(
             s.judge(0, t0),
@@ -161,5 +201,31 @@ mod tests {
         );
         s.stored(0, 0);
         assert_eq!(s.judge(0, t0), Verdict::Suppress);
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_windows_of_rules_that_stay() {
+        let minute = Duration::from_secs(60);
+        let mut s = Suppressor::new([
+            RuleLimit::new("a", minute, 1),
+            RuleLimit::new("b", minute, 1),
+        ]);
+        let t0 = Instant::now();
+        assert!(matches!(s.judge(0, t0), Verdict::Alert { .. }));
+        s.stored(0, 0);
+        assert_eq!(s.judge(0, t0), Verdict::Suppress);
+        // `a` moves to index 1, `c` is new, `b` is gone.
+        s.rebuild([
+            RuleLimit::new("c", minute, 1),
+            RuleLimit::new("a", minute, 1),
+        ]);
+        assert!(matches!(s.judge(0, t0), Verdict::Alert { .. }));
+        assert_eq!(s.judge(1, t0), Verdict::Suppress);
+        assert_eq!(
+            s.judge(1, t0 + minute),
+            Verdict::Alert {
+                suppressed_before: 2
+            }
+        );
     }
 }

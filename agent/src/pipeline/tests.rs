@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightjar_proto::codec::{self, RECORD_VERSION};
+use nightjar_proto::event::Event;
 use nightjar_proto::{Args, ExecEvent, LossReport, LossSource, Record, Target};
 use serde_json::{Map, Value, json};
 
 use super::reader::{Detector, EventRing, Reader, RingFault, RingLoss};
 use super::status::LiveStatus;
+use super::suppress::RuleLimit;
 use crate::sign::{HostKey, Sealer};
 use crate::store::{RingSeen, Store};
 
@@ -60,27 +62,39 @@ struct Kcc {
 }
 
 impl Detector for Kcc {
-    fn limits(&self) -> Vec<(Duration, u32)> {
-        vec![(Duration::from_secs(300), self.max_signals)]
+    fn limits(&self) -> Vec<RuleLimit> {
+        vec![RuleLimit::new(
+            "kcc",
+            Duration::from_secs(300),
+            self.max_signals,
+        )]
     }
-    fn evaluate(&self, ev: &ExecEvent<'_>, out: &mut Vec<usize>) {
-        if ev.process_name() == "kcc" && ev.target.args.iter().any(|a| a == "copy_cred_cache") {
+    fn rule_id(&self, _rule: usize) -> &str {
+        "kcc"
+    }
+    fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>) {
+        if let Some(ev) = ev.exec()
+            && ev.process_name() == "kcc"
+            && ev.target.args.iter().any(|a| a == "copy_cred_cache")
+        {
             out.push(0);
         }
     }
-    fn observe(&mut self, _ev: &ExecEvent<'_>) {
+    fn observe(&mut self, _ev: &Event<'_>) {
         self.observed += 1;
     }
-    fn alert_uuid(&self, rule: usize, ev: &ExecEvent<'_>) -> String {
+    fn alert_uuid(&self, rule: usize, ev: &Event<'_>) -> String {
+        let ev = ev.exec().expect("only execs match");
         format!("{rule}-{}-{}", ev.target.pid, ev.sensor_seq)
     }
     fn build_alert(
         &self,
         _rule: usize,
-        ev: &ExecEvent<'_>,
+        ev: &Event<'_>,
         _time_ns: i64,
         suppressed: u64,
     ) -> Map<String, Value> {
+        let ev = ev.exec().expect("only execs match");
         let v = json!({
             "kibana": {"alert": {"rule": {"rule_id": "kcc"}, "suppressed": suppressed}},
             "process": {"pid": ev.target.pid},

@@ -77,7 +77,8 @@ impl Sealer {
         &self.key
     }
 
-    /// Adds `nightjar.{seq, prev, event_seq, host_id}` after `head`, serialises and signs.
+    /// Adds `nightjar.{seq, prev, event_seq, host_id}` after `head` (keeping what the alert's
+    /// `nightjar` object already holds), serialises and signs.
     pub fn seal(
         &mut self,
         head: &ChainHead,
@@ -90,11 +91,20 @@ impl Sealer {
             event_seq,
         } = unsealed;
         let seq = head.seq + 1;
+        // What the agent already put there (`policy_version`, `action`) stays, after the
+        // chain fields.
         let mut nightjar = Map::new();
+        let earlier = match alert.remove("nightjar") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
         nightjar.insert("seq".into(), seq.into());
         nightjar.insert("prev".into(), hex(&head.hash).into());
         nightjar.insert("event_seq".into(), event_seq.into());
         nightjar.insert("host_id".into(), self.host_id.clone().into());
+        for (k, v) in earlier {
+            nightjar.entry(k).or_insert(v);
+        }
         if let Some(note) = self.next_note.take() {
             nightjar.insert("recovered_from".into(), note);
         }
@@ -169,6 +179,23 @@ mod tests {
         assert_eq!(d1["nightjar"]["host_id"], "host-1");
         assert_eq!(d2["nightjar"]["seq"], 2);
         assert_eq!(d2["nightjar"]["prev"], hex(&payload_hash(&p1)));
+    }
+
+    #[test]
+    fn the_alerts_own_nightjar_fields_are_kept_and_the_chain_added() {
+        let (_t, mut s) = sealer();
+        let mut u = unsealed(1);
+        u.alert.insert(
+            "nightjar".into(),
+            serde_json::json!({"action": "blocked", "match": "exact"}),
+        );
+        let sealed = s.seal(&ChainHead::GENESIS, u).unwrap();
+        let (_, p) = open_envelope(&sealed.envelope).unwrap();
+        let d: Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(d["nightjar"]["action"], "blocked");
+        assert_eq!(d["nightjar"]["match"], "exact");
+        assert_eq!(d["nightjar"]["seq"], 1);
+        assert_eq!(d["nightjar"]["host_id"], "host-1");
     }
 
     #[test]

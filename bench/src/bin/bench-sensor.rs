@@ -31,9 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::codec::{self, Record};
+use nightjar_proto::event::EnvFilter;
 use nightjar_proto::shm_ring::{Consumer, Producer};
 use nightjar_sensor::capture::ebpf::sample::{
-    BootClock, SampleScratch, decode_sample, encode_sample,
+    BootClock, DecodeContext, ExecSample, SampleScratch, decode_sample, encode_exec_sample,
 };
 use nightjar_sensor::publish::Publisher;
 use serde_json::json;
@@ -52,15 +53,27 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn typical_sample(i: u32) -> Vec<u8> {
     let mut out = Vec::new();
     let argv = format!("/usr/local/bin/kcc\0copy_cred_cache\0--cache\0/tmp/krb5cc_{i}\0");
-    encode_sample(
+    encode_exec_sample(
         &mut out,
-        1_000_000 + u64::from(i),
-        10_000 + i,
-        1234,
-        [501, 501, 20, 20, 501, 100_013],
-        0,
-        b"/usr/local/bin/kcc",
-        argv.as_bytes(),
+        &ExecSample {
+            time_boot_ns: 1_000_000 + u64::from(i),
+            start_boot_ns: 500_000 + u64::from(i),
+            pid: 10_000 + i,
+            ppid: 1234,
+            ids: [501, 501, 20, 20],
+            auid: 501,
+            audit_session: 100_013,
+            sid: 1234,
+            pgid: 10_000 + i,
+            argc: 4,
+            flags: 0x10 | 0x20,
+            exe: b"/usr/local/bin/kcc",
+            cwd: b"/home/bob",
+            head: argv.as_bytes(),
+            tty: b"pts/1",
+            cgroup: b"session-3.scope",
+            ..ExecSample::default()
+        },
     );
     out
 }
@@ -103,7 +116,15 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     let drainer = drain_ring(path, Arc::clone(&stop), false);
     let mut publisher = Publisher::new(producer);
     let mut scratch = SampleScratch::default();
-    let clock = BootClock { offset_ns: 1 };
+    let env = EnvFilter::default();
+    let clock = DecodeContext {
+        clock: BootClock {
+            offset_ns: 1,
+            boot_unix_ns: 0,
+            tick_ns: 10_000_000,
+        },
+        env: &env,
+    };
     // Warm-up: one lap of the ring, unmeasured.
     let lap = (RING_BYTES as usize / 192).max(samples.len());
     for i in 0..lap {
@@ -146,12 +167,23 @@ fn json_round(samples: &[Vec<u8>]) -> Vec<u64> {
         }
     });
     let mut scratch = SampleScratch::default();
-    let clock = BootClock { offset_ns: 1 };
+    let env = EnvFilter::default();
+    let clock = DecodeContext {
+        clock: BootClock {
+            offset_ns: 1,
+            boot_unix_ns: 0,
+            tick_ns: 10_000_000,
+        },
+        env: &env,
+    };
     let mut lat = Vec::with_capacity(samples.len());
     let mut line = Vec::new();
     for s in samples {
         let t0 = Instant::now();
-        let ev = decode_sample(s, &mut scratch, clock).expect("sample");
+        let ev = decode_sample(s, &mut scratch, clock)
+            .expect("sample")
+            .into_exec()
+            .expect("an exec sample");
         let t = &ev.target;
         let doc = json!({
             "@timestamp": ev.time_ns,

@@ -35,10 +35,11 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use nightjar_agent::alert::{alert_uuid, build_alert};
+use nightjar_agent::alert::{MatchKind, alert_uuid, build_alert};
 use nightjar_agent::process_table::ProcessTable;
 use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
 use nightjar_agent::store::{PRUNE_BATCH, Store};
+use nightjar_proto::event::Event;
 use nightjar_proto::{Args, ExecEvent, OsType, Source, Target};
 use nightjar_rules::RuleSet;
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
@@ -180,20 +181,29 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
     let host = HostInfo::new("bench", "bench-host");
     let table = ProcessTable::new(1024);
     let rule = rules.rules().first().ok_or("no built-in rule")?;
-    let events: Vec<ExecEvent<'static>> = (1..=alerts).map(event).collect();
+    let events: Vec<Event<'static>> = (1..=alerts).map(|i| Event::Exec(event(i))).collect();
     let mut latencies_us = Vec::with_capacity(alerts as usize);
     let mut anon_samples = Vec::new();
     let mut head = store.head().map_err(|e| e.to_string())?;
     let start = Instant::now();
     for (i, ev) in events.iter().enumerate() {
         let t0 = Instant::now();
-        let ecs = EcsEvent::new(ev, &table, &host);
-        let doc = build_alert(rule, &ecs, "bench-host", ev.time_ns, 0);
+        let ecs = EcsEvent::of(ev, &table, &host);
+        let meta = ev.meta();
+        let doc = build_alert(
+            rule,
+            ev,
+            &ecs,
+            "bench-host",
+            meta.time_ns,
+            0,
+            MatchKind::Exact,
+        );
         let unsealed = Unsealed {
             alert: doc,
             uuid: alert_uuid("bench-host", &rule.rule_id, ev),
-            time_ns: ev.time_ns,
-            event_seq: ev.sensor_seq,
+            time_ns: meta.time_ns,
+            event_seq: meta.sensor_seq,
         };
         let sealed = sealer.seal(&head, unsealed).map_err(|e| e.to_string())?;
         match mode {

@@ -280,6 +280,22 @@ impl ArgsBuilder {
         self.push_tail(arg);
     }
 
+    /// Records that `n` arguments are missing at this point (a source that could read only
+    /// argv's two ends, like the Linux probe): they count towards the total, and what is
+    /// pushed next is argv's tail.
+    pub fn elide(&mut self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        self.total = self.total.saturating_add(n);
+        if !self.overflowed {
+            if self.split.is_none() {
+                self.split = Some((self.count, self.joined.len()));
+            }
+            self.overflow();
+        }
+    }
+
     /// Argv does not fit: everything past the split moves to the window.
     fn overflow(&mut self) {
         self.overflowed = true;
@@ -473,6 +489,23 @@ mod tests {
         b.push("ls");
         let args = b.args();
         assert_eq!((args.len(), args.total(), args.head_len()), (1, 1, 1));
+    }
+
+    #[test]
+    fn elided_arguments_count_and_what_follows_is_the_tail() {
+        let mut b = ArgsBuilder::default();
+        b.push("kcc");
+        b.push("--a");
+        b.elide(5000);
+        b.push("--z");
+        b.push("copy_cred_cache");
+        let args = b.args();
+        assert!(args.is_consistent());
+        assert_eq!(strs(&args), ["kcc", "--a", "--z", "copy_cred_cache"]);
+        assert_eq!(
+            (args.total(), args.head_len(), args.elided()),
+            (5004, 2, 5000)
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@ use serde_json::{Map, Value as Json, json};
 use super::{EcsEvent, Field, Value};
 
 impl EcsEvent<'_> {
-    /// The whole view as nested ECS JSON (`event`, `host`, `process`, `user`, `group`).
+    /// The whole view as nested ECS JSON (`event`, `host`, `process`, `user`, `group`,
+    /// `file`).
     /// Absent fields are left out.
     pub fn document(&self) -> Map<String, Json> {
         let mut doc = Map::new();
@@ -18,6 +19,7 @@ impl EcsEvent<'_> {
                 Value::Joined(a) => json!(a.iter().collect::<Vec<_>>().join(" ")),
                 Value::Id(n) => json!(n.to_string()),
                 Value::Shared(s) => json!(&*s),
+                Value::Entity(id) => json!(id.as_str()),
                 Value::Long(n) => json!(n),
                 Value::Bool(b) => json!(b),
             };

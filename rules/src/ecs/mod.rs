@@ -1,25 +1,41 @@
-//! The ECS view of an exec event: the field names Elastic rules read, resolved without
-//! building a document.
+//! The ECS view of an event (exec, fork, exit, file): the field names Elastic rules read,
+//! resolved without building a document.
 //!
 //! Rules name fields by their ECS path; [`Field::from_name`] turns a path into an id once, at
-//! rule-compile time, and [`EcsEvent::value`] reads that field straight from the typed
-//! [`ExecEvent`], the [`Processes`] lookup (parents) and the [`HostInfo`]. Nothing is built
-//! per event. [`EcsEvent::document`] builds the same view as JSON, for alerts and as the
-//! reference the compiled matcher is tested against.
+//! rule-compile time, and [`EcsEvent::value`] reads that field straight from the typed event,
+//! the [`Processes`] lookup (parents, leaders, and for non-exec events the acting process's
+//! last exec) and the [`HostInfo`]. Nothing is built per event. [`EcsEvent::document`] builds
+//! the same view as JSON, for alerts and as the reference the compiled matcher is tested
+//! against.
+//!
+//! Which process `process.*` is:
+//! - exec: the new image (the event carries everything);
+//! - fork: the child, which runs its parent's image (from the forking process's last exec);
+//!   `process.parent` is the process that forked;
+//! - exit and file events: the acting process, from what the event carries (pid, start time,
+//!   ids; on macOS its image and signature too) and its last exec in the lookup, when that is
+//!   the same process instance (same start time).
 //!
 //! The view does not own a process table: the agent's table, the sensor's view of one
 //! Endpoint Security message, or [`NoProcesses`] answer [`Processes::get`].
 
 use std::cell::OnceCell;
 
-use nightjar_proto::{Args, Caller, ExecEvent};
+use nightjar_proto::event::{
+    Actor, Event, ExitEvent, FileAction, FileEvent, ForkEvent, directory, extension,
+};
+use nightjar_proto::{Args, Caller, ExecEvent, OsType};
 
 mod document;
 mod host;
+pub mod leaders;
 pub mod schema;
+pub mod shape;
 
-pub use host::HostInfo;
+pub use host::{EntityHasher, EntityId, HostInfo};
+pub use leaders::{EntryFacts, EntryLeader, EntryType, entry_leader};
 pub use schema::{Field, FieldKind, kind_of};
+pub use shape::Shape;
 
 /// `CS_VALID`: the code signature was valid when the process started.
 pub const CS_VALID: u32 = 0x1;
@@ -41,7 +57,7 @@ pub fn within_ignore_above(s: &str) -> bool {
 pub enum Value<'e> {
     Missing,
     Str(&'e str),
-    /// A multi-valued keyword field (argv).
+    /// A multi-valued keyword field (argv, `env_vars`).
     Args(&'e Args<'e>),
     /// argv joined by single spaces (`command_line`), which the event only holds NUL-joined.
     Joined(&'e Args<'e>),
@@ -49,13 +65,15 @@ pub enum Value<'e> {
     Id(u32),
     /// A keyword held by the host's shared cache (`user.name`).
     Shared(std::sync::Arc<str>),
+    /// A keyword computed for this event (`process.entity_id`).
+    Entity(EntityId),
     Long(i64),
     Bool(bool),
 }
 
-/// A process as its children see it (`process.parent.*`, `process.Ext.effective_parent.*`),
-/// kept by whoever keeps processes (the agent's process table, the sensor's view of one
-/// Endpoint Security message).
+/// A process as other events see it (`process.parent.*`, the leaders, the acting process of
+/// a file event), kept by whoever keeps processes (the agent's process table, the sensor's
+/// view of one Endpoint Security message). What a keeper does not know is `None`.
 ///
 /// Read through a trait object: the view holds one pointer per looked-up process, so making
 /// a view costs the same however much a process record carries.
@@ -70,11 +88,54 @@ pub trait Process {
     fn signing_id(&self) -> Option<&str>;
     fn team_id(&self) -> Option<&str>;
     fn cs_flags(&self) -> Option<u32>;
+    /// The true argument count (`args` may hold fewer).
+    fn args_count(&self) -> usize {
+        self.args().total()
+    }
+    /// Start time, Unix nanoseconds (what tells process instances of one pid apart).
+    fn start_time_ns(&self) -> Option<i64> {
+        None
+    }
+    fn ppid(&self) -> Option<u32> {
+        None
+    }
+    fn working_directory(&self) -> Option<&str> {
+        None
+    }
+    /// Real uid, effective uid, real gid, effective gid.
+    fn ids(&self) -> Ids {
+        Ids::default()
+    }
+    /// Whether it has a controlling terminal.
+    fn interactive(&self) -> Option<bool> {
+        None
+    }
+    fn session_leader_pid(&self) -> Option<u32> {
+        None
+    }
+    fn group_leader_pid(&self) -> Option<u32> {
+        None
+    }
+    fn container(&self) -> Option<bool> {
+        None
+    }
+    fn entry_leader(&self) -> Option<EntryLeader> {
+        None
+    }
 }
 
-/// Where the view finds a parent or responsible process by pid.
+/// A process's credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: Option<u32>,
+    pub euid: Option<u32>,
+    pub gid: Option<u32>,
+    pub egid: Option<u32>,
+}
+
+/// Where the view finds a parent, a leader or an acting process by pid.
 pub trait Processes {
-    /// The last exec recorded for `pid`, if any.
+    /// The last exec recorded for `pid` (or the fork it came from), if any.
     fn get(&self, pid: u32) -> Option<&dyn Process>;
 }
 
@@ -88,6 +149,15 @@ impl Processes for NoProcesses {
     }
 }
 
+/// The event the view reads, by kind.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Exec(&'a ExecEvent<'a>),
+    Fork(&'a ForkEvent<'a>),
+    Exit(&'a ExitEvent<'a>),
+    File(&'a FileEvent<'a>),
+}
+
 /// Where the parent's image comes from.
 #[derive(Clone, Copy)]
 enum Parent<'a> {
@@ -99,16 +169,19 @@ enum Parent<'a> {
     Caller(u32, &'a Caller<'a>),
 }
 
-/// An exec event seen through ECS field names.
+/// An event seen through ECS field names.
 ///
-/// Parents are looked up on first use only: most events are decided on their own fields, and
-/// a process-table probe is a likely cache miss.
+/// Processes are looked up on first use only: most events are decided on their own fields,
+/// and a process-table probe is a likely cache miss.
 #[derive(Clone)]
 pub struct EcsEvent<'a> {
-    ev: &'a ExecEvent<'a>,
+    subject: Subject<'a>,
+    shape: Shape,
+    os: OsType,
     processes: &'a dyn Processes,
     host: &'a HostInfo,
-    name: &'a str,
+    /// The acting process's last exec (non-exec events), when it is the same instance.
+    image: OnceCell<Option<&'a dyn Process>>,
     parent: OnceCell<Parent<'a>>,
     effective: OnceCell<Option<&'a dyn Process>>,
 }
@@ -116,37 +189,284 @@ pub struct EcsEvent<'a> {
 impl std::fmt::Debug for EcsEvent<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcsEvent")
-            .field("ev", self.ev)
+            .field("shape", &self.shape)
+            .field("pid", &self.pid())
             .field("host", &self.host.hostname)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> EcsEvent<'a> {
+    /// The view of an exec event.
     #[inline]
     pub fn new(ev: &'a ExecEvent<'a>, processes: &'a dyn Processes, host: &'a HostInfo) -> Self {
+        EcsEvent::with(Subject::Exec(ev), Shape::Exec, ev.os, processes, host)
+    }
+
+    /// The view of an event of any kind.
+    pub fn of(ev: &'a Event<'a>, processes: &'a dyn Processes, host: &'a HostInfo) -> Self {
+        let subject = match ev {
+            Event::Exec(e) => Subject::Exec(e),
+            Event::Fork(e) => Subject::Fork(e),
+            Event::Exit(e) => Subject::Exit(e),
+            Event::File(e) => Subject::File(e),
+        };
+        EcsEvent::with(subject, Shape::of(ev), ev.meta().os, processes, host)
+    }
+
+    fn with(
+        subject: Subject<'a>,
+        shape: Shape,
+        os: OsType,
+        processes: &'a dyn Processes,
+        host: &'a HostInfo,
+    ) -> Self {
         EcsEvent {
-            ev,
+            subject,
+            shape,
+            os,
             processes,
             host,
-            name: ev.process_name(),
+            image: OnceCell::new(),
             parent: OnceCell::new(),
             effective: OnceCell::new(),
         }
     }
 
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub fn os(&self) -> OsType {
+        self.os
+    }
+
+    /// The exec this view reads, when it reads one.
+    pub fn exec(&self) -> Option<&'a ExecEvent<'a>> {
+        match self.subject {
+            Subject::Exec(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The file event this view reads, when it reads one.
+    pub fn file(&self) -> Option<&'a FileEvent<'a>> {
+        match self.subject {
+            Subject::File(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The exec, fork, exit or file event itself.
+    pub fn kind_str(&self) -> &'static str {
+        match self.subject {
+            Subject::Exec(_) => "exec",
+            Subject::Fork(_) => "fork",
+            Subject::Exit(_) => "exit",
+            Subject::File(_) => "file",
+        }
+    }
+
+    /// `process.executable`, for naming the event.
+    pub fn process_executable(&self) -> Option<&'a str> {
+        self.executable()
+    }
+
+    /// The event's own sequence numbers and times.
+    pub fn meta(&self) -> nightjar_proto::event::EventMeta {
+        match self.subject {
+            Subject::Exec(e) => e.meta(),
+            Subject::Fork(e) => e.meta,
+            Subject::Exit(e) => e.meta,
+            Subject::File(e) => e.meta,
+        }
+    }
+
+    pub fn host(&self) -> &'a HostInfo {
+        self.host
+    }
+
+    /// The process the event names besides its image: the actor of an exit or file event,
+    /// the forking process of a fork.
+    fn actor(&self) -> Option<&'a Actor<'a>> {
+        match self.subject {
+            Subject::Exec(_) => None,
+            Subject::Fork(e) => Some(&e.parent),
+            Subject::Exit(e) => Some(&e.process),
+            Subject::File(e) => Some(&e.process),
+        }
+    }
+
+    /// The last exec of the process whose image `process.*` shows (non-exec events): for a
+    /// fork, the forking process; otherwise the actor, if the lookup has the same instance.
+    fn image(&self) -> Option<&'a dyn Process> {
+        *self.image.get_or_init(|| {
+            let actor = self.actor()?;
+            let p = self.processes.get(actor.pid)?;
+            let same = match (p.start_time_ns(), actor.start_time_ns) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            same.then_some(p)
+        })
+    }
+
+    /// `process.pid`.
+    pub fn pid(&self) -> u32 {
+        match self.subject {
+            Subject::Exec(e) => e.target.pid,
+            Subject::Fork(e) => e.child_pid,
+            Subject::Exit(e) => e.process.pid,
+            Subject::File(e) => e.process.pid,
+        }
+    }
+
+    /// `process.start` (what `process.entity_id` is derived from).
+    pub fn start_time_ns(&self) -> Option<i64> {
+        match self.subject {
+            Subject::Exec(e) => e.target.start_time_ns,
+            Subject::Fork(e) => e.child_start_time_ns,
+            Subject::Exit(e) => e.process.start_time_ns,
+            Subject::File(e) => e.process.start_time_ns,
+        }
+    }
+
+    fn executable(&self) -> Option<&'a str> {
+        match self.subject {
+            Subject::Exec(e) => Some(&e.target.executable),
+            _ => self
+                .actor()
+                .and_then(|a| a.executable.as_deref())
+                .or_else(|| self.image().map(|p| p.executable())),
+        }
+    }
+
+    /// `process.name`: the basename of the executable (not argv[0]).
+    fn name(&self) -> Option<&'a str> {
+        self.executable().map(nightjar_proto::event::basename)
+    }
+
+    fn process_args(&self) -> Option<&'a Args<'a>> {
+        match self.subject {
+            Subject::Exec(e) => Some(&e.target.args),
+            _ => self.image().map(|p| p.args()),
+        }
+    }
+
+    fn args(&self) -> Value<'a> {
+        match self.process_args() {
+            Some(args) if !args.is_empty() => Value::Args(args),
+            _ => Value::Missing,
+        }
+    }
+
+    fn command_line(&self) -> Value<'a> {
+        match self.process_args() {
+            Some(args) if !args.is_empty() => Value::Joined(args),
+            _ => Value::Missing,
+        }
+    }
+
+    fn args_count(&self) -> Value<'a> {
+        match self.subject {
+            Subject::Exec(e) => Value::Long(e.target.args.total() as i64),
+            _ => self
+                .image()
+                .map_or(Value::Missing, |p| Value::Long(p.args_count() as i64)),
+        }
+    }
+
+    fn args_truncated(&self) -> Value<'a> {
+        match self.subject {
+            Subject::Exec(e) => Value::Bool(e.args_truncated()),
+            _ => match self.image() {
+                Some(p) => Value::Bool(p.args_count() > p.args().len()),
+                None => Value::Missing,
+            },
+        }
+    }
+
+    fn working_directory(&self) -> Option<&'a str> {
+        match self.subject {
+            Subject::Exec(e) => e.target.cwd.as_deref(),
+            _ => self.image().and_then(|p| p.working_directory()),
+        }
+    }
+
+    /// Signing id, team id and code-signing flags of the image.
+    fn signature(&self) -> (Option<&'a str>, Option<&'a str>, Option<u32>) {
+        match self.subject {
+            Subject::Exec(e) => (
+                e.target.signing_id.as_deref(),
+                e.target.team_id.as_deref(),
+                e.target.cs_flags,
+            ),
+            _ => {
+                let actor = self.actor();
+                if let Some(a) = actor
+                    && (a.signing_id.is_some() || a.cs_flags.is_some())
+                {
+                    return (a.signing_id.as_deref(), a.team_id.as_deref(), a.cs_flags);
+                }
+                match self.image() {
+                    Some(p) => (p.signing_id(), p.team_id(), p.cs_flags()),
+                    None => (None, None, None),
+                }
+            }
+        }
+    }
+
+    fn ids(&self) -> Ids {
+        match self.subject {
+            Subject::Exec(e) => Ids {
+                uid: e.target.uid,
+                euid: e.target.euid,
+                gid: e.target.gid,
+                egid: e.target.egid,
+            },
+            _ => {
+                let a = self.actor();
+                let from = Ids {
+                    uid: a.and_then(|a| a.uid),
+                    euid: a.and_then(|a| a.euid),
+                    gid: a.and_then(|a| a.gid),
+                    egid: a.and_then(|a| a.egid),
+                };
+                if from.euid.is_some() {
+                    from
+                } else {
+                    self.image().map_or(from, |p| p.ids())
+                }
+            }
+        }
+    }
+
+    fn ppid(&self) -> Option<u32> {
+        match self.subject {
+            Subject::Exec(e) => e.target.ppid,
+            Subject::Fork(e) => Some(e.parent.pid),
+            _ => self
+                .actor()
+                .and_then(|a| a.ppid)
+                .or_else(|| self.image().and_then(|p| p.ppid())),
+        }
+    }
+
     fn parent(&self) -> &Parent<'a> {
         self.parent.get_or_init(|| {
-            let (ev, processes) = (self.ev, self.processes);
-            let t = &ev.target;
-            match t.ppid {
-                None => Parent::Unknown,
-                Some(ppid) => match processes.get(ppid) {
-                    Some(entry) => Parent::Known(ppid, entry),
-                    None if is_fork_child(ev, ppid) && processes.get(t.pid).is_none() => {
+            let Some(ppid) = self.ppid() else {
+                return Parent::Unknown;
+            };
+            match self.processes.get(ppid) {
+                Some(entry) => Parent::Known(ppid, entry),
+                None => match self.subject {
+                    Subject::Exec(ev)
+                        if is_fork_child(ev, ppid)
+                            && self.processes.get(ev.target.pid).is_none() =>
+                    {
                         Parent::Caller(ppid, &ev.caller)
                     }
-                    None => Parent::PidOnly(ppid),
+                    _ => Parent::PidOnly(ppid),
                 },
             }
         })
@@ -175,47 +495,141 @@ impl<'a> EcsEvent<'a> {
         }
     }
 
+    /// The known parent process, if any.
+    fn parent_process(&self) -> Option<&'a dyn Process> {
+        match self.parent() {
+            Parent::Known(_, e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    fn responsible_pid(&self) -> Option<u32> {
+        match self.subject {
+            Subject::Exec(e) => e.responsible_pid,
+            _ => self.actor().and_then(|a| a.responsible_pid),
+        }
+    }
+
     fn effective(&self) -> Option<&'a dyn Process> {
         *self.effective.get_or_init(|| {
-            self.ev
-                .responsible_pid
+            self.responsible_pid()
                 .and_then(|pid| self.processes.get(pid))
         })
     }
 
-    fn args(&self) -> Value<'a> {
-        let args = &self.ev.target.args;
-        if args.is_empty() {
-            Value::Missing
-        } else {
-            Value::Args(args)
-        }
-    }
-
-    fn command_line(&self) -> Value<'a> {
-        let args = &self.ev.target.args;
-        if args.is_empty() {
-            Value::Missing
-        } else {
-            Value::Joined(args)
-        }
-    }
-
     fn user_name(&self) -> Value<'a> {
-        match self.ev.target.euid.and_then(|u| self.host.user_name(u)) {
+        match self.ids().euid.and_then(|u| self.host.user_name(u)) {
             Some(n) => Value::Shared(n),
             None => Value::Missing,
         }
     }
 
-    /// The event this view reads.
-    pub fn event(&self) -> &'a ExecEvent<'a> {
-        self.ev
+    /// `process.interactive`: a controlling terminal, where the source says (absent for
+    /// ECS input, which may not).
+    fn interactive(&self) -> Option<bool> {
+        match self.subject {
+            Subject::Exec(e) => match e.source {
+                nightjar_proto::Source::Ecs => None,
+                _ => Some(e.target.tty.is_some()),
+            },
+            _ => self.image().and_then(|p| p.interactive()),
+        }
     }
 
-    pub fn host(&self) -> &'a HostInfo {
-        self.host
+    fn session_leader_pid(&self) -> Option<u32> {
+        match self.subject {
+            Subject::Exec(e) => e.target.session_leader_pid,
+            _ => self.image().and_then(|p| p.session_leader_pid()),
+        }
     }
+
+    fn group_leader_pid(&self) -> Option<u32> {
+        match self.subject {
+            Subject::Exec(e) => e.target.group_leader_pid,
+            _ => self.image().and_then(|p| p.group_leader_pid()),
+        }
+    }
+
+    /// This process's entry leader: computed for an exec (whose record the lookup does not
+    /// hold yet), else kept by the lookup.
+    fn entry_leader(&self) -> Option<EntryLeader> {
+        match self.subject {
+            Subject::Exec(e) => entry_leader(
+                EntryFacts {
+                    pid: e.target.pid,
+                    start_time_ns: e.target.start_time_ns,
+                    sid: e.target.session_leader_pid,
+                    container: e.target.container,
+                    interactive: self.interactive(),
+                },
+                self.parent_process(),
+            ),
+            Subject::Fork(_) => self.image().and_then(|p| p.entry_leader()),
+            _ => self.image().and_then(|p| p.entry_leader()),
+        }
+    }
+
+    /// The leader with `pid` as the lookup has it; the process itself when it leads.
+    fn leader(&self, pid: Option<u32>) -> Option<Leader<'a>> {
+        let pid = pid?;
+        if pid == self.pid() {
+            return Some(Leader::This);
+        }
+        self.processes.get(pid).map(Leader::Other)
+    }
+
+    fn leader_value(
+        &self,
+        pid: Option<u32>,
+        this: impl FnOnce(&Self) -> Value<'a>,
+        other: impl FnOnce(&'a dyn Process) -> Value<'a>,
+    ) -> Value<'a> {
+        match self.leader(pid) {
+            Some(Leader::This) => this(self),
+            Some(Leader::Other(p)) => other(p),
+            None => Value::Missing,
+        }
+    }
+
+    fn entity_id(&self, pid: u32, start_time_ns: Option<i64>) -> Value<'a> {
+        match start_time_ns.and_then(|start| self.host.entity_id(pid, start)) {
+            Some(id) => Value::Entity(id),
+            None => Value::Missing,
+        }
+    }
+
+    fn exit_code(&self) -> Value<'a> {
+        match self.subject {
+            Subject::Exit(e) => e
+                .exit_code
+                .map_or(Value::Missing, |c| Value::Long(c.into())),
+            _ => Value::Missing,
+        }
+    }
+
+    fn env_vars(&self) -> Value<'a> {
+        match self.subject {
+            Subject::Exec(e) if !e.target.env_vars.is_empty() => Value::Args(&e.target.env_vars),
+            _ => Value::Missing,
+        }
+    }
+
+    fn file_path(&self) -> Option<&'a str> {
+        self.file().map(|f| f.path.as_ref())
+    }
+
+    fn original_path(&self) -> Option<&'a str> {
+        self.file()
+            .filter(|f| f.action == FileAction::Rename)
+            .and_then(|f| f.original_path.as_deref())
+    }
+}
+
+/// A session, group or entry leader: the process itself, or another the lookup knows.
+#[derive(Clone, Copy)]
+enum Leader<'a> {
+    This,
+    Other(&'a dyn Process),
 }
 
 fn is_fork_child(ev: &ExecEvent<'_>, ppid: u32) -> bool {
@@ -238,86 +652,29 @@ fn opt_bool(b: Option<bool>) -> Value<'static> {
     b.map_or(Value::Missing, Value::Bool)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::borrow::Cow;
-
-    /// One known process.
-    struct One(u32, &'static str, Args<'static>, String);
-
-    impl Process for One {
-        fn pid(&self) -> u32 {
-            self.0
-        }
-        fn executable(&self) -> &str {
-            self.1
-        }
-        fn name(&self) -> &str {
-            nightjar_proto::event::basename(self.1)
-        }
-        fn args(&self) -> &Args<'_> {
-            &self.2
-        }
-        fn command_line(&self) -> &str {
-            &self.3
-        }
-        fn signing_id(&self) -> Option<&str> {
-            None
-        }
-        fn team_id(&self) -> Option<&str> {
-            None
-        }
-        fn cs_flags(&self) -> Option<u32> {
-            None
-        }
-    }
-
-    impl Processes for One {
-        fn get(&self, pid: u32) -> Option<&dyn Process> {
-            (pid == self.0).then_some(self as &dyn Process)
-        }
-    }
-
-    #[test]
-    fn parent_comes_from_the_lookup_else_from_the_fork_child() {
-        let host = HostInfo::new("h", "id");
-        let mut ev = ExecEvent::default();
-        ev.target.pid = 10;
-        ev.target.ppid = Some(5);
-        ev.target.executable = Cow::Borrowed("/usr/bin/kcc");
-        ev.caller.pid = Some(10);
-        ev.caller.ppid = Some(5);
-        ev.caller.executable = Some(Cow::Borrowed("/bin/zsh"));
-        ev.caller.cs_flags = Some(CS_VALID | CS_SIGNED);
-        {
-            let v = EcsEvent::new(&ev, &NoProcesses, &host);
-            assert!(matches!(v.value(Field::ParentName), Value::Str("zsh")));
-            assert!(matches!(
-                v.value(Field::ParentSignatureTrusted),
-                Value::Bool(true)
-            ));
-            assert!(matches!(v.value(Field::ParentArgs), Value::Missing));
-        }
-        let table = One(
-            5,
-            "/bin/bash",
-            Args::from_strs(["bash", "-c", "kcc"]).0,
-            "bash -c kcc".into(),
-        );
-        let v = EcsEvent::new(&ev, &table, &host);
-        assert!(matches!(v.value(Field::ParentName), Value::Str("bash")));
-        assert!(matches!(
-            v.value(Field::ParentCommandLine),
-            Value::Str("bash -c kcc")
-        ));
-        assert!(matches!(
-            v.value(Field::ParentSignatureExists),
-            Value::Missing
-        ));
-        let doc = v.document();
-        assert_eq!(doc["process"]["parent"]["name"], "bash");
-        assert_eq!(doc["event"]["category"], serde_json::json!(["process"]));
-        assert!(doc["process"].get("args").is_none());
-    }
+fn opt_id(id: Option<u32>) -> Value<'static> {
+    id.map_or(Value::Missing, Value::Id)
 }
+
+fn opt_long(n: Option<u32>) -> Value<'static> {
+    n.map_or(Value::Missing, |n| Value::Long(n.into()))
+}
+
+/// `file.name` / `file.extension` / `file.directory` of a path.
+fn name_of(path: Option<&str>) -> Value<'_> {
+    opt_str(path.map(nightjar_proto::event::basename))
+}
+
+fn extension_of(path: Option<&str>) -> Value<'_> {
+    opt_str(
+        path.map(nightjar_proto::event::basename)
+            .and_then(extension),
+    )
+}
+
+fn directory_of(path: Option<&str>) -> Value<'_> {
+    opt_str(path.and_then(directory))
+}
+
+#[cfg(test)]
+mod tests;

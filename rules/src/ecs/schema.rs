@@ -6,7 +6,10 @@
 //! mapping and the expression that reads it (`v` is the [`EcsEvent`]). Field ids are the
 //! line's position, so tables indexed by [`Field`] never need a lookup.
 
-use super::{CS_VALID, EcsEvent, Value, opt_bool, opt_str, signed};
+use super::{
+    CS_VALID, EcsEvent, Value, directory_of, extension_of, name_of, opt_bool, opt_id, opt_long,
+    opt_str, signed,
+};
 
 /// How Elasticsearch maps a field in Elastic Defend's indices: it decides how values compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,30 +55,31 @@ macro_rules! schema {
 }
 
 schema! {
-    EventCategory = "event.category", Keyword, |v| Value::Str("process");
-    EventType = "event.type", Keyword, |v| Value::Str("start");
-    EventAction = "event.action", Keyword, |v| Value::Str("exec");
+    EventCategory = "event.category", Keyword, |v| Value::Str(v.shape.category());
+    EventType = "event.type", Keyword, |v| Value::Str(v.shape.event_type());
+    EventAction = "event.action", Keyword, |v| Value::Str(v.shape.action());
     EventKind = "event.kind", Keyword, |v| Value::Str("event");
-    HostOsType = "host.os.type", Keyword, |v| Value::Str(v.ev.os.as_str());
+    HostOsType = "host.os.type", Keyword, |v| Value::Str(v.os.as_str());
     HostHostname = "host.hostname", Keyword, |v| Value::Str(&v.host.hostname);
     HostId = "host.id", Keyword, |v| Value::Str(&v.host.id);
-    Pid = "process.pid", Long, |v| Value::Long(v.ev.target.pid.into());
-    Executable = "process.executable", Keyword, |v| Value::Str(&v.ev.target.executable);
-    Name = "process.name", Keyword, |v| Value::Str(v.name);
+    Pid = "process.pid", Long, |v| Value::Long(v.pid().into());
+    Executable = "process.executable", Keyword, |v| opt_str(v.executable());
+    Name = "process.name", Keyword, |v| opt_str(v.name());
     Args = "process.args", Keyword, |v| v.args();
-    ArgsCount = "process.args_count", Long, |v| Value::Long(v.ev.target.args.len() as i64);
+    /// The true argument count, also when the middle of a long argv was not kept.
+    ArgsCount = "process.args_count", Long, |v| v.args_count();
     /// argv joined by single spaces, which the event holds NUL-joined.
     CommandLine = "process.command_line", Wildcard, |v| v.command_line();
-    WorkingDirectory = "process.working_directory", Keyword, |v| opt_str(v.ev.target.cwd.as_deref());
-    SigningId = "process.code_signature.signing_id", Keyword, |v| opt_str(v.ev.target.signing_id.as_deref());
-    TeamId = "process.code_signature.team_id", Keyword, |v| opt_str(v.ev.target.team_id.as_deref());
-    SignatureExists = "process.code_signature.exists", Bool, |v| opt_bool(signed(v.ev.target.signing_id.as_deref(), v.ev.target.cs_flags));
-    SignatureTrusted = "process.code_signature.trusted", Bool, |v| opt_bool(v.ev.target.cs_flags.map(|f| f & CS_VALID != 0));
+    WorkingDirectory = "process.working_directory", Keyword, |v| opt_str(v.working_directory());
+    SigningId = "process.code_signature.signing_id", Keyword, |v| opt_str(v.signature().0);
+    TeamId = "process.code_signature.team_id", Keyword, |v| opt_str(v.signature().1);
+    SignatureExists = "process.code_signature.exists", Bool, |v| { let (id, _, flags) = v.signature(); opt_bool(signed(id, flags)) };
+    SignatureTrusted = "process.code_signature.trusted", Bool, |v| opt_bool(v.signature().2.map(|f| f & CS_VALID != 0));
     ParentPid = "process.parent.pid", Long, |v| v.parent_pid();
     ParentExecutable = "process.parent.executable", Keyword, |v| v.parent_image(|e| Value::Str(e.executable()), |c| opt_str(c.executable.as_deref()));
     ParentName = "process.parent.name", Keyword, |v| v.parent_image(|e| Value::Str(e.name()), |c| opt_str(c.executable.as_deref().map(nightjar_proto::event::basename)));
     ParentArgs = "process.parent.args", Keyword, |v| v.parent_image(|e| if e.args().is_empty() { Value::Missing } else { Value::Args(e.args()) }, |_| Value::Missing);
-    ParentArgsCount = "process.parent.args_count", Long, |v| v.parent_image(|e| Value::Long(e.args().len() as i64), |_| Value::Missing);
+    ParentArgsCount = "process.parent.args_count", Long, |v| v.parent_image(|e| Value::Long(e.args_count() as i64), |_| Value::Missing);
     ParentCommandLine = "process.parent.command_line", Wildcard, |v| v.parent_image(|e| if e.args().is_empty() { Value::Missing } else { Value::Str(e.command_line()) }, |_| Value::Missing);
     ParentSigningId = "process.parent.code_signature.signing_id", Keyword, |v| v.parent_image(|e| opt_str(e.signing_id()), |c| opt_str(c.signing_id.as_deref()));
     ParentTeamId = "process.parent.code_signature.team_id", Keyword, |v| v.parent_image(|e| opt_str(e.team_id()), |c| opt_str(c.team_id.as_deref()));
@@ -84,22 +88,57 @@ schema! {
     EffectivePid = "process.Ext.effective_parent.pid", Long, |v| v.effective().map_or(Value::Missing, |e| Value::Long(e.pid().into()));
     EffectiveExecutable = "process.Ext.effective_parent.executable", Keyword, |v| v.effective().map_or(Value::Missing, |e| Value::Str(e.executable()));
     EffectiveName = "process.Ext.effective_parent.name", Keyword, |v| v.effective().map_or(Value::Missing, |e| Value::Str(e.name()));
-    UserId = "user.id", Keyword, |v| v.ev.target.euid.map_or(Value::Missing, Value::Id);
+    UserId = "user.id", Keyword, |v| opt_id(v.ids().euid);
     UserName = "user.name", Keyword, |v| v.user_name();
-    GroupId = "group.id", Keyword, |v| v.ev.target.egid.map_or(Value::Missing, Value::Id);
+    GroupId = "group.id", Keyword, |v| opt_id(v.ids().egid);
+    /// The effective ids again under `process.*`, and the real ones (Elastic Defend, Linux).
+    ProcessUserId = "process.user.id", Keyword, |v| opt_id(v.ids().euid);
+    ProcessGroupId = "process.group.id", Keyword, |v| opt_id(v.ids().egid);
+    RealUserId = "process.real_user.id", Keyword, |v| opt_id(v.ids().uid);
+    RealGroupId = "process.real_group.id", Keyword, |v| opt_id(v.ids().gid);
+    UserRealId = "user.Ext.real.id", Keyword, |v| opt_id(v.ids().uid);
+    GroupRealId = "group.Ext.real.id", Keyword, |v| opt_id(v.ids().gid);
+    ParentUserId = "process.parent.user.id", Keyword, |v| v.parent_image(|e| opt_id(e.ids().euid), |_| Value::Missing);
+    ParentGroupId = "process.parent.group.id", Keyword, |v| v.parent_image(|e| opt_id(e.ids().egid), |_| Value::Missing);
+    ParentWorkingDirectory = "process.parent.working_directory", Keyword, |v| v.parent_image(|e| opt_str(e.working_directory()), |_| Value::Missing);
+    /// A controlling terminal.
+    Interactive = "process.interactive", Bool, |v| opt_bool(v.interactive());
+    ParentInteractive = "process.parent.interactive", Bool, |v| v.parent_image(|e| opt_bool(e.interactive()), |_| Value::Missing);
+    /// Some of argv was not kept (the middle of a long argv, or bytes of an argument).
+    ArgsTruncated = "process.Ext.args_truncated", Bool, |v| v.args_truncated();
+    /// `NAME=value` of the environment variables `[sensor] env_vars` names.
+    EnvVars = "process.env_vars", Keyword, |v| v.env_vars();
+    EntityId = "process.entity_id", Keyword, |v| v.entity_id(v.pid(), v.start_time_ns());
+    ParentEntityId = "process.parent.entity_id", Keyword, |v| v.parent_image(|e| v.entity_id(e.pid(), e.start_time_ns()), |_| Value::Missing);
+    SessionLeaderPid = "process.session_leader.pid", Long, |v| opt_long(v.session_leader_pid());
+    SessionLeaderName = "process.session_leader.name", Keyword, |v| v.leader_value(v.session_leader_pid(), |t| opt_str(t.name()), |p| Value::Str(p.name()));
+    SessionLeaderExecutable = "process.session_leader.executable", Keyword, |v| v.leader_value(v.session_leader_pid(), |t| opt_str(t.executable()), |p| Value::Str(p.executable()));
+    SessionLeaderEntityId = "process.session_leader.entity_id", Keyword, |v| v.leader_value(v.session_leader_pid(), |t| t.entity_id(t.pid(), t.start_time_ns()), |p| v.entity_id(p.pid(), p.start_time_ns()));
+    GroupLeaderPid = "process.group_leader.pid", Long, |v| opt_long(v.group_leader_pid());
+    GroupLeaderName = "process.group_leader.name", Keyword, |v| v.leader_value(v.group_leader_pid(), |t| opt_str(t.name()), |p| Value::Str(p.name()));
+    GroupLeaderExecutable = "process.group_leader.executable", Keyword, |v| v.leader_value(v.group_leader_pid(), |t| opt_str(t.executable()), |p| Value::Str(p.executable()));
+    GroupLeaderEntityId = "process.group_leader.entity_id", Keyword, |v| v.leader_value(v.group_leader_pid(), |t| t.entity_id(t.pid(), t.start_time_ns()), |p| v.entity_id(p.pid(), p.start_time_ns()));
+    EntryLeaderPid = "process.entry_leader.pid", Long, |v| opt_long(v.entry_leader().map(|e| e.pid));
+    EntryLeaderName = "process.entry_leader.name", Keyword, |v| v.leader_value(v.entry_leader().map(|e| e.pid), |t| opt_str(t.name()), |p| Value::Str(p.name()));
+    EntryLeaderExecutable = "process.entry_leader.executable", Keyword, |v| v.leader_value(v.entry_leader().map(|e| e.pid), |t| opt_str(t.executable()), |p| Value::Str(p.executable()));
+    EntryLeaderArgs = "process.entry_leader.args", Keyword, |v| v.leader_value(v.entry_leader().map(|e| e.pid), |t| t.args(), |p| if p.args().is_empty() { Value::Missing } else { Value::Args(p.args()) });
+    EntryLeaderEntityId = "process.entry_leader.entity_id", Keyword, |v| match v.entry_leader() { Some(e) => v.entity_id(e.pid, e.start_time_ns), None => Value::Missing };
+    EntryMetaType = "process.entry_leader.entry_meta.type", Keyword, |v| opt_str(v.entry_leader().map(|e| e.kind.as_str()));
+    ExitCode = "process.exit_code", Long, |v| v.exit_code();
+    FilePath = "file.path", Keyword, |v| opt_str(v.file_path());
+    FileName = "file.name", Keyword, |v| name_of(v.file_path());
+    FileExtension = "file.extension", Keyword, |v| extension_of(v.file_path());
+    FileDirectory = "file.directory", Keyword, |v| directory_of(v.file_path());
+    FileOriginalPath = "file.Ext.original.path", Keyword, |v| opt_str(v.original_path());
+    FileOriginalName = "file.Ext.original.name", Keyword, |v| name_of(v.original_path());
+    FileOriginalExtension = "file.Ext.original.extension", Keyword, |v| extension_of(v.original_path());
 }
 
 /// Mappings of ECS and Elastic Defend fields the view does not produce. A rule testing them
 /// loads (its literals typed as Elasticsearch types them) and its tests on them are false;
 /// fields neither here nor in the schema are keywords, and `rules check` warns about them.
 const NOT_PRODUCED: &[(&str, FieldKind)] = &[
-    ("process.interactive", FieldKind::Bool),
-    ("process.parent.interactive", FieldKind::Bool),
-    ("process.exit_code", FieldKind::Long),
     ("process.parent.exit_code", FieldKind::Long),
-    ("process.group_leader.pid", FieldKind::Long),
-    ("process.session_leader.pid", FieldKind::Long),
-    ("process.entry_leader.pid", FieldKind::Long),
     ("process.parent.group_leader.pid", FieldKind::Long),
     ("process.parent.session_leader.pid", FieldKind::Long),
     ("process.parent.entry_leader.pid", FieldKind::Long),
@@ -222,11 +261,12 @@ mod tests {
             assert_eq!(*field as usize, i, "{name}");
             assert_eq!(Field::from_name(name), Some(*field));
         }
-        assert_eq!(Field::from_name("file.path"), None);
+        assert_eq!(Field::from_name("file.path"), Some(Field::FilePath));
         for (name, _) in NOT_PRODUCED {
             assert_eq!(Field::from_name(name), None, "{name} is produced");
         }
         assert_eq!(kind_of("process.interactive"), FieldKind::Bool);
+        assert_eq!(kind_of("process.thread.id"), FieldKind::Long);
         assert_eq!(kind_of("process.no_such_field"), FieldKind::Keyword);
     }
 
@@ -240,5 +280,6 @@ mod tests {
         assert_eq!(suggest("process.name"), None);
         assert_eq!(suggest("process.interactive"), None);
         assert_eq!(suggest("file.path"), None);
+        assert_eq!(suggest("file.pth"), Some("file.path"));
     }
 }

@@ -12,7 +12,7 @@ mod eval;
 mod index;
 mod tree;
 
-use crate::ecs::{EcsEvent, Field, Value};
+use crate::ecs::{EcsEvent, Field, Shape, Value};
 use crate::query::ast::Query;
 use crate::query::typing::TypedPred;
 
@@ -21,25 +21,54 @@ use eval::{SCRATCH, Scratch, args_iter};
 use index::{FieldIndex, IndexChoice};
 use tree::Node;
 
-/// One rule's compiled tree.
+/// One rule's compiled trees, one per event shape.
 #[derive(Debug)]
-pub struct CompiledRule(Node);
+pub struct CompiledRule([Node; Shape::COUNT]);
 
 impl CompiledRule {
     pub fn new(query: &Query<TypedPred>) -> CompiledRule {
-        CompiledRule(tree::compile(query))
+        CompiledRule(Shape::ALL.map(|shape| tree::compile(query, shape)))
     }
 
     /// Whether no event the view can produce ever matches (the query needs fields or values
     /// this host's events do not have).
     pub fn never_matches(&self) -> bool {
-        matches!(self.0, Node::Const(false))
+        self.0.iter().all(|n| matches!(n, Node::Const(false)))
+    }
+
+    /// Whether events of `shape` can match.
+    pub fn can_match(&self, shape: Shape) -> bool {
+        !matches!(self.0[shape as usize], Node::Const(false))
+    }
+
+    /// Whether `ev` matches this one tree (exception items are evaluated this way, once a
+    /// rule has matched). Allocation-free, like [`Matcher::evaluate`].
+    pub fn matches(&self, ev: &EcsEvent<'_>) -> bool {
+        let node = &self.0[ev.shape() as usize];
+        if !node.needs_scratch() {
+            return node.eval(ev, &mut Scratch::default());
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => {
+                sc.ready = false;
+                node.eval(ev, &mut sc)
+            }
+            Err(_) => node.eval(ev, &mut Scratch::default()),
+        })
     }
 }
 
-/// Many compiled rules with their index.
+/// Many compiled rules with their indexes, one matcher per event shape: an event is tested
+/// only against the rules its shape can match, on trees with its shape's constants folded.
 #[derive(Debug, Default)]
 pub struct Matcher {
+    shapes: [ShapeMatcher; Shape::COUNT],
+    len: usize,
+}
+
+/// The rules of one shape with their index.
+#[derive(Debug, Default)]
+struct ShapeMatcher {
     rules: Vec<Node>,
     /// Rules tested on every event.
     always: Vec<u32>,
@@ -62,9 +91,71 @@ impl Matcher {
 
     /// Indexes compiled rules; a rule's index here is what [`Matcher::evaluate`] reports.
     pub fn from_rules(rules: Vec<CompiledRule>) -> Matcher {
-        let mut m = Matcher {
-            rules: rules.into_iter().map(|r| r.0).collect(),
-            ..Matcher::default()
+        let len = rules.len();
+        let mut per_shape: [Vec<Node>; Shape::COUNT] = Default::default();
+        for rule in rules {
+            for (shape, node) in rule.0.into_iter().enumerate() {
+                per_shape[shape].push(node);
+            }
+        }
+        Matcher {
+            shapes: per_shape.map(ShapeMatcher::from_nodes),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the indices of matching rules to `out` (cleared first), ascending.
+    ///
+    /// When the event's argv was cut (`process.Ext.args_truncated`: arguments dropped from
+    /// the middle, or an argument cut short), a rule whose outcome could depend on what was
+    /// dropped counts as matching too: evasion by padding argv must not silence a rule. See
+    /// [`Matcher::is_certain`] to tell such matches apart.
+    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        let shape = &self.shapes[ev.shape() as usize];
+        shape.evaluate(ev, out);
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            shape.add_uncertain(ev, out);
+        }
+    }
+
+    /// Whether rule `rule` matches `ev` whatever arguments its cut argv lost (on an event
+    /// whose argv is whole: whether it matches). A match that is not certain is one that
+    /// [`Matcher::evaluate`] reported because the dropped arguments could decide it.
+    pub fn is_certain(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        let shape = &self.shapes[ev.shape() as usize];
+        let Some(node) = shape.rules.get(rule) else {
+            return false;
+        };
+        let mut sc = Scratch::default();
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            node.eval3(ev, &mut sc) == eval::Tri::True
+        } else {
+            node.eval(ev, &mut sc)
+        }
+    }
+
+    /// Whether some rule can match events of `shape` (a source can leave the rest out).
+    pub fn wants(&self, shape: Shape) -> bool {
+        self.shapes[shape as usize]
+            .rules
+            .iter()
+            .any(|n| !matches!(n, Node::Const(false)))
+    }
+}
+
+impl ShapeMatcher {
+    fn from_nodes(rules: Vec<Node>) -> ShapeMatcher {
+        let mut m = ShapeMatcher {
+            rules,
+            ..ShapeMatcher::default()
         };
         for (i, node) in m.rules.iter().enumerate() {
             let i = i as u32;
@@ -90,16 +181,7 @@ impl Matcher {
         m
     }
 
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// Appends the indices of matching rules to `out` (cleared first), ascending.
-    pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+    fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
         if !self.needs_scratch {
             // Nothing is ever written to it: an empty one allocates nothing.
@@ -112,6 +194,24 @@ impl Matcher {
             }
             Err(_) => self.run(ev, &mut Scratch::default(), out),
         });
+    }
+
+    /// Adds the rules not in `out` whose outcome is unknown on a cut argv (every rule of
+    /// the shape is tried: the index may have missed one whose argument was dropped).
+    fn add_uncertain(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        let before = out.len();
+        let mut sc = Scratch::default();
+        for (i, node) in self.rules.iter().enumerate() {
+            if matches!(node, Node::Const(false)) || out[..before].binary_search(&i).is_ok() {
+                continue;
+            }
+            if node.eval3(ev, &mut sc) == eval::Tri::Unknown {
+                out.push(i);
+            }
+        }
+        if out.len() > before {
+            out.sort_unstable();
+        }
     }
 
     fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {

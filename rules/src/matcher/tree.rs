@@ -1,12 +1,12 @@
 //! Rule trees: a typed query compiled into a [`Node`] tree that reads event fields directly.
 //!
 //! Compile time does everything that does not depend on the event: field ids are resolved,
-//! fields with a constant value in the exec view (`event.category`, `event.type`,
-//! `event.action`, `event.kind`) are folded away, fields the view never produces become
-//! `false`, `or`-ed string tests on one field are fused, and children of `and`/`or` are
-//! ordered cheapest first.
+//! a query is compiled once per event [`Shape`], so the fields a shape fixes (`event.category`,
+//! `event.type`, `event.action`, `event.kind`) are folded away and fields it never carries (the
+//! view never produces) become `false`, `or`-ed string tests on one field are fused, and
+//! children of `and`/`or` are ordered cheapest first.
 
-use crate::ecs::{Field, FieldKind, Value};
+use crate::ecs::{Field, FieldKind, Shape, Value};
 use crate::pattern::{Glob, Regex};
 use crate::query::ast::{Cmp, Query};
 use crate::query::typing::{Test, TypedPred};
@@ -46,23 +46,23 @@ pub(super) enum CTest {
     AnyOf(Box<[CTest]>),
 }
 
-/// Compiles one typed query.
-pub(super) fn compile(q: &Query<TypedPred>) -> Node {
+/// Compiles one typed query for events of `shape`.
+pub(super) fn compile(q: &Query<TypedPred>, shape: Shape) -> Node {
     match q {
-        Query::And(v) => simplify_and(v.iter().map(compile).collect()),
-        Query::Or(v) => simplify_or(v.iter().map(compile).collect()),
-        Query::Not(inner) => match compile(inner) {
+        Query::And(v) => simplify_and(v.iter().map(|q| compile(q, shape)).collect()),
+        Query::Or(v) => simplify_or(v.iter().map(|q| compile(q, shape)).collect()),
+        Query::Not(inner) => match compile(inner, shape) {
             Node::Const(b) => Node::Const(!b),
             n => Node::Not(Box::new(n)),
         },
         Query::Const(b) => Node::Const(*b),
-        Query::Leaf(p) => compile_leaf(p),
+        Query::Leaf(p) => compile_leaf(p, shape),
     }
 }
 
-pub(super) fn compile_leaf(p: &TypedPred) -> Node {
-    let Some(field) = p.field else {
-        // Never produced: absent, so every test is false.
+pub(super) fn compile_leaf(p: &TypedPred, shape: Shape) -> Node {
+    let Some(field) = p.field.filter(|f| shape.can_carry(*f)) else {
+        // Never produced (for this shape): absent, so every test is false.
         return Node::Const(false);
     };
     let test = match &p.test {
@@ -85,15 +85,15 @@ pub(super) fn compile_leaf(p: &TypedPred) -> Node {
         on_joined: test.joined_equivalent(),
         test,
     };
-    // Fields with one value for every exec event are decided now.
+    // Fields with one value for every event of the shape are decided now.
     if matches!(
         field,
         Field::EventCategory | Field::EventType | Field::EventAction | Field::EventKind
     ) {
         let value = match field {
-            Field::EventCategory => "process",
-            Field::EventType => "start",
-            Field::EventAction => "exec",
+            Field::EventCategory => shape.category(),
+            Field::EventType => shape.event_type(),
+            Field::EventAction => shape.action(),
             _ => "event",
         };
         let mut sc = Scratch::default();

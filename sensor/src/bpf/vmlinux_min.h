@@ -27,6 +27,7 @@ typedef __u32 __be32;
 typedef __u32 __wsum;
 typedef _Bool bool;
 typedef int pid_t;
+typedef unsigned long size_t;
 typedef unsigned int uid_t;
 typedef unsigned int gid_t;
 
@@ -35,16 +36,42 @@ enum {
 	true = 1,
 };
 
+typedef unsigned short umode_t;
+typedef unsigned int fmode_t;
+typedef long long loff_t;
+
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_LPM_TRIE = 11,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
 
 enum {
 	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_F_NO_PREALLOC = 1,
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
+
+enum pid_type {
+	PIDTYPE_PID = 0,
+	PIDTYPE_TGID = 1,
+	PIDTYPE_PGID = 2,
+	PIDTYPE_SID = 3,
+	PIDTYPE_MAX = 4,
+};
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct bpf_dynptr {
+	__u64 __opaque[2];
+} __attribute__((aligned(8)));
 
 typedef struct {
 	uid_t val;
@@ -64,21 +91,119 @@ struct cred {
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	unsigned long env_start;
+	unsigned long env_end;
+} __attribute__((preserve_access_index));
+
+struct qstr {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	umode_t i_mode;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+	struct inode *d_inode;
+} __attribute__((preserve_access_index));
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} __attribute__((preserve_access_index));
+
+/* The mount a vfsmount is embedded in (fs/mount.h): for walking a path across mounts. */
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+	fmode_t f_mode;
+	unsigned int f_flags;
+	loff_t f_pos;
+} __attribute__((preserve_access_index));
+
+struct fs_struct {
+	struct path pwd;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct open_how {
+	u64 flags;
+} __attribute__((preserve_access_index));
+
+struct upid {
+	int nr;
+} __attribute__((preserve_access_index));
+
+struct pid {
+	unsigned int level;
+	struct upid numbers[1];
+} __attribute__((preserve_access_index));
+
+struct tty_struct {
+	char name[64];
+} __attribute__((preserve_access_index));
+
+struct signal_struct {
+	atomic_t live;
+	struct pid *pids[PIDTYPE_MAX];
+	struct tty_struct *tty;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node {
+	const char *name;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
 } __attribute__((preserve_access_index));
 
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
 	const struct cred *cred;
 	struct mm_struct *mm;
+	struct fs_struct *fs;
+	struct files_struct *files;
+	struct signal_struct *signal;
+	struct pid *thread_pid;
+	struct css_set *cgroups;
 	u64 start_boottime;
+	int exit_code;
+	char comm[16];
 	kuid_t loginuid;
 	unsigned int sessionid;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {
+	struct file *file;
 	const char *filename;
+	int argc;
 } __attribute__((preserve_access_index));
 
 /* bpf_tracing.h reads the program context through this type on x86-64. */

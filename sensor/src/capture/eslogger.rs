@@ -1,8 +1,12 @@
-//! `eslogger exec` as a source (macOS 13+): Apple's own ES client, which needs no
-//! Endpoint Security entitlement for us, prints one JSON message per line on a pipe.
+//! `eslogger` as a source (macOS 13+): Apple's own ES client, which needs no Endpoint Security
+//! entitlement for us, prints one JSON message per line on a pipe. It is run as
+//! `eslogger exec fork exit`, plus `create close rename unlink` when a loaded rule reads file
+//! events.
 //!
-//! Each line is decoded with the shared eslogger decoder and published. eslogger's
-//! `seq_num` / `global_seq_num` gaps are reported as [`LossSource::EsloggerGap`]. When
+//! Each line is decoded with the shared reader ([`EventReader`]) and passed through the
+//! [`Gate`] (Nightjar's own events out, file events only on paths a rule can match).
+//! eslogger's `seq_num` / `global_seq_num` gaps, counted for every message before any
+//! filtering, are reported as [`LossSource::EsloggerGap`]. When
 //! eslogger exits it is restarted after a capped exponential backoff; what happened in
 //! between is unknown and counted as one [`LossSource::EsloggerRestart`] loss per restart.
 //!
@@ -17,11 +21,10 @@ use std::time::{Duration, Instant};
 
 use nightjar_proto::LossSource;
 use nightjar_proto::eslogger::{EsSeq, SeqGapDetector};
-use nightjar_proto::event::Event;
-use nightjar_proto::event::basename;
 use nightjar_proto::ndjson::{EventReader, InputFormat, Next};
 
-use crate::capture::CaptureError;
+use crate::capture::{CaptureError, Settings};
+use crate::gate::{Gate, Verdict};
 use crate::publish::Publisher;
 
 /// Environment variable naming the eslogger program.
@@ -32,8 +35,9 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A run that lasted this long was healthy: the next restart waits [`BACKOFF_START`] again.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
-/// Images whose execs are not reported: ours.
-const MUTED_IMAGES: [&str; 2] = ["nightjar-sensor", "nightjar-agent"];
+/// The event types always asked for, and those asked for when a rule reads file events.
+const PROCESS_EVENTS: [&str; 3] = ["exec", "fork", "exit"];
+const FILE_EVENTS: [&str; 4] = ["create", "close", "rename", "unlink"];
 /// Pipe buffer: several hundred typical messages.
 const READ_BUFFER: usize = 1 << 20;
 
@@ -44,28 +48,37 @@ pub fn program() -> OsString {
         .unwrap_or_else(|| OsString::from("eslogger"))
 }
 
-fn spawn(program: &OsString) -> std::io::Result<Child> {
+fn spawn(program: &OsString, files: bool) -> std::io::Result<Child> {
+    let events = PROCESS_EVENTS
+        .iter()
+        .chain(FILE_EVENTS.iter().filter(|_| files));
     Command::new(program)
-        .arg("exec")
+        .args(events)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
 }
 
-/// Runs eslogger and publishes its execs, restarting it whenever it exits; returns only when
+/// Runs eslogger and publishes its events, restarting it whenever it exits; returns only when
 /// it cannot be started at all. eslogger cannot mute processes, so the sensor's, eslogger's
-/// and the agent's own execs (by pid, or by the calling image's name) are skipped here.
-pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, CaptureError> {
+/// and the agent's own events (by pid, or by the image's name) are left out by the gate.
+pub fn run(
+    publisher: &mut Publisher,
+    program: &OsString,
+    settings: &Settings,
+) -> Result<Infallible, CaptureError> {
     let own_pid = std::process::id();
-    let mut child = spawn(program).map_err(|err| {
+    let mut gate = Gate::new(settings.files.clone(), vec![own_pid]);
+    let files = gate.wants_files();
+    let mut child = spawn(program, files).map_err(|err| {
         CaptureError::Eslogger(format!(
             "cannot start `{}`: {err}",
             program.to_string_lossy()
         ))
     })?;
     let mut backoff = BACKOFF_START;
-    let mut events = EventReader::new(InputFormat::Eslogger);
+    let mut events = EventReader::with_env(InputFormat::Eslogger, settings.env.clone());
     loop {
         let started = Instant::now();
         tracing::info!(pid = child.id(), "eslogger started");
@@ -73,7 +86,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
         let mut tracker = SeqGapDetector::new();
         if let Some(stdout) = child.stdout.take() {
             let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
-            let child_pid = child.id();
+            gate.set_own_pids(vec![own_pid, child.id()]);
             events.restart();
             loop {
                 let (line_no, next) = match events.next(&mut reader) {
@@ -87,14 +100,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
                     Next::End => break,
                     Next::Event(ev, seq) => {
                         observe(&mut tracker, publisher, seq);
-                        let Event::Exec(ev) = ev else { continue };
-                        let pid = ev.target.pid;
-                        let by_us = ev
-                            .caller
-                            .executable
-                            .as_deref()
-                            .is_some_and(|e| MUTED_IMAGES.contains(&basename(e)));
-                        if pid != child_pid && pid != own_pid && !by_us {
+                        if gate.judge(&ev) == Verdict::Publish {
                             publisher.publish(ev);
                         }
                     }
@@ -102,6 +108,9 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
                     Next::Bad(err) => tracing::warn!("eslogger output line {line_no}: {err}"),
                 }
                 if reader.buffer().is_empty() {
+                    for (kind, n) in gate.take_filtered() {
+                        publisher.report_filtered(kind, n);
+                    }
                     publisher.flush();
                 }
             }
@@ -116,7 +125,7 @@ pub fn run(publisher: &mut Publisher, program: &OsString) -> Result<Infallible, 
         child = loop {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            match spawn(program) {
+            match spawn(program, files) {
                 Ok(child) => break child,
                 Err(err) => tracing::warn!("cannot restart `{}`: {err}", program.to_string_lossy()),
             }

@@ -1,7 +1,5 @@
-//! Live capture backends. Each turns the platform's exec notifications into [`ExecEvent`]s
-//! and hands them to the [`Publisher`]; none returns except on failure.
-//!
-//! [`ExecEvent`]: nightjar_proto::ExecEvent
+//! Live capture backends. Each turns the platform's notifications (exec, fork, exit, file)
+//! into events and hands them to the [`Publisher`]; none returns except on failure.
 
 #[cfg(target_os = "linux")]
 pub mod ebpf;
@@ -10,7 +8,19 @@ pub mod eslogger;
 
 use std::convert::Infallible;
 
+use nightjar_proto::event::EnvFilter;
+use nightjar_proto::filter::PathFilter;
+
 use crate::publish::Publisher;
+
+/// What every backend captures besides the fixed event fields.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Environment variables captured into `process.env_vars`.
+    pub env: EnvFilter,
+    /// File events to publish: the paths and processes the loaded rules can match.
+    pub files: PathFilter,
+}
 
 /// Which backend `run --source` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +61,10 @@ pub enum CaptureError {
     Ebpf(String),
     #[error("Endpoint Security: {0}")]
     EndpointSecurity(String),
+    /// The binary lacks the Endpoint Security entitlement (`--source auto` then uses
+    /// eslogger).
+    #[error("Endpoint Security: {0}")]
+    NotEntitled(String),
     #[error("eslogger: {0}")]
     Eslogger(String),
     #[error("the {0} source is not available on this platform")]
@@ -58,15 +72,27 @@ pub enum CaptureError {
 }
 
 /// Runs the selected backend until it fails.
-pub fn run(kind: SourceKind, publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
+pub fn run(
+    kind: SourceKind,
+    publisher: &mut Publisher,
+    settings: &Settings,
+) -> Result<Infallible, CaptureError> {
     match kind.resolve() {
-        Backend::Eslogger => eslogger::run(publisher, &eslogger::program()),
+        Backend::Eslogger => eslogger::run(publisher, &eslogger::program(), settings),
         #[cfg(target_os = "linux")]
-        Backend::Ebpf => ebpf::run(publisher),
+        Backend::Ebpf => ebpf::run(publisher, settings),
         #[cfg(not(target_os = "linux"))]
         Backend::Ebpf => Err(CaptureError::Unsupported("ebpf")),
         #[cfg(target_os = "macos")]
-        Backend::EndpointSecurity => endpoint_security::client::run(publisher),
+        Backend::EndpointSecurity => match endpoint_security::client::run(publisher, settings) {
+            // Without the entitlement, `auto` falls back to Apple's own client instead of
+            // failing (and being restarted by launchd) forever.
+            Err(CaptureError::NotEntitled(why)) if kind == SourceKind::Auto => {
+                tracing::warn!("{why}; falling back to eslogger");
+                eslogger::run(publisher, &eslogger::program(), settings)
+            }
+            other => other,
+        },
         #[cfg(not(target_os = "macos"))]
         Backend::EndpointSecurity => Err(CaptureError::Unsupported("endpoint-security")),
     }

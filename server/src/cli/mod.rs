@@ -3,6 +3,7 @@
 //! configuration or database error (with a message naming the file, key or cause).
 
 mod admin;
+mod policy;
 mod query;
 mod run;
 mod verify;
@@ -50,7 +51,7 @@ enum Command {
         #[command(subcommand)]
         command: AdminTokenCommand,
     },
-    /// The policy signing key.
+    /// Fleet policies and the policy signing key.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -70,12 +71,32 @@ enum Command {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+    /// Exports alerts for Elasticsearch.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Re-verifies stored envelopes and chains; exit 1 naming the first bad host and seq.
     Verify {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long, value_name = "H")]
         host: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// `_bulk` NDJSON for the data stream logs-nightjar.alert-<namespace> (docs/elastic.md).
+    #[command(name = "elastic-bulk")]
+    ElasticBulk {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// The data stream (default logs-nightjar.alert-default).
+        #[arg(long, value_name = "NAME")]
+        index: Option<String>,
     },
 }
 
@@ -116,6 +137,40 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compiles rules and exceptions with the agent's engine, signs them as the next policy
+    /// version and publishes it to every host; refuses a policy that does not compile.
+    Publish(PublishArgs),
+    /// Published policy versions, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Rule TOML file or directory (repeatable).
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    /// Kibana exception-list export (NDJSON), repeatable.
+    #[arg(long = "exceptions", value_name = "FILE")]
+    exceptions: Vec<PathBuf>,
+    /// Leave out the built-in seed rule.
+    #[arg(long)]
+    no_builtin: bool,
+    /// A rule_id whose matching execs are blocked (repeatable).
+    #[arg(long = "block", value_name = "RULE_ID")]
+    block: Vec<String>,
+    /// Ties an exception list to a rule (`RULE_ID=LIST_ID`), besides the rule's own
+    /// `exceptions_list` (repeatable).
+    #[arg(long = "link", value_name = "RULE_ID=LIST_ID")]
+    link: Vec<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +277,12 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Policy {
             command: PolicyCommand::Key { config, json },
         } => admin::policy_key(config.load()?, json),
+        Command::Policy {
+            command: PolicyCommand::Publish(args),
+        } => policy::publish(args.config.load()?, &args).await,
+        Command::Policy {
+            command: PolicyCommand::List { config, json },
+        } => policy::list(config.load()?, json).await,
         Command::Hosts {
             command: HostsCommand::List { config, json },
         } => query::hosts_list(config.load()?, json).await,
@@ -242,6 +303,14 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             command: IntegrityCommand::List { config, host, json },
         } => query::integrity_list(config.load()?, host, json).await,
         Command::Verify { config, host } => verify::verify(config.load()?, host).await,
+        Command::Export {
+            command:
+                ExportCommand::ElasticBulk {
+                    config,
+                    since,
+                    index,
+                },
+        } => query::export_elastic(config.load()?, since, index).await,
     }
 }
 

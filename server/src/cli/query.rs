@@ -165,3 +165,45 @@ pub async fn integrity_list(
     w.flush()?;
     Ok(())
 }
+
+pub async fn export_elastic(
+    config: Config,
+    since: Option<String>,
+    index: Option<String>,
+) -> Result<(), Failure> {
+    let index = index.unwrap_or_else(|| crate::export::DEFAULT_INDEX.to_string());
+    crate::export::check_index(&index).map_err(|m| Failure {
+        code: 2,
+        message: format!("--index: {m}"),
+    })?;
+    let since = since
+        .map(|s| duration(&s).map(|d| std::time::SystemTime::now() - d))
+        .transpose()
+        .map_err(|m| Failure {
+            code: 2,
+            message: format!("--since: {m}"),
+        })?;
+    let filter = Filter {
+        since,
+        ..Filter::default()
+    };
+    let pool = super::pool(&config)?;
+    let client = pool.get().await?;
+    let mut w = out();
+    let mut cursor = None;
+    loop {
+        let (rows, next) = alerts::page(&client, &filter, cursor.as_ref(), PAGE).await?;
+        for a in &rows {
+            let (action, doc) = crate::export::bulk_lines(a, &index)
+                .map_err(|e| format!("host {} seq {}: stored envelope: {e}", a.host_id, a.seq))?;
+            writeln!(w, "{action}")?;
+            writeln!(w, "{doc}")?;
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

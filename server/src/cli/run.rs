@@ -47,10 +47,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         config.silent_after,
     ));
     tokio::spawn(http::host_auth::prune_replays(pool.clone()));
-    let state = AppState {
-        pool,
-        config: config.clone(),
-    };
+    let state = AppState::new(pool, config.clone());
     // Tests and scripts read this line to find the port when `listen` ends in `:0`.
     eprintln!("nightjar-server: listening on {scheme}://{addr}");
     http::serve(listener, state, shutdown_signal()).await?;

@@ -9,8 +9,19 @@ use deadpool_postgres::Pool;
 use super::DbError;
 
 /// (version, name, SQL), in order.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "fleet", include_str!("../../migrations/0001_fleet.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "fleet", include_str!("../../migrations/0001_fleet.sql")),
+    (
+        2,
+        "ingest_cost",
+        include_str!("../../migrations/0002_ingest_cost.sql"),
+    ),
+    (
+        3,
+        "policy_summary",
+        include_str!("../../migrations/0003_policy_summary.sql"),
+    ),
+];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x6e6a_6d69_6772_6174;

@@ -1,7 +1,8 @@
 //! Monthly partitions of `alerts`, created ahead of time (this month and the next two) at
 //! start and daily. Rows outside every monthly partition land in `alerts_default`, so an alert
 //! is never refused for its time; a month whose rows already sit in the default partition is
-//! left there (PostgreSQL cannot create a partition over rows the default holds).
+//! left there (PostgreSQL cannot create a partition over rows the default holds). Each keeps
+//! rows up to 8 KB whole (`toast_tuple_target`): an alert's envelope stays in its row.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +24,8 @@ pub async fn ensure(pool: &Pool, now: SystemTime) -> Result<Vec<String>, DbError
         let name = format!("alerts_{year:04}_{month:02}");
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {name} PARTITION OF alerts \
-             FOR VALUES FROM ('{year:04}-{month:02}-01 00:00:00+00') TO ('{ny:04}-{nm:02}-01 00:00:00+00')"
+             FOR VALUES FROM ('{year:04}-{month:02}-01 00:00:00+00') TO ('{ny:04}-{nm:02}-01 00:00:00+00') \
+             WITH (toast_tuple_target = 8160)"
         );
         match client.batch_execute(&sql).await {
             Ok(()) => created.push(name),

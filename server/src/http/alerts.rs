@@ -22,6 +22,12 @@ pub async fn ingest(
     req: Request,
 ) -> Result<Json<IngestResponse>, ApiError> {
     let (parts, body) = req.into_parts();
+    let _slot = state.ingest.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
     let bytes = body::read(&parts.headers, body, state.config.max_body_bytes).await?;
     let auth =
         host_auth::authenticate(&state, &parts, &bytes, host_auth::Replay::Idempotent).await?;
@@ -30,7 +36,14 @@ pub async fn ingest(
     // Decoding and Ed25519 batch verification are the CPU-heavy part: off the I/O threads.
     let key = auth.key.clone();
     let host_id = auth.host_id.clone();
+    let permit = state.cpu.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
     let parsed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let opened = open_batch(&bytes, &key)?;
         let signed: Vec<_> = opened.iter().map(|(_, a)| a).collect();
         if let Err(i) = key.verify_batch(&signed) {

@@ -340,20 +340,95 @@ pub async fn policy(
         })
         .transpose()?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT version, envelope FROM policies ORDER BY version DESC LIMIT 1",
-            &[],
-        )
-        .await?;
-    let _ = auth;
-    match row {
+    let latest = crate::policy::latest(&client).await?;
+    tracing::debug!(host = %auth.host_id, ?have, "policy request");
+    match latest {
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no policy published")),
-        Some(r) if have == Some(r.get::<_, i64>(0)) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Some(r) => Ok((
+        Some((version, _)) if have == Some(version) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some((_, envelope)) => Ok((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
-            r.get::<_, Vec<u8>>(1),
+            envelope,
         )
             .into_response()),
     }
+}
+
+/// `GET /v1/policies`: the published policy versions, newest first.
+pub async fn list_policies(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin::authenticate(&state, &method, &headers).await?;
+    let client = state.pool.get().await?;
+    let list: Vec<Value> = crate::policy::list(&client, None, 1000)
+        .await?
+        .iter()
+        .map(crate::policy::PolicyVersion::to_json)
+        .collect();
+    Ok(Json(json!({ "policies": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    since: Option<String>,
+    index: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/export/elastic-bulk`: one page of `_bulk` NDJSON (the `X-Next-Cursor` header names
+/// the next page), the API side of `export elastic-bulk`.
+pub async fn export_elastic(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    admin::authenticate(&state, &method, &headers).await?;
+    let q = query(q)?;
+    let index = q
+        .index
+        .unwrap_or_else(|| crate::export::DEFAULT_INDEX.to_string());
+    crate::export::check_index(&index).map_err(ApiError::bad_request)?;
+    let filter = Filter {
+        since: q
+            .since
+            .as_deref()
+            .map(|s| time_param("since", s))
+            .transpose()?,
+        ..Filter::default()
+    };
+    let cursor = AlertsQuery {
+        cursor: q.cursor,
+        ..AlertsQuery::default()
+    }
+    .cursor()?;
+    let client = state.pool.get().await?;
+    let (rows, next) =
+        alerts::page(&client, &filter, cursor.as_ref(), limit(q.limit, 500)?).await?;
+    let mut body = String::new();
+    for row in &rows {
+        let (action, doc) = crate::export::bulk_lines(row, &index).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("host {} seq {}: {e}", row.host_id, row.seq),
+            )
+        })?;
+        body.push_str(&action);
+        body.push('\n');
+        body.push_str(&doc);
+        body.push('\n');
+    }
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response();
+    if let Some(c) = next.and_then(|c| axum::http::HeaderValue::from_str(&c.encode()).ok()) {
+        response.headers_mut().insert("x-next-cursor", c);
+    }
+    Ok(response)
 }

@@ -26,7 +26,7 @@ pub async fn heartbeat(
     let (parts, body) = req.into_parts();
     let limit = state.config.max_body_bytes.min(MAX_STATUS_BYTES);
     let bytes = body::read(&parts.headers, body, limit).await?;
-    let auth = host_auth::authenticate(&state, &parts, &bytes, host_auth::Replay::Refuse).await?;
+    let auth = host_auth::authenticate(&state, &parts, &bytes, host_auth::Replay::Deferred).await?;
     body::require_content_type(&parts.headers, "application/json")?;
     let hb: Heartbeat =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
@@ -40,7 +40,7 @@ pub async fn heartbeat(
         .transpose()
         .map_err(|_| ApiError::bad_request("policy_version: out of range"))?;
     let events_dropped = hb.status.get("events_dropped").and_then(Value::as_i64);
-    let mut client = state.pool.get().await?;
+    let client = state.pool.get().await?;
     if let Some(sig) = &hb.chain_head.signature {
         let message = chain_head_signing_bytes(&auth.host_id, hb.chain_head.seq, &hex(&hash));
         if let Err(e) = auth.key.verify_base64(&message, sig) {
@@ -59,18 +59,32 @@ pub async fn heartbeat(
         }
     }
     let status = Value::Object(hb.status);
-    let tx = client.transaction().await?;
-    let update = tx
+    let replay_hash = auth.replay_hash.clone().unwrap_or_default();
+    // One statement in the common case: the replay record, the host's row, and what the
+    // comparison with the server's chain needs.
+    let stmt = client
         .prepare_cached(
-            "UPDATE hosts SET last_seen = now(), silent_since = NULL, reported_head_seq = $2,
-                 reported_head_hash = $3, policy_version = $4,
-                 events_dropped = COALESCE($5, events_dropped), last_status = $6
-             WHERE host_id = $1 AND epoch = $7",
+            "WITH r AS (
+                 INSERT INTO request_replay (sig_hash) VALUES ($8)
+                 ON CONFLICT DO NOTHING RETURNING 1
+             ), u AS (
+                 UPDATE hosts SET last_seen = now(), silent_since = NULL,
+                     reported_head_seq = $2, reported_head_hash = $3, policy_version = $4,
+                     events_dropped = COALESCE($5, events_dropped), last_status = $6
+                 WHERE host_id = $1 AND epoch = $7 AND EXISTS (SELECT 1 FROM r)
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), c.head_seq,
+                    c.rollback_seq, x.payload_hash, (SELECT max(version) FROM policies)
+             FROM chain_heads c
+             LEFT JOIN chain_index x
+               ON x.host_id = c.host_id AND x.epoch = c.epoch AND x.seq = $2
+             WHERE c.host_id = $1 AND c.epoch = $7",
         )
         .await?;
-    let n = tx
-        .execute(
-            &update,
+    let row = client
+        .query_opt(
+            &stmt,
             &[
                 &auth.host_id,
                 &seq,
@@ -79,55 +93,44 @@ pub async fn heartbeat(
                 &events_dropped,
                 &status,
                 &auth.epoch,
+                &replay_hash,
             ],
         )
         .await?;
-    if n == 0 {
-        return Err(ApiError::unauthorized(
-            "the host's key was reset; enrol again",
-        ));
+    let reset = || ApiError::unauthorized("the host's key was reset; enrol again");
+    let row = row.ok_or_else(reset)?;
+    if row.get::<_, i64>(0) == 0 {
+        return Err(host_auth::replayed());
     }
-    let head = tx
-        .prepare_cached(
-            "SELECT c.head_seq, c.rollback_seq, x.payload_hash,
-                    (SELECT max(version) FROM policies)
-             FROM chain_heads c
-             LEFT JOIN chain_index x ON x.host_id = c.host_id AND x.epoch = c.epoch AND x.seq = $2
-             WHERE c.host_id = $1 AND c.epoch = $3",
-        )
-        .await?;
-    let row = tx
-        .query_one(&head, &[&auth.host_id, &seq, &auth.epoch])
-        .await?;
-    let server_head: i64 = row.get(0);
-    let rollback_seq: Option<i64> = row.get(1);
-    let stored_hash: Option<Vec<u8>> = row.get(2);
-    let latest_policy: Option<i64> = row.get(3);
-    if seq < server_head {
-        if rollback_seq != Some(seq) {
-            let detail =
-                format!("host reports chain head seq {seq}, the server holds seq {server_head}");
-            integrity::record(
-                &tx,
-                &auth.host_id,
-                auth.epoch,
-                Kind::Rollback,
-                Some((seq, server_head)),
-                &detail,
+    if row.get::<_, i64>(1) == 0 {
+        state.keys.forget(&auth.host_id);
+        return Err(reset());
+    }
+    let server_head: i64 = row.get(2);
+    let rollback_seq: Option<i64> = row.get(3);
+    let stored_hash: Option<Vec<u8>> = row.get(4);
+    let latest_policy: Option<i64> = row.get(5);
+    if seq < server_head && rollback_seq != Some(seq) {
+        let detail =
+            format!("host reports chain head seq {seq}, the server holds seq {server_head}");
+        client
+            .execute(
+                "WITH m AS (
+                     UPDATE chain_heads SET rollback_seq = $2
+                     WHERE host_id = $1 AND epoch = $3 AND rollback_seq IS DISTINCT FROM $2
+                     RETURNING 1)
+                 INSERT INTO integrity_events (host_id, epoch, kind, seq_from, seq_to, detail)
+                 SELECT $1, $3, 'rollback', $2, $4, $5 FROM m",
+                &[&auth.host_id, &seq, &auth.epoch, &server_head, &detail],
             )
             .await?;
-            tx.execute(
-                "UPDATE chain_heads SET rollback_seq = $2 WHERE host_id = $1",
-                &[&auth.host_id, &seq],
+    } else if seq >= server_head && rollback_seq.is_some() {
+        client
+            .execute(
+                "UPDATE chain_heads SET rollback_seq = NULL WHERE host_id = $1 AND epoch = $2",
+                &[&auth.host_id, &auth.epoch],
             )
             .await?;
-        }
-    } else if rollback_seq.is_some() {
-        tx.execute(
-            "UPDATE chain_heads SET rollback_seq = NULL WHERE host_id = $1",
-            &[&auth.host_id],
-        )
-        .await?;
     }
     if let Some(stored) = stored_hash.map(hash32)
         && stored != hash
@@ -138,25 +141,17 @@ pub async fn heartbeat(
             hex(&hash),
             hex(&stored)
         );
-        let marked = tx
+        client
             .execute(
-                "UPDATE chain_heads SET fork_seq = $2 WHERE host_id = $1 AND fork_seq IS NULL",
-                &[&auth.host_id, &seq],
+                "WITH m AS (
+                     UPDATE chain_heads SET fork_seq = $2
+                     WHERE host_id = $1 AND epoch = $3 AND fork_seq IS NULL RETURNING 1)
+                 INSERT INTO integrity_events (host_id, epoch, kind, seq_from, seq_to, detail)
+                 SELECT $1, $3, 'fork', $2, $2, $4 FROM m",
+                &[&auth.host_id, &seq, &auth.epoch, &detail],
             )
             .await?;
-        if marked > 0 {
-            integrity::record(
-                &tx,
-                &auth.host_id,
-                auth.epoch,
-                Kind::Fork,
-                Some((seq, seq)),
-                &detail,
-            )
-            .await?;
-        }
     }
-    tx.commit().await?;
     Ok(Json(HeartbeatResponse {
         policy_version: latest_policy.unwrap_or(0).max(0) as u64,
     }))

@@ -13,8 +13,8 @@
 //!   host looking alive, so the server remembers every such signature for twice the window
 //!   (`request_replay`, shared by all replicas) and refuses a second use with 401.
 
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use nightjar_proto::fleet::{
     HEADER_HOST_ID, HEADER_KEY_ID, HEADER_SIGNATURE, HEADER_TIME, MAX_CLOCK_SKEW_SECS,
     request_signing_bytes,
@@ -35,6 +35,8 @@ pub struct HostAuth {
     /// The host's current key epoch (see `hosts.epoch`).
     pub epoch: i32,
     pub key: AlertKey,
+    /// With [`Replay::Deferred`]: the hash of the signature, for the handler to record.
+    pub replay_hash: Option<Vec<u8>>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
@@ -49,7 +51,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
     Idempotent,
+    /// Recorded and refused here.
     Refuse,
+    /// Refused by the handler, which records the signature in its own statement
+    /// ([`HostAuth::replay_hash`]) to save a round trip.
+    Deferred,
 }
 
 /// Checks a host request's signature over `body`.
@@ -79,6 +85,57 @@ pub async fn authenticate(
         ))
         .with("server_time", unix_now().into()));
     }
+    let pinned = match state.keys.get(host_id, key_id) {
+        Some(p) => p,
+        None => {
+            let p = pinned_key(state, host_id, key_id).await?;
+            state.keys.put(host_id, p.clone());
+            p
+        }
+    };
+    let (key, epoch) = (pinned.key, pinned.epoch);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |pq| pq.as_str());
+    let message = request_signing_bytes(parts.method.as_str(), path, time, &hex(&sha256(body)));
+    key.verify_base64(&message, signature)
+        .map_err(|e| ApiError::unauthorized(format!("request signature: {e}")))?;
+    let sig_hash = sha256(signature.as_bytes()).to_vec();
+    if replay != Replay::Refuse {
+        return Ok(HostAuth {
+            host_id: host_id.to_string(),
+            epoch,
+            key,
+            replay_hash: (replay == Replay::Deferred).then_some(sig_hash),
+        });
+    }
+    let client = state.pool.get().await?;
+    let stmt = client
+        .prepare_cached("INSERT INTO request_replay (sig_hash) VALUES ($1) ON CONFLICT DO NOTHING")
+        .await?;
+    if client.execute(&stmt, &[&sig_hash]).await? == 0 {
+        return Err(replayed());
+    }
+    Ok(HostAuth {
+        host_id: host_id.to_string(),
+        epoch,
+        key,
+        replay_hash: None,
+    })
+}
+
+/// The refusal for a repeated signature.
+pub fn replayed() -> ApiError {
+    ApiError::unauthorized("replayed request: this signature was already used")
+}
+
+/// The key pinned to `host_id`, from the database; it must have `key_id`.
+async fn pinned_key(
+    state: &AppState,
+    host_id: &str,
+    key_id: &str,
+) -> Result<super::key_cache::Pinned, ApiError> {
     let client = state.pool.get().await?;
     let stmt = client
         .prepare_cached("SELECT public_key, key_id, epoch FROM hosts WHERE host_id = $1")
@@ -97,37 +154,9 @@ pub async fn authenticate(
     }
     let key = AlertKey::from_raw(&pinned).map_err(|e| {
         tracing::error!(host = host_id, "pinned key is unusable: {e}");
-        ApiError::unauthorized("unknown host or key; enrol first")
+        unknown()
     })?;
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |pq| pq.as_str());
-    let message = request_signing_bytes(parts.method.as_str(), path, time, &hex(&sha256(body)));
-    key.verify_base64(&message, signature)
-        .map_err(|e| ApiError::unauthorized(format!("request signature: {e}")))?;
-    if replay == Replay::Idempotent {
-        return Ok(HostAuth {
-            host_id: host_id.to_string(),
-            epoch,
-            key,
-        });
-    }
-    let sig_hash = sha256(signature.as_bytes()).to_vec();
-    let stmt = client
-        .prepare_cached("INSERT INTO request_replay (sig_hash) VALUES ($1) ON CONFLICT DO NOTHING")
-        .await?;
-    if client.execute(&stmt, &[&sig_hash]).await? == 0 {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "replayed request: this signature was already used",
-        ));
-    }
-    Ok(HostAuth {
-        host_id: host_id.to_string(),
-        epoch,
-        key,
-    })
+    Ok(super::key_cache::Pinned { key, epoch })
 }
 
 /// Forgets replay records older than twice the skew window, every minute.

@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod error;
 pub mod heartbeat;
 pub mod host_auth;
+pub mod key_cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,30 @@ use crate::config::{Config, Transport};
 pub struct AppState {
     pub pool: Pool,
     pub config: Arc<Config>,
+    pub keys: Arc<key_cache::KeyCache>,
+    /// Bounds the CPU-bound work (decoding and verifying batches) to the cores there are, so
+    /// a thousand concurrent uploads queue instead of each holding a thread and its memory.
+    pub cpu: Arc<tokio::sync::Semaphore>,
+    /// Bounds the uploads whose bodies are in memory at once ([`INGEST_SLOTS`]): the rest wait
+    /// unread in their connections, so memory stays flat however many hosts post at once.
+    pub ingest: Arc<tokio::sync::Semaphore>,
+}
+
+/// Uploads read and processed at once (each at most `max_body_bytes`; a few times the
+/// database pool, so the pool stays busy).
+pub const INGEST_SLOTS: usize = 48;
+
+impl AppState {
+    pub fn new(pool: Pool, config: Arc<Config>) -> AppState {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        AppState {
+            pool,
+            config,
+            keys: Arc::default(),
+            cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
+            ingest: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
+        }
+    }
 }
 
 /// The most connections served at once; more wait in the listen backlog.
@@ -52,10 +77,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{host_id}/{seq}", get(api::get_alert))
         .route("/v1/integrity", get(api::list_integrity))
         .route("/v1/stats", get(api::stats))
+        .route("/v1/policies", get(api::list_policies))
+        .route("/v1/export/elastic-bulk", get(api::export_elastic))
+        .merge(crate::console::routes())
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such endpoint")
         })
         .with_state(state)
+        .layer(axum::middleware::map_response(
+            crate::console::security_headers,
+        ))
 }
 
 /// Why the server could not start serving.
@@ -101,14 +132,23 @@ pub fn tls_config(
     Ok(config)
 }
 
+/// The listen backlog: a fleet reconnecting at once (after a server restart) should queue,
+/// not be refused.
+const BACKLOG: u32 = 4096;
+
 /// Binds `config.listen` (or fails naming it).
 pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })
+    let addr = config.listen;
+    let err = |source| ServeError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(BACKLOG).map_err(err)
 }
 
 /// Serves until `shutdown` resolves.

@@ -4,7 +4,7 @@
 //! accepted envelopes appended to an NDJSON file, `GET /stats`, and scripted faults
 //! (503/500/400/429 answers, slow answers, connections cut mid-body or mid-response).
 
-mod http;
+pub mod http;
 mod signer;
 mod tls;
 mod verify;

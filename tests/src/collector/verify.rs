@@ -57,7 +57,7 @@ pub struct Rejection {
 fn rejection(e: EnvelopeError) -> Rejection {
     let reason = match e {
         EnvelopeError::NotDsse(_) => RejectReason::BadJson,
-        EnvelopeError::PayloadType(_) => RejectReason::BadPayloadType,
+        EnvelopeError::PayloadType { .. } => RejectReason::BadPayloadType,
         EnvelopeError::PayloadEncoding(_) | EnvelopeError::SignatureEncoding(_) => {
             RejectReason::BadBase64
         }

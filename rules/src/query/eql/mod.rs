@@ -31,8 +31,8 @@ impl From<ParseError> for EqlError {
     }
 }
 
-/// Event categories the exec view produces.
-const CATEGORIES: &[&str] = &["process"];
+/// Event categories the view produces.
+const CATEGORIES: &[&str] = &["process", "file"];
 
 /// Parses `category where condition` into a query that also tests `event.category`.
 pub fn parse(src: &str) -> Result<Query<Pred>, EqlError> {
@@ -71,7 +71,7 @@ pub fn parse(src: &str) -> Result<Query<Pred>, EqlError> {
     }
     if !CATEGORIES.contains(&category.as_str()) {
         return Err(EqlError::Unsupported(format!(
-            "event category `{category}`: the exec view produces only process events"
+            "event category `{category}`: no source here produces it (only process and file events)"
         )));
     }
     let cat = Query::Leaf(Pred {
@@ -190,9 +190,10 @@ mod tests {
             Err(EqlError::Unsupported(_))
         ));
         assert!(matches!(
-            parse("file where true"),
+            parse("network where true"),
             Err(EqlError::Unsupported(_))
         ));
+        assert!(parse("file where true").is_ok());
         assert!(matches!(
             parse("process where true | head 1"),
             Err(EqlError::Unsupported(_))

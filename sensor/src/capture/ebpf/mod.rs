@@ -1,41 +1,64 @@
-//! Linux capture: the eBPF probe at `tp_btf/sched_process_exec` (see `src/bpf/exec.bpf.c`).
+//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file events).
 //!
-//! The probe writes one variable-size sample per exec into a BPF ring buffer; this side polls
-//! it, decodes each sample in place ([`sample::decode_sample`]) and publishes it. Drops inside
-//! the kernel (BPF ring buffer full) are counted by the probe and reported as
-//! [`LossSource::BpfRingbuf`] loss after every poll.
+//! The probes write variable-size samples into one BPF ring buffer, so events reach the
+//! sensor in the order they happened; this side polls it, decodes each sample in place
+//! ([`sample::decode_sample`]) and publishes it. Before the first poll, the processes already
+//! running are published from `/proc` ([`proc_list`]) so that they are known parents.
+//!
+//! The file probes are loaded only when some rule reads file events, with the path filter
+//! compiled from the rules ([`PathFilter`]) in the kernel's maps; what the filters drop and
+//! what the BPF ring buffer had no room for are counted per kind and reported after every poll.
 
 mod agent;
+pub mod proc_list;
 pub mod sample;
 mod skel;
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::mem::MaybeUninit;
+use std::path::Path;
 use std::time::Duration;
 
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, RingBufferBuilder};
 use nightjar_proto::LossSource;
-use nightjar_proto::event::EventKind;
+use nightjar_proto::event::{Event, EventKind};
+use nightjar_proto::filter::PathFilter;
 
-use crate::capture::CaptureError;
+use crate::capture::{CaptureError, Settings};
+use crate::gate::{Gate, Verdict};
 use crate::publish::Publisher;
 use agent::AgentWatch;
-use sample::{BootClock, SampleScratch};
-use skel::ExecSkelBuilder;
+use sample::{BootClock, DecodeContext, SampleScratch};
+use skel::ProbesSkelBuilder;
 
-/// How long one poll of the BPF ring buffer waits for data before checking the stop flag and
-/// the drop counter: an idle sensor wakes this often and no more (a flush that publishes
-/// nothing new wakes nobody else), so idle costs half a wake-up a second (`scripts/bench
-/// idle`). Events are handled as they come, whatever this says.
+/// How long one poll of the BPF ring buffer waits for data before checking the stop flag,
+/// the counters and the agent's pids: an idle sensor wakes this often and no more (a flush
+/// that publishes nothing new wakes nobody else), so idle costs half a wake-up a second
+/// (`scripts/bench idle`). Events are handled as they come, whatever this says.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Refuses to go on without the capabilities that loading and attaching the probe need:
+/// Bytes of the environment the probe reads when variables are to be captured (its bound).
+const ENV_CAP: u32 = 4096;
+/// Longest key of the kernel's `names` map, and of `prefixes` (bytes).
+const NAME_CAP: usize = 256;
+/// Key length of the `extensions` and `comms` maps (15 bytes and a NUL).
+const COMM_CAP: usize = 16;
+
+/// The sample kinds of `events.h`, in the order of the per-kind counters.
+const KINDS: [(u32, EventKind); 4] = [
+    (sample::KIND_EXEC, EventKind::Exec),
+    (sample::KIND_FORK, EventKind::Fork),
+    (sample::KIND_EXIT, EventKind::Exit),
+    (sample::KIND_FILE, EventKind::File),
+];
+
+/// Refuses to go on without the capabilities that loading and attaching the probes need:
 /// CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (which implies both on older kernels).
 pub fn check_privileges() -> Result<(), CaptureError> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|err| {
@@ -58,7 +81,9 @@ pub fn check_privileges() -> Result<(), CaptureError> {
     }
 }
 
-/// The Unix-minus-boot clock offset, read now.
+/// The clocks of this boot: the realtime-minus-boottime offset (read now) for event times,
+/// the kernel's boot second (`btime` in `/proc/stat`) and the `/proc` clock tick for start
+/// times.
 pub fn boot_clock() -> BootClock {
     let mut boot = libc::timespec {
         tv_sec: 0,
@@ -74,44 +99,166 @@ pub fn boot_clock() -> BootClock {
             && libc::clock_gettime(libc::CLOCK_REALTIME, &mut real) == 0
     };
     let ns = |t: libc::timespec| t.tv_sec * 1_000_000_000 + t.tv_nsec;
+    let offset_ns = if ok { ns(real) - ns(boot) } else { 0 };
+    let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    });
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     BootClock {
-        offset_ns: if ok { ns(real) - ns(boot) } else { 0 },
+        offset_ns,
+        boot_unix_ns: btime.map_or(offset_ns - offset_ns % 1_000_000_000, |s| s * 1_000_000_000),
+        tick_ns: if hz > 0 {
+            1_000_000_000 / hz
+        } else {
+            10_000_000
+        },
     }
 }
 
-/// Loads and attaches the probe, then publishes every exec; returns only on failure.
-/// The sensor's own execs and the agent's (found in /proc, see [`agent`]) are not reported.
-pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
+/// Copies `text` into a NUL-padded key of `N` bytes (cut to `N - 1`).
+fn key<const N: usize>(text: &str) -> [u8; N] {
+    let mut k = [0u8; N];
+    let n = text.len().min(N - 1);
+    k[..n].copy_from_slice(&text.as_bytes()[..n]);
+    k
+}
+
+/// Fills the kernel's filter maps from `filter` (whose entries are lowercase and at most
+/// 255 bytes, see [`nightjar_proto::filter`]).
+fn load_filter(maps: &skel::ProbesMaps<'_>, filter: &PathFilter) -> Result<(), CaptureError> {
+    let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
+    for prefix in filter.prefixes() {
+        let data = key::<NAME_CAP>(prefix);
+        let bits = (prefix.len().min(NAME_CAP - 1) * 8) as u32;
+        let mut k = Vec::with_capacity(4 + NAME_CAP);
+        k.extend_from_slice(&bits.to_ne_bytes());
+        k.extend_from_slice(&data);
+        maps.prefixes
+            .update(&k, &[1u8], MapFlags::ANY)
+            .map_err(|e| err("loading a path prefix", e))?;
+    }
+    for name in filter.names() {
+        maps.names
+            .update(&key::<NAME_CAP>(name), &[1u8], MapFlags::ANY)
+            .map_err(|e| err("loading a file name", e))?;
+    }
+    for ext in filter.extensions() {
+        // Longer extensions are admitted by the probe itself (it never misses them).
+        if ext.len() < COMM_CAP {
+            maps.extensions
+                .update(&key::<COMM_CAP>(ext), &[1u8], MapFlags::ANY)
+                .map_err(|e| err("loading a file extension", e))?;
+        }
+    }
+    for comm in filter.processes() {
+        // The kernel keeps 15 bytes of a process name: a longer name matches by its start.
+        maps.comms
+            .update(&key::<COMM_CAP>(comm), &[1u8], MapFlags::ANY)
+            .map_err(|e| err("loading a process name", e))?;
+    }
+    Ok(())
+}
+
+/// Loads and attaches the probes, then publishes every event; returns only on failure. The
+/// sensor's own events and the agent's (found in /proc, see [`agent`]) are not reported.
+pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible, CaptureError> {
     check_privileges()?;
     let bpf = |what: &str, err: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {err}"));
+    let files = !settings.files.is_none();
 
     let mut object = MaybeUninit::uninit();
-    let open = ExecSkelBuilder::default()
+    let mut open = ProbesSkelBuilder::default()
         .open(&mut object)
-        .map_err(|e| bpf("opening the exec probe", e))?;
-    let mut skel = open
+        .map_err(|e| bpf("opening the probes", e))?;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.env_cap = if settings.env.is_empty() { 0 } else { ENV_CAP };
+        // What the kernel cannot test (components, text inside a path, process name
+        // patterns), the gate tests in user space: the kernel then admits every file event.
+        rodata.files_all = u32::from(!settings.files.kernel_can_filter());
+    }
+    for prog in [
+        &mut open.progs.nightjar_sys_enter,
+        &mut open.progs.nightjar_sys_exit,
+    ] {
+        prog.set_autoload(files);
+    }
+    let skel = open
         .load()
-        .map_err(|e| bpf("loading the exec probe (verifier or BTF)", e))?;
+        .map_err(|e| bpf("loading the probes (verifier or BTF)", e))?;
     skel.maps
         .muted
         .update(&std::process::id().to_ne_bytes(), &[1u8], MapFlags::ANY)
         .map_err(|e| bpf("muting the sensor", e))?;
+    if files && settings.files.kernel_can_filter() {
+        load_filter(&skel.maps, &settings.files)?;
+    }
+    let gate = RefCell::new(Gate::new(settings.files.clone(), vec![std::process::id()]));
     let mut agent = AgentWatch::default();
-    skel.attach()
-        .map_err(|e| bpf("attaching to tp_btf/sched_process_exec", e))?;
+    let mut links: Vec<Link> = Vec::new();
+    let progs = &skel.progs;
+    for (prog, at) in [
+        (&progs.nightjar_exec, "tp_btf/sched_process_exec"),
+        (&progs.nightjar_fork, "tp_btf/sched_process_fork"),
+        (&progs.nightjar_exit, "tp_btf/sched_process_exit"),
+    ] {
+        links.push(
+            prog.attach()
+                .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
+        );
+    }
+    if files {
+        for (prog, at) in [
+            (&progs.nightjar_sys_enter, "tp_btf/sys_enter"),
+            (&progs.nightjar_sys_exit, "tp_btf/sys_exit"),
+        ] {
+            links.push(
+                prog.attach()
+                    .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
+            );
+        }
+    }
 
     let clock = boot_clock();
+    let snapshot = proc_list::snapshot(
+        Path::new("/proc"),
+        clock,
+        &settings.env,
+        &[std::process::id()],
+        |ev| {
+            publisher.publish(ev);
+        },
+    );
+    publisher.flush();
+    tracing::info!(
+        processes = snapshot,
+        files,
+        "eBPF probes attached; running processes published from /proc"
+    );
+
     // The callback and the loop below both need the publisher; one thread uses it, so a
     // RefCell (a flag check, not a lock) lets them take turns.
     let publisher = RefCell::new(publisher);
     let mut scratch = SampleScratch::default();
     let bad_samples = Cell::new(0u64);
+    let ctx = DecodeContext {
+        clock,
+        env: &settings.env,
+    };
     let mut builder = RingBufferBuilder::new();
     builder
         .add(&skel.maps.events, |data: &[u8]| {
-            match sample::decode_sample(data, &mut scratch, clock) {
+            match sample::decode_sample(data, &mut scratch, ctx) {
                 Ok(ev) => {
-                    publisher.borrow_mut().publish(ev);
+                    // The kernel already left out our own processes and, where it could,
+                    // the paths no rule matches; the gate applies the rest of the filter.
+                    if !matches!(ev, Event::File(_))
+                        || gate.borrow_mut().judge(&ev) == Verdict::Publish
+                    {
+                        publisher.borrow_mut().publish(ev);
+                    }
                 }
                 Err(err) => {
                     if bad_samples.get() == 0 {
@@ -127,8 +274,8 @@ pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
         .build()
         .map_err(|e| bpf("reading the BPF ring buffer", e))?;
 
-    tracing::info!("eBPF exec probe attached");
-    let mut reported_drops = 0u64;
+    let mut reported_drops = [0u64; 4];
+    let mut reported_filtered = [0u64; 4];
     loop {
         match ring.poll(POLL_INTERVAL) {
             Ok(()) => {}
@@ -151,23 +298,31 @@ pub fn run(publisher: &mut Publisher) -> Result<Infallible, CaptureError> {
                 Err(err) => tracing::warn!(pid, "cannot mute the agent: {err}"),
             }
         }
-        let drops = read_drops(&skel.maps.drops)?;
         let mut publisher = publisher.borrow_mut();
-        publisher.report_loss(
-            LossSource::BpfRingbuf,
-            Some(EventKind::Exec),
-            drops.saturating_sub(reported_drops),
-        );
-        reported_drops = reported_drops.max(drops);
+        for (i, (slot, kind)) in KINDS.iter().enumerate() {
+            let drops = read_counter(&skel.maps.drops, *slot)?;
+            publisher.report_loss(
+                LossSource::BpfRingbuf,
+                Some(*kind),
+                drops.saturating_sub(reported_drops[i]),
+            );
+            reported_drops[i] = reported_drops[i].max(drops);
+            let filtered = read_counter(&skel.maps.filtered, *slot)?;
+            publisher.report_filtered(*kind, filtered.saturating_sub(reported_filtered[i]));
+            reported_filtered[i] = reported_filtered[i].max(filtered);
+        }
+        for (kind, n) in gate.borrow_mut().take_filtered() {
+            publisher.report_filtered(kind, n);
+        }
         publisher.flush();
     }
 }
 
-/// The probe's count of samples the BPF ring buffer had no room for, since load.
-fn read_drops(map: &impl MapCore) -> Result<u64, CaptureError> {
+/// One of the probes' per-kind counters, since load.
+fn read_counter(map: &impl MapCore, slot: u32) -> Result<u64, CaptureError> {
     let value = map
-        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .map_err(|e| CaptureError::Ebpf(format!("reading the drop counter: {e}")))?;
+        .lookup(&slot.to_ne_bytes(), MapFlags::ANY)
+        .map_err(|e| CaptureError::Ebpf(format!("reading a counter: {e}")))?;
     Ok(value
         .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
         .map_or(0, u64::from_ne_bytes))

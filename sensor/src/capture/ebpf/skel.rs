@@ -1,4 +1,4 @@
-//! The generated skeleton of `src/bpf/exec.bpf.c` (see `build.rs`). libbpf-cargo writes its
+//! The generated skeleton of `src/bpf/probes.bpf.c` (see `build.rs`). libbpf-cargo writes its
 //! unsafe blocks without `// SAFETY:` comments; the code is generated, not ours to annotate.
 #![allow(
     clippy::all,
@@ -7,4 +7,4 @@
     missing_docs,
     unsafe_op_in_unsafe_fn
 )]
-include!(concat!(env!("OUT_DIR"), "/exec.skel.rs"));
+include!(concat!(env!("OUT_DIR"), "/probes.skel.rs"));

@@ -1,0 +1,100 @@
+//! The shapes events come in: the kind, and for file events the action. A shape fixes
+//! `event.category`, `event.type` and `event.action`, and which fields can be present, so the
+//! matcher compiles every rule once per shape with those folded away.
+
+use nightjar_proto::event::{Event, FileAction};
+
+use super::Field;
+
+/// One event shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Shape {
+    Exec,
+    Fork,
+    Exit,
+    FileCreation,
+    FileModification,
+    FileRename,
+    FileDeletion,
+}
+
+impl Shape {
+    /// Every shape, in discriminant order.
+    pub const ALL: [Shape; 7] = [
+        Shape::Exec,
+        Shape::Fork,
+        Shape::Exit,
+        Shape::FileCreation,
+        Shape::FileModification,
+        Shape::FileRename,
+        Shape::FileDeletion,
+    ];
+
+    pub const COUNT: usize = Shape::ALL.len();
+
+    pub fn of(ev: &Event<'_>) -> Shape {
+        match ev {
+            Event::Exec(_) => Shape::Exec,
+            Event::Fork(_) => Shape::Fork,
+            Event::Exit(_) => Shape::Exit,
+            Event::File(f) => match f.action {
+                FileAction::Creation => Shape::FileCreation,
+                FileAction::Modification => Shape::FileModification,
+                FileAction::Rename => Shape::FileRename,
+                FileAction::Deletion => Shape::FileDeletion,
+            },
+        }
+    }
+
+    /// `event.category`.
+    pub fn category(self) -> &'static str {
+        match self {
+            Shape::Exec | Shape::Fork | Shape::Exit => "process",
+            _ => "file",
+        }
+    }
+
+    /// `event.type` (Elastic Defend's, one value).
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Shape::Exec | Shape::Fork => "start",
+            Shape::Exit => "end",
+            Shape::FileCreation => "creation",
+            Shape::FileModification | Shape::FileRename => "change",
+            Shape::FileDeletion => "deletion",
+        }
+    }
+
+    /// `event.action`.
+    pub fn action(self) -> &'static str {
+        match self {
+            Shape::Exec => "exec",
+            Shape::Fork => "fork",
+            Shape::Exit => "end",
+            Shape::FileCreation => "creation",
+            Shape::FileModification => "modification",
+            Shape::FileRename => "rename",
+            Shape::FileDeletion => "deletion",
+        }
+    }
+
+    /// What the view reads for a rule's `event.category` words: the kinds of event.
+    pub fn is_file(self) -> bool {
+        self.category() == "file"
+    }
+
+    /// Whether events of this shape can carry `field` at all; a test on a field a shape never
+    /// carries is decided when the rule is compiled for that shape.
+    pub fn can_carry(self, field: Field) -> bool {
+        use Field::*;
+        match field {
+            FilePath | FileName | FileExtension | FileDirectory => self.is_file(),
+            FileOriginalPath | FileOriginalName | FileOriginalExtension => {
+                self == Shape::FileRename
+            }
+            ExitCode => self == Shape::Exit,
+            EnvVars => self == Shape::Exec,
+            _ => true,
+        }
+    }
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The samples the probes write to the `events` BPF ring buffer, shared with
+ * capture/ebpf/sample.rs (which decodes them): little-endian, no padding, every length
+ * checked by the reader against the sample's real size.
+ *
+ * Every sample starts with struct sample_hdr; `kind` says what follows:
+ *   EXEC: struct exec_body | exe | cwd | argv head | argv tail | env | tty | cgroup leaf
+ *   FORK: struct fork_body
+ *   EXIT: struct exit_body
+ *   FILE: struct file_body | path | original path
+ */
+#ifndef NIGHTJAR_EVENTS_H
+#define NIGHTJAR_EVENTS_H
+
+#define KIND_EXEC 1
+#define KIND_FORK 2
+#define KIND_EXIT 3
+#define KIND_FILE 4
+#define KINDS 5
+
+#define PATH_CAP 4096
+#define ARGV_HEAD_CAP 12288
+#define ARGV_TAIL_CAP 4096
+#define ENV_CAP 4096
+#define TTY_CAP 64
+#define CGROUP_CAP 128
+#define NAME_CAP 256
+#define COMM_CAP 16
+#define LPM_CAP 256
+
+/* sample_hdr.flags */
+#define F_ARGS_TRUNCATED 0x1    /* argv longer than head + tail: the middle is gone */
+#define F_PATH_TRUNCATED 0x2    /* an executable or file path was cut */
+#define F_ARGS_UNREADABLE 0x4   /* argv pages could not be read */
+#define F_NO_LOGINUID 0x8       /* no audit login uid in this kernel */
+#define F_EXE_RESOLVED 0x10     /* exe is the canonical path of the image, not bprm->filename */
+#define F_CWD 0x20              /* cwd is present */
+#define F_ENV_TRUNCATED 0x40    /* the environment was longer than ENV_CAP */
+#define F_CWD_TRUNCATED 0x80
+#define F_BLOCKED 0x100         /* a blocking rule matched: SIGKILL was sent */
+#define F_BLOCK_FAILED 0x200    /* a blocking rule matched but the signal could not be sent */
+
+/* file_body.action, as proto's FileAction */
+#define ACTION_CREATION 1
+#define ACTION_MODIFICATION 2
+#define ACTION_RENAME 3
+#define ACTION_DELETION 4
+
+struct sample_hdr {
+	u32 kind;
+	u32 flags;
+	u64 time_boot_ns;
+	u64 start_boot_ns; /* the process's start (CLOCK_BOOTTIME) */
+	u32 pid;           /* tgid */
+	u32 ppid;
+	u32 uid;
+	u32 euid;
+	u32 gid;
+	u32 egid;
+};
+
+struct exec_body {
+	u32 auid;
+	u32 audit_session;
+	u32 sid;          /* POSIX session id: the session leader's pid */
+	u32 pgid;         /* process group id: the group leader's pid */
+	u32 ns_pid;       /* pid in its own pid namespace */
+	u32 pidns_level;  /* 0: the initial pid namespace */
+	u32 argc;
+	u16 exe_len;
+	u16 cwd_len;
+	u16 head_len;
+	u16 tail_len;
+	u16 env_len;
+	u16 tty_len;
+	u16 cgroup_len;
+	u16 block_rule;   /* index + 1 of the blocking rule that matched; 0 for none */
+};
+
+struct fork_body {
+	u32 child_pid;
+	u32 reserved;
+	u64 child_start_boot_ns;
+};
+
+struct exit_body {
+	s32 exit_code; /* the wait(2) status word */
+	u32 reserved;
+};
+
+struct file_body {
+	u32 action;
+	u16 path_len;
+	u16 orig_len;
+	char comm[COMM_CAP];
+};
+
+#endif

@@ -1,0 +1,158 @@
+//! Which captured events are published: never Nightjar's own, and file events only on paths
+//! (or by processes) some loaded rule can match. Sources that filter at the source (eBPF maps,
+//! Endpoint Security muting) still pass their events through here, so the decision is one
+//! implementation whatever the source; what is left out on purpose is counted per kind.
+
+use nightjar_proto::event::{Event, EventKind, basename};
+use nightjar_proto::filter::PathFilter;
+
+/// Executable names whose events are never published: ours.
+pub const OWN_IMAGES: [&str; 2] = ["nightjar-sensor", "nightjar-agent"];
+
+/// What to do with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Publish,
+    /// Done by Nightjar itself (or the eslogger it runs): never published, not counted.
+    Own,
+    /// A file event no loaded rule can match: counted as filtered.
+    Filtered,
+}
+
+/// The publishing decision for one source.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    files: PathFilter,
+    own_pids: Vec<u32>,
+    filtered: [u64; 4],
+}
+
+impl Gate {
+    /// Events of `own_pids` and of [`OWN_IMAGES`] are left out; file events pass `files`.
+    pub fn new(files: PathFilter, own_pids: Vec<u32>) -> Gate {
+        Gate {
+            files,
+            own_pids,
+            filtered: [0; 4],
+        }
+    }
+
+    /// Whether file events are wanted at all (a source can then leave them unsubscribed).
+    pub fn wants_files(&self) -> bool {
+        !self.files.is_none()
+    }
+
+    pub fn files(&self) -> &PathFilter {
+        &self.files
+    }
+
+    /// Adds a pid whose events are Nightjar's (a restarted eslogger).
+    pub fn set_own_pids(&mut self, pids: Vec<u32>) {
+        self.own_pids = pids;
+    }
+
+    /// Judges `ev`, counting what it filters.
+    pub fn judge(&mut self, ev: &Event<'_>) -> Verdict {
+        let (pid, image) = match ev {
+            Event::Exec(e) => (e.target.pid, e.caller.executable.as_deref()),
+            Event::Fork(e) => (e.parent.pid, e.parent.executable.as_deref()),
+            Event::Exit(e) => (e.process.pid, e.process.executable.as_deref()),
+            Event::File(e) => (e.process.pid, e.process.executable.as_deref()),
+        };
+        let own_image = |p: Option<&str>| p.is_some_and(|p| OWN_IMAGES.contains(&basename(p)));
+        if self.own_pids.contains(&pid) || own_image(image) {
+            return Verdict::Own;
+        }
+        if let Event::Exec(e) = ev
+            && own_image(Some(&e.target.executable))
+        {
+            return Verdict::Own;
+        }
+        if let Event::File(f) = ev {
+            let process = f.process.executable.as_deref().map(basename);
+            let admitted = self.files.admits(&f.path, process)
+                || f.original_path
+                    .as_deref()
+                    .is_some_and(|o| self.files.admits(o, process));
+            if !admitted {
+                self.filtered[EventKind::File as usize - 1] += 1;
+                return Verdict::Filtered;
+            }
+        }
+        Verdict::Publish
+    }
+
+    /// The counts filtered since the last call, per kind, and resets them.
+    pub fn take_filtered(&mut self) -> impl Iterator<Item = (EventKind, u64)> {
+        let counts = std::mem::take(&mut self.filtered);
+        EventKind::ALL.into_iter().zip(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use nightjar_proto::event::{Actor, FileAction, FileEvent};
+    use nightjar_proto::{ExecEvent, Target};
+
+    use super::*;
+
+    fn file(pid: u32, exe: &str, path: &str, original: Option<&str>) -> Event<'static> {
+        Event::File(FileEvent {
+            process: Actor {
+                pid,
+                executable: Some(Cow::Owned(exe.to_owned())),
+                ..Actor::default()
+            },
+            action: if original.is_some() {
+                FileAction::Rename
+            } else {
+                FileAction::Creation
+            },
+            path: Cow::Owned(path.to_owned()),
+            original_path: original.map(|o| Cow::Owned(o.to_owned())),
+            ..FileEvent::default()
+        })
+    }
+
+    #[test]
+    fn own_events_are_left_out_and_files_filtered_and_counted() {
+        let mut files = PathFilter::none();
+        files.add_prefix("/etc/");
+        let mut gate = Gate::new(files, vec![1]);
+        assert_eq!(
+            gate.judge(&file(5, "/bin/touch", "/etc/x", None)),
+            Verdict::Publish
+        );
+        assert_eq!(
+            gate.judge(&file(5, "/bin/touch", "/tmp/x", None)),
+            Verdict::Filtered
+        );
+        assert_eq!(
+            gate.judge(&file(5, "/bin/mv", "/tmp/x", Some("/etc/x"))),
+            Verdict::Publish,
+            "a rename passes on either path"
+        );
+        assert_eq!(
+            gate.judge(&file(1, "/bin/touch", "/etc/x", None)),
+            Verdict::Own
+        );
+        assert_eq!(
+            gate.judge(&file(9, "/usr/bin/nightjar-agent", "/etc/x", None)),
+            Verdict::Own
+        );
+        let agent_exec = Event::Exec(ExecEvent {
+            target: Target {
+                pid: 77,
+                executable: Cow::Borrowed("/usr/bin/nightjar-agent"),
+                ..Target::default()
+            },
+            ..ExecEvent::default()
+        });
+        assert_eq!(gate.judge(&agent_exec), Verdict::Own);
+        let counts: Vec<_> = gate.take_filtered().collect();
+        assert!(counts.contains(&(EventKind::File, 1)), "{counts:?}");
+        assert!(gate.take_filtered().all(|(_, n)| n == 0));
+    }
+}
