@@ -8,7 +8,7 @@
 //! for alerts that stand for several suppressed matches. The agent adds the `nightjar` chain
 //! object.
 
-use nightjar_proto::event::Event;
+use nightjar_proto::event::{Event, FLAG_BLOCKED};
 use ring::digest::{SHA256, digest};
 use serde_json::{Map, Value, json};
 
@@ -89,8 +89,28 @@ pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &Event<'_>) -> String {
     )
 }
 
-/// DESIGN's alert JSON, without the `nightjar` chain object (the agent adds
-/// `nightjar.{seq,prev,event_seq,host_id}`).
+/// How a rule matched, as the alert says it in `nightjar.match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// The rule holds on the event as captured.
+    Exact,
+    /// The event's argv was cut (`process.Ext.args_truncated`) and the rule could hold on
+    /// the dropped arguments: alerted on, conservatively, and said so.
+    ArgvTruncated,
+}
+
+impl MatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "exact",
+            MatchKind::ArgvTruncated => "argv_truncated",
+        }
+    }
+}
+
+/// DESIGN's alert JSON. Its `nightjar` object holds `action` (`"blocked"` when the sensor
+/// stopped the exec, else `"detected"`) and `match` ([`MatchKind`]); the agent adds the chain
+/// fields `nightjar.{seq,prev,event_seq,host_id}` when it seals it.
 pub fn build_alert(
     rule: &RuleMeta,
     event: &Event<'_>,
@@ -98,6 +118,7 @@ pub fn build_alert(
     host_id: &str,
     alert_time_ns: i64,
     suppressed: u64,
+    how: MatchKind,
 ) -> Map<String, Value> {
     let meta = event.meta();
     let shape = ev.shape();
@@ -135,7 +156,14 @@ pub fn build_alert(
     alert.insert("original_time".into(), json!(rfc3339(meta.time_ns)));
     alert.insert("severity".into(), json!(rule.severity));
     alert.insert("risk_score".into(), json!(rule.risk_score));
-    alert.insert("reason".into(), json!(reason(rule, shape.category(), &doc)));
+    let mut why = reason(rule, shape.category(), &doc);
+    if how == MatchKind::ArgvTruncated {
+        why.push_str(
+            " (argv was truncated; the rule may match on the arguments dropped, so it is \
+             reported)",
+        );
+    }
+    alert.insert("reason".into(), json!(why));
     alert.insert("status".into(), json!("active"));
     alert.insert("workflow_status".into(), json!("open"));
     alert.insert("rule".into(), Value::Object(rule_obj));
@@ -169,6 +197,14 @@ pub fn build_alert(
     if let Some(f) = doc.get("file") {
         out.insert("file".into(), f.clone());
     }
+    let blocked = meta.flags & FLAG_BLOCKED != 0;
+    out.insert(
+        "nightjar".into(),
+        json!({
+            "action": if blocked { "blocked" } else { "detected" },
+            "match": how.as_str(),
+        }),
+    );
     out
 }
 

@@ -292,3 +292,27 @@ fn commands_without_a_store_say_so() {
         "a query creates nothing"
     );
 }
+
+#[test]
+fn alerts_list_filters_with_kql() {
+    let (_tmp, config) = populated(4);
+    let lines = |q: &str| {
+        let out = agent(&["alerts", "list", "--json", "--query", q], &config);
+        assert!(out.status.success(), "{q}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    assert_eq!(lines("process.args:*cred*"), 4);
+    assert_eq!(lines("process.pid > 702"), 2);
+    assert_eq!(
+        lines("process.args:copy_cred_cache and not process.pid:701"),
+        3
+    );
+    assert_eq!(lines("process.args:nothing"), 0);
+    let table = agent(&["alerts", "list", "--query", "process.pid:703"], &config);
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert_eq!(table.lines().count(), 2, "header and one row: {table}");
+    let bad = agent(&["alerts", "list", "--query", "process.args:("], &config);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("--query"), "{}", text(&bad));
+}

@@ -413,3 +413,71 @@ fn invalid_utf8_keeps_the_event() {
         "copy_cred_cache\u{FFFD}\u{FFFD}"
     );
 }
+
+/// A file rule from Elastic's macOS folder over eslogger file events: the hidden plists are
+/// created, modified or renamed into place (4 alerts), the visible one, the deletion and the
+/// unrelated write are not.
+#[test]
+fn file_rules_alert_on_eslogger_file_events() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/eslogger/file-events.ndjson");
+    let rule = shared("elastic-rules/macos-head-14cf530f/persistence_hidden_plist_filename.toml");
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "eslogger",
+            "--no-builtin",
+            "--rules",
+            rule.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = alerts(&out);
+    let paths: Vec<&str> = a
+        .iter()
+        .map(|x| x["file"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/Users/bob/Library/LaunchAgents/.com.apple.updater.plist",
+            "/Users/bob/Library/LaunchAgents/.com.apple.updater.plist",
+            "/Library/LaunchDaemons/.y.plist",
+            "/Users/bob/Library/LaunchAgents/.again.plist",
+        ]
+    );
+    let actions: Vec<&str> = a
+        .iter()
+        .map(|x| {
+            x["kibana"]["alert"]["original_event"]["action"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(actions, ["creation", "modification", "rename", "creation"]);
+    assert_eq!(
+        a[0]["kibana"]["alert"]["original_event"]["category"][0],
+        "file"
+    );
+    assert_eq!(a[0]["process"]["name"], "cp");
+    assert_eq!(a[0]["file"]["name"], ".com.apple.updater.plist");
+    assert_eq!(a[0]["file"]["extension"], "plist");
+    assert_eq!(a[2]["file"]["Ext"]["original"]["path"], "/tmp/.y.plist");
+    // One process instance, one entity id, in every alert it causes.
+    let cp = a[0]["process"]["entity_id"].as_str().unwrap();
+    assert_eq!(a[1]["process"]["entity_id"], cp);
+    assert_eq!(a[3]["process"]["entity_id"], cp);
+    assert_ne!(a[2]["process"]["entity_id"], cp);
+    // Two alerts on one file by one process are two alerts (distinct uuids).
+    assert_ne!(
+        a[0]["kibana"]["alert"]["uuid"],
+        a[1]["kibana"]["alert"]["uuid"]
+    );
+}

@@ -37,6 +37,9 @@ pub struct PathFilter {
     contains: Vec<String>,
     /// Ends of process names (`*.cgi`), lowercase.
     process_suffixes: Vec<String>,
+    /// The prefixes as the rules spell them (case kept), for sources that compare bytes
+    /// (Endpoint Security path muting).
+    spelled_prefixes: Vec<String>,
 }
 
 impl PathFilter {
@@ -79,6 +82,23 @@ impl PathFilter {
 
     pub fn is_all(&self) -> bool {
         self.all
+    }
+
+    /// When the filter is made of path prefixes only, those prefixes as the rules spell them:
+    /// a source that can only select paths by prefix (Endpoint Security's inverted target
+    /// path muting) can then apply it whole. `None` when anything else (names, extensions,
+    /// processes, patterns, every path) is admitted too.
+    pub fn prefixes_only(&self) -> Option<&[String]> {
+        let only = !self.all
+            && !self.prefixes.is_empty()
+            && self.names.is_empty()
+            && self.extensions.is_empty()
+            && self.processes.is_empty()
+            && self.process_prefixes.is_empty()
+            && self.components.is_empty()
+            && self.contains.is_empty()
+            && self.process_suffixes.is_empty();
+        only.then_some(self.spelled_prefixes.as_slice())
     }
 
     pub fn prefixes(&self) -> &[String] {
@@ -154,7 +174,12 @@ impl PathFilter {
         if prefix.is_empty() {
             self.all = true;
         } else {
+            let before = self.prefixes.len();
             add(&mut self.prefixes, prefix, &mut self.all);
+            if self.prefixes.len() > before {
+                let (cut, _) = crate::event::cut_str(prefix, MAX_FILTER_ENTRY);
+                self.spelled_prefixes.push(cut.to_owned());
+            }
         }
     }
 
@@ -189,7 +214,7 @@ impl PathFilter {
     /// Admits everything `other` admits.
     pub fn merge(&mut self, other: &PathFilter) {
         self.all |= other.all;
-        for p in &other.prefixes {
+        for p in &other.spelled_prefixes {
             self.add_prefix(p);
         }
         for n in &other.names {
@@ -311,6 +336,30 @@ mod tests {
         assert!(!f.admits("/tmp/out", Some("wget")));
         assert!(!f.admits("/usr/lib/x.so", None));
         assert!(!f.admits("/tmp/plist", None), "a name is not an extension");
+    }
+
+    #[test]
+    fn prefixes_only_keeps_the_rules_spelling() {
+        let mut f = PathFilter::none();
+        assert_eq!(f.prefixes_only(), None, "nothing admitted");
+        f.add_prefix("/Library/LaunchAgents/");
+        f.add_prefix("/library/launchagents/");
+        let mut g = PathFilter::none();
+        g.add_prefix("/etc/cron.d/");
+        f.merge(&g);
+        assert_eq!(
+            f.prefixes_only(),
+            Some(
+                &[
+                    "/Library/LaunchAgents/".to_owned(),
+                    "/etc/cron.d/".to_owned()
+                ][..]
+            ),
+            "one spelling per prefix, as first written"
+        );
+        f.add_extension("plist");
+        assert_eq!(f.prefixes_only(), None);
+        assert_eq!(PathFilter::all().prefixes_only(), None);
     }
 
     #[test]

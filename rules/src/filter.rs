@@ -21,7 +21,7 @@ enum Admits {
     /// Every file event.
     Everything,
     /// The events a filter admits.
-    Some(PathFilter),
+    Some(Box<PathFilter>),
 }
 
 impl Admits {
@@ -29,14 +29,14 @@ impl Admits {
         match self {
             Admits::Nothing => PathFilter::none(),
             Admits::Everything => PathFilter::all(),
-            Admits::Some(f) => f,
+            Admits::Some(f) => *f,
         }
     }
 
     fn one(f: impl FnOnce(&mut PathFilter)) -> Admits {
         let mut filter = PathFilter::none();
         f(&mut filter);
-        Admits::Some(filter)
+        Admits::Some(Box::new(filter))
     }
 
     /// How selective it is: fewer admitted paths first (prefixes by their length).
@@ -87,7 +87,7 @@ fn admits(q: &Query<TypedPred>) -> Admits {
                     Admits::Some(f) => union.merge(&f),
                 }
             }
-            Admits::Some(union)
+            Admits::Some(Box::new(union))
         }
     }
 }

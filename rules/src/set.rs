@@ -285,8 +285,16 @@ impl RuleSet {
 
     /// Appends the indices of matching rules to `out` (cleared first), ascending. No
     /// allocation once `out` has capacity.
+    ///
+    /// On an event whose argv was cut, the rules that could match on the dropped arguments
+    /// are reported too (see [`Matcher::evaluate`]); [`RuleSet::is_certain`] tells them apart.
     pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         self.matcher.evaluate(ev, out);
+    }
+
+    /// Whether rule `rule` matches on what `ev` holds, not only because its argv was cut.
+    pub fn is_certain(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        self.matcher.is_certain(rule, ev)
     }
 
     /// The exception item that excepts a match of rule `rule` on `ev` at `now_ns` (Unix

@@ -34,11 +34,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{path}:{line}:{column}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
     Syntax {
         path: PathBuf,
         line: usize,
         column: usize,
+        /// The key on that line, when there is one (a wrong type, a bad value).
+        key: Option<String>,
         message: String,
     },
     #[error("{path}: key `{key}`: {message}")]
@@ -127,6 +129,7 @@ impl Config {
                 path: path.to_path_buf(),
                 line,
                 column,
+                key: key_on_line(text, line),
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -231,6 +234,14 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The key a `key = value` line (1-based) assigns, if it is one.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while offset > 0 && !text.is_char_boundary(offset) {
@@ -271,7 +282,10 @@ mod tests {
         let e = parse("silent_after = \"5 weeks\"").unwrap_err().to_string();
         assert!(e.contains("silent_after"), "{e}");
         let e = parse("max_body_bytes = \"big\"").unwrap_err().to_string();
-        assert!(e.contains("server.toml:1:"), "{e}");
+        assert!(
+            e.contains("server.toml:1:") && e.contains("`max_body_bytes`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -87,6 +87,21 @@ fn threat(rule: &Value) -> Option<Value> {
     }))
 }
 
+/// Moves Elastic Defend's `Ext` extension objects (`process.Ext.*`, `user.Ext.real.*`: not
+/// ECS fields) out of `value` into `ext`, keyed by the dotted path of their parent, so the
+/// document holds ECS fields only and nothing is lost (`nightjar.ext.process.args_truncated`).
+fn lift_ext(path: &str, value: &mut Value, ext: &mut Map<String, Value>) {
+    let Value::Object(map) = value else {
+        return;
+    };
+    if let Some(found) = map.remove("Ext") {
+        ext.insert(path.to_string(), found);
+    }
+    for (k, v) in map.iter_mut() {
+        lift_ext(&format!("{path}.{k}"), v, ext);
+    }
+}
+
 /// The ECS document of one stored alert.
 pub fn document(row: &AlertRow) -> Result<Value, String> {
     let payload = row.verified_payload()?;
@@ -162,6 +177,12 @@ pub fn document(row: &AlertRow) -> Result<Value, String> {
         "data_stream".into(),
         json!({"type": "logs", "dataset": "nightjar.alert"}),
     );
+    let mut ext = Map::new();
+    for field in ["host", "process", "user", "group", "file"] {
+        if let Some(v) = doc.get_mut(field) {
+            lift_ext(field, v, &mut ext);
+        }
+    }
     doc.insert(
         "nightjar".into(),
         json!({
@@ -173,6 +194,9 @@ pub fn document(row: &AlertRow) -> Result<Value, String> {
             "rule_severity": severity,
         }),
     );
+    if !ext.is_empty() {
+        doc["nightjar"]["ext"] = Value::Object(ext);
+    }
     Ok(Value::Object(doc))
 }
 
@@ -204,6 +228,17 @@ pub fn bulk_lines(row: &AlertRow, index: &str) -> Result<(String, String), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_objects_move_under_nightjar_ext() {
+        let mut v =
+            json!({"pid": 1, "Ext": {"args_truncated": false}, "parent": {"Ext": {"x": 1}}});
+        let mut ext = Map::new();
+        lift_ext("process", &mut v, &mut ext);
+        assert_eq!(v, json!({"pid": 1, "parent": {}}));
+        assert_eq!(ext["process"], json!({"args_truncated": false}));
+        assert_eq!(ext["process.parent"], json!({"x": 1}));
+    }
 
     #[test]
     fn mitre_levels_become_parallel_arrays() {

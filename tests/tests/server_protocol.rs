@@ -426,3 +426,70 @@ fn a_signed_chain_head_mark_is_checked_when_present() {
     assert_eq!(r.json()["reason"], "bad_signature");
     assert_eq!(server.integrity_kinds("marked"), vec!["bad_signature"]);
 }
+
+#[test]
+fn verify_names_the_host_and_seq_of_a_tampered_or_missing_alert() {
+    let server = Server::start("");
+    let token = server.token(1, "1h");
+    let mut host = Host::new(&server, "audited");
+    assert_eq!(host.enroll(&token).status, 200);
+    let batch = host.next(5);
+    assert_eq!(host.upload(&batch).status, 200);
+    assert!(server.cli(&["verify"]).status.success());
+    let cluster = nightjar_tests::postgres::Cluster::shared();
+    let db = server.db_url.rsplit('/').next().unwrap().to_string();
+    // An edit of a stored payload (a database administrator's, or an attacker's).
+    cluster.psql(
+        &db,
+        "UPDATE alerts SET envelope = convert_to(replace(convert_from(envelope, 'UTF8'), 'payload\":\"e', 'payload\":\"f'), 'UTF8') WHERE seq = 3",
+    );
+    let out = server.cli(&["verify", "--host", "audited"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"audited\"") && err.contains("seq 3"),
+        "{err}"
+    );
+    // A deleted alert that no gap accounts for.
+    cluster.psql(
+        &db,
+        "DELETE FROM alerts WHERE seq = 3; DELETE FROM chain_index WHERE seq = 3",
+    );
+    let out = server.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("seq 3") && err.contains("no gap was recorded"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\nsilent_after = 15\n").unwrap();
+    let out = std::process::Command::new(nightjar_tests::harness::bin("nightjar-server"))
+        .args(["hosts", "list", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.toml:2:") && err.contains("silent_after"),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        "allow_insecure_http = true\nlisten = \"0.0.0.0:8443\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(nightjar_tests::harness::bin("nightjar-server"))
+        .args(["migrate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_insecure_http"));
+}

@@ -28,8 +28,11 @@ pub fn list(args: &AlertsListArgs) -> CmdResult {
         since_ns,
         rule: args.rule.clone(),
     };
+    let query = args.query.as_deref().map(KqlFilter::new).transpose()?;
+    let keep = |doc: &Value| query.as_ref().is_none_or(|q| q.matches(doc));
     if args.json {
         return ask(&config, &request, |reply| match reply {
+            Reply::Alert(doc) if !keep(&doc) => Ok(()),
             Reply::Alert(doc) => {
                 out(&to_json_line(&doc).map_err(|e| ClientError::Agent(e.to_string()))?)
             }
@@ -45,6 +48,7 @@ pub fn list(args: &AlertsListArgs) -> CmdResult {
         "ARGS".into(),
     ]];
     ask(&config, &request, |reply| match reply {
+        Reply::Alert(doc) if !keep(&doc) => Ok(()),
         Reply::Alert(doc) => {
             rows.push(row(&doc));
             Ok(())
@@ -77,6 +81,34 @@ pub fn list(args: &AlertsListArgs) -> CmdResult {
         }
     }
     Ok(())
+}
+
+/// `--query KQL`: the rule engine's KQL (parsed and typed as a rule's query is) evaluated on
+/// each stored alert's ECS fields (`process.*`, `host.*`, `user.*`, ...).
+struct KqlFilter {
+    rules: nightjar_rules::naive::NaiveRules,
+}
+
+impl KqlFilter {
+    fn new(text: &str) -> Result<KqlFilter, Failure> {
+        let built = nightjar_rules::query::build(nightjar_rules::query::Language::Kql, text)
+            .map_err(|e| Failure::usage(format!("--query {text:?}: {e}")))?;
+        for w in &built.warnings {
+            eprintln!("nightjar-agent: --query: at {}: {}", w.offset, w.message);
+        }
+        Ok(KqlFilter {
+            rules: nightjar_rules::naive::NaiveRules::new(&[&built.query]),
+        })
+    }
+
+    fn matches(&self, doc: &Value) -> bool {
+        let Value::Object(map) = doc else {
+            return false;
+        };
+        let mut out = Vec::new();
+        self.rules.evaluate_document(map, &mut out);
+        !out.is_empty()
+    }
 }
 
 pub fn show(args: &AlertsShowArgs) -> CmdResult {

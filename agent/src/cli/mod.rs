@@ -143,6 +143,10 @@ pub struct AlertsListArgs {
     /// Only alerts of this rule_id.
     #[arg(long = "rule", value_name = "RULE_ID")]
     pub rule: Option<String>,
+    /// Only alerts whose event matches this KQL query (the agent's own KQL engine, on the
+    /// alert's ECS fields: `process.args:*cred*`).
+    #[arg(long = "query", value_name = "KQL")]
+    pub query: Option<String>,
     /// One alert payload JSON per line.
     #[arg(long)]
     pub json: bool,

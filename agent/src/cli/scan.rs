@@ -24,7 +24,7 @@ use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
-use crate::alert::build_alert;
+use crate::alert::{MatchKind, build_alert};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
 use nightjar_rules::{RuleSet, Sources, read_exception_files, read_rule_files};
@@ -199,7 +199,12 @@ fn process(
                     excepted[i] += 1;
                     continue;
                 }
-                let alert = build_alert(&rules.rules()[i], ev, &view, &host.id, now, 0);
+                let how = if rules.is_certain(i, &view) {
+                    MatchKind::Exact
+                } else {
+                    MatchKind::ArgvTruncated
+                };
+                let alert = build_alert(&rules.rules()[i], ev, &view, &host.id, now, 0, how);
                 let line = to_json_line(&alert).map_err(io::Error::other)?;
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;

@@ -107,6 +107,15 @@ pub struct StatusReport {
     pub events_dropped: u64,
     pub alerts_stored: u64,
     pub alerts_suppressed: u64,
+    /// Events the sensor's filters left out (no loaded rule could match them).
+    #[serde(default)]
+    pub events_filtered: u64,
+    /// Execs stopped by a blocking rule.
+    #[serde(default)]
+    pub exec_blocked: u64,
+    /// Execs let through because a blocking decision could not be made in time.
+    #[serde(default)]
+    pub block_failed_open: u64,
     pub alerts_pending_upload: u64,
     pub sensor_connected: bool,
     /// When the collector last accepted a batch (RFC 3339), if ever in this run.

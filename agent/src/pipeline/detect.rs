@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::reader::Detector;
 use super::suppress::RuleLimit;
 use super::swap::{ActiveRules, RulesSlot};
-use crate::alert::{alert_uuid, build_alert};
+use crate::alert::{MatchKind, alert_uuid, build_alert};
 use crate::process_table::ProcessTable;
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
 
@@ -109,6 +109,11 @@ impl Detector for RuleDetector {
         suppressed: u64,
     ) -> Map<String, Value> {
         let ecs = EcsEvent::of(ev, &self.table, &self.host);
+        let how = if self.active.rules.is_certain(rule, &ecs) {
+            MatchKind::Exact
+        } else {
+            MatchKind::ArgvTruncated
+        };
         build_alert(
             &self.active.rules.rules()[rule],
             ev,
@@ -116,6 +121,7 @@ impl Detector for RuleDetector {
             &self.host.id,
             time_ns,
             suppressed,
+            how,
         )
     }
 }

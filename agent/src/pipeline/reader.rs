@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use nightjar_proto::Record;
 use nightjar_proto::codec;
-use nightjar_proto::event::{Event, FLAG_SNAPSHOT};
+use nightjar_proto::event::{Event, FLAG_BLOCKED, FLAG_SNAPSHOT};
 use serde_json::{Map, Value};
 
 use super::status::{LiveStatus, now_ns};
@@ -182,10 +182,19 @@ impl<D: Detector> Alerter<D> {
         let mut alert = self
             .detector
             .build_alert(rule, ev, time_ns, suppressed_before);
-        alert.insert(
-            "nightjar".into(),
-            serde_json::json!({ "policy_version": self.detector.policy_version() }),
-        );
+        // Next to the alert's own `nightjar.{action, match}`.
+        let policy_version = self.detector.policy_version();
+        match alert.get_mut("nightjar") {
+            Some(Value::Object(n)) => {
+                n.insert("policy_version".into(), policy_version.into());
+            }
+            _ => {
+                alert.insert(
+                    "nightjar".into(),
+                    serde_json::json!({ "policy_version": policy_version }),
+                );
+            }
+        }
         let stored = self.seal_and_store(alert, uuid, time_ns, ev.meta().sensor_seq);
         match stored {
             Ok(()) => {
@@ -381,13 +390,16 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             };
             match codec::decode(bytes).map(Record::into_event_or) {
                 Ok(Ok(ev)) => {
+                    if ev.meta().flags & FLAG_BLOCKED != 0 {
+                        self.alerter.status.add_blocked(1);
+                    }
                     // Counted once handled, so a `status` that shows an event received also
                     // shows its alerts stored; an event whose alert could not be stored is
                     // read again after recovery and counted then.
                     self.alerter.on_event(&ev)?;
                     self.alerter.status.add_received(1);
                 }
-                Ok(Err(other)) => on_report(other),
+                Ok(Err(other)) => on_report(other, &self.alerter.status),
                 Err(e) => {
                     self.alerter.status.add_dropped(1);
                     tracing::warn!("ring: record at {end} refused: {e}");
@@ -523,7 +535,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
 }
 
 /// A record that is no event: the sensor's reports of loss and of filtered events.
-fn on_report(record: Record<'_>) {
+fn on_report(record: Record<'_>, status: &LiveStatus) {
     match record {
         Record::Loss(loss) => tracing::warn!(
             source = loss.source.as_str(),
@@ -531,11 +543,14 @@ fn on_report(record: Record<'_>) {
             count = loss.count,
             "sensor reports events lost before the ring"
         ),
-        Record::Filtered(f) => tracing::debug!(
-            kind = f.kind.as_str(),
-            count = f.count,
-            "sensor filters report events no rule can match"
-        ),
+        Record::Filtered(f) => {
+            status.add_filtered(f.count);
+            tracing::debug!(
+                kind = f.kind.as_str(),
+                count = f.count,
+                "sensor filters report events no rule can match"
+            )
+        }
         _ => {}
     }
 }

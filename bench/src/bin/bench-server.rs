@@ -38,8 +38,8 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         hosts: 1000,
-        batches: 4,
-        batch_size: 50,
+        batches: 2,
+        batch_size: 100,
         heartbeat_secs: 10,
         page_alerts: 1_000_000,
         minutes: 0,
@@ -249,6 +249,28 @@ fn enrol(server: &Server, hosts: Vec<SimHost>, token: &str) -> Vec<SimHost> {
         .collect()
 }
 
+/// Batches the server shed (503, busy) and were sent again, as an agent would.
+static RETRIES_503: AtomicU64 = AtomicU64::new(0);
+
+/// Posts one batch, retrying a 503 after a pause (signed afresh) the way an agent backs off.
+fn post_batch(conn: &mut Conn, host: &SimHost, body: &[u8]) {
+    for attempt in 0..50u64 {
+        let mut h = host.headers("POST", "/v1/alerts", body);
+        h.push(("Content-Type", "application/x-ndjson".into()));
+        let (status, answer) = conn
+            .request("POST", "/v1/alerts", &h, body)
+            .expect("upload");
+        if status == 503 {
+            RETRIES_503.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(200 * (attempt + 1).min(10)));
+            continue;
+        }
+        assert_eq!(status, 200, "upload: {}", String::from_utf8_lossy(&answer));
+        return;
+    }
+    panic!("a batch was shed 50 times");
+}
+
 /// Posts every host's batches concurrently (one thread per host); returns (elapsed, batch
 /// latencies in ms).
 fn ingest(
@@ -268,14 +290,9 @@ fn ingest(
                     let mut lat = Vec::with_capacity(bodies.len());
                     barrier.wait();
                     for body in bodies {
-                        let mut h = host.headers("POST", "/v1/alerts", &body);
-                        h.push(("Content-Type", "application/x-ndjson".into()));
                         let t = Instant::now();
-                        let (status, answer) = conn
-                            .request("POST", "/v1/alerts", &h, &body)
-                            .expect("upload");
+                        post_batch(&mut conn, &host, &body);
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                        assert_eq!(status, 200, "upload: {}", String::from_utf8_lossy(&answer));
                     }
                     lat
                 })
@@ -423,6 +440,8 @@ fn main() {
         "{} hosts x {} batches x {} alerts; heartbeats {} s; page database {} alerts",
         a.hosts, a.batches, a.batch_size, a.heartbeat_secs, a.page_alerts
     ));
+    // The bound is measured before and after the ingest phase and the higher rate kept: on a
+    // shared machine the stricter baseline is the fair one.
     let (ring_rate, dalek_rate, batch_rate) = bare_verification(a.batch_size);
     log(format!(
         "bare Ed25519 verification, 2 threads: ring {ring_rate:.0}/s, dalek {dalek_rate:.0}/s, dalek batch of {} {batch_rate:.0}/s",
@@ -482,6 +501,15 @@ fn main() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     ));
+    let (ring_after, dalek_after, batch_after) = bare_verification(a.batch_size);
+    log(format!(
+        "bare Ed25519 verification again: ring {ring_after:.0}/s, dalek {dalek_after:.0}/s, batch {batch_after:.0}/s"
+    ));
+    let (ring_rate, dalek_rate, batch_rate) = (
+        ring_rate.max(ring_after),
+        dalek_rate.max(dalek_after),
+        batch_rate.max(batch_after),
+    );
     let stored: i64 = cluster
         .psql(
             db.rsplit('/').next().unwrap(),
@@ -606,6 +634,7 @@ fn main() {
         "baseline_one_transaction_per_alert_per_s": single_per_s.round(),
         "ratio_vs_one_transaction_per_alert": ((alerts_per_s / single_per_s) * 10.0).round() / 10.0,
         "heartbeats_per_s": hb_per_s.round(),
+        "batches_shed_and_retried": RETRIES_503.load(Ordering::Relaxed),
         "server_rss_kib_before": rss_before,
         "server_rss_kib_max": rss_max,
         "server_rss_kib_after": rss_after,
@@ -640,14 +669,9 @@ fn ingest_keep(
                     let mut lat = Vec::with_capacity(bodies.len());
                     barrier.wait();
                     for body in bodies {
-                        let mut h = host.headers("POST", "/v1/alerts", &body);
-                        h.push(("Content-Type", "application/x-ndjson".into()));
                         let t = Instant::now();
-                        let (status, answer) = conn
-                            .request("POST", "/v1/alerts", &h, &body)
-                            .expect("upload");
+                        post_batch(&mut conn, &host, &body);
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                        assert_eq!(status, 200, "upload: {}", String::from_utf8_lossy(&answer));
                     }
                     keep.lock().unwrap().push(host);
                     lat
@@ -666,8 +690,10 @@ fn ingest_keep(
     (elapsed, lat)
 }
 
-/// `--minutes M`: every host uploads a batch and sends a heartbeat every few seconds (signing
-/// as it goes) for M minutes; the server's RSS is reported per minute.
+/// `--minutes M`: every host uploads 5 alerts and sends a heartbeat every 5 seconds (signing
+/// as it goes: about 1,000 alerts and 200 heartbeats a second from 1,000 hosts, a load the
+/// database can keep for the whole run without filling the disk) for M minutes; the
+/// server's RSS is reported per minute.
 fn sustained_run(server: &Server, hosts: Vec<SimHost>, minutes: u64, batch_size: usize) -> Value {
     log(format!("sustained: {minutes} minutes"));
     let pid = server.child.pid();
@@ -686,8 +712,9 @@ fn sustained_run(server: &Server, hosts: Vec<SimHost>, minutes: u64, batch_size:
                     let mut conn = Conn::new(addr);
                     let mut n = 0u64;
                     while Instant::now() < deadline {
-                        let lines: Vec<Vec<u8>> =
-                            (0..batch_size / 5).map(|_| host.next_envelope()).collect();
+                        let lines: Vec<Vec<u8>> = (0..batch_size.min(5))
+                            .map(|_| host.next_envelope())
+                            .collect();
                         let body = ndjson(&lines);
                         let mut h = host.headers("POST", "/v1/alerts", &body);
                         h.push(("Content-Type", "application/x-ndjson".into()));
@@ -708,7 +735,7 @@ fn sustained_run(server: &Server, hosts: Vec<SimHost>, minutes: u64, batch_size:
                             .expect("heartbeat");
                         assert_eq!(status, 200);
                         beats.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_secs(2));
+                        std::thread::sleep(Duration::from_secs(5));
                     }
                 })
                 .expect("spawn");

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use crate::ecs::{EcsEvent, Value, within_ignore_above};
+use crate::ecs::{EcsEvent, Field, Value, within_ignore_above};
 use crate::query::ast::Cmp;
 
 use super::tree::{CTest, Leaf, Node};
@@ -95,6 +95,75 @@ impl Node {
             Node::Not(n) => !n.eval(ev, sc),
             Node::Const(b) => *b,
             Node::Leaf(l) => l.test_value(&ev.value(l.field), sc, Some(ev)),
+        }
+    }
+}
+
+/// A test's outcome on an event whose argv lost arguments or bytes: `Unknown` when the
+/// answer could depend on what was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tri {
+    False,
+    Unknown,
+    True,
+}
+
+impl Tri {
+    fn not(self) -> Tri {
+        match self {
+            Tri::False => Tri::True,
+            Tri::Unknown => Tri::Unknown,
+            Tri::True => Tri::False,
+        }
+    }
+}
+
+impl Node {
+    /// Kleene three-valued evaluation for an event whose own argv is cut
+    /// (`process.Ext.args_truncated`): a test of `process.args` or `process.command_line`
+    /// that does not hold on the arguments kept could hold on the dropped ones, so it is
+    /// `Unknown`; every other test is exact.
+    pub(super) fn eval3(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> Tri {
+        match self {
+            Node::And(v) => {
+                let mut out = Tri::True;
+                for n in v.iter() {
+                    match n.eval3(ev, sc) {
+                        Tri::False => return Tri::False,
+                        Tri::Unknown => out = Tri::Unknown,
+                        Tri::True => {}
+                    }
+                }
+                out
+            }
+            Node::Or(v) => {
+                let mut out = Tri::False;
+                for n in v.iter() {
+                    match n.eval3(ev, sc) {
+                        Tri::True => return Tri::True,
+                        Tri::Unknown => out = Tri::Unknown,
+                        Tri::False => {}
+                    }
+                }
+                out
+            }
+            Node::Not(n) => n.eval3(ev, sc).not(),
+            Node::Const(b) => {
+                if *b {
+                    Tri::True
+                } else {
+                    Tri::False
+                }
+            }
+            Node::Leaf(l) => {
+                if l.test_value(&ev.value(l.field), sc, Some(ev)) {
+                    Tri::True
+                } else if matches!(l.field, Field::Args | Field::CommandLine) {
+                    Tri::Unknown
+                } else {
+                    Tri::False
+                }
+            }
         }
     }
 }

@@ -113,8 +113,33 @@ impl Matcher {
     }
 
     /// Appends the indices of matching rules to `out` (cleared first), ascending.
+    ///
+    /// When the event's argv was cut (`process.Ext.args_truncated`: arguments dropped from
+    /// the middle, or an argument cut short), a rule whose outcome could depend on what was
+    /// dropped counts as matching too: evasion by padding argv must not silence a rule. See
+    /// [`Matcher::is_certain`] to tell such matches apart.
     pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
-        self.shapes[ev.shape() as usize].evaluate(ev, out);
+        let shape = &self.shapes[ev.shape() as usize];
+        shape.evaluate(ev, out);
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            shape.add_uncertain(ev, out);
+        }
+    }
+
+    /// Whether rule `rule` matches `ev` whatever arguments its cut argv lost (on an event
+    /// whose argv is whole: whether it matches). A match that is not certain is one that
+    /// [`Matcher::evaluate`] reported because the dropped arguments could decide it.
+    pub fn is_certain(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        let shape = &self.shapes[ev.shape() as usize];
+        let Some(node) = shape.rules.get(rule) else {
+            return false;
+        };
+        let mut sc = Scratch::default();
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            node.eval3(ev, &mut sc) == eval::Tri::True
+        } else {
+            node.eval(ev, &mut sc)
+        }
     }
 
     /// Whether some rule can match events of `shape` (a source can leave the rest out).
@@ -169,6 +194,24 @@ impl ShapeMatcher {
             }
             Err(_) => self.run(ev, &mut Scratch::default(), out),
         });
+    }
+
+    /// Adds the rules not in `out` whose outcome is unknown on a cut argv (every rule of
+    /// the shape is tried: the index may have missed one whose argument was dropped).
+    fn add_uncertain(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        let before = out.len();
+        let mut sc = Scratch::default();
+        for (i, node) in self.rules.iter().enumerate() {
+            if matches!(node, Node::Const(false)) || out[..before].binary_search(&i).is_ok() {
+                continue;
+            }
+            if node.eval3(ev, &mut sc) == eval::Tri::Unknown {
+                out.push(i);
+            }
+        }
+        if out.len() > before {
+            out.sort_unstable();
+        }
     }
 
     fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {

@@ -22,6 +22,12 @@ pub async fn ingest(
     req: Request,
 ) -> Result<Json<IngestResponse>, ApiError> {
     let (parts, body) = req.into_parts();
+    let _slot = state.ingest.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
     let bytes = body::read(&parts.headers, body, state.config.max_body_bytes).await?;
     let auth =
         host_auth::authenticate(&state, &parts, &bytes, host_auth::Replay::Idempotent).await?;

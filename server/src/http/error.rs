@@ -48,7 +48,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(Value::Object(self.body))).into_response()
+        let retry = self.body.get("retry_after").and_then(Value::as_u64);
+        let mut response = (self.status, axum::Json(Value::Object(self.body))).into_response();
+        if let Some(secs) =
+            retry.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs);
+        }
+        response
     }
 }
 
@@ -71,7 +80,17 @@ impl From<tokio_postgres::Error> for ApiError {
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {
+    /// Every connection busy for the whole wait: the server is saturated, not broken. 503
+    /// with `Retry-After`, which agents honour with backoff.
     fn from(e: deadpool_postgres::PoolError) -> ApiError {
+        if matches!(e, deadpool_postgres::PoolError::Timeout(_)) {
+            tracing::warn!("every database connection stayed busy: shedding a request");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy; retry later",
+            )
+            .with("retry_after", json!(1));
+        }
         ApiError::from(DbError::from(e))
     }
 }

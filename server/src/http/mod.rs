@@ -37,7 +37,14 @@ pub struct AppState {
     /// Bounds the CPU-bound work (decoding and verifying batches) to the cores there are, so
     /// a thousand concurrent uploads queue instead of each holding a thread and its memory.
     pub cpu: Arc<tokio::sync::Semaphore>,
+    /// Bounds the uploads whose bodies are in memory at once ([`INGEST_SLOTS`]): the rest wait
+    /// unread in their connections, so memory stays flat however many hosts post at once.
+    pub ingest: Arc<tokio::sync::Semaphore>,
 }
+
+/// Uploads read and processed at once (each at most `max_body_bytes`; a few times the
+/// database pool, so the pool stays busy).
+pub const INGEST_SLOTS: usize = 48;
 
 impl AppState {
     pub fn new(pool: Pool, config: Arc<Config>) -> AppState {
@@ -47,6 +54,7 @@ impl AppState {
             config,
             keys: Arc::default(),
             cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
+            ingest: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
         }
     }
 }

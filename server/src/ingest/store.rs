@@ -58,12 +58,15 @@ WITH rows AS (
 ), idx AS (
     INSERT INTO chain_index (host_id, epoch, seq, payload_hash, prev_hash, received_at)
     SELECT $1, $2, seq, payload_hash, prev_hash, $13 FROM rows
+), stored AS (
+    INSERT INTO alerts (host_id, epoch, seq, received_at, alert_time, uuid, rule_id, rule_name,
+                        severity, key_id, envelope, payload)
+    SELECT $1, $2, seq, $13, alert_time, uuid, rule_id, rule_name, severity, $14, envelope,
+           payload::jsonb
+    FROM rows
 )
-INSERT INTO alerts (host_id, epoch, seq, received_at, alert_time, uuid, rule_id, rule_name,
-                    severity, key_id, envelope, payload)
-SELECT $1, $2, seq, $13, alert_time, uuid, rule_id, rule_name, severity, $14, envelope,
-       payload::jsonb
-FROM rows";
+UPDATE chain_heads SET head_seq = $15, head_hash = $16, fork_seq = COALESCE(fork_seq, $17)
+WHERE host_id = $1";
 
 /// Commits a verified batch (ascending seqs, all of `auth`'s host).
 pub async fn commit(
@@ -122,25 +125,18 @@ pub async fn commit(
         }
     }
     let plan = plan((head_seq, head_hash), stored, batch);
-    insert(&tx, auth, epoch, batch, &plan, received_at).await?;
     let fork_seq = plan.fork.as_ref().map(|(s, _)| *s as i64);
-    let update = tx
-        .prepare_cached(
-            "UPDATE chain_heads SET head_seq = $2, head_hash = $3,
-                 fork_seq = COALESCE(fork_seq, $4)
-             WHERE host_id = $1",
-        )
-        .await?;
-    tx.execute(
-        &update,
-        &[
-            &auth.host_id,
-            &(plan.head.0 as i64),
-            &plan.head.1.as_slice(),
-            &fork_seq,
-        ],
-    )
-    .await?;
+    if plan.store.is_empty() {
+        if fork_seq.is_some() {
+            tx.execute(
+                "UPDATE chain_heads SET fork_seq = COALESCE(fork_seq, $2) WHERE host_id = $1",
+                &[&auth.host_id, &fork_seq],
+            )
+            .await?;
+        }
+    } else {
+        insert(&tx, auth, epoch, batch, &plan, received_at, fork_seq).await?;
+    }
     for &(from, to) in &plan.new_gaps {
         let detail = if from == to {
             format!("seq {from} missing (received seq {} first)", to + 1)
@@ -196,10 +192,8 @@ async fn insert(
     batch: &[IncomingAlert],
     plan: &Plan,
     received_at: SystemTime,
+    fork_seq: Option<i64>,
 ) -> Result<(), IngestError> {
-    if plan.store.is_empty() {
-        return Ok(());
-    }
     let rows: Vec<&IncomingAlert> = plan.store.iter().map(|&i| &batch[i]).collect();
     let seqs: Vec<i64> = rows.iter().map(|a| a.seq as i64).collect();
     let hashes: Vec<&[u8]> = rows.iter().map(|a| a.hash.as_slice()).collect();
@@ -229,6 +223,9 @@ async fn insert(
             &payloads,
             &received_at,
             &auth.key.key_id(),
+            &(plan.head.0 as i64),
+            &plan.head.1.as_slice(),
+            &fork_seq,
         ],
     )
     .await?;
