@@ -14,7 +14,7 @@ mod lexer;
 mod lower;
 mod parser;
 
-pub use parser::{MAX_DEPTH, like_toks};
+pub use parser::like_toks;
 
 use super::ParseError;
 use super::ast::{Cmp, Eql, Lit, Op, Pred, Query, Sample, Sequence, Stage};
@@ -35,6 +35,7 @@ impl From<ParseError> for EqlError {
 
 /// Parses an EQL text. Each event query also tests `event.category` (unless `any`).
 pub fn parse(src: &str) -> Result<Eql<Query<Pred>>, EqlError> {
+    super::limits::check_size(src)?;
     let mut p = Parser::new(lexer::lex(src)?, src.len());
     Ok(match p.top()? {
         TopAst::Event(q) => Eql::Event(event_query(q)?),

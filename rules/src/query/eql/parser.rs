@@ -13,10 +13,7 @@ use super::EqlError;
 use super::lexer::{T, Token};
 use crate::query::ParseError;
 use crate::query::ast::{Arith, Expr, Func, JoinKey};
-
-/// Deepest nesting of parentheses, `not`s and calls: a hostile rule cannot overflow the
-/// stack.
-pub const MAX_DEPTH: usize = 64;
+use crate::query::limits::Budget;
 
 /// A condition as written, before lowering.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +100,9 @@ pub(super) struct Parser {
     toks: Vec<Token>,
     i: usize,
     end: usize,
-    depth: usize,
+    /// Nesting (parentheses, `not`, calls, lists) and tests so far, within
+    /// [`crate::query::limits`].
+    budget: Budget,
 }
 
 impl Parser {
@@ -112,7 +111,7 @@ impl Parser {
             toks,
             i: 0,
             end,
-            depth: 0,
+            budget: Budget::default(),
         }
     }
 
@@ -192,18 +191,11 @@ impl Parser {
     }
 
     fn enter(&mut self) -> Result<(), ParseError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(ParseError {
-                offset: self.at(),
-                message: format!("the query nests deeper than {MAX_DEPTH} levels"),
-            });
-        }
-        Ok(())
+        self.budget.enter(self.at())
     }
 
     fn leave(&mut self) {
-        self.depth -= 1;
+        self.budget.leave();
     }
 
     /// The whole text: an event query, a sequence or a sample, and nothing after it.
@@ -453,6 +445,7 @@ impl Parser {
 
     fn predicate(&mut self) -> Result<Cond, EqlError> {
         let at = self.at();
+        self.budget.leaf(at)?;
         let lhs = match self.additive()? {
             Term::Cond(c) => return Ok(c),
             Term::Value(e) => e,
@@ -671,6 +664,7 @@ impl Parser {
         self.enter()?;
         let mut out = vec![self.value()?];
         while self.eat(&T::Comma) {
+            self.budget.leaf(self.at())?;
             out.push(self.value()?);
         }
         self.leave();
