@@ -18,7 +18,6 @@ pub mod rules_check;
 pub mod run;
 pub mod scan;
 pub mod status;
-pub mod text;
 pub mod verify;
 
 /// A command that did not succeed: the message for stderr and the exit code.
@@ -226,7 +225,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("nightjar-agent: {}", text::terminal_safe_lines(&f.message));
+            eprintln!(
+                "nightjar-agent: {}",
+                nightjar_proto::terminal::terminal_safe_lines(&f.message)
+            );
             ExitCode::from(f.code)
         }
     }

@@ -8,8 +8,8 @@
 
 use std::io::Write;
 
-use super::text::terminal_safe;
 use super::{CmdResult, Failure, RulesCheckArgs};
+use nightjar_proto::terminal::terminal_safe;
 use nightjar_rules::{
     LoadReport, RuleSet, RuleStatus, Sources, builtin, read_exception_files, read_rule_files,
 };

@@ -26,13 +26,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nightjar_proto::event::Event;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
-use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
 use crate::alert::{
     MatchKind, ThresholdResult, build_alert, build_group_alerts, build_new_terms_alert,
     build_threshold_alert,
 };
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
+use nightjar_proto::terminal::{terminal_safe, to_json_line};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
 use nightjar_rules::engine::{Detection, Engine, Limits};
 use nightjar_rules::{RuleSet, Sources, read_exception_files, read_rule_files};

@@ -1,9 +1,9 @@
 //! `nightjar-agent status`: counters of the running agent, or of the store when none runs.
 
 use super::query::{ask, load_config, out, unexpected};
-use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, StatusArgs};
 use crate::control::{ClientError, Reply, Request, StatusReport};
+use nightjar_proto::terminal::{terminal_safe, to_json_line};
 
 pub fn run(args: &StatusArgs) -> CmdResult {
     let config = load_config(&args.config)?;
