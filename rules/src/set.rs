@@ -311,6 +311,7 @@ impl RuleSet {
         let mut compiled = Vec::new();
         for (rule, r) in ready.into_iter().enumerate() {
             let n = r.compiled.len();
+            let queries = r.program.queries();
             for (i, c) in r.compiled.into_iter().enumerate() {
                 slots.push(match &r.program {
                     RuleProgram::Event(_) => Slot::Event(rule),
@@ -324,7 +325,11 @@ impl RuleSet {
                         Slot::Stage { rule, stage: i }
                     }
                 });
-                compiled.push(c);
+                // A `runs=N` stage repeats the query before it: one tree for both slots.
+                match compiled.last_mut() {
+                    Some((_, n)) if i > 0 && queries[i] == queries[i - 1] => *n += 1,
+                    _ => compiled.push((c, 1)),
+                }
             }
             metas.push(r.meta);
             programs.push(r.program);
@@ -341,7 +346,7 @@ impl RuleSet {
         );
         (
             RuleSet {
-                matcher: Matcher::from_rules(compiled),
+                matcher: Matcher::from_runs(compiled),
                 metas,
                 programs,
                 event_rules,

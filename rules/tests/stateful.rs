@@ -631,3 +631,58 @@ fn an_exception_on_any_event_of_a_sequence_suppresses_it() {
         .collect();
     assert_eq!(excepted, [Some("tuned-b"), None]);
 }
+
+#[test]
+fn runs_share_one_compiled_stage_and_report_every_slot() {
+    // Stages 0 and 1 are one query (`runs=2`), compiled and tested once; a hit reports both
+    // slots, and the stage after them keeps its own slot.
+    let q = "sequence by user.id with maxspan=1m [process where process.name == \"pbpaste\"] with runs = 2 [process where process.name == \"curl\"]";
+    let (set, report) = RuleSet::from_texts(&[("t.toml", &rule("eql", q, ""))], None);
+    assert_eq!(report.ok(), 1, "{report:?}");
+    assert_eq!(set.slots(), 3);
+    let host = HostInfo::new("h", "h");
+    let mut out = Vec::new();
+    for (name, want) in [("pbpaste", vec![0, 1]), ("curl", vec![2]), ("ls", vec![])] {
+        let e = ev(1, 0, 10, 1, name, 5);
+        set.evaluate_slots(
+            &EcsEvent::new(&e, &nightjar_rules::ecs::NoProcesses, &host),
+            &mut out,
+        );
+        assert_eq!(out, want, "{name}");
+    }
+    let events: Vec<_> = (1..=3)
+        .map(|i| {
+            ev(
+                i,
+                i as i64,
+                10,
+                1,
+                ["pbpaste", "pbpaste", "curl"][i as usize - 1],
+                5,
+            )
+        })
+        .collect();
+    assert_eq!(run(&mut seq(q), &events), vec![vec![1, 2, 3]]);
+}
+
+#[test]
+fn rules_on_environment_variables_run_only_on_events_that_carry_some() {
+    let q = "process where process.env_vars like~ (\"HISTSIZE=0\", \"HISTFILE=/dev/null\")";
+    let (set, report) = RuleSet::from_texts(&[("t.toml", &rule("eql", q, ""))], None);
+    assert_eq!(report.ok(), 1, "{report:?}");
+    let host = HostInfo::new("h", "h");
+    let mut out = Vec::new();
+    let mut e = ev(1, 0, 10, 1, "bash", 5);
+    for (vars, want) in [
+        (vec![], vec![]),
+        (vec!["LD_PRELOAD=/x.so"], vec![]),
+        (vec!["LD_PRELOAD=/x.so", "histfile=/dev/null"], vec![0]),
+    ] {
+        e.target.env_vars = Args::from_strs(vars.iter().copied()).0;
+        set.evaluate_slots(
+            &EcsEvent::new(&e, &nightjar_rules::ecs::NoProcesses, &host),
+            &mut out,
+        );
+        assert_eq!(out, want, "{vars:?}");
+    }
+}
