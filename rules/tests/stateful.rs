@@ -370,6 +370,26 @@ fn state_is_bounded_and_evictions_are_counted() {
         assert!(e.stats().bytes <= 64 << 10, "{:?}", e.stats());
     }
     assert!(e.stats().evicted > 9_000);
+    // So does it a flood of hits within one reorder window (all at one instant): the
+    // window gives up its oldest hits early instead of growing.
+    let flood = Limits {
+        total_bytes: 64 << 10,
+        reorder_window: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let mut e = engine_of(&rule("eql", q, ""), flood);
+    for i in 0..10_000u32 {
+        let x = ev(u64::from(i) + 1, 0, 1000 + i, 1, "a", 5);
+        e.on_event(&EcsEvent::new(&x, &table, &host), &mut out);
+        assert!(e.stats().bytes <= 64 << 10, "{:?}", e.stats());
+    }
+    assert!(e.stats().evicted > 9_000);
+    // Hits taken early still match: the newest key completes.
+    out.clear();
+    let b = ev(20_001, 1, 1000 + 9_999, 1, "b", 5);
+    e.on_event(&EcsEvent::new(&b, &table, &host), &mut out);
+    e.finish(&mut out);
+    assert_eq!(correlated(&out), vec![vec![10_000, 20_001]]);
 }
 
 #[test]
