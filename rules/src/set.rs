@@ -263,10 +263,25 @@ impl RuleSet {
 
         let exceptions = compile_exceptions(&sources.exceptions, &mut report);
         let applies = bind_exceptions(&exceptions, &metas, &sources.links, &mut report);
-        let blocking = bind_block(&sources.block, &metas, &unsupported_ids, &mut report);
+        let mut blocking = bind_block(&sources.block, &metas, &unsupported_ids, &mut report);
+        let matcher = Matcher::from_rules(compiled);
+        for (i, b) in blocking.iter_mut().enumerate() {
+            let refusal = if HOST_OS == "linux" && applies.get(i).is_some_and(|l| !l.is_empty()) {
+                Some("exceptions apply to it, and the kernel cannot test them".to_owned())
+            } else {
+                block_refusal(&matcher, i, HOST_OS)
+            };
+            if *b && let Some(why) = refusal {
+                report.block_refused.push(format!(
+                    "block: rule `{}` ({}) cannot block on {HOST_OS}: {why}; it still detects",
+                    metas[i].rule_id, metas[i].name
+                ));
+                *b = false;
+            }
+        }
         (
             RuleSet {
-                matcher: Matcher::from_rules(compiled),
+                matcher,
                 metas,
                 queries,
                 exceptions,
@@ -306,6 +321,26 @@ impl RuleSet {
             return None;
         }
         self.exceptions.excepting(lists, ev, now_ns)
+    }
+
+    /// Why rule `rule` could not block on a host of `os` (`"linux"`, `"macos"`), or `None`
+    /// when it can.
+    pub fn block_refusal(&self, rule: usize, os: &str) -> Option<String> {
+        block_refusal(&self.matcher, rule, os)
+    }
+
+    /// Rule `rule` as the Linux exec probe tests it (see [`Matcher::kernel_block`]).
+    pub fn kernel_block(
+        &self,
+        rule: usize,
+    ) -> Result<Vec<crate::matcher::block::KernelConj>, String> {
+        self.matcher.kernel_block(rule, "linux")
+    }
+
+    /// Whether rule `rule` could match an exec of `ev`'s target by `ev`'s caller with other
+    /// arguments (see [`Matcher::could_match_target`]).
+    pub fn could_match_target(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        self.matcher.could_match_target(rule, ev)
     }
 
     /// Whether rule `rule` blocks (it is named in `block`).
@@ -525,6 +560,22 @@ fn bind_exceptions(
         }
     }
     applies
+}
+
+/// The platform this build runs on, as `host.os.type` says it.
+const HOST_OS: &str = if cfg!(target_os = "macos") {
+    "macos"
+} else {
+    "linux"
+};
+
+fn block_refusal(matcher: &Matcher, rule: usize, os: &str) -> Option<String> {
+    let verdict = if os == "macos" {
+        matcher.auth_block_check(rule)
+    } else {
+        matcher.kernel_block(rule, os).map(|_| ())
+    };
+    verdict.err()
 }
 
 fn bind_block(

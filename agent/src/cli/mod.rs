@@ -197,6 +197,10 @@ pub struct RulesCheckArgs {
     /// Kibana exception-list export (NDJSON) to check with the rules (repeatable).
     #[arg(long = "exceptions", value_name = "FILE")]
     pub exceptions: Vec<PathBuf>,
+    /// A rule_id to check as a blocking rule on this platform (repeatable), as `[rules]
+    /// block` would name it: says whether it can block, or why not.
+    #[arg(long = "block", value_name = "RULE_ID")]
+    pub block: Vec<String>,
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }

@@ -8,6 +8,7 @@
 //! [`CompiledRule::new`] cannot fail: everything that can (syntax, types, regular
 //! expressions) was settled when the query was built ([`crate::query::build`]).
 
+pub mod block;
 mod eval;
 mod index;
 mod tree;

@@ -26,6 +26,7 @@ use nightjar_proto::LossSource;
 use nightjar_proto::event::{Event, EventKind};
 use nightjar_proto::filter::PathFilter;
 
+use crate::block::{Blocking, kernel_maps};
 use crate::capture::{CaptureError, Settings};
 use crate::gate::{Gate, Verdict};
 use crate::publish::Publisher;
@@ -193,6 +194,7 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
     if files && settings.files.kernel_can_filter() {
         load_filter(&skel.maps, &settings.files)?;
     }
+    load_blocking(&skel.maps, &settings.block)?;
     let gate = RefCell::new(Gate::new(settings.files.clone(), vec![std::process::id()]));
     let mut agent = AgentWatch::default();
     let mut links: Vec<Link> = Vec::new();
@@ -274,6 +276,7 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
 
     let mut reported_drops = [0u64; 4];
     let mut reported_filtered = [0u64; 4];
+    let mut reported_failed_open = 0u64;
     loop {
         match ring.poll(POLL_INTERVAL) {
             Ok(()) => {}
@@ -312,8 +315,48 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         for (kind, n) in gate.borrow_mut().take_filtered() {
             publisher.report_filtered(kind, n);
         }
+        if !settings.block.is_empty() {
+            let failed = read_counter(&skel.maps.block_stats, BLOCK_STAT_FAILED_OPEN)?;
+            publisher.report_block(failed.saturating_sub(reported_failed_open), 0);
+            reported_failed_open = reported_failed_open.max(failed);
+        }
         publisher.flush();
     }
+}
+
+/// `block_stats` slot of the execs let through (fail open).
+const BLOCK_STAT_FAILED_OPEN: u32 = 1;
+
+/// Loads the blocking rules into `block_keys` and `block_exes`, then `block_conf` (so the
+/// probe never sees a half-loaded set as live).
+fn load_blocking(maps: &skel::ProbesMaps<'_>, block: &Blocking) -> Result<(), CaptureError> {
+    if block.is_empty() {
+        return Ok(());
+    }
+    let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
+    let (plan, left_out) = block.kernel_plan();
+    for why in &left_out {
+        tracing::warn!("{why}");
+    }
+    let m = kernel_maps(&plan);
+    for (k, v) in &m.keys {
+        maps.block_keys
+            .update(k, v, MapFlags::ANY)
+            .map_err(|e| err("loading a blocking rule", e))?;
+    }
+    for (k, v) in &m.exes {
+        maps.block_exes
+            .update(k, v, MapFlags::ANY)
+            .map_err(|e| err("loading a blocking rule", e))?;
+    }
+    maps.block_conf
+        .update(&0u32.to_ne_bytes(), &m.conf, MapFlags::ANY)
+        .map_err(|e| err("loading the blocking rules", e))?;
+    tracing::info!(
+        blockers = plan.len(),
+        "blocking rules loaded into the exec probe"
+    );
+    Ok(())
 }
 
 /// One of the probes' per-kind counters, since load.
