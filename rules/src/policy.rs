@@ -165,6 +165,7 @@ impl Policy {
                 .collect(),
             max_signals,
             identity: Identity::Policy,
+            block_platform: None,
         }
     }
 

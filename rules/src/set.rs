@@ -64,6 +64,9 @@ pub struct Sources {
     /// Replaces every rule's `max_signals`.
     pub max_signals: Option<u32>,
     pub identity: Identity,
+    /// The platform whose blocking path the `block` rules are checked for (`"linux"`,
+    /// `"macos"`); `None`: the one this build runs on.
+    pub block_platform: Option<&'static str>,
 }
 
 /// Loaded and compiled rules.
@@ -265,15 +268,16 @@ impl RuleSet {
         let applies = bind_exceptions(&exceptions, &metas, &sources.links, &mut report);
         let mut blocking = bind_block(&sources.block, &metas, &unsupported_ids, &mut report);
         let matcher = Matcher::from_rules(compiled);
+        let platform = sources.block_platform.unwrap_or(HOST_OS);
         for (i, b) in blocking.iter_mut().enumerate() {
-            let refusal = if HOST_OS == "linux" && applies.get(i).is_some_and(|l| !l.is_empty()) {
-                Some("exceptions apply to it, and the kernel cannot test them".to_owned())
+            let refusal = if applies.get(i).is_some_and(|l| !l.is_empty()) {
+                Some("exceptions apply to it, and the blocking path does not test them".to_owned())
             } else {
-                block_refusal(&matcher, i, HOST_OS)
+                block_refusal(&matcher, i, platform)
             };
             if *b && let Some(why) = refusal {
                 report.block_refused.push(format!(
-                    "block: rule `{}` ({}) cannot block on {HOST_OS}: {why}; it still detects",
+                    "block: rule `{}` ({}) cannot block on {platform}: {why}; it still detects",
                     metas[i].rule_id, metas[i].name
                 ));
                 *b = false;
@@ -335,6 +339,12 @@ impl RuleSet {
         rule: usize,
     ) -> Result<Vec<crate::matcher::block::KernelConj>, String> {
         self.matcher.kernel_block(rule, "linux")
+    }
+
+    /// Rule `rule` alone on `ev`: `Some(true)` when it matches whatever arguments a cut argv
+    /// lost, `Some(false)` when it does not, `None` when the lost arguments decide.
+    pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
+        self.matcher.outcome(rule, ev)
     }
 
     /// Whether rule `rule` could match an exec of `ev`'s target by `ev`'s caller with other

@@ -34,6 +34,12 @@
 //!    from /proc), the BPF ring drops reported per kind, and the filtered counts the sensor
 //!    reported (`build_*`).
 //!
+//! 5. Exec latency with a blocking rule loaded (`[rules] block` of the kcc rule, compiled into
+//!    the exec probe) against the same rule detecting only: four alternating rounds of each
+//!    (a fresh sensor per round), 1,000 fork + exec + wait of `/bin/true` per round, pooled
+//!    p50/p99; and the exec program's own run time per exec from `kernel.bpf_stats_enabled`
+//!    (median of the rounds), which is where blocking adds its work (`exec_*`).
+//!
 //! The last stdout line is one JSON object.
 
 use std::io::Write;
@@ -566,8 +572,141 @@ fn build_figures(dir: &Path) -> Result<(BuildRun, BuildRun, bool), String> {
     out
 }
 
+/// The ids of the BPF programs `pid` holds open (`/proc/PID/fdinfo`).
+fn prog_ids(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// (run time ns, runs) of the exec program among `ids`.
+fn exec_prog_stats(ids: &[u32]) -> Option<(u64, u64)> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .find(|p| ids.contains(&p.id) && p.name.to_string_lossy() == "nightjar_exec")
+        .map(|p| (p.run_time_ns, p.run_cnt))
+}
+
+/// Exec latency under a live sensor, with and without a blocking rule loaded.
+#[derive(Debug, Default, Clone)]
+struct ExecCost {
+    /// fork + exec + wait of /bin/true, ns.
+    latency: Vec<u64>,
+    /// The exec program's run time per exec (bpf_stats), ns.
+    prog_ns: Vec<f64>,
+}
+
+/// One round: a sensor loading the kcc rule (blocking it when `block`), `n` execs of
+/// /bin/true.
+fn exec_round(dir: &Path, block: bool, n: usize, cost: &mut ExecCost) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let sensor = exe.with_file_name("nightjar-sensor");
+    let rule =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/linux/rules/kcc-linux.toml");
+    let tag = if block { "block" } else { "detect" };
+    let ring = dir.join(format!("exec-{tag}.ring"));
+    let cfg = dir.join(format!("exec-{tag}.toml"));
+    let log = dir.join(format!("exec-{tag}.log"));
+    let block_line = if block {
+        "block = [\"c4ab5c12-3447-4aaf-891b-c474270fe4d9\"]\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "ring_path = {:?}\nring_capacity_bytes = {RING_BYTES}\n[rules]\nbuiltin = false\npaths = [{:?}]\n{block_line}",
+            ring.display().to_string(),
+            rule.display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(&sensor)
+        .args(["run", "--source", "ebpf", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", sensor.display()))?;
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("eBPF probes attached")) {
+        if t0.elapsed() > Duration::from_secs(90) || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the sensor did not attach: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if block && !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("blocking rules loaded")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("the blocking rule was not loaded".into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let drainer = drain_ring(ring, Arc::clone(&stop), false);
+    let ids = prog_ids(child.id());
+    let before = exec_prog_stats(&ids);
+    for _ in 0..n {
+        let t = Instant::now();
+        let _ = Command::new("/bin/true").status();
+        cost.latency.push(t.elapsed().as_nanos() as u64);
+    }
+    let after = exec_prog_stats(&ids);
+    if let (Some((t0, c0)), Some((t1, c1))) = (before, after)
+        && c1 > c0
+    {
+        cost.prog_ns.push((t1 - t0) as f64 / (c1 - c0) as f64);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let _ = drainer.join();
+    Ok(())
+}
+
+/// Alternating rounds without and with the blocking rule; (without, with).
+fn exec_costs(dir: &Path) -> Result<(ExecCost, ExecCost), String> {
+    // Run times of BPF programs are counted only while kernel.bpf_stats_enabled is set.
+    let stats = "/proc/sys/kernel/bpf_stats_enabled";
+    let was = std::fs::read_to_string(stats).unwrap_or_default();
+    let _ = std::fs::write(stats, "1");
+    let mut detect = ExecCost::default();
+    let mut block = ExecCost::default();
+    let out = (|| {
+        for _ in 0..4 {
+            exec_round(dir, false, 1000, &mut detect)?;
+            exec_round(dir, true, 1000, &mut block)?;
+        }
+        Ok(())
+    })();
+    if !was.trim().is_empty() {
+        let _ = std::fs::write(stats, was.trim());
+    }
+    out.map(|()| (detect, block))
+}
+
+fn median_f(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // `scripts/bench sensor [publish] [file] [rss] [build] [exec]`: only those parts (all
+    // by default).
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let samples: Vec<Vec<u8>> = (0..EVENTS as u32).map(typical_sample).collect();
 
     let mut best_single: Option<(u64, u64)> = None;
@@ -584,6 +723,9 @@ fn main() {
         p
     };
     for round in 0..ROUNDS {
+        if !want("publish") {
+            break;
+        }
         let (lat, l) = ring_round(&samples, dir.path(), round, 1);
         lost += l;
         let s = keep_best(&mut best_single, lat);
@@ -608,6 +750,9 @@ fn main() {
     let mut file_rate: f64 = 0.0;
     let mut file_lost = 0;
     for round in 0..3 {
+        if !want("file") {
+            break;
+        }
         let (rate, l) = file_round(&files, dir.path(), round);
         file_lost += l;
         eprintln!("round {round}: file events through the ring {rate:.0}/s");
@@ -615,17 +760,39 @@ fn main() {
     }
     drop(files);
 
-    let rss = sensor_rss(dir.path());
+    let rss = if want("rss") {
+        sensor_rss(dir.path())
+    } else {
+        Err("not run".into())
+    };
     if let Err(e) = &rss {
         eprintln!("resident memory not measured: {e}");
     }
     let rss_ok = rss.as_ref().ok();
-    let build = build_figures(dir.path());
+    let build = if want("build") {
+        build_figures(dir.path())
+    } else {
+        Err("not run".into())
+    };
     match &build {
         Ok((on, off, _)) => eprintln!("build: filter on {on:?}; off {off:?}"),
         Err(e) => eprintln!("build not measured: {e}"),
     }
     let b = build.as_ref().ok();
+    let execs = if want("exec") {
+        exec_costs(dir.path())
+    } else {
+        Err("not run".into())
+    };
+    if let Err(e) = &execs {
+        eprintln!("exec latency not measured: {e}");
+    }
+    let lat = |c: &ExecCost, p: f64| {
+        let mut v = c.latency.clone();
+        v.sort_unstable();
+        (!v.is_empty()).then(|| percentile(&v, p))
+    };
+    let e = execs.as_ref().ok();
     let dropped_share = b.and_then(|(on, off, _)| {
         (off.published > 0).then(|| 1.0 - on.published as f64 / off.published as f64)
     });
@@ -663,6 +830,13 @@ fn main() {
         "build_lost_filter_on": b.map(|(on, _, _)| on.lost.clone()),
         "build_lost_filter_off": b.map(|(_, off, _)| off.lost.clone()),
         "build_error": build.as_ref().err(),
+        "exec_latency_p50_ns_detect": e.and_then(|(d, _)| lat(d, 0.5)),
+        "exec_latency_p50_ns_blocking": e.and_then(|(_, b)| lat(b, 0.5)),
+        "exec_latency_p99_ns_detect": e.and_then(|(d, _)| lat(d, 0.99)),
+        "exec_latency_p99_ns_blocking": e.and_then(|(_, b)| lat(b, 0.99)),
+        "exec_prog_ns_per_exec_detect": e.and_then(|(d, _)| median_f(&d.prog_ns)),
+        "exec_prog_ns_per_exec_blocking": e.and_then(|(_, b)| median_f(&b.prog_ns)),
+        "exec_error": execs.as_ref().err(),
     });
     println!("{out}");
 }

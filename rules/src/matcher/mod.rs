@@ -127,6 +127,22 @@ impl Matcher {
         }
     }
 
+    /// Rule `rule` alone on `ev` (see [`crate::RuleSet::outcome`]).
+    pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
+        let shape = &self.shapes[ev.shape() as usize];
+        let node = shape.rules.get(rule)?;
+        let mut sc = Scratch::default();
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            match node.eval3(ev, &mut sc) {
+                eval::Tri::True => Some(true),
+                eval::Tri::False => Some(false),
+                eval::Tri::Unknown => None,
+            }
+        } else {
+            Some(node.eval(ev, &mut sc))
+        }
+    }
+
     /// Whether rule `rule` matches `ev` whatever arguments its cut argv lost (on an event
     /// whose argv is whole: whether it matches). A match that is not certain is one that
     /// [`Matcher::evaluate`] reported because the dropped arguments could decide it.

@@ -92,6 +92,23 @@ struct block_val {
 	u64 bits[2];
 };
 
+/* File filter entries the kernel tests besides prefixes, names and extensions: whole path
+ * components (a hash of COMM_CAP keys), text inside the path and process name prefixes. */
+#define PAT_CONTAINS 4
+#define PAT_COMM_PREFIXES 8
+#define PAT_TEXT 16
+
+struct file_patterns {
+	u32 components;       /* some component is loaded */
+	u32 n_contains;
+	u32 n_comm_prefixes;
+	u32 pad;
+	u32 contains_len[PAT_CONTAINS];
+	u32 comm_prefix_len[PAT_COMM_PREFIXES];
+	char contains[PAT_CONTAINS][PAT_TEXT];          /* lowercase */
+	char comm_prefix[PAT_COMM_PREFIXES][PAT_TEXT];  /* lowercase */
+};
+
 /* file_body.action, as proto's FileAction */
 #define ACTION_CREATION 1
 #define ACTION_MODIFICATION 2

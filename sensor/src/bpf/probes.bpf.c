@@ -75,6 +75,8 @@
 /* Set by user space before the object is loaded. */
 const volatile u32 env_cap = 0;
 const volatile u32 files_all = 0;
+/* Components, texts or process name prefixes are loaded (`patterns`, `components`). */
+const volatile u32 file_patterns_on = 0;
 
 /*
  * Scratch records: each part at a fixed place (so every access has a constant bound for the
@@ -225,6 +227,20 @@ struct {
 	__type(key, char[COMM_CAP]);
 	__type(value, u8);
 } comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[COMM_CAP]);
+	__type(value, u8);
+} components SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct file_patterns);
+} patterns SEC(".maps");
 
 /* Blocking rules (see events.h). */
 struct {
@@ -947,6 +963,110 @@ static long rel_scan_cb(u32 i, void *ctx)
 	return 0;
 }
 
+/* Scans the lowercased path in fs->lpm for a loaded component or text. */
+struct pat_scan {
+	u32 len;
+	u32 start;
+	u32 hit;
+};
+
+static long pat_scan_cb(u32 i, void *ctx)
+{
+	struct pat_scan *ps = ctx;
+	u32 zero = 0;
+	struct file_scratch *fs = bpf_map_lookup_elem(&file_scratch, &zero);
+	struct file_patterns *pat = bpf_map_lookup_elem(&patterns, &zero);
+	if (!fs || !pat || i >= ps->len)
+		return 1;
+	const char *p = fs->lpm.data;
+	char c = p[i & (LPM_CAP - 1)];
+	/* Text inside the path: eight bytes at a time, the rest of the buffer masked off. */
+	for (u32 k = 0; k < PAT_CONTAINS; k++) {
+		if (k >= pat->n_contains)
+			break;
+		u32 len = pat->contains_len[k];
+		u64 x = *(const u64 *)&p[i & (LPM_CAP - 1)];
+		u64 y = *(const u64 *)&pat->contains[k][0];
+		if (len < 8) {
+			u64 mask = (1ULL << ((len & 7) * 8)) - 1;
+			x &= mask;
+			y &= mask;
+		}
+		if (x != y)
+			continue;
+		if (len > 8) {
+			u32 rest = (len - 8) & 7;
+			u64 x2 = *(const u64 *)&p[(i & (LPM_CAP - 1)) + 8];
+			u64 y2 = *(const u64 *)&pat->contains[k][8];
+			if (len < 16) {
+				u64 mask = (1ULL << (rest * 8)) - 1;
+				x2 &= mask;
+				y2 &= mask;
+			}
+			if (x2 != y2)
+				continue;
+		}
+		ps->hit = 1;
+		return 1;
+	}
+	/* Whole components, at each '/' and at the end. */
+	if (!pat->components)
+		return 0;
+	bool end = i + 1 >= ps->len;
+	if (c != '/' && !end)
+		return 0;
+	u32 stop = c == '/' ? i : i + 1;
+	u32 start = ps->start;
+	ps->start = i + 1;
+	u32 len = stop > start ? stop - start : 0;
+	if (len == 0 || len >= COMM_CAP)
+		return 0;
+	char key[COMM_CAP] = {};
+	if (bpf_probe_read_kernel(key, BOUND(len, COMM_CAP - 1), &p[start & (LPM_CAP - 1)]))
+		return 0;
+	if (bpf_map_lookup_elem(&components, key)) {
+		ps->hit = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether the loaded components, texts or process name prefixes admit the file event whose
+ * lowercased path (its first n bytes; `whole` when that is all of it) is in fs->lpm. A global
+ * function: the verifier checks it once. */
+__attribute__((noinline)) u32 patterns_admit(u32 n, u32 whole)
+{
+	u32 zero = 0;
+	struct file_scratch *fs = bpf_map_lookup_elem(&file_scratch, &zero);
+	struct file_patterns *pat = bpf_map_lookup_elem(&patterns, &zero);
+	if (!fs || !pat)
+		return 0;
+	u64 c0 = *(const u64 *)&fs->comm[0];
+	u64 c1 = *(const u64 *)&fs->comm[8];
+	for (u32 k = 0; k < PAT_COMM_PREFIXES; k++) {
+		if (k >= pat->n_comm_prefixes)
+			break;
+		u32 len = pat->comm_prefix_len[k] & 15;
+		u64 p0 = *(const u64 *)&pat->comm_prefix[k][0];
+		u64 p1 = *(const u64 *)&pat->comm_prefix[k][8];
+		u64 m0 = len >= 8 ? ~0ULL : (1ULL << (len * 8)) - 1;
+		u64 m1 = len <= 8 ? 0 : (1ULL << ((len - 8) * 8)) - 1;
+		if ((c0 & m0) == (p0 & m0) && (c1 & m1) == (p1 & m1))
+			return 1;
+	}
+	if (!pat->components && !pat->n_contains)
+		return 0;
+	/* Part of the path was not read: admit it, never miss. */
+	if (!whole)
+		return 1;
+	struct pat_scan ps = { .len = n > LPM_CAP ? LPM_CAP : n, .start = 0, .hit = 0 };
+	bpf_loop(LPM_CAP, pat_scan_cb, &ps, 0);
+	return ps.hit;
+}
+
+static __always_inline bool admitted_exact(struct file_scratch *fs, struct file_path *fp,
+					   const unsigned char *name, u32 *scanned, u32 *whole);
+
 /* Whether a file event on `fp` by the current task passes the filters built from the loaded
  * rules. `name` is the file's name when the caller has it from a dentry; otherwise it is the
  * last component of the path string. */
@@ -955,6 +1075,17 @@ static __always_inline bool admitted(struct file_scratch *fs, struct file_path *
 {
 	if (files_all)
 		return true;
+	u32 n = 0, whole = 0;
+	if (admitted_exact(fs, fp, name, &n, &whole))
+		return true;
+	return file_patterns_on && patterns_admit(n, whole);
+}
+
+/* Prefixes, names, extensions and whole process names; `*scanned` and `*whole` say how
+ * much of the path fs->lpm holds, lowercased. */
+static __always_inline bool admitted_exact(struct file_scratch *fs, struct file_path *fp,
+					   const unsigned char *name, u32 *scanned, u32 *whole)
+{
 	if (bpf_map_lookup_elem(&comms, fs->comm))
 		return true;
 
@@ -975,8 +1106,11 @@ static __always_inline bool admitted(struct file_scratch *fs, struct file_path *
 		bpf_probe_read_kernel(fs->lpm.data + at, LPM_CAP, fp->rel);
 		n = at + fp->rel_len;
 	}
+	u32 full = fp->base_len + (fp->base_len && fp->rel_len ? 1 : 0) + fp->rel_len;
+	*whole = full <= LPM_CAP;
 	if (n > LPM_CAP)
 		n = LPM_CAP;
+	*scanned = n;
 	fs->lpm_spill[0] = 0;
 	bpf_loop(n, lower_lpm_cb, NULL, 0);
 	fs->lpm.prefixlen = n * 8;

@@ -69,6 +69,19 @@ pub enum SampleError {
     Action { action: u32 },
 }
 
+/// The acting process's name (`comm`, as the kernel keeps it: at most 15 bytes) of a file
+/// sample, when it is valid UTF-8.
+pub fn file_comm(sample: &[u8]) -> Option<&str> {
+    if u32_at(sample, 0) != KIND_FILE || sample.len() < HEADER_LEN + FILE_BODY_LEN {
+        return None;
+    }
+    let comm = &sample[HEADER_LEN + 8..HEADER_LEN + 24];
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    std::str::from_utf8(&comm[..n])
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 /// Reusable buffers: argv and environment builders, and lossy copies of the rare strings
 /// that are not valid UTF-8.
 #[derive(Debug, Default)]
