@@ -33,6 +33,7 @@ pub mod query;
 mod report;
 mod rule;
 mod set;
+mod source_map;
 
 pub use report::{LoadReport, RuleReport, RuleStatus, RulesError};
 pub use rule::{ListRef, RuleMeta};

@@ -3,7 +3,8 @@
 //! A file yields a rule that is supported (its query parsed and typed), unsupported (with the
 //! reason: rule type, EQL sequence, event category...), or an error located at
 //! `file:line:col` — for a query error, the position inside the TOML file, found by mapping
-//! the offset in the query string back through the string literal that holds it.
+//! the offset in the query string back through the string literal that holds it
+//! ([`crate::source_map`], escapes included).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -200,7 +201,7 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
     let Some(query) = &r.query else {
         return Err(fail(0, "missing key `query` in [rule]".into()));
     };
-    let body_at = query_body_offset(text, query.span());
+    let literal = crate::source_map::LiteralMap::new(text, query.span());
     let language = if r.rule_type == "eql" {
         Language::Eql
     } else {
@@ -216,7 +217,7 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
                 .map(|w| {
                     format!(
                         "{}: {}",
-                        locate(display, text, body_at + w.offset),
+                        locate(display, text, literal.file_offset(w.offset)),
                         w.message
                     )
                 })
@@ -224,32 +225,14 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
         }),
         Err(BuildError::Unsupported(why)) => Ok(Loaded::Unsupported(meta, why)),
         Err(BuildError::Syntax { offset, message } | BuildError::Type { offset, message }) => {
-            Err(fail(body_at + offset, message))
+            Err(fail(literal.file_offset(offset), message))
         }
     }
-}
-
-/// Where the decoded text of the string literal at `span` starts in the file.
-fn query_body_offset(text: &str, span: std::ops::Range<usize>) -> usize {
-    let raw = &text[span.clone()];
-    let delim = ["'''", "\"\"\"", "'", "\""]
-        .into_iter()
-        .find(|d| raw.starts_with(d))
-        .map_or(0, str::len);
-    let mut at = span.start + delim;
-    if delim == 3 {
-        if text[at..].starts_with("\r\n") {
-            at += 2;
-        } else if text[at..].starts_with('\n') {
-            at += 1;
-        }
-    }
-    at
 }
 
 /// `file:line:col` (1-based; columns count characters) of byte offset `at`.
 pub fn locate(display: &str, text: &str, at: usize) -> String {
-    let at = at.min(text.len());
+    let at = crate::source_map::floor_boundary(text, at);
     let before = &text[..at];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

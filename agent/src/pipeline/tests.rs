@@ -402,3 +402,116 @@ fn recover_rewinds_to_the_checkpoint() {
     assert_eq!(status.counters().events_received, 12);
     assert_eq!(fx.verify(), 3);
 }
+
+/// Two rule sets over the same events: every kcc exec matches `{p}-name`, the copy ones also
+/// `{p}-copy`.
+fn kcc_rules(prefix: &str) -> nightjar_rules::RuleSet {
+    let rule = |id: &str, query: &str| {
+        format!(
+            "[rule]\nrule_id = \"{prefix}-{id}\"\nname = \"{id}\"\nseverity = \"low\"\n\
+             risk_score = 21\ntype = \"query\"\nlanguage = \"kuery\"\nquery = '{query}'\n"
+        )
+    };
+    let (name, copy) = (
+        rule("name", "process.name:kcc"),
+        rule("copy", "process.args:copy_cred_cache"),
+    );
+    let (set, report) =
+        nightjar_rules::RuleSet::from_texts(&[("name.toml", &name), ("copy.toml", &copy)], Some(0));
+    assert_eq!(report.ok(), 2, "{report:?}");
+    set
+}
+
+/// A policy published while the reader drains is taken between two batches only: every
+/// event's alerts come from one rule set and name its policy version, and once the new set
+/// is taken the old one never comes back.
+#[test]
+fn a_new_rule_set_is_taken_between_two_batches_never_within_one() {
+    use super::detect::RuleDetector;
+    use super::swap::{ActiveRules, RulesSlot};
+
+    let fx = Fixture::new();
+    let slot = Arc::new(RulesSlot::new(ActiveRules {
+        rules: kcc_rules("old"),
+        policy_version: 0,
+    }));
+    let detector = RuleDetector::new(
+        Arc::clone(&slot),
+        nightjar_rules::ecs::HostInfo::new("h", "host-a"),
+    );
+    let status = Arc::new(LiveStatus::resume(fx.store.counters().unwrap()));
+    let sealer = Sealer::new(HostKey::load(&fx.key_path).unwrap(), "host-a".into());
+    let ring = MemRing {
+        records: stream(400),
+        ..MemRing::default()
+    };
+    let mut reader = Reader::new(
+        ring,
+        detector,
+        fx.store.clone(),
+        sealer,
+        Arc::clone(&status),
+        None,
+    )
+    .unwrap();
+    let publisher = {
+        let slot = Arc::clone(&slot);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            slot.publish(ActiveRules {
+                rules: kcc_rules("new"),
+                policy_version: 7,
+            });
+        })
+    };
+    let mut total = 0;
+    while total < 400 {
+        total += reader.drain(8).unwrap();
+        if total == 200 {
+            // Whatever the thread's timing, the new set is there by the second half.
+            publisher.join().unwrap();
+            assert!(slot.epoch() > 0);
+            break;
+        }
+    }
+    while total < 400 {
+        total += reader.drain(8).unwrap();
+    }
+    reader.checkpoint().unwrap();
+
+    let mut per_event: std::collections::BTreeMap<u64, Vec<(String, u64)>> = Default::default();
+    for (_, env) in fx.store.range(1, 10_000).unwrap() {
+        let (_, payload) = crate::sign::chain::open_envelope(&env).unwrap();
+        let doc: Value = serde_json::from_slice(&payload).unwrap();
+        per_event
+            .entry(doc["nightjar"]["event_seq"].as_u64().unwrap())
+            .or_default()
+            .push((
+                doc["kibana"]["alert"]["rule"]["rule_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                doc["nightjar"]["policy_version"].as_u64().unwrap(),
+            ));
+    }
+    assert_eq!(per_event.len(), 400, "every kcc exec alerted");
+    let mut switched = false;
+    for (seq, alerts) in &per_event {
+        let version = alerts[0].1;
+        let prefix = if version == 7 { "new-" } else { "old-" };
+        assert!(
+            alerts
+                .iter()
+                .all(|(id, v)| *v == version && id.starts_with(prefix)),
+            "event {seq} alerted under two rule sets: {alerts:?}"
+        );
+        assert_eq!(alerts.len(), if seq % 4 == 0 { 2 } else { 1 }, "{seq}");
+        assert!(
+            !(switched && version == 0),
+            "event {seq} went back to the old set"
+        );
+        switched |= version == 7;
+    }
+    assert!(switched);
+    assert_eq!(per_event[&400][0].1, 7);
+}

@@ -3,7 +3,15 @@
 //! Over a generated stream of exec events (mostly common binaries, a few rule hits, parents in
 //! the process table) it measures, best of several runs:
 //! - `seed_events_per_s`: the built-in seed rule alone;
-//! - `macos_set_events_per_s`: every supported rule of both macOS folders at once;
+//! - `macos_set_events_per_s`: every supported rule of both macOS folders at once (the older
+//!   folder's copies of a rule under their own `rule_id`, since a rule set holds each
+//!   `rule_id` once), with the check against exceptions every match takes;
+//! - `macos_set_exceptions_events_per_s`: the same rules and stream with a realistic
+//!   endpoint exception list of 200 items (Kibana's export format; every item applies to
+//!   every rule), measured interleaved with the run above; `exceptions_cost_ratio` is the
+//!   per-event cost with the list over the cost without (the target is at most 1.10);
+//! - `exception_check_ns_per_match`: what checking one match against the 200 items costs,
+//!   on a stream of matches alone;
 //! - `baseline_naive_events_per_s`: the same set through `rules::naive` (a serde_json document
 //!   built per event, every rule interpreted over it), measured in the same run on the first
 //!   200,000 events of the stream (it is two orders of magnitude slower), after checking that
@@ -22,15 +30,19 @@ use std::time::Instant;
 
 use nightjar_agent::process_table::ProcessTable;
 use nightjar_proto::{Args, ExecEvent, Target};
-use nightjar_rules::RuleSet;
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
-use serde_json::json;
+use nightjar_rules::{RuleSet, SourceText, Sources, read_rule_files};
+use serde_json::{Value, json};
 
 const POOL: usize = 16_384;
 const EVENTS: usize = 2_000_000;
 const NAIVE_EVENTS: usize = 200_000;
 const RUNS: usize = 5;
 const SCAN_LINES: usize = 100_000;
+/// Exception items in the realistic list.
+const EXCEPTION_ITEMS: usize = 200;
+/// Clock for `expire_time` checks (none of the generated items expires).
+const NOW_NS: i64 = 1_800_000_000_000_000_000;
 
 /// Common binaries and their usual arguments.
 const COMMON: &[(&str, &[&str])] = &[
@@ -169,20 +181,28 @@ fn best_rate(runs: usize, events: usize, mut run: impl FnMut(usize) -> usize) ->
 fn main() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
     let (seed, _) = RuleSet::load(&[], true, None).expect("built-in rule");
-    let (macos, report) = RuleSet::load(
-        &[
-            shared.join("macos-kuery-c58d59ee"),
-            shared.join("macos-head-14cf530f"),
-        ],
-        false,
-        None,
-    )
-    .expect("shared rules readable (../shared next to the repository)");
+    let rules = macos_rules(&shared);
+    let (macos, report) = RuleSet::build(Sources {
+        rules: rules.clone(),
+        ..Sources::default()
+    });
+    assert!(report.problems().is_empty(), "{:?}", report.problems());
     eprintln!(
         "macOS set: {} supported rules ({} files)",
         macos.rules().len(),
         report.entries.len()
     );
+    let (with_exceptions, ereport) = RuleSet::build(Sources {
+        rules,
+        exceptions: vec![SourceText {
+            name: "endpoint-exceptions.ndjson".into(),
+            text: exception_list(EXCEPTION_ITEMS),
+        }],
+        ..Sources::default()
+    });
+    assert!(ereport.problems().is_empty(), "{:?}", ereport.problems());
+    assert_eq!(ereport.exception_items, EXCEPTION_ITEMS);
+    assert_eq!(with_exceptions.rules().len(), macos.rules().len());
     let naive = macos.naive();
 
     let events = pool();
@@ -195,19 +215,71 @@ fn main() {
     }
     let mut out = Vec::with_capacity(128);
 
-    let mut run_set = |set: &RuleSet, n: usize| {
-        let mut hits = 0;
+    // As the agent's reader does: evaluate, then check each match against exceptions.
+    let run_set = |set: &RuleSet, pool: &[ExecEvent<'static>], n: usize, out: &mut Vec<usize>| {
+        let mut alerts = 0;
         for i in 0..n {
-            let ev = &events[i % POOL];
-            set.evaluate(&EcsEvent::new(ev, &table, &host), &mut out);
-            hits += out.len();
+            let view = EcsEvent::new(&pool[i % pool.len()], &table, &host);
+            set.evaluate(&view, out);
+            for &r in out.iter() {
+                if set.excepted(r, &view, NOW_NS).is_none() {
+                    alerts += 1;
+                }
+            }
         }
-        black_box(hits)
+        black_box(alerts)
     };
-    let (seed_rate, seed_hits) = best_rate(RUNS, EVENTS, |n| run_set(&seed, n));
+    let (seed_rate, seed_hits) = best_rate(RUNS, EVENTS, |n| run_set(&seed, &events, n, &mut out));
     eprintln!("seed rule: {seed_rate:.0} events/s ({seed_hits} alerts per run)");
-    let (set_rate, set_hits) = best_rate(RUNS, EVENTS, |n| run_set(&macos, n));
+    // The sets with and without exceptions alternate, so both see the same machine.
+    let (mut set_rate, mut exc_rate) = (0f64, 0f64);
+    let (mut set_hits, mut exc_hits) = (0, 0);
+    for _ in 0..RUNS {
+        let (r, h) = best_rate(1, EVENTS, |n| run_set(&macos, &events, n, &mut out));
+        (set_rate, set_hits) = (set_rate.max(r), h);
+        let (r, h) = best_rate(1, EVENTS, |n| {
+            run_set(&with_exceptions, &events, n, &mut out)
+        });
+        (exc_rate, exc_hits) = (exc_rate.max(r), h);
+    }
     eprintln!("macOS set: {set_rate:.0} events/s ({set_hits} alerts per run)");
+    eprintln!(
+        "macOS set + {EXCEPTION_ITEMS} exception items: {exc_rate:.0} events/s ({exc_hits} alerts per run)"
+    );
+    // A stream of nothing but rule hits: every event pays the exception check.
+    let hits_only: Vec<ExecEvent<'static>> = events
+        .iter()
+        .filter(|ev| {
+            macos.evaluate(&EcsEvent::new(ev, &table, &host), &mut out);
+            !out.is_empty()
+        })
+        .cloned()
+        .collect();
+    let matches_per_pass: usize = hits_only
+        .iter()
+        .map(|ev| {
+            macos.evaluate(&EcsEvent::new(ev, &table, &host), &mut out);
+            out.len()
+        })
+        .sum();
+    let hit_events = 200_000;
+    let (mut plain, mut checked) = (0f64, 0f64);
+    for _ in 0..RUNS {
+        plain = plain.max(best_rate(1, hit_events, |n| run_set(&macos, &hits_only, n, &mut out)).0);
+        checked = checked.max(
+            best_rate(1, hit_events, |n| {
+                run_set(&with_exceptions, &hits_only, n, &mut out)
+            })
+            .0,
+        );
+    }
+    let per_match_ns =
+        (1e9 / checked - 1e9 / plain) * hits_only.len() as f64 / matches_per_pass.max(1) as f64;
+    eprintln!(
+        "exception check: {per_match_ns:.0} ns per match ({} matching events, {:.2} matches each)",
+        hits_only.len(),
+        matches_per_pass as f64 / hits_only.len().max(1) as f64
+    );
     let mut nout = Vec::new();
     let (naive_rate, naive_hits) = best_rate(2, NAIVE_EVENTS, |n| {
         let mut hits = 0;
@@ -238,6 +310,10 @@ fn main() {
         "baseline_naive_events_per_s": naive_rate.round(),
         "macos_set_speedup_vs_naive": (set_rate / naive_rate * 10.0).round() / 10.0,
         "macos_set_rules": macos.rules().len(),
+        "macos_set_exceptions_events_per_s": exc_rate.round(),
+        "exception_items": EXCEPTION_ITEMS,
+        "exceptions_cost_ratio": (set_rate / exc_rate * 1000.0).round() / 1000.0,
+        "exception_check_ns_per_match": per_match_ns.round(),
         "events_per_run": EVENTS,
     });
     match scan_bench(&shared) {
@@ -250,6 +326,85 @@ fn main() {
         Err(e) => eprintln!("scan benchmark skipped: {e}"),
     }
     println!("{figures}");
+}
+
+/// Both macOS folders' rule files; the older folder's copy of a rule the newer one also
+/// holds keeps its own `rule_id` (suffixed), so both versions run side by side as before a
+/// rule set held each `rule_id` once.
+fn macos_rules(shared: &Path) -> Vec<SourceText> {
+    let head = read_rule_files(&[shared.join("macos-head-14cf530f")]).expect("macOS head rules");
+    let kuery =
+        read_rule_files(&[shared.join("macos-kuery-c58d59ee")]).expect("macOS KQL-era rules");
+    kuery
+        .into_iter()
+        .map(|mut t| {
+            t.text = t.text.replacen("rule_id = \"", "rule_id = \"kuery-", 1);
+            t
+        })
+        .chain(head)
+        .collect()
+}
+
+/// An endpoint exception list as Kibana exports it, with `items` items of the shapes fleets
+/// write (trusted applications by path and team, tools by name and argument, vendor trees by
+/// wildcard, signatures as nested entries, management agents by parent and command line,
+/// service accounts), none of which excepts the stream's rule hits.
+fn exception_list(items: usize) -> String {
+    let mut out = json!({
+        "id": "endpoint_list", "list_id": "endpoint_list", "type": "endpoint",
+        "namespace_type": "agnostic", "name": "Endpoint Security Exception List",
+        "description": "Endpoint Security Exception List", "immutable": false, "os_types": [],
+        "tags": [], "version": 1,
+    })
+    .to_string();
+    out.push('\n');
+    let m = |field: &str, value: String| json!({"field": field, "operator": "included", "type": "match", "value": value});
+    for i in 0..items {
+        let entries: Value = match i % 7 {
+            0 => json!([
+                m(
+                    "process.executable",
+                    format!("/Applications/App{i}.app/Contents/MacOS/App{i}")
+                ),
+                m("process.code_signature.team_id", format!("TEAM{i:06}")),
+            ]),
+            1 => json!([
+                {"field": "process.name", "operator": "included", "type": "match_any",
+                 "value": [format!("tool{i}"), format!("tool{i}-helper")]},
+                m("process.args", "--managed".into()),
+            ]),
+            2 => json!([{"field": "process.executable", "operator": "included",
+                         "type": "wildcard", "value": format!("/opt/vendor{i}/*/bin/*")}]),
+            3 => json!([{"field": "process.code_signature", "type": "nested", "entries": [
+                m("signing_id", format!("com.vendor{i}.agent")),
+                m("trusted", "true".into()),
+            ]}]),
+            4 => json!([
+                m("process.parent.name", format!("mdm-agent{i}")),
+                {"field": "process.command_line", "operator": "included", "type": "wildcard",
+                 "value": "* --inventory *"},
+            ]),
+            5 => json!([m(
+                "process.executable.caseless",
+                format!("/usr/local/bin/helper{i}")
+            )]),
+            _ => json!([
+                m("user.name", format!("svc{i}")),
+                m("process.name", "backup".into()),
+                {"field": "process.code_signature.trusted", "operator": "excluded",
+                 "type": "match", "value": "false"},
+            ]),
+        };
+        let item = json!({
+            "item_id": format!("item-{i}"), "list_id": "endpoint_list",
+            "namespace_type": "agnostic", "name": format!("exception {i}"), "type": "simple",
+            "description": "", "os_types": ["macos"], "entries": entries, "comments": [],
+            "tags": [],
+        });
+        out.push_str(&item.to_string());
+        out.push('\n');
+    }
+    out
 }
 
 /// Runs the release `nightjar-agent scan` over a generated eslogger file; best events/s of

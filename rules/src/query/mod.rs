@@ -1,11 +1,14 @@
 //! Queries: the KQL and EQL parsers, the tree they share, and type resolution.
 //!
 //! [`build`] is the whole path from a rule's query text to the typed tree the matchers
-//! evaluate, with a typed [`BuildError`] that locates every failure in the query text.
+//! evaluate, with a typed [`BuildError`] that locates every failure in the query text. Both
+//! parsers keep the bounds of [`limits`] (nesting, size, number of tests), so they are total:
+//! any text gives a query or an error, never a panic, a stack overflow or a hang.
 
 pub mod ast;
 pub mod eql;
 pub mod kql;
+pub mod limits;
 pub mod typing;
 
 use ast::Query;
