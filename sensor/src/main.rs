@@ -11,6 +11,7 @@ use nightjar_proto::config::Config;
 use nightjar_proto::event::EnvFilter;
 use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
+use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
 use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
@@ -38,6 +39,11 @@ enum Command {
         source: SourceArg,
     },
     /// Feed recorded events through the ring.
+    ///
+    /// Exit 0: every line decoded and was published. Exit 1: some lines did not decode; each
+    /// is reported on stderr as FILE:LINE and the rest is published (as `nightjar-agent
+    /// scan`), or publishing failed. Exit 2: bad usage or config, an unreadable input file,
+    /// or a ring directory that fails its ownership checks.
     Replay {
         #[arg(long, value_name = "F")]
         config: Option<PathBuf>,
@@ -67,8 +73,13 @@ enum FormatArg {
 const USAGE_ERROR: u8 = 2;
 const RUNTIME_FAILURE: u8 = 1;
 
+/// Reports a failure on stderr: messages may quote paths and input, so they are printed
+/// terminal-safe.
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("nightjar-sensor: {message}");
+    eprintln!(
+        "nightjar-sensor: {}",
+        terminal_safe_lines(&message.to_string())
+    );
     ExitCode::from(code)
 }
 

@@ -409,9 +409,11 @@ fn a_descriptor_held_on_an_exposed_ring_forges_nothing() {
 
     // The agent starts again: the exposed ring is replaced, not repaired.
     let mut agent = spawn_agent(&st, &cfg, "agent-2");
-    wait_agent_ready(&st, &cfg, "agent-2");
+    // The control socket answers before the ring is opened: wait for the replacement.
+    wait_status(&st, &cfg, "agent-2", "a fresh ring file", |_| {
+        std::fs::metadata(&ring).is_ok_and(|m| m.ino() != old_ino)
+    });
     let meta = std::fs::metadata(&ring).unwrap();
-    assert_ne!(meta.ino(), old_ino, "a fresh ring file");
     assert_eq!(meta.mode() & 0o7777, 0o600);
     assert_eq!(meta.nlink(), 1);
     std::fs::write(&trigger, b"").unwrap();

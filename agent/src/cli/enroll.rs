@@ -23,8 +23,8 @@ pub fn run(args: &ConfigArg) -> CmdResult {
     match enroll(&client, &settings, &signer) {
         Ok(record) => {
             // What the server answered, made safe for a terminal.
-            let line =
-                super::text::to_json_line(&record).map_err(|e| Failure::failed(e.to_string()))?;
+            let line = nightjar_proto::terminal::to_json_line(&record)
+                .map_err(|e| Failure::failed(e.to_string()))?;
             println!("{line}");
             Ok(())
         }

@@ -8,8 +8,8 @@
 
 use std::io::Write;
 
-use super::text::terminal_safe;
 use super::{CmdResult, Failure, RulesCheckArgs};
+use nightjar_proto::terminal::terminal_safe;
 use nightjar_rules::{
     LoadReport, RuleSet, RuleStatus, Sources, builtin, read_exception_files, read_rule_files,
 };
@@ -21,6 +21,7 @@ pub fn run(args: &RulesCheckArgs) -> CmdResult {
         exceptions: read_exception_files(&args.exceptions)
             .map_err(|e| Failure::usage(e.to_string()))?,
         block: args.block.clone(),
+        new_terms_per_host: args.new_terms_per_host,
         ..Sources::default()
     };
     let (set, mut report) = RuleSet::build(sources);

@@ -83,6 +83,14 @@ fn measure(
         read(sensor.pid(), "sensor")?,
         read(sleeper.pid(), "sleeper")?,
     );
+    for (pid, what) in [(agent.pid(), "agent"), (sensor.pid(), "sensor")] {
+        // A process that exited in the window would measure as perfectly idle.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = state.rsplit(')').next().unwrap_or("").trim_start();
+        if state.is_empty() || state.starts_with('Z') || state.starts_with('X') {
+            return Err(format!("the {what} (pid {pid}) exited during the window"));
+        }
+    }
     let agent_threads1 = threads(agent.pid())?;
     let secs = t0.elapsed().as_secs_f64();
     let e1 = events(status(cfg));
@@ -132,7 +140,7 @@ fn run(window: Duration) -> Result<serde_json::Value, String> {
 
     // A sensor whose input falls silent: `replay -` from a pipe we hold open, after a few
     // events of which two alert.
-    let mut quiet = ChildGuard::spawn(
+    let mut quiet = ChildGuard::spawn_with_stdin(
         Command::new(bin("nightjar-sensor"))
             .args(["replay", "--format", "eslogger", "--config"])
             .arg(&cfg)

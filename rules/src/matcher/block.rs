@@ -241,6 +241,9 @@ fn dnf(n: &Node, os: &str) -> Result<Vec<KernelConj>, String> {
         Node::Const(false) => Ok(Vec::new()),
         Node::Leaf(l) => leaf_dnf(l, os),
         Node::Not(_) => Err("a negation (`not ...`) cannot be tested in the kernel".into()),
+        Node::Check(_) => {
+            Err("an EQL function or field comparison cannot be tested in the kernel".into())
+        }
         Node::Or(kids) => {
             let mut out = Vec::new();
             for k in kids.iter() {
@@ -289,6 +292,7 @@ fn fields_of(n: &Node, out: &mut Vec<Field>) {
     match n {
         Node::Const(_) => {}
         Node::Leaf(l) => out.push(l.field),
+        Node::Check(c) => out.extend(c.fields()),
         Node::Not(k) => fields_of(k, out),
         Node::And(v) | Node::Or(v) => v.iter().for_each(|k| fields_of(k, out)),
     }

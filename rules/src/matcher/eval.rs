@@ -21,6 +21,24 @@ thread_local! {
     pub(super) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+impl Scratch {
+    /// argv joined by single spaces, joined once per event (`cache`: the buffer may be kept
+    /// for the rest of this event's evaluation).
+    pub(super) fn command_line(&mut self, a: &nightjar_proto::Args<'_>, cache: bool) -> &str {
+        if !self.ready {
+            self.command_line.clear();
+            for (i, arg) in args_iter(a).enumerate() {
+                if i > 0 {
+                    self.command_line.push(' ');
+                }
+                self.command_line.push_str(arg);
+            }
+            self.ready = cache;
+        }
+        &self.command_line
+    }
+}
+
 impl Leaf {
     pub(super) fn test_value(
         &self,
@@ -36,17 +54,8 @@ impl Leaf {
             Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
             Value::Joined(a) if self.on_joined => self.test.test_str(a.joined()),
             Value::Joined(a) => {
-                if !sc.ready {
-                    sc.command_line.clear();
-                    for (i, arg) in args_iter(a).enumerate() {
-                        if i > 0 {
-                            sc.command_line.push(' ');
-                        }
-                        sc.command_line.push_str(arg);
-                    }
-                    sc.ready = ev.is_some();
-                }
-                self.test_keyword(&sc.command_line)
+                let line = sc.command_line(a, ev.is_some());
+                self.test_keyword(line)
             }
             Value::Id(n) => {
                 let mut buf = [0u8; 10];
@@ -82,6 +91,7 @@ impl CTest {
             CTest::Glob(g) => g.matches(s),
             CTest::Regex(r) => r.is_match(s),
             CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
+            CTest::OneOf(vs) => vs.binary_search_by(|v| (**v).cmp(s)).is_ok(),
             CTest::Num(..) | CTest::Bool(_) => false,
         }
     }
@@ -95,6 +105,7 @@ impl Node {
             Node::Not(n) => !n.eval(ev, sc),
             Node::Const(b) => *b,
             Node::Leaf(l) => l.test_value(&ev.value(l.field), sc, Some(ev)),
+            Node::Check(c) => c.holds(ev, sc),
         }
     }
 }
@@ -178,6 +189,15 @@ impl Node {
             Node::Const(b) => {
                 if *b {
                     Tri::True
+                } else {
+                    Tri::False
+                }
+            }
+            Node::Check(c) => {
+                if c.holds(ev, sc) {
+                    Tri::True
+                } else if c.reads(Field::Args) || c.reads(Field::CommandLine) {
+                    Tri::Unknown
                 } else {
                     Tri::False
                 }
