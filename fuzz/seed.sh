@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from the repository's fixtures: one file per NDJSON line for the
 # decoders, one encoded ring record per exec event for the record decoder, the shipped and
-# Elastic rule files for the rule loader, the default configs for the config parser. Corpora are not
-# committed; re-running adds the seeds to whatever a previous run found.
+# Elastic rule files for the rule loader, the default configs for the config parser, and the
+# hostile seeds under fuzz/seeds/. Corpora are not committed; re-running adds the seeds to
+# whatever a previous run found.
 set -euo pipefail
 cd "$(dirname "$0")"
 fixtures=../tests/fixtures
@@ -30,6 +31,15 @@ done
 for f in ../packaging/linux/nightjar.toml ../packaging/macos/nightjar.toml; do
   [ -f "$f" ] && cp "$f" "corpus/config_parse/$(basename "$(dirname "$f")").toml"
 done
-for t in eslogger_decode ecs_decode ring_record_decode rule_toml config_parse; do
+# Hand-written hostile seeds (committed): rules nested past the parsers' depth limit,
+# non-ASCII text and escapes whose decoded offsets differ from the file's, long whitespace
+# runs, many tests; Kibana exception exports, hostile ones included; a policy payload.
+for d in seeds/*/; do
+  t=$(basename "$d")
+  mkdir -p "corpus/$t"
+  cp "$d"* "corpus/$t/"
+done
+for t in eslogger_decode ecs_decode ring_record_decode rule_toml config_parse exceptions_ndjson \
+  policy_payload; do
   echo "corpus/$t: $(find "corpus/$t" -type f | wc -l) files" >&2
 done

@@ -120,3 +120,72 @@ fn check_entries(dir: &TrustedDir, descend: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Held by the running agent (an exclusive `flock`) from before it opens the store until it
+/// exits. The CLI reads the store itself only when nobody holds it, holding it shared
+/// meanwhile; when the agent holds it (running, or starting and not answering yet) the CLI
+/// waits for the control socket instead. Without it, a script polling `status` while the
+/// agent starts kept taking sled's lock before the agent could.
+pub const AGENT_LOCK: &str = "agent.lock";
+
+/// The agent's hold on [`AGENT_LOCK`]; released when dropped.
+pub struct AgentLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+fn open_lock_file(dir: &TrustedDir) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::OFlag;
+    dir.open_file(AGENT_LOCK, OFlag::O_RDWR | OFlag::O_CREAT, 0o600)
+}
+
+/// Takes [`AGENT_LOCK`] for the agent, waiting up to `patience` for CLI readers (or another
+/// agent) to let go; `Ok(None)` when `stop` was raised meanwhile.
+pub fn lock_as_agent(
+    dir: &TrustedDir,
+    patience: std::time::Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<AgentLock>, String> {
+    use nix::fcntl::{Flock, FlockArg};
+    let shown = dir.display_name(AGENT_LOCK);
+    let deadline = std::time::Instant::now() + patience;
+    let mut file = open_lock_file(dir).map_err(|e| format!("{}: open: {e}", shown.display()))?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Some(AgentLock { _lock: lock })),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "{}: held by another process for {} s (is another agent running on this state directory?)",
+                        shown.display(),
+                        patience.as_secs()
+                    ));
+                }
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err((_, e)) => return Err(format!("{}: flock: {e}", shown.display())),
+        }
+    }
+}
+
+/// A CLI reader's shared hold on [`AGENT_LOCK`]: `Ok(None)` when an agent holds it (ask the
+/// agent instead).
+pub fn lock_for_reading(
+    dir: &TrustedDir,
+) -> std::io::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let file = match dir.open_file(AGENT_LOCK, nix::fcntl::OFlag::O_RDONLY, 0) {
+        Ok(f) => f,
+        // No agent has run here; the store, if any, is free.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => open_lock_file(dir)?,
+        Err(e) => return Err(e),
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
+}

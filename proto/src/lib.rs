@@ -27,6 +27,7 @@ pub mod fleet;
 pub mod identity;
 pub mod ndjson;
 pub mod shm_ring;
+pub mod terminal;
 pub mod text;
 pub mod trusted_dir;
 #[cfg(feature = "crypto")]

@@ -400,3 +400,79 @@ fn every_fixture_event_fits_a_ring_record_and_round_trips() {
         "execs plus the fork and exit events"
     );
 }
+
+/// Every file event shape eslogger prints, and fork and exit, as `eslogger create close rename
+/// unlink fork exit exec` gives them (fixture `file-events.ndjson`, see its README).
+#[test]
+fn file_fork_and_exit_messages_decode_to_their_events() {
+    use nightjar_proto::event::{Event, FileAction};
+    let mut d = EsloggerDecoder::new();
+    let lines = lines(fixture("eslogger/file-events.ndjson"));
+    let events: Vec<Option<Event<'static>>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            d.decode_line(l)
+                .unwrap_or_else(|e| panic!("line {}: {e}", i + 1))
+                .map(Event::into_owned)
+        })
+        .collect();
+    let file = |i: usize| match &events[i] {
+        Some(Event::File(f)) => f.clone(),
+        other => panic!("line {}: not a file event: {other:?}", i + 1),
+    };
+    assert!(
+        matches!(&events[0], Some(Event::Fork(f)) if f.parent.pid == 4000 && f.child_pid == 4300)
+    );
+    assert!(matches!(&events[1], Some(Event::Exec(e)) if e.target.pid == 4300));
+    let create = file(2);
+    assert_eq!(create.action, FileAction::Creation);
+    assert_eq!(
+        create.path,
+        "/Users/bob/Library/LaunchAgents/.com.apple.updater.plist"
+    );
+    assert_eq!(create.process.pid, 4300);
+    assert_eq!(create.process.executable.as_deref(), Some("/bin/cp"));
+    assert_eq!(create.process.pidversion, Some(32));
+    assert_eq!(file(3).action, FileAction::Modification);
+    assert!(
+        events[4].is_none(),
+        "a close that modified nothing is no event"
+    );
+    assert!(
+        matches!(&events[5], Some(Event::Exit(x)) if x.process.pid == 4300 && x.exit_code == Some(0)),
+        "{:?}",
+        events[5]
+    );
+    let over = file(6);
+    assert_eq!(
+        (
+            over.action,
+            over.path.as_ref(),
+            over.original_path.as_deref()
+        ),
+        (
+            FileAction::Rename,
+            "/Library/LaunchAgents/com.vendor.plist",
+            Some("/tmp/x.plist")
+        ),
+        "message version 7, audit tokens as objects"
+    );
+    let new = file(7);
+    assert_eq!(
+        (new.path.as_ref(), new.original_path.as_deref()),
+        ("/Library/LaunchDaemons/.y.plist", Some("/tmp/.y.plist")),
+        "escaped slashes"
+    );
+    let gone = file(8);
+    assert_eq!(gone.action, FileAction::Deletion);
+    assert_eq!(gone.path, "/Users/bob/Library/LaunchAgents/.gone.plist");
+    assert_eq!(file(9).path, "/Users/bob/Library/LaunchAgents/.again.plist");
+    assert_eq!(file(10).action, FileAction::Modification, "a write");
+    assert!(matches!(&events[11], Some(Event::Exit(x)) if x.exit_code == Some(137)));
+    for (i, ev) in events.iter().enumerate() {
+        if let Some(ev) = ev {
+            assert!(ev.validate().is_ok(), "line {}", i + 1);
+        }
+    }
+}

@@ -369,3 +369,86 @@ fn hostile_files_get_errors_naming_file_and_line() {
     let dup = format!("{list}\n{list}\n");
     assert!(errors_of(&dup)[0].contains("defined twice (also at bad.ndjson:1)"));
 }
+
+/// The index that picks the items a match is tested against only ever saves work: a set of
+/// many items excepts exactly the events one of its items excepts alone.
+#[test]
+fn the_item_index_never_changes_an_answer() {
+    let m =
+        |f: &str, v: &str| json!({"field": f, "operator": "included", "type": "match", "value": v});
+    let w = |f: &str, v: &str| json!({"field": f, "operator": "included", "type": "wildcard", "value": v});
+    let shapes: Vec<Value> = vec![
+        json!([m("process.executable", "/usr/local/bin/kcc")]),
+        json!([m("process.executable.caseless", "/USR/LOCAL/BIN/KCC")]),
+        json!([m("process.name", "KCC")]),
+        json!([w("process.executable", "/usr/*/bin/kc?")]),
+        json!([w("process.executable", "/USR/local/*")]),
+        json!([w("process.executable.caseless", "/USR/local/*")]),
+        json!([{"field": "process.args", "operator": "included", "type": "match_any", "value": ["list", "copy_cred_cache"]}]),
+        json!([
+            m("process.code_signature.signing_id", "com.apple.kcc"),
+            m("process.args", "kcc")
+        ]),
+        json!([{"field": "process.code_signature", "type": "nested", "entries": [m("signing_id", "com.apple.kcc")]}]),
+        json!([{"field": "process.executable", "operator": "excluded", "type": "match", "value": "/bin/ls"}]),
+        json!([
+            m("process.working_directory", "/Users/bob"),
+            m("user.name", "root")
+        ]),
+        json!([w("process.working_directory", "*bob")]),
+        json!([m("process.name", "\u{e9}kcc")]),
+    ];
+    let mut all = vec![endpoint_list()];
+    for (i, entries) in shapes.iter().enumerate() {
+        all.push(item(
+            "endpoint_list",
+            &format!("s{i}"),
+            &["macos"],
+            entries.clone(),
+        ));
+    }
+    let many = set(&ndjson(&all));
+    let singles: Vec<RuleSet> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, entries)| {
+            set(&ndjson(&[
+                endpoint_list(),
+                item(
+                    "endpoint_list",
+                    &format!("s{i}"),
+                    &["macos"],
+                    entries.clone(),
+                ),
+            ]))
+        })
+        .collect();
+    let exes = [
+        "/usr/local/bin/kcc",
+        "/USR/LOCAL/BIN/KCC",
+        "/usr/bin/kcc",
+        "/bin/ls",
+        "/opt/\u{e9}kcc",
+    ];
+    let argvs: [&[&str]; 3] = [&["kcc"], &["kcc", "list"], &["x", "copy_cred_cache"]];
+    let mut checked = 0;
+    for exe in exes {
+        for args in argvs {
+            for signed in [true, false] {
+                let mut ev = event(exe, args);
+                if !signed {
+                    ev.target.signing_id = None;
+                }
+                let (excepted, _) = outcome(&many, &ev);
+                let any_single = singles.iter().any(|s| !outcome(s, &ev).0.is_empty());
+                assert_eq!(
+                    !excepted.is_empty(),
+                    any_single,
+                    "{exe} {args:?} signed={signed}: {excepted:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 30);
+}

@@ -11,7 +11,9 @@ use nightjar_proto::config::Config;
 use nightjar_proto::event::EnvFilter;
 use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
+use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
+use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
@@ -37,6 +39,11 @@ enum Command {
         source: SourceArg,
     },
     /// Feed recorded events through the ring.
+    ///
+    /// Exit 0: every line decoded and was published. Exit 1: some lines did not decode; each
+    /// is reported on stderr as FILE:LINE and the rest is published (as `nightjar-agent
+    /// scan`), or publishing failed. Exit 2: bad usage or config, an unreadable input file,
+    /// or a ring directory that fails its ownership checks.
     Replay {
         #[arg(long, value_name = "F")]
         config: Option<PathBuf>,
@@ -66,8 +73,13 @@ enum FormatArg {
 const USAGE_ERROR: u8 = 2;
 const RUNTIME_FAILURE: u8 = 1;
 
+/// Reports a failure on stderr: messages may quote paths and input, so they are printed
+/// terminal-safe.
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("nightjar-sensor: {message}");
+    eprintln!(
+        "nightjar-sensor: {}",
+        terminal_safe_lines(&message.to_string())
+    );
     ExitCode::from(code)
 }
 
@@ -91,8 +103,14 @@ fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
 /// events the loaded rules can match (the same rule files the agent loads; a rule the agent
 /// refuses is left out here too).
 fn settings(config: &Config) -> Result<Settings, ExitCode> {
-    let (rules, _) = RuleSet::load(&config.rules.paths, config.rules.builtin, None)
-        .map_err(|err| fail(USAGE_ERROR, format_args!("[rules] paths: {err}")))?;
+    let (rules, report) = RuleSet::load_config(&config.rules)
+        .map_err(|err| fail(USAGE_ERROR, format_args!("[rules]: {err}")))?;
+    for e in &report.block_errors {
+        tracing::error!("{e}");
+    }
+    for r in &report.block_refused {
+        tracing::warn!("{r}");
+    }
     let files = rules.file_filter();
     tracing::info!(
         files = !files.is_none(),
@@ -102,9 +120,14 @@ fn settings(config: &Config) -> Result<Settings, ExitCode> {
         extensions = files.extensions().len(),
         "file events the rules can match"
     );
+    let block = Blocking::of(rules);
+    if !block.is_empty() {
+        tracing::info!(rules = block.indices.len(), "blocking rules loaded");
+    }
     Ok(Settings {
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
+        block,
     })
 }
 
@@ -163,6 +186,7 @@ fn main() -> ExitCode {
             let settings = Settings {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
+                block: Blocking::default(),
             };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,

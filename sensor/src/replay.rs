@@ -6,6 +6,7 @@
 //! and line number and skipped; the replay goes on and exits 1 at the end. Invalid UTF-8 is
 //! replaced (U+FFFD) and the event kept, so one odd argument never hides an exec.
 
+use nightjar_proto::terminal::terminal_safe;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
@@ -125,7 +126,13 @@ pub fn replay(
                 }
                 Next::Bad(reason) => {
                     summary.bad_lines += 1;
-                    eprintln!("{}:{line_no}: {reason}", file.display());
+                    // The reason may quote the line: hostile input must not drive the
+                    // terminal that reads this.
+                    eprintln!(
+                        "{}:{line_no}: {}",
+                        terminal_safe(&file.display().to_string()),
+                        terminal_safe(&reason.to_string())
+                    );
                 }
             }
         }

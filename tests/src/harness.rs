@@ -134,6 +134,12 @@ impl ChildGuard {
         ChildGuard { child }
     }
 
+    /// [`Self::spawn`] with the command's own stdin (e.g. a pipe the caller writes).
+    pub fn spawn_with_stdin(cmd: &mut Command) -> Self {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        ChildGuard { child }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

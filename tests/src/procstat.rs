@@ -93,6 +93,62 @@ pub fn percentile(values: &[u64], p: f64) -> u64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
+/// Context switches of every thread of a process so far (voluntary plus involuntary, from
+/// `/proc/PID/task/*/status`): each one a time the process was woken or preempted. `None`
+/// when the process is gone.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    Some(
+        thread_context_switches(pid)?
+            .iter()
+            .map(|t| t.switches)
+            .sum(),
+    )
+}
+
+/// One thread's share of [`context_switches`].
+#[derive(Clone, Debug)]
+pub struct ThreadSwitches {
+    pub tid: u32,
+    /// The thread's name (`comm`), which says whose it is: the process's own threads or a
+    /// library's pool.
+    pub name: String,
+    pub switches: u64,
+}
+
+/// [`context_switches`] per thread.
+pub fn thread_context_switches(pid: u32) -> Option<Vec<ThreadSwitches>> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let mut name = String::new();
+        let mut total = 0u64;
+        for line in status.lines() {
+            if let Some(n) = line.strip_prefix("Name:") {
+                name = n.trim().to_string();
+            } else if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        threads.push(ThreadSwitches {
+            tid,
+            name,
+            switches: total,
+        });
+    }
+    Some(threads)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -409,9 +409,11 @@ fn a_descriptor_held_on_an_exposed_ring_forges_nothing() {
 
     // The agent starts again: the exposed ring is replaced, not repaired.
     let mut agent = spawn_agent(&st, &cfg, "agent-2");
-    wait_agent_ready(&st, &cfg, "agent-2");
+    // The control socket answers before the ring is opened: wait for the replacement.
+    wait_status(&st, &cfg, "agent-2", "a fresh ring file", |_| {
+        std::fs::metadata(&ring).is_ok_and(|m| m.ino() != old_ino)
+    });
     let meta = std::fs::metadata(&ring).unwrap();
-    assert_ne!(meta.ino(), old_ino, "a fresh ring file");
     assert_eq!(meta.mode() & 0o7777, 0o600);
     assert_eq!(meta.nlink(), 1);
     std::fs::write(&trigger, b"").unwrap();
@@ -611,6 +613,81 @@ fn terminal_escapes_from_a_users_exec_cannot_forge_output() {
     let rows = String::from_utf8_lossy(&list.stdout).lines().count() as u64 - 1;
     let stored = counter(&status(&cfg).unwrap(), "alerts_stored");
     assert_eq!(rows, stored, "one row per alert, none forged");
+}
+
+/// Evasion by argv padding, exec'd for real by the unprivileged user under the live eBPF
+/// sensor: `kcc --cache=x ×1023 copy_cred_cache` (the reported attack: the argument is in the
+/// kept tail) alerts exactly with the true `args_count`; the argument hidden in the dropped
+/// middle of 3,001 arguments still alerts, marked `nightjar.match = "argv_truncated"`.
+#[test]
+fn argv_padding_does_not_silence_a_rule() {
+    let Some(user) = TestUser::create() else {
+        return;
+    };
+    let st = TempState::new();
+    let rule =
+        nightjar_tests::harness::workspace_root().join("packaging/linux/rules/kcc-linux.toml");
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = false\nmax_signals = 0\npaths = [{:?}]\n",
+        rule.display().to_string()
+    ));
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    wait_agent_ready(&st, &cfg, "agent");
+    let log = std::fs::File::create(st.path().join("sensor.log")).unwrap();
+    let _sensor = ChildGuard::spawn(
+        Command::new(bin("nightjar-sensor"))
+            .args(["run", "--source", "ebpf", "--config"])
+            .arg(&cfg)
+            .stderr(log),
+    );
+    let area = TmpArea::new("attack-argv");
+    user.sh(&format!(
+        "mkdir -m 0755 {0} && cp /bin/true {0}/kcc",
+        area.path.display()
+    ));
+    let kcc = area.join("kcc");
+    let pad = |n: usize| std::iter::repeat_n("--cache=x", n);
+    let tail_attack: Vec<&str> = pad(1023).chain(["copy_cred_cache"]).collect();
+    let middle_attack: Vec<&str> = pad(1500)
+        .chain(["copy_cred_cache"])
+        .chain(pad(1500))
+        .collect();
+    let find = |count: u64| {
+        nightjar_tests::agent_cli::alerts(&cfg)
+            .into_iter()
+            .find(|a| a["process"]["args_count"].as_u64() == Some(count))
+    };
+    // Exec until the probe is attached and each alert is in.
+    for (args, count) in [(&tail_attack, 1025), (&middle_attack, 3002)] {
+        let got = wait_for(Duration::from_secs(60), || {
+            let _ = run(user.command(&kcc).args(args.iter()));
+            find(count)
+        });
+        assert!(
+            got.is_some(),
+            "no alert for {count} arguments; sensor log:\n{}",
+            std::fs::read_to_string(st.path().join("sensor.log")).unwrap_or_default()
+        );
+    }
+    stop(&mut agent, &st, "agent");
+    let tail = find(1025).unwrap();
+    assert_eq!(tail["process"]["Ext"]["args_truncated"], true);
+    assert_eq!(tail["nightjar"]["match"], "exact", "{tail}");
+    let kept = tail["process"]["args"].as_array().unwrap();
+    assert_eq!(kept.last().unwrap(), "copy_cred_cache", "the tail is kept");
+    assert!(kept[0].as_str().unwrap().ends_with("kcc"), "the head too");
+    assert_eq!(kept[1], "--cache=x");
+    let middle = find(3002).unwrap();
+    assert_eq!(middle["process"]["Ext"]["args_truncated"], true);
+    assert_eq!(middle["nightjar"]["match"], "argv_truncated", "{middle}");
+    assert!(
+        middle["kibana"]["alert"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("argv was truncated")
+    );
+    let (code, out) = nightjar_tests::agent_cli::verify(&cfg);
+    assert_eq!(code, 0, "{out}");
 }
 
 /// Runs in a child process (root, like the client of the report): loops on the control

@@ -112,6 +112,31 @@ fn replay_reads_standard_input_and_names_bad_lines() {
     );
 }
 
+/// A recorded file's name and its lines are outside text: the report of a bad line must not
+/// carry a raw escape to the terminal that reads it (a hostile variant name in a line would
+/// be printed by serde as it is; the file name always is).
+#[test]
+fn bad_line_reports_escape_terminal_controls() {
+    let st = TempState::new();
+    let cfg = st.write_config("");
+    let file = st.path().join("rec\u{1b}]0;owned\u{7}\u{1b}[2J.ndjson");
+    std::fs::write(&file, "{\"not\": \"eslogger\"}\n").unwrap();
+    let out = run(Command::new(bin("nightjar-sensor"))
+        .args(["replay", "--format", "eslogger", "--config"])
+        .arg(&cfg)
+        .arg(&file));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !out.stderr.iter().any(|&b| b == 0x1b || b == 0x07),
+        "raw control in: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("rec\\x1b]0;owned\\x07\\x1b[2J.ndjson:1:"),
+        "the line is named, escaped: {stderr}"
+    );
+}
+
 #[test]
 fn config_errors_name_the_file_and_key_and_exit_2() {
     let st = TempState::new();

@@ -86,6 +86,7 @@ fn binary_serves_https_records_accepted_envelopes_and_injects_faults() {
         Timing {
             backoff_base: Duration::from_millis(10),
             backoff_cap: Duration::from_millis(200),
+            idle_check: Duration::ZERO,
             ..Timing::default()
         },
         outbox.clone(),

@@ -83,6 +83,7 @@ fn fast_timing() -> Timing {
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(200),
         rejected_pause: Duration::from_secs(3600),
+        idle_check: Duration::ZERO,
     }
 }
 

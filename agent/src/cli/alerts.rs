@@ -5,10 +5,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::query::{ask, load_config, out, unexpected};
-use super::text::{terminal_safe, to_json_line, to_json_pretty};
 use super::{AlertsListArgs, AlertsShowArgs, CmdResult, ConfigArg, Failure};
 use crate::control::{ClientError, Reply, Request, lookup};
 use crate::pipeline::status::now_ns;
+use nightjar_proto::terminal::{terminal_safe, to_json_line, to_json_pretty};
 
 /// Longest args column in the human table; the rest is elided.
 const ARGS_WIDTH: usize = 80;
@@ -97,7 +97,7 @@ impl KqlFilter {
             eprintln!("nightjar-agent: --query: at {}: {}", w.offset, w.message);
         }
         Ok(KqlFilter {
-            rules: nightjar_rules::naive::NaiveRules::new(&[&built.query]),
+            rules: nightjar_rules::naive::NaiveRules::new(&built.program.queries()),
         })
     }
 

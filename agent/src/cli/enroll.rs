@@ -22,8 +22,9 @@ pub fn run(args: &ConfigArg) -> CmdResult {
     let client = FleetClient::new(&settings).map_err(|e| Failure::usage(e.to_string()))?;
     match enroll(&client, &settings, &signer) {
         Ok(record) => {
-            let line =
-                serde_json::to_string(&record).map_err(|e| Failure::failed(e.to_string()))?;
+            // What the server answered, made safe for a terminal.
+            let line = nightjar_proto::terminal::to_json_line(&record)
+                .map_err(|e| Failure::failed(e.to_string()))?;
             println!("{line}");
             Ok(())
         }

@@ -1,9 +1,9 @@
 //! `nightjar-agent keys show`: the host public key the collector verifies alerts with.
 
 use super::query::{ask, load_config, out, unexpected};
-use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, KeysShowArgs};
 use crate::control::{ClientError, Reply, Request};
+use nightjar_proto::terminal::{terminal_safe, to_json_line};
 
 pub fn show(args: &KeysShowArgs) -> CmdResult {
     let config = load_config(&args.config)?;

@@ -18,7 +18,6 @@ pub mod rules_check;
 pub mod run;
 pub mod scan;
 pub mod status;
-pub mod text;
 pub mod verify;
 
 /// A command that did not succeed: the message for stderr and the exit code.
@@ -118,6 +117,10 @@ pub struct ScanArgs {
     /// Kibana exception-list export (NDJSON) to apply (repeatable).
     #[arg(long = "exceptions", value_name = "FILE")]
     pub exceptions: Vec<PathBuf>,
+    /// Run fleet-wide new_terms rules (whose fields do not include `host.id`) on the
+    /// recording's own history, as `[rules] new_terms_per_host = true` does.
+    #[arg(long)]
+    pub new_terms_per_host: bool,
     /// Input files; `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -197,6 +200,14 @@ pub struct RulesCheckArgs {
     /// Kibana exception-list export (NDJSON) to check with the rules (repeatable).
     #[arg(long = "exceptions", value_name = "FILE")]
     pub exceptions: Vec<PathBuf>,
+    /// A rule_id to check as a blocking rule on this platform (repeatable), as `[rules]
+    /// block` would name it: says whether it can block, or why not.
+    #[arg(long = "block", value_name = "RULE_ID")]
+    pub block: Vec<String>,
+    /// Check as `[rules] new_terms_per_host = true` runs them: fleet-wide new_terms rules
+    /// on this host's own history.
+    #[arg(long)]
+    pub new_terms_per_host: bool,
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
@@ -218,7 +229,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("nightjar-agent: {}", text::terminal_safe_lines(&f.message));
+            eprintln!(
+                "nightjar-agent: {}",
+                nightjar_proto::terminal::terminal_safe_lines(&f.message)
+            );
             ExitCode::from(f.code)
         }
     }

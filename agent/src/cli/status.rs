@@ -1,9 +1,9 @@
 //! `nightjar-agent status`: counters of the running agent, or of the store when none runs.
 
 use super::query::{ask, load_config, out, unexpected};
-use super::text::{terminal_safe, to_json_line};
 use super::{CmdResult, StatusArgs};
 use crate::control::{ClientError, Reply, Request, StatusReport};
+use nightjar_proto::terminal::{terminal_safe, to_json_line};
 
 pub fn run(args: &StatusArgs) -> CmdResult {
     let config = load_config(&args.config)?;
@@ -20,11 +20,15 @@ pub fn run(args: &StatusArgs) -> CmdResult {
 
 fn human(s: &StatusReport) -> Result<(), ClientError> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let num = |v: Option<u64>| v.map_or_else(|| "-".into(), |n| n.to_string());
     let lines = [
         ("events_received", s.events_received.to_string()),
         ("events_dropped", s.events_dropped.to_string()),
         ("alerts_stored", s.alerts_stored.to_string()),
         ("alerts_suppressed", s.alerts_suppressed.to_string()),
+        ("events_filtered", s.events_filtered.to_string()),
+        ("exec_blocked", s.exec_blocked.to_string()),
+        ("block_failed_open", s.block_failed_open.to_string()),
         ("alerts_pending_upload", s.alerts_pending_upload.to_string()),
         ("sensor_connected", s.sensor_connected.to_string()),
         ("last_upload_ok", opt(&s.last_upload_ok)),
@@ -52,6 +56,11 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
             ),
         ),
         ("store_recovery", opt(&s.store_recovery)),
+        ("rules_state_evicted", num(s.rules_state_evicted)),
+        ("rules_state_held", num(s.rules_state_held)),
+        ("rules_state_bytes", num(s.rules_state_bytes)),
+        ("rules_events_late", num(s.rules_events_late)),
+        ("rules_learning", num(s.rules_learning)),
         ("enrolled", s.enrolled.to_string()),
         ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
         ("last_heartbeat_error", opt(&s.last_heartbeat_error)),

@@ -45,7 +45,7 @@ pub fn run(args: &ConfigArg) -> CmdResult {
             if let Some(note) = reason {
                 line.push_str(&format!("\nnote: {note}"));
             }
-            out(&super::text::terminal_safe_lines(&line))
+            out(&nightjar_proto::terminal::terminal_safe_lines(&line))
                 .map_err(|e| Failure::failed(e.to_string()))
         }
         Some(VerifyOutcome { seq, reason, .. }) => Err(Failure::failed(format!(

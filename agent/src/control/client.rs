@@ -23,6 +23,10 @@ pub const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
 /// How long the CLI waits for sled's lock when it reads the store itself (an agent stopping,
 /// another command finishing).
 const STORE_OPEN_PATIENCE: Duration = Duration::from_secs(5);
+/// How long the CLI waits for an agent that holds the store (see
+/// `state_dir::AGENT_LOCK`) to answer on its socket: an agent opening a large store, or
+/// waiting for a CLI reader to let go, takes a moment.
+const AGENT_START_PATIENCE: Duration = Duration::from_secs(30);
 /// How long the CLI waits for the next reply line (a verify of a large store takes a while).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest reply line accepted (an alert payload is far smaller).
@@ -93,6 +97,8 @@ pub fn ask(
     let socket = state.real_path().join(SOCKET);
     let shown = config.state_dir.join(SOCKET);
     let deadline = Instant::now() + CONNECT_PATIENCE;
+    // An agent that holds the store while it starts gets this long to answer.
+    let agent_deadline = Instant::now() + AGENT_START_PATIENCE;
     let mut pause = Duration::from_millis(10);
     loop {
         let retry = match UnixStream::connect(&socket) {
@@ -121,8 +127,28 @@ pub fn ask(
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
-                local(config, request, sink)?;
-                return Ok(Connection::Store);
+                // No answer: read the store, unless an agent holds it (starting up: wait
+                // for its socket).
+                match crate::state_dir::lock_for_reading(&state) {
+                    Ok(Some(_reading)) => {
+                        local(config, request, sink)?;
+                        return Ok(Connection::Store);
+                    }
+                    Ok(None) if Instant::now() < agent_deadline => true,
+                    Ok(None) => {
+                        return Err(ClientError::Busy {
+                            path: shown,
+                            last: "the agent holds the store but does not answer".into(),
+                        });
+                    }
+                    Err(source) => {
+                        return Err(ClientError::Io {
+                            path: config.state_dir.join(crate::state_dir::AGENT_LOCK),
+                            op: "lock",
+                            source,
+                        });
+                    }
+                }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                 if Instant::now() >= deadline {

@@ -107,6 +107,15 @@ pub struct StatusReport {
     pub events_dropped: u64,
     pub alerts_stored: u64,
     pub alerts_suppressed: u64,
+    /// Events the sensor's filters left out (no loaded rule could match them).
+    #[serde(default)]
+    pub events_filtered: u64,
+    /// Execs stopped by a blocking rule.
+    #[serde(default)]
+    pub exec_blocked: u64,
+    /// Execs let through because a blocking decision could not be made in time.
+    #[serde(default)]
+    pub block_failed_open: u64,
     pub alerts_pending_upload: u64,
     pub sensor_connected: bool,
     /// When the collector last accepted a batch (RFC 3339), if ever in this run.
@@ -136,6 +145,19 @@ pub struct StatusReport {
     /// records skipped), with its time; `None` when the store never needed one.
     #[serde(default)]
     pub store_recovery: Option<String>,
+    /// Stateful rules (running agent only): state entries evicted to keep to the `[rules]`
+    /// bounds since start, entries and bytes held now, sequence stage matches later than the
+    /// reorder window, new_terms rules still learning.
+    #[serde(default)]
+    pub rules_state_evicted: Option<u64>,
+    #[serde(default)]
+    pub rules_state_held: Option<u64>,
+    #[serde(default)]
+    pub rules_state_bytes: Option<u64>,
+    #[serde(default)]
+    pub rules_events_late: Option<u64>,
+    #[serde(default)]
+    pub rules_learning: Option<u64>,
     /// Whether this host is enrolled with the fleet server (`false` without `[fleet]`).
     #[serde(default)]
     pub enrolled: bool,

@@ -98,6 +98,7 @@ impl Backend {
                 None,
             ),
         };
+        let rules = self.live.as_ref().map(|l| l.rule_state());
         let fleet = self
             .fleet
             .as_ref()
@@ -130,6 +131,9 @@ impl Backend {
             events_dropped: counters.events_dropped,
             alerts_stored: head.seq,
             alerts_suppressed: counters.alerts_suppressed,
+            events_filtered: counters.events_filtered,
+            exec_blocked: counters.exec_blocked,
+            block_failed_open: counters.block_failed_open,
             alerts_pending_upload: pending,
             sensor_connected: connected,
             last_upload_ok: upload.last_upload_ok,
@@ -142,6 +146,11 @@ impl Backend {
             upload_enabled: self.upload_enabled,
             upload_blocked_batch: upload.blocked_batch,
             alerting_stalled: stalled,
+            rules_state_evicted: rules.map(|r| r.evicted),
+            rules_state_held: rules.map(|r| r.held),
+            rules_state_bytes: rules.map(|r| r.bytes),
+            rules_events_late: rules.map(|r| r.late),
+            rules_learning: rules.map(|r| r.learning),
         })
     }
 }

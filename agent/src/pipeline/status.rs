@@ -14,6 +14,9 @@ pub struct LiveStatus {
     events_received: AtomicU64,
     events_dropped: AtomicU64,
     alerts_suppressed: AtomicU64,
+    events_filtered: AtomicU64,
+    exec_blocked: AtomicU64,
+    block_failed_open: AtomicU64,
     alerts_excepted: AtomicU64,
     /// Excepted matches per rule_id since the agent started: as counted, and as of the last
     /// checkpoint (a rewind goes back to it, as the other counters do).
@@ -23,6 +26,24 @@ pub struct LiveStatus {
     ring_resyncs: AtomicU64,
     stalled: Mutex<Option<String>>,
     upload: Arc<Mutex<UploadStatus>>,
+    /// The stateful rules' state (sequences, samples, thresholds, new_terms).
+    rule_state: Mutex<RuleState>,
+}
+
+/// What the stateful rules hold and have given up, for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleState {
+    /// Partial matches, keys, groups and terms evicted to keep to the `[rules]` bounds
+    /// since the agent started.
+    pub evicted: u64,
+    /// Partial matches, keys and groups held now.
+    pub held: u64,
+    /// Bytes of state held now.
+    pub bytes: u64,
+    /// Sequence stage matches that came later than the reorder window.
+    pub late: u64,
+    /// new_terms rules still learning their history window.
+    pub learning: u64,
 }
 
 impl LiveStatus {
@@ -32,6 +53,9 @@ impl LiveStatus {
             events_received: AtomicU64::new(saved.events_received),
             events_dropped: AtomicU64::new(saved.events_dropped),
             alerts_suppressed: AtomicU64::new(saved.alerts_suppressed),
+            events_filtered: AtomicU64::new(saved.events_filtered),
+            exec_blocked: AtomicU64::new(saved.exec_blocked),
+            block_failed_open: AtomicU64::new(saved.block_failed_open),
             alerts_excepted: AtomicU64::new(saved.alerts_excepted),
             ..LiveStatus::default()
         }
@@ -50,6 +74,21 @@ impl LiveStatus {
     /// A match over its rule's `max_signals` was not stored.
     pub fn add_suppressed(&self, n: u64) {
         self.alerts_suppressed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sensor's filters left out `n` events (reported in the ring).
+    pub fn add_filtered(&self, n: u64) {
+        self.events_filtered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An exec the sensor blocked was read.
+    pub fn add_blocked(&self, n: u64) {
+        self.exec_blocked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sensor let `n` execs through that a blocking rule might have stopped.
+    pub fn add_block_failed_open(&self, n: u64) {
+        self.block_failed_open.fetch_add(n, Ordering::Relaxed);
     }
 
     /// An exception excepted a match of `rule_id`: no alert was made.
@@ -115,6 +154,18 @@ impl LiveStatus {
         }
     }
 
+    /// The stateful rules' state now.
+    pub fn set_rule_state(&self, state: RuleState) {
+        if let Ok(mut s) = self.rule_state.lock() {
+            *s = state;
+        }
+    }
+
+    /// See [`LiveStatus::set_rule_state`].
+    pub fn rule_state(&self) -> RuleState {
+        self.rule_state.lock().map(|s| *s).unwrap_or_default()
+    }
+
     /// See [`LiveStatus::set_stalled`].
     pub fn stalled(&self) -> Option<String> {
         self.stalled.lock().ok().and_then(|s| s.clone())
@@ -149,6 +200,9 @@ impl LiveStatus {
             events_received: self.events_received.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             alerts_suppressed: self.alerts_suppressed.load(Ordering::Relaxed),
+            events_filtered: self.events_filtered.load(Ordering::Relaxed),
+            exec_blocked: self.exec_blocked.load(Ordering::Relaxed),
+            block_failed_open: self.block_failed_open.load(Ordering::Relaxed),
             alerts_excepted: self.alerts_excepted.load(Ordering::Relaxed),
             ..Counters::default()
         }
@@ -163,6 +217,12 @@ impl LiveStatus {
             .store(saved.events_dropped, Ordering::Relaxed);
         self.alerts_suppressed
             .store(saved.alerts_suppressed, Ordering::Relaxed);
+        self.events_filtered
+            .store(saved.events_filtered, Ordering::Relaxed);
+        self.exec_blocked
+            .store(saved.exec_blocked, Ordering::Relaxed);
+        self.block_failed_open
+            .store(saved.block_failed_open, Ordering::Relaxed);
         self.alerts_excepted
             .store(saved.alerts_excepted, Ordering::Relaxed);
         let mut by = self

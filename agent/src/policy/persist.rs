@@ -14,8 +14,8 @@ use std::io::{Read, Write};
 use nightjar_proto::trusted_dir::{TrustedDir, check_private_file};
 use nix::fcntl::OFlag;
 
-/// The applied envelope.
-pub const FILE: &str = "policy.dsse.json";
+/// The applied envelope (the sensor reads it too: [`nightjar_rules::policy::KEPT_FILE`]).
+pub const FILE: &str = nightjar_rules::policy::KEPT_FILE;
 const TEMP: &str = "policy.dsse.json.tmp";
 /// Largest envelope read back (base64 of the largest payload, with room).
 pub const MAX_ENVELOPE_BYTES: u64 = 48 << 20;

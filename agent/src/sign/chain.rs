@@ -182,6 +182,23 @@ mod tests {
     }
 
     #[test]
+    fn the_alerts_own_nightjar_fields_are_kept_and_the_chain_added() {
+        let (_t, mut s) = sealer();
+        let mut u = unsealed(1);
+        u.alert.insert(
+            "nightjar".into(),
+            serde_json::json!({"action": "blocked", "match": "exact"}),
+        );
+        let sealed = s.seal(&ChainHead::GENESIS, u).unwrap();
+        let (_, p) = open_envelope(&sealed.envelope).unwrap();
+        let d: Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(d["nightjar"]["action"], "blocked");
+        assert_eq!(d["nightjar"]["match"], "exact");
+        assert_eq!(d["nightjar"]["seq"], 1);
+        assert_eq!(d["nightjar"]["host_id"], "host-1");
+    }
+
+    #[test]
     fn an_intact_chain_verifies() {
         let (_t, mut s) = sealer();
         let (alerts, head) = chain(&mut s, 5);

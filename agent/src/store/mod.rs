@@ -114,6 +114,13 @@ pub struct Counters {
     pub events_received: u64,
     pub events_dropped: u64,
     pub alerts_suppressed: u64,
+    /// File (and other) events the sensor's filters left out: no loaded rule could match.
+    pub events_filtered: u64,
+    /// Execs the sensor stopped for a blocking rule.
+    pub exec_blocked: u64,
+    /// Execs a blocking rule could have stopped but that were let through because the
+    /// sensor could not decide in time (fail open).
+    pub block_failed_open: u64,
     /// Matches an exception excepted (no alert made).
     pub alerts_excepted: u64,
     /// The ring header's loss counters already added to `events_dropped`, and the ring

@@ -108,6 +108,10 @@ pub struct Timing {
     pub backoff_cap: Duration,
     /// Wait before offering a refused (non-retryable) batch again.
     pub rejected_pause: Duration,
+    /// While the pipeline nudges the uploader after each commit, an idle uploader looks
+    /// for unsent alerts on its own only this often (at least `upload.interval_ms`): a
+    /// safety net, and an idle agent then wakes no more than it must. `ZERO`: the interval.
+    pub idle_check: Duration,
 }
 
 impl Default for Timing {
@@ -118,6 +122,7 @@ impl Default for Timing {
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(60),
             rejected_pause: Duration::from_secs(300),
+            idle_check: Duration::from_secs(60),
         }
     }
 }

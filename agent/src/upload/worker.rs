@@ -61,6 +61,7 @@ pub fn spawn_uploader_with(
         shutdown,
         requests,
         outcomes,
+        nudged: true,
     };
     std::thread::Builder::new()
         .name("nightjar-upload".to_owned())
@@ -78,6 +79,8 @@ struct Worker {
     requests: Sender<Vec<u8>>,
     outcomes: Receiver<Outcome>,
     backoff: Backoff,
+    /// The pipeline still holds the nudge sender.
+    nudged: bool,
 }
 
 /// What to do after a pass over the outbox.
@@ -175,8 +178,16 @@ impl Worker {
         Next::Stop
     }
 
-    /// Waits for the interval, a nudge or shutdown; false on shutdown.
+    /// Waits for the interval, a nudge or shutdown; false on shutdown. While the pipeline
+    /// can nudge (it does after each commit of new alerts) the interval is only a safety
+    /// net, stretched to [`Timing::idle_check`] so that an idle agent does not wake every
+    /// second.
     fn idle(&mut self, interval: Duration) -> bool {
+        let interval = if self.nudged {
+            interval.max(self.timing.idle_check)
+        } else {
+            interval
+        };
         let deadline = Instant::now() + interval;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -184,7 +195,10 @@ impl Worker {
                 recv(self.nudge) -> msg => match msg {
                     Ok(()) => return true,
                     // The pipeline dropped its sender: fall back to the interval alone.
-                    Err(_) => self.nudge = never(),
+                    Err(_) => {
+                        self.nudge = never();
+                        self.nudged = false;
+                    }
                 },
                 recv(self.shutdown) -> _ => return false,
                 default(left) => return true,

@@ -25,11 +25,17 @@
 //! `read_back`: after the retention run, every kept alert is read back in 64-alert chunks
 //! (what `alerts list`, `alerts export` and `verify` do through a running agent), then every
 //! alert of a 100,000-alert store; the heap growth is reported per alert read and in all.
+//!
+//! `read_100k`: the release agent and CLI themselves, with 100,000 real alerts stored
+//! through the sensor and the agent: the agent's heap growth over idle while serving a full
+//! `alerts list --json`, `alerts export` and `verify`, what it keeps afterwards, and the
+//! CLI's peak above its own when it reads the store at rest
+//! (`nightjar_tests::read_memory`; the budget is 32 MiB).
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use nightjar_agent::alert::{alert_uuid, build_alert};
+use nightjar_agent::alert::{MatchKind, alert_uuid, build_alert};
 use nightjar_agent::process_table::ProcessTable;
 use nightjar_agent::sign::{HostKey, Sealer, Unsealed};
 use nightjar_agent::store::{PRUNE_BATCH, Store};
@@ -184,7 +190,15 @@ fn run(mode: Mode, alerts: u32, rules: &RuleSet) -> Result<RunResult, String> {
         let t0 = Instant::now();
         let ecs = EcsEvent::of(ev, &table, &host);
         let meta = ev.meta();
-        let doc = build_alert(rule, ev, &ecs, "bench-host", meta.time_ns, 0);
+        let doc = build_alert(
+            rule,
+            ev,
+            &ecs,
+            "bench-host",
+            meta.time_ns,
+            0,
+            MatchKind::Exact,
+        );
         let unsealed = Unsealed {
             alert: doc,
             uuid: alert_uuid("bench-host", &rule.rule_id, ev),
@@ -387,6 +401,19 @@ fn main() {
             std::process::exit(1);
         }
     };
+    eprintln!("reading 100,000 alerts through the agent and at rest...");
+    let through = nightjar_tests::read_memory::measure(100_000);
+    eprintln!("{through:#?}");
+    let mib = |kib: u64| (kib as f64 / 1024.0 * 10.0).round() / 10.0;
+    let read_100k = json!({
+        "alerts": through.alerts,
+        "budget_mib": mib(nightjar_tests::read_memory::BUDGET_KIB),
+        "agent_idle_heap_mib": mib(through.agent_idle_kib),
+        "agent_growth_mib": through.agent_growth_kib.iter().map(|(k, v)| (k.clone(), json!(mib(*v)))).collect::<serde_json::Map<_, _>>(),
+        "agent_kept_after_mib": mib(through.agent_after_kib),
+        "cli_baseline_heap_mib": mib(through.cli_baseline_kib),
+        "offline_growth_mib": through.offline_growth_kib.iter().map(|(k, v)| (k.clone(), json!(mib(*v)))).collect::<serde_json::Map<_, _>>(),
+    });
     let (growth_retained, read_retained) = growth_of(Mode::GroupRetain(64));
     let (growth, read_all) = growth_of(Mode::Group(64));
     let rate = |m: usize| best[m].as_ref().map_or(0.0, |r| r.per_s);
@@ -441,6 +468,7 @@ fn main() {
         "retained_alerts": RETAIN,
         "read_back_retained": read_json(read_retained),
         "read_back_all": read_json(read_all),
+        "read_100k": read_100k,
     });
     println!("{out}");
 }

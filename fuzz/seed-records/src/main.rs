@@ -32,6 +32,7 @@ fn run(out: &PathBuf, files: impl Iterator<Item = PathBuf>) -> Result<usize, Str
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut records = vec![Record::Loss(LossReport {
         source: LossSource::EsloggerGap,
+        kind: None,
         count: 3,
         time_ns: 1_795_165_200_000_000_000,
     })];
@@ -44,7 +45,7 @@ fn run(out: &PathBuf, files: impl Iterator<Item = PathBuf>) -> Result<usize, Str
     let mut decoder = EsloggerDecoder::new();
     for line in texts.iter().flat_map(|t| t.lines()) {
         if let Ok(Some(ev)) = decoder.decode_line(line) {
-            records.push(Record::Exec(ev));
+            records.push(Record::from(ev));
         }
     }
     for (i, record) in records.iter().enumerate() {

@@ -2,20 +2,27 @@
 //! (its entries ANDed, its `os_types` as a `host.os.type` test, as Kibana's detection engine
 //! builds it), typed against the ECS schema and compiled by [`crate::matcher`], so a match is
 //! checked against exceptions without interpreting anything per event.
+//!
+//! A match is tested only against the items its event's values select ([`ItemIndex`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::ecs::{EcsEvent, FieldKind, kind_of};
 use crate::matcher::CompiledRule;
 use crate::query::ast::{Cmp, Lit, Op, Pred, Query, Tok};
+use crate::query::typing::TypedPred;
+
+use super::index::ItemIndex;
 
 use super::ExceptionError;
 use super::kibana::{Entry, ExceptionSource, ItemDef, ListDef, ListKind, OsType};
 
-/// Every exception item of a rule set, compiled, grouped by list.
+/// Every exception item of a rule set, compiled and indexed.
 #[derive(Debug, Default)]
 pub struct CompiledExceptions {
     items: Vec<CompiledItem>,
+    index: ItemIndex,
     lists: Vec<CompiledList>,
     by_id: HashMap<(String, String), u32>,
 }
@@ -25,15 +32,27 @@ struct CompiledItem {
     tree: CompiledRule,
     expire_ns: Option<i64>,
     item_id: String,
+    /// Its list, an index into `lists`.
+    list: u32,
 }
 
-/// One list: its items, as indices into [`CompiledExceptions::items`].
+/// One list of a rule set.
 #[derive(Debug)]
 pub struct CompiledList {
     pub list_id: String,
     pub namespace_type: String,
     pub kind: ListKind,
-    items: Vec<u32>,
+}
+
+/// Reused from one check to the next: candidate items, a folded-case buffer.
+#[derive(Debug, Default)]
+struct Scratch {
+    candidates: Vec<u32>,
+    fold: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// What compiling a source gave besides the lists: warnings (`file:line: message`).
@@ -111,15 +130,15 @@ impl CompiledExceptions {
             seen.insert(dup, item.origin.to_string());
             let kind = out.lists[list as usize].kind;
             match compile_item(item, kind) {
-                Ok((tree, warnings)) => {
+                Ok((typed, warnings)) => {
                     notes.warnings.extend(warnings);
-                    let idx = out.items.len() as u32;
+                    out.index.add(&typed, out.items.len() as u32);
                     out.items.push(CompiledItem {
-                        tree,
+                        tree: CompiledRule::new(&typed),
                         expire_ns: item.expire_ns,
                         item_id: item.item_id.clone(),
+                        list,
                     });
-                    out.lists[list as usize].items.push(idx);
                     notes.items += 1;
                 }
                 Err(e) => errors.push(e),
@@ -138,7 +157,6 @@ impl CompiledExceptions {
             list_id: l.list_id.clone(),
             namespace_type: l.namespace_type.clone(),
             kind: l.kind,
-            items: Vec::new(),
         });
         self.by_id
             .insert((l.namespace_type.clone(), l.list_id.clone()), idx);
@@ -158,20 +176,27 @@ impl CompiledExceptions {
     }
 
     /// The first item of `lists` that excepts `ev` at `now_ns` (items past their
-    /// `expire_time` no longer apply); its `item_id`.
+    /// `expire_time` no longer apply); its `item_id`. Allocation-free once warm.
     pub fn excepting(&self, lists: &[u32], ev: &EcsEvent<'_>, now_ns: i64) -> Option<&str> {
-        for &l in lists {
-            for &i in &self.lists[l as usize].items {
-                let item = &self.items[i as usize];
-                if item.expire_ns.is_some_and(|t| now_ns >= t) {
-                    continue;
-                }
-                if item.tree.matches(ev) {
-                    return Some(&item.item_id);
-                }
-            }
+        if lists.is_empty() || self.items.is_empty() {
+            return None;
         }
-        None
+        let check = |sc: &mut Scratch| {
+            self.index.candidates(ev, &mut sc.fold, &mut sc.candidates);
+            sc.candidates
+                .iter()
+                .map(|&i| &self.items[i as usize])
+                .find(|item| {
+                    lists.contains(&item.list)
+                        && item.expire_ns.is_none_or(|t| now_ns < t)
+                        && item.tree.matches(ev)
+                })
+        };
+        let found = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => check(&mut sc),
+            Err(_) => check(&mut Scratch::default()),
+        });
+        found.map(|item| item.item_id.as_str())
     }
 }
 
@@ -206,7 +231,7 @@ fn case_rule(kind: ListKind, field: &str, wildcard: bool, os: Option<OsType>) ->
 fn compile_item(
     item: &ItemDef,
     kind: ListKind,
-) -> Result<(CompiledRule, Vec<String>), ExceptionError> {
+) -> Result<(Query<TypedPred>, Vec<String>), ExceptionError> {
     let os = item.os_types.first().copied();
     let mut parts = Vec::with_capacity(item.entries.len() + 1);
     if !item.os_types.is_empty() {
@@ -243,7 +268,7 @@ fn compile_item(
             )
         })
         .collect();
-    Ok((CompiledRule::new(&typed), warnings))
+    Ok((typed, warnings))
 }
 
 fn entry_query(

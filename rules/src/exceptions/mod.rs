@@ -18,9 +18,11 @@
 //! (trusted applications, event filters, blocklists) are refused with the reason.
 //!
 //! - [`kibana`]: reading the NDJSON export, bounded;
-//! - [`compile`]: items as compiled trees of the rule engine.
+//! - [`compile`]: items as compiled trees of the rule engine;
+//! - `index`: which items a match must be tested against.
 
 pub mod compile;
+mod index;
 pub mod kibana;
 
 pub use compile::{CompileNotes, CompiledExceptions, CompiledList};

@@ -7,13 +7,16 @@
 
 use super::ParseError;
 use super::ast::{Cmp, Lit, Op, Pred, Query, Tok};
+use super::limits::{self, Budget};
 
-/// Parses a KQL query.
+/// Parses a KQL query. Total: any text gives a query or an error (see [`limits`]).
 pub fn parse(src: &str) -> Result<Query<Pred>, ParseError> {
+    limits::check_size(src)?;
     let mut p = Parser {
         s: src,
         pos: 0,
         field_at: 0,
+        budget: Budget::default(),
     };
     p.skip_ws();
     if p.pos == src.len() {
@@ -32,6 +35,7 @@ struct Parser<'s> {
     pos: usize,
     /// Where the field of the expression being parsed starts (its leaves' position).
     field_at: usize,
+    budget: Budget,
 }
 
 /// A value as written: its pieces and whether it was quoted.
@@ -136,14 +140,28 @@ impl<'s> Parser<'s> {
         Ok(flatten(parts, Query::And))
     }
 
+    /// `inner` one nesting level down, for the `(` or `not` at byte `at` (refused past
+    /// [`limits::MAX_DEPTH`], naming that byte).
+    fn nested<T>(
+        &mut self,
+        at: usize,
+        inner: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        self.budget.enter(at)?;
+        let out = inner(self);
+        self.budget.leave();
+        out
+    }
+
     fn not_query(&mut self) -> Result<Query<Pred>, ParseError> {
+        let at = self.pos;
         if self.take_not() {
-            return Ok(Query::Not(Box::new(self.not_query()?)));
+            return self.nested(at, |p| Ok(Query::Not(Box::new(p.not_query()?))));
         }
         if self.peek() == Some('(') {
             self.pos += 1;
             self.skip_ws();
-            let q = self.or_query()?;
+            let q = self.nested(at, Self::or_query)?;
             self.skip_ws();
             if self.peek() != Some(')') {
                 return Err(self.error("`)`, `and` or `or`"));
@@ -189,6 +207,7 @@ impl<'s> Parser<'s> {
                     }
                     None => return Err(self.error("a value")),
                 };
+                self.budget.leaf(start)?;
                 return Ok(Query::Leaf(Pred {
                     field: name,
                     op: Op::Compare(cmp, Lit::Text(literal_text(&value.toks))),
@@ -212,9 +231,10 @@ impl<'s> Parser<'s> {
 
     fn value_list(&mut self, field: &str) -> Result<Query<Pred>, ParseError> {
         if self.peek() == Some('(') {
+            let at = self.pos;
             self.pos += 1;
             self.skip_ws();
-            let q = self.or_values(field)?;
+            let q = self.nested(at, |p| p.or_values(field))?;
             self.skip_ws();
             if self.peek() != Some(')') {
                 return Err(self.error("`)`, `and` or `or`"));
@@ -222,8 +242,12 @@ impl<'s> Parser<'s> {
             self.pos += 1;
             return Ok(q);
         }
+        let at = self.pos;
         match self.value()? {
-            Some(v) => Ok(Query::Leaf(value_pred(field, v, self.field_at))),
+            Some(v) => {
+                self.budget.leaf(at)?;
+                Ok(Query::Leaf(value_pred(field, v, self.field_at)))
+            }
             None => Err(self.error("a value, `(` or `*`")),
         }
     }
@@ -245,8 +269,9 @@ impl<'s> Parser<'s> {
     }
 
     fn not_values(&mut self, field: &str) -> Result<Query<Pred>, ParseError> {
+        let at = self.pos;
         if self.take_not() {
-            return Ok(Query::Not(Box::new(self.not_values(field)?)));
+            return self.nested(at, |p| Ok(Query::Not(Box::new(p.not_values(field)?))));
         }
         self.value_list(field)
     }
@@ -264,6 +289,15 @@ impl<'s> Parser<'s> {
                 break;
             }
             let Some(c) = self.peek() else { break };
+            if is_space(c) {
+                // No `and` / `or` follows this run of whitespace (checked just above): take
+                // the whole run at once, since checking at each of its positions again would
+                // make a long run quadratic.
+                let run = self.rest().len() - self.rest().trim_start_matches(is_space).len();
+                lit.push_str(&self.s[self.pos..self.pos + run]);
+                self.pos += run;
+                continue;
+            }
             match c {
                 '\\' => {
                     self.pos += 1;
@@ -401,21 +435,33 @@ fn is_space(c: char) -> bool {
 
 /// Removes leading and trailing unescaped whitespace of an unquoted literal.
 fn trim_toks(toks: &mut Vec<Tok>, raw: &str) {
-    let lead = raw.len() - raw.trim_start_matches(is_space).len();
-    let trimmed_end = raw.trim_end_matches(is_space);
-    // A trailing space preceded by a backslash escape is not trimmable, but escaped
-    // whitespace is written `\t`, `\r`, `\n`, so raw whitespace is always unescaped.
-    let trail = raw.len() - trimmed_end.len();
+    // Escaped whitespace is written `\t`, `\r`, `\n`, so whitespace at either end of the raw
+    // text is unescaped and sits, as is, at the same end of the first or last literal: take
+    // off as many whitespace characters as the raw text has there (and never more).
+    let lead = raw.chars().take_while(|c| is_space(*c)).count();
+    let trail = raw.chars().rev().take_while(|c| is_space(*c)).count();
     if lead > 0
         && let Some(Tok::Lit(s)) = toks.first_mut()
     {
-        *s = s[lead.min(s.len())..].to_owned();
+        let cut: usize = s
+            .chars()
+            .take(lead)
+            .take_while(|c| is_space(*c))
+            .map(char::len_utf8)
+            .sum();
+        s.drain(..cut);
     }
     if trail > 0
         && let Some(Tok::Lit(s)) = toks.last_mut()
     {
-        let keep = s.len().saturating_sub(trail);
-        s.truncate(keep);
+        let cut: usize = s
+            .chars()
+            .rev()
+            .take(trail)
+            .take_while(|c| is_space(*c))
+            .map(char::len_utf8)
+            .sum();
+        s.truncate(s.len() - cut);
     }
     toks.retain(|t| !matches!(t, Tok::Lit(s) if s.is_empty()));
 }

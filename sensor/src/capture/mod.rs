@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use nightjar_proto::event::EnvFilter;
 use nightjar_proto::filter::PathFilter;
 
+use crate::block::Blocking;
 use crate::publish::Publisher;
 
 /// What every backend captures besides the fixed event fields.
@@ -20,6 +21,8 @@ pub struct Settings {
     pub env: EnvFilter,
     /// File events to publish: the paths and processes the loaded rules can match.
     pub files: PathFilter,
+    /// The blocking rules (`[rules] block`) that can block here.
+    pub block: Blocking,
 }
 
 /// Which backend `run --source` selects.
@@ -61,6 +64,10 @@ pub enum CaptureError {
     Ebpf(String),
     #[error("Endpoint Security: {0}")]
     EndpointSecurity(String),
+    /// The binary lacks the Endpoint Security entitlement (`--source auto` then uses
+    /// eslogger).
+    #[error("Endpoint Security: {0}")]
+    NotEntitled(String),
     #[error("eslogger: {0}")]
     Eslogger(String),
     #[error("the {0} source is not available on this platform")]
@@ -80,7 +87,15 @@ pub fn run(
         #[cfg(not(target_os = "linux"))]
         Backend::Ebpf => Err(CaptureError::Unsupported("ebpf")),
         #[cfg(target_os = "macos")]
-        Backend::EndpointSecurity => endpoint_security::client::run(publisher, settings),
+        Backend::EndpointSecurity => match endpoint_security::client::run(publisher, settings) {
+            // Without the entitlement, `auto` falls back to Apple's own client instead of
+            // failing (and being restarted by launchd) forever.
+            Err(CaptureError::NotEntitled(why)) if kind == SourceKind::Auto => {
+                tracing::warn!("{why}; falling back to eslogger");
+                eslogger::run(publisher, &eslogger::program(), settings)
+            }
+            other => other,
+        },
         #[cfg(not(target_os = "macos"))]
         Backend::EndpointSecurity => Err(CaptureError::Unsupported("endpoint-security")),
     }

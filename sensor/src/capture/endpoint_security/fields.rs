@@ -1,10 +1,11 @@
-//! What one Endpoint Security exec message carries, and its mapping to an [`ExecEvent`].
+//! What one Endpoint Security message carries, and its mapping to an event.
 //!
-//! [`EsExecFields`] is a borrowed snapshot of an `es_message_t` holding an
-//! `es_event_exec_t`: on macOS it is filled from the live message inside the ES handler,
-//! elsewhere from test data. [`EsExecFields::to_event`] applies Apple's version rules (a field
-//! introduced in message version N must not be read from an older message) and converts byte
-//! strings without allocating, using [`EsScratch`] buffers that live as long as the client.
+//! [`EsExecFields`] is a borrowed snapshot of an `es_message_t` holding an `es_event_exec_t`
+//! (`NOTIFY_EXEC`, and `AUTH_EXEC` for blocking); [`EsMessage`] adds fork, exit and the file
+//! events. On macOS they are filled from the live message inside the ES handler, elsewhere from
+//! test data. The mapping applies Apple's version rules (a field introduced in message version
+//! N must not be read from an older message) and converts byte strings without allocating,
+//! using [`EsScratch`] buffers that live as long as the client.
 //!
 //! Fields by message version (Apple's `es_message_t` / `es_process_t` / `es_event_exec_t`
 //! documentation): `seq_num`, `tty` since 2; `start_time`, exec `cwd` since 3;
@@ -13,7 +14,12 @@
 
 use std::borrow::Cow;
 
-use nightjar_proto::{Args, Caller, ExecEvent, OsType, Source, Target};
+use nightjar_proto::event::{
+    Actor, ArgsBuilder, EnvFilter, Event, EventKind, EventMeta, ExitEvent, FileAction, FileEvent,
+    ForkEvent, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE,
+    TRUNC_FILE_PATH, exit_code_from_wait_status,
+};
+use nightjar_proto::{Caller, ExecEvent, OsType, Source, Target};
 
 use nightjar_proto::text::{lossy_into, push_lossy};
 
@@ -50,6 +56,8 @@ pub struct EsProcessFields<'a> {
     /// Empty when not signed by a team.
     pub team_id: &'a [u8],
     pub executable: &'a [u8],
+    /// Endpoint Security cut the executable's path (`path_truncated`).
+    pub executable_truncated: bool,
     /// Version 2+; `None` also when the process has no controlling terminal.
     pub tty: Option<&'a [u8]>,
     /// Version 3+: Unix seconds and microseconds.
@@ -60,9 +68,10 @@ pub struct EsProcessFields<'a> {
     pub responsible_audit_token: Option<EsAuditToken>,
 }
 
-/// An `es_message_t` with an `es_event_exec_t`, borrowed. `args` yields argv in order.
+/// An `es_message_t` with an `es_event_exec_t`, borrowed. `args` yields argv in order, `env`
+/// the environment (only the configured names are kept).
 #[derive(Debug, Clone)]
-pub struct EsExecFields<'a, A> {
+pub struct EsExecFields<'a, A, E = std::iter::Empty<&'a [u8]>> {
     pub version: u32,
     /// Message time, Unix nanoseconds.
     pub time_ns: i64,
@@ -75,15 +84,22 @@ pub struct EsExecFields<'a, A> {
     /// The new image (`event.exec.target`).
     pub target: EsProcessFields<'a>,
     pub args: A,
+    pub env: E,
     /// Version 3+.
     pub cwd: Option<&'a [u8]>,
+    /// Version 3+: the working directory's path was cut.
+    pub cwd_truncated: bool,
 }
 
-/// Buffers reused across messages: argv, and lossy copies of the rare non-UTF-8 strings.
+/// Buffers reused across messages: argv, the environment, joined file paths, and lossy copies
+/// of the rare non-UTF-8 strings.
 #[derive(Debug, Default)]
 pub struct EsScratch {
-    args: Args<'static>,
+    args: ArgsBuilder,
+    env: ArgsBuilder,
     arg: String,
+    path: String,
+    original: String,
     executable: String,
     cwd: String,
     tty: String,
@@ -108,9 +124,10 @@ fn hex_into(bytes: &[u8; 20], out: &mut String) {
     }
 }
 
-impl<'a, A> EsExecFields<'a, A>
+impl<'a, A, E> EsExecFields<'a, A, E>
 where
     A: Iterator<Item = &'a [u8]>,
+    E: Iterator<Item = &'a [u8]>,
 {
     /// The sequence numbers this message carries, per its version.
     pub fn seq_nums(&self) -> (Option<u64>, Option<u64>) {
@@ -120,8 +137,21 @@ where
         )
     }
 
-    /// Maps the message to an event borrowing from the message and from `scratch`.
+    /// Maps the message to an event borrowing from the message and from `scratch`; no
+    /// environment variable is kept.
     pub fn to_event<'s>(self, scratch: &'s mut EsScratch) -> ExecEvent<'s>
+    where
+        'a: 's,
+    {
+        self.to_event_with(scratch, &EnvFilter::default())
+    }
+
+    /// Maps the message, keeping the environment variables `env` names.
+    pub fn to_event_with<'s>(
+        self,
+        scratch: &'s mut EsScratch,
+        env_filter: &EnvFilter,
+    ) -> ExecEvent<'s>
     where
         'a: 's,
     {
@@ -129,6 +159,7 @@ where
         let (es_seq_num, es_global_seq_num) = self.seq_nums();
         let EsScratch {
             args,
+            env,
             arg,
             executable,
             cwd,
@@ -139,27 +170,40 @@ where
             caller_signing_id,
             caller_team_id,
             cdhash,
+            ..
         } = scratch;
 
         let mut flags = 0;
         args.clear();
         for a in self.args {
-            let fits = match std::str::from_utf8(a) {
+            match std::str::from_utf8(a) {
                 Ok(s) => args.push(s),
                 Err(_) => {
                     arg.clear();
                     push_lossy(a, arg);
                     args.push(arg)
                 }
-            };
-            if !fits {
-                flags |= nightjar_proto::event::TRUNC_ARGS;
-                break;
             }
         }
-        let args: &'s Args<'static> = args;
-        let args =
-            Args::from_joined(Cow::Borrowed(args.joined()), args.len() as u32).unwrap_or_default();
+        if args.is_cut() {
+            flags |= TRUNC_ARGS;
+        }
+        env.clear();
+        if !env_filter.is_empty() {
+            let entries = self.env.filter_map(|e| std::str::from_utf8(e).ok());
+            if env_filter.collect(entries, env) {
+                flags |= TRUNC_ENV;
+            }
+        }
+        if self.target.executable_truncated {
+            flags |= TRUNC_EXECUTABLE;
+        }
+        if self.cwd_truncated && v >= 3 {
+            flags |= TRUNC_CWD;
+        }
+        if self.process.executable_truncated {
+            flags |= TRUNC_CALLER_EXECUTABLE;
+        }
 
         let t = &self.target;
         let p = &self.process;
@@ -200,7 +244,7 @@ where
                 // The audit session, as eslogger and the Linux probe report it.
                 session_id: Some(token.asid),
                 executable: Cow::Borrowed(lossy_into(t.executable, executable)),
-                args,
+                args: args.args(),
                 cwd: self
                     .cwd
                     .filter(|_| v >= 3)
@@ -218,7 +262,7 @@ where
                 session_leader_pid: Some(t.session_id),
                 group_leader_pid: Some(t.group_id),
                 container: None,
-                env_vars: Args::default(),
+                env_vars: env.args(),
             },
             caller: Caller {
                 pid: Some(p.audit_token.pid),
@@ -231,6 +275,293 @@ where
             },
             responsible_pid: responsible.map(|r| r.pid),
         }
+    }
+}
+
+/// What every Endpoint Security message carries besides its event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EsHeader {
+    /// `es_event_type_t`.
+    pub event_type: u32,
+    pub version: u32,
+    /// Message time, Unix nanoseconds.
+    pub time_ns: i64,
+    /// Version 2+.
+    pub seq_num: Option<u64>,
+    /// Version 4+.
+    pub global_seq_num: Option<u64>,
+}
+
+impl EsHeader {
+    /// The sequence numbers this message carries, per its version.
+    pub fn seq_nums(&self) -> (Option<u64>, Option<u64>) {
+        (
+            self.seq_num.filter(|_| self.version >= 2),
+            self.global_seq_num.filter(|_| self.version >= 4),
+        )
+    }
+
+    fn meta(&self) -> EventMeta {
+        let (es_seq_num, es_global_seq_num) = self.seq_nums();
+        EventMeta {
+            sensor_seq: 0,
+            source: Source::EndpointSecurity,
+            os: OsType::Macos,
+            flags: 0,
+            time_ns: self.time_ns,
+            captured_ns: 0,
+            es_seq_num,
+            es_global_seq_num,
+        }
+    }
+}
+
+/// A file as Endpoint Security names it: an `es_file_t` (its path, maybe cut), or a file that
+/// does not exist yet (`new_path`: a directory and a name).
+#[derive(Debug, Clone, Copy)]
+pub enum EsPath<'a> {
+    File {
+        path: &'a [u8],
+        truncated: bool,
+    },
+    New {
+        dir: &'a [u8],
+        dir_truncated: bool,
+        name: &'a [u8],
+    },
+}
+
+impl EsPath<'_> {
+    /// Writes the path into `buf`; returns whether it was cut.
+    fn write(self, buf: &mut String) -> bool {
+        buf.clear();
+        match self {
+            EsPath::File { path, truncated } => {
+                push_lossy(path, buf);
+                truncated
+            }
+            EsPath::New {
+                dir,
+                dir_truncated,
+                name,
+            } => {
+                push_lossy(dir, buf);
+                if !buf.ends_with('/') {
+                    buf.push('/');
+                }
+                push_lossy(name, buf);
+                dir_truncated
+            }
+        }
+    }
+}
+
+/// One Endpoint Security message of a kind Nightjar maps, borrowed.
+#[derive(Debug, Clone)]
+pub enum EsMessage<'a, A, E> {
+    Exec(EsExecFields<'a, A, E>),
+    Fork {
+        header: EsHeader,
+        process: EsProcessFields<'a>,
+        child: EsProcessFields<'a>,
+    },
+    Exit {
+        header: EsHeader,
+        process: EsProcessFields<'a>,
+        /// The `wait(2)` status.
+        stat: i32,
+    },
+    File {
+        header: EsHeader,
+        process: EsProcessFields<'a>,
+        action: FileAction,
+        path: EsPath<'a>,
+        /// A rename's source.
+        original: Option<EsPath<'a>>,
+    },
+}
+
+impl<'a, A, E> EsMessage<'a, A, E>
+where
+    A: Iterator<Item = &'a [u8]>,
+    E: Iterator<Item = &'a [u8]>,
+{
+    /// `es_event_type_t`, version and numbers, for loss detection.
+    pub fn header(&self) -> EsHeader {
+        match self {
+            EsMessage::Exec(e) => EsHeader {
+                event_type: nightjar_proto::eslogger::event_type::NOTIFY_EXEC,
+                version: e.version,
+                time_ns: e.time_ns,
+                seq_num: e.seq_num,
+                global_seq_num: e.global_seq_num,
+            },
+            EsMessage::Fork { header, .. }
+            | EsMessage::Exit { header, .. }
+            | EsMessage::File { header, .. } => *header,
+        }
+    }
+
+    /// The kind of event the message maps to.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EsMessage::Exec(_) => EventKind::Exec,
+            EsMessage::Fork { .. } => EventKind::Fork,
+            EsMessage::Exit { .. } => EventKind::Exit,
+            EsMessage::File { .. } => EventKind::File,
+        }
+    }
+
+    /// The pid of the process the event is done by (the new image for an exec).
+    pub fn pid(&self) -> u32 {
+        match self {
+            EsMessage::Exec(e) => e.target.audit_token.pid,
+            EsMessage::Fork { process, .. }
+            | EsMessage::Exit { process, .. }
+            | EsMessage::File { process, .. } => process.audit_token.pid,
+        }
+    }
+
+    /// Maps the message to an event borrowing from it and from `scratch`.
+    pub fn to_event<'s>(self, scratch: &'s mut EsScratch, env: &EnvFilter) -> Event<'s>
+    where
+        'a: 's,
+    {
+        match self {
+            EsMessage::Exec(e) => Event::Exec(e.to_event_with(scratch, env)),
+            EsMessage::Fork {
+                header,
+                process,
+                child,
+            } => {
+                let mut meta = header.meta();
+                let v = header.version;
+                let parent = actor(&process, v, scratch, &mut meta.flags);
+                Event::Fork(ForkEvent {
+                    meta,
+                    parent,
+                    child_pid: child.audit_token.pid,
+                    child_pidversion: Some(child.audit_token.pidversion),
+                    child_start_time_ns: start_ns(&child, v),
+                })
+            }
+            EsMessage::Exit {
+                header,
+                process,
+                stat,
+            } => {
+                let mut meta = header.meta();
+                let actor = actor(&process, header.version, scratch, &mut meta.flags);
+                Event::Exit(ExitEvent {
+                    meta,
+                    process: actor,
+                    exit_code: Some(exit_code_from_wait_status(stat)),
+                })
+            }
+            EsMessage::File {
+                header,
+                process,
+                action,
+                path,
+                original,
+            } => {
+                let mut meta = header.meta();
+                let EsScratch {
+                    path: path_buf,
+                    original: original_buf,
+                    executable,
+                    caller_signing_id,
+                    caller_team_id,
+                    ..
+                } = scratch;
+                let mut cut = path.write(path_buf);
+                if let Some(o) = original {
+                    cut |= o.write(original_buf);
+                }
+                if cut {
+                    meta.flags |= TRUNC_FILE_PATH;
+                }
+                let actor = actor_in(
+                    &process,
+                    header.version,
+                    executable,
+                    caller_signing_id,
+                    caller_team_id,
+                    &mut meta.flags,
+                );
+                Event::File(FileEvent {
+                    meta,
+                    process: actor,
+                    action,
+                    path: Cow::Borrowed(path_buf.as_str()),
+                    original_path: original.map(|_| Cow::Borrowed(original_buf.as_str())),
+                })
+            }
+        }
+    }
+}
+
+fn start_ns(p: &EsProcessFields<'_>, version: u32) -> Option<i64> {
+    p.start_time.filter(|_| version >= 3).map(|(sec, usec)| {
+        sec.saturating_mul(1_000_000_000)
+            .saturating_add(usec.saturating_mul(1000))
+    })
+}
+
+/// The acting process of a non-exec message, as it carries it.
+fn actor<'s>(
+    p: &EsProcessFields<'s>,
+    version: u32,
+    scratch: &'s mut EsScratch,
+    flags: &mut u32,
+) -> Actor<'s> {
+    let EsScratch {
+        executable,
+        caller_signing_id,
+        caller_team_id,
+        ..
+    } = scratch;
+    actor_in(
+        p,
+        version,
+        executable,
+        caller_signing_id,
+        caller_team_id,
+        flags,
+    )
+}
+
+fn actor_in<'s>(
+    p: &EsProcessFields<'s>,
+    version: u32,
+    executable: &'s mut String,
+    signing_id: &'s mut String,
+    team_id: &'s mut String,
+    flags: &mut u32,
+) -> Actor<'s> {
+    if p.executable_truncated {
+        *flags |= TRUNC_CALLER_EXECUTABLE;
+    }
+    let token = p.audit_token;
+    let parent = p.parent_audit_token.filter(|_| version >= 4);
+    Actor {
+        pid: token.pid,
+        pidversion: Some(token.pidversion),
+        start_time_ns: start_ns(p, version),
+        ppid: Some(parent.map_or(p.ppid, |t| t.pid)),
+        uid: Some(token.ruid),
+        euid: Some(token.euid),
+        gid: Some(token.rgid),
+        egid: Some(token.egid),
+        executable: Some(Cow::Borrowed(lossy_into(p.executable, executable))),
+        signing_id: nonempty(p.signing_id, signing_id),
+        team_id: nonempty(p.team_id, team_id),
+        platform_binary: Some(p.is_platform_binary),
+        cs_flags: Some(p.codesigning_flags),
+        responsible_pid: p
+            .responsible_audit_token
+            .filter(|_| version >= 4)
+            .map(|t| t.pid),
     }
 }
 
@@ -277,6 +608,7 @@ mod tests {
             signing_id: b"com.apple.zsh",
             team_id: b"",
             executable: b"/bin/zsh",
+            executable_truncated: false,
             tty: Some(b"/dev/ttys001"),
             start_time: Some((1_795_000_000, 250_000)),
             parent_audit_token: Some(tok(650, 2999)),
@@ -302,7 +634,9 @@ mod tests {
             process: caller,
             target,
             args: args.into_iter(),
+            env: std::iter::empty(),
             cwd: Some(b"/Users/bob"),
+            cwd_truncated: false,
         }
     }
 
@@ -419,5 +753,123 @@ mod tests {
         let ev = kcc_message(6, many).to_event(&mut scratch);
         assert_eq!(ev.target.args.len(), nightjar_proto::event::MAX_ARGS);
         assert_eq!(ev.flags & TRUNC_ARGS, TRUNC_ARGS);
+    }
+
+    fn header(event_type: u32) -> EsHeader {
+        EsHeader {
+            event_type,
+            version: 7,
+            time_ns: 5_000,
+            seq_num: Some(3),
+            global_seq_num: Some(9),
+        }
+    }
+
+    #[test]
+    fn environment_keeps_only_configured_names() {
+        let m = kcc_message(7, vec![b"kcc"]);
+        let env: Vec<&'static [u8]> = vec![b"PATH=/bin", b"DYLD_INSERT_LIBRARIES=/tmp/x.dylib"];
+        let with_env = EsExecFields {
+            version: m.version,
+            time_ns: m.time_ns,
+            seq_num: m.seq_num,
+            global_seq_num: m.global_seq_num,
+            process: m.process,
+            target: m.target,
+            args: m.args,
+            env: env.into_iter(),
+            cwd: m.cwd,
+            cwd_truncated: m.cwd_truncated,
+        };
+        let mut scratch = EsScratch::default();
+        let ev = with_env.to_event_with(&mut scratch, &EnvFilter::new(["DYLD_INSERT_LIBRARIES"]));
+        assert_eq!(
+            ev.target.env_vars.iter().collect::<Vec<_>>(),
+            ["DYLD_INSERT_LIBRARIES=/tmp/x.dylib"]
+        );
+        let mut msg = kcc_message(7, vec![b"kcc"]);
+        msg.target.executable_truncated = true;
+        let ev = msg.to_event(&mut scratch);
+        assert_eq!(
+            ev.flags & TRUNC_EXECUTABLE,
+            TRUNC_EXECUTABLE,
+            "path_truncated is kept"
+        );
+    }
+
+    #[test]
+    fn fork_exit_and_file_messages_map_to_their_events() {
+        type Msg =
+            EsMessage<'static, std::iter::Empty<&'static [u8]>, std::iter::Empty<&'static [u8]>>;
+        let shell = kcc_message(7, vec![]).process;
+        let mut child = shell.clone();
+        child.audit_token = tok(703, 3005);
+        let mut scratch = EsScratch::default();
+        let env = EnvFilter::default();
+        let fork: Msg = EsMessage::Fork {
+            header: header(11),
+            process: shell.clone(),
+            child,
+        };
+        let Event::Fork(f) = fork.to_event(&mut scratch, &env) else {
+            panic!("not a fork")
+        };
+        assert_eq!(
+            (f.parent.pid, f.child_pid, f.child_pidversion),
+            (702, 703, Some(3005))
+        );
+        assert_eq!(f.parent.executable.as_deref(), Some("/bin/zsh"));
+        assert_eq!(f.meta.es_seq_num, Some(3));
+
+        let exit: Msg = EsMessage::Exit {
+            header: header(15),
+            process: shell.clone(),
+            stat: 9,
+        };
+        let Event::Exit(x) = exit.to_event(&mut scratch, &env) else {
+            panic!("not an exit")
+        };
+        assert_eq!(x.exit_code, Some(137));
+
+        let create: Msg = EsMessage::File {
+            header: header(13),
+            process: shell.clone(),
+            action: FileAction::Creation,
+            path: EsPath::New {
+                dir: b"/Users/bob/Library/LaunchAgents",
+                dir_truncated: false,
+                name: b"com.evil.plist",
+            },
+            original: None,
+        };
+        let Event::File(c) = create.to_event(&mut scratch, &env) else {
+            panic!("not a file event")
+        };
+        assert_eq!(c.path, "/Users/bob/Library/LaunchAgents/com.evil.plist");
+        assert_eq!(c.process.signing_id.as_deref(), Some("com.apple.zsh"));
+        assert!(c.validate().is_ok());
+
+        let rename: Msg = EsMessage::File {
+            header: header(25),
+            process: shell,
+            action: FileAction::Rename,
+            path: EsPath::File {
+                path: b"/etc/b",
+                truncated: true,
+            },
+            original: Some(EsPath::File {
+                path: b"/tmp/a",
+                truncated: false,
+            }),
+        };
+        let Event::File(r) = rename.to_event(&mut scratch, &env) else {
+            panic!("not a file event")
+        };
+        assert_eq!(
+            (r.path.as_ref(), r.original_path.as_deref()),
+            ("/etc/b", Some("/tmp/a"))
+        );
+        assert_eq!(r.meta.flags & TRUNC_FILE_PATH, TRUNC_FILE_PATH);
+        assert!(r.validate().is_ok());
     }
 }

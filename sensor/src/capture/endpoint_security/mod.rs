@@ -1,11 +1,21 @@
-//! Apple Endpoint Security: an in-process ES client subscribed to `NOTIFY_EXEC`.
+//! Apple Endpoint Security: in-process ES clients for the NOTIFY events (exec, fork, exit,
+//! file) and, with a blocking rule loaded, `AUTH_EXEC`.
 //!
-//! [`fields`] maps what an ES exec message carries to an [`ExecEvent`], honouring which
-//! fields exist in which message version; it is plain Rust, tested on every platform with
-//! realistic messages. [`client`] (macOS only) fills it from live messages.
-//!
-//! [`ExecEvent`]: nightjar_proto::ExecEvent
+//! Everything but the calls into Apple's library is plain Rust, tested on every platform:
+//! [`fields`] maps what a message carries to an event, honouring which fields exist in which
+//! message version; [`setup`] decides what each client subscribes to and mutes; [`handler`]
+//! is what a NOTIFY client does with each message (gaps, gate, mapping, panics). They reach
+//! Endpoint Security through the [`api::EsApi`] seam, implemented on macOS by [`client`] and
+//! in tests by a recording mock.
 
+pub mod api;
+pub mod auth;
 #[cfg(target_os = "macos")]
 pub mod client;
 pub mod fields;
+pub mod handler;
+#[cfg(test)]
+pub mod mock;
+pub mod setup;
+#[cfg(test)]
+mod tests;
