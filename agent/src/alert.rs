@@ -7,13 +7,22 @@
 //! `kibana.alert.suppression.docs_count` (present only when non-zero), the field Elastic uses
 //! for alerts that stand for several suppressed matches. The agent adds the `nightjar` chain
 //! object.
+//!
+//! A sequence or sample match makes alerts as Kibana does: one *building block* per event of
+//! the match (`kibana.alert.building_block_type = "default"`, `kibana.alert.group.index` its
+//! position) and one *shell* alert holding the fields all its events share, all with the same
+//! `kibana.alert.group.id`. A new_terms alert names the new values
+//! (`kibana.alert.new_terms`); a threshold alert its group and count
+//! (`kibana.alert.threshold_result`).
+
+use std::sync::Arc;
 
 use nightjar_proto::event::{Event, FLAG_BLOCKED};
 use ring::digest::{SHA256, digest};
 use serde_json::{Map, Value, json};
 
 use nightjar_rules::RuleMeta;
-use nightjar_rules::ecs::EcsEvent;
+use nightjar_rules::ecs::{EcsEvent, EventSnapshot, HostInfo};
 
 /// Deterministic alert uuid: host id + rule id + event identity (os, pid, pidversion or start
 /// time, event time, executable) -> SHA-256 -> RFC 4122 version-5-style UUID text.
@@ -73,7 +82,33 @@ pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &Event<'_>) -> String {
             )
         }
     };
-    let hash = digest(&SHA256, identity.as_bytes());
+    uuid_of(&identity)
+}
+
+/// The id a sequence or sample match's alerts share (`kibana.alert.group.id`): host, rule
+/// and the identity of every event of the match, so a match read again has the same one.
+pub fn group_id(host_id: &str, rule_id: &str, events: &[Arc<EventSnapshot>]) -> String {
+    let mut parts = format!("{host_id}\0{rule_id}\0group");
+    for e in events {
+        parts.push('\0');
+        parts.push_str(&alert_uuid(host_id, rule_id, e.event()));
+    }
+    uuid_of(&parts)
+}
+
+/// The uuids of a match's alerts: its building blocks in order, then the shell.
+pub fn group_uuids(host_id: &str, rule_id: &str, group: &str, events: usize) -> Vec<String> {
+    (0..events)
+        .map(|i| uuid_of(&format!("{host_id}\0{rule_id}\0{group}\0{i}")))
+        .chain(std::iter::once(uuid_of(&format!(
+            "{host_id}\0{rule_id}\0{group}\0shell"
+        ))))
+        .collect()
+}
+
+/// SHA-256 of `text` as an RFC 4122 version-5-style UUID.
+fn uuid_of(text: &str) -> String {
+    let hash = digest(&SHA256, text.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&hash.as_ref()[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;
@@ -205,6 +240,190 @@ pub fn build_alert(
             "match": how.as_str(),
         }),
     );
+    out
+}
+
+/// The alerts of a sequence or sample match, aligned with [`group_uuids`]: a building block
+/// per event, then the shell.
+pub fn build_group_alerts(
+    rule: &RuleMeta,
+    events: &[Arc<EventSnapshot>],
+    host: &HostInfo,
+    alert_time_ns: i64,
+    suppressed: u64,
+) -> Vec<Map<String, Value>> {
+    let group = group_id(&host.id, &rule.rule_id, events);
+    let uuids = group_uuids(&host.id, &rule.rule_id, &group, events.len());
+    let mut out = Vec::with_capacity(events.len() + 1);
+    let mut docs = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let view = e.view(host);
+        docs.push(view.document());
+        let mut a = build_alert(
+            rule,
+            e.event(),
+            &view,
+            &host.id,
+            alert_time_ns,
+            0,
+            MatchKind::Exact,
+        );
+        let k = kibana_alert(&mut a);
+        k.insert("uuid".into(), json!(uuids[i]));
+        k.insert("building_block_type".into(), json!("default"));
+        k.insert("group".into(), json!({ "id": group, "index": i }));
+        out.push(a);
+    }
+    // The shell: the first event's alert with only what every event shares.
+    if let Some(first) = events.first() {
+        let mut shell = build_alert(
+            rule,
+            first.event(),
+            &first.view(host),
+            &host.id,
+            alert_time_ns,
+            suppressed,
+            MatchKind::Exact,
+        );
+        let common = common_fields(&docs);
+        for key in ["process", "host", "user", "group", "file"] {
+            match common.get(key) {
+                Some(v) => shell.insert(key.into(), v.clone()),
+                None => shell.remove(key),
+            };
+        }
+        let kind = if rule.query.trim_start().starts_with("sample") {
+            "sample"
+        } else {
+            "sequence"
+        };
+        let k = kibana_alert(&mut shell);
+        k.insert("uuid".into(), json!(uuids[events.len()]));
+        k.insert("group".into(), json!({ "id": group }));
+        k.insert(
+            "reason".into(),
+            json!(format!(
+                "{kind} of {} events created {} alert {}.",
+                events.len(),
+                rule.severity,
+                rule.name
+            )),
+        );
+        out.push(shell);
+    }
+    out
+}
+
+/// A new_terms alert: the event's alert with the values that were new.
+pub fn build_new_terms_alert(
+    rule: &RuleMeta,
+    event: &Event<'_>,
+    ev: &EcsEvent<'_>,
+    host_id: &str,
+    alert_time_ns: i64,
+    suppressed: u64,
+    terms: &[String],
+) -> Map<String, Value> {
+    let mut a = build_alert(
+        rule,
+        event,
+        ev,
+        host_id,
+        alert_time_ns,
+        suppressed,
+        MatchKind::Exact,
+    );
+    kibana_alert(&mut a).insert("new_terms".into(), json!(terms));
+    a
+}
+
+/// What a threshold rule counted for one group.
+#[derive(Debug, Clone, Copy)]
+pub struct ThresholdResult<'a> {
+    /// `(field, value)` of the group.
+    pub group: &'a [(String, String)],
+    pub count: u64,
+    pub cardinality: Option<u64>,
+}
+
+/// A threshold alert: the event that reached the threshold, with the group and its count.
+pub fn build_threshold_alert(
+    rule: &RuleMeta,
+    event: &Event<'_>,
+    ev: &EcsEvent<'_>,
+    host_id: &str,
+    alert_time_ns: i64,
+    suppressed: u64,
+    result: ThresholdResult<'_>,
+) -> Map<String, Value> {
+    let ThresholdResult {
+        group,
+        count,
+        cardinality,
+    } = result;
+    let mut a = build_alert(
+        rule,
+        event,
+        ev,
+        host_id,
+        alert_time_ns,
+        suppressed,
+        MatchKind::Exact,
+    );
+    let terms: Vec<Value> = group
+        .iter()
+        .map(|(f, v)| json!({ "field": f, "value": v }))
+        .collect();
+    let mut result = json!({ "count": count, "terms": terms });
+    if let Some(n) = cardinality {
+        result["cardinality"] = json!([{ "value": n }]);
+    }
+    kibana_alert(&mut a).insert("threshold_result".into(), result);
+    a
+}
+
+/// The `kibana.alert` object of an alert built by [`build_alert`].
+fn kibana_alert(a: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    let kibana = a.entry("kibana").or_insert_with(|| json!({ "alert": {} }));
+    if !kibana.get("alert").is_some_and(Value::is_object) {
+        kibana["alert"] = json!({});
+    }
+    match kibana.get_mut("alert") {
+        Some(Value::Object(m)) => m,
+        // Made an object just above.
+        _ => unreachable!("kibana.alert is an object"),
+    }
+}
+
+/// The fields every document has with the same value (objects compared field by field).
+fn common_fields(docs: &[Map<String, Value>]) -> Map<String, Value> {
+    let Some((first, rest)) = docs.split_first() else {
+        return Map::new();
+    };
+    let mut out = Map::new();
+    for (k, v) in first {
+        let others: Vec<&Value> = rest.iter().filter_map(|d| d.get(k)).collect();
+        if others.len() != rest.len() {
+            continue;
+        }
+        match v {
+            Value::Object(m) => {
+                let subs: Vec<Map<String, Value>> = std::iter::once(m.clone())
+                    .chain(others.iter().filter_map(|o| o.as_object().cloned()))
+                    .collect();
+                if subs.len() == docs.len() {
+                    let c = common_fields(&subs);
+                    if !c.is_empty() {
+                        out.insert(k.clone(), Value::Object(c));
+                    }
+                }
+            }
+            v if others.iter().all(|o| *o == v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
     out
 }
 

@@ -309,11 +309,37 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("461 rules: 268 ok, 192 unsupported, 0 errors, 1 shadowed")
+        Some("461 rules: 318 ok, 142 unsupported, 0 errors, 1 shadowed")
+    );
+    // Fleet-wide new_terms rules run on the host's own history only when asked.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("unsupported (fleet-wide new_terms rule"))
+    );
+    let out = agent(
+        &[
+            "rules",
+            "check",
+            "--new-terms-per-host",
+            macos.to_str().unwrap(),
+            linux.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let per_host = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        per_host.lines().last(),
+        Some("461 rules: 337 ok, 123 unsupported, 0 errors, 1 shadowed")
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with("unsupported (EQL sequence"))
+            .any(|l| l.starts_with("unsupported (event category `network`"))
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("ok: ") && l.contains("credential_access_high_volume_of_pbpaste")
+        )
     );
     assert!(text.lines().any(|l| l.starts_with(&format!(
         "shadowed (replaced by {}/credential_access_kerberosdump_kcc.toml): <builtin>/",
@@ -328,7 +354,7 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("494 rules: 268 ok, 192 unsupported, 33 errors, 1 shadowed")
+        Some("494 rules: 318 ok, 142 unsupported, 33 errors, 1 shadowed")
     );
     let kuery = shared("elastic-rules/macos-kuery-c58d59ee");
     let head_file = macos.join("privilege_escalation_root_crontab_filemod.toml");
@@ -480,4 +506,82 @@ fn file_rules_alert_on_eslogger_file_events() {
         a[0]["kibana"]["alert"]["uuid"],
         a[1]["kibana"]["alert"]["uuid"]
     );
+}
+
+/// An ECS exec of `pbpaste` at `minute:second`.
+fn pbpaste(pid: u32, minute: u32, second: u32) -> String {
+    format!(
+        r#"{{"@timestamp":"2026-11-20T10:{minute:02}:{second:02}Z","event":{{"category":["process"],"type":["start"],"action":"exec","kind":"event"}},"host":{{"os":{{"type":"macos"}}}},"process":{{"pid":{pid},"executable":"/usr/bin/pbpaste","name":"pbpaste","args":["pbpaste"],"parent":{{"pid":400}}}},"user":{{"id":"501"}}}}"#
+    )
+}
+
+fn scan_with(rule: &Path, input: &str) -> Vec<serde_json::Value> {
+    let out = agent(
+        &[
+            "scan",
+            "--format",
+            "ecs",
+            "--no-builtin",
+            "--rules",
+            rule.to_str().unwrap(),
+            "-",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alerts(&out)
+}
+
+#[test]
+fn a_sequence_match_is_building_blocks_and_a_shell_sharing_a_group() {
+    // Elastic's "High Volume of Pbpaste": five pbpaste within a minute on one host.
+    let rule =
+        shared("elastic-rules/macos-head-14cf530f/credential_access_high_volume_of_pbpaste.toml");
+    let five: String = (0..5)
+        .map(|i| pbpaste(9000 + i, 1, 10 + i * 5) + "\n")
+        .collect();
+    let a = scan_with(&rule, &five);
+    assert_eq!(a.len(), 6, "five building blocks and a shell: {a:?}");
+    let group = a[0]["kibana"]["alert"]["group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (i, b) in a[..5].iter().enumerate() {
+        assert_eq!(b["kibana"]["alert"]["building_block_type"], "default");
+        assert_eq!(b["kibana"]["alert"]["group"]["id"], group.as_str());
+        assert_eq!(b["kibana"]["alert"]["group"]["index"], i);
+        assert_eq!(b["process"]["pid"], 9000 + i as u64);
+    }
+    let shell = &a[5];
+    assert!(
+        shell["kibana"]["alert"]
+            .get("building_block_type")
+            .is_none()
+    );
+    assert_eq!(shell["kibana"]["alert"]["group"]["id"], group.as_str());
+    // Fields every event shares stay in the shell; those that differ go.
+    assert_eq!(shell["process"]["name"], "pbpaste");
+    assert!(shell["process"].get("pid").is_none(), "{shell}");
+    let uuids: std::collections::HashSet<_> = a
+        .iter()
+        .map(|x| x["kibana"]["alert"]["uuid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(uuids.len(), 6);
+    // The same input again: the same ids.
+    assert_eq!(
+        scan_with(&rule, &five)[5]["kibana"]["alert"]["uuid"],
+        a[5]["kibana"]["alert"]["uuid"]
+    );
+
+    // Four are not enough; five spread over more than a minute neither.
+    let four: String = (0..4)
+        .map(|i| pbpaste(9000 + i, 1, 10 + i * 5) + "\n")
+        .collect();
+    assert!(scan_with(&rule, &four).is_empty());
+    let spread: String = (0..5).map(|i| pbpaste(9000 + i, 1 + i, 0) + "\n").collect();
+    assert!(scan_with(&rule, &spread).is_empty());
 }

@@ -11,6 +11,9 @@
 //!   [`query::BuildError`];
 //! - [`pattern`]: wildcard patterns and Lucene regular expressions;
 //! - [`matcher`]: the compiled matcher (trees, index, evaluation);
+//! - [`check`]: EQL conditions over computed values (functions, field-to-field);
+//! - [`program`], [`engine`]: what each rule computes (event queries, sequences, samples,
+//!   new_terms, thresholds) and the engine that runs them over a stream, with bounded state;
 //! - [`naive`]: a document-per-event interpreter, the baseline and test reference;
 //! - [`loader`], [`builtin`]: rule files and the seed rule shipped in the binary;
 //! - [`exceptions`]: Kibana exception lists, compiled, checked after a rule matches;
@@ -20,7 +23,9 @@
 //!   decided and the report `rules check` prints.
 
 pub mod builtin;
+pub mod check;
 pub mod ecs;
+pub mod engine;
 pub mod exceptions;
 pub mod filter;
 pub mod loader;
@@ -28,6 +33,7 @@ pub mod matcher;
 pub mod naive;
 pub mod pattern;
 pub mod policy;
+pub mod program;
 pub mod query;
 
 mod report;
@@ -38,6 +44,6 @@ mod source_map;
 pub use report::{LoadReport, RuleReport, RuleStatus, RulesError};
 pub use rule::{ListRef, RuleMeta};
 pub use set::{
-    Identity, MAX_EXCEPTION_FILE_BYTES, MAX_RULE_FILE_BYTES, RuleSet, SourceText, Sources,
+    Identity, MAX_EXCEPTION_FILE_BYTES, MAX_RULE_FILE_BYTES, RuleSet, Slot, SourceText, Sources,
     read_bounded, read_exception_files, read_rule_files,
 };

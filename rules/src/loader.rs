@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::query::ast::Query;
-use crate::query::typing::TypedPred;
+use crate::program::RuleProgram;
+use crate::query::ast::Eql;
 use crate::query::{self, BuildError, Language};
 use crate::{RuleMeta, RulesError};
 
@@ -21,7 +21,7 @@ use crate::{RuleMeta, RulesError};
 pub enum Loaded {
     Rule {
         meta: Box<RuleMeta>,
-        query: Query<TypedPred>,
+        program: Box<RuleProgram>,
         /// `file:line:col: message`, for what loads but deserves a look.
         warnings: Vec<String>,
     },
@@ -55,7 +55,7 @@ struct RuleSection {
     #[serde(default)]
     language: Option<String>,
     #[serde(default)]
-    from: Option<String>,
+    from: Option<toml::Spanned<String>>,
     #[serde(default)]
     interval: Option<toml::Spanned<String>>,
     #[serde(default)]
@@ -69,7 +69,63 @@ struct RuleSection {
     #[serde(default)]
     query: Option<toml::Spanned<String>>,
     #[serde(default)]
+    new_terms: Option<toml::Spanned<NewTermsSection>>,
+    #[serde(default)]
+    threshold: Option<toml::Spanned<ThresholdSection>>,
+    #[serde(default)]
     exceptions_list: Vec<ExceptionListRef>,
+}
+
+/// `[rule.new_terms]`: `field = "new_terms_fields"`, `value = [...]`, and
+/// `[[rule.new_terms.history_window_start]]` with `value = "now-5d"`.
+#[derive(Debug, Deserialize)]
+struct NewTermsSection {
+    #[serde(default)]
+    value: Vec<String>,
+    #[serde(default)]
+    history_window_start: Vec<NamedValue>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NamedValue {
+    value: String,
+}
+
+/// `[rule.threshold]`: `field = [...]`, `value = N`, `[[rule.threshold.cardinality]]`.
+#[derive(Debug, Deserialize)]
+struct ThresholdSection {
+    #[serde(default)]
+    field: FieldList,
+    value: u64,
+    #[serde(default)]
+    cardinality: Vec<CardinalitySection>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CardinalitySection {
+    field: String,
+    value: u64,
+}
+
+/// One field name or a list of them (Elastic writes both).
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum FieldList {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl FieldList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            FieldList::None => Vec::new(),
+            FieldList::One(f) if f.is_empty() => Vec::new(),
+            FieldList::One(f) => vec![f],
+            FieldList::Many(v) => v.into_iter().filter(|f| !f.is_empty()).collect(),
+        }
+    }
 }
 
 /// `[[rule.exceptions_list]]` as Kibana exports it (`id`, `list_id`, `namespace_type`, `type`);
@@ -156,6 +212,18 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
         .as_ref()
         .map(|q| q.get_ref().clone())
         .unwrap_or_default();
+    let lookback = match &r.from {
+        None => Duration::from_secs(360),
+        Some(f) => parse_relative(f.get_ref()).ok_or_else(|| {
+            fail(
+                f.span().start,
+                format!(
+                    "expected a look-back like `now-9m`, found `{}`",
+                    f.get_ref()
+                ),
+            )
+        })?,
+    };
     let meta = Box::new(RuleMeta {
         rule_id: r.rule_id.clone(),
         name: r.name.clone(),
@@ -164,7 +232,11 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
         risk_score: r.risk_score,
         rule_type: r.rule_type.clone(),
         language: language.clone(),
-        from: r.from.clone().unwrap_or_else(|| "now-6m".to_owned()),
+        from: r
+            .from
+            .as_ref()
+            .map_or_else(|| "now-6m".to_owned(), |f| f.get_ref().clone()),
+        lookback,
         interval,
         max_signals: r.max_signals.unwrap_or(100),
         threat,
@@ -183,15 +255,13 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
     });
     let supported = matches!(
         (r.rule_type.as_str(), language.as_str()),
-        ("query", "kuery") | ("eql", "eql")
+        ("query" | "new_terms" | "threshold", "kuery") | ("eql", "eql")
     );
     if !supported {
         let why = match r.rule_type.as_str() {
-            "query" => format!("query language `{language}` is not supported (KQL only)"),
-            "new_terms" => {
-                "new_terms rules compare against history an endpoint does not keep".into()
+            "query" | "new_terms" | "threshold" => {
+                format!("query language `{language}` is not supported (KQL only)")
             }
-            "threshold" => "threshold rules count events across hosts and time windows".into(),
             "esql" => "ES|QL rules need an Elasticsearch engine".into(),
             "machine_learning" => "machine learning rules need Elastic's anomaly jobs".into(),
             t => format!("rule type `{t}` is not supported"),
@@ -207,27 +277,93 @@ pub fn load_text(display: &str, text: &str) -> Result<Loaded, FileError> {
     } else {
         Language::Kql
     };
-    match query::build(language, query.get_ref()) {
-        Ok(built) => Ok(Loaded::Rule {
-            meta,
-            query: built.query,
-            warnings: built
-                .warnings
-                .into_iter()
-                .map(|w| {
-                    format!(
-                        "{}: {}",
-                        locate(display, text, literal.file_offset(w.offset)),
-                        w.message
-                    )
-                })
-                .collect(),
-        }),
-        Err(BuildError::Unsupported(why)) => Ok(Loaded::Unsupported(meta, why)),
+    let built = match query::build(language, query.get_ref()) {
+        Ok(built) => built,
+        Err(BuildError::Unsupported(why)) => return Ok(Loaded::Unsupported(meta, why)),
         Err(BuildError::Syntax { offset, message } | BuildError::Type { offset, message }) => {
-            Err(fail(literal.file_offset(offset), message))
+            return Err(fail(literal.file_offset(offset), message));
         }
-    }
+    };
+    let warnings = built
+        .warnings
+        .into_iter()
+        .map(|w| {
+            format!(
+                "{}: {}",
+                locate(display, text, literal.file_offset(w.offset)),
+                w.message
+            )
+        })
+        .collect();
+    let program = match (r.rule_type.as_str(), built.program) {
+        (_, Eql::Sequence(s)) => RuleProgram::Sequence(s),
+        (_, Eql::Sample(s)) => RuleProgram::Sample(s),
+        ("new_terms", Eql::Event(query)) => {
+            let Some(nt) = &r.new_terms else {
+                return Err(fail(
+                    0,
+                    "missing `[rule.new_terms]` in a new_terms rule".into(),
+                ));
+            };
+            let at = nt.span().start;
+            let nt = nt.get_ref();
+            if nt.value.is_empty() || nt.value.len() > 3 {
+                return Err(fail(
+                    at,
+                    format!("new_terms takes 1 to 3 fields, found {}", nt.value.len()),
+                ));
+            }
+            let history = match nt.history_window_start.first() {
+                Some(h) => parse_relative(&h.value).ok_or_else(|| {
+                    fail(
+                        at,
+                        format!(
+                            "expected a history window start like `now-7d`, found `{}`",
+                            h.value
+                        ),
+                    )
+                })?,
+                None => return Err(fail(at, "missing `history_window_start`".into())),
+            };
+            RuleProgram::NewTerms {
+                query,
+                fields: nt.value.clone(),
+                history,
+            }
+        }
+        ("threshold", Eql::Event(query)) => {
+            let Some(th) = r.threshold else {
+                return Err(fail(
+                    0,
+                    "missing `[rule.threshold]` in a threshold rule".into(),
+                ));
+            };
+            let at = th.span().start;
+            let th = th.into_inner();
+            if th.value == 0 {
+                return Err(fail(at, "threshold `value` must be at least 1".into()));
+            }
+            let cardinality = match th.cardinality.as_slice() {
+                [] => None,
+                [c] if c.value > 0 => Some((c.field.clone(), c.value)),
+                [_] => return Err(fail(at, "cardinality `value` must be at least 1".into())),
+                _ => return Err(fail(at, "at most one `cardinality` is supported".into())),
+            };
+            RuleProgram::Threshold {
+                query,
+                group_by: th.field.into_vec(),
+                value: th.value,
+                cardinality,
+                window: lookback,
+            }
+        }
+        (_, Eql::Event(query)) => RuleProgram::Event(query),
+    };
+    Ok(Loaded::Rule {
+        meta,
+        program: Box::new(program),
+        warnings,
+    })
 }
 
 /// `file:line:col` (1-based; columns count characters) of byte offset `at`.
@@ -238,6 +374,11 @@ pub fn locate(display: &str, text: &str, at: usize) -> String {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let col = text[line_start..at].chars().count() + 1;
     format!("{display}:{line}:{col}")
+}
+
+/// `now-9m`, `now-5d`: how far back from now.
+pub fn parse_relative(s: &str) -> Option<Duration> {
+    parse_duration(s.trim().strip_prefix("now-")?)
 }
 
 /// `30s`, `5m`, `1h`, `1d`.

@@ -64,6 +64,15 @@ pub struct Policy {
     pub block: Vec<String>,
     #[serde(default)]
     pub links: Vec<Link>,
+    /// Fleet-wide new_terms rules (whose fields do not include `host.id`) run on each
+    /// host's own history; otherwise they are unsupported. Left out of the JSON when false,
+    /// so policies without it read (and hash) as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub new_terms_per_host: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Why bytes are not a policy this engine can use.
@@ -194,6 +203,8 @@ impl Policy {
                 .collect(),
             max_signals,
             identity: Identity::Policy,
+            block_platform: None,
+            new_terms_per_host: self.new_terms_per_host,
         }
     }
 

@@ -15,6 +15,9 @@ pub struct RuleMeta {
     pub language: String,
     /// Look-back of the rule as Elastic schedules it (`now-9m`); kept for the alert.
     pub from: String,
+    /// `from` as a duration: how long stateful rules keep state without a `maxspan`, and a
+    /// threshold rule's window.
+    pub lookback: Duration,
     /// The window `max_signals` applies to.
     pub interval: Duration,
     /// Most alerts per rule per `interval` (0 = no cap).

@@ -9,6 +9,11 @@
 //!   as shadowed (equal versions are the error above);
 //! - the same file reached twice through `paths` (a directory and a file in it, a symbolic
 //!   link) is loaded once.
+//!
+//! Every event query of every rule is one *slot* of the matcher: a query rule's query, or a
+//! stage (or `until`, or filter query) of a stateful rule. Event-query rules come first, so
+//! for them the slot is the rule's index, and [`RuleSet::evaluate`] reports alerts with no
+//! mapping step; the stateful rules' slots follow, for [`crate::engine::Engine`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -21,6 +26,7 @@ use crate::exceptions::{CompiledExceptions, ExceptionSource, ListKind};
 use crate::loader::{self, FileError, Loaded};
 use crate::matcher::{CompiledRule, Matcher};
 use crate::naive;
+use crate::program::RuleProgram;
 use crate::query::ast::Query;
 use crate::query::typing::{Test, TypedPred};
 use crate::{LoadReport, RuleMeta, RuleReport, RuleStatus, RulesError, builtin};
@@ -64,13 +70,37 @@ pub struct Sources {
     /// Replaces every rule's `max_signals`.
     pub max_signals: Option<u32>,
     pub identity: Identity,
+    /// The platform whose blocking path the `block` rules are checked for (`"linux"`,
+    /// `"macos"`); `None`: the one this build runs on.
+    pub block_platform: Option<&'static str>,
+    /// Fleet-wide `new_terms` rules (whose fields do not include `host.id`) run on this
+    /// host's own history; otherwise they are unsupported.
+    pub new_terms_per_host: bool,
+}
+
+/// What an event query (a matcher slot) belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// An event-query rule: a match is an alert.
+    Event(usize),
+    /// Stage `stage` of a sequence or sample rule.
+    Stage { rule: usize, stage: usize },
+    /// The `until` query of a sequence rule.
+    Until(usize),
+    /// The query of a new_terms or threshold rule.
+    Filter(usize),
 }
 
 /// Loaded and compiled rules.
 #[derive(Debug)]
 pub struct RuleSet {
+    /// Event-query rules first.
     metas: Vec<RuleMeta>,
-    queries: Vec<Query<TypedPred>>,
+    programs: Vec<RuleProgram>,
+    /// Rules `0..event_rules` are event-query rules, and their slot is their index.
+    event_rules: usize,
+    /// Every slot's owner.
+    slots: Vec<Slot>,
     matcher: Matcher,
     exceptions: CompiledExceptions,
     /// Per rule (index-aligned with `metas`): the exception lists that apply to it.
@@ -78,6 +108,15 @@ pub struct RuleSet {
     /// Per rule: named in `block`.
     blocking: Vec<bool>,
     block: Vec<String>,
+}
+
+/// A rule that loaded and runs here, before the set is assembled.
+struct Ready {
+    meta: RuleMeta,
+    program: RuleProgram,
+    compiled: Vec<CompiledRule>,
+    /// Index of its entry in the report.
+    entry: usize,
 }
 
 /// One rule file as loaded, before identity is decided.
@@ -129,6 +168,7 @@ impl RuleSet {
             exceptions: read_exception_files(&config.exceptions)?,
             block: config.block.clone(),
             max_signals: config.max_signals,
+            new_terms_per_host: config.new_terms_per_host,
             ..Sources::default()
         };
         Ok(Self::build(sources))
@@ -181,9 +221,7 @@ impl RuleSet {
         decide_identity(&mut candidates, sources.identity);
 
         let mut report = LoadReport::default();
-        let mut metas = Vec::new();
-        let mut queries = Vec::new();
-        let mut compiled = Vec::new();
+        let mut ready = Vec::new();
         // Ids of every rule that loaded, supported or not (a `block` of an unsupported one
         // is refused with its reason).
         let mut unsupported_ids: HashMap<String, String> = HashMap::new();
@@ -202,16 +240,19 @@ impl RuleSet {
                 (
                     Ok(Loaded::Rule {
                         mut meta,
-                        query,
+                        program,
                         warnings,
                     }),
                     None,
                 ) => {
-                    let rule = CompiledRule::new(&query);
-                    let status = if rule.never_matches() {
-                        RuleStatus::Unsupported(never_matches_why(&query))
-                    } else {
-                        RuleStatus::Ok
+                    let compiled: Vec<CompiledRule> = program
+                        .queries()
+                        .into_iter()
+                        .map(CompiledRule::new)
+                        .collect();
+                    let status = match unsupported_here(&program, &compiled, &sources) {
+                        Some(why) => RuleStatus::Unsupported(why),
+                        None => RuleStatus::Ok,
                     };
                     let e = RuleReport {
                         path,
@@ -229,9 +270,12 @@ impl RuleSet {
                             if let Some(cap) = sources.max_signals {
                                 meta.max_signals = cap;
                             }
-                            metas.push(*meta);
-                            queries.push(query);
-                            compiled.push(rule);
+                            ready.push(Ready {
+                                meta: *meta,
+                                program: *program,
+                                compiled,
+                                entry: report.entries.len(),
+                            });
                         }
                         RuleStatus::Unsupported(why) => {
                             unsupported_ids.insert(meta.rule_id.clone(), why.clone());
@@ -261,14 +305,67 @@ impl RuleSet {
             report.entries.push(entry);
         }
 
+        // Event-query rules first (load order kept within each kind).
+        ready.sort_by_key(|r| (r.program.is_stateful(), r.entry));
+        let event_rules = ready.iter().filter(|r| !r.program.is_stateful()).count();
+        let mut metas = Vec::new();
+        let mut programs = Vec::new();
+        let mut slots = Vec::new();
+        let mut compiled = Vec::new();
+        for (rule, r) in ready.into_iter().enumerate() {
+            let n = r.compiled.len();
+            for (i, c) in r.compiled.into_iter().enumerate() {
+                slots.push(match &r.program {
+                    RuleProgram::Event(_) => Slot::Event(rule),
+                    RuleProgram::NewTerms { .. } | RuleProgram::Threshold { .. } => {
+                        Slot::Filter(rule)
+                    }
+                    RuleProgram::Sequence(s) if s.until.is_some() && i == n - 1 => {
+                        Slot::Until(rule)
+                    }
+                    RuleProgram::Sequence(_) | RuleProgram::Sample(_) => {
+                        Slot::Stage { rule, stage: i }
+                    }
+                });
+                compiled.push(c);
+            }
+            metas.push(r.meta);
+            programs.push(r.program);
+        }
+
         let exceptions = compile_exceptions(&sources.exceptions, &mut report);
         let applies = bind_exceptions(&exceptions, &metas, &sources.links, &mut report);
-        let blocking = bind_block(&sources.block, &metas, &unsupported_ids, &mut report);
+        let mut blocking = bind_block(
+            &sources.block,
+            &metas,
+            event_rules,
+            &unsupported_ids,
+            &mut report,
+        );
+        let matcher = Matcher::from_rules(compiled);
+        let platform = sources.block_platform.unwrap_or(HOST_OS);
+        // Only event-query rules block (bind_block), and their matcher slot is their index.
+        for (i, b) in blocking.iter_mut().enumerate().filter(|(_, b)| **b) {
+            let refusal = if applies.get(i).is_some_and(|l| !l.is_empty()) {
+                Some("exceptions apply to it, and the blocking path does not test them".to_owned())
+            } else {
+                block_refusal(&matcher, i, platform)
+            };
+            if let Some(why) = refusal {
+                report.block_refused.push(format!(
+                    "block: rule `{}` ({}) cannot block on {platform}: {why}; it still detects",
+                    metas[i].rule_id, metas[i].name
+                ));
+                *b = false;
+            }
+        }
         (
             RuleSet {
-                matcher: Matcher::from_rules(compiled),
+                matcher,
                 metas,
-                queries,
+                programs,
+                event_rules,
+                slots,
                 exceptions,
                 applies,
                 blocking,
@@ -278,23 +375,60 @@ impl RuleSet {
         )
     }
 
-    /// The supported rules; a rule's index here is what [`RuleSet::evaluate`] reports.
+    /// The supported rules; a rule's index here is what [`RuleSet::evaluate`] reports and
+    /// what [`Slot`]s name. Event-query rules come first.
     pub fn rules(&self) -> &[RuleMeta] {
         &self.metas
     }
 
-    /// Appends the indices of matching rules to `out` (cleared first), ascending. No
-    /// allocation once `out` has capacity.
+    /// The rules' programs, index-aligned with [`RuleSet::rules`].
+    pub fn programs(&self) -> &[RuleProgram] {
+        &self.programs
+    }
+
+    /// How many rules are event-query rules (the first ones).
+    pub fn event_rules(&self) -> usize {
+        self.event_rules
+    }
+
+    /// Appends the indices of the event-query rules that match to `out` (cleared first),
+    /// ascending: each is an alert. No allocation once `out` has capacity. Stateful rules
+    /// are not reported here (see [`crate::engine::Engine`]).
     ///
     /// On an event whose argv was cut, the rules that could match on the dropped arguments
     /// are reported too (see [`Matcher::evaluate`]); [`RuleSet::is_certain`] tells them apart.
     pub fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         self.matcher.evaluate(ev, out);
+        if self.slots.len() > self.event_rules {
+            let keep = out.partition_point(|&i| i < self.event_rules);
+            out.truncate(keep);
+        }
     }
 
-    /// Whether rule `rule` matches on what `ev` holds, not only because its argv was cut.
-    pub fn is_certain(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
-        self.matcher.is_certain(rule, ev)
+    /// Appends every matching slot to `out` (cleared first), ascending.
+    pub fn evaluate_slots(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
+        self.matcher.evaluate(ev, out);
+    }
+
+    /// Whether slot `slot` (for an event-query rule, the rule) matches on what `ev` holds,
+    /// not only because its argv was cut.
+    pub fn is_certain(&self, slot: usize, ev: &EcsEvent<'_>) -> bool {
+        self.matcher.is_certain(slot, ev)
+    }
+
+    /// The matcher, for reports on its index.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// What a slot belongs to.
+    pub fn slot(&self, i: usize) -> Slot {
+        self.slots[i]
+    }
+
+    /// How many slots (event queries) the set has.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// The exception item that excepts a match of rule `rule` on `ev` at `now_ns` (Unix
@@ -306,6 +440,32 @@ impl RuleSet {
             return None;
         }
         self.exceptions.excepting(lists, ev, now_ns)
+    }
+
+    /// Why rule `rule` could not block on a host of `os` (`"linux"`, `"macos"`), or `None`
+    /// when it can.
+    pub fn block_refusal(&self, rule: usize, os: &str) -> Option<String> {
+        block_refusal(&self.matcher, rule, os)
+    }
+
+    /// Rule `rule` as the Linux exec probe tests it (see [`Matcher::kernel_block`]).
+    pub fn kernel_block(
+        &self,
+        rule: usize,
+    ) -> Result<Vec<crate::matcher::block::KernelConj>, String> {
+        self.matcher.kernel_block(rule, "linux")
+    }
+
+    /// Rule `rule` alone on `ev`: `Some(true)` when it matches whatever arguments a cut argv
+    /// lost, `Some(false)` when it does not, `None` when the lost arguments decide.
+    pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
+        self.matcher.outcome(rule, ev)
+    }
+
+    /// Whether rule `rule` could match an exec of `ev`'s target by `ev`'s caller with other
+    /// arguments (see [`Matcher::could_match_target`]).
+    pub fn could_match_target(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        self.matcher.could_match_target(rule, ev)
     }
 
     /// Whether rule `rule` blocks (it is named in `block`).
@@ -326,16 +486,22 @@ impl RuleSet {
         &self.block
     }
 
-    /// The same rules for the document-per-event interpreter.
+    /// The same event queries (every slot) for the document-per-event interpreter.
     pub fn naive(&self) -> naive::NaiveRules {
-        let refs: Vec<&Query<TypedPred>> = self.queries.iter().collect();
-        naive::NaiveRules::new(&refs)
+        naive::NaiveRules::new(&self.all_queries())
+    }
+
+    fn all_queries(&self) -> Vec<&Query<TypedPred>> {
+        self.programs
+            .iter()
+            .flat_map(RuleProgram::queries)
+            .collect()
     }
 
     /// The file events these rules can match: what the sensor publishes (see [`crate::filter`]).
     pub fn file_filter(&self) -> PathFilter {
         let mut filter = PathFilter::none();
-        for q in &self.queries {
+        for q in self.all_queries() {
             let rule = CompiledRule::new(q);
             if Shape::ALL.iter().any(|s| s.is_file() && rule.can_match(*s)) {
                 filter.merge(&crate::filter::admitted_by(q));
@@ -349,9 +515,13 @@ impl RuleSet {
         self.matcher.wants(shape)
     }
 
-    /// The typed queries, index-aligned with [`RuleSet::rules`].
-    pub fn queries(&self) -> &[Query<TypedPred>] {
-        &self.queries
+    /// The event-query rules' queries, index-aligned with the first
+    /// [`RuleSet::event_rules`] of [`RuleSet::rules`].
+    pub fn queries(&self) -> Vec<&Query<TypedPred>> {
+        self.programs[..self.event_rules]
+            .iter()
+            .flat_map(RuleProgram::queries)
+            .collect()
     }
 }
 
@@ -527,9 +697,26 @@ fn bind_exceptions(
     applies
 }
 
+/// The platform this build runs on, as `host.os.type` says it.
+const HOST_OS: &str = if cfg!(target_os = "macos") {
+    "macos"
+} else {
+    "linux"
+};
+
+fn block_refusal(matcher: &Matcher, rule: usize, os: &str) -> Option<String> {
+    let verdict = if os == "macos" {
+        matcher.auth_block_check(rule)
+    } else {
+        matcher.kernel_block(rule, os).map(|_| ())
+    };
+    verdict.err()
+}
+
 fn bind_block(
     block: &[String],
     metas: &[RuleMeta],
+    event_rules: usize,
     unsupported: &HashMap<String, String>,
     report: &mut LoadReport,
 ) -> Vec<bool> {
@@ -543,6 +730,10 @@ fn bind_block(
             continue;
         }
         match metas.iter().position(|m| m.rule_id == *id) {
+            Some(i) if i >= event_rules => report.block_errors.push(format!(
+                "block: rule `{id}` correlates several events (sequence, sample, new_terms or \
+                 threshold), so it cannot block one exec: only event-query rules block"
+            )),
             Some(i) => blocking[i] = true,
             None => report.block_errors.push(match unsupported.get(id) {
                 Some(why) => {
@@ -612,6 +803,54 @@ pub fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<String,
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
+}
+
+/// Why a rule that loaded cannot run here: its query (or a stage it needs) never matches
+/// this host's events, a join or group field is never carried, or it is a fleet-wide
+/// new_terms rule and the sources do not allow it.
+fn unsupported_here(
+    program: &RuleProgram,
+    compiled: &[CompiledRule],
+    sources: &Sources,
+) -> Option<String> {
+    let queries = program.queries();
+    let needed: Vec<usize> = match program {
+        RuleProgram::Sequence(s) => s
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| !st.missing)
+            .map(|(i, _)| i)
+            .collect(),
+        _ => (0..queries.len()).collect(),
+    };
+    if let Some(&i) = needed.iter().find(|&&i| compiled[i].never_matches()) {
+        return Some(never_matches_why(queries[i]));
+    }
+    let mut absent: Vec<String> = program
+        .key_fields()
+        .into_iter()
+        .filter(|(f, optional)| !optional && Field::from_name(f).is_none())
+        .map(|(f, _)| format!("`{f}`"))
+        .collect();
+    if !absent.is_empty() {
+        absent.dedup();
+        return Some(format!(
+            "it joins or groups on fields this host's events do not carry: {}",
+            absent.join(", ")
+        ));
+    }
+    if let RuleProgram::NewTerms { fields, .. } = program
+        && !fields.iter().any(|f| f == "host.id")
+        && !sources.new_terms_per_host
+    {
+        return Some(
+            "fleet-wide new_terms rule (its fields do not include `host.id`): runs on this \
+             host's own history only with `[rules] new_terms_per_host = true`"
+                .into(),
+        );
+    }
+    None
 }
 
 /// Why a rule whose query compiles to `false` is unsupported here: the event kinds (category,

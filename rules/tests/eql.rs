@@ -168,7 +168,7 @@ fn unsupported_and_errors() {
     let r = report_of(&eql_toml(
         "sequence by process.entity_id [process where true] [network where true]",
     ));
-    assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("sequence")));
+    assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("`network`")));
     let r = report_of(&eql_toml("network where destination.port == 22"));
     assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("network")));
     let r = report_of(&eql_toml("file where file.path == \"/x\""));
@@ -180,7 +180,9 @@ fn unsupported_and_errors() {
     let r = report_of(&eql_toml(
         "process where cidrmatch(destination.ip, \"10.0.0.0/8\")",
     ));
-    assert!(matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("cidrmatch")));
+    assert!(
+        matches!(&r.entries[0].status, RuleStatus::Unsupported(w) if w.contains("`destination.ip`"))
+    );
     let e = error_of(&eql_toml("process where process.name == 'kcc'"));
     assert!(e.contains("double quotes"), "{e}");
     let e = error_of(&eql_toml("process where process.pid == \"1\""));

@@ -58,6 +58,55 @@ fn deep_kql_nesting_is_an_error_not_a_stack_overflow() {
 }
 
 #[test]
+fn deep_eql_nesting_is_an_error_not_a_stack_overflow() {
+    let depth = 10_000;
+    for query in [
+        format!(
+            "process where {}process.name == \"a\"{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        ),
+        format!(
+            "process where {}process.name == \"a\"",
+            "not ".repeat(depth)
+        ),
+        format!(
+            "process where process.pid == {}1{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        ),
+        format!(
+            "process where length({}\"a\"{}) > 0",
+            "concat(".repeat(depth),
+            ")".repeat(depth)
+        ),
+        format!(
+            "sequence [process where {}true{}] [process where true]",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        ),
+    ] {
+        let m = error_of(&eql_toml(&query));
+        assert!(
+            m.contains(&format!("deeper than {MAX_DEPTH} levels")),
+            "{m}"
+        );
+        assert!(m.starts_with("h.toml:"), "{m}");
+    }
+    let ok = format!(
+        "process where {}process.name == \"a\"{}",
+        "(".repeat(MAX_DEPTH - 1),
+        ")".repeat(MAX_DEPTH - 1)
+    );
+    assert_eq!(status_of(&eql_toml(&ok)), RuleStatus::Ok);
+    let long = format!(
+        "process where process.name == \"{}\"",
+        "a".repeat(MAX_QUERY_BYTES)
+    );
+    assert!(error_of(&eql_toml(&long)).contains("over the limit"));
+}
+
+#[test]
 fn sizes_are_bounded() {
     let long = format!("process.name:{}", "a".repeat(MAX_QUERY_BYTES));
     assert!(error_of(&kql_toml(&long)).contains("over the limit"));

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nightjar_rules::program::RuleProgram;
 use nightjar_rules::{RuleSet, RuleStatus};
 
 fn shared(rel: &str) -> PathBuf {
@@ -20,22 +21,35 @@ fn report(dir: &str) -> (RuleSet, nightjar_rules::LoadReport) {
     (set, report)
 }
 
+/// How many rules of each program kind: (event queries, sequences, samples, new_terms,
+/// thresholds).
+fn kinds(set: &RuleSet) -> (usize, usize, usize, usize, usize) {
+    let mut k = (0, 0, 0, 0, 0);
+    for p in set.programs() {
+        match p {
+            RuleProgram::Event(_) => k.0 += 1,
+            RuleProgram::Sequence(_) => k.1 += 1,
+            RuleProgram::Sample(_) => k.2 += 1,
+            RuleProgram::NewTerms { .. } => k.3 += 1,
+            RuleProgram::Threshold { .. } => k.4 += 1,
+        }
+    }
+    k
+}
+
 #[test]
-fn kuery_folder_has_29_runnable_query_rules() {
+fn kuery_folder_runs_its_query_and_threshold_rules() {
     let (set, r) = report("elastic-rules/macos-kuery-c58d59ee");
     assert_eq!(r.entries.len(), 32);
-    // Every KQL query rule runs, the 9 on file events included.
-    assert_eq!(r.ok(), 29);
-    assert_eq!(r.unsupported(), 3);
-    assert!(
-        set.rules()
-            .iter()
-            .all(|m| m.rule_type == "query" && m.language == "kuery")
-    );
+    // Every KQL query rule runs, the 9 on file events included; so does the threshold rule
+    // (SSH brute force, by host.id). The new_terms rule needs network events.
+    assert_eq!(kinds(&set), (29, 0, 0, 0, 1));
+    assert_eq!(r.ok(), 30);
+    assert_eq!(r.unsupported(), 2);
     for e in &r.entries {
         if let RuleStatus::Unsupported(why) = &e.status {
             assert!(
-                why.contains("new_terms") || why.contains("threshold"),
+                why.contains("`destination.domain`") || why.contains("network"),
                 "{why}"
             );
         }
@@ -43,20 +57,14 @@ fn kuery_folder_has_29_runnable_query_rules() {
 }
 
 #[test]
-fn head_folder_has_61_single_event_rules() {
+fn head_folder_runs_event_queries_sequences_and_stateful_rules() {
     let (set, r) = report("elastic-rules/macos-head-14cf530f");
     assert_eq!(r.entries.len(), 97);
-    let eql = set.rules().iter().filter(|m| m.rule_type == "eql").count();
-    let kql = set
-        .rules()
-        .iter()
-        .filter(|m| m.rule_type == "query")
-        .count();
-    assert_eq!(eql, 60, "44 on process events, 16 on file events");
-    // The one KQL query rule is a file-event rule.
-    assert_eq!(kql, 1);
-    assert_eq!(r.ok(), 61);
-    assert_eq!(r.unsupported(), 36);
+    // 44 event queries on process events, 16 on file events, the KQL one on file events;
+    // 5 sequences over process and file events.
+    assert_eq!(kinds(&set), (61, 5, 0, 1, 1));
+    assert_eq!(r.ok(), 68);
+    assert_eq!(r.unsupported(), 29);
     for e in &r.entries {
         if let RuleStatus::Unsupported(why) = &e.status {
             assert!(!why.is_empty());
@@ -81,7 +89,7 @@ fn builtin_seed_rule_matches_the_v107_file() {
     assert_eq!(builtin.interval.as_secs(), 300);
     assert_eq!(builtin.max_signals, 7);
     assert_eq!(builtin.threat[0]["tactic"]["id"], "TA0006");
-    assert_eq!(alone.queries()[0], file_set.queries()[0]);
+    assert_eq!(alone.programs()[0], file_set.programs()[0]);
 }
 
 #[test]

@@ -16,6 +16,7 @@ fn policy(rules: Vec<PolicyFile>, exceptions: Vec<PolicyFile>) -> Policy {
         exceptions,
         block: Vec::new(),
         links: Vec::new(),
+        new_terms_per_host: false,
     }
 }
 

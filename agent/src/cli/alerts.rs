@@ -97,7 +97,7 @@ impl KqlFilter {
             eprintln!("nightjar-agent: --query: at {}: {}", w.offset, w.message);
         }
         Ok(KqlFilter {
-            rules: nightjar_rules::naive::NaiveRules::new(&[&built.query]),
+            rules: nightjar_rules::naive::NaiveRules::new(&built.program.queries()),
         })
     }
 

@@ -117,6 +117,10 @@ pub struct ScanArgs {
     /// Kibana exception-list export (NDJSON) to apply (repeatable).
     #[arg(long = "exceptions", value_name = "FILE")]
     pub exceptions: Vec<PathBuf>,
+    /// Run fleet-wide new_terms rules (whose fields do not include `host.id`) on the
+    /// recording's own history, as `[rules] new_terms_per_host = true` does.
+    #[arg(long)]
+    pub new_terms_per_host: bool,
     /// Input files; `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -196,6 +200,14 @@ pub struct RulesCheckArgs {
     /// Kibana exception-list export (NDJSON) to check with the rules (repeatable).
     #[arg(long = "exceptions", value_name = "FILE")]
     pub exceptions: Vec<PathBuf>,
+    /// A rule_id to check as a blocking rule on this platform (repeatable), as `[rules]
+    /// block` would name it: says whether it can block, or why not.
+    #[arg(long = "block", value_name = "RULE_ID")]
+    pub block: Vec<String>,
+    /// Check as `[rules] new_terms_per_host = true` runs them: fleet-wide new_terms rules
+    /// on this host's own history.
+    #[arg(long)]
+    pub new_terms_per_host: bool,
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+use nightjar_proto::config::RulesConfig;
 use nightjar_proto::verify::AlertKey;
+use nightjar_rules::engine::{Limits, NoTermStore};
 
 use super::{CmdResult, ConfigArg, Failure};
 use crate::pipeline::agent;
@@ -11,6 +13,16 @@ use crate::pipeline::detect::RuleDetector;
 use crate::pipeline::swap::{ActiveRules, RulesSlot};
 use crate::policy::Policies;
 use nightjar_rules::{LoadReport, RuleSet, RuleStatus};
+
+/// The `[rules]` bounds on stateful rules' state.
+pub fn state_limits(rules: &RulesConfig) -> Limits {
+    Limits {
+        per_rule: rules.state_max_per_rule as usize,
+        total_bytes: usize::try_from(rules.state_max_bytes).unwrap_or(usize::MAX),
+        new_terms_per_rule: rules.new_terms_max_per_rule as usize,
+        reorder_window: std::time::Duration::from_millis(rules.reorder_window_ms.into()),
+    }
+}
 
 pub fn run(args: &ConfigArg) -> CmdResult {
     init_logging();
@@ -21,7 +33,7 @@ pub fn run(args: &ConfigArg) -> CmdResult {
         RuleSet::load_config(&config.rules).map_err(|e| Failure::usage(format!("[rules]: {e}")))?;
     log_report(&report);
     let slot = Arc::new(RulesSlot::new(ActiveRules {
-        rules,
+        rules: Arc::new(rules),
         policy_version: 0,
     }));
     let policies = match config
@@ -48,7 +60,13 @@ pub fn run(args: &ConfigArg) -> CmdResult {
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let detector = RuleDetector::new(slot, crate::host::with_accounts(hostname, host_id));
+    // new_terms history is opened from the store once the agent has it open.
+    let detector = RuleDetector::with_state(
+        slot,
+        crate::host::with_accounts(hostname, host_id),
+        state_limits(&config.rules),
+        Box::new(NoTermStore),
+    );
     agent::run(&config, detector, policies).map_err(|e| {
         if e.is_config() {
             Failure::usage(e.to_string())
@@ -75,7 +93,11 @@ fn log_report(report: &LoadReport) {
     for e in report.exception_errors.iter().chain(&report.block_errors) {
         tracing::error!("{e}");
     }
-    for w in &report.exception_warnings {
+    for w in report
+        .exception_warnings
+        .iter()
+        .chain(&report.block_refused)
+    {
         tracing::warn!("{w}");
     }
     tracing::info!(

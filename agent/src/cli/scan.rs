@@ -9,6 +9,10 @@
 //! memory stays flat whatever the file size. A malformed line is reported on stderr as
 //! `FILE:LINE: reason` and skipped; invalid UTF-8 is replaced (U+FFFD) and the event kept.
 //!
+//! Stateful rules run as in the agent, on event time: a sequence spanning files completes;
+//! what waits for late events or a trailing window completes at the end of the input; a
+//! new_terms rule learns for a whole window of the recording before it alerts.
+//!
 //! Exit codes, as `nightjar-sensor replay`'s: 0 every line decoded (whether or not anything
 //! matched); 1 the scan went through but some lines did not decode (the alerts of the lines
 //! that did are printed all the same, and a summary names the count); 2 bad usage, bad
@@ -23,24 +27,33 @@ use nightjar_proto::event::Event;
 use nightjar_proto::ndjson::{self, EventReader, Next};
 
 use super::{CmdResult, Failure, InputFormat, ScanArgs};
-use crate::alert::{MatchKind, build_alert};
+use crate::alert::{
+    MatchKind, ThresholdResult, build_alert, build_group_alerts, build_new_terms_alert,
+    build_threshold_alert,
+};
 use crate::process_table::{DEFAULT_CAPACITY, ProcessTable};
 use nightjar_proto::terminal::{terminal_safe, to_json_line};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
+use nightjar_rules::engine::{Detection, Engine, Limits};
 use nightjar_rules::{RuleSet, Sources, read_exception_files, read_rule_files};
 
 /// State shared across every input file.
-struct Scanner<'r, W: Write> {
-    rules: &'r RuleSet,
-    host: HostInfo,
-    table: ProcessTable,
+struct Scanner<W: Write> {
     events: EventReader,
-    matches: Vec<usize>,
+    sink: Sink<W>,
     decoded: u64,
-    /// Matches an exception excepted, per rule index.
-    excepted: Vec<u64>,
     /// Lines that did not decode (reported on stderr as they come).
     bad_lines: u64,
+}
+
+/// The rules, their state and where alerts go.
+struct Sink<W: Write> {
+    engine: Engine,
+    host: HostInfo,
+    table: ProcessTable,
+    found: Vec<Detection>,
+    /// Matches (and correlations) an exception excepted, per rule index.
+    excepted: Vec<u64>,
     out: W,
 }
 
@@ -50,6 +63,7 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         rules: read_rule_files(&args.rules).map_err(|e| Failure::usage(format!("rules: {e}")))?,
         exceptions: read_exception_files(&args.exceptions)
             .map_err(|e| Failure::usage(format!("exceptions: {e}")))?,
+        new_terms_per_host: args.new_terms_per_host,
         ..Sources::default()
     };
     let (rules, report) = RuleSet::build(sources);
@@ -65,16 +79,19 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         InputFormat::Ecs => ndjson::InputFormat::Ecs,
     };
     let stdout = io::stdout();
+    let rule_count = rules.rules().len();
     let mut scanner = Scanner {
-        rules: &rules,
-        host: crate::host::local(),
-        table: ProcessTable::new(DEFAULT_CAPACITY),
         events: EventReader::new(format),
-        matches: Vec::with_capacity(rules.rules().len()),
+        sink: Sink {
+            engine: Engine::new(rules, Limits::default()),
+            host: crate::host::local(),
+            table: ProcessTable::new(DEFAULT_CAPACITY),
+            found: Vec::new(),
+            excepted: vec![0; rule_count],
+            out: BufWriter::with_capacity(1 << 16, stdout.lock()),
+        },
         decoded: 0,
-        excepted: vec![0; rules.rules().len()],
         bad_lines: 0,
-        out: BufWriter::with_capacity(1 << 16, stdout.lock()),
     };
     let mut unreadable = Vec::new();
     for file in &args.files {
@@ -101,10 +118,12 @@ pub fn run(args: &ScanArgs) -> CmdResult {
         }
     }
     scanner
-        .out
-        .flush()
+        .sink
+        .finish()
+        .and_then(|()| scanner.sink.out.flush())
         .map_err(|e| Failure::failed(format!("writing alerts to stdout: {e}")))?;
-    for (i, n) in scanner.excepted.iter().enumerate() {
+    let rules = scanner.sink.engine.rules();
+    for (i, n) in scanner.sink.excepted.iter().enumerate() {
         if *n > 0 {
             eprintln!(
                 "nightjar-agent: {n} match(es) of rule {} excepted",
@@ -140,7 +159,7 @@ enum ScanError {
     Output(io::Error),
 }
 
-impl<W: Write> Scanner<'_, W> {
+impl<W: Write> Scanner<W> {
     fn scan(&mut self, name: &str, mut input: impl BufRead) -> Result<(), ScanError> {
         self.events.restart();
         loop {
@@ -161,56 +180,117 @@ impl<W: Write> Scanner<'_, W> {
                     let mut meta = ev.meta();
                     meta.sensor_seq = self.decoded;
                     ev.set_meta(meta);
-                    process(
-                        self.rules,
-                        &self.host,
-                        &mut self.table,
-                        &mut self.matches,
-                        &mut self.excepted,
-                        &mut self.out,
-                        &ev,
-                    )
-                    .map_err(ScanError::Output)?;
+                    self.sink.process(&ev).map_err(ScanError::Output)?;
                 }
             }
         }
     }
 }
 
-/// Evaluates one event, writes its alerts, then records it in the process table.
-fn process(
-    rules: &RuleSet,
-    host: &HostInfo,
-    table: &mut ProcessTable,
-    matches: &mut Vec<usize>,
-    excepted: &mut [u64],
-    out: &mut impl Write,
-    ev: &Event<'_>,
-) -> io::Result<()> {
-    {
-        let view = EcsEvent::of(ev, table, host);
-        rules.evaluate(&view, matches);
-        if !matches.is_empty() {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i64);
-            for &i in matches.iter() {
-                if rules.excepted(i, &view, now).is_some() {
-                    excepted[i] += 1;
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl<W: Write> Sink<W> {
+    /// Evaluates one event, writes its alerts, then records it in the process table.
+    fn process(&mut self, ev: &Event<'_>) -> io::Result<()> {
+        {
+            let view = EcsEvent::of(ev, &self.table, &self.host);
+            self.found.clear();
+            self.engine.on_event(&view, &mut self.found);
+            let rules = self.engine.rules();
+            for d in &self.found {
+                if self
+                    .engine
+                    .excepted(d, Some(&view), &self.host, now())
+                    .is_some()
+                {
+                    self.excepted[d.rule()] += 1;
                     continue;
                 }
-                let how = if rules.is_certain(i, &view) {
-                    MatchKind::Exact
-                } else {
-                    MatchKind::ArgvTruncated
-                };
-                let alert = build_alert(&rules.rules()[i], ev, &view, &host.id, now, 0, how);
-                let line = to_json_line(&alert).map_err(io::Error::other)?;
-                out.write_all(line.as_bytes())?;
-                out.write_all(b"\n")?;
+                write(rules, &self.host, &mut self.out, d, Some((ev, &view)))?;
             }
         }
+        self.table.observe_event(ev);
+        Ok(())
     }
-    table.observe_event(ev);
+
+    /// The end of the input: what waited for late events or a trailing window.
+    fn finish(&mut self) -> io::Result<()> {
+        let mut found = Vec::new();
+        self.engine.finish(&mut found);
+        for d in &found {
+            if self.engine.excepted(d, None, &self.host, now()).is_some() {
+                self.excepted[d.rule()] += 1;
+                continue;
+            }
+            write(self.engine.rules(), &self.host, &mut self.out, d, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the alerts of one detection (`view`: the event being handled, if any).
+fn write(
+    rules: &RuleSet,
+    host: &HostInfo,
+    out: &mut impl Write,
+    d: &Detection,
+    view: Option<(&Event<'_>, &EcsEvent<'_>)>,
+) -> io::Result<()> {
+    let rule = &rules.rules()[d.rule()];
+    let alerts = match (d, view) {
+        (Detection::Event { rule: i }, Some((ev, v))) => {
+            let how = if rules.is_certain(*i, v) {
+                MatchKind::Exact
+            } else {
+                MatchKind::ArgvTruncated
+            };
+            vec![build_alert(rule, ev, v, &host.id, now(), 0, how)]
+        }
+        (Detection::Correlated { events, .. }, _) => {
+            build_group_alerts(rule, events, host, now(), 0)
+        }
+        (Detection::NewTerms { terms, .. }, Some((ev, v))) => {
+            vec![build_new_terms_alert(
+                rule,
+                ev,
+                v,
+                &host.id,
+                now(),
+                0,
+                terms,
+            )]
+        }
+        (
+            Detection::Threshold {
+                group,
+                count,
+                cardinality,
+                ..
+            },
+            Some((ev, v)),
+        ) => vec![build_threshold_alert(
+            rule,
+            ev,
+            v,
+            &host.id,
+            now(),
+            0,
+            ThresholdResult {
+                group,
+                count: *count,
+                cardinality: *cardinality,
+            },
+        )],
+        _ => Vec::new(),
+    };
+    for alert in alerts {
+        let line = to_json_line(&alert).map_err(io::Error::other)?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
     Ok(())
 }

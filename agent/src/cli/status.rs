@@ -20,6 +20,7 @@ pub fn run(args: &StatusArgs) -> CmdResult {
 
 fn human(s: &StatusReport) -> Result<(), ClientError> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let num = |v: Option<u64>| v.map_or_else(|| "-".into(), |n| n.to_string());
     let lines = [
         ("events_received", s.events_received.to_string()),
         ("events_dropped", s.events_dropped.to_string()),
@@ -55,6 +56,11 @@ fn human(s: &StatusReport) -> Result<(), ClientError> {
             ),
         ),
         ("store_recovery", opt(&s.store_recovery)),
+        ("rules_state_evicted", num(s.rules_state_evicted)),
+        ("rules_state_held", num(s.rules_state_held)),
+        ("rules_state_bytes", num(s.rules_state_bytes)),
+        ("rules_events_late", num(s.rules_events_late)),
+        ("rules_learning", num(s.rules_learning)),
         ("enrolled", s.enrolled.to_string()),
         ("last_heartbeat_ok", opt(&s.last_heartbeat_ok)),
         ("last_heartbeat_error", opt(&s.last_heartbeat_error)),

@@ -145,6 +145,19 @@ pub struct StatusReport {
     /// records skipped), with its time; `None` when the store never needed one.
     #[serde(default)]
     pub store_recovery: Option<String>,
+    /// Stateful rules (running agent only): state entries evicted to keep to the `[rules]`
+    /// bounds since start, entries and bytes held now, sequence stage matches later than the
+    /// reorder window, new_terms rules still learning.
+    #[serde(default)]
+    pub rules_state_evicted: Option<u64>,
+    #[serde(default)]
+    pub rules_state_held: Option<u64>,
+    #[serde(default)]
+    pub rules_state_bytes: Option<u64>,
+    #[serde(default)]
+    pub rules_events_late: Option<u64>,
+    #[serde(default)]
+    pub rules_learning: Option<u64>,
     /// Whether this host is enrolled with the fleet server (`false` without `[fleet]`).
     #[serde(default)]
     pub enrolled: bool,

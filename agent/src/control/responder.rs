@@ -98,6 +98,7 @@ impl Backend {
                 None,
             ),
         };
+        let rules = self.live.as_ref().map(|l| l.rule_state());
         let fleet = self
             .fleet
             .as_ref()
@@ -145,6 +146,11 @@ impl Backend {
             upload_enabled: self.upload_enabled,
             upload_blocked_batch: upload.blocked_batch,
             alerting_stalled: stalled,
+            rules_state_evicted: rules.map(|r| r.evicted),
+            rules_state_held: rules.map(|r| r.held),
+            rules_state_bytes: rules.map(|r| r.bytes),
+            rules_events_late: rules.map(|r| r.late),
+            rules_learning: rules.map(|r| r.learning),
         })
     }
 }

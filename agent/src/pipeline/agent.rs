@@ -14,7 +14,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::reader::{Detector, Reader, ReaderError, Retention};
-use super::status::LiveStatus;
+use super::status::{LiveStatus, now_ns};
 use crate::config::{AgentConfigError, Config};
 use crate::control::{Backend, ControlServer, KeyInfo, ServerError};
 use crate::fleet::{FleetSettings, FleetStatus, RequestSigner, spawn_fleet};
@@ -97,7 +97,7 @@ impl AgentError {
 /// each newer policy the server sends.
 pub fn run<D: Detector>(
     config: &Config,
-    detector: D,
+    mut detector: D,
     mut policies: Option<Policies>,
 ) -> Result<(), AgentError> {
     let io = |what| move |source| AgentError::Io { what, source };
@@ -220,6 +220,7 @@ pub fn run<D: Detector>(
     let wake_fd = ring.wake_fd();
     let sealer = Sealer::new(key, host_id.clone());
     let nudge = uploader.as_ref().map(|_| nudge_tx);
+    detector.open_history(&store);
     let mut reader = Reader::new(
         ring,
         detector,
@@ -300,6 +301,7 @@ fn event_loop<D: Detector>(
         // events does not cost a flush each; alerts are flushed as they are stored anyway.
         let outcome = reader.drain(BUDGET).and_then(|n| {
             if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+                reader.advance(now_ns())?;
                 reader.checkpoint()?;
                 last_checkpoint = Instant::now();
             }

@@ -15,6 +15,7 @@ mod ring;
 pub mod status;
 pub mod suppress;
 pub mod swap;
+pub mod terms;
 
 #[cfg(test)]
 mod tests;

@@ -15,9 +15,10 @@ use crossbeam_channel::Sender;
 use nightjar_proto::Record;
 use nightjar_proto::codec;
 use nightjar_proto::event::{Event, FLAG_BLOCKED, FLAG_SNAPSHOT};
+pub use nightjar_rules::engine::Detection;
 use serde_json::{Map, Value};
 
-use super::status::{LiveStatus, now_ns};
+use super::status::{LiveStatus, RuleState, now_ns};
 use super::suppress::{RuleLimit, Suppressor, Verdict};
 use crate::sign::{Sealer, Unsealed};
 use crate::store::{Counters, Inserted, PRUNE_BATCH, RingSeen, Store, StoreError};
@@ -78,8 +79,47 @@ pub trait Detector {
     fn update(&mut self) -> bool {
         false
     }
-    /// Indexes of the rules `ev` matches.
+    /// Indexes of the event-query rules `ev` matches.
     fn evaluate(&self, ev: &Event<'_>, out: &mut Vec<usize>);
+    /// Everything `ev` makes alert: event-query matches, and what stateful rules make of it
+    /// (correlations it completes, new terms, thresholds). By default, [`Detector::evaluate`].
+    fn detect(&mut self, ev: &Event<'_>, out: &mut Vec<Detection>) {
+        let mut rules = Vec::new();
+        self.evaluate(ev, &mut rules);
+        out.extend(rules.into_iter().map(|rule| Detection::Event { rule }));
+    }
+    /// Time passed without events (`now_ns`: the wall clock): correlations that were
+    /// waiting for late events or for a trailing window complete.
+    fn advance(&mut self, _now_ns: i64, _out: &mut Vec<Detection>) {}
+    /// The uuids of a stateful detection's alerts, in the order they are stored (`ev`: the
+    /// event being handled, for the detections about it).
+    fn group_uuids(&self, _d: &Detection, _ev: Option<&Event<'_>>) -> Vec<String> {
+        Vec::new()
+    }
+    /// The alert documents of a stateful detection, aligned with
+    /// [`Detector::group_uuids`].
+    fn group_alerts(
+        &self,
+        _d: &Detection,
+        _ev: Option<&Event<'_>>,
+        _time_ns: i64,
+        _suppressed: u64,
+    ) -> Vec<Map<String, Value>> {
+        Vec::new()
+    }
+    /// Whether an exception item excepts a stateful detection: one of a correlation's
+    /// events, or the event of a new term or threshold.
+    fn detection_excepted(&self, _d: &Detection, _ev: Option<&Event<'_>>, _now_ns: i64) -> bool {
+        false
+    }
+    /// Loads what earlier runs saved in the store (new_terms history), and keeps it there.
+    fn open_history(&mut self, _store: &Store) {}
+    /// Saves what must survive a restart (new_terms history); called at checkpoints.
+    fn persist(&mut self) {}
+    /// The stateful rules' state, when there are any.
+    fn rule_state(&self) -> Option<RuleState> {
+        None
+    }
     /// Whether an exception item excepts the match of `rule` on `ev` at `now_ns`.
     fn excepted(&self, _rule: usize, _ev: &Event<'_>, _now_ns: i64) -> bool {
         false
@@ -126,7 +166,7 @@ struct Alerter<D> {
     suppressor: Suppressor,
     status: Arc<LiveStatus>,
     nudge: Option<Sender<()>>,
-    matches: Vec<usize>,
+    found: Vec<Detection>,
     /// Alerts stored since retention last ran.
     stored_since_prune: u64,
     /// Alerts appended to the store and not yet committed (made durable).
@@ -151,14 +191,93 @@ impl<D: Detector> Alerter<D> {
             self.detector.observe(ev);
             return Ok(());
         }
-        self.matches.clear();
-        self.detector.evaluate(ev, &mut self.matches);
-        for i in 0..self.matches.len() {
-            let rule = self.matches[i];
-            self.on_match(rule, ev)?;
-        }
+        let mut found = std::mem::take(&mut self.found);
+        found.clear();
+        self.detector.detect(ev, &mut found);
+        let handled = found
+            .iter()
+            .try_for_each(|d| self.on_detection(d, Some(ev)));
+        self.found = found;
+        handled?;
         self.detector.observe(ev);
         Ok(())
+    }
+
+    /// Time passed: what stateful rules complete without a new event.
+    fn advance(&mut self, now_ns: i64) -> Result<(), ReaderError> {
+        let mut found = std::mem::take(&mut self.found);
+        found.clear();
+        self.detector.advance(now_ns, &mut found);
+        let handled = found.iter().try_for_each(|d| self.on_detection(d, None));
+        self.found = found;
+        if let Some(state) = self.detector.rule_state() {
+            self.status.set_rule_state(state);
+        }
+        handled
+    }
+
+    /// A stateful rule's alerts (a correlation's building blocks and shell, a new term, a
+    /// threshold), stored together under one `max_signals` slot. An exception that excepts
+    /// any event of a correlation suppresses it.
+    fn on_detection(&mut self, d: &Detection, ev: Option<&Event<'_>>) -> Result<(), ReaderError> {
+        if let Detection::Event { rule } = d {
+            return match ev {
+                Some(ev) => self.on_match(*rule, ev),
+                None => Ok(()),
+            };
+        }
+        let rule = d.rule();
+        if self.detector.detection_excepted(d, ev, now_ns()) {
+            self.status.add_excepted(self.detector.rule_id(rule));
+            return Ok(());
+        }
+        let uuids = self.detector.group_uuids(d, ev);
+        let mut stored = Vec::with_capacity(uuids.len());
+        for u in &uuids {
+            stored.push(self.store.seq_of(u)?.is_some());
+        }
+        if stored.iter().all(|s| *s) {
+            tracing::debug!(rule, "alerts already stored (events read again)");
+            return Ok(());
+        }
+        let Verdict::Alert { suppressed_before } = self.suppressor.judge(rule, Instant::now())
+        else {
+            self.status.add_suppressed(1);
+            return Ok(());
+        };
+        let time_ns = now_ns();
+        let alerts = self
+            .detector
+            .group_alerts(d, ev, time_ns, suppressed_before);
+        let event_seq = match d {
+            Detection::Correlated { events, .. } => {
+                events.last().map_or(0, |e| e.event().meta().sensor_seq)
+            }
+            _ => ev.map_or(0, |e| e.meta().sensor_seq),
+        };
+        let policy_version = self.detector.policy_version();
+        let mut result = Ok(());
+        for ((uuid, mut alert), done) in uuids.into_iter().zip(alerts).zip(stored) {
+            if done {
+                continue;
+            }
+            stamp_policy(&mut alert, policy_version);
+            result = self.seal_and_store(alert, uuid, time_ns, event_seq);
+            if result.is_err() {
+                break;
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.suppressor.stored(rule, suppressed_before);
+                self.uncommitted_rules.push((rule, suppressed_before));
+                Ok(())
+            }
+            Err(e) => {
+                self.suppressor.unstored(rule);
+                Err(e)
+            }
+        }
     }
 
     fn on_match(&mut self, rule: usize, ev: &Event<'_>) -> Result<(), ReaderError> {
@@ -182,19 +301,7 @@ impl<D: Detector> Alerter<D> {
         let mut alert = self
             .detector
             .build_alert(rule, ev, time_ns, suppressed_before);
-        // Next to the alert's own `nightjar.{action, match}`.
-        let policy_version = self.detector.policy_version();
-        match alert.get_mut("nightjar") {
-            Some(Value::Object(n)) => {
-                n.insert("policy_version".into(), policy_version.into());
-            }
-            _ => {
-                alert.insert(
-                    "nightjar".into(),
-                    serde_json::json!({ "policy_version": policy_version }),
-                );
-            }
-        }
+        stamp_policy(&mut alert, self.detector.policy_version());
         let stored = self.seal_and_store(alert, uuid, time_ns, ev.meta().sensor_seq);
         match stored {
             Ok(()) => {
@@ -319,7 +426,7 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             suppressor,
             status,
             nudge,
-            matches: Vec::new(),
+            found: Vec::new(),
             stored_since_prune: 0,
             uncommitted: 0,
             uncommitted_rules: Vec::new(),
@@ -417,6 +524,14 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
             self.alerter.commit()?;
         }
         Ok(n)
+    }
+
+    /// Time passed (`now_ns`, the wall clock): stateful rules complete what waited for it,
+    /// and save their history. Called before a checkpoint, which makes the alerts durable.
+    pub fn advance(&mut self, now_ns: i64) -> Result<(), ReaderError> {
+        self.alerter.advance(now_ns)?;
+        self.alerter.detector.persist();
+        Ok(())
     }
 
     /// Takes in the ring's loss counters, saves the counters, flushes, then releases the
@@ -535,6 +650,21 @@ impl<R: EventRing, D: Detector> Reader<R, D> {
 }
 
 /// A record that is no event: the sensor's reports of loss and of filtered events.
+/// Adds the policy the rules came from, next to the alert's own `nightjar.{action, match}`.
+fn stamp_policy(alert: &mut Map<String, Value>, policy_version: u64) {
+    match alert.get_mut("nightjar") {
+        Some(Value::Object(n)) => {
+            n.insert("policy_version".into(), policy_version.into());
+        }
+        _ => {
+            alert.insert(
+                "nightjar".into(),
+                serde_json::json!({ "policy_version": policy_version }),
+            );
+        }
+    }
+}
+
 fn on_report(record: Record<'_>, status: &LiveStatus) {
     match record {
         Record::Loss(loss) => tracing::warn!(
@@ -543,6 +673,16 @@ fn on_report(record: Record<'_>, status: &LiveStatus) {
             count = loss.count,
             "sensor reports events lost before the ring"
         ),
+        Record::Block(b) => {
+            status.add_block_failed_open(b.failed_open);
+            status.add_blocked(b.blocked_unrecorded);
+            if b.failed_open > 0 {
+                tracing::warn!(
+                    count = b.failed_open,
+                    "sensor let execs through that a blocking rule may have matched (fail open)"
+                );
+            }
+        }
         Record::Filtered(f) => {
             status.add_filtered(f.count);
             tracing::debug!(

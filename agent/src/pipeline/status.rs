@@ -26,6 +26,24 @@ pub struct LiveStatus {
     ring_resyncs: AtomicU64,
     stalled: Mutex<Option<String>>,
     upload: Arc<Mutex<UploadStatus>>,
+    /// The stateful rules' state (sequences, samples, thresholds, new_terms).
+    rule_state: Mutex<RuleState>,
+}
+
+/// What the stateful rules hold and have given up, for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleState {
+    /// Partial matches, keys, groups and terms evicted to keep to the `[rules]` bounds
+    /// since the agent started.
+    pub evicted: u64,
+    /// Partial matches, keys and groups held now.
+    pub held: u64,
+    /// Bytes of state held now.
+    pub bytes: u64,
+    /// Sequence stage matches that came later than the reorder window.
+    pub late: u64,
+    /// new_terms rules still learning their history window.
+    pub learning: u64,
 }
 
 impl LiveStatus {
@@ -134,6 +152,18 @@ impl LiveStatus {
         if let Ok(mut s) = self.stalled.lock() {
             *s = reason;
         }
+    }
+
+    /// The stateful rules' state now.
+    pub fn set_rule_state(&self, state: RuleState) {
+        if let Ok(mut s) = self.rule_state.lock() {
+            *s = state;
+        }
+    }
+
+    /// See [`LiveStatus::set_rule_state`].
+    pub fn rule_state(&self) -> RuleState {
+        self.rule_state.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// See [`LiveStatus::set_stalled`].

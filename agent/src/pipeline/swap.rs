@@ -16,7 +16,8 @@ use nightjar_rules::RuleSet;
 /// A compiled rule set and the policy it came from.
 #[derive(Debug)]
 pub struct ActiveRules {
-    pub rules: RuleSet,
+    /// Shared with the rule engine, which keeps the stateful rules' state for this set.
+    pub rules: Arc<RuleSet>,
     /// The policy version the rules came from; 0 for the local `[rules]` configuration.
     pub policy_version: u64,
 }

@@ -403,6 +403,182 @@ fn recover_rewinds_to_the_checkpoint() {
     assert_eq!(fx.verify(), 3);
 }
 
+/// An exec of `name` at `t_ms` (ms after a fixed time), capture order `seq`.
+fn timed_exec(seq: u64, t_ms: i64, pid: u32, name: &str) -> Vec<u8> {
+    let ev = ExecEvent {
+        sensor_seq: seq,
+        time_ns: 1_700_000_000_000_000_000 + t_ms * 1_000_000,
+        target: Target {
+            pid,
+            ppid: Some(1),
+            euid: Some(501),
+            executable: Cow::Owned(format!("/usr/bin/{name}")),
+            args: Args::from_strs([name]).0,
+            ..Target::default()
+        },
+        ..ExecEvent::default()
+    };
+    codec::encode_to_vec(&Record::Exec(ev)).unwrap()
+}
+
+fn rule_detector(toml: &str, window_ms: u64) -> super::detect::RuleDetector {
+    let (set, report) = nightjar_rules::RuleSet::from_texts(&[("t.toml", toml)], None);
+    assert_eq!(report.ok(), 1, "{report:?}");
+    let limits = nightjar_rules::engine::Limits {
+        reorder_window: Duration::from_millis(window_ms),
+        ..Default::default()
+    };
+    let slot = std::sync::Arc::new(super::swap::RulesSlot::new(super::swap::ActiveRules {
+        rules: std::sync::Arc::new(set),
+        policy_version: 0,
+    }));
+    super::detect::RuleDetector::with_state(
+        slot,
+        nightjar_rules::ecs::HostInfo::new("mac-1", "host-a"),
+        limits,
+        Box::new(nightjar_rules::engine::NoTermStore),
+    )
+}
+
+/// Every stored alert's payload, in seq order.
+fn payloads(store: &Store) -> Vec<Value> {
+    use base64::Engine as _;
+    store
+        .read(1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|s| match s {
+            crate::store::Stored::Alert { envelope, .. } => {
+                let env: nightjar_proto::dsse::Envelope =
+                    serde_json::from_slice(&envelope).unwrap();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&env.payload)
+                    .unwrap();
+                serde_json::from_slice(&bytes).unwrap()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+const SEQUENCE_RULE: &str = "[rule]\nrule_id = \"seq-1\"\nname = \"Shell then curl\"\nseverity = \"medium\"\nrisk_score = 47\ntype = \"eql\"\nquery = '''\nsequence by user.id with maxspan=1m [process where process.name == \"sh\"] [process where process.name == \"curl\"]\n'''\n";
+
+#[test]
+fn a_sequence_match_is_stored_as_signed_chained_building_blocks_and_a_shell() {
+    let fx = Fixture::new();
+    let status = Arc::new(LiveStatus::resume(fx.store.counters().unwrap()));
+    let sealer = Sealer::new(HostKey::load(&fx.key_path).unwrap(), "host-a".into());
+    let ring = MemRing {
+        records: vec![
+            timed_exec(1, 0, 10, "sh"),
+            timed_exec(2, 100, 11, "ls"),
+            timed_exec(3, 200, 12, "curl"),
+        ],
+        ..MemRing::default()
+    };
+    let mut reader = Reader::new(
+        ring,
+        rule_detector(SEQUENCE_RULE, 0),
+        fx.store.clone(),
+        sealer,
+        Arc::clone(&status),
+        None,
+    )
+    .unwrap();
+    assert_eq!(reader.drain(usize::MAX).unwrap(), 3);
+    reader.advance(0).unwrap();
+    reader.checkpoint().unwrap();
+    let p = payloads(&fx.store);
+    assert_eq!(p.len(), 3, "two building blocks and a shell");
+    let group = &p[0]["kibana"]["alert"]["group"]["id"];
+    assert!(group.is_string());
+    assert_eq!(p[0]["process"]["name"], "sh");
+    assert_eq!(p[1]["process"]["name"], "curl");
+    assert_eq!(p[1]["kibana"]["alert"]["group"]["index"], 1);
+    assert_eq!(p[2]["kibana"]["alert"]["group"]["id"], *group);
+    assert!(p[2]["kibana"]["alert"].get("building_block_type").is_none());
+    assert_eq!(p[2]["nightjar"]["event_seq"], 3);
+    assert_eq!(fx.verify(), 3, "signed and chained like every alert");
+}
+
+#[test]
+fn a_match_completed_by_time_passing_is_stored_at_the_next_advance() {
+    // b arrives before a (in capture order); the reorder window puts them back in time
+    // order, and the match is made when the window has passed on the clock.
+    let fx = Fixture::new();
+    let status = Arc::new(LiveStatus::resume(fx.store.counters().unwrap()));
+    let sealer = Sealer::new(HostKey::load(&fx.key_path).unwrap(), "host-a".into());
+    let ring = MemRing {
+        records: vec![
+            timed_exec(1, 1_000, 12, "curl"),
+            timed_exec(2, 500, 10, "sh"),
+        ],
+        ..MemRing::default()
+    };
+    let mut reader = Reader::new(
+        ring,
+        rule_detector(SEQUENCE_RULE, 300),
+        fx.store.clone(),
+        sealer,
+        Arc::clone(&status),
+        None,
+    )
+    .unwrap();
+    reader.drain(usize::MAX).unwrap();
+    reader.checkpoint().unwrap();
+    assert!(payloads(&fx.store).is_empty(), "still within the window");
+    std::thread::sleep(Duration::from_millis(400));
+    reader.advance(0).unwrap();
+    reader.checkpoint().unwrap();
+    let p = payloads(&fx.store);
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0]["process"]["name"], "sh");
+    assert_eq!(status.rule_state().late, 0);
+}
+
+#[test]
+fn new_terms_history_survives_a_restart_in_the_store() {
+    const DAY: i64 = 86_400_000;
+    let toml = "[rule]\nrule_id = \"nt-1\"\nname = \"New executable\"\nseverity = \"low\"\nrisk_score = 21\ntype = \"new_terms\"\nlanguage = \"kuery\"\nquery = '''\nevent.category:process\n'''\n[rule.new_terms]\nfield = \"new_terms_fields\"\nvalue = [\"host.id\", \"process.executable\"]\n[[rule.new_terms.history_window_start]]\nfield = \"history_window_start\"\nvalue = \"now-1d\"\n";
+    let fx = Fixture::new();
+    let run = |records: Vec<Vec<u8>>| {
+        let status = Arc::new(LiveStatus::resume(fx.store.counters().unwrap()));
+        let sealer = Sealer::new(HostKey::load(&fx.key_path).unwrap(), "host-a".into());
+        let mut detector = rule_detector(toml, 0);
+        detector.open_history(&fx.store);
+        let ring = MemRing {
+            records,
+            ..MemRing::default()
+        };
+        let mut reader =
+            Reader::new(ring, detector, fx.store.clone(), sealer, status, None).unwrap();
+        reader.drain(usize::MAX).unwrap();
+        reader.advance(0).unwrap();
+        reader.checkpoint().unwrap();
+    };
+    // Learning a day: nothing.
+    run(vec![
+        timed_exec(1, 0, 10, "sh"),
+        timed_exec(2, DAY / 2, 11, "ls"),
+    ]);
+    assert!(payloads(&fx.store).is_empty());
+    // After a restart: `ls` was seen within the day, `nc` never.
+    run(vec![
+        timed_exec(3, DAY + 1, 12, "ls"),
+        timed_exec(4, DAY + 2, 13, "nc"),
+    ]);
+    let p = payloads(&fx.store);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["process"]["executable"], "/usr/bin/nc");
+    assert_eq!(
+        p[0]["kibana"]["alert"]["new_terms"],
+        json!(["host-a", "/usr/bin/nc"])
+    );
+    // And once more: `nc` is known now.
+    run(vec![timed_exec(5, DAY + 3, 14, "nc")]);
+    assert_eq!(payloads(&fx.store).len(), 1);
+}
+
 /// Two rule sets over the same events: every kcc exec matches `{p}-name`, the copy ones also
 /// `{p}-copy`.
 fn kcc_rules(prefix: &str) -> nightjar_rules::RuleSet {
@@ -432,7 +608,7 @@ fn a_new_rule_set_is_taken_between_two_batches_never_within_one() {
 
     let fx = Fixture::new();
     let slot = Arc::new(RulesSlot::new(ActiveRules {
-        rules: kcc_rules("old"),
+        rules: Arc::new(kcc_rules("old")),
         policy_version: 0,
     }));
     let detector = RuleDetector::new(
@@ -459,7 +635,7 @@ fn a_new_rule_set_is_taken_between_two_batches_never_within_one() {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(5));
             slot.publish(ActiveRules {
-                rules: kcc_rules("new"),
+                rules: Arc::new(kcc_rules("new")),
                 policy_version: 7,
             });
         })

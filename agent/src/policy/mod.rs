@@ -230,7 +230,7 @@ impl Policies {
         self.current = policy.version;
         self.refused = None;
         self.slot.publish(ActiveRules {
-            rules,
+            rules: Arc::new(rules),
             policy_version: policy.version,
         });
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();

@@ -3,9 +3,10 @@
 //! Over a generated stream of exec events (mostly common binaries, a few rule hits, parents in
 //! the process table) it measures, best of several runs:
 //! - `seed_events_per_s`: the built-in seed rule alone;
-//! - `macos_set_events_per_s`: every supported rule of both macOS folders at once (the older
+//! - `macos_set_events_per_s`: every event query (stages of stateful rules included) of
+//!   every supported rule of both macOS folders at once, through the matcher (the older
 //!   folder's copies of a rule under their own `rule_id`, since a rule set holds each
-//!   `rule_id` once), with the check against exceptions every match takes;
+//!   `rule_id` once), with the check against exceptions every event rule's match takes;
 //! - `macos_set_exceptions_events_per_s`: the same rules and stream with a realistic
 //!   endpoint exception list of 200 items (Kibana's export format; every item applies to
 //!   every rule), measured interleaved with the run above; `exceptions_cost_ratio` is the
@@ -17,7 +18,19 @@
 //!   200,000 events of the stream (it is two orders of magnitude slower), after checking that
 //!   both evaluators give the same answers on every distinct event;
 //! - `scan_eslogger_events_per_s` and `scan_peak_rss_mib`: `nightjar-agent scan` (release
-//!   binary) over a generated eslogger file.
+//!   binary) over a generated eslogger file (measured before what follows: a child's peak
+//!   RSS counts the bench's memory at the time it is spawned);
+//! - `all_runnable_events_per_s`: every runnable rule of both head folders (macOS and Linux)
+//!   at once, stateful ones included, through the detection engine (sequences, samples,
+//!   thresholds, new_terms) over a mixed stream of macOS and Linux execs (one in four Linux),
+//!   100 µs apart; `baseline_naive_all_events_per_s` is the reference interpreter
+//!   (`naive::stateful`: a document per event, every query interpreted, plain maps for
+//!   state) on the first 200,000 events in the same run, after checking that both find the
+//!   same detections on them;
+//! - `sequence_state_bytes` / `sequence_state_held`: the engine's state after that run; and
+//!   `adversarial_state_peak_bytes` / `_held` / `_evicted`: a stream of 1,000,000 distinct
+//!   join keys, each starting a partial match that never completes, against the default
+//!   bounds (10,000 per rule, 64 MiB in total).
 //!
 //! The last stdout line is one JSON object.
 
@@ -29,8 +42,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use nightjar_agent::process_table::ProcessTable;
-use nightjar_proto::{Args, ExecEvent, Target};
+use nightjar_proto::{Args, ExecEvent, OsType, Target};
 use nightjar_rules::ecs::{EcsEvent, HostInfo};
+use nightjar_rules::engine::{Detection, Engine, Limits};
+use nightjar_rules::naive::stateful::{Found, NaiveEngine};
 use nightjar_rules::{RuleSet, SourceText, Sources, read_rule_files};
 use serde_json::{Value, json};
 
@@ -128,6 +143,84 @@ const HITS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Common Linux binaries and their usual arguments.
+const LINUX_COMMON: &[(&str, &[&str])] = &[
+    ("/usr/bin/bash", &["bash", "-c", "echo ok"]),
+    ("/usr/bin/ls", &["ls", "-la", "/var/log"]),
+    ("/usr/bin/cat", &["cat", "/etc/os-release"]),
+    ("/usr/bin/grep", &["grep", "-r", "error", "/var/log/syslog"]),
+    ("/usr/bin/sed", &["sed", "-n", "1p", "file"]),
+    ("/usr/bin/python3", &["python3", "/opt/app/worker.py"]),
+    ("/usr/bin/systemctl", &["systemctl", "status", "nginx"]),
+    ("/usr/bin/git", &["git", "pull", "--rebase"]),
+    (
+        "/usr/bin/curl",
+        &["curl", "-fsS", "http://localhost:8080/health"],
+    ),
+    ("/usr/bin/sleep", &["sleep", "5"]),
+    ("/usr/bin/find", &["find", "/tmp", "-mtime", "+7"]),
+    ("/usr/bin/ps", &["ps", "aux"]),
+    ("/usr/bin/tar", &["tar", "czf", "backup.tgz", "/srv/data"]),
+    ("/usr/bin/docker", &["docker", "ps"]),
+    ("/usr/bin/node", &["node", "/srv/app/index.js"]),
+];
+
+/// Rare Linux events some rule (or a sequence's stage) matches.
+const LINUX_HITS: &[(&str, &[&str])] = &[
+    ("/usr/bin/ps", &["ps", "-eo", "pid", "command"]),
+    ("/usr/bin/kill", &["kill", "-9", "4242"]),
+    ("/usr/bin/mkfifo", &["mkfifo", "/tmp/f"]),
+    (
+        "/usr/bin/xclip",
+        &["xclip", "-o", "-selection", "clipboard"],
+    ),
+    ("/usr/bin/base64", &["base64", "-d", "/tmp/payload"]),
+    ("/usr/bin/nohup", &["nohup", "/tmp/run.sh"]),
+];
+
+/// macOS events stateful rules count: pbpaste (a burst makes the sequence), sshd sessions
+/// (the threshold).
+const STATEFUL_HITS: &[(&str, &[&str])] = &[
+    ("/usr/bin/pbpaste", &["pbpaste"]),
+    ("/usr/libexec/sshd-keygen-wrapper", &["sshd-keygen-wrapper"]),
+];
+
+/// The event at position `i` of the mixed pool and its OS: one in four is Linux.
+fn pick_os(i: usize) -> (&'static str, &'static [&'static str], OsType) {
+    let h = i.wrapping_mul(2_654_435_761) % 500;
+    if i % 4 == 3 {
+        let (e, a) = if h == 0 {
+            LINUX_HITS[(i / 500) % LINUX_HITS.len()]
+        } else {
+            LINUX_COMMON[h % LINUX_COMMON.len()]
+        };
+        return (e, a, OsType::Linux);
+    }
+    let (e, a) = if h == 1 {
+        STATEFUL_HITS[(i / 500) % STATEFUL_HITS.len()]
+    } else {
+        pick(i)
+    };
+    (e, a, OsType::Macos)
+}
+
+/// The mixed pool: macOS and Linux execs, parents in the table.
+fn mixed_pool() -> Vec<ExecEvent<'static>> {
+    let mut events = pool();
+    for (i, ev) in events.iter_mut().enumerate() {
+        let (exe, args, os) = pick_os(i);
+        ev.os = os;
+        ev.target.executable = Cow::Borrowed(exe);
+        ev.target.args = Args::from_strs(args).0;
+        if os == OsType::Linux {
+            ev.target.cwd = Some(Cow::Borrowed("/home/bob"));
+            ev.target.signing_id = None;
+            ev.target.cs_flags = None;
+        }
+    }
+    events
+}
+
 fn pick(i: usize) -> (&'static str, &'static [&'static str]) {
     // About 1 in 500 events is a hit.
     let h = i.wrapping_mul(2_654_435_761) % 500;
@@ -180,6 +273,13 @@ fn best_rate(runs: usize, events: usize, mut run: impl FnMut(usize) -> usize) ->
 
 fn main() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
+    // `bench-rules all_runnable`: that part only (for profiling).
+    if std::env::args().nth(1).as_deref() == Some("all_runnable") {
+        let mut figures = json!({});
+        all_runnable(&shared, &mut figures);
+        println!("{figures}");
+        return;
+    }
     let (seed, _) = RuleSet::load(&[], true, None).expect("built-in rule");
     let rules = macos_rules(&shared);
     let (macos, report) = RuleSet::build(Sources {
@@ -220,9 +320,9 @@ fn main() {
         let mut alerts = 0;
         for i in 0..n {
             let view = EcsEvent::new(&pool[i % pool.len()], &table, &host);
-            set.evaluate(&view, out);
+            set.evaluate_slots(&view, out);
             for &r in out.iter() {
-                if set.excepted(r, &view, NOW_NS).is_none() {
+                if r < set.event_rules() && set.excepted(r, &view, NOW_NS).is_none() {
                     alerts += 1;
                 }
             }
@@ -295,7 +395,7 @@ fn main() {
     let (mut fast, mut slow) = (Vec::new(), Vec::new());
     for ev in &events {
         let view = EcsEvent::new(ev, &table, &host);
-        macos.evaluate(&view, &mut fast);
+        macos.evaluate_slots(&view, &mut fast);
         naive.evaluate(&view, &mut slow);
         assert_eq!(
             fast, slow,
@@ -325,7 +425,195 @@ fn main() {
         }
         Err(e) => eprintln!("scan benchmark skipped: {e}"),
     }
+    all_runnable(&shared, &mut figures);
     println!("{figures}");
+}
+
+/// Events of the all-runnable stream are this far apart.
+const SPACING_NS: i64 = 100_000;
+
+/// The rules of both head folders.
+fn head_rules(shared: &Path) -> (RuleSet, nightjar_rules::LoadReport) {
+    RuleSet::load(
+        &[
+            shared.join("macos-head-14cf530f"),
+            shared.join("linux-head-14cf530f"),
+        ],
+        false,
+        None,
+    )
+    .expect("shared rules readable")
+}
+
+/// Sets the time and capture order of pool event `c` of the stream and returns it.
+fn at<'e>(events: &'e mut [ExecEvent<'static>], c: i64) -> &'e ExecEvent<'static> {
+    let ev = &mut events[(c as usize) % POOL];
+    ev.time_ns = T0 + c * SPACING_NS;
+    ev.sensor_seq = c as u64;
+    ev
+}
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+/// What a detection is, for comparing the engine with the reference.
+fn detection_key(d: &Detection) -> String {
+    match d {
+        Detection::Event { rule } => format!("e{rule}"),
+        Detection::Correlated { rule, events } => format!(
+            "c{rule}:{:?}",
+            events
+                .iter()
+                .map(|e| e.event().meta().sensor_seq)
+                .collect::<Vec<_>>()
+        ),
+        Detection::NewTerms { rule, .. } => format!("n{rule}"),
+        Detection::Threshold { rule, .. } => format!("t{rule}"),
+    }
+}
+
+fn found_key(f: &Found) -> String {
+    match f {
+        Found::Event { rule, .. } => format!("e{rule}"),
+        Found::Correlated { rule, seqs } => format!("c{rule}:{seqs:?}"),
+        Found::NewTerms { rule, .. } => format!("n{rule}"),
+        Found::Threshold { rule, .. } => format!("t{rule}"),
+    }
+}
+
+/// Every runnable rule of both head folders through the engine, against the reference
+/// interpreter; state memory after the run and under an adversarial stream.
+fn all_runnable(shared: &Path, figures: &mut serde_json::Value) {
+    let (set, report) = head_rules(shared);
+    let stateful = set.programs().iter().filter(|p| p.is_stateful()).count();
+    let rules = set.rules().len();
+    eprintln!(
+        "all runnable: {rules} rules ({stateful} stateful, {} event queries) of {} files",
+        set.slots(),
+        report.entries.len()
+    );
+    let mut events = mixed_pool();
+    let host = HostInfo::new("bench-host", "bench-host");
+    host.set_user_name(0, Some("root"));
+    host.set_user_name(501, Some("bob"));
+    let mut table = ProcessTable::new(65_536);
+    for ev in &events {
+        table.observe(ev);
+    }
+    let mut engine = Engine::new(set, Limits::default());
+    let mut out: Vec<Detection> = Vec::with_capacity(64);
+    let mut clock = 0i64;
+    // Profiling: `NIGHTJAR_BENCH_ENGINE_ONLY=N` runs the engine alone, once, over N events.
+    let only: Option<usize> = std::env::var("NIGHTJAR_BENCH_ENGINE_ONLY")
+        .ok()
+        .map(|n| n.parse().unwrap_or(EVENTS));
+    let (runs, n_events) = only.map_or((RUNS, EVENTS), |n| (1, n));
+    let (rate, detections) = best_rate(runs, n_events, |n| {
+        let mut detections = 0;
+        for _ in 0..n {
+            clock += 1;
+            let ev = at(&mut events, clock);
+            out.clear();
+            engine.on_event(&EcsEvent::new(ev, &table, &host), &mut out);
+            detections += out.len();
+        }
+        black_box(detections)
+    });
+    let state = engine.stats();
+    eprintln!(
+        "all runnable: {rate:.0} events/s ({detections} detections per run); state {} entries, {} bytes, {} evicted",
+        state.held, state.bytes, state.evicted
+    );
+    if only.is_some() {
+        return;
+    }
+
+    // The reference on the first events of the stream, then agreement on them.
+    let (set, _) = head_rules(shared);
+    let mut naive = NaiveEngine::new(&set);
+    let mut found: Vec<Found> = Vec::new();
+    let (naive_rate, _) = best_rate(1, NAIVE_EVENTS, |n| {
+        for c in 1..=n as i64 {
+            let ev = at(&mut events, c);
+            let doc = EcsEvent::new(ev, &table, &host).document();
+            naive.on_document(&doc, ev.time_ns, ev.sensor_seq, &mut found);
+        }
+        black_box(found.len())
+    });
+    naive.finish(&mut found);
+    eprintln!("naive all-runnable baseline: {naive_rate:.0} events/s");
+    let (set, _) = head_rules(shared);
+    let mut fresh = Engine::new(
+        set,
+        Limits {
+            reorder_window: std::time::Duration::ZERO,
+            ..Limits::default()
+        },
+    );
+    let mut fast = Vec::new();
+    for c in 1..=NAIVE_EVENTS as i64 {
+        let ev = at(&mut events, c);
+        fresh.on_event(&EcsEvent::new(ev, &table, &host), &mut fast);
+    }
+    fresh.finish(&mut fast);
+    let mut a: Vec<String> = fast.iter().map(detection_key).collect();
+    let mut b: Vec<String> = found.iter().map(found_key).collect();
+    a.sort();
+    b.sort();
+    assert!(
+        a == b,
+        "engine and reference disagree on the stream ({} vs {} detections)",
+        a.len(),
+        b.len()
+    );
+    let correlated = a.iter().filter(|k| k.starts_with('c')).count();
+    eprintln!(
+        "agreement: {} detections on {NAIVE_EVENTS} events ({correlated} correlations)",
+        a.len()
+    );
+
+    // Adversarial: every event starts a partial match on a new key.
+    let rule = r#"[rule]
+rule_id = "adv"
+name = "adv"
+severity = "low"
+risk_score = 1
+type = "eql"
+query = '''
+sequence by process.pid with maxspan=1h [process where process.name == "a"] [process where process.name == "b"]
+'''
+"#;
+    let (adv, _) = RuleSet::from_texts(&[("adv.toml", rule)], None);
+    let mut engine = Engine::new(adv, Limits::default());
+    let mut ev = events[0].clone();
+    ev.target.executable = Cow::Borrowed("/usr/bin/a");
+    let mut peak = 0u64;
+    for i in 0..1_000_000u32 {
+        ev.target.pid = i;
+        ev.time_ns = T0 + i64::from(i) * SPACING_NS;
+        ev.sensor_seq = u64::from(i);
+        out.clear();
+        engine.on_event(
+            &EcsEvent::new(&ev, &nightjar_rules::ecs::NoProcesses, &host),
+            &mut out,
+        );
+        peak = peak.max(engine.stats().bytes);
+    }
+    let adv_state = engine.stats();
+    eprintln!(
+        "adversarial: peak {peak} bytes, {} held, {} evicted",
+        adv_state.held, adv_state.evicted
+    );
+
+    figures["all_runnable_events_per_s"] = json!(rate.round());
+    figures["baseline_naive_all_events_per_s"] = json!(naive_rate.round());
+    figures["all_runnable_speedup_vs_naive"] = json!((rate / naive_rate * 10.0).round() / 10.0);
+    figures["all_runnable_rules"] = json!(rules);
+    figures["all_runnable_stateful_rules"] = json!(stateful);
+    figures["sequence_state_bytes"] = json!(state.bytes);
+    figures["sequence_state_held"] = json!(state.held);
+    figures["adversarial_state_peak_bytes"] = json!(peak);
+    figures["adversarial_state_held"] = json!(adv_state.held);
+    figures["adversarial_state_evicted"] = json!(adv_state.evicted);
 }
 
 /// Both macOS folders' rule files; the older folder's copy of a rule the newer one also

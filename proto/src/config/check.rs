@@ -91,6 +91,37 @@ impl Config {
         {
             return Err(bad("rules.exceptions", "paths must not be empty"));
         }
+        let r = &self.rules;
+        let within = |key: &str, v: u64, lo: u64, hi: u64| -> Result<(), Bad> {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(key, format!("must be from {lo} to {hi}, found {v}")))
+            }
+        };
+        let (lo, hi) = super::STATE_MAX_PER_RULE.into_inner();
+        within(
+            "rules.state_max_per_rule",
+            r.state_max_per_rule.into(),
+            lo.into(),
+            hi.into(),
+        )?;
+        let (lo, hi) = super::STATE_MAX_BYTES.into_inner();
+        within("rules.state_max_bytes", r.state_max_bytes, lo, hi)?;
+        let (lo, hi) = super::REORDER_WINDOW_MS.into_inner();
+        within(
+            "rules.reorder_window_ms",
+            r.reorder_window_ms.into(),
+            lo.into(),
+            hi.into(),
+        )?;
+        let (lo, hi) = super::NEW_TERMS_MAX_PER_RULE.into_inner();
+        within(
+            "rules.new_terms_max_per_rule",
+            r.new_terms_max_per_rule.into(),
+            lo.into(),
+            hi.into(),
+        )?;
         let mut seen = HashSet::new();
         for id in &self.rules.block {
             if id.trim().is_empty() {

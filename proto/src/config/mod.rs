@@ -16,6 +16,11 @@
 //! | `[rules] max_signals` | absent: each rule's own cap; `0` = no cap |
 //! | `[rules] exceptions` | `[]`: Kibana exception-list exports (NDJSON) |
 //! | `[rules] block` | `[]`: rule ids that block (prevention); empty = detect only |
+//! | `[rules] state_max_per_rule` | 10000: partial matches / keys / groups one stateful rule holds |
+//! | `[rules] state_max_bytes` | 67108864: bytes all stateful rules' state holds together |
+//! | `[rules] reorder_window_ms` | 2000: how long a sequence stage waits for late events |
+//! | `[rules] new_terms_max_per_rule` | 100000: terms one new_terms rule remembers |
+//! | `[rules] new_terms_per_host` | `false`: fleet-wide new_terms rules run on this host's history |
 //! | `[sensor] env_vars` | `[]`: environment names captured into `process.env_vars` |
 //! | `[upload] url` | absent: upload off (or `[fleet] server` + `/v1/alerts`) |
 //! | `[upload] interval_ms` | 1000 |
@@ -153,7 +158,26 @@ pub struct RulesConfig {
     pub exceptions: Vec<PathBuf>,
     /// Rule ids whose matching execs are blocked; no duplicates, none empty.
     pub block: Vec<String>,
+    /// Partial matches (sequences), keys (samples) or groups (thresholds) one stateful rule
+    /// may hold; past it the oldest is evicted (counted in `status`).
+    pub state_max_per_rule: u32,
+    /// Bytes all stateful rules' state may hold together (events kept for partial
+    /// matches included).
+    pub state_max_bytes: u64,
+    /// How long a sequence stage match waits for earlier events that arrive late, ms.
+    pub reorder_window_ms: u32,
+    /// Terms one new_terms rule remembers (its history in the store).
+    pub new_terms_max_per_rule: u32,
+    /// Fleet-wide new_terms rules (whose fields do not include `host.id`) run on this
+    /// host's own history; otherwise they are not run (reported by `rules check`).
+    pub new_terms_per_host: bool,
 }
+
+/// Limits on `[rules]` state keys: a typo cannot switch bounds off or starve the agent.
+pub const STATE_MAX_PER_RULE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+pub const STATE_MAX_BYTES: std::ops::RangeInclusive<u64> = (1 << 20)..=(4 << 30);
+pub const REORDER_WINDOW_MS: std::ops::RangeInclusive<u32> = 0..=60_000;
+pub const NEW_TERMS_MAX_PER_RULE: std::ops::RangeInclusive<u32> = 1..=10_000_000;
 
 impl Default for RulesConfig {
     fn default() -> Self {
@@ -163,6 +187,11 @@ impl Default for RulesConfig {
             max_signals: None,
             exceptions: Vec::new(),
             block: Vec::new(),
+            state_max_per_rule: 10_000,
+            state_max_bytes: 64 << 20,
+            reorder_window_ms: 2_000,
+            new_terms_max_per_rule: 100_000,
+            new_terms_per_host: false,
         }
     }
 }

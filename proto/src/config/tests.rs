@@ -52,6 +52,11 @@ builtin = false
 max_signals = 0
 exceptions = ["/etc/nightjar/exceptions.ndjson"]
 block = ["ad88231f-e2ab-491c-8fc6-64746da26cfe"]
+state_max_per_rule = 500
+state_max_bytes = 2097152
+reorder_window_ms = 0
+new_terms_max_per_rule = 1000
+new_terms_per_host = true
 [sensor]
 env_vars = ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES"]
 [upload]
@@ -81,6 +86,11 @@ policy_interval_ms = 7000
     assert_eq!(c.rules.max_signals, Some(0));
     assert_eq!(c.rules.exceptions.len(), 1);
     assert_eq!(c.rules.block, ["ad88231f-e2ab-491c-8fc6-64746da26cfe"]);
+    assert_eq!(c.rules.state_max_per_rule, 500);
+    assert_eq!(c.rules.state_max_bytes, 2 << 20);
+    assert_eq!(c.rules.reorder_window_ms, 0);
+    assert_eq!(c.rules.new_terms_max_per_rule, 1000);
+    assert!(c.rules.new_terms_per_host);
     assert_eq!(c.sensor.env_vars, ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES"]);
     assert_eq!(c.upload.url.as_deref(), Some("https://c.example/v1/alerts"));
     assert_eq!(c.upload.interval_ms, 250);
@@ -320,5 +330,27 @@ fn packaged_configs_parse() {
         "packaging/macos/nightjar.toml",
     ] {
         Config::from_file(&root.join(file)).unwrap();
+    }
+}
+
+#[test]
+fn rule_state_bounds_are_checked() {
+    for (text, key) in [
+        (
+            "[rules]\nstate_max_per_rule = 0\n",
+            "rules.state_max_per_rule",
+        ),
+        ("[rules]\nstate_max_bytes = 1024\n", "rules.state_max_bytes"),
+        (
+            "[rules]\nreorder_window_ms = 600000\n",
+            "rules.reorder_window_ms",
+        ),
+        (
+            "[rules]\nnew_terms_max_per_rule = 0\n",
+            "rules.new_terms_max_per_rule",
+        ),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(key), "{e}");
     }
 }

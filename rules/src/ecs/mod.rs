@@ -31,11 +31,17 @@ mod host;
 pub mod leaders;
 pub mod schema;
 pub mod shape;
+mod snapshot;
 
 pub use host::{EntityHasher, EntityId, HostInfo};
 pub use leaders::{EntryFacts, EntryLeader, EntryType, entry_leader};
 pub use schema::{Field, FieldKind, kind_of};
 pub use shape::Shape;
+pub use snapshot::{EventSnapshot, OwnedProcess};
+
+/// The event categories (`event.category`) this host's events have: an EQL query for any
+/// other category cannot match and loads as unsupported.
+pub const CATEGORIES: &[&str] = &["process", "file"];
 
 /// `CS_VALID`: the code signature was valid when the process started.
 pub const CS_VALID: u32 = 0x1;

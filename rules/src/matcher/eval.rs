@@ -21,6 +21,24 @@ thread_local! {
     pub(super) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+impl Scratch {
+    /// argv joined by single spaces, joined once per event (`cache`: the buffer may be kept
+    /// for the rest of this event's evaluation).
+    pub(super) fn command_line(&mut self, a: &nightjar_proto::Args<'_>, cache: bool) -> &str {
+        if !self.ready {
+            self.command_line.clear();
+            for (i, arg) in args_iter(a).enumerate() {
+                if i > 0 {
+                    self.command_line.push(' ');
+                }
+                self.command_line.push_str(arg);
+            }
+            self.ready = cache;
+        }
+        &self.command_line
+    }
+}
+
 impl Leaf {
     pub(super) fn test_value(
         &self,
@@ -36,17 +54,8 @@ impl Leaf {
             Value::Args(a) => args_iter(a).any(|s| self.test_keyword(s)),
             Value::Joined(a) if self.on_joined => self.test.test_str(a.joined()),
             Value::Joined(a) => {
-                if !sc.ready {
-                    sc.command_line.clear();
-                    for (i, arg) in args_iter(a).enumerate() {
-                        if i > 0 {
-                            sc.command_line.push(' ');
-                        }
-                        sc.command_line.push_str(arg);
-                    }
-                    sc.ready = ev.is_some();
-                }
-                self.test_keyword(&sc.command_line)
+                let line = sc.command_line(a, ev.is_some());
+                self.test_keyword(line)
             }
             Value::Id(n) => {
                 let mut buf = [0u8; 10];
@@ -82,6 +91,7 @@ impl CTest {
             CTest::Glob(g) => g.matches(s),
             CTest::Regex(r) => r.is_match(s),
             CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
+            CTest::OneOf(vs) => vs.binary_search_by(|v| (**v).cmp(s)).is_ok(),
             CTest::Num(..) | CTest::Bool(_) => false,
         }
     }
@@ -95,6 +105,7 @@ impl Node {
             Node::Not(n) => !n.eval(ev, sc),
             Node::Const(b) => *b,
             Node::Leaf(l) => l.test_value(&ev.value(l.field), sc, Some(ev)),
+            Node::Check(c) => c.holds(ev, sc),
         }
     }
 }
@@ -124,11 +135,38 @@ impl Node {
     /// that does not hold on the arguments kept could hold on the dropped ones, so it is
     /// `Unknown`; every other test is exact.
     pub(super) fn eval3(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> Tri {
+        self.eval3_in(
+            ev,
+            sc,
+            &|f| matches!(f, Field::Args | Field::CommandLine),
+            false,
+        )
+    }
+
+    /// Kleene three-valued evaluation where every test of a field `unknown` names is
+    /// `Unknown`, whatever the event holds.
+    pub(super) fn eval3_with(
+        &self,
+        ev: &EcsEvent<'_>,
+        sc: &mut Scratch,
+        unknown: &dyn Fn(Field) -> bool,
+    ) -> Tri {
+        self.eval3_in(ev, sc, unknown, true)
+    }
+
+    /// `unknown` fields: `Unknown` when their test fails, or always when `always`.
+    fn eval3_in(
+        &self,
+        ev: &EcsEvent<'_>,
+        sc: &mut Scratch,
+        unknown: &dyn Fn(Field) -> bool,
+        always: bool,
+    ) -> Tri {
         match self {
             Node::And(v) => {
                 let mut out = Tri::True;
                 for n in v.iter() {
-                    match n.eval3(ev, sc) {
+                    match n.eval3_in(ev, sc, unknown, always) {
                         Tri::False => return Tri::False,
                         Tri::Unknown => out = Tri::Unknown,
                         Tri::True => {}
@@ -139,7 +177,7 @@ impl Node {
             Node::Or(v) => {
                 let mut out = Tri::False;
                 for n in v.iter() {
-                    match n.eval3(ev, sc) {
+                    match n.eval3_in(ev, sc, unknown, always) {
                         Tri::True => return Tri::True,
                         Tri::Unknown => out = Tri::Unknown,
                         Tri::False => {}
@@ -147,7 +185,7 @@ impl Node {
                 }
                 out
             }
-            Node::Not(n) => n.eval3(ev, sc).not(),
+            Node::Not(n) => n.eval3_in(ev, sc, unknown, always).not(),
             Node::Const(b) => {
                 if *b {
                     Tri::True
@@ -155,10 +193,21 @@ impl Node {
                     Tri::False
                 }
             }
-            Node::Leaf(l) => {
-                if l.test_value(&ev.value(l.field), sc, Some(ev)) {
+            Node::Check(c) => {
+                if c.holds(ev, sc) {
                     Tri::True
-                } else if matches!(l.field, Field::Args | Field::CommandLine) {
+                } else if c.reads(Field::Args) || c.reads(Field::CommandLine) {
+                    Tri::Unknown
+                } else {
+                    Tri::False
+                }
+            }
+            Node::Leaf(l) => {
+                if always && unknown(l.field) {
+                    Tri::Unknown
+                } else if l.test_value(&ev.value(l.field), sc, Some(ev)) {
+                    Tri::True
+                } else if unknown(l.field) {
                     Tri::Unknown
                 } else {
                     Tri::False

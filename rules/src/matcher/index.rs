@@ -103,23 +103,40 @@ impl Hasher for WordHash {
     }
 }
 
-/// An index key: an exact (ASCII-folded) value or a prefix of it.
+/// An index key: an exact (ASCII-folded) value, a prefix or a suffix of it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Key {
     Exact(String),
     Prefix(Vec<u8>),
+    Suffix(Vec<u8>),
 }
 
 /// Rules indexed by the values of one field.
 #[derive(Debug, Default)]
 pub(super) struct FieldIndex {
-    exact: FastMap<Vec<u32>>,
+    pub(super) exact: FastMap<Vec<u32>>,
     /// The keys of `exact` (see [`KeyFilter`]).
     filter: KeyFilter,
     /// Literal prefixes of patterns (ASCII-lowercased), tested one by one: there are few.
-    prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
+    pub(super) prefixes: Vec<(Box<[u8]>, Vec<u32>)>,
     /// The first bytes of `prefixes`.
     prefix_starts: ByteSet,
+    /// Literal suffixes of patterns (`*.cgi`), tested one by one.
+    pub(super) suffixes: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// The last bytes of `suffixes`.
+    suffix_ends: ByteSet,
+}
+
+/// The list of `key` in `lists`, made if missing.
+fn list_of(lists: &mut Vec<(Box<[u8]>, Vec<u32>)>, key: Vec<u8>) -> &mut Vec<u32> {
+    let i = match lists.iter().position(|(q, _)| **q == key[..]) {
+        Some(i) => i,
+        None => {
+            lists.push((key.into(), Vec::new()));
+            lists.len() - 1
+        }
+    };
+    &mut lists[i].1
 }
 
 impl FieldIndex {
@@ -136,14 +153,13 @@ impl FieldIndex {
                     if let Some(&b) = p.first() {
                         self.prefix_starts.insert(b);
                     }
-                    let i = match self.prefixes.iter().position(|(q, _)| **q == p[..]) {
-                        Some(i) => i,
-                        None => {
-                            self.prefixes.push((p.into(), Vec::new()));
-                            self.prefixes.len() - 1
-                        }
-                    };
-                    &mut self.prefixes[i].1
+                    list_of(&mut self.prefixes, p)
+                }
+                Key::Suffix(p) => {
+                    if let Some(&b) = p.last() {
+                        self.suffix_ends.insert(b);
+                    }
+                    list_of(&mut self.suffixes, p)
                 }
             };
             if list.last() != Some(&rule) {
@@ -153,7 +169,7 @@ impl FieldIndex {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty()
+        self.exact.is_empty() && self.prefixes.is_empty() && self.suffixes.is_empty()
     }
 
     /// Calls `hit` with each list of rules `value` selects; returns how many lists.
@@ -165,8 +181,12 @@ impl FieldIndex {
             .as_bytes()
             .first()
             .is_some_and(|&b| self.prefix_starts.holds(b));
-        if exact || prefix {
-            self.lookup_past_filters(value, exact, prefix, hit)
+        let suffix = value
+            .as_bytes()
+            .last()
+            .is_some_and(|&b| self.suffix_ends.holds(b));
+        if exact || prefix || suffix {
+            self.lookup_past_filters(value, exact, prefix, suffix, hit)
         } else {
             0
         }
@@ -179,6 +199,7 @@ impl FieldIndex {
         value: &str,
         exact: bool,
         prefix: bool,
+        suffix: bool,
         mut hit: impl FnMut(&[u32]),
     ) -> usize {
         let mut lists = 0;
@@ -211,6 +232,15 @@ impl FieldIndex {
                 }
             }
         }
+        if suffix {
+            let v = value.as_bytes();
+            for (p, ids) in &self.suffixes {
+                if v.len() >= p.len() && v[v.len() - p.len()..].eq_ignore_ascii_case(p) {
+                    lists += 1;
+                    hit(ids);
+                }
+            }
+        }
         lists
     }
 }
@@ -226,14 +256,20 @@ impl CTest {
         };
         match self {
             CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
-            CTest::Glob(Glob::Bytes(g)) if fold => {
-                Some(vec![Key::Prefix(g.literal_prefix()?.to_ascii_lowercase())])
+            CTest::Glob(Glob::Bytes(g)) if fold => match g.literal_prefix() {
+                Some(p) => Some(vec![Key::Prefix(p.to_ascii_lowercase())]),
+                None => Some(vec![Key::Suffix(g.literal_suffix()?.to_ascii_lowercase())]),
+            },
+            CTest::Regex(r) if fold => {
+                let p = crate::pattern::lucene_literal_prefix(&r.pattern)?;
+                Some(vec![Key::Prefix(p.to_ascii_lowercase().into_bytes())])
             }
             CTest::Glob(Glob::Exact {
                 text,
                 ci: true,
                 ascii: true,
             }) if fold => Some(vec![key(text)?]),
+            CTest::OneOf(vs) => vs.iter().map(|v| key(v)).collect(),
             CTest::AnyOf(tests) => {
                 let mut all = Vec::new();
                 for t in tests.iter() {
@@ -259,6 +295,7 @@ impl CTest {
             CTest::Glob(Glob::Exact { text, ascii, .. }) if *ascii => {
                 Some(vec![piece(text.as_bytes())?])
             }
+            CTest::OneOf(vs) => vs.iter().map(|v| piece(v.as_bytes())).collect(),
             CTest::AnyOf(tests) => {
                 let mut all = Vec::new();
                 for t in tests.iter() {
@@ -272,21 +309,10 @@ impl CTest {
 }
 
 impl Node {
-    /// Literals (ASCII-lowercased, without space or NUL) of which `process.command_line` holds
-    /// at least one, ignoring ASCII case, in every match.
-    pub(super) fn required_pieces(&self) -> Option<Vec<Vec<u8>>> {
-        match self {
-            Node::Leaf(l) if l.field == Field::CommandLine => l.test.pieces(),
-            Node::And(kids) => kids.iter().find_map(Node::required_pieces),
-            Node::Or(kids) => {
-                let mut all = Vec::new();
-                for k in kids.iter() {
-                    all.extend(k.required_pieces()?);
-                }
-                all.sort_unstable();
-                all.dedup();
-                Some(all)
-            }
+    /// The one value (ASCII-lowercased) `field` has in every match, if there is one.
+    pub(super) fn required_value(&self, field: Field) -> Option<String> {
+        match self.required_values(field, true)?.as_slice() {
+            [Key::Exact(v)] => Some(v.clone()),
             _ => None,
         }
     }
@@ -312,35 +338,62 @@ impl Node {
     }
 }
 
-/// Where a rule is indexed: the values one of which every match of it holds.
-#[derive(Debug)]
-pub(super) enum IndexChoice {
-    Name(Vec<Key>),
-    ParentName(Vec<Key>),
-    Arg(Vec<Key>),
-    Pieces(Vec<Vec<u8>>),
-    /// Nothing is required: tested on every event.
-    Always,
+/// Where a rule is indexed: per indexed field, values one of which every match of it holds
+/// (a match holds at least one of all the keys listed, whatever their field). An `and`
+/// takes the cheapest of its children's; an `or` the union of all its branches', so a rule
+/// whose branches test different fields is still indexed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct IndexChoice {
+    pub(super) name: Vec<Key>,
+    pub(super) parent_name: Vec<Key>,
+    pub(super) arg: Vec<Key>,
+    pub(super) executable: Vec<Key>,
+    /// Literals of `process.command_line`.
+    pub(super) pieces: Vec<Vec<u8>>,
 }
 
 impl IndexChoice {
-    /// The cheapest candidate (see [`IndexChoice::cost`]); on a tie, the first of name,
-    /// parent name, arguments, command line.
-    pub(super) fn best(node: &Node) -> IndexChoice {
-        let candidates = [
-            node.required_values(Field::Name, true)
-                .map(IndexChoice::Name),
-            node.required_values(Field::ParentName, true)
-                .map(IndexChoice::ParentName),
-            node.required_values(Field::Args, true)
-                .map(IndexChoice::Arg),
-            node.required_pieces().map(IndexChoice::Pieces),
-        ];
-        candidates
-            .into_iter()
-            .flatten()
-            .min_by_key(IndexChoice::cost)
-            .unwrap_or(IndexChoice::Always)
+    /// Where `node` is best indexed; `None`: nothing is required (tested on every event).
+    pub(super) fn best(node: &Node) -> Option<IndexChoice> {
+        match node {
+            Node::Leaf(l) => {
+                let mut c = IndexChoice::default();
+                match l.field {
+                    Field::Name => c.name = l.test.keys(true)?,
+                    Field::ParentName => c.parent_name = l.test.keys(true)?,
+                    Field::Args => c.arg = l.test.keys(true)?,
+                    Field::Executable => c.executable = l.test.keys(true)?,
+                    Field::CommandLine => c.pieces = l.test.pieces()?,
+                    _ => return None,
+                }
+                Some(c)
+            }
+            Node::And(kids) => kids
+                .iter()
+                .filter_map(IndexChoice::best)
+                .min_by_key(IndexChoice::cost),
+            Node::Or(kids) => {
+                let mut all = IndexChoice::default();
+                for k in kids.iter() {
+                    all.absorb(IndexChoice::best(k)?);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
+    fn absorb(&mut self, other: IndexChoice) {
+        fn merge<T: Ord>(a: &mut Vec<T>, b: Vec<T>) {
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
+        }
+        merge(&mut self.name, other.name);
+        merge(&mut self.parent_name, other.parent_name);
+        merge(&mut self.arg, other.arg);
+        merge(&mut self.executable, other.executable);
+        merge(&mut self.pieces, other.pieces);
     }
 
     /// What indexing by these keys is expected to cost, in arbitrary units: the events they
@@ -348,7 +401,8 @@ impl IndexChoice {
     /// length stands in for rarity: "sh", "-e" or "-c" occur in many execs, `emond` or
     /// `add-trusted-cert` in few. A prefix selects more than the same exact value. The name
     /// is one lookup, the parent's name a process-table probe besides, the arguments one
-    /// lookup each, and each command-line literal a search of the whole command line.
+    /// lookup each, the executable one lookup (its prefixes are long and rare: `/dev/shm/`),
+    /// and each command-line literal a search of the whole command line.
     pub(super) fn cost(&self) -> u32 {
         fn by_len(len: usize) -> u32 {
             match len {
@@ -361,17 +415,16 @@ impl IndexChoice {
             keys.iter()
                 .map(|k| match k {
                     Key::Exact(s) => by_len(s.len()),
-                    Key::Prefix(p) => 2 * by_len(p.len()),
+                    Key::Prefix(p) | Key::Suffix(p) => 2 * by_len(p.len()),
                 })
                 .sum()
         };
-        match self {
-            IndexChoice::Name(k) => keys(k),
-            IndexChoice::ParentName(k) => 1 + keys(k),
-            IndexChoice::Arg(k) => 2 + keys(k),
-            IndexChoice::Pieces(p) => p.iter().map(|p| 3 * by_len(p.len())).sum(),
-            IndexChoice::Always => u32::MAX,
-        }
+        let field = |base: u32, k: &[Key]| if k.is_empty() { 0 } else { base + keys(k) };
+        field(0, &self.name)
+            + field(1, &self.parent_name)
+            + field(2, &self.arg)
+            + field(1, &self.executable)
+            + self.pieces.iter().map(|p| 3 * by_len(p.len())).sum::<u32>()
     }
 }
 
@@ -415,10 +468,9 @@ mod tests {
             is(Field::ParentName, "emond"),
             any_name(&["sh", "bash", "zsh", "python", "curl"]),
         ]);
-        match IndexChoice::best(&emond_child) {
-            IndexChoice::ParentName(keys) => assert_eq!(keys, exact(&["emond"])),
-            other => panic!("indexed by {other:?}"),
-        }
+        let c = IndexChoice::best(&emond_child).unwrap();
+        assert_eq!(c.parent_name, exact(&["emond"]));
+        assert!(c.name.is_empty(), "{c:?}");
     }
 
     #[test]
@@ -427,10 +479,9 @@ mod tests {
             is(Field::Name, "kcc"),
             is(Field::Args, "copy_cred_cache"),
         ]);
-        match IndexChoice::best(&seed) {
-            IndexChoice::Name(keys) => assert_eq!(keys, exact(&["kcc"])),
-            other => panic!("indexed by {other:?}"),
-        }
+        let c = IndexChoice::best(&seed).unwrap();
+        assert_eq!(c.name, exact(&["kcc"]));
+        assert!(c.arg.is_empty(), "{c:?}");
     }
 
     #[test]
@@ -447,10 +498,27 @@ mod tests {
                 on_joined: true,
             }),
         ]);
-        match IndexChoice::best(&electron) {
-            IndexChoice::Pieces(p) => assert_eq!(p, vec![b"child_process".to_vec()]),
-            other => panic!("indexed by {other:?}"),
-        }
+        let c = IndexChoice::best(&electron).unwrap();
+        assert_eq!(c.pieces, vec![b"child_process".to_vec()]);
+        assert!(c.arg.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn branches_on_different_fields_index_by_each() {
+        // (name ctr and ...) or (parent name containerd and ...): selected by either.
+        let rule = simplify_or(vec![
+            simplify_and(vec![is(Field::Name, "crictl"), is(Field::Args, "exec")]),
+            simplify_and(vec![
+                is(Field::ParentName, "containerd"),
+                is(Field::Args, "-it"),
+            ]),
+        ]);
+        let c = IndexChoice::best(&rule).unwrap();
+        assert_eq!(c.name, exact(&["crictl"]));
+        assert_eq!(c.parent_name, exact(&["containerd"]));
+        // A branch with nothing to index makes the whole `or` unindexable.
+        let open = simplify_or(vec![is(Field::Name, "crictl"), is(Field::UserId, "0")]);
+        assert_eq!(IndexChoice::best(&open), None);
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! - [`tree`]: a typed query compiled into a tree that reads event fields directly;
 //! - [`index`]: which rules an event must be tested against, from values their matches hold;
 //! - [`eval`]: evaluation of a tree on one event, allocation-free;
-//! - this module: the driver, [`Matcher`], over the rules and their index.
+//! - [`check`]: leaves that compute values (EQL functions, field-to-field comparisons);
+//! - this module: the driver, [`Matcher`], over the rules and their indexes.
 //!
 //! [`CompiledRule::new`] cannot fail: everything that can (syntax, types, regular
 //! expressions) was settled when the query was built ([`crate::query::build`]).
 
+pub mod block;
+mod check;
 mod eval;
 mod index;
 mod tree;
@@ -33,12 +36,12 @@ impl CompiledRule {
     /// Whether no event the view can produce ever matches (the query needs fields or values
     /// this host's events do not have).
     pub fn never_matches(&self) -> bool {
-        self.0.iter().all(|n| matches!(n, Node::Const(false)))
+        self.0.iter().all(Node::never)
     }
 
     /// Whether events of `shape` can match.
     pub fn can_match(&self, shape: Shape) -> bool {
-        !matches!(self.0[shape as usize], Node::Const(false))
+        !self.0[shape as usize].never()
     }
 
     /// Whether `ev` matches this one tree (exception items are evaluated this way, once a
@@ -66,21 +69,156 @@ pub struct Matcher {
     len: usize,
 }
 
-/// The rules of one shape with their index.
+/// The rules of one shape with their indexes.
+///
+/// Rules that require one `host.os.type` (nearly every Elastic rule names its platform)
+/// are indexed apart, per platform: an event is never tested against the other platform's
+/// rules, however common its process name is there.
 #[derive(Debug, Default)]
 struct ShapeMatcher {
     rules: Vec<Node>,
+    /// Rules for any platform.
+    any: Index,
+    /// Rules that require `host.os.type` to be [`OS_NAMES`]`[i]`.
+    per_os: [Index; 2],
+    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
+    needs_scratch: bool,
+}
+
+/// The platforms rules are indexed by (`host.os.type` values the view produces).
+const OS_NAMES: [&str; 2] = ["macos", "linux"];
+
+/// The index of a group of rules: which of them an event must be tested against.
+#[derive(Debug, Default)]
+struct Index {
     /// Rules tested on every event.
     always: Vec<u32>,
     by_name: FieldIndex,
     by_parent_name: FieldIndex,
     /// Rules that need one of some `process.args` elements.
     by_arg: FieldIndex,
+    by_executable: FieldIndex,
     /// Rules whose `process.command_line` must hold one of some literals: one search of
     /// argv per literal selects them.
     by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
-    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
-    needs_scratch: bool,
+}
+
+impl Index {
+    fn add(&mut self, node: &Node, i: u32) {
+        let Some(c) = IndexChoice::best(node) else {
+            self.always.push(i);
+            return;
+        };
+        self.by_name.add(c.name, i);
+        self.by_parent_name.add(c.parent_name, i);
+        self.by_arg.add(c.arg, i);
+        self.by_executable.add(c.executable, i);
+        for p in c.pieces {
+            match self.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
+                Some((_, ids)) => ids.push(i),
+                None => self.by_piece.push((p.into(), vec![i])),
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.always.is_empty()
+            && self.by_name.is_empty()
+            && self.by_parent_name.is_empty()
+            && self.by_arg.is_empty()
+            && self.by_executable.is_empty()
+            && self.by_piece.is_empty()
+    }
+
+    /// Rule ids in this index (for reports): (always, name, parent name, argument,
+    /// executable, piece).
+    fn summary(&self) -> (usize, usize, usize, usize, usize, usize) {
+        let count = |f: &FieldIndex| {
+            let mut ids: Vec<u32> = f
+                .exact
+                .values()
+                .flatten()
+                .chain(f.prefixes.iter().flat_map(|(_, v)| v.iter()))
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        let mut pieces: Vec<u32> = self
+            .by_piece
+            .iter()
+            .flat_map(|(_, v)| v.iter())
+            .copied()
+            .collect();
+        pieces.sort_unstable();
+        pieces.dedup();
+        (
+            self.always.len(),
+            count(&self.by_name),
+            count(&self.by_parent_name),
+            count(&self.by_arg),
+            count(&self.by_executable),
+            pieces.len(),
+        )
+    }
+
+    /// Tests the rules `ev` selects; returns how many lists were looked at (more than one:
+    /// `out` needs sorting and deduplicating).
+    fn run(
+        &self,
+        rules: &[Node],
+        ev: &EcsEvent<'_>,
+        sc: &mut Scratch,
+        out: &mut Vec<usize>,
+    ) -> usize {
+        let test = |i: u32, sc: &mut Scratch, out: &mut Vec<usize>| {
+            if rules[i as usize].eval(ev, sc) {
+                out.push(i as usize);
+            }
+        };
+        let before = out.len();
+        for &i in &self.always {
+            test(i, sc, out);
+        }
+        let mut lists = usize::from(out.len() > before);
+        let mut hit = |ids: &[u32]| ids.iter().for_each(|&i| test(i, sc, out));
+        if !self.by_name.is_empty()
+            && let Value::Str(name) = ev.value(Field::Name)
+        {
+            lists += self.by_name.lookup(name, &mut hit);
+        }
+        if !self.by_executable.is_empty()
+            && let Value::Str(exe) = ev.value(Field::Executable)
+        {
+            lists += self.by_executable.lookup(exe, &mut hit);
+        }
+        if !self.by_parent_name.is_empty()
+            && let Value::Str(name) = ev.value(Field::ParentName)
+        {
+            lists += self.by_parent_name.lookup(name, &mut hit);
+        }
+        if !self.by_arg.is_empty()
+            && let Value::Args(args) = ev.value(Field::Args)
+        {
+            for arg in args_iter(args) {
+                // Several arguments can lead to the same rule.
+                lists += 2 * self.by_arg.lookup(arg, &mut hit);
+            }
+        }
+        if !self.by_piece.is_empty()
+            && let Value::Joined(args) = ev.value(Field::CommandLine)
+        {
+            let hay = args.joined().as_bytes();
+            for (piece, ids) in &self.by_piece {
+                if find_ascii_ci(hay, piece).is_some() {
+                    lists += 2;
+                    hit(ids);
+                }
+            }
+        }
+        lists
+    }
 }
 
 impl Matcher {
@@ -112,6 +250,17 @@ impl Matcher {
         self.len == 0
     }
 
+    /// How the rules of `shape` are indexed, for reports: per group (any platform, then
+    /// each of [`OS_NAMES`]), (tested on every event, by name, by parent name, by an
+    /// argument, by executable, by a command-line literal).
+    pub fn index_summary(&self, shape: Shape) -> Vec<(usize, usize, usize, usize, usize, usize)> {
+        let s = &self.shapes[shape as usize];
+        std::iter::once(&s.any)
+            .chain(s.per_os.iter())
+            .map(Index::summary)
+            .collect()
+    }
+
     /// Appends the indices of matching rules to `out` (cleared first), ascending.
     ///
     /// When the event's argv was cut (`process.Ext.args_truncated`: arguments dropped from
@@ -123,6 +272,22 @@ impl Matcher {
         shape.evaluate(ev, out);
         if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
             shape.add_uncertain(ev, out);
+        }
+    }
+
+    /// Rule `rule` alone on `ev` (see [`crate::RuleSet::outcome`]).
+    pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
+        let shape = &self.shapes[ev.shape() as usize];
+        let node = shape.rules.get(rule)?;
+        let mut sc = Scratch::default();
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            match node.eval3(ev, &mut sc) {
+                eval::Tri::True => Some(true),
+                eval::Tri::False => Some(false),
+                eval::Tri::Unknown => None,
+            }
+        } else {
+            Some(node.eval(ev, &mut sc))
         }
     }
 
@@ -144,10 +309,7 @@ impl Matcher {
 
     /// Whether some rule can match events of `shape` (a source can leave the rest out).
     pub fn wants(&self, shape: Shape) -> bool {
-        self.shapes[shape as usize]
-            .rules
-            .iter()
-            .any(|n| !matches!(n, Node::Const(false)))
+        self.shapes[shape as usize].rules.iter().any(|n| !n.never())
     }
 }
 
@@ -158,24 +320,17 @@ impl ShapeMatcher {
             ..ShapeMatcher::default()
         };
         for (i, node) in m.rules.iter().enumerate() {
-            let i = i as u32;
-            if matches!(node, Node::Const(false)) {
+            if node.never() {
                 continue;
             }
-            match IndexChoice::best(node) {
-                IndexChoice::Name(keys) => m.by_name.add(keys, i),
-                IndexChoice::ParentName(keys) => m.by_parent_name.add(keys, i),
-                IndexChoice::Arg(keys) => m.by_arg.add(keys, i),
-                IndexChoice::Pieces(pieces) => {
-                    for p in pieces {
-                        match m.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
-                            Some((_, ids)) => ids.push(i),
-                            None => m.by_piece.push((p.into(), vec![i])),
-                        }
-                    }
-                }
-                IndexChoice::Always => m.always.push(i),
-            }
+            let index = match node
+                .required_value(Field::HostOsType)
+                .and_then(|os| OS_NAMES.iter().position(|n| *n == os))
+            {
+                Some(os) => &mut m.per_os[os],
+                None => &mut m.any,
+            };
+            index.add(node, i as u32);
         }
         m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
         m
@@ -202,7 +357,7 @@ impl ShapeMatcher {
         let before = out.len();
         let mut sc = Scratch::default();
         for (i, node) in self.rules.iter().enumerate() {
-            if matches!(node, Node::Const(false)) || out[..before].binary_search(&i).is_ok() {
+            if node.never() || out[..before].binary_search(&i).is_ok() {
                 continue;
             }
             if node.eval3(ev, &mut sc) == eval::Tri::Unknown {
@@ -215,44 +370,15 @@ impl ShapeMatcher {
     }
 
     fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {
-        let test = |i: u32, sc: &mut Scratch, out: &mut Vec<usize>| {
-            if self.rules[i as usize].eval(ev, sc) {
-                out.push(i as usize);
-            }
-        };
-        for &i in &self.always {
-            test(i, sc, out);
+        let mut lists = 0;
+        if !self.any.is_empty() {
+            lists += self.any.run(&self.rules, ev, sc, out);
         }
-        let mut lists = usize::from(!out.is_empty());
-        let mut hit = |ids: &[u32]| ids.iter().for_each(|&i| test(i, sc, out));
-        if !self.by_name.is_empty()
-            && let Value::Str(name) = ev.value(Field::Name)
+        if let Value::Str(os) = ev.value(Field::HostOsType)
+            && let Some(i) = OS_NAMES.iter().position(|n| *n == os)
+            && !self.per_os[i].is_empty()
         {
-            lists += self.by_name.lookup(name, &mut hit);
-        }
-        if !self.by_parent_name.is_empty()
-            && let Value::Str(name) = ev.value(Field::ParentName)
-        {
-            lists += self.by_parent_name.lookup(name, &mut hit);
-        }
-        if !self.by_arg.is_empty()
-            && let Value::Args(args) = ev.value(Field::Args)
-        {
-            for arg in args_iter(args) {
-                // Several arguments can lead to the same rule.
-                lists += 2 * self.by_arg.lookup(arg, &mut hit);
-            }
-        }
-        if !self.by_piece.is_empty()
-            && let Value::Joined(args) = ev.value(Field::CommandLine)
-        {
-            let hay = args.joined().as_bytes();
-            for (piece, ids) in &self.by_piece {
-                if find_ascii_ci(hay, piece).is_some() {
-                    lists += 2;
-                    hit(ids);
-                }
-            }
+            lists += self.per_os[i].run(&self.rules, ev, sc, out);
         }
         if lists > 1 {
             out.sort_unstable();

@@ -11,6 +11,7 @@ use crate::pattern::{Glob, Regex};
 use crate::query::ast::{Cmp, Query};
 use crate::query::typing::{Test, TypedPred};
 
+use super::check::CheckLeaf;
 use super::eval::Scratch;
 
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub(super) enum Node {
     Or(Box<[Node]>),
     Not(Box<Node>),
     Leaf(Leaf),
+    /// An EQL condition over computed values.
+    Check(Box<CheckLeaf>),
     Const(bool),
 }
 
@@ -44,6 +47,8 @@ pub(super) enum CTest {
     /// Any of several string tests on the same field: an `or` of them, fused so the field is
     /// read (and argv walked) once.
     AnyOf(Box<[CTest]>),
+    /// Equal to one of many strings (`in (...)` lists): sorted, searched by bisection.
+    OneOf(Box<[Box<str>]>),
 }
 
 /// Compiles one typed query for events of `shape`.
@@ -53,6 +58,11 @@ pub(super) fn compile(q: &Query<TypedPred>, shape: Shape) -> Node {
         Query::Or(v) => simplify_or(v.iter().map(|q| compile(q, shape)).collect()),
         Query::Not(inner) => match compile(inner, shape) {
             Node::Const(b) => Node::Const(!b),
+            // Three-valued, as Elasticsearch's scripts: `not` of a null condition is null.
+            Node::Check(mut c) => {
+                c.negated = !c.negated;
+                Node::Check(c)
+            }
             n => Node::Not(Box::new(n)),
         },
         Query::Const(b) => Node::Const(*b),
@@ -61,6 +71,16 @@ pub(super) fn compile(q: &Query<TypedPred>, shape: Shape) -> Node {
 }
 
 pub(super) fn compile_leaf(p: &TypedPred, shape: Shape) -> Node {
+    if let Test::Check(c) = &p.test {
+        // Typing refused what cannot compile (too many fields, a bad CIDR block).
+        return match CheckLeaf::new(c, shape) {
+            Ok(l) => match l.constant() {
+                Some(Some(b)) => Node::Const(b),
+                _ => Node::Check(Box::new(l)),
+            },
+            Err(_) => Node::Const(false),
+        };
+    }
     let Some(field) = p.field.filter(|f| shape.can_carry(*f)) else {
         // Never produced (for this shape): absent, so every test is false.
         return Node::Const(false);
@@ -78,6 +98,7 @@ pub(super) fn compile_leaf(p: &TypedPred, shape: Shape) -> Node {
         Test::Regex(re) => CTest::Regex(re.clone()),
         Test::Num(cmp, n) => CTest::Num(*cmp, *n),
         Test::Bool(b) => CTest::Bool(*b),
+        Test::Check(_) => return Node::Const(false),
     };
     let leaf = Leaf {
         field,
@@ -108,6 +129,7 @@ pub(super) fn simplify_and(kids: Vec<Node>) -> Node {
         match k {
             Node::Const(true) => {}
             Node::Const(false) => return Node::Const(false),
+            k if k.is_null() => return Node::Const(false),
             Node::And(inner) => out.extend(inner.into_vec()),
             k => out.push(k),
         }
@@ -125,6 +147,7 @@ pub(super) fn simplify_or(kids: Vec<Node>) -> Node {
     for k in kids {
         match k {
             Node::Const(false) => {}
+            k if k.is_null() => {}
             Node::Const(true) => return Node::Const(true),
             Node::Or(inner) => out.extend(inner.into_vec()),
             k => out.push(k),
@@ -143,6 +166,8 @@ pub(super) fn simplify_or(kids: Vec<Node>) -> Node {
 pub(super) fn cost(n: &Node) -> u32 {
     match n {
         Node::Const(_) => 0,
+        // Computed values: after every plain test.
+        Node::Check(_) => 60,
         // A negated test rarely rejects: try it after the selective ones.
         Node::Not(inner) => cost(inner) * 3,
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
@@ -174,6 +199,36 @@ pub(super) fn cost(n: &Node) -> u32 {
     }
 }
 
+/// Equality with this many strings or more is a [`CTest::OneOf`].
+const ONE_OF_MIN: usize = 6;
+
+/// The `or` of string tests on one field, cheapest first; many equalities become one
+/// [`CTest::OneOf`].
+fn any_of(tests: Vec<CTest>) -> CTest {
+    let mut exact: Vec<Box<str>> = Vec::new();
+    let mut rest = Vec::new();
+    for t in tests {
+        match t {
+            CTest::Str(Cmp::Eq, v) => exact.push(v),
+            CTest::OneOf(vs) => exact.extend(vs.into_vec()),
+            t => rest.push(t),
+        }
+    }
+    if exact.len() >= ONE_OF_MIN {
+        exact.sort_unstable();
+        exact.dedup();
+        rest.push(CTest::OneOf(exact.into()));
+    } else {
+        rest.extend(exact.into_iter().map(|v| CTest::Str(Cmp::Eq, v)));
+    }
+    rest.sort_by_key(CTest::cost);
+    if rest.len() == 1 {
+        rest.pop().unwrap_or(CTest::Exists)
+    } else {
+        CTest::AnyOf(rest.into())
+    }
+}
+
 /// Fuses `or`-ed string leaves on the same field into one [`CTest::AnyOf`] leaf.
 pub(super) fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
     let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
@@ -190,8 +245,7 @@ pub(super) fn fuse_leaves(nodes: Vec<Node>) -> Vec<Node> {
                     t => vec![t],
                 };
                 tests.push(leaf.test);
-                tests.sort_by_key(CTest::cost);
-                prev.test = CTest::AnyOf(tests.into());
+                prev.test = any_of(tests);
                 prev.on_joined = prev.test.joined_equivalent();
                 continue;
             }
@@ -213,6 +267,7 @@ impl CTest {
             CTest::Str(Cmp::Eq, v) => !v.bytes().any(|b| b == b' ' || b == 0),
             CTest::Glob(g) => !g.has_space_or_nul(),
             CTest::AnyOf(tests) => tests.iter().all(CTest::joined_equivalent),
+            CTest::OneOf(vs) => vs.iter().all(|v| !v.bytes().any(|b| b == b' ' || b == 0)),
             _ => false,
         }
     }
@@ -220,7 +275,7 @@ impl CTest {
     pub(super) fn is_string_test(&self) -> bool {
         matches!(
             self,
-            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_)
+            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_) | CTest::OneOf(_)
         )
     }
 
@@ -231,11 +286,22 @@ impl CTest {
             CTest::Glob(_) => 2,
             CTest::Regex(_) => 25,
             CTest::AnyOf(tests) => tests.iter().map(CTest::cost).sum(),
+            CTest::OneOf(_) => 2,
         }
     }
 }
 
 impl Node {
+    /// Whether no event of the shape matches (false, or a null condition).
+    pub(super) fn never(&self) -> bool {
+        matches!(self, Node::Const(false)) || self.is_null()
+    }
+
+    /// A condition that is null for every event: false, and so is its negation.
+    pub(super) fn is_null(&self) -> bool {
+        matches!(self, Node::Check(c) if c.constant() == Some(None))
+    }
+
     /// Whether evaluating this node can join `process.command_line` into the scratch buffer.
     pub(super) fn needs_scratch(&self) -> bool {
         match self {
@@ -243,6 +309,7 @@ impl Node {
             Node::Not(n) => n.needs_scratch(),
             Node::Const(_) => false,
             Node::Leaf(l) => l.field == Field::CommandLine && !l.on_joined,
+            Node::Check(c) => c.reads(Field::CommandLine),
         }
     }
 }

@@ -145,6 +145,11 @@ impl BytesGlob {
         (!self.prefix.is_empty()).then_some(&self.prefix[..])
     }
 
+    /// The literal every match ends with, if any.
+    pub fn literal_suffix(&self) -> Option<&[u8]> {
+        (!self.suffix.is_empty()).then_some(&self.suffix[..])
+    }
+
     /// The longest literal piece: every match holds it somewhere (for prefiltering).
     pub fn longest_literal(&self) -> &[u8] {
         self.middles

@@ -33,6 +33,43 @@ impl Regex {
     }
 }
 
+/// The literal text every match of a Lucene regular expression starts with (at least one
+/// character), for indexing; `None` when there is none or it is not certain (an
+/// alternation anywhere at the top level, an optional first character).
+pub fn lucene_literal_prefix(pattern: &str) -> Option<String> {
+    let mut depth = 0i32;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '(' | '[') => depth += 1,
+            (false, ')' | ']') => depth -= 1,
+            (false, '|') if depth <= 0 => return None,
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let lit = match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => e,
+                _ => break,
+            },
+            '.' | '?' | '+' | '*' | '|' | '{' | '}' | '[' | ']' | '(' | ')' | '"' | '#' | '@'
+            | '&' | '<' | '>' | '~' => break,
+            c => c,
+        };
+        // A quantifier makes this character optional or repeated: it is not certain.
+        if matches!(chars.peek(), Some('?' | '*' | '{')) {
+            break;
+        }
+        out.push(lit);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Translates a Lucene regular expression (the syntax Elasticsearch's `regexp` query and EQL's
 /// `regex` use) to an anchored `regex` crate pattern.
 pub fn lucene_to_regex(pattern: &str, ci: bool) -> Result<String, String> {
@@ -111,6 +148,17 @@ fn push_class_char(out: &mut String, c: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_prefixes_of_regular_expressions() {
+        let p = |s| lucene_literal_prefix(s);
+        assert_eq!(p(r"/var/run/\w+\.(pid|lock)").as_deref(), Some("/var/run/"));
+        assert_eq!(p(r"\/tmp\/.*").as_deref(), Some("/tmp/"));
+        assert_eq!(p("abc|def"), None);
+        assert_eq!(p("ab?c").as_deref(), Some("a"));
+        assert_eq!(p(".*x"), None);
+        assert_eq!(p("(a|b)c"), None);
+    }
 
     #[test]
     fn lucene_regex_translation() {

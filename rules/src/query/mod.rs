@@ -76,40 +76,56 @@ pub struct Warning {
     pub message: String,
 }
 
-/// A typed query and what is worth a warning about it.
+/// A rule's typed program: one event query, a sequence or a sample.
+pub type Program = ast::Eql<Query<TypedPred>>;
+
+/// A typed program and what is worth a warning about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Built {
-    pub query: Query<TypedPred>,
+    pub program: Program,
     pub warnings: Vec<Warning>,
 }
 
 /// Parses and types `text`.
 pub fn build(language: Language, text: &str) -> Result<Built, BuildError> {
     let parsed = match language {
-        Language::Kql => kql::parse(text)?,
+        Language::Kql => ast::Eql::Event(kql::parse(text)?),
         Language::Eql => eql::parse(text).map_err(|e| match e {
             eql::EqlError::Syntax(e) => BuildError::from(e),
             eql::EqlError::Unsupported(why) => BuildError::Unsupported(why),
         })?,
     };
-    let query = parsed.typed().map_err(|e| BuildError::Type {
-        offset: e.at,
-        message: e.message,
-    })?;
-    let warnings = query
-        .absent_fields()
-        .into_iter()
-        .map(|(name, offset)| Warning {
-            offset,
-            message: match crate::ecs::schema::suggest(name) {
-                Some(near) => format!(
-                    "unknown field `{name}` (did you mean `{near}`?): tests on it are false"
-                ),
-                None => format!(
-                    "field `{name}` is not produced by this host's events: tests on it are false"
-                ),
-            },
+    let program = parsed.try_map(&mut |q: Query<ast::Pred>| {
+        q.typed().map_err(|e| BuildError::Type {
+            offset: e.at,
+            message: e.message,
         })
-        .collect();
-    Ok(Built { query, warnings })
+    })?;
+    let mut warnings = Vec::new();
+    for q in program.queries() {
+        for (name, offset) in q.absent_fields() {
+            if warnings
+                .iter()
+                .any(|w: &Warning| w.message.contains(&format!("`{name}`")))
+            {
+                continue;
+            }
+            warnings.push(Warning {
+                offset,
+                message: absent_warning(name),
+            });
+        }
+    }
+    Ok(Built { program, warnings })
+}
+
+fn absent_warning(name: &str) -> String {
+    match crate::ecs::schema::suggest(name) {
+        Some(near) => {
+            format!("unknown field `{name}` (did you mean `{near}`?): tests on it are false")
+        }
+        None => {
+            format!("field `{name}` is not produced by this host's events: tests on it are false")
+        }
+    }
 }

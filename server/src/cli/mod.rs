@@ -169,6 +169,10 @@ pub struct PublishArgs {
     /// `exceptions_list` (repeatable).
     #[arg(long = "link", value_name = "RULE_ID=LIST_ID")]
     link: Vec<String>,
+    /// Runs fleet-wide new_terms rules (whose fields do not include `host.id`) on each
+    /// host's own history; without it they do not run.
+    #[arg(long)]
+    new_terms_per_host: bool,
     #[arg(long)]
     json: bool,
 }

@@ -58,6 +58,7 @@ pub async fn publish(config: Config, args: &PublishArgs) -> Result<(), Failure> 
         exceptions,
         block: args.block.clone(),
         links,
+        new_terms_per_host: args.new_terms_per_host,
     };
     draft.check().map_err(|e| usage(e.to_string()))?;
     let (set, report) = draft.compile("", None).map_err(|problems| {

@@ -1,5 +1,6 @@
 //! EQL tokens: identifiers (with `` ` `` quoting and `?` optional fields), strings (escapes,
-//! raw `"""` strings), numbers, operators; comments skipped. Every token keeps its byte offset.
+//! raw `"""` strings), numbers (unsigned: a minus sign is an operator), operators and
+//! brackets; comments skipped. Every token keeps its byte span.
 
 use crate::query::ParseError;
 
@@ -9,10 +10,16 @@ pub(super) enum T {
     /// `?field`: an optional field.
     OptIdent(String),
     Str(String),
-    Num(f64),
+    /// A number; `int` when written without a fraction and it fits an `i64`.
+    Num {
+        value: f64,
+        int: Option<i64>,
+    },
     Op(&'static str),
     LParen,
     RParen,
+    LBracket,
+    RBracket,
     Comma,
     Pipe,
     End,
@@ -22,6 +29,8 @@ pub(super) enum T {
 pub(super) struct Token {
     pub(super) kind: T,
     pub(super) at: usize,
+    /// Just past the token.
+    pub(super) end: usize,
 }
 
 pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
@@ -66,17 +75,29 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 at,
                 "expected a string in double quotes (\"...\"); single quotes are not EQL strings",
             ));
-        } else if c.is_ascii_digit() || (c == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
+        } else if c.is_ascii_digit() {
             let start = i;
-            i += 1;
-            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
-            let n = src[start..i]
+            let mut fraction = false;
+            if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                fraction = true;
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            let text = &src[start..i];
+            let value = text
                 .parse::<f64>()
                 .map_err(|_| err(start, "expected a number"))?;
-            T::Num(n)
+            let int = if fraction {
+                None
+            } else {
+                text.parse::<i64>().ok()
+            };
+            T::Num { value, int }
         } else if c == b'?'
             && b.get(i + 1)
                 .is_some_and(|n| is_ident_start(*n) || *n == b'`')
@@ -89,7 +110,9 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
             i = next;
             T::Ident(name)
         } else {
-            let ops: &[&'static str] = &["==", "!=", "<=", ">=", "<", ">", ":", "~"];
+            let ops: &[&'static str] = &[
+                "==", "!=", "<=", ">=", "<", ">", ":", "~", "+", "-", "*", "/", "%", "=", "!",
+            ];
             if let Some(op) = ops.iter().find(|o| src[i..].starts_with(**o)) {
                 i += op.len();
                 T::Op(op)
@@ -98,6 +121,8 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 match c {
                     b'(' => T::LParen,
                     b')' => T::RParen,
+                    b'[' => T::LBracket,
+                    b']' => T::RBracket,
                     b',' => T::Comma,
                     b'|' => T::Pipe,
                     _ => {
@@ -107,11 +132,12 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 }
             }
         };
-        out.push(Token { kind, at });
+        out.push(Token { kind, at, end: i });
     }
     out.push(Token {
         kind: T::End,
         at: src.len(),
+        end: src.len(),
     });
     Ok(out)
 }

@@ -1,22 +1,24 @@
-//! EQL: single-event queries (`process where ...`).
+//! EQL: event queries (`process where ...`), sequences and samples.
 //!
 //! Operators and their case rules as Elasticsearch defines them: `==`, `!=`, `in`, `like`,
 //! `regex` are case-sensitive; `:`, `in~`, `like~`, `regex~` are case-insensitive. `like` and
-//! `:` take `*` and `?` wildcards. Sequences, samples, pipes, field-to-field comparisons and
-//! functions other than `startsWith`, `endsWith` and `stringContains` are valid EQL this engine
-//! does not evaluate: they are reported as [`EqlError::Unsupported`], not as syntax errors.
+//! `:` take `*` and `?` wildcards. The function library, arithmetic and field-to-field
+//! comparisons are evaluated; pipes, and event categories this host's events never have,
+//! are valid EQL this engine does not run: they are reported as [`EqlError::Unsupported`],
+//! not as syntax errors.
 //!
-//! [`lexer`] turns the text into tokens with their offsets; [`parser`] builds the tree.
+//! [`lexer`] turns the text into tokens with their offsets; [`parser`] builds the tree;
+//! [`lower`] turns conditions into the shared query tree.
 
 mod lexer;
+mod lower;
 mod parser;
 
 pub use parser::like_toks;
 
 use super::ParseError;
-use super::ast::{Cmp, Lit, Op, Pred, Query};
-use lexer::T;
-use parser::Parser;
+use super::ast::{Cmp, Eql, Lit, Op, Pred, Query, Sample, Sequence, Stage};
+use parser::{EventQuery, Parser, StageAst, TopAst};
 
 /// Why an EQL query cannot be used.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,53 +33,84 @@ impl From<ParseError> for EqlError {
     }
 }
 
-/// Event categories the view produces.
-const CATEGORIES: &[&str] = &["process", "file"];
-
-/// Parses `category where condition` into a query that also tests `event.category`.
-pub fn parse(src: &str) -> Result<Query<Pred>, EqlError> {
-    let head = src.trim_start();
-    for word in ["sequence", "sample"] {
-        if head.starts_with(word)
-            && !head[word.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(EqlError::Unsupported(format!(
-                "EQL {word} queries need correlated events; only single-event queries are evaluated"
-            )));
-        }
-    }
+/// Parses an EQL text. Each event query also tests `event.category` (unless `any`).
+pub fn parse(src: &str) -> Result<Eql<Query<Pred>>, EqlError> {
+    super::limits::check_size(src)?;
     let mut p = Parser::new(lexer::lex(src)?, src.len());
-    let first = p.peek_tok().clone();
-    let category = match first.kind {
-        T::Ident(w) | T::Str(w) => w,
-        _ => return Err(p.error("an event category (e.g. `process`)").into()),
-    };
-    p.bump();
-    if !p.eat_word("where") {
-        return Err(p.error("`where`").into());
-    }
-    let cond = p.or_expr()?;
-    match p.peek_tok().kind {
-        T::End => {}
-        T::Pipe => {
-            return Err(EqlError::Unsupported(
-                "EQL pipes (`| head`, `| filter`...) are not evaluated".into(),
-            ));
+    Ok(match p.top()? {
+        TopAst::Event(q) => Eql::Event(event_query(q)?),
+        TopAst::Sequence {
+            by,
+            maxspan,
+            stages,
+            until,
+        } => {
+            let mut out = Vec::new();
+            for st in stages {
+                let runs = st.runs;
+                let stage = stage(st)?;
+                for _ in 1..runs {
+                    out.push(stage.clone());
+                }
+                out.push(stage);
+            }
+            if out.iter().any(|s| s.missing) && maxspan.is_none() {
+                return Err(EqlError::Syntax(ParseError {
+                    offset: out.iter().find(|s| s.missing).map_or(0, |s| s.at),
+                    message: "a sequence with missing events (`![...]`) needs `with maxspan`"
+                        .into(),
+                }));
+            }
+            Eql::Sequence(Sequence {
+                by,
+                maxspan,
+                stages: out,
+                until: until.map(stage).transpose()?,
+            })
         }
-        _ => return Err(p.error("`and`, `or` or the end of the query").into()),
+        TopAst::Sample { by, stages } => Eql::Sample(Sample {
+            by,
+            stages: stages.into_iter().map(stage).collect::<Result<_, _>>()?,
+        }),
+    })
+}
+
+/// The single-event query of an event-query text (what the older single-event-only callers
+/// and tests use).
+pub fn parse_event(src: &str) -> Result<Query<Pred>, EqlError> {
+    match parse(src)? {
+        Eql::Event(q) => Ok(q),
+        _ => Err(EqlError::Unsupported(
+            "a sequence or sample where an event query was expected".into(),
+        )),
     }
-    if category == "any" {
+}
+
+fn stage(st: StageAst) -> Result<Stage<Query<Pred>>, EqlError> {
+    Ok(Stage {
+        query: event_query(st.query)?,
+        keys: st.keys,
+        missing: st.missing,
+        at: st.at,
+    })
+}
+
+fn event_query(q: EventQuery) -> Result<Query<Pred>, EqlError> {
+    let cond = lower::lower(q.cond)?;
+    if q.category == "any" {
         return Ok(cond);
     }
-    if !CATEGORIES.contains(&category.as_str()) {
+    if !crate::ecs::CATEGORIES.contains(&q.category.as_str()) {
         return Err(EqlError::Unsupported(format!(
-            "event category `{category}`: no source here produces it (only process and file events)"
+            "event category `{}`: no source here produces it (only {} events)",
+            q.category,
+            crate::ecs::CATEGORIES.join(" and ")
         )));
     }
     let cat = Query::Leaf(Pred {
         field: "event.category".into(),
-        op: Op::Compare(Cmp::Eq, Lit::Str(category)),
-        at: first.at,
+        op: Op::Compare(Cmp::Eq, Lit::Str(q.category)),
+        at: q.category_at,
     });
     Ok(Query::And(vec![cat, cond]))
 }
@@ -98,7 +131,7 @@ mod tests {
 
     /// The query without leaf positions (tests compare shapes).
     fn parse(src: &str) -> Result<Query<Pred>, EqlError> {
-        super::parse(src).map(|q| {
+        super::parse_event(src).map(|q| {
             q.try_map(&mut |p: Pred| Ok::<_, ()>(Pred { at: 0, ..p }))
                 .unwrap_or(Query::Const(false))
         })
@@ -178,7 +211,7 @@ mod tests {
 
     #[test]
     fn leaves_know_where_they_are() {
-        let q = super::parse("process where a == 1 and\n  startsWith(b, \"x\")").unwrap();
+        let q = super::parse_event("process where a == 1 and\n  startsWith(b, \"x\")").unwrap();
         let at: Vec<usize> = q.leaves().iter().map(|p| p.at).collect();
         assert_eq!(at, vec![0, 14, 38]);
     }
@@ -186,7 +219,7 @@ mod tests {
     #[test]
     fn unsupported_and_errors() {
         assert!(matches!(
-            parse("sequence [process where true]"),
+            parse("sequence [process where true] [process where true]"),
             Err(EqlError::Unsupported(_))
         ));
         assert!(matches!(
@@ -199,7 +232,7 @@ mod tests {
             Err(EqlError::Unsupported(_))
         ));
         assert!(matches!(
-            parse("process where length(a) > 1"),
+            parse("process where lenght(a) > 1"),
             Err(EqlError::Unsupported(_))
         ));
         match parse("process where a == ") {

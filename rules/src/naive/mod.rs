@@ -1,26 +1,44 @@
 //! The simple interpreter: each event becomes a serde_json ECS document and every rule's tree
 //! is walked over it, looking fields up by path. It is what a straightforward implementation
 //! would do; it serves as the baseline of `scripts/bench rules` and as the reference the
-//! compiled matcher is property-tested against.
+//! compiled matcher is property-tested against. [`stateful`] does the same for the
+//! stateful rules, event by event over documents.
+
+pub mod stateful;
 
 use serde_json::{Map, Value as Json};
 
+use crate::check::{CompiledCheck, Fields, V};
 use crate::ecs::{EcsEvent, FieldKind, within_ignore_above};
 use crate::pattern::ci_char_eq;
 use crate::query::ast::{Query, Tok};
 use crate::query::typing::{Test, TypedPred};
 
+/// A leaf with its computed-value condition (if any) ready to evaluate.
+type Leaf = (TypedPred, Option<CompiledCheck>);
+
 /// Typed queries, evaluated one by one.
 #[derive(Debug)]
 pub struct NaiveRules {
-    rules: Vec<Query<TypedPred>>,
+    rules: Vec<Query<Leaf>>,
 }
 
 impl NaiveRules {
     pub fn new(queries: &[&Query<TypedPred>]) -> NaiveRules {
-        NaiveRules {
-            rules: queries.iter().map(|q| (*q).clone()).collect(),
-        }
+        let rules = queries
+            .iter()
+            .map(|q| {
+                (*q).clone().try_map(&mut |p: TypedPred| {
+                    let check = match &p.test {
+                        Test::Check(c) => CompiledCheck::new(c).ok(),
+                        _ => None,
+                    };
+                    Ok::<Leaf, ()>((p, check))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        NaiveRules { rules }
     }
 
     /// Builds the event's document and evaluates every rule on it.
@@ -39,13 +57,68 @@ impl NaiveRules {
     }
 }
 
-fn eval(q: &Query<TypedPred>, doc: &Map<String, Json>) -> bool {
+fn eval(q: &Query<Leaf>, doc: &Map<String, Json>) -> bool {
     match q {
         Query::And(v) => v.iter().all(|k| eval(k, doc)),
         Query::Or(v) => v.iter().any(|k| eval(k, doc)),
-        Query::Not(k) => !eval(k, doc),
+        Query::Not(k) => match negated_check(k, true) {
+            // `not` of a computed condition is three-valued: null stays false.
+            Some((check, negated)) => check_value(check, doc).is_some_and(|b| b != negated),
+            None => !eval(k, doc),
+        },
         Query::Const(b) => *b,
-        Query::Leaf(p) => lookup(doc, &p.name).iter().any(|v| test(p, v)),
+        Query::Leaf((_, Some(check))) => check_value(check, doc) == Some(true),
+        Query::Leaf((p, None)) => lookup(doc, &p.name).iter().any(|v| test(p, v)),
+    }
+}
+
+/// The check under a chain of `not`s, and whether they negate it.
+fn negated_check(q: &Query<Leaf>, negated: bool) -> Option<(&CompiledCheck, bool)> {
+    match q {
+        Query::Not(inner) => negated_check(inner, !negated),
+        Query::Leaf((_, Some(check))) => Some((check, negated)),
+        _ => None,
+    }
+}
+
+fn check_value(check: &CompiledCheck, doc: &Map<String, Json>) -> Option<bool> {
+    let values = check
+        .fields()
+        .iter()
+        .map(|f| {
+            lookup(doc, &f.name)
+                .into_iter()
+                .filter(|v| match v {
+                    // No doc value past `ignore_above`.
+                    Json::String(s) => f.kind != FieldKind::Keyword || within_ignore_above(s),
+                    _ => true,
+                })
+                .collect()
+        })
+        .collect();
+    check.eval(&DocFields { values })
+}
+
+/// A check's field values, looked up in a document.
+struct DocFields<'d> {
+    values: Vec<Vec<&'d Json>>,
+}
+
+impl Fields for DocFields<'_> {
+    fn count(&self, i: usize) -> usize {
+        self.values[i].len()
+    }
+
+    fn get(&self, i: usize, k: usize) -> V<'_> {
+        match self.values[i].get(k) {
+            Some(Json::String(s)) => V::Str(std::borrow::Cow::Borrowed(s)),
+            Some(Json::Bool(b)) => V::Bool(*b),
+            Some(Json::Number(n)) => match n.as_i64() {
+                Some(i) => V::Int(i),
+                None => n.as_f64().map_or(V::Null, V::Float),
+            },
+            _ => V::Null,
+        }
     }
 }
 

@@ -1,0 +1,325 @@
+//! Owned copies of events, for rules that alert on events already gone (a sequence's
+//! earlier stages): the event and every process its view can look up (its own last exec,
+//! parent, responsible process, leaders), so the same view can be made again later, with
+//! the same values, after the process table has moved on.
+
+use nightjar_proto::Args;
+use nightjar_proto::event::Event;
+
+use super::{EcsEvent, EntryLeader, HostInfo, Ids, Process, Processes, Subject};
+
+/// A process as a snapshot keeps it: every value [`Process`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedProcess {
+    pub pid: u32,
+    pub executable: String,
+    pub args: Args<'static>,
+    pub command_line: String,
+    pub signing_id: Option<String>,
+    pub team_id: Option<String>,
+    pub cs_flags: Option<u32>,
+    pub args_count: usize,
+    pub start_time_ns: Option<i64>,
+    pub ppid: Option<u32>,
+    pub working_directory: Option<String>,
+    pub ids: Ids,
+    pub interactive: Option<bool>,
+    pub session_leader_pid: Option<u32>,
+    pub group_leader_pid: Option<u32>,
+    pub container: Option<bool>,
+    pub entry_leader: Option<EntryLeader>,
+}
+
+impl OwnedProcess {
+    /// A copy of what `p` answers.
+    pub fn of(p: &dyn Process) -> OwnedProcess {
+        OwnedProcess {
+            pid: p.pid(),
+            executable: p.executable().to_owned(),
+            args: p.args().clone().into_owned(),
+            command_line: p.command_line().to_owned(),
+            signing_id: p.signing_id().map(str::to_owned),
+            team_id: p.team_id().map(str::to_owned),
+            cs_flags: p.cs_flags(),
+            args_count: p.args_count(),
+            start_time_ns: p.start_time_ns(),
+            ppid: p.ppid(),
+            working_directory: p.working_directory().map(str::to_owned),
+            ids: p.ids(),
+            interactive: p.interactive(),
+            session_leader_pid: p.session_leader_pid(),
+            group_leader_pid: p.group_leader_pid(),
+            container: p.container(),
+            entry_leader: p.entry_leader(),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.executable.capacity()
+            + self.args.heap_bytes()
+            + self.command_line.capacity()
+            + self.signing_id.as_ref().map_or(0, String::capacity)
+            + self.team_id.as_ref().map_or(0, String::capacity)
+            + self.working_directory.as_ref().map_or(0, String::capacity)
+    }
+}
+
+impl Process for OwnedProcess {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn executable(&self) -> &str {
+        &self.executable
+    }
+    fn name(&self) -> &str {
+        nightjar_proto::event::basename(&self.executable)
+    }
+    fn args(&self) -> &Args<'_> {
+        &self.args
+    }
+    fn command_line(&self) -> &str {
+        &self.command_line
+    }
+    fn signing_id(&self) -> Option<&str> {
+        self.signing_id.as_deref()
+    }
+    fn team_id(&self) -> Option<&str> {
+        self.team_id.as_deref()
+    }
+    fn cs_flags(&self) -> Option<u32> {
+        self.cs_flags
+    }
+    fn args_count(&self) -> usize {
+        self.args_count
+    }
+    fn start_time_ns(&self) -> Option<i64> {
+        self.start_time_ns
+    }
+    fn ppid(&self) -> Option<u32> {
+        self.ppid
+    }
+    fn working_directory(&self) -> Option<&str> {
+        self.working_directory.as_deref()
+    }
+    fn ids(&self) -> Ids {
+        self.ids
+    }
+    fn interactive(&self) -> Option<bool> {
+        self.interactive
+    }
+    fn session_leader_pid(&self) -> Option<u32> {
+        self.session_leader_pid
+    }
+    fn group_leader_pid(&self) -> Option<u32> {
+        self.group_leader_pid
+    }
+    fn container(&self) -> Option<bool> {
+        self.container
+    }
+    fn entry_leader(&self) -> Option<EntryLeader> {
+        self.entry_leader
+    }
+}
+
+/// An event with the processes its view can read, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSnapshot {
+    event: Event<'static>,
+    /// By pid; a handful at most.
+    processes: Vec<OwnedProcess>,
+}
+
+impl EventSnapshot {
+    /// The event.
+    pub fn event(&self) -> &Event<'static> {
+        &self.event
+    }
+
+    /// The view of the event as it was seen.
+    pub fn view<'a>(&'a self, host: &'a HostInfo) -> EcsEvent<'a> {
+        EcsEvent::of(&self.event, self, host)
+    }
+
+    /// Heap held, bytes (for the state budget).
+    pub fn heap_bytes(&self) -> usize {
+        let event = match &self.event {
+            Event::Exec(e) => e.string_bytes(),
+            Event::Fork(e) => e.parent.string_bytes(),
+            Event::Exit(e) => e.process.string_bytes(),
+            Event::File(e) => e.string_bytes(),
+        };
+        std::mem::size_of::<Self>()
+            + event
+            + self
+                .processes
+                .iter()
+                .map(OwnedProcess::heap_bytes)
+                .sum::<usize>()
+    }
+}
+
+impl Processes for EventSnapshot {
+    fn get(&self, pid: u32) -> Option<&dyn Process> {
+        self.processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p as &dyn Process)
+    }
+}
+
+impl EcsEvent<'_> {
+    /// An owned copy of the event and of every process its view can look up.
+    pub fn snapshot(&self) -> EventSnapshot {
+        let event = match self.subject {
+            Subject::Exec(e) => Event::Exec(e.clone().into_owned()),
+            Subject::Fork(e) => Event::Fork(e.clone().into_owned()),
+            Subject::Exit(e) => Event::Exit(e.clone().into_owned()),
+            Subject::File(e) => Event::File(e.clone().into_owned()),
+        };
+        // Every pid the view passes to `Processes::get`: the process itself (an exec's
+        // fork-child test, the leaders' "is it this one"), its actor, parent, responsible
+        // process and leaders.
+        let pids = [
+            Some(self.pid()),
+            self.actor().map(|a| a.pid),
+            self.ppid(),
+            self.responsible_pid(),
+            self.session_leader_pid(),
+            self.group_leader_pid(),
+            self.entry_leader().map(|e| e.pid),
+        ];
+        let mut processes: Vec<OwnedProcess> = Vec::new();
+        for pid in pids.into_iter().flatten() {
+            if processes.iter().any(|p| p.pid == pid) {
+                continue;
+            }
+            if let Some(p) = self.processes.get(pid) {
+                processes.push(OwnedProcess::of(p));
+            }
+        }
+        EventSnapshot { event, processes }
+    }
+
+    /// When the event happened, Unix nanoseconds (`@timestamp`).
+    pub fn time_ns(&self) -> i64 {
+        self.meta().time_ns
+    }
+
+    /// The order the sensor captured it in.
+    pub fn sequence(&self) -> u64 {
+        self.meta().sensor_seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::{Field, Value};
+    use nightjar_proto::ExecEvent;
+    use nightjar_proto::event::{Actor, FileAction, FileEvent};
+    use std::borrow::Cow;
+
+    struct Table(Vec<OwnedProcess>);
+
+    impl Processes for Table {
+        fn get(&self, pid: u32) -> Option<&dyn Process> {
+            self.0
+                .iter()
+                .find(|p| p.pid == pid)
+                .map(|p| p as &dyn Process)
+        }
+    }
+
+    fn process(pid: u32, ppid: u32, exe: &str, args: &[&str]) -> OwnedProcess {
+        OwnedProcess {
+            pid,
+            executable: exe.into(),
+            args: Args::from_strs(args.iter().copied()).0,
+            command_line: args.join(" "),
+            signing_id: None,
+            team_id: None,
+            cs_flags: Some(1),
+            args_count: args.len(),
+            start_time_ns: Some(1_000 + i64::from(pid)),
+            ppid: Some(ppid),
+            working_directory: Some("/tmp".into()),
+            ids: Ids {
+                uid: Some(501),
+                euid: Some(501),
+                gid: Some(20),
+                egid: Some(20),
+            },
+            interactive: Some(true),
+            session_leader_pid: Some(3),
+            group_leader_pid: Some(pid),
+            container: Some(false),
+            entry_leader: None,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_views_like_the_event() {
+        let table = Table(vec![
+            process(3, 1, "/usr/sbin/sshd", &["sshd"]),
+            process(5, 3, "/bin/zsh", &["zsh", "-c", "x"]),
+        ]);
+        let host = HostInfo::new("h", "id");
+        let mut ev = ExecEvent::default();
+        ev.target.pid = 10;
+        ev.target.ppid = Some(5);
+        ev.target.session_leader_pid = Some(3);
+        ev.target.executable = Cow::Borrowed("/usr/bin/kcc");
+        ev.target.args = Args::from_strs(["kcc", "list"]).0;
+        ev.responsible_pid = Some(5);
+        let ev = Event::Exec(ev);
+        let live = EcsEvent::of(&ev, &table, &host);
+        let snap = live.snapshot();
+        drop(table);
+        let again = snap.view(&host);
+        assert_eq!(live_document(&ev), again.document());
+        assert!(matches!(again.value(Field::ParentName), Value::Str("zsh")));
+        assert!(matches!(
+            again.value(Field::SessionLeaderName),
+            Value::Str("sshd")
+        ));
+        assert!(snap.heap_bytes() > 40);
+    }
+
+    /// The document of `ev` with the table it was seen with (rebuilt: the table is gone).
+    fn live_document(ev: &Event<'_>) -> serde_json::Map<String, serde_json::Value> {
+        let table = Table(vec![
+            process(3, 1, "/usr/sbin/sshd", &["sshd"]),
+            process(5, 3, "/bin/zsh", &["zsh", "-c", "x"]),
+        ]);
+        let host = HostInfo::new("h", "id");
+        EcsEvent::of(ev, &table, &host).document()
+    }
+
+    #[test]
+    fn a_file_event_snapshot_keeps_its_acting_process() {
+        let table = Table(vec![
+            process(5, 1, "/bin/zsh", &["zsh"]),
+            process(9, 5, "/usr/bin/touch", &["touch", "/tmp/x"]),
+        ]);
+        let host = HostInfo::new("h", "id");
+        let ev = Event::File(FileEvent {
+            process: Actor {
+                pid: 9,
+                start_time_ns: Some(1_009),
+                ..Actor::default()
+            },
+            action: FileAction::Creation,
+            path: Cow::Borrowed("/tmp/x"),
+            ..FileEvent::default()
+        });
+        let live = EcsEvent::of(&ev, &table, &host);
+        let doc = live.document();
+        let snap = live.snapshot();
+        drop(table);
+        let again = snap.view(&host);
+        assert_eq!(doc, again.document());
+        assert!(matches!(again.value(Field::Name), Value::Str("touch")));
+        assert!(matches!(again.value(Field::ParentName), Value::Str("zsh")));
+    }
+}
