@@ -224,6 +224,43 @@ fn a_planted_host_key_is_refused() {
     let msg = text(&out);
     assert!(msg.contains("host.key"), "{msg}");
     assert!(msg.contains(&format!("owned by uid {}", user.uid)), "{msg}");
+
+    // A provisioned key (`key_file`) the user could replace: in a directory of theirs, or
+    // root's directory with the user's file in it.
+    let theirs = TmpArea::new("attack-keyfile");
+    user.sh(&format!(
+        "mkdir -m 0755 {0} && cp {1} {0}/host.key && chmod 600 {0}/host.key",
+        theirs.path.display(),
+        src.path.display()
+    ));
+    let cfg = config(
+        &st.config_path(),
+        &st.state_dir(),
+        &st.ring_path(),
+        &format!(
+            "key_file = {:?}\n{RULES}",
+            theirs.join("host.key").display().to_string()
+        ),
+    );
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("its directory cannot be trusted"),
+        "{}",
+        text(&out)
+    );
+    std::os::unix::fs::chown(&theirs.path, Some(0), Some(0)).unwrap();
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("owned by uid {}", user.uid)),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !st.state_dir().join("alerts.sled").exists(),
+        "no store was made"
+    );
 }
 
 #[test]
