@@ -42,6 +42,9 @@
 //!
 //! The last stdout line is one JSON object.
 
+// The figures' `json!` object is larger than the macro's default recursion allows.
+#![recursion_limit = "256"]
+
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -537,7 +540,22 @@ fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRu
 }
 
 /// The build with the filter on and off: (on, off, whether the kernel applies the filter).
-fn build_figures(dir: &Path) -> Result<(BuildRun, BuildRun, bool), String> {
+/// The build runs: the filter from all of Elastic's Linux rules (`on`), from its single-event
+/// rules only (`event_rules`), and off.
+#[derive(Debug)]
+struct BuildFigures {
+    on: BuildRun,
+    event_rules: BuildRun,
+    off: BuildRun,
+    /// The kernel applies the filter of all rules / of the single-event rules.
+    kernel: bool,
+    event_rules_kernel: bool,
+    /// Rule files whose filter alone admits every file event (a file query no path or
+    /// process bounds, such as a sequence's file stage joined on the process).
+    admit_all: Vec<String>,
+}
+
+fn build_figures(dir: &Path) -> Result<BuildFigures, String> {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
     let linux = std::fs::read_dir(&shared)
         .map_err(|e| format!("{}: {e}", shared.display()))?
@@ -551,6 +569,39 @@ fn build_figures(dir: &Path) -> Result<(BuildRun, BuildRun, bool), String> {
     let (set, _) = nightjar_rules::RuleSet::load(std::slice::from_ref(&linux), false, None)
         .map_err(|e| e.to_string())?;
     let kernel = set.file_filter().kernel_can_filter();
+    // The single-event rules, each file judged on its own.
+    let singles = dir.join("linux-event-rules");
+    std::fs::create_dir_all(&singles).map_err(|e| e.to_string())?;
+    let mut admit_all = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&linux)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let Ok((one, _)) = nightjar_rules::RuleSet::load(std::slice::from_ref(file), false, None)
+        else {
+            continue;
+        };
+        if one.file_filter().is_all() {
+            admit_all.push(
+                file.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        if !one.rules().is_empty() && one.event_rules() == one.rules().len() {
+            let name = file.file_name().ok_or("a rule file without a name")?;
+            std::fs::copy(file, singles.join(name)).map_err(|e| e.to_string())?;
+        }
+    }
+    let (single_set, _) =
+        nightjar_rules::RuleSet::load(std::slice::from_ref(&singles), false, None)
+            .map_err(|e| e.to_string())?;
+    let event_rules_kernel = single_set.file_filter().kernel_can_filter();
     let every = dir.join("every-file.toml");
     std::fs::write(
         &every,
@@ -565,8 +616,16 @@ fn build_figures(dir: &Path) -> Result<(BuildRun, BuildRun, bool), String> {
     write_project(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let out = (|| {
         let on = build_run(dir, &root, &linux, "on")?;
+        let event_rules = build_run(dir, &root, &singles, "event-rules")?;
         let off = build_run(dir, &root, &every, "off")?;
-        Ok((on, off, kernel))
+        Ok(BuildFigures {
+            on,
+            event_rules,
+            off,
+            kernel,
+            event_rules_kernel,
+            admit_all,
+        })
     })();
     let _ = std::fs::remove_dir_all(&root);
     out
@@ -775,7 +834,10 @@ fn main() {
         Err("not run".into())
     };
     match &build {
-        Ok((on, off, _)) => eprintln!("build: filter on {on:?}; off {off:?}"),
+        Ok(f) => eprintln!(
+            "build: filter on {:?}; single-event rules {:?}; off {:?}",
+            f.on, f.event_rules, f.off
+        ),
         Err(e) => eprintln!("build not measured: {e}"),
     }
     let b = build.as_ref().ok();
@@ -793,9 +855,11 @@ fn main() {
         (!v.is_empty()).then(|| percentile(&v, p))
     };
     let e = execs.as_ref().ok();
-    let dropped_share = b.and_then(|(on, off, _)| {
+    let share = |on: &BuildRun, off: &BuildRun| {
         (off.published > 0).then(|| 1.0 - on.published as f64 / off.published as f64)
-    });
+    };
+    let dropped_share = b.and_then(|f| share(&f.on, &f.off));
+    let event_rules_dropped_share = b.and_then(|f| share(&f.event_rules, &f.off));
     let out = json!({
         "suite": "sensor",
         "events_per_round": EVENTS,
@@ -818,17 +882,25 @@ fn main() {
         "rss_error": rss.as_ref().err(),
         "file_events_per_sec": file_rate.round(),
         "file_records_lost": file_lost,
-        "build_file_events_filter_off": b.map(|(_, off, _)| off.published),
-        "build_file_events_filter_on": b.map(|(on, _, _)| on.published),
+        "build_file_events_filter_off": b.map(|f| f.off.published),
+        "build_file_events_filter_on": b.map(|f| f.on.published),
         "build_filter_dropped_share": dropped_share,
-        "build_filter_in_kernel": b.map(|(_, _, k)| *k),
-        "build_sensor_cpu_ms_filter_on": b.map(|(on, _, _)| on.sensor_cpu_ms),
-        "build_sensor_cpu_ms_filter_off": b.map(|(_, off, _)| off.sensor_cpu_ms),
-        "build_secs_filter_on": b.map(|(on, _, _)| on.build_secs),
-        "build_secs_filter_off": b.map(|(_, off, _)| off.build_secs),
-        "build_filtered_reported_filter_on": b.map(|(on, _, _)| on.filtered_reported),
-        "build_lost_filter_on": b.map(|(on, _, _)| on.lost.clone()),
-        "build_lost_filter_off": b.map(|(_, off, _)| off.lost.clone()),
+        "build_filter_in_kernel": b.map(|f| f.kernel),
+        "build_sensor_cpu_ms_filter_on": b.map(|f| f.on.sensor_cpu_ms),
+        "build_sensor_cpu_ms_filter_off": b.map(|f| f.off.sensor_cpu_ms),
+        "build_secs_filter_on": b.map(|f| f.on.build_secs),
+        "build_secs_filter_off": b.map(|f| f.off.build_secs),
+        "build_filtered_reported_filter_on": b.map(|f| f.on.filtered_reported),
+        "build_lost_filter_on": b.map(|f| f.on.lost.clone()),
+        "build_lost_filter_off": b.map(|f| f.off.lost.clone()),
+        "build_file_events_event_rules_filter": b.map(|f| f.event_rules.published),
+        "build_event_rules_filter_dropped_share": event_rules_dropped_share,
+        "build_event_rules_filter_in_kernel": b.map(|f| f.event_rules_kernel),
+        "build_sensor_cpu_ms_event_rules_filter": b.map(|f| f.event_rules.sensor_cpu_ms),
+        "build_secs_event_rules_filter": b.map(|f| f.event_rules.build_secs),
+        "build_filtered_reported_event_rules_filter": b.map(|f| f.event_rules.filtered_reported),
+        "build_lost_event_rules_filter": b.map(|f| f.event_rules.lost.clone()),
+        "build_rules_admitting_every_file_event": b.map(|f| f.admit_all.clone()),
         "build_error": build.as_ref().err(),
         "exec_latency_p50_ns_detect": e.and_then(|(d, _)| lat(d, 0.5)),
         "exec_latency_p50_ns_blocking": e.and_then(|(_, b)| lat(b, 0.5)),
