@@ -39,6 +39,7 @@ pub enum RecordKind {
     Exit = 4,
     File = 5,
     Filtered = 6,
+    Block = 7,
 }
 
 /// Where upstream loss was detected, before a record could reach the ring.
@@ -96,6 +97,20 @@ pub struct FilterReport {
     pub time_ns: i64,
 }
 
+/// What the sensor's blocking did since its last report: execs a blocking rule may have
+/// matched but that were let through (fail open: the Endpoint Security deadline was too close,
+/// an argument the rule needs was in the part of argv not read, the signal failed, the blocked
+/// record could not be handed over). Blocked execs themselves arrive as exec records with
+/// `FLAG_BLOCKED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, bincode::Decode)]
+pub struct BlockReport {
+    pub failed_open: u64,
+    /// Blocked execs whose record was lost (the ring or the hand-off was full).
+    pub blocked_unrecorded: u64,
+    /// When the count was taken, Unix nanoseconds.
+    pub time_ns: i64,
+}
+
 /// One ring record.
 // Records live on the stack for one decode; boxing the event would allocate per event.
 #[allow(clippy::large_enum_variant)]
@@ -107,6 +122,7 @@ pub enum Record<'a> {
     File(FileEvent<'a>),
     Loss(LossReport),
     Filtered(FilterReport),
+    Block(BlockReport),
 }
 
 impl<'a> From<Event<'a>> for Record<'a> {
@@ -141,7 +157,7 @@ impl<'a> Record<'a> {
             Record::Fork(e) => Event::Fork(e),
             Record::Exit(e) => Event::Exit(e),
             Record::File(e) => Event::File(e),
-            Record::Loss(_) | Record::Filtered(_) => return None,
+            Record::Loss(_) | Record::Filtered(_) | Record::Block(_) => return None,
         })
     }
 
@@ -150,6 +166,7 @@ impl<'a> Record<'a> {
         match self {
             Record::Loss(l) => Record::Loss(l),
             Record::Filtered(f) => Record::Filtered(f),
+            Record::Block(b) => Record::Block(b),
             other => match other.into_event() {
                 Some(e) => Record::from(e.into_owned()),
                 None => unreachable!("loss and filter records are handled above"),
@@ -197,6 +214,7 @@ pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecEr
         Record::File(_) => RecordKind::File,
         Record::Loss(_) => RecordKind::Loss,
         Record::Filtered(_) => RecordKind::Filtered,
+        Record::Block(_) => RecordKind::Block,
     };
     buf[..2].copy_from_slice(&RECORD_MAGIC);
     buf[2] = RECORD_VERSION;
@@ -209,6 +227,7 @@ pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecEr
         Record::File(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
         Record::Loss(loss) => bincode::encode_into_slice(loss, body, CONFIG)?,
         Record::Filtered(f) => bincode::encode_into_slice(f, body, CONFIG)?,
+        Record::Block(b) => bincode::encode_into_slice(b, body, CONFIG)?,
     };
     Ok(HEADER_LEN + n)
 }
@@ -261,6 +280,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, CodecError> {
         }
         k if k == RecordKind::Loss as u8 => Ok(Record::Loss(decode_body(body)?)),
         k if k == RecordKind::Filtered as u8 => Ok(Record::Filtered(decode_body(body)?)),
+        k if k == RecordKind::Block as u8 => Ok(Record::Block(decode_body(body)?)),
         found => Err(CodecError::Kind { found }),
     }
 }

@@ -14,6 +14,16 @@ pub const MAX_FILTER_ENTRY: usize = 255;
 /// Most entries of each list; past it the filter admits every path.
 pub const MAX_FILTER_ENTRIES: usize = 1024;
 
+/// Longest path component the Linux probes look up (bytes).
+pub const KERNEL_COMPONENT_MAX: usize = 15;
+/// Texts inside the path the Linux probes search, at most, and their longest (bytes).
+pub const KERNEL_TEXTS: usize = 4;
+pub const KERNEL_TEXT_MAX: usize = 16;
+/// Process name prefixes the Linux probes compare, at most, and their longest (bytes; the
+/// kernel keeps 15 bytes of a name).
+pub const KERNEL_PROCESS_PREFIXES: usize = 8;
+pub const KERNEL_PROCESS_PREFIX_MAX: usize = 15;
+
 /// The file events to publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathFilter {
@@ -69,15 +79,25 @@ impl PathFilter {
             && self.process_suffixes.is_empty()
     }
 
-    /// Whether the kernel can apply this filter as it is: prefixes, names, extensions and
-    /// whole process names only. Otherwise the kernel admits every file event and the sensor
-    /// filters them (components, text inside the path, process name patterns).
+    /// Whether the Linux probes can apply this filter as it is: prefixes, names, extensions,
+    /// whole process names, and within their limits ([`KERNEL_COMPONENT_MAX`],
+    /// [`KERNEL_TEXTS`], [`KERNEL_PROCESS_PREFIXES`]) path components, text inside the path
+    /// and process name prefixes. Otherwise (process name suffixes, or past those limits)
+    /// the kernel admits every file event and the sensor filters them.
     pub fn kernel_can_filter(&self) -> bool {
         !self.all
-            && self.contains.is_empty()
             && self.process_suffixes.is_empty()
-            && self.process_prefixes.is_empty()
-            && self.components.is_empty()
+            && self
+                .components
+                .iter()
+                .all(|c| c.len() <= KERNEL_COMPONENT_MAX)
+            && self.contains.len() <= KERNEL_TEXTS
+            && self.contains.iter().all(|c| c.len() <= KERNEL_TEXT_MAX)
+            && self.process_prefixes.len() <= KERNEL_PROCESS_PREFIXES
+            && self
+                .process_prefixes
+                .iter()
+                .all(|p| p.len() <= KERNEL_PROCESS_PREFIX_MAX)
     }
 
     pub fn is_all(&self) -> bool {
@@ -240,6 +260,25 @@ impl PathFilter {
         }
     }
 
+    /// As [`PathFilter::admits`], for a process named by the Linux kernel's `comm`: at most
+    /// 15 bytes, so a name of 15 bytes may be the start of a longer one (every name that
+    /// could be is admitted).
+    pub fn admits_comm(&self, path: &str, comm: Option<&str>) -> bool {
+        const COMM_MAX: usize = 15;
+        if let Some(c) = comm
+            && c.len() >= COMM_MAX
+        {
+            let cut = |n: &str| n.len() > c.len() && starts_with_ignore_case(n, c);
+            if self.processes.iter().any(|n| cut(n))
+                || self.process_prefixes.iter().any(|p| cut(p))
+                || !self.process_suffixes.is_empty()
+            {
+                return true;
+            }
+        }
+        self.admits(path, comm)
+    }
+
     /// Whether a file event on `path` (or a rename's original path) by a process named
     /// `process` is to be published.
     pub fn admits(&self, path: &str, process: Option<&str>) -> bool {
@@ -339,6 +378,20 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_process_name_may_be_cut() {
+        let mut f = PathFilter::none();
+        f.add_process("systemd-journald");
+        f.add_process_prefix("networkmanager-d");
+        assert!(
+            f.admits_comm("/x", Some("systemd-journal")),
+            "15 bytes: cut"
+        );
+        assert!(f.admits_comm("/x", Some("NetworkManager-")));
+        assert!(!f.admits_comm("/x", Some("systemd")));
+        assert!(!f.admits("/x", Some("systemd-journal")));
+    }
+
+    #[test]
     fn prefixes_only_keeps_the_rules_spelling() {
         let mut f = PathFilter::none();
         assert_eq!(f.prefixes_only(), None, "nothing admitted");
@@ -369,7 +422,9 @@ mod tests {
         assert!(f.kernel_can_filter());
         f.add_component("wp-content");
         f.add_process_prefix("kworker");
-        assert!(!f.kernel_can_filter(), "the sensor tests these");
+        assert!(f.kernel_can_filter(), "within the probes' limits");
+        f.add_component("a-component-too-long-for-the-kernel");
+        assert!(!f.kernel_can_filter(), "the sensor tests that one");
         assert!(f.admits("/var/www/wp-content/plugins/x.php", None));
         assert!(!f.admits("/var/www/wp-contents/x.php", None));
         assert!(f.admits("/tmp/x", Some("kworker/u8:2")));

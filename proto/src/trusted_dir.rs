@@ -462,6 +462,20 @@ impl TrustedDir {
         Ok(nix::fcntl::renameat(&self.fd, from, &self.fd, to)?)
     }
 
+    /// Gives the file `from` the second name `to`, both in this directory; fails with
+    /// `AlreadyExists` when `to` exists (never replacing it, unlike [`Self::rename`]).
+    pub fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        check_name(from)?;
+        check_name(to)?;
+        Ok(nix::unistd::linkat(
+            &self.fd,
+            from,
+            &self.fd,
+            to,
+            nix::fcntl::AtFlags::empty(),
+        )?)
+    }
+
     /// Removes the file (not directory) `name`; a missing one is not an error.
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
         check_name(name)?;

@@ -6,11 +6,13 @@
 //!
 //! - [`ChainVerifier`] walks a stored chain in seq order and names the first bad seq;
 //! - [`AlertKey::verify_batch`] checks many envelopes of one host at once (Ed25519 batch
-//!   verification, about twice the single-signature rate) and, when the batch fails, checks
-//!   them one by one to name the first bad envelope.
+//!   verification with the key's terms folded into one, [`batch`]: several times the
+//!   single-signature rate) and, when the batch fails, checks them one by one to name the
+//!   first bad envelope.
 //!
-//! Ed25519 verification uses `ed25519-dalek` (signing stays with `ring` in the agent):
-//! `ring` has no batch verification, and the server's ingest rate is bound by signature checks.
+//! Ed25519 verification uses `ed25519-dalek` and its curve (signing stays with `ring` in the
+//! agent): `ring` has no batch verification, and the server's ingest rate is bound by
+//! signature checks.
 //! A batch accepts every signature single verification accepts; it can also accept a
 //! signature crafted with small-order components, which only the holder of the host key can
 //! make and which gains that holder nothing (the payload bytes are what is stored and chained).
@@ -22,6 +24,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::Value;
 
 use crate::dsse::{ALERT_PAYLOAD_TYPE, Envelope, pae_into};
+
+mod batch;
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -154,8 +158,11 @@ struct LinkDoc<'a> {
     nightjar: Option<LinkFields<'a>>,
 }
 
-#[derive(serde::Deserialize)]
-struct LinkFields<'a> {
+/// The `nightjar` object of a payload as read, before its link is checked: a reader that
+/// wants other fields of the payload too deserializes this inside its own document type and
+/// calls [`LinkFields::into_link`], so the payload is parsed once and the link rules stay here.
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkFields<'a> {
     seq: Option<Value>,
     #[serde(borrow)]
     prev: Option<std::borrow::Cow<'a, str>>,
@@ -163,16 +170,11 @@ struct LinkFields<'a> {
     host_id: Option<std::borrow::Cow<'a, str>>,
 }
 
-impl ChainLink {
-    /// Reads the link straight from payload bytes, skipping the rest of the document (the
-    /// server's ingest path: no tree of the whole alert is built).
-    pub fn parse(payload: &[u8]) -> Result<ChainLink, EnvelopeError> {
+impl LinkFields<'_> {
+    /// The link, or what is missing or malformed. `None` (no `nightjar` object) is an error.
+    pub fn into_link(fields: Option<Self>) -> Result<ChainLink, EnvelopeError> {
         let bad = |m: String| EnvelopeError::Payload(m);
-        let doc: LinkDoc =
-            serde_json::from_slice(payload).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let nj = doc
-            .nightjar
-            .ok_or_else(|| bad("no nightjar object".into()))?;
+        let nj = fields.ok_or_else(|| bad("no nightjar object".into()))?;
         let seq = nj
             .seq
             .as_ref()
@@ -189,6 +191,16 @@ impl ChainLink {
             .ok_or_else(|| bad(format!("seq {seq}: nightjar.host_id is missing")))?
             .into_owned();
         Ok(ChainLink { seq, prev, host_id })
+    }
+}
+
+impl ChainLink {
+    /// Reads the link straight from payload bytes, skipping the rest of the document (no
+    /// tree of the whole alert is built).
+    pub fn parse(payload: &[u8]) -> Result<ChainLink, EnvelopeError> {
+        let doc: LinkDoc = serde_json::from_slice(payload)
+            .map_err(|e| EnvelopeError::Payload(format!("not JSON: {e}")))?;
+        LinkFields::into_link(doc.nightjar)
     }
 
     /// Reads the link out of a parsed payload.
@@ -374,10 +386,11 @@ impl AlertKey {
         if alerts.is_empty() {
             return Ok(());
         }
-        let messages: Vec<&[u8]> = alerts.iter().map(|a| a.borrow().pae.as_slice()).collect();
-        let signatures: Vec<Signature> = alerts.iter().map(|a| a.borrow().signature).collect();
-        let keys = vec![self.key; alerts.len()];
-        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        let items: Vec<(&[u8], &Signature)> = alerts
+            .iter()
+            .map(|a| (a.borrow().pae.as_slice(), &a.borrow().signature))
+            .collect();
+        if batch::verify_same_key(&self.key, &items) {
             return Ok(());
         }
         match alerts.iter().position(|a| self.verify(a.borrow()).is_err()) {

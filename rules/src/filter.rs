@@ -113,33 +113,51 @@ fn pattern_ends(toks: &[Tok]) -> (String, String, bool) {
     (head, tail, exact)
 }
 
-/// What a test on `file.path` (or the original path) admits.
+/// What a test on `file.path` (or the original path) admits: of the forms a pattern allows
+/// (its literal head as a prefix, its literal last component as a name, its extension, a
+/// whole inner component, inner text), the most selective. A shallow prefix (`/home/` of
+/// `/home/*/.ssh/*`) admits a whole tree, builds included, so an inner component (`.ssh`)
+/// is preferred to it.
 fn path_test(test: &Test) -> Admits {
     match test {
         Test::Str(Cmp::Eq, s) => Admits::one(|f| f.add_prefix(s)),
         Test::Pattern { toks, .. } => {
             let (head, tail, exact) = pattern_ends(toks);
-            if exact || head.starts_with('/') && head.len() > 1 {
+            if exact {
                 return Admits::one(|f| f.add_prefix(&head));
             }
-            match tail.rsplit_once('/') {
-                Some((_, name)) if !name.is_empty() && !tail.is_empty() => {
-                    return Admits::one(|f| f.add_name(name));
+            let mut best: Option<(u8, Admits)> = None;
+            let mut offer = |rank: u8, a: Admits| {
+                if !matches!(a, Admits::Everything) && best.as_ref().is_none_or(|(r, _)| rank < *r)
+                {
+                    best = Some((rank, a));
                 }
-                _ => {}
+            };
+            if head.starts_with('/') && head.len() > 1 {
+                let depth = head.split('/').filter(|p| !p.is_empty()).count();
+                offer(
+                    if depth >= 2 { 2 } else { 5 },
+                    Admits::one(|f| f.add_prefix(&head)),
+                );
             }
-            if let Admits::Some(f) = extension_tail(&tail) {
-                return Admits::Some(f);
+            if let Some((_, name)) = tail.rsplit_once('/')
+                && !name.is_empty()
+            {
+                offer(1, Admits::one(|f| f.add_name(name)));
             }
-            inner_literal(toks)
+            offer(3, extension_tail(&tail));
+            let (rank, inner) = inner_literal(toks);
+            offer(rank, inner);
+            best.map_or(Admits::Everything, |(_, a)| a)
         }
         _ => Admits::Everything,
     }
 }
 
-/// A pattern's longest inner literal: a whole path component when it has one (`*/.ssh/*`),
-/// else text the path must hold (the sensor tests it; the kernel cannot).
-fn inner_literal(toks: &[Tok]) -> Admits {
+/// A pattern's longest inner literal: a whole path component when it has one (`*/.ssh/*`:
+/// the longest such, rank 3), else text the path must hold (rank 4; the sensor tests it, the
+/// kernel cannot).
+fn inner_literal(toks: &[Tok]) -> (u8, Admits) {
     let Some(lit) = toks
         .iter()
         .filter_map(|t| match t {
@@ -148,19 +166,22 @@ fn inner_literal(toks: &[Tok]) -> Admits {
         })
         .max_by_key(|s| s.len())
     else {
-        return Admits::Everything;
+        return (u8::MAX, Admits::Everything);
     };
     // `…/name/…` inside the literal: `name` is a component, delimited on both sides.
     let parts: Vec<&str> = lit.split('/').collect();
     if parts.len() >= 3
-        && let Some(component) = parts[1..parts.len() - 1].iter().find(|p| !p.is_empty())
+        && let Some(component) = parts[1..parts.len() - 1]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .max_by_key(|p| p.len())
     {
-        return Admits::one(|f| f.add_component(component));
+        return (3, Admits::one(|f| f.add_component(component)));
     }
     if lit.len() >= 4 {
-        return Admits::one(|f| f.add_contains(lit));
+        return (4, Admits::one(|f| f.add_contains(lit)));
     }
-    Admits::Everything
+    (u8::MAX, Admits::Everything)
 }
 
 /// A pattern's literal end like `.plist`: the extension; anything else admits every path.

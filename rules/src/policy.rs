@@ -203,6 +203,7 @@ impl Policy {
                 .collect(),
             max_signals,
             identity: Identity::Policy,
+            block_platform: None,
             new_terms_per_host: self.new_terms_per_host,
         }
     }

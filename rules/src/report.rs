@@ -66,6 +66,9 @@ pub struct LoadReport {
     pub exception_items: usize,
     /// `block` entries that name no rule that can run here.
     pub block_errors: Vec<String>,
+    /// Rules named in `block` that cannot block on this platform, with the reason: they
+    /// still detect (not an error).
+    pub block_refused: Vec<String>,
 }
 
 impl LoadReport {

@@ -70,6 +70,9 @@ pub struct Sources {
     /// Replaces every rule's `max_signals`.
     pub max_signals: Option<u32>,
     pub identity: Identity,
+    /// The platform whose blocking path the `block` rules are checked for (`"linux"`,
+    /// `"macos"`); `None`: the one this build runs on.
+    pub block_platform: Option<&'static str>,
     /// Fleet-wide `new_terms` rules (whose fields do not include `host.id`) run on this
     /// host's own history; otherwise they are unsupported.
     pub new_terms_per_host: bool,
@@ -337,16 +340,33 @@ impl RuleSet {
 
         let exceptions = compile_exceptions(&sources.exceptions, &mut report);
         let applies = bind_exceptions(&exceptions, &metas, &sources.links, &mut report);
-        let blocking = bind_block(
+        let mut blocking = bind_block(
             &sources.block,
             &metas,
             event_rules,
             &unsupported_ids,
             &mut report,
         );
+        let matcher = Matcher::from_runs(compiled);
+        let platform = sources.block_platform.unwrap_or(HOST_OS);
+        // Only event-query rules block (bind_block), and their matcher slot is their index.
+        for (i, b) in blocking.iter_mut().enumerate().filter(|(_, b)| **b) {
+            let refusal = if applies.get(i).is_some_and(|l| !l.is_empty()) {
+                Some("exceptions apply to it, and the blocking path does not test them".to_owned())
+            } else {
+                block_refusal(&matcher, i, platform)
+            };
+            if let Some(why) = refusal {
+                report.block_refused.push(format!(
+                    "block: rule `{}` ({}) cannot block on {platform}: {why}; it still detects",
+                    metas[i].rule_id, metas[i].name
+                ));
+                *b = false;
+            }
+        }
         (
             RuleSet {
-                matcher: Matcher::from_runs(compiled),
+                matcher,
                 metas,
                 programs,
                 event_rules,
@@ -425,6 +445,32 @@ impl RuleSet {
             return None;
         }
         self.exceptions.excepting(lists, ev, now_ns)
+    }
+
+    /// Why rule `rule` could not block on a host of `os` (`"linux"`, `"macos"`), or `None`
+    /// when it can.
+    pub fn block_refusal(&self, rule: usize, os: &str) -> Option<String> {
+        block_refusal(&self.matcher, rule, os)
+    }
+
+    /// Rule `rule` as the Linux exec probe tests it (see [`Matcher::kernel_block`]).
+    pub fn kernel_block(
+        &self,
+        rule: usize,
+    ) -> Result<Vec<crate::matcher::block::KernelConj>, String> {
+        self.matcher.kernel_block(rule, "linux")
+    }
+
+    /// Rule `rule` alone on `ev`: `Some(true)` when it matches whatever arguments a cut argv
+    /// lost, `Some(false)` when it does not, `None` when the lost arguments decide.
+    pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
+        self.matcher.outcome(rule, ev)
+    }
+
+    /// Whether rule `rule` could match an exec of `ev`'s target by `ev`'s caller with other
+    /// arguments (see [`Matcher::could_match_target`]).
+    pub fn could_match_target(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
+        self.matcher.could_match_target(rule, ev)
     }
 
     /// Whether rule `rule` blocks (it is named in `block`).
@@ -654,6 +700,22 @@ fn bind_exceptions(
         }
     }
     applies
+}
+
+/// The platform this build runs on, as `host.os.type` says it.
+const HOST_OS: &str = if cfg!(target_os = "macos") {
+    "macos"
+} else {
+    "linux"
+};
+
+fn block_refusal(matcher: &Matcher, rule: usize, os: &str) -> Option<String> {
+    let verdict = if os == "macos" {
+        matcher.auth_block_check(rule)
+    } else {
+        matcher.kernel_block(rule, os).map(|_| ())
+    };
+    verdict.err()
 }
 
 fn bind_block(

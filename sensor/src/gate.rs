@@ -53,6 +53,12 @@ impl Gate {
 
     /// Judges `ev`, counting what it filters.
     pub fn judge(&mut self, ev: &Event<'_>) -> Verdict {
+        self.judge_as(ev, None)
+    }
+
+    /// Judges `ev`, whose acting process is named `process` when its event does not carry
+    /// the executable (a Linux file event has the kernel's process name, `comm`).
+    pub fn judge_as(&mut self, ev: &Event<'_>, process: Option<&str>) -> Verdict {
         let (pid, image) = match ev {
             Event::Exec(e) => (e.target.pid, e.caller.executable.as_deref()),
             Event::Fork(e) => (e.parent.pid, e.parent.executable.as_deref()),
@@ -69,11 +75,11 @@ impl Gate {
             return Verdict::Own;
         }
         if let Event::File(f) = ev {
-            let process = f.process.executable.as_deref().map(basename);
-            let admitted = self.files.admits(&f.path, process)
-                || f.original_path
-                    .as_deref()
-                    .is_some_and(|o| self.files.admits(o, process));
+            let admits = |path: &str| match f.process.executable.as_deref() {
+                Some(exe) => self.files.admits(path, Some(basename(exe))),
+                None => self.files.admits_comm(path, process),
+            };
+            let admitted = admits(&f.path) || f.original_path.as_deref().is_some_and(admits);
             if !admitted {
                 self.filtered[EventKind::File as usize - 1] += 1;
                 return Verdict::Filtered;

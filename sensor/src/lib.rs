@@ -8,6 +8,7 @@
 //! The configuration is `nightjar.toml`, parsed by [`nightjar_proto::config`] exactly as the
 //! agent parses it.
 
+pub mod block;
 pub mod capture;
 pub mod gate;
 pub mod publish;

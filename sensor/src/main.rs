@@ -13,6 +13,7 @@ use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
 use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
+use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
@@ -102,8 +103,14 @@ fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
 /// events the loaded rules can match (the same rule files the agent loads; a rule the agent
 /// refuses is left out here too).
 fn settings(config: &Config) -> Result<Settings, ExitCode> {
-    let (rules, _) = RuleSet::load(&config.rules.paths, config.rules.builtin, None)
-        .map_err(|err| fail(USAGE_ERROR, format_args!("[rules] paths: {err}")))?;
+    let (rules, report) = RuleSet::load_config(&config.rules)
+        .map_err(|err| fail(USAGE_ERROR, format_args!("[rules]: {err}")))?;
+    for e in &report.block_errors {
+        tracing::error!("{e}");
+    }
+    for r in &report.block_refused {
+        tracing::warn!("{r}");
+    }
     let files = rules.file_filter();
     tracing::info!(
         files = !files.is_none(),
@@ -113,9 +120,14 @@ fn settings(config: &Config) -> Result<Settings, ExitCode> {
         extensions = files.extensions().len(),
         "file events the rules can match"
     );
+    let block = Blocking::of(rules);
+    if !block.is_empty() {
+        tracing::info!(rules = block.indices.len(), "blocking rules loaded");
+    }
     Ok(Settings {
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
+        block,
     })
 }
 
@@ -174,6 +186,7 @@ fn main() -> ExitCode {
             let settings = Settings {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
+                block: Blocking::default(),
             };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,

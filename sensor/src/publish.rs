@@ -15,7 +15,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nightjar_proto::codec::{self, FilterReport, HEADER_LEN, MAX_RECORD_BYTES};
+use nightjar_proto::codec::{self, BlockReport, FilterReport, HEADER_LEN, MAX_RECORD_BYTES};
 use nightjar_proto::event::{Event, EventKind};
 use nightjar_proto::shm_ring::Producer;
 use nightjar_proto::{LossReport, LossSource, Record};
@@ -119,6 +119,21 @@ impl Publisher {
         let record = Record::Filtered(FilterReport {
             kind,
             count,
+            time_ns: now_ns(),
+        });
+        self.ring
+            .try_push_with(HEADER_LEN + 64, |buf| codec::encode_into(&record, buf).ok());
+    }
+
+    /// Reports what blocking let through (fail open) and blocked execs whose record was lost,
+    /// since the last report.
+    pub fn report_block(&mut self, failed_open: u64, blocked_unrecorded: u64) {
+        if failed_open == 0 && blocked_unrecorded == 0 {
+            return;
+        }
+        let record = Record::Block(BlockReport {
+            failed_open,
+            blocked_unrecorded,
             time_ns: now_ns(),
         });
         self.ring

@@ -21,7 +21,7 @@ pub struct Filter {
     pub severity: Option<String>,
     pub since: Option<SystemTime>,
     pub until: Option<SystemTime>,
-    /// Case-insensitive substring of the payload JSON.
+    /// Case-insensitive substring of the payload JSON as signed (read out of the envelope).
     pub text: Option<String>,
 }
 
@@ -177,7 +177,10 @@ impl Where {
             w.push("alert_time < $", Box::new(t));
         }
         if let Some(t) = &filter.text {
-            w.push("payload::text ILIKE $", Box::new(like_pattern(t)));
+            w.push(
+                "alert_payload_text(envelope) ILIKE $",
+                Box::new(like_pattern(t)),
+            );
         }
         if let Some(c) = cursor {
             let n = w.params.len();
@@ -360,7 +363,7 @@ mod tests {
         };
         let (sql, n) = page_sql(&f, None, 50);
         assert!(
-            sql.contains("rule_id = $1 AND payload::text ILIKE $2"),
+            sql.contains("rule_id = $1 AND alert_payload_text(envelope) ILIKE $2"),
             "{sql}"
         );
         assert_eq!(n, 2);

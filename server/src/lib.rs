@@ -5,7 +5,8 @@
 //! - [`config`] reads `server.toml`;
 //! - [`db`] holds the pool, versioned migrations, alert partitions (PostgreSQL is the only store);
 //! - [`http`] serves routes, TLS, host signatures, admin auth, the JSON API;
-//! - [`ingest`] parses, verifies and commits upload batches;
+//! - [`ingest`] parses, verifies and commits upload batches; [`heartbeats`] records
+//!   heartbeats, those that arrive together in one transaction;
 //! - [`hosts`], [`alerts`], [`integrity`] hold the fleet's data as the CLI and API read it;
 //! - [`policy`] builds, signs, stores and lists fleet policies (compiled with the agent's
 //!   own rule engine before they are signed);
@@ -20,6 +21,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod export;
+pub mod heartbeats;
 pub mod hosts;
 pub mod http;
 pub mod ingest;

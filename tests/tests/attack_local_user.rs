@@ -145,6 +145,45 @@ fn a_state_directory_someone_else_can_change_is_refused() {
         text(&out)
     );
     assert_eq!(mode_of(Path::new("/")), root_mode, "/ was not touched");
+
+    // A root-owned, private state directory inside a directory of the attacker's: they could
+    // rename it away and put their own in its place, so it is refused, naming the parent.
+    let parent = TmpArea::new("attack-parent");
+    user.sh(&format!("mkdir -m 0755 {}", parent.path.display()));
+    let state = parent.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = config(&st.config_path(), &state, &st.ring_path(), RULES);
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!(
+            "{} is owned by uid {}",
+            parent.path.display(),
+            user.uid
+        )) && msg.contains("could replace what is below it"),
+        "{msg}"
+    );
+    assert!(!state.join("host.key").exists(), "nothing was created");
+
+    // The same with a root-owned parent the attacker's group may write to.
+    let group = TmpArea::new("attack-group");
+    std::fs::create_dir(&group.path).unwrap();
+    std::os::unix::fs::chown(&group.path, Some(0), Some(user.gid)).unwrap();
+    std::fs::set_permissions(&group.path, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let state = group.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = config(&st.config_path(), &state, &st.ring_path(), RULES);
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("is writable by group {}", user.gid)),
+        "{}",
+        text(&out)
+    );
+    assert!(!state.join("host.key").exists(), "nothing was created");
 }
 
 /// A directory the attacker owned and then handed to root (chown of the directories only,
@@ -185,6 +224,43 @@ fn a_planted_host_key_is_refused() {
     let msg = text(&out);
     assert!(msg.contains("host.key"), "{msg}");
     assert!(msg.contains(&format!("owned by uid {}", user.uid)), "{msg}");
+
+    // A provisioned key (`key_file`) the user could replace: in a directory of theirs, or
+    // root's directory with the user's file in it.
+    let theirs = TmpArea::new("attack-keyfile");
+    user.sh(&format!(
+        "mkdir -m 0755 {0} && cp {1} {0}/host.key && chmod 600 {0}/host.key",
+        theirs.path.display(),
+        src.path.display()
+    ));
+    let cfg = config(
+        &st.config_path(),
+        &st.state_dir(),
+        &st.ring_path(),
+        &format!(
+            "key_file = {:?}\n{RULES}",
+            theirs.join("host.key").display().to_string()
+        ),
+    );
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("its directory cannot be trusted"),
+        "{}",
+        text(&out)
+    );
+    std::os::unix::fs::chown(&theirs.path, Some(0), Some(0)).unwrap();
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("owned by uid {}", user.uid)),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !st.state_dir().join("alerts.sled").exists(),
+        "no store was made"
+    );
 }
 
 #[test]
@@ -438,6 +514,63 @@ fn a_descriptor_held_on_an_exposed_ring_forges_nothing() {
     stop(&mut agent, &st, "agent-2");
 }
 
+/// A second name for the ring, made by the attacker while it was exposed (a hard link in a
+/// directory of theirs) and left behind when an administrator "fixed" the mode: the ring
+/// must have one name, so the agent builds a fresh file rather than read one whose other
+/// name someone else controls.
+#[test]
+fn a_ring_with_a_second_name_is_replaced() {
+    let Some(user) = TestUser::create() else {
+        return;
+    };
+    let st = TempState::new();
+    let cfg = st.write_config(RULES);
+    let mut agent = spawn_agent(&st, &cfg, "agent-1");
+    wait_agent_ready(&st, &cfg, "agent-1");
+    stop(&mut agent, &st, "agent-1");
+
+    let ring = st.ring_path();
+    for dir in [st.path(), ring.parent().unwrap()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let area = TmpArea::new("attack-ringname");
+    user.sh(&format!(
+        "mkdir -m 0755 {0} && ln {1} {0}/mine",
+        area.path.display(),
+        ring.display()
+    ));
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let old = std::fs::metadata(&ring).unwrap();
+    assert_eq!(old.nlink(), 2, "the attacker's link is there");
+
+    let mut agent = spawn_agent(&st, &cfg, "agent-2");
+    wait_status(&st, &cfg, "agent-2", "a fresh ring file", |_| {
+        std::fs::metadata(&ring).is_ok_and(|m| m.ino() != old.ino())
+    });
+    let meta = std::fs::metadata(&ring).unwrap();
+    assert_eq!(meta.nlink(), 1);
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_ne!(
+        std::fs::metadata(area.join("mine")).unwrap().ino(),
+        meta.ino(),
+        "the attacker's name is not the ring's"
+    );
+    assert!(
+        log_text(&st, "agent-2").contains("2 names (hard links), not one"),
+        "{}",
+        log_text(&st, "agent-2")
+    );
+    // The agent reads the fresh ring.
+    let real = st.path().join("real.ndjson");
+    std::fs::write(&real, exec_line(703, &["kcc", "copy_cred_cache"]) + "\n").unwrap();
+    replay_all(&st, &cfg, &real, None, "sensor");
+    wait_status(&st, &cfg, "agent-2", "the real alert", |s| {
+        counter(s, "alerts_stored") == 1
+    });
+    stop(&mut agent, &st, "agent-2");
+}
+
 #[test]
 fn credentials_in_the_upload_url_are_never_printed() {
     let st = TempState::new();
@@ -473,6 +606,38 @@ fn credentials_in_the_upload_url_are_never_printed() {
             .unwrap()
             .contains("https://***@127.0.0.1:9/v1/alerts?token=***"),
         "{s}"
+    );
+
+    // The fleet server's URL may not carry credentials at all: refused, and not echoed.
+    let st = TempState::new();
+    let cfg = st.write_config(&format!(
+        "{RULES}[fleet]\nserver = \"https://bob:FleetPassw0rd@127.0.0.1:9\"\n"
+    ));
+    let out = agent_run(&cfg);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("key `fleet.server`"), "{}", text(&out));
+    assert!(!text(&out).contains("FleetPassw0rd"), "{}", text(&out));
+
+    // The enrolment token, through the enrolment's retries.
+    let cfg = st.write_config(&format!(
+        "{RULES}[fleet]\nserver = \"https://127.0.0.1:9\"\nenroll_token = \"Enr0llT0ken99\"\n"
+    ));
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    let s = wait_status(&st, &cfg, "agent", "an enrolment error", |s| {
+        s["enrol_error"].is_string()
+    });
+    let human = run(Command::new(bin("nightjar-agent"))
+        .args(["status", "--config"])
+        .arg(&cfg));
+    stop(&mut agent, &st, "agent");
+    let everything = format!(
+        "{s}\n{}\n{}",
+        String::from_utf8_lossy(&human.stdout),
+        log_text(&st, "agent")
+    );
+    assert!(
+        !everything.contains("Enr0llT0ken99"),
+        "the token was printed:\n{everything}"
     );
 }
 

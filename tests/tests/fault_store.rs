@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nightjar_agent::store::log::{record_spans, segment_files};
 use nightjar_tests::agent_cli::{counter, verify};
-use nightjar_tests::harness::{ChildGuard, TempState, in_ci, is_root, run, wait_for};
+use nightjar_tests::harness::{ChildGuard, TempState, bin, in_ci, is_root, run, wait_for};
 use nightjar_tests::pipeline::{
     alert_pids, log_text, replay_all, spawn_agent, stop, wait_agent_ready, wait_events, wait_status,
 };
@@ -273,4 +273,63 @@ fn a_full_disk_stalls_alerting_loudly_and_loses_nothing() {
     stop(&mut agent, &st, "agent-2");
     let (code, text) = verify(&cfg);
     assert_eq!(code, 0, "verify: {text}");
+}
+
+/// Durable alerts lost (the log zeroed from seq 7 on, as a failing disk leaves it): the
+/// agent does not stop alerting. It quarantines the store, says so in `status`, and the new
+/// store's chain continues after the last intact alert, which its first alert names.
+#[test]
+fn a_damaged_store_is_quarantined_and_alerting_goes_on() {
+    let st = TempState::new();
+    let cfg = store_with_alerts(&st);
+    let intact = 6u64;
+    edit_log(&st, intact + 1, |bytes, at, _| {
+        for b in &mut bytes[at..] {
+            *b = 0;
+        }
+    });
+    let mut agent = spawn_agent(&st, &cfg, "agent-2");
+    let s = wait_status(&st, &cfg, "agent-2", "the quarantine reported", |s| {
+        s["store_recovery"].is_string()
+    });
+    let said = s["store_recovery"].as_str().unwrap();
+    assert!(
+        said.contains("quarantined") && said.contains(&format!("after seq {intact}")),
+        "{s}"
+    );
+    let human = run(Command::new(bin("nightjar-agent"))
+        .args(["status", "--config"])
+        .arg(&cfg));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("quarantined"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+
+    let stream = st.path().join("after.ndjson");
+    let hits = EsloggerGen::new().write_stream_at(&stream, 50_000, 300, 5);
+    replay_all(&st, &cfg, &stream, None, "sensor-2");
+    let new: BTreeSet<u32> = hits.iter().copied().collect();
+    let got = wait_for(Duration::from_secs(60), || {
+        let listed = nightjar_tests::agent_cli::alerts(&cfg);
+        let pids: BTreeSet<u32> = listed
+            .iter()
+            .filter_map(|a| a["process"]["pid"].as_u64().map(|p| p as u32))
+            .filter(|p| new.contains(p))
+            .collect();
+        (pids == new).then_some(listed)
+    })
+    .unwrap_or_else(|| panic!("the new alerts; agent log:\n{}", log_text(&st, "agent-2")));
+    let first = got
+        .iter()
+        .find(|a| a["nightjar"]["seq"] == intact + 1)
+        .unwrap_or_else(|| panic!("an alert of seq {}: {got:?}", intact + 1));
+    assert_eq!(
+        first["nightjar"]["recovered_from"]["seq"], intact,
+        "{first}"
+    );
+    assert!(new.contains(&(first["process"]["pid"].as_u64().unwrap() as u32)));
+    stop(&mut agent, &st, "agent-2");
+    let (code, text) = verify(&cfg);
+    assert_eq!(code, 0, "the new chain verifies: {text}");
 }

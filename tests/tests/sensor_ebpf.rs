@@ -507,3 +507,86 @@ fn a_shell_that_predates_the_sensor_is_a_known_parent() {
         .unwrap();
     assert_eq!(child.target.ppid, Some(shell_pid));
 }
+
+/// The filter entries the kernel tests besides prefixes, names and extensions: a whole path
+/// component, text inside the path and a process name prefix. The sensor says it filters in
+/// the kernel; what matches one is published, the rest is not.
+#[test]
+fn components_texts_and_process_prefixes_are_filtered_in_the_kernel() {
+    if !may_run() {
+        return;
+    }
+    let st = TempState::new();
+    let dir = st.path().join("pat");
+    std::fs::create_dir_all(dir.join("nj-wp-stuff")).unwrap();
+    let rules = st.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for (id, query) in [
+        ("component", r#"file where file.path : "*/nj-wp-stuff/*""#),
+        ("text", r#"file where file.path : "*NJ_GCONV_X*""#),
+        ("process", r#"file where process.name : "njpfx*""#),
+    ] {
+        std::fs::write(
+            rules.join(format!("{id}.toml")),
+            format!(
+                "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"pat-{id}\"\n\
+                 name = \"{id}\"\ndescription = \"d\"\nseverity = \"low\"\nrisk_score = 21\n\
+                 type = \"eql\"\nlanguage = \"eql\"\nquery = '{query}'\n"
+            ),
+        )
+        .unwrap();
+    }
+    let extra = format!(
+        "[rules]\nbuiltin = false\npaths = [{:?}]\n",
+        rules.display().to_string()
+    );
+    let mut live = LiveSensor::start_with(st, &extra);
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    assert!(
+        live.log().contains("in_kernel=true"),
+        "the kernel applies this filter: {}",
+        live.log()
+    );
+    live.reader.keep_event = Box::new(|_| true);
+    let writer = live.st.path().join("bin").join("njpfx-writer");
+    std::fs::copy("/usr/bin/touch", &writer).unwrap();
+    let d = dir.display().to_string();
+    let published = [
+        format!("{d}/nj-wp-stuff/a"),
+        format!("{d}/xxNJ_GCONV_Xyy"),
+        format!("{d}/by-prefix"),
+    ];
+    let filtered = format!("{d}/plain");
+    run(Command::new("/usr/bin/touch").args([&published[0], &published[1], &filtered]));
+    run(Command::new(&writer).arg(&published[2]));
+    let done = live
+        .reader
+        .drain_until(Duration::from_secs(20), &mut |_| true, |s| {
+            published.iter().all(|p| {
+                s.events
+                    .iter()
+                    .any(|e| matches!(e, Event::File(f) if f.path == p.as_str()))
+            })
+        });
+    let files: Vec<&str> = live
+        .reader
+        .seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::File(f) if f.path.starts_with(d.as_str()) => Some(f.path.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert!(done, "not all published: {files:?}");
+    assert!(
+        !live
+            .reader
+            .seen
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::File(f) if f.path == filtered.as_str())),
+        "{filtered} was published"
+    );
+}

@@ -493,3 +493,137 @@ fn config_errors_name_the_file_line_and_key_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow_insecure_http"));
 }
+
+/// A database written by the previous schema (migrations 1 to 3, payloads in a `jsonb`
+/// column) is upgraded in place by `migrate`: its alerts stay listed, verified and
+/// searchable, and its hosts' chains go on where they stopped.
+#[test]
+fn migrate_upgrades_a_database_of_the_previous_schema_in_place() {
+    let cluster = nightjar_tests::postgres::Cluster::shared();
+    let db_url = cluster.fresh_db();
+    let db = db_url.rsplit('/').next().unwrap().to_string();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/migrations");
+    let old = [
+        "0001_fleet.sql",
+        "0002_ingest_cost.sql",
+        "0003_policy_summary.sql",
+    ];
+    let mut sql = String::from(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now());\n",
+    );
+    for (i, file) in old.iter().enumerate() {
+        sql += &std::fs::read_to_string(migrations.join(file)).unwrap();
+        let name = &file[5..file.len() - 4];
+        sql += &format!(
+            "\nINSERT INTO schema_migrations VALUES ({}, '{name}');\n",
+            i + 1
+        );
+    }
+    cluster.psql(&db, &sql);
+
+    // A host enrolled and two alerts stored by the previous server.
+    let mut host = Host {
+        signer: nightjar_tests::collector::ChainSigner::generate("legacy-host"),
+        addr: "127.0.0.1:9".parse().unwrap(),
+    };
+    let envelopes = host.next(2);
+    let key = hex(&host.signer.public_key());
+    let key_id = host.signer.key_id();
+    let mut rows = format!(
+        "INSERT INTO hosts (host_id, hostname, os, agent_version, public_key, key_id, enrolled_at)
+             VALUES ('legacy-host', 'legacy', 'linux', 'old', decode('{key}', 'hex'), '{key_id}', now());
+         INSERT INTO host_keys (host_id, epoch, public_key, key_id)
+             VALUES ('legacy-host', 1, decode('{key}', 'hex'), '{key_id}');\n"
+    );
+    let mut prev = "0".repeat(64);
+    for (i, e) in envelopes.iter().enumerate() {
+        let hash = payload_hash_of(e);
+        rows += &format!(
+            "INSERT INTO chain_index VALUES ('legacy-host', 1, {seq}, decode('{hash}', 'hex'),
+                 decode('{prev}', 'hex'), now());
+             INSERT INTO alerts
+                 SELECT 'legacy-host', 1, {seq}, now(), now(), p->'kibana'->'alert'->>'uuid',
+                        'rule', 'Rule', 'high', '{key_id}', e, p
+                 FROM (SELECT e, convert_from(decode(convert_from(e, 'UTF8')::json->>'payload',
+                              'base64'), 'UTF8')::jsonb AS p
+                       FROM (SELECT decode('{env}', 'hex') AS e) x) y;\n",
+            seq = i + 1,
+            env = hex(e),
+        );
+        prev = hash;
+    }
+    rows += &format!(
+        "INSERT INTO chain_heads VALUES ('legacy-host', 1, 2, decode('{prev}', 'hex'), NULL, NULL);"
+    );
+    cluster.psql(&db, &rows);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = nightjar_tests::fleet::write_config(dir.path(), &db_url, "");
+    let out = std::process::Command::new(nightjar_tests::harness::bin("nightjar-server"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        cluster.psql(&db, "SELECT max(version) FROM schema_migrations"),
+        "4"
+    );
+    // The payload is read out of the envelope, for ad-hoc SQL as for the console.
+    assert_eq!(
+        cluster.psql(
+            &db,
+            "SELECT string_agg(payload->'nightjar'->>'seq', ',' ORDER BY seq) FROM alert_payloads"
+        ),
+        "1,2"
+    );
+    // A `\u0000` escape, which `jsonb` cannot hold, reads as U+FFFD; an escaped backslash
+    // before `u0000` is no such escape.
+    assert_eq!(
+        cluster.psql(
+            &db,
+            r#"SELECT alert_payload(convert_to('{"payload":"' || encode(convert_to(
+                   '{"a":"x\u0000y","b":"\\u0000","c":"\\\u0000"}', 'UTF8'), 'base64')
+                   || '"}', 'UTF8'))::text"#
+        ),
+        "{\"a\": \"x\u{fffd}y\", \"b\": \"\\\\u0000\", \"c\": \"\\\\\u{fffd}\"}"
+    );
+
+    let server = Server::start_on(&db_url, "");
+    host.addr = server.addr;
+    let more = host.next(2);
+    let a = host.upload(&more);
+    assert_eq!(a.status, 200, "{}", a.error());
+    assert_eq!(a.json()["accepted_through"], 4);
+    let alerts = server.cli_json(&["alerts", "list", "--host", "legacy-host", "--json"]);
+    assert_eq!(alerts.len(), 4);
+    assert!(alerts.iter().all(|a| a["nightjar"]["verified"] == true));
+    let out = server.cli(&["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.integrity_kinds("legacy-host").is_empty());
+    let admin = server.admin_token();
+    let found = http(
+        server.addr,
+        "GET",
+        "/v1/alerts?q=LEGACY-host-2",
+        &[("Authorization", format!("Bearer {admin}"))],
+        b"",
+    );
+    assert_eq!(found.status, 200, "{}", found.error());
+    let seqs: Vec<_> = found.json()["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![2]);
+}

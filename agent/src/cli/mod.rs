@@ -200,6 +200,10 @@ pub struct RulesCheckArgs {
     /// Kibana exception-list export (NDJSON) to check with the rules (repeatable).
     #[arg(long = "exceptions", value_name = "FILE")]
     pub exceptions: Vec<PathBuf>,
+    /// A rule_id to check as a blocking rule on this platform (repeatable), as `[rules]
+    /// block` would name it: says whether it can block, or why not.
+    #[arg(long = "block", value_name = "RULE_ID")]
+    pub block: Vec<String>,
     /// Check as `[rules] new_terms_per_host = true` runs them: fleet-wide new_terms rules
     /// on this host's own history.
     #[arg(long)]

@@ -20,16 +20,43 @@ pub fn run(args: &RulesCheckArgs) -> CmdResult {
         rules: read_rule_files(&args.paths).map_err(|e| Failure::usage(e.to_string()))?,
         exceptions: read_exception_files(&args.exceptions)
             .map_err(|e| Failure::usage(e.to_string()))?,
+        block: args.block.clone(),
         new_terms_per_host: args.new_terms_per_host,
         ..Sources::default()
     };
-    let (_, mut report) = RuleSet::build(sources);
+    let (set, mut report) = RuleSet::build(sources);
     report
         .entries
         .retain(|e| e.path.as_os_str() != builtin::SOURCE || !matches!(e.status, RuleStatus::Ok));
     let mut out = std::io::stdout().lock();
     write_report(&mut out, &report).map_err(|e| Failure::failed(format!("stdout: {e}")))?;
-    let bad = report.errors() + report.exception_errors.len();
+    for i in set.blocking_rules() {
+        let m = &set.rules()[i];
+        let how = match set.kernel_block(i) {
+            Ok(conjs) if cfg!(target_os = "linux") => format!(
+                " (in the kernel: {})",
+                conjs.iter().map(describe).collect::<Vec<_>>().join(" or ")
+            ),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "block: {} [{}] blocks{}",
+            terminal_safe(&m.name),
+            terminal_safe(&m.rule_id),
+            terminal_safe(&how)
+        )
+        .map_err(|e| Failure::failed(format!("stdout: {e}")))?;
+    }
+    for e in &report.block_errors {
+        writeln!(out, "error ({})", terminal_safe(e))
+            .map_err(|e| Failure::failed(format!("stdout: {e}")))?;
+    }
+    for r in &report.block_refused {
+        writeln!(out, "refused ({})", terminal_safe(r))
+            .map_err(|e| Failure::failed(format!("stdout: {e}")))?;
+    }
+    let bad = report.errors() + report.exception_errors.len() + report.block_errors.len();
     if bad > 0 {
         return Err(Failure::usage(format!(
             "{} rule file(s) with errors, {} exception error(s)",
@@ -38,6 +65,27 @@ pub fn run(args: &RulesCheckArgs) -> CmdResult {
         )));
     }
     Ok(())
+}
+
+/// One kernel conjunction in words: `name == "kcc" and args has "copy_cred_cache"`.
+fn describe(c: &nightjar_rules::matcher::block::KernelConj) -> String {
+    let atom = |what: &str, e: &nightjar_rules::matcher::block::Exact| {
+        format!("{what} {} {:?}", if e.ci { ":" } else { "==" }, e.value)
+    };
+    let mut parts = Vec::new();
+    if let Some(e) = &c.name {
+        parts.push(atom("process.name", e));
+    }
+    if let Some(e) = &c.executable {
+        parts.push(atom("process.executable", e));
+    }
+    if let Some(e) = &c.parent_name {
+        parts.push(atom("process.parent.name", e));
+    }
+    for a in &c.args {
+        parts.push(atom("process.args", a));
+    }
+    parts.join(" and ")
 }
 
 /// One line per rule, then `N rules: A ok, B unsupported, C errors` (`, D shadowed` when a

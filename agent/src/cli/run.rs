@@ -93,7 +93,11 @@ fn log_report(report: &LoadReport) {
     for e in report.exception_errors.iter().chain(&report.block_errors) {
         tracing::error!("{e}");
     }
-    for w in &report.exception_warnings {
+    for w in report
+        .exception_warnings
+        .iter()
+        .chain(&report.block_refused)
+    {
         tracing::warn!("{w}");
     }
     tracing::info!(

@@ -673,6 +673,16 @@ fn on_report(record: Record<'_>, status: &LiveStatus) {
             count = loss.count,
             "sensor reports events lost before the ring"
         ),
+        Record::Block(b) => {
+            status.add_block_failed_open(b.failed_open);
+            status.add_blocked(b.blocked_unrecorded);
+            if b.failed_open > 0 {
+                tracing::warn!(
+                    count = b.failed_open,
+                    "sensor let execs through that a blocking rule may have matched (fail open)"
+                );
+            }
+        }
         Record::Filtered(f) => {
             status.add_filtered(f.count);
             tracing::debug!(

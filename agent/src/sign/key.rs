@@ -195,17 +195,37 @@ impl HostKey {
             let path = path.clone();
             move |source| KeyError::Io { path, op, source }
         };
+        // The key is written whole under a name of this process's own, made durable, and
+        // only then given its name with link(2), which fails when the name exists: a power
+        // cut leaves no key or the whole key under `name`, never a torn one (which would keep
+        // the agent from ever starting again), and two starting processes never replace
+        // each other's key.
+        if dir.stat(name).map_err(io("stat"))?.is_some() {
+            return Err(KeyError::Io {
+                path,
+                op: "create",
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            });
+        }
+        remove_unfinished(dir, name);
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?;
+        let temp = format!("{name}{UNFINISHED}{}", std::process::id());
+        dir.remove_file(&temp)
+            .map_err(io("remove an unfinished copy of"))?;
         let mut file = dir
             .open_file(
-                name,
+                &temp,
                 OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
                 0o600,
             )
             .map_err(io("create"))?;
         file.write_all(pkcs8.as_ref()).map_err(io("write"))?;
         file.sync_all().map_err(io("sync"))?;
+        drop(file);
+        let linked = dir.link(&temp, name);
+        let _ = dir.remove_file(&temp);
+        linked.map_err(io("create"))?;
         dir.sync().map_err(io("sync directory of"))?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| KeyError::Rejected {
             path: path.clone(),
@@ -277,6 +297,32 @@ fn pem_pkcs8(bytes: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Marks a key being written: `host.key.unfinished-PID`.
+const UNFINISHED: &str = ".unfinished-";
+
+/// Removes what a creation cut short (by a crash or power loss) left of key `name`: copies
+/// whose process is gone. A copy of a live process is its creation in progress.
+fn remove_unfinished(dir: &TrustedDir, name: &str) {
+    let prefix = format!("{name}{UNFINISHED}");
+    let Ok(entries) = dir.entries() else {
+        return;
+    };
+    for entry in entries {
+        let Some(pid) = entry
+            .to_str()
+            .and_then(|e| e.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone || pid == std::process::id() as i32 {
+            let _ = dir.remove_file(&format!("{prefix}{pid}"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -284,6 +330,26 @@ mod tests {
     use ring::signature::{ED25519, UnparsedPublicKey};
 
     use super::*;
+
+    /// What a creation cut short leaves (a copy under its unfinished name, whole or torn) is
+    /// removed once its process is gone, and never taken for the key; the key has one name.
+    #[test]
+    fn an_unfinished_key_is_removed_not_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TrustedDir::open(&tmp.path().join("state"), Missing::Create).unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let torn = format!("{KEY_FILE}{UNFINISHED}{dead}");
+        std::fs::write(dir.path().join(&torn), b"\x30\x51\x02").unwrap();
+        let key = HostKey::load_or_create_in(&dir).unwrap();
+        let names: Vec<_> = dir.entries().unwrap();
+        assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE)], "{names:?}");
+        let st = dir.stat(KEY_FILE).unwrap().unwrap();
+        assert_eq!(st.st_nlink, 1);
+        let again = HostKey::load_or_create_in(&dir).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+    }
 
     #[test]
     fn generated_key_is_0600_in_a_0700_dir_and_reloads() {

@@ -20,7 +20,30 @@
 //!    of those execs (`captured_ns - time_ns`: from the probe's timestamp to the sensor
 //!    stamping the event just before encoding it), `live_exec_to_ring_*`.
 //!
+//! 3. File events through the ring: one million file samples (the BPF bytes of a creation
+//!    under `~/.config/autostart/`) decoded, judged by the gate and published, flushed every
+//!    64, with a consumer draining concurrently: events per second, best of 3 (`file_*`).
+//! 4. A build under the live eBPF sensor (needs root): `make -j4` of 400 C files and a shared
+//!    library in a directory under `/home` (where builds happen, and a tree Elastic's rules
+//!    name), `TMPDIR` inside it so gcc's temporary files are counted too. Run twice: with the
+//!    file filter derived from Elastic's Linux rules (`../shared/elastic-rules/linux-head-*`,
+//!    the filter on) and with one rule that reads every file event (off). The build's file
+//!    events are those on paths under its directory; with the filter off every one of them
+//!    reaches the ring, so `1 - published(on) / published(off)` is the share the filter
+//!    drops before the ring. Also: the sensor's CPU time during each build (utime + stime
+//!    from /proc), the BPF ring drops reported per kind, and the filtered counts the sensor
+//!    reported (`build_*`).
+//!
+//! 5. Exec latency with a blocking rule loaded (`[rules] block` of the kcc rule, compiled into
+//!    the exec probe) against the same rule detecting only: four alternating rounds of each
+//!    (a fresh sensor per round), 1,000 fork + exec + wait of `/bin/true` per round, pooled
+//!    p50/p99; and the exec program's own run time per exec from `kernel.bpf_stats_enabled`
+//!    (median of the rounds), which is where blocking adds its work (`exec_*`).
+//!
 //! The last stdout line is one JSON object.
+
+// The figures' `json!` object is larger than the macro's default recursion allows.
+#![recursion_limit = "256"]
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -31,11 +54,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nightjar_proto::codec::{self, Record};
-use nightjar_proto::event::EnvFilter;
+use nightjar_proto::event::{EnvFilter, FLAG_SNAPSHOT};
+use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::{Consumer, Producer};
 use nightjar_sensor::capture::ebpf::sample::{
     BootClock, DecodeContext, ExecSample, SampleScratch, decode_sample, encode_exec_sample,
+    encode_file_sample,
 };
+use nightjar_sensor::gate::{Gate, Verdict};
 use nightjar_sensor::publish::Publisher;
 use serde_json::json;
 
@@ -94,7 +120,11 @@ fn drain_ring(
             while let Ok(Some(entry)) = consumer.next() {
                 end = Some(entry.end);
                 n += 1;
-                if intake && let Ok(Record::Exec(ev)) = codec::decode(entry.bytes) {
+                if intake
+                    && let Ok(Record::Exec(ev)) = codec::decode(entry.bytes)
+                    // Processes read from /proc at start are not live execs.
+                    && ev.flags & FLAG_SNAPSHOT == 0
+                {
                     delays.push(u64::try_from(ev.captured_ns - ev.time_ns).unwrap_or(0));
                 }
             }
@@ -294,8 +324,448 @@ fn sensor_rss(dir: &Path) -> Result<Rss, String> {
     })
 }
 
+fn file_sample(i: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let path = format!("/home/bob/.config/autostart/update-{i}.desktop");
+    encode_file_sample(
+        &mut out,
+        1_000_000 + u64::from(i),
+        20_000 + i % 64,
+        1,
+        0,
+        path.as_bytes(),
+        b"",
+    );
+    out
+}
+
+/// Publishes file samples through the gate into a ring with a concurrent consumer: events
+/// per second, records lost.
+fn file_round(samples: &[Vec<u8>], dir: &Path, round: usize) -> (f64, u64) {
+    let path = dir.join(format!("bench-file-{round}.ring"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = Producer::open(&path, RING_BYTES).expect("producer");
+    let drainer = drain_ring(path, Arc::clone(&stop), false);
+    let mut publisher = Publisher::new(producer);
+    let mut scratch = SampleScratch::default();
+    let env = EnvFilter::default();
+    let clock = DecodeContext {
+        clock: BootClock {
+            offset_ns: 1,
+            boot_unix_ns: 0,
+            tick_ns: 10_000_000,
+        },
+        env: &env,
+    };
+    let mut filter = PathFilter::none();
+    filter.add_prefix("/home/bob/.config/autostart/");
+    let mut gate = Gate::new(filter, vec![1]);
+    let t0 = Instant::now();
+    let mut published = 0u64;
+    for (i, s) in samples.iter().enumerate() {
+        let ev = decode_sample(s, &mut scratch, clock).expect("sample");
+        if gate.judge(&ev) == Verdict::Publish {
+            publisher.publish(ev);
+            published += 1;
+        }
+        if i % BATCH == BATCH - 1 {
+            publisher.flush();
+        }
+    }
+    publisher.flush();
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (drained, _) = drainer.join().expect("drainer");
+    (
+        published as f64 / secs,
+        publisher.stats().ring_full + published.saturating_sub(drained),
+    )
+}
+
+/// What one build under the live sensor gave.
+#[derive(Debug, Default, Clone)]
+struct BuildRun {
+    /// File events under the build directory that reached the ring.
+    published: u64,
+    /// File events the sensor reported as filtered (whole machine, during the run).
+    filtered_reported: u64,
+    /// Events the sensor reported lost (BPF ring full), by kind name.
+    lost: serde_json::Map<String, serde_json::Value>,
+    sensor_cpu_ms: u64,
+    build_secs: f64,
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command name: state is field 3; utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Writes a small C project: 400 translation units, a shared library of them and a program.
+fn write_project(root: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(root.join("src"))?;
+    std::fs::create_dir_all(root.join("tmp"))?;
+    let mut objs = Vec::new();
+    for i in 0..400 {
+        std::fs::write(
+            root.join(format!("src/unit{i}.c")),
+            format!(
+                "#include <stdio.h>\n#include <string.h>\nint unit{i}(const char *s) {{ char b[64]; snprintf(b, sizeof b, \"%s-{i}\", s); return (int)strlen(b); }}\n"
+            ),
+        )?;
+        objs.push(format!("build/unit{i}.o"));
+    }
+    std::fs::write(
+        root.join("src/main.c"),
+        "int unit0(const char *s);\nint main(void) { return unit0(\"x\") > 0 ? 0 : 1; }\n",
+    )?;
+    std::fs::write(
+        root.join("Makefile"),
+        format!(
+            "OBJS = {}\nall: build/app\nbuild/%.o: src/%.c\n\t@mkdir -p build\n\tgcc -O1 -fPIC -MMD -c $< -o $@\nbuild/libunits.so: $(OBJS)\n\tgcc -shared -o $@ $(OBJS)\nbuild/app: src/main.c build/libunits.so\n\tgcc -o $@ src/main.c -Lbuild -lunits\nclean:\n\trm -rf build\n",
+            objs.join(" ")
+        ),
+    )
+}
+
+/// Runs the build under a live eBPF sensor loading `rules`.
+fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRun, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let sensor = exe.with_file_name("nightjar-sensor");
+    let ring = dir.join(format!("build-{tag}.ring"));
+    let cfg = dir.join(format!("build-{tag}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "ring_path = {:?}\nring_capacity_bytes = {RING_BYTES}\n[rules]\nbuiltin = false\npaths = [{:?}]\n",
+            ring.display().to_string(),
+            rules.display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let _ = Command::new("make")
+        .args(["-s", "clean"])
+        .current_dir(root)
+        .status();
+    let mut child = Command::new(&sensor)
+        .args(["run", "--source", "ebpf", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", sensor.display()))?;
+    std::thread::sleep(Duration::from_millis(2000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let prefix = root.display().to_string();
+    let drainer = {
+        let stop = Arc::clone(&stop);
+        let ring = ring.clone();
+        std::thread::spawn(move || {
+            let mut run = BuildRun::default();
+            let Ok(mut consumer) = Consumer::open(&ring, RING_BYTES) else {
+                return run;
+            };
+            loop {
+                let mut end = None;
+                while let Ok(Some(entry)) = consumer.next() {
+                    end = Some(entry.end);
+                    match codec::decode(entry.bytes) {
+                        Ok(Record::File(f))
+                            if f.path.starts_with(&prefix)
+                                || f.original_path
+                                    .as_deref()
+                                    .is_some_and(|o| o.starts_with(&prefix)) =>
+                        {
+                            run.published += 1
+                        }
+                        Ok(Record::Filtered(f)) => run.filtered_reported += f.count,
+                        Ok(Record::Loss(l)) => {
+                            let k = l.kind.map_or("unknown", |k| k.as_str()).to_owned();
+                            let n = run
+                                .lost
+                                .get(&k)
+                                .and_then(serde_json::Value::as_u64)
+                                .unwrap_or(0);
+                            run.lost.insert(k, (n + l.count).into());
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(end) = end {
+                    consumer.commit(end);
+                } else if stop.load(Ordering::Relaxed) {
+                    return run;
+                } else {
+                    let _ = consumer.wait(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+    let pid = child.id();
+    let cpu0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    let status = Command::new("make")
+        .args(["-s", "-j4"])
+        .current_dir(root)
+        .env("TMPDIR", root.join("tmp"))
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("make: {e}"))?;
+    let build_secs = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu1 = cpu_ticks(pid);
+    let exited = child.try_wait().ok().flatten();
+    let _ = child.kill();
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let mut run = drainer.join().map_err(|_| "drainer panicked".to_owned())?;
+    if let Some(st) = exited {
+        return Err(format!("sensor exited early: {st}"));
+    }
+    if !status.success() {
+        return Err(format!("the build failed: {status}"));
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1);
+    run.sensor_cpu_ms = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => (b - a) * 1000 / hz,
+        _ => 0,
+    };
+    run.build_secs = build_secs;
+    Ok(run)
+}
+
+/// The build with the filter on and off: (on, off, whether the kernel applies the filter).
+/// The build runs: the filter from all of Elastic's Linux rules (`on`), from its single-event
+/// rules only (`event_rules`), and off.
+#[derive(Debug)]
+struct BuildFigures {
+    on: BuildRun,
+    event_rules: BuildRun,
+    off: BuildRun,
+    /// The kernel applies the filter of all rules / of the single-event rules.
+    kernel: bool,
+    event_rules_kernel: bool,
+    /// Rule files whose filter alone admits every file event (a file query no path or
+    /// process bounds, such as a sequence's file stage joined on the process).
+    admit_all: Vec<String>,
+}
+
+fn build_figures(dir: &Path) -> Result<BuildFigures, String> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
+    let linux = std::fs::read_dir(&shared)
+        .map_err(|e| format!("{}: {e}", shared.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-head"))
+        })
+        .ok_or("no linux-head rules folder")?;
+    let (set, _) = nightjar_rules::RuleSet::load(std::slice::from_ref(&linux), false, None)
+        .map_err(|e| e.to_string())?;
+    let kernel = set.file_filter().kernel_can_filter();
+    // The single-event rules, each file judged on its own.
+    let singles = dir.join("linux-event-rules");
+    std::fs::create_dir_all(&singles).map_err(|e| e.to_string())?;
+    let mut admit_all = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&linux)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let Ok((one, _)) = nightjar_rules::RuleSet::load(std::slice::from_ref(file), false, None)
+        else {
+            continue;
+        };
+        if one.file_filter().is_all() {
+            admit_all.push(
+                file.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        if !one.rules().is_empty() && one.event_rules() == one.rules().len() {
+            let name = file.file_name().ok_or("a rule file without a name")?;
+            std::fs::copy(file, singles.join(name)).map_err(|e| e.to_string())?;
+        }
+    }
+    let (single_set, _) =
+        nightjar_rules::RuleSet::load(std::slice::from_ref(&singles), false, None)
+            .map_err(|e| e.to_string())?;
+    let event_rules_kernel = single_set.file_filter().kernel_can_filter();
+    let every = dir.join("every-file.toml");
+    std::fs::write(
+        &every,
+        concat!(
+            "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"bench-every-file\"\n",
+            "name = \"every file event\"\nseverity = \"low\"\nrisk_score = 1\ndescription = \"d\"\n",
+            "type = \"eql\"\nlanguage = \"eql\"\nquery = 'file where file.path : \"*\"'\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let root = PathBuf::from(format!("/home/nightjar-bench-build-{}", std::process::id()));
+    write_project(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let out = (|| {
+        let on = build_run(dir, &root, &linux, "on")?;
+        let event_rules = build_run(dir, &root, &singles, "event-rules")?;
+        let off = build_run(dir, &root, &every, "off")?;
+        Ok(BuildFigures {
+            on,
+            event_rules,
+            off,
+            kernel,
+            event_rules_kernel,
+            admit_all,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&root);
+    out
+}
+
+/// The ids of the BPF programs `pid` holds open (`/proc/PID/fdinfo`).
+fn prog_ids(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// (run time ns, runs) of the exec program among `ids`.
+fn exec_prog_stats(ids: &[u32]) -> Option<(u64, u64)> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .find(|p| ids.contains(&p.id) && p.name.to_string_lossy() == "nightjar_exec")
+        .map(|p| (p.run_time_ns, p.run_cnt))
+}
+
+/// Exec latency under a live sensor, with and without a blocking rule loaded.
+#[derive(Debug, Default, Clone)]
+struct ExecCost {
+    /// fork + exec + wait of /bin/true, ns.
+    latency: Vec<u64>,
+    /// The exec program's run time per exec (bpf_stats), ns.
+    prog_ns: Vec<f64>,
+}
+
+/// One round: a sensor loading the kcc rule (blocking it when `block`), `n` execs of
+/// /bin/true.
+fn exec_round(dir: &Path, block: bool, n: usize, cost: &mut ExecCost) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let sensor = exe.with_file_name("nightjar-sensor");
+    let rule =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/linux/rules/kcc-linux.toml");
+    let tag = if block { "block" } else { "detect" };
+    let ring = dir.join(format!("exec-{tag}.ring"));
+    let cfg = dir.join(format!("exec-{tag}.toml"));
+    let log = dir.join(format!("exec-{tag}.log"));
+    let block_line = if block {
+        "block = [\"c4ab5c12-3447-4aaf-891b-c474270fe4d9\"]\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "ring_path = {:?}\nring_capacity_bytes = {RING_BYTES}\n[rules]\nbuiltin = false\npaths = [{:?}]\n{block_line}",
+            ring.display().to_string(),
+            rule.display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(&sensor)
+        .args(["run", "--source", "ebpf", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", sensor.display()))?;
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("eBPF probes attached")) {
+        if t0.elapsed() > Duration::from_secs(90) || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the sensor did not attach: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if block && !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("blocking rules loaded")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("the blocking rule was not loaded".into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let drainer = drain_ring(ring, Arc::clone(&stop), false);
+    let ids = prog_ids(child.id());
+    let before = exec_prog_stats(&ids);
+    for _ in 0..n {
+        let t = Instant::now();
+        let _ = Command::new("/bin/true").status();
+        cost.latency.push(t.elapsed().as_nanos() as u64);
+    }
+    let after = exec_prog_stats(&ids);
+    if let (Some((t0, c0)), Some((t1, c1))) = (before, after)
+        && c1 > c0
+    {
+        cost.prog_ns.push((t1 - t0) as f64 / (c1 - c0) as f64);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let _ = drainer.join();
+    Ok(())
+}
+
+/// Alternating rounds without and with the blocking rule; (without, with).
+fn exec_costs(dir: &Path) -> Result<(ExecCost, ExecCost), String> {
+    // Run times of BPF programs are counted only while kernel.bpf_stats_enabled is set.
+    let stats = "/proc/sys/kernel/bpf_stats_enabled";
+    let was = std::fs::read_to_string(stats).unwrap_or_default();
+    let _ = std::fs::write(stats, "1");
+    let mut detect = ExecCost::default();
+    let mut block = ExecCost::default();
+    let out = (|| {
+        for _ in 0..4 {
+            exec_round(dir, false, 1000, &mut detect)?;
+            exec_round(dir, true, 1000, &mut block)?;
+        }
+        Ok(())
+    })();
+    if !was.trim().is_empty() {
+        let _ = std::fs::write(stats, was.trim());
+    }
+    out.map(|()| (detect, block))
+}
+
+fn median_f(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // `scripts/bench sensor [publish] [file] [rss] [build] [exec]`: only those parts (all
+    // by default).
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let samples: Vec<Vec<u8>> = (0..EVENTS as u32).map(typical_sample).collect();
 
     let mut best_single: Option<(u64, u64)> = None;
@@ -312,6 +782,9 @@ fn main() {
         p
     };
     for round in 0..ROUNDS {
+        if !want("publish") {
+            break;
+        }
         let (lat, l) = ring_round(&samples, dir.path(), round, 1);
         lost += l;
         let s = keep_best(&mut best_single, lat);
@@ -332,11 +805,61 @@ fn main() {
     let (push_p50, push_p99) = best_push.unwrap_or_default();
     let (json_p50, json_p99) = best_json.unwrap_or_default();
 
-    let rss = sensor_rss(dir.path());
+    let files: Vec<Vec<u8>> = (0..1_000_000u32).map(file_sample).collect();
+    let mut file_rate: f64 = 0.0;
+    let mut file_lost = 0;
+    for round in 0..3 {
+        if !want("file") {
+            break;
+        }
+        let (rate, l) = file_round(&files, dir.path(), round);
+        file_lost += l;
+        eprintln!("round {round}: file events through the ring {rate:.0}/s");
+        file_rate = file_rate.max(rate);
+    }
+    drop(files);
+
+    let rss = if want("rss") {
+        sensor_rss(dir.path())
+    } else {
+        Err("not run".into())
+    };
     if let Err(e) = &rss {
         eprintln!("resident memory not measured: {e}");
     }
     let rss_ok = rss.as_ref().ok();
+    let build = if want("build") {
+        build_figures(dir.path())
+    } else {
+        Err("not run".into())
+    };
+    match &build {
+        Ok(f) => eprintln!(
+            "build: filter on {:?}; single-event rules {:?}; off {:?}",
+            f.on, f.event_rules, f.off
+        ),
+        Err(e) => eprintln!("build not measured: {e}"),
+    }
+    let b = build.as_ref().ok();
+    let execs = if want("exec") {
+        exec_costs(dir.path())
+    } else {
+        Err("not run".into())
+    };
+    if let Err(e) = &execs {
+        eprintln!("exec latency not measured: {e}");
+    }
+    let lat = |c: &ExecCost, p: f64| {
+        let mut v = c.latency.clone();
+        v.sort_unstable();
+        (!v.is_empty()).then(|| percentile(&v, p))
+    };
+    let e = execs.as_ref().ok();
+    let share = |on: &BuildRun, off: &BuildRun| {
+        (off.published > 0).then(|| 1.0 - on.published as f64 / off.published as f64)
+    };
+    let dropped_share = b.and_then(|f| share(&f.on, &f.off));
+    let event_rules_dropped_share = b.and_then(|f| share(&f.event_rules, &f.off));
     let out = json!({
         "suite": "sensor",
         "events_per_round": EVENTS,
@@ -357,6 +880,35 @@ fn main() {
         "live_exec_to_ring_p50_ns": rss_ok.and_then(|r| r.intake).map(|i| i.0),
         "live_exec_to_ring_p99_ns": rss_ok.and_then(|r| r.intake).map(|i| i.1),
         "rss_error": rss.as_ref().err(),
+        "file_events_per_sec": file_rate.round(),
+        "file_records_lost": file_lost,
+        "build_file_events_filter_off": b.map(|f| f.off.published),
+        "build_file_events_filter_on": b.map(|f| f.on.published),
+        "build_filter_dropped_share": dropped_share,
+        "build_filter_in_kernel": b.map(|f| f.kernel),
+        "build_sensor_cpu_ms_filter_on": b.map(|f| f.on.sensor_cpu_ms),
+        "build_sensor_cpu_ms_filter_off": b.map(|f| f.off.sensor_cpu_ms),
+        "build_secs_filter_on": b.map(|f| f.on.build_secs),
+        "build_secs_filter_off": b.map(|f| f.off.build_secs),
+        "build_filtered_reported_filter_on": b.map(|f| f.on.filtered_reported),
+        "build_lost_filter_on": b.map(|f| f.on.lost.clone()),
+        "build_lost_filter_off": b.map(|f| f.off.lost.clone()),
+        "build_file_events_event_rules_filter": b.map(|f| f.event_rules.published),
+        "build_event_rules_filter_dropped_share": event_rules_dropped_share,
+        "build_event_rules_filter_in_kernel": b.map(|f| f.event_rules_kernel),
+        "build_sensor_cpu_ms_event_rules_filter": b.map(|f| f.event_rules.sensor_cpu_ms),
+        "build_secs_event_rules_filter": b.map(|f| f.event_rules.build_secs),
+        "build_filtered_reported_event_rules_filter": b.map(|f| f.event_rules.filtered_reported),
+        "build_lost_event_rules_filter": b.map(|f| f.event_rules.lost.clone()),
+        "build_rules_admitting_every_file_event": b.map(|f| f.admit_all.clone()),
+        "build_error": build.as_ref().err(),
+        "exec_latency_p50_ns_detect": e.and_then(|(d, _)| lat(d, 0.5)),
+        "exec_latency_p50_ns_blocking": e.and_then(|(_, b)| lat(b, 0.5)),
+        "exec_latency_p99_ns_detect": e.and_then(|(d, _)| lat(d, 0.99)),
+        "exec_latency_p99_ns_blocking": e.and_then(|(_, b)| lat(b, 0.99)),
+        "exec_prog_ns_per_exec_detect": e.and_then(|(d, _)| median_f(&d.prog_ns)),
+        "exec_prog_ns_per_exec_blocking": e.and_then(|(_, b)| median_f(&b.prog_ns)),
+        "exec_error": execs.as_ref().err(),
     });
     println!("{out}");
 }

@@ -29,6 +29,11 @@ impl Fields for NoFields {
 }
 
 impl CheckLeaf {
+    /// The fields the condition reads (those the event shape can carry).
+    pub(super) fn fields(&self) -> impl Iterator<Item = Field> + '_ {
+        self.slots.iter().filter_map(|(f, _)| *f)
+    }
+
     /// For events of `shape`: a field the shape never carries is null.
     pub(super) fn new(c: &TypedCheck, shape: Shape) -> Result<CheckLeaf, String> {
         let check = CompiledCheck::new(c)?;

@@ -135,11 +135,38 @@ impl Node {
     /// that does not hold on the arguments kept could hold on the dropped ones, so it is
     /// `Unknown`; every other test is exact.
     pub(super) fn eval3(&self, ev: &EcsEvent<'_>, sc: &mut Scratch) -> Tri {
+        self.eval3_in(
+            ev,
+            sc,
+            &|f| matches!(f, Field::Args | Field::CommandLine),
+            false,
+        )
+    }
+
+    /// Kleene three-valued evaluation where every test of a field `unknown` names is
+    /// `Unknown`, whatever the event holds.
+    pub(super) fn eval3_with(
+        &self,
+        ev: &EcsEvent<'_>,
+        sc: &mut Scratch,
+        unknown: &dyn Fn(Field) -> bool,
+    ) -> Tri {
+        self.eval3_in(ev, sc, unknown, true)
+    }
+
+    /// `unknown` fields: `Unknown` when their test fails, or always when `always`.
+    fn eval3_in(
+        &self,
+        ev: &EcsEvent<'_>,
+        sc: &mut Scratch,
+        unknown: &dyn Fn(Field) -> bool,
+        always: bool,
+    ) -> Tri {
         match self {
             Node::And(v) => {
                 let mut out = Tri::True;
                 for n in v.iter() {
-                    match n.eval3(ev, sc) {
+                    match n.eval3_in(ev, sc, unknown, always) {
                         Tri::False => return Tri::False,
                         Tri::Unknown => out = Tri::Unknown,
                         Tri::True => {}
@@ -150,7 +177,7 @@ impl Node {
             Node::Or(v) => {
                 let mut out = Tri::False;
                 for n in v.iter() {
-                    match n.eval3(ev, sc) {
+                    match n.eval3_in(ev, sc, unknown, always) {
                         Tri::True => return Tri::True,
                         Tri::Unknown => out = Tri::Unknown,
                         Tri::False => {}
@@ -158,7 +185,7 @@ impl Node {
                 }
                 out
             }
-            Node::Not(n) => n.eval3(ev, sc).not(),
+            Node::Not(n) => n.eval3_in(ev, sc, unknown, always).not(),
             Node::Const(b) => {
                 if *b {
                     Tri::True
@@ -176,9 +203,11 @@ impl Node {
                 }
             }
             Node::Leaf(l) => {
-                if l.test_value(&ev.value(l.field), sc, Some(ev)) {
+                if always && unknown(l.field) {
+                    Tri::Unknown
+                } else if l.test_value(&ev.value(l.field), sc, Some(ev)) {
                     Tri::True
-                } else if matches!(l.field, Field::Args | Field::CommandLine) {
+                } else if unknown(l.field) {
                     Tri::Unknown
                 } else {
                     Tri::False

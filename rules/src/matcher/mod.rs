@@ -9,6 +9,7 @@
 //! [`CompiledRule::new`] cannot fail: everything that can (syntax, types, regular
 //! expressions) was settled when the query was built ([`crate::query::build`]).
 
+pub mod block;
 mod check;
 mod eval;
 mod index;
@@ -341,6 +342,22 @@ impl Matcher {
             shape.add_uncertain(ev, out);
         }
         self.expand_runs(out);
+    }
+
+    /// Rule `rule` alone on `ev` (see [`crate::RuleSet::outcome`]).
+    pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
+        let shape = &self.shapes[ev.shape() as usize];
+        let node = shape.rules.get(self.tree(rule))?;
+        let mut sc = Scratch::default();
+        if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
+            match node.eval3(ev, &mut sc) {
+                eval::Tri::True => Some(true),
+                eval::Tri::False => Some(false),
+                eval::Tri::Unknown => None,
+            }
+        } else {
+            Some(node.eval(ev, &mut sc))
+        }
     }
 
     /// Whether rule `rule` matches `ev` whatever arguments its cut argv lost (on an event

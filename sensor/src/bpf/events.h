@@ -41,6 +41,74 @@
 #define F_BLOCKED 0x100         /* a blocking rule matched: SIGKILL was sent */
 #define F_BLOCK_FAILED 0x200    /* a blocking rule matched but the signal could not be sent */
 
+/*
+ * Blocking rules (prevention), compiled by user space from the rule engine: up to BLOCK_MAX
+ * conjunctions ("blockers") of exact tests. Each value a blocker tests is a key of a hash map
+ * whose value has the blocker's bit set, so deciding costs a few lookups and no loop over the
+ * blockers; argv is scanned once, only when a blocker's program matched.
+ */
+#define BLOCK_MAX 32    /* blockers */
+#define BLOCK_VAL 64    /* a name or argument value, NUL padded */
+#define BLOCK_EXE 256   /* an executable path, NUL padded */
+#define BLOCK_ARGS 4    /* argument values one blocker requires */
+
+/* block_key.kind */
+#define BK_NAME 0
+#define BK_NAME_CI 1
+#define BK_PARENT 2
+#define BK_PARENT_CI 3
+#define BK_ARG 4
+#define BK_ARG_CI 5
+#define BK_EXE 6
+#define BK_EXE_CI 7
+
+/* block_stats slots */
+#define BLOCK_STAT_BLOCKED 0
+#define BLOCK_STAT_FAILED_OPEN 1
+
+struct block_conf {
+	u32 count;       /* blockers loaded: bits 0..count-1 */
+	u32 kinds;       /* bit BK_*: some key of that kind is loaded */
+	u32 need_name;   /* bit k: blocker k tests process.name */
+	u32 need_exe;    /* ... process.executable */
+	u32 need_parent; /* ... process.parent.name */
+	u32 need_args;   /* ... argument values */
+	u64 arg_need[2]; /* bit 4k+j (over the two words): blocker k needs its value j */
+	u16 rule[BLOCK_MAX]; /* index + 1 of blocker k's rule */
+};
+
+struct block_key {
+	u32 kind;
+	char s[BLOCK_VAL];
+};
+
+struct block_exe_key {
+	u32 kind;
+	char s[BLOCK_EXE];
+};
+
+/* What a key stands for: bit k of `blockers` (names, executables), or bit 4k+j of `args`. */
+struct block_val {
+	u64 bits[2];
+};
+
+/* File filter entries the kernel tests besides prefixes, names and extensions: whole path
+ * components (a hash of COMM_CAP keys), text inside the path and process name prefixes. */
+#define PAT_CONTAINS 4
+#define PAT_COMM_PREFIXES 8
+#define PAT_TEXT 16
+
+struct file_patterns {
+	u32 components;       /* some component is loaded */
+	u32 n_contains;
+	u32 n_comm_prefixes;
+	u32 pad;
+	u32 contains_len[PAT_CONTAINS];
+	u32 comm_prefix_len[PAT_COMM_PREFIXES];
+	char contains[PAT_CONTAINS][PAT_TEXT];          /* lowercase */
+	char comm_prefix[PAT_COMM_PREFIXES][PAT_TEXT];  /* lowercase */
+};
+
 /* file_body.action, as proto's FileAction */
 #define ACTION_CREATION 1
 #define ACTION_MODIFICATION 2

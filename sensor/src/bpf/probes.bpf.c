@@ -75,6 +75,8 @@
 /* Set by user space before the object is loaded. */
 const volatile u32 env_cap = 0;
 const volatile u32 files_all = 0;
+/* Components, texts or process name prefixes are loaded (`patterns`, `components`). */
+const volatile u32 file_patterns_on = 0;
 
 /*
  * Scratch records: each part at a fixed place (so every access has a constant bound for the
@@ -226,6 +228,63 @@ struct {
 	__type(value, u8);
 } comms SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[COMM_CAP]);
+	__type(value, u8);
+} components SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct file_patterns);
+} patterns SEC(".maps");
+
+/* Blocking rules (see events.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct block_conf);
+} block_conf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4 * BLOCK_MAX * (BLOCK_ARGS + 2));
+	__type(key, struct block_key);
+	__type(value, struct block_val);
+} block_keys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * BLOCK_MAX);
+	__type(key, struct block_exe_key);
+	__type(value, struct block_val);
+} block_exes SEC(".maps");
+
+/* Execs blocked, and execs a blocking rule may have matched that were let through. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, u32);
+	__type(value, u64);
+} block_stats SEC(".maps");
+
+/* Lookup keys, built per exec. */
+struct block_scratch {
+	struct block_key key;
+	struct block_exe_key exe;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct block_scratch);
+} block_scratch SEC(".maps");
+
 
 static __always_inline void count(void *map, u32 kind)
 {
@@ -315,6 +374,266 @@ static __always_inline u32 walk_path(struct dentry *dentry, struct vfsmount *vfs
 		buf[pos] = '/';
 	}
 	return pos;
+}
+
+/* ---- blocking ---------------------------------------------------------------------------- */
+
+/* `v & mask`, kept as an instruction the verifier sees (the compiler would drop a mask it
+ * can prove redundant, leaving the verifier a register without its bound). */
+#define BOUND(v, mask)                                                                      \
+	({                                                                                  \
+		u32 __b = (v);                                                              \
+		asm volatile("%[b] &= %[m]" : [b] "+r"(__b) : [m] "i"(mask));              \
+		__b;                                                                        \
+	})
+
+/* ASCII lowercase of eight bytes at once (SWAR, no branch). */
+static __always_inline u64 lower8(u64 x)
+{
+	u64 h = x & 0x7f7f7f7f7f7f7f7fULL;
+	u64 ge_a = h + 0x3f3f3f3f3f3f3f3fULL; /* high bit set where the byte >= 'A' */
+	u64 gt_z = h + 0x2525252525252525ULL; /* high bit set where the byte > 'Z' */
+	u64 upper = (ge_a ^ gt_z) & ~x & 0x8080808080808080ULL;
+	return x | ((upper >> 2) & 0x2020202020202020ULL);
+}
+
+/* The bits `kind` gives the value in key->s (NUL padded): 0 when it is no key. */
+static __always_inline u64 short_bits(struct block_key *key, u32 kind, u32 word)
+{
+	key->kind = kind;
+	struct block_val *v = bpf_map_lookup_elem(&block_keys, key);
+	return v ? v->bits[word & 1] : 0;
+}
+
+/* The blockers the value in key->s (a name) selects, exactly and case-insensitively. */
+static __always_inline u32 name_bits(struct block_key *key, u32 kinds, u32 cs, u32 ci)
+{
+	u32 bits = 0;
+	if (kinds & (1u << cs))
+		bits |= (u32)short_bits(key, cs, 0);
+	if (kinds & (1u << ci)) {
+		u64 *w = (u64 *)key->s;
+		for (u32 i = 0; i < BLOCK_VAL / 8; i++)
+			w[i] = lower8(w[i]);
+		bits |= (u32)short_bits(key, ci, 0);
+	}
+	return bits;
+}
+
+/* Scans argv (the head, then the tail) for the argument values the candidates need. */
+struct arg_scan {
+	u32 tail;       /* scanning the tail buffer */
+	u32 len;        /* bytes in the buffer scanned */
+	u32 start;      /* where the current argument starts */
+	u32 skip_first; /* the tail's first argument is cut (its start was not read) */
+	u32 kinds;
+	u64 found[2];   /* bit 4k+j: blocker k's value j was seen */
+	u64 want[2];    /* the bits of found still needed */
+};
+
+static long arg_scan_cb(u32 i, void *ctx)
+{
+	struct arg_scan *as = ctx;
+	u32 zero = 0;
+	struct exec_rec *rec = bpf_map_lookup_elem(&exec_scratch, &zero);
+	struct block_scratch *bs = bpf_map_lookup_elem(&block_scratch, &zero);
+	if (!rec || !bs || i >= as->len)
+		return 1;
+	char c = as->tail ? rec->tail[i & (ARGV_TAIL_CAP - 1)] : rec->head[i & (ARGV_HEAD_CAP - 1)];
+	if (c != 0 && i + 1 < as->len)
+		return 0;
+	u32 start = as->start;
+	as->start = i + 1;
+	/* The buffer ends inside an argument: only part of it was read, never compared. */
+	if (c != 0)
+		return 1;
+	/* An argument ends at i (its NUL). */
+	u32 len = i > start ? i - start : 0;
+	if (as->skip_first) {
+		as->skip_first = 0;
+		return 0;
+	}
+	if (len == 0 || len >= BLOCK_VAL)
+		return 0;
+	struct block_key *key = &bs->key;
+	u64 *w = (u64 *)key->s;
+	for (u32 k = 0; k < BLOCK_VAL / 8; k++)
+		w[k] = 0;
+	const char *src = as->tail ? &rec->tail[start & (ARGV_TAIL_CAP - 1)]
+				   : &rec->head[start & (ARGV_HEAD_CAP - 1)];
+	if (bpf_probe_read_kernel(key->s, BOUND(len, BLOCK_VAL - 1), src))
+		return 0;
+	if (as->kinds & (1u << BK_ARG)) {
+		key->kind = BK_ARG;
+		struct block_val *v = bpf_map_lookup_elem(&block_keys, key);
+		if (v) {
+			as->found[0] |= v->bits[0];
+			as->found[1] |= v->bits[1];
+		}
+	}
+	if (as->kinds & (1u << BK_ARG_CI)) {
+		for (u32 k = 0; k < BLOCK_VAL / 8; k++)
+			w[k] = lower8(w[k]);
+		key->kind = BK_ARG_CI;
+		struct block_val *v = bpf_map_lookup_elem(&block_keys, key);
+		if (v) {
+			as->found[0] |= v->bits[0];
+			as->found[1] |= v->bits[1];
+		}
+	}
+	bool done = (as->want[0] & ~as->found[0]) == 0 && (as->want[1] & ~as->found[1]) == 0;
+	return done ? 1 : 0;
+}
+
+/* Blockers (bit k) whose nibble in `missing` (bits 4k..4k+3 over two words) is not zero.
+ * Branch-free, as the rest of this path: the verifier walks it once per path. */
+static __always_inline u32 unsatisfied(u64 m0, u64 m1)
+{
+	m0 |= m0 >> 1;
+	m0 |= m0 >> 2;
+	m1 |= m1 >> 1;
+	m1 |= m1 >> 2;
+	u32 out = 0;
+	for (u32 k = 0; k < 16; k++) {
+		out |= (u32)((m0 >> (4 * k)) & 1) << k;
+		out |= (u32)((m1 >> (4 * k)) & 1) << (k + 16);
+	}
+	return out;
+}
+
+static __always_inline u32 popcount32(u32 x)
+{
+	x = x - ((x >> 1) & 0x55555555);
+	x = (x & 0x33333333) + ((x >> 2) & 0x33333333);
+	x = (x + (x >> 4)) & 0x0f0f0f0f;
+	return (x * 0x01010101) >> 24;
+}
+
+/* blocking_rule()'s answer when a rule matched all it could see but an argument it needs
+ * may be in the part of argv not read. */
+#define BLOCK_UNSURE 0x80000000u
+
+/*
+ * Decides whether the current exec (its record in exec_scratch: the executable at exe_off,
+ * argv head and tail read) is one a blocking rule matches: the rule's index + 1, 0 for none,
+ * or BLOCK_UNSURE (let through: fail open). A global function, so the verifier checks it
+ * once, not once for every path of the exec program that reaches it.
+ */
+__attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
+{
+	u32 zero = 0;
+	struct block_conf *conf = bpf_map_lookup_elem(&block_conf, &zero);
+	if (!conf || conf->count == 0)
+		return 0;
+	struct block_scratch *bs = bpf_map_lookup_elem(&block_scratch, &zero);
+	struct exec_rec *rec = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!bs || !rec)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	head = head > ARGV_HEAD_CAP ? ARGV_HEAD_CAP : head;
+	tail = tail > ARGV_TAIL_CAP ? ARGV_TAIL_CAP : tail;
+	u32 unsure = 0;
+	u32 n = conf->count < BLOCK_MAX ? conf->count : BLOCK_MAX;
+	u32 cand = n >= 32 ? 0xffffffffu : (1u << n) - 1;
+	u32 kinds = conf->kinds;
+	struct block_key *key = &bs->key;
+	u64 *w = (u64 *)key->s;
+
+	/* The image's name: its dentry's (the canonical basename, as process.name). */
+	if (conf->need_name) {
+		for (u32 i = 0; i < BLOCK_VAL / 8; i++)
+			w[i] = 0;
+		/* At sched_process_exec the task's mm is the new image's: exe_file is bprm->file. */
+		const unsigned char *nm =
+			BPF_CORE_READ(task, mm, exe_file, f_path.dentry, d_name.name);
+		long r = bpf_probe_read_kernel_str(key->s, BLOCK_VAL, nm);
+		u32 bits = r > 1 ? name_bits(key, kinds, BK_NAME, BK_NAME_CI) : 0;
+		cand &= bits | ~conf->need_name;
+	}
+	/* The parent's image name, as process.parent.name. */
+	if (cand && conf->need_parent) {
+		for (u32 i = 0; i < BLOCK_VAL / 8; i++)
+			w[i] = 0;
+		const unsigned char *pn =
+			BPF_CORE_READ(task, real_parent, mm, exe_file, f_path.dentry, d_name.name);
+		long r = pn ? bpf_probe_read_kernel_str(key->s, BLOCK_VAL, pn) : 0;
+		u32 bits = r > 1 ? name_bits(key, kinds, BK_PARENT, BK_PARENT_CI) : 0;
+		cand &= bits | ~conf->need_parent;
+	}
+	/* The canonical executable path, as process.executable. */
+	if (cand && conf->need_exe) {
+		u32 bits = 0;
+		u32 len = rec->b.exe_len;
+		struct block_exe_key *ek = &bs->exe;
+		u64 *ew = (u64 *)ek->s;
+		if (len && len < BLOCK_EXE) {
+			for (u32 i = 0; i < BLOCK_EXE / 8; i++)
+				ew[i] = 0;
+			if (!bpf_probe_read_kernel(ek->s, BOUND(len, BLOCK_EXE - 1),
+						   &rec->exe[exe_off & (PATH_CAP - 1)])) {
+				if (kinds & (1u << BK_EXE)) {
+					ek->kind = BK_EXE;
+					struct block_val *v = bpf_map_lookup_elem(&block_exes, ek);
+					if (v)
+						bits |= (u32)v->bits[0];
+				}
+				if (kinds & (1u << BK_EXE_CI)) {
+					for (u32 i = 0; i < BLOCK_EXE / 8; i++)
+						ew[i] = lower8(ew[i]);
+					ek->kind = BK_EXE_CI;
+					struct block_val *v = bpf_map_lookup_elem(&block_exes, ek);
+					if (v)
+						bits |= (u32)v->bits[0];
+				}
+			}
+		}
+		cand &= bits | ~conf->need_exe;
+	}
+	if (!cand)
+		return 0;
+	/* Arguments, for the candidates that need some. */
+	u32 with_args = cand & conf->need_args;
+	if (with_args) {
+		/* The nibbles of the candidates that need arguments. */
+		u64 sel0 = 0, sel1 = 0;
+		for (u32 k = 0; k < 16; k++) {
+			sel0 |= (u64)(((with_args >> k) & 1) * 0xf) << (4 * k);
+			sel1 |= (u64)(((with_args >> (k + 16)) & 1) * 0xf) << (4 * k);
+		}
+		struct arg_scan as = {
+			.tail = 0,
+			.len = head,
+			.start = 0,
+			.skip_first = 0,
+			.kinds = kinds,
+			.found = {0, 0},
+			.want = {conf->arg_need[0] & sel0, conf->arg_need[1] & sel1},
+		};
+		if (head)
+			bpf_loop(ARGV_HEAD_CAP, arg_scan_cb, &as, 0);
+		bool done = (as.want[0] & ~as.found[0]) == 0 && (as.want[1] & ~as.found[1]) == 0;
+		if (!done && tail) {
+			as.tail = 1;
+			as.len = tail;
+			as.start = 0;
+			/* Read from argv's end: unless it continues the head exactly, its first
+			 * argument is cut. */
+			as.skip_first = 1;
+			bpf_loop(ARGV_TAIL_CAP, arg_scan_cb, &as, 0);
+		}
+		u32 missing = unsatisfied(as.want[0] & ~as.found[0], as.want[1] & ~as.found[1]);
+		/* A value not seen may be in what was not read, or cut across the head and tail:
+		 * not sure, so not blocked. */
+		bool argv_whole = !(rec->h.flags & (F_ARGS_TRUNCATED | F_ARGS_UNREADABLE)) && !tail;
+		if ((missing & with_args) && !argv_whole)
+			unsure = BLOCK_UNSURE;
+		cand &= ~missing;
+	}
+	if (!cand)
+		return unsure;
+	/* The lowest candidate: the bits below it, counted (BPF has no count-trailing-zeros). */
+	u32 k = popcount32((cand & -cand) - 1);
+	return conf->rule[k & (BLOCK_MAX - 1)];
 }
 
 /* ---- exec -------------------------------------------------------------------------------- */
@@ -421,6 +740,29 @@ int BPF_PROG(nightjar_exec, struct task_struct *task, pid_t old_pid, struct linu
 	}
 	b->head_len = head;
 	b->tail_len = tail;
+
+	/* Blocking rules: a match is killed before the new image runs an instruction (the
+	 * signal is delivered on the way back to user space). Never init. */
+	if (tgid != 1) {
+		u32 rule = blocking_rule(exe_off & (PATH_CAP - 1), head, tail);
+		bool unsure = rule == BLOCK_UNSURE;
+		if (unsure)
+			rule = 0;
+		if (rule) {
+			if (bpf_send_signal(9) == 0) {
+				h->flags |= F_BLOCKED;
+				b->block_rule = rule;
+				count(&block_stats, BLOCK_STAT_BLOCKED);
+			} else {
+				h->flags |= F_BLOCK_FAILED;
+				b->block_rule = rule;
+				count(&block_stats, BLOCK_STAT_FAILED_OPEN);
+			}
+		} else if (unsure) {
+			h->flags |= F_BLOCK_FAILED;
+			count(&block_stats, BLOCK_STAT_FAILED_OPEN);
+		}
+	}
 
 	/* The environment, only when names are configured. */
 	b->env_len = 0;
@@ -621,6 +963,110 @@ static long rel_scan_cb(u32 i, void *ctx)
 	return 0;
 }
 
+/* Scans the lowercased path in fs->lpm for a loaded component or text. */
+struct pat_scan {
+	u32 len;
+	u32 start;
+	u32 hit;
+};
+
+static long pat_scan_cb(u32 i, void *ctx)
+{
+	struct pat_scan *ps = ctx;
+	u32 zero = 0;
+	struct file_scratch *fs = bpf_map_lookup_elem(&file_scratch, &zero);
+	struct file_patterns *pat = bpf_map_lookup_elem(&patterns, &zero);
+	if (!fs || !pat || i >= ps->len)
+		return 1;
+	const char *p = fs->lpm.data;
+	char c = p[i & (LPM_CAP - 1)];
+	/* Text inside the path: eight bytes at a time, the rest of the buffer masked off. */
+	for (u32 k = 0; k < PAT_CONTAINS; k++) {
+		if (k >= pat->n_contains)
+			break;
+		u32 len = pat->contains_len[k];
+		u64 x = *(const u64 *)&p[i & (LPM_CAP - 1)];
+		u64 y = *(const u64 *)&pat->contains[k][0];
+		if (len < 8) {
+			u64 mask = (1ULL << ((len & 7) * 8)) - 1;
+			x &= mask;
+			y &= mask;
+		}
+		if (x != y)
+			continue;
+		if (len > 8) {
+			u32 rest = (len - 8) & 7;
+			u64 x2 = *(const u64 *)&p[(i & (LPM_CAP - 1)) + 8];
+			u64 y2 = *(const u64 *)&pat->contains[k][8];
+			if (len < 16) {
+				u64 mask = (1ULL << (rest * 8)) - 1;
+				x2 &= mask;
+				y2 &= mask;
+			}
+			if (x2 != y2)
+				continue;
+		}
+		ps->hit = 1;
+		return 1;
+	}
+	/* Whole components, at each '/' and at the end. */
+	if (!pat->components)
+		return 0;
+	bool end = i + 1 >= ps->len;
+	if (c != '/' && !end)
+		return 0;
+	u32 stop = c == '/' ? i : i + 1;
+	u32 start = ps->start;
+	ps->start = i + 1;
+	u32 len = stop > start ? stop - start : 0;
+	if (len == 0 || len >= COMM_CAP)
+		return 0;
+	char key[COMM_CAP] = {};
+	if (bpf_probe_read_kernel(key, BOUND(len, COMM_CAP - 1), &p[start & (LPM_CAP - 1)]))
+		return 0;
+	if (bpf_map_lookup_elem(&components, key)) {
+		ps->hit = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether the loaded components, texts or process name prefixes admit the file event whose
+ * lowercased path (its first n bytes; `whole` when that is all of it) is in fs->lpm. A global
+ * function: the verifier checks it once. */
+__attribute__((noinline)) u32 patterns_admit(u32 n, u32 whole)
+{
+	u32 zero = 0;
+	struct file_scratch *fs = bpf_map_lookup_elem(&file_scratch, &zero);
+	struct file_patterns *pat = bpf_map_lookup_elem(&patterns, &zero);
+	if (!fs || !pat)
+		return 0;
+	u64 c0 = *(const u64 *)&fs->comm[0];
+	u64 c1 = *(const u64 *)&fs->comm[8];
+	for (u32 k = 0; k < PAT_COMM_PREFIXES; k++) {
+		if (k >= pat->n_comm_prefixes)
+			break;
+		u32 len = pat->comm_prefix_len[k] & 15;
+		u64 p0 = *(const u64 *)&pat->comm_prefix[k][0];
+		u64 p1 = *(const u64 *)&pat->comm_prefix[k][8];
+		u64 m0 = len >= 8 ? ~0ULL : (1ULL << (len * 8)) - 1;
+		u64 m1 = len <= 8 ? 0 : (1ULL << ((len - 8) * 8)) - 1;
+		if ((c0 & m0) == (p0 & m0) && (c1 & m1) == (p1 & m1))
+			return 1;
+	}
+	if (!pat->components && !pat->n_contains)
+		return 0;
+	/* Part of the path was not read: admit it, never miss. */
+	if (!whole)
+		return 1;
+	struct pat_scan ps = { .len = n > LPM_CAP ? LPM_CAP : n, .start = 0, .hit = 0 };
+	bpf_loop(LPM_CAP, pat_scan_cb, &ps, 0);
+	return ps.hit;
+}
+
+static __always_inline bool admitted_exact(struct file_scratch *fs, struct file_path *fp,
+					   const unsigned char *name, u32 *scanned, u32 *whole);
+
 /* Whether a file event on `fp` by the current task passes the filters built from the loaded
  * rules. `name` is the file's name when the caller has it from a dentry; otherwise it is the
  * last component of the path string. */
@@ -629,6 +1075,17 @@ static __always_inline bool admitted(struct file_scratch *fs, struct file_path *
 {
 	if (files_all)
 		return true;
+	u32 n = 0, whole = 0;
+	if (admitted_exact(fs, fp, name, &n, &whole))
+		return true;
+	return file_patterns_on && patterns_admit(n, whole);
+}
+
+/* Prefixes, names, extensions and whole process names; `*scanned` and `*whole` say how
+ * much of the path fs->lpm holds, lowercased. */
+static __always_inline bool admitted_exact(struct file_scratch *fs, struct file_path *fp,
+					   const unsigned char *name, u32 *scanned, u32 *whole)
+{
 	if (bpf_map_lookup_elem(&comms, fs->comm))
 		return true;
 
@@ -649,8 +1106,11 @@ static __always_inline bool admitted(struct file_scratch *fs, struct file_path *
 		bpf_probe_read_kernel(fs->lpm.data + at, LPM_CAP, fp->rel);
 		n = at + fp->rel_len;
 	}
+	u32 full = fp->base_len + (fp->base_len && fp->rel_len ? 1 : 0) + fp->rel_len;
+	*whole = full <= LPM_CAP;
 	if (n > LPM_CAP)
 		n = LPM_CAP;
+	*scanned = n;
 	fs->lpm_spill[0] = 0;
 	bpf_loop(n, lower_lpm_cb, NULL, 0);
 	fs->lpm.prefixlen = n * 8;

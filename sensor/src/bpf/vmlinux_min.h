@@ -88,11 +88,14 @@ struct cred {
 	kgid_t egid;
 } __attribute__((preserve_access_index));
 
+struct file;
+
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
 	unsigned long env_start;
 	unsigned long env_end;
+	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
 struct qstr {

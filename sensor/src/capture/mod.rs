@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use nightjar_proto::event::EnvFilter;
 use nightjar_proto::filter::PathFilter;
 
+use crate::block::Blocking;
 use crate::publish::Publisher;
 
 /// What every backend captures besides the fixed event fields.
@@ -20,6 +21,8 @@ pub struct Settings {
     pub env: EnvFilter,
     /// File events to publish: the paths and processes the loaded rules can match.
     pub files: PathFilter,
+    /// The blocking rules (`[rules] block`) that can block here.
+    pub block: Blocking,
 }
 
 /// Which backend `run --source` selects.

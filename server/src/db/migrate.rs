@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "policy_summary",
         include_str!("../../migrations/0003_policy_summary.sql"),
     ),
+    (
+        4,
+        "payload_from_envelope",
+        include_str!("../../migrations/0004_payload_from_envelope.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across replicas.

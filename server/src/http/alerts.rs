@@ -13,7 +13,7 @@ use super::AppState;
 use super::body;
 use super::error::ApiError;
 use super::host_auth::{self, HostAuth};
-use crate::ingest::parse::{BatchError, decode_batch, open_batch};
+use crate::ingest::parse::{BatchError, read_batch};
 use crate::ingest::store::{IngestError, commit};
 use crate::integrity::{self, Kind};
 
@@ -44,17 +44,7 @@ pub async fn ingest(
     })?;
     let parsed = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let opened = open_batch(&bytes, &key)?;
-        let signed: Vec<_> = opened.iter().map(|(_, a)| a).collect();
-        if let Err(i) = key.verify_batch(&signed) {
-            return Err(BatchError::BadSignature {
-                line: opened[i].0,
-                seq: opened[i].1.link().ok().map(|l| l.seq),
-                reason: "signature does not verify".into(),
-            });
-        }
-        drop(signed);
-        decode_batch(&bytes, opened, &host_id, received_at)
+        read_batch(&bytes, &key, &host_id, received_at)
     })
     .await
     .map_err(|e| {

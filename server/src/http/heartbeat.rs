@@ -13,6 +13,7 @@ use super::AppState;
 use super::body;
 use super::error::ApiError;
 use super::host_auth;
+use crate::heartbeats::{Beat, Recorded};
 use crate::ingest::store::hash32;
 use crate::integrity::{self, Kind};
 
@@ -40,13 +41,12 @@ pub async fn heartbeat(
         .transpose()
         .map_err(|_| ApiError::bad_request("policy_version: out of range"))?;
     let events_dropped = hb.status.get("events_dropped").and_then(Value::as_i64);
-    let client = state.pool.get().await?;
     if let Some(sig) = &hb.chain_head.signature {
         let message = chain_head_signing_bytes(&auth.host_id, hb.chain_head.seq, &hex(&hash));
         if let Err(e) = auth.key.verify_base64(&message, sig) {
             let detail = format!("heartbeat chain-head mark (seq {seq}): {e}");
             integrity::record(
-                &client,
+                &state.pool.get().await?,
                 &auth.host_id,
                 auth.epoch,
                 Kind::BadSignature,
@@ -58,58 +58,47 @@ pub async fn heartbeat(
                 .with("reason", json!("bad_signature")));
         }
     }
-    let status = Value::Object(hb.status);
-    let replay_hash = auth.replay_hash.clone().unwrap_or_default();
-    // One statement in the common case: the replay record, the host's row, and what the
-    // comparison with the server's chain needs.
-    let stmt = client
-        .prepare_cached(
-            "WITH r AS (
-                 INSERT INTO request_replay (sig_hash) VALUES ($8)
-                 ON CONFLICT DO NOTHING RETURNING 1
-             ), u AS (
-                 UPDATE hosts SET last_seen = now(), silent_since = NULL,
-                     reported_head_seq = $2, reported_head_hash = $3, policy_version = $4,
-                     events_dropped = COALESCE($5, events_dropped), last_status = $6
-                 WHERE host_id = $1 AND epoch = $7 AND EXISTS (SELECT 1 FROM r)
-                 RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), c.head_seq,
-                    c.rollback_seq, x.payload_hash, (SELECT max(version) FROM policies)
-             FROM chain_heads c
-             LEFT JOIN chain_index x
-               ON x.host_id = c.host_id AND x.epoch = c.epoch AND x.seq = $2
-             WHERE c.host_id = $1 AND c.epoch = $7",
-        )
-        .await?;
-    let row = client
-        .query_opt(
-            &stmt,
-            &[
-                &auth.host_id,
-                &seq,
-                &hash.as_slice(),
-                &policy_version,
-                &events_dropped,
-                &status,
-                &auth.epoch,
-                &replay_hash,
-            ],
-        )
-        .await?;
+    let mut status = Value::Object(hb.status);
+    scrub_nul(&mut status);
+    let beat = Beat {
+        host_id: auth.host_id.clone(),
+        epoch: auth.epoch,
+        seq,
+        hash,
+        policy_version,
+        events_dropped,
+        status,
+        replay_hash: auth.replay_hash.clone().unwrap_or_default(),
+    };
     let reset = || ApiError::unauthorized("the host's key was reset; enrol again");
-    let row = row.ok_or_else(reset)?;
-    if row.get::<_, i64>(0) == 0 {
-        return Err(host_auth::replayed());
+    let (server_head, rollback_seq, stored_hash, latest_policy) =
+        match state.heartbeats.record(beat).await? {
+            Recorded::Reset => return Err(reset()),
+            Recorded::Replayed => return Err(host_auth::replayed()),
+            Recorded::Written { updated: false, .. } => {
+                state.keys.forget(&auth.host_id);
+                return Err(reset());
+            }
+            Recorded::Written {
+                server_head,
+                rollback_seq,
+                stored_hash,
+                latest_policy,
+                ..
+            } => (server_head, rollback_seq, stored_hash, latest_policy),
+        };
+    // What the comparison found beyond the common case is recorded on a connection of its
+    // own (rare: a rollback, its end, or a fork the host reports).
+    let forked = stored_hash.map(hash32).filter(|s| *s != hash && seq > 0);
+    let needs_write = (seq < server_head && rollback_seq != Some(seq))
+        || (seq >= server_head && rollback_seq.is_some())
+        || forked.is_some();
+    if !needs_write {
+        return Ok(Json(HeartbeatResponse {
+            policy_version: latest_policy.unwrap_or(0).max(0) as u64,
+        }));
     }
-    if row.get::<_, i64>(1) == 0 {
-        state.keys.forget(&auth.host_id);
-        return Err(reset());
-    }
-    let server_head: i64 = row.get(2);
-    let rollback_seq: Option<i64> = row.get(3);
-    let stored_hash: Option<Vec<u8>> = row.get(4);
-    let latest_policy: Option<i64> = row.get(5);
+    let client = state.pool.get().await?;
     if seq < server_head && rollback_seq != Some(seq) {
         let detail =
             format!("host reports chain head seq {seq}, the server holds seq {server_head}");
@@ -132,10 +121,7 @@ pub async fn heartbeat(
             )
             .await?;
     }
-    if let Some(stored) = stored_hash.map(hash32)
-        && stored != hash
-        && seq > 0
-    {
+    if let Some(stored) = forked {
         let detail = format!(
             "host reports seq {seq} with hash {}, the server stored {}",
             hex(&hash),
@@ -155,4 +141,38 @@ pub async fn heartbeat(
     Ok(Json(HeartbeatResponse {
         policy_version: latest_policy.unwrap_or(0).max(0) as u64,
     }))
+}
+
+/// Replaces U+0000 in the status object's keys and strings with U+FFFD: `jsonb` cannot hold
+/// it, and one such heartbeat must not fail the others written with it.
+fn scrub_nul(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{fffd}"),
+        Value::Array(a) => a.iter_mut().for_each(scrub_nul),
+        Value::Object(o) => {
+            let keys: Vec<String> = o.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for k in keys {
+                if let Some(val) = o.remove(&k) {
+                    o.insert(k.replace('\0', "\u{fffd}"), val);
+                }
+            }
+            o.values_mut().for_each(scrub_nul);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_scrubbed_from_keys_and_strings() {
+        let mut v = serde_json::json!({"a": "x\u{0}y", "k\u{0}": [1, "\u{0}"], "n": 1});
+        scrub_nul(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"a": "x\u{fffd}y", "k\u{fffd}": [1, "\u{fffd}"], "n": 1})
+        );
+    }
 }

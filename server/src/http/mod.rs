@@ -40,6 +40,8 @@ pub struct AppState {
     /// Bounds the uploads whose bodies are in memory at once ([`INGEST_SLOTS`]): the rest wait
     /// unread in their connections, so memory stays flat however many hosts post at once.
     pub ingest: Arc<tokio::sync::Semaphore>,
+    /// Writes heartbeats that arrive together in one transaction.
+    pub heartbeats: crate::heartbeats::HeartbeatWriter,
 }
 
 /// Uploads read and processed at once (each at most `max_body_bytes`; a few times the
@@ -47,9 +49,11 @@ pub struct AppState {
 pub const INGEST_SLOTS: usize = 48;
 
 impl AppState {
+    /// Must be called inside the runtime (it starts the heartbeat writer).
     pub fn new(pool: Pool, config: Arc<Config>) -> AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
+            heartbeats: crate::heartbeats::HeartbeatWriter::start(pool.clone()),
             pool,
             config,
             keys: Arc::default(),

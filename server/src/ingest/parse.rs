@@ -3,11 +3,12 @@
 //! here touches the database; a refusal names the line (from 1) and the reason.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::time::SystemTime;
 
-use nightjar_proto::verify::{AlertKey, EnvelopeError, SignedAlert};
+use bytes::Bytes;
+use nightjar_proto::verify::{AlertKey, EnvelopeError, LinkFields};
 use serde::Deserialize;
-use serde_json::Value;
 
 /// Why a batch is refused before it reaches the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +31,8 @@ pub struct IncomingAlert {
     pub seq: u64,
     pub prev: [u8; 32],
     pub hash: [u8; 32],
-    /// The envelope bytes exactly as received.
-    pub envelope: Vec<u8>,
-    /// The payload as JSON text for the `jsonb` column (NUL characters, which `jsonb` cannot
-    /// hold, replaced by U+FFFD; the envelope keeps the original).
-    pub payload_json: String,
+    /// The envelope bytes exactly as received (a slice of the request body, not a copy).
+    pub envelope: Bytes,
     pub alert_time: SystemTime,
     pub uuid: String,
     pub rule_id: String,
@@ -42,6 +40,21 @@ pub struct IncomingAlert {
     pub severity: String,
 }
 
+/// What ingest reads from a payload, in one pass: the chain link and the fields the console
+/// indexes (the rest of the document is skipped, never built).
+#[derive(Deserialize)]
+struct PayloadFields<'a> {
+    #[serde(rename = "@timestamp", borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kibana: Option<SummaryKibana<'a>>,
+    #[serde(borrow, default)]
+    nightjar: Option<LinkFields<'a>>,
+}
+
+/// The indexed fields alone, for a payload whose fields do not all have the expected types:
+/// the link is then read strictly on its own, and indexed fields of the wrong shape are
+/// left empty (they are a convenience for queries; the envelope keeps everything).
 #[derive(Deserialize, Default)]
 struct Summary<'a> {
     #[serde(rename = "@timestamp", borrow, default)]
@@ -77,28 +90,26 @@ struct SummaryRule<'a> {
 /// The longest indexed text field kept (longer values are cut; the payload keeps them whole).
 const MAX_INDEXED_TEXT: usize = 1024;
 
-/// Splits a batch into lines and opens each envelope, finding the signature by the host's
-/// pinned key (not checked yet: the caller verifies them as one batch, before anything in a
-/// payload is trusted).
-pub fn open_batch(body: &[u8], key: &AlertKey) -> Result<Vec<(usize, SignedAlert)>, BatchError> {
+/// Reads a batch: splits it into lines, opens every envelope (its signature by the host's
+/// pinned key found), verifies all the signatures as one Ed25519 batch before anything in a
+/// payload is trusted, then reads each payload once for its chain link (strictly ascending
+/// seqs, every payload naming `host_id`) and the fields the console indexes.
+pub fn read_batch(
+    body: &Bytes,
+    key: &AlertKey,
+    host_id: &str,
+    received_at: SystemTime,
+) -> Result<Vec<IncomingAlert>, BatchError> {
     if body.is_empty() {
         return Err(BatchError::Malformed {
             line: 1,
             reason: "empty batch".into(),
         });
     }
-    let text = body.strip_suffix(b"\n").unwrap_or(body);
-    let mut out = Vec::new();
-    for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
-        let line = i + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            return Err(BatchError::Malformed {
-                line,
-                reason: "empty line".into(),
-            });
-        }
-        let alert = key.open(raw).map_err(|e| match e {
+    let lines = split_lines(body)?;
+    let mut opened = Vec::with_capacity(lines.len());
+    for &(line, ref range) in &lines {
+        let alert = key.open(&body[range.clone()]).map_err(|e| match e {
             EnvelopeError::NoSignature(_) | EnvelopeError::SignatureEncoding(_) => {
                 BatchError::BadSignature {
                     line,
@@ -111,28 +122,40 @@ pub fn open_batch(body: &[u8], key: &AlertKey) -> Result<Vec<(usize, SignedAlert
                 reason: other.to_string(),
             },
         })?;
-        out.push((line, alert));
+        opened.push(alert);
     }
-    Ok(out)
-}
-
-/// Decodes verified envelopes: their chain links (strictly ascending seqs, every payload
-/// naming `host_id`) and the fields the console indexes.
-pub fn decode_batch(
-    body: &[u8],
-    opened: Vec<(usize, SignedAlert)>,
-    host_id: &str,
-    received_at: SystemTime,
-) -> Result<Vec<IncomingAlert>, BatchError> {
+    if let Err(i) = key.verify_batch(&opened) {
+        return Err(BatchError::BadSignature {
+            line: lines[i].0,
+            seq: opened[i].link().ok().map(|l| l.seq),
+            reason: "signature does not verify".into(),
+        });
+    }
     let malformed = |line: usize, reason: String| BatchError::Malformed { line, reason };
-    let text = body.strip_suffix(b"\n").unwrap_or(body);
-    let mut raws = text.split(|b| *b == b'\n');
     let mut alerts = Vec::with_capacity(opened.len());
     let mut last_seq = 0u64;
-    for (line, alert) in opened {
-        let raw = raws.next().unwrap_or_default();
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let link = alert.link().map_err(|e| malformed(line, e.to_string()))?;
+    for ((line, range), alert) in lines.into_iter().zip(&opened) {
+        // Queries read the payload back out of the stored envelope as text: it must be UTF-8
+        // without NUL bytes (a raw NUL is never valid JSON anyway).
+        std::str::from_utf8(&alert.payload)
+            .map_err(|e| malformed(line, format!("payload is not UTF-8: {e}")))?;
+        if alert.payload.contains(&0) {
+            return Err(malformed(line, "payload holds a NUL byte".into()));
+        }
+        let (link, fields) = match serde_json::from_slice::<PayloadFields>(&alert.payload) {
+            Ok(f) => (
+                LinkFields::into_link(f.nightjar),
+                Summary {
+                    timestamp: f.timestamp,
+                    kibana: f.kibana,
+                },
+            ),
+            Err(_) => (
+                alert.link(),
+                serde_json::from_slice(&alert.payload).unwrap_or_default(),
+            ),
+        };
+        let link = link.map_err(|e| malformed(line, e.to_string()))?;
         if link.host_id != host_id {
             return Err(malformed(
                 line,
@@ -152,30 +175,47 @@ pub fn decode_batch(
             ));
         }
         last_seq = link.seq;
-        let summary: Summary = serde_json::from_slice(&alert.payload).unwrap_or_default();
-        let alert_ = summary.kibana.unwrap_or_default().alert.unwrap_or_default();
-        let rule = alert_.rule.unwrap_or_default();
-        let payload_json = jsonb_text(&alert.payload)
-            .map_err(|e| malformed(line, format!("seq {}: payload: {e}", link.seq)))?;
+        let summary = fields.kibana.unwrap_or_default().alert.unwrap_or_default();
+        let rule = summary.rule.unwrap_or_default();
         alerts.push(IncomingAlert {
             line,
             seq: link.seq,
             prev: link.prev,
             hash: alert.payload_hash(),
-            envelope: raw.to_vec(),
-            payload_json,
-            alert_time: summary
+            envelope: body.slice(range),
+            alert_time: fields
                 .timestamp
                 .as_deref()
                 .and_then(crate::time::parse_rfc3339)
                 .unwrap_or(received_at),
-            uuid: indexed(alert_.uuid),
+            uuid: indexed(summary.uuid),
             rule_id: indexed(rule.rule_id),
             rule_name: indexed(rule.name),
-            severity: indexed(alert_.severity),
+            severity: indexed(summary.severity),
         });
     }
     Ok(alerts)
+}
+
+/// The byte range of every line (from 1), without its `\r\n` or `\n`; an empty or
+/// blank line is refused.
+fn split_lines(body: &[u8]) -> Result<Vec<(usize, Range<usize>)>, BatchError> {
+    let text_len = body.strip_suffix(b"\n").unwrap_or(body).len();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, raw) in body[..text_len].split(|b| *b == b'\n').enumerate() {
+        let line = i + 1;
+        let end = start + raw.strip_suffix(b"\r").unwrap_or(raw).len();
+        if body[start..end].iter().all(u8::is_ascii_whitespace) {
+            return Err(BatchError::Malformed {
+                line,
+                reason: "empty line".into(),
+            });
+        }
+        out.push((line, start..end));
+        start += raw.len() + 1;
+    }
+    Ok(out)
 }
 
 /// A text column value: bounded, without NUL (PostgreSQL text cannot hold it).
@@ -196,43 +236,32 @@ fn indexed(value: Option<Cow<'_, str>>) -> String {
     s
 }
 
-/// The payload as text `jsonb` accepts. Only a payload with a `\u0000` escape is rebuilt.
-fn jsonb_text(payload: &[u8]) -> Result<String, String> {
-    let text = std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
-    if !text.contains("\\u0000") {
-        return Ok(text.to_string());
-    }
-    let mut doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    fn scrub(v: &mut Value) {
-        match v {
-            Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{fffd}"),
-            Value::Array(a) => a.iter_mut().for_each(scrub),
-            Value::Object(o) => {
-                let keys: Vec<String> = o.keys().filter(|k| k.contains('\0')).cloned().collect();
-                for k in keys {
-                    if let Some(val) = o.remove(&k) {
-                        o.insert(k.replace('\0', "\u{fffd}"), val);
-                    }
-                }
-                o.values_mut().for_each(scrub);
-            }
-            _ => {}
-        }
-    }
-    scrub(&mut doc);
-    Ok(doc.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn nul_escapes_are_scrubbed_for_jsonb_only() {
-        assert_eq!(jsonb_text(br#"{"a":"b"}"#).unwrap(), r#"{"a":"b"}"#);
-        let t = jsonb_text(br#"{"a":"x\u0000y","k\u0000":1}"#).unwrap();
-        assert!(!t.contains("\\u0000") && t.contains('\u{fffd}'), "{t}");
-        assert!(jsonb_text(b"\xff").is_err());
+    fn lines_are_split_without_their_line_ends_and_blank_lines_refused() {
+        let ranges = |b: &[u8]| {
+            split_lines(b).map(|v| {
+                v.into_iter()
+                    .map(|(l, r)| (l, r.start, r.end))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            ranges(b"ab\ncd\r\ne"),
+            Ok(vec![(1, 0, 2), (2, 3, 5), (3, 7, 8)])
+        );
+        assert_eq!(ranges(b"ab\n"), Ok(vec![(1, 0, 2)]));
+        assert!(matches!(
+            split_lines(b"ab\n\ncd"),
+            Err(BatchError::Malformed { line: 2, .. })
+        ));
+        assert!(matches!(
+            split_lines(b"ab\n \r\n"),
+            Err(BatchError::Malformed { line: 2, .. })
+        ));
     }
 
     #[test]

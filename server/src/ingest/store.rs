@@ -1,6 +1,10 @@
 //! One transaction per batch: the host's chain-head row locked (`SELECT … FOR UPDATE`), the
-//! batch planned against it ([`super::chain::plan`]), the new alerts inserted in one
-//! multi-row statement, gaps opened or closed, a fork recorded, the head moved, committed.
+//! batch planned against it ([`super::chain::plan`]), the chain rows inserted and the head
+//! moved in one statement, the alerts sent with one binary `COPY`, gaps opened or closed, a
+//! fork recorded, committed. A batch that simply extends the chain (the common case) is
+//! decided, its chain rows stored and its head moved by the locking statement itself
+//! ([`EXTEND`]): four round trips for the whole batch (that statement, the `COPY` and its
+//! end, the commit) besides `BEGIN`.
 //!
 //! The lock is what makes replicas safe: two servers given the same batch at once serialise
 //! on the row, and the second finds every seq stored with the same hash (a re-delivery).
@@ -9,8 +13,10 @@ use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use deadpool_postgres::{GenericClient, Pool};
+use futures_util::SinkExt as _;
 
 use super::chain::{Plan, Stored, plan, shrink_gaps};
+use super::copy::{COPY_ALERTS, alert_rows};
 use super::parse::IncomingAlert;
 use crate::db::DbError;
 use crate::http::host_auth::HostAuth;
@@ -49,23 +55,43 @@ impl From<deadpool_postgres::PoolError> for IngestError {
     }
 }
 
-const INSERT_ALERTS: &str = "
-WITH rows AS (
-    SELECT * FROM unnest($3::bigint[], $4::bytea[], $5::bytea[], $6::timestamptz[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[])
-        AS r(seq, payload_hash, prev_hash, alert_time, uuid, rule_id, rule_name, severity,
-             envelope, payload)
+/// The common batch in one statement: lock the host's head; if the batch extends it (its
+/// first `prev` is the head's hash, and [`contiguous`] held in Rust for the rest), store the
+/// chain rows and move the head. Either way it answers the head as locked, so a batch that
+/// does not simply extend goes on to the general path without locking again.
+///
+/// Under concurrency the locked row is the newest version (READ COMMITTED re-reads a row it
+/// waited for), so a batch racing another replica's copy of itself sees the moved head and
+/// stores nothing here.
+const EXTEND: &str = "
+WITH head AS (
+    SELECT epoch, head_seq, head_hash, fork_seq FROM chain_heads WHERE host_id = $1 FOR UPDATE
+), extends AS (
+    SELECT 1 FROM head WHERE epoch = $2 AND head_seq = $3 AND head_hash = $4
 ), idx AS (
     INSERT INTO chain_index (host_id, epoch, seq, payload_hash, prev_hash, received_at)
-    SELECT $1, $2, seq, payload_hash, prev_hash, $13 FROM rows
-), stored AS (
-    INSERT INTO alerts (host_id, epoch, seq, received_at, alert_time, uuid, rule_id, rule_name,
-                        severity, key_id, envelope, payload)
-    SELECT $1, $2, seq, $13, alert_time, uuid, rule_id, rule_name, severity, $14, envelope,
-           payload::jsonb
-    FROM rows
+    SELECT $1, $2, r.seq, r.payload_hash, r.prev_hash, $8
+    FROM unnest($5::bigint[], $6::bytea[], $7::bytea[]) AS r(seq, payload_hash, prev_hash)
+    WHERE EXISTS (SELECT 1 FROM extends)
+), moved AS (
+    UPDATE chain_heads SET head_seq = $9, head_hash = $10
+    WHERE host_id = $1 AND EXISTS (SELECT 1 FROM extends)
+    RETURNING 1
 )
-UPDATE chain_heads SET head_seq = $15, head_hash = $16, fork_seq = COALESCE(fork_seq, $17)
+SELECT epoch, head_seq, head_hash, fork_seq, EXISTS (SELECT 1 FROM moved) FROM head";
+
+/// The host's head, locked, for the general path.
+const LOCK: &str = "SELECT epoch, head_seq, head_hash, fork_seq FROM chain_heads
+                    WHERE host_id = $1 FOR UPDATE";
+
+/// The chain rows of the alerts a plan stores, and the head moved past them.
+const STORE_CHAIN: &str = "
+WITH idx AS (
+    INSERT INTO chain_index (host_id, epoch, seq, payload_hash, prev_hash, received_at)
+    SELECT $1, $2, r.seq, r.payload_hash, r.prev_hash, $6
+    FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS r(seq, payload_hash, prev_hash)
+)
+UPDATE chain_heads SET head_seq = $7, head_hash = $8, fork_seq = COALESCE(fork_seq, $9)
 WHERE host_id = $1";
 
 /// Commits a verified batch (ascending seqs, all of `auth`'s host).
@@ -75,18 +101,52 @@ pub async fn commit(
     batch: &[IncomingAlert],
     received_at: SystemTime,
 ) -> Result<Outcome, IngestError> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Err(IngestError::Db(DbError::Schema(
+            "an empty batch reached commit".into(),
+        )));
+    };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let lock = tx
-        .prepare_cached(
-            "SELECT epoch, head_seq, head_hash, fork_seq FROM chain_heads
-             WHERE host_id = $1 FOR UPDATE",
-        )
-        .await?;
-    let row = tx
-        .query_opt(&lock, &[&auth.host_id])
-        .await?
-        .ok_or(IngestError::KeyReset)?;
+    let row = if contiguous(batch) {
+        let stmt = tx.prepare_cached(EXTEND).await?;
+        let (seqs, hashes, prevs) = chain_columns(batch.iter());
+        let row = tx
+            .query_opt(
+                &stmt,
+                &[
+                    &auth.host_id,
+                    &auth.epoch,
+                    &((first.seq - 1) as i64),
+                    &first.prev.as_slice(),
+                    &seqs,
+                    &hashes,
+                    &prevs,
+                    &received_at,
+                    &(last.seq as i64),
+                    &last.hash.as_slice(),
+                ],
+            )
+            .await?
+            .ok_or(IngestError::KeyReset)?;
+        if row.get::<_, bool>(4) {
+            copy_alerts(&tx, auth, auth.epoch, batch.iter(), received_at).await?;
+            tx.commit().await?;
+            return Ok(Outcome {
+                head_seq: last.seq,
+                head_hash: last.hash,
+                stored: batch.len(),
+                duplicates: 0,
+                fork: None,
+            });
+        }
+        row
+    } else {
+        let stmt = tx.prepare_cached(LOCK).await?;
+        tx.query_opt(&stmt, &[&auth.host_id])
+            .await?
+            .ok_or(IngestError::KeyReset)?
+    };
     let epoch: i32 = row.get(0);
     if epoch != auth.epoch {
         return Err(IngestError::KeyReset);
@@ -95,18 +155,7 @@ pub async fn commit(
     let head_hash = hash32(row.get(2));
     let forked_before = row.get::<_, Option<i64>>(3).is_some();
 
-    let (lo, hi) = match (batch.first(), batch.last()) {
-        (Some(a), Some(b)) => (a.seq, b.seq),
-        _ => {
-            return Ok(Outcome {
-                head_seq,
-                head_hash,
-                stored: 0,
-                duplicates: 0,
-                fork: None,
-            });
-        }
-    };
+    let (lo, hi) = (first.seq, last.seq);
     let mut stored = Stored::new();
     if lo <= head_seq {
         let q = tx
@@ -135,7 +184,7 @@ pub async fn commit(
             .await?;
         }
     } else {
-        insert(&tx, auth, epoch, batch, &plan, received_at, fork_seq).await?;
+        store(&tx, auth, epoch, batch, &plan, received_at, fork_seq).await?;
     }
     for &(from, to) in &plan.new_gaps {
         let detail = if from == to {
@@ -185,8 +234,49 @@ pub async fn commit(
     })
 }
 
-async fn insert(
-    tx: &impl GenericClient,
+/// Whether the batch is one unbroken run of the chain (each seq one more than the last, each
+/// `prev` the hash of the one before): then extending the head is all it can do.
+fn contiguous(batch: &[IncomingAlert]) -> bool {
+    batch
+        .windows(2)
+        .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev == w[0].hash)
+}
+
+/// The `chain_index` columns of `rows`, as arrays.
+fn chain_columns<'a>(
+    rows: impl Iterator<Item = &'a IncomingAlert>,
+) -> (Vec<i64>, Vec<&'a [u8]>, Vec<&'a [u8]>) {
+    let mut seqs = Vec::new();
+    let mut hashes = Vec::new();
+    let mut prevs = Vec::new();
+    for a in rows {
+        seqs.push(a.seq as i64);
+        hashes.push(a.hash.as_slice());
+        prevs.push(a.prev.as_slice());
+    }
+    (seqs, hashes, prevs)
+}
+
+/// Sends the alert rows with `COPY … FROM STDIN (FORMAT binary)` in one message.
+async fn copy_alerts<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    auth: &HostAuth,
+    epoch: i32,
+    rows: impl ExactSizeIterator<Item = &'a IncomingAlert>,
+    received_at: SystemTime,
+) -> Result<(), IngestError> {
+    let data = alert_rows(&auth.host_id, epoch, auth.key.key_id(), received_at, rows)
+        .map_err(|e| IngestError::Db(DbError::Schema(e.to_string())))?;
+    let stmt = tx.prepare_cached(COPY_ALERTS).await?;
+    let mut sink = std::pin::pin!(tx.copy_in::<_, bytes::Bytes>(&stmt).await?);
+    sink.send(data).await?;
+    sink.as_mut().finish().await?;
+    Ok(())
+}
+
+/// Stores what the plan keeps: the chain rows and the moved head, then the alerts.
+async fn store(
+    tx: &deadpool_postgres::Transaction<'_>,
     auth: &HostAuth,
     epoch: i32,
     batch: &[IncomingAlert],
@@ -194,18 +284,9 @@ async fn insert(
     received_at: SystemTime,
     fork_seq: Option<i64>,
 ) -> Result<(), IngestError> {
-    let rows: Vec<&IncomingAlert> = plan.store.iter().map(|&i| &batch[i]).collect();
-    let seqs: Vec<i64> = rows.iter().map(|a| a.seq as i64).collect();
-    let hashes: Vec<&[u8]> = rows.iter().map(|a| a.hash.as_slice()).collect();
-    let prevs: Vec<&[u8]> = rows.iter().map(|a| a.prev.as_slice()).collect();
-    let times: Vec<SystemTime> = rows.iter().map(|a| a.alert_time).collect();
-    let uuids: Vec<&str> = rows.iter().map(|a| a.uuid.as_str()).collect();
-    let rule_ids: Vec<&str> = rows.iter().map(|a| a.rule_id.as_str()).collect();
-    let rule_names: Vec<&str> = rows.iter().map(|a| a.rule_name.as_str()).collect();
-    let severities: Vec<&str> = rows.iter().map(|a| a.severity.as_str()).collect();
-    let envelopes: Vec<&[u8]> = rows.iter().map(|a| a.envelope.as_slice()).collect();
-    let payloads: Vec<&str> = rows.iter().map(|a| a.payload_json.as_str()).collect();
-    let stmt = tx.prepare_cached(INSERT_ALERTS).await?;
+    let rows = || plan.store.iter().map(|&i| &batch[i]);
+    let (seqs, hashes, prevs) = chain_columns(rows());
+    let stmt = tx.prepare_cached(STORE_CHAIN).await?;
     tx.execute(
         &stmt,
         &[
@@ -214,22 +295,14 @@ async fn insert(
             &seqs,
             &hashes,
             &prevs,
-            &times,
-            &uuids,
-            &rule_ids,
-            &rule_names,
-            &severities,
-            &envelopes,
-            &payloads,
             &received_at,
-            &auth.key.key_id(),
             &(plan.head.0 as i64),
             &plan.head.1.as_slice(),
             &fork_seq,
         ],
     )
     .await?;
-    Ok(())
+    copy_alerts(tx, auth, epoch, rows(), received_at).await
 }
 
 /// Shrinks the open gaps by the filled seqs and closes the gap events left with no range.

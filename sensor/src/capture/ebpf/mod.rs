@@ -26,6 +26,7 @@ use nightjar_proto::LossSource;
 use nightjar_proto::event::{Event, EventKind};
 use nightjar_proto::filter::PathFilter;
 
+use crate::block::{Blocking, kernel_maps};
 use crate::capture::{CaptureError, Settings};
 use crate::gate::{Gate, Verdict};
 use crate::publish::Publisher;
@@ -126,6 +127,53 @@ fn key<const N: usize>(text: &str) -> [u8; N] {
     k
 }
 
+/// Whether `filter` has entries the probes test in `patterns_admit`.
+fn has_patterns(filter: &PathFilter) -> bool {
+    !filter.components().is_empty()
+        || !filter.contains().is_empty()
+        || !filter.process_prefixes().is_empty()
+}
+
+/// `struct file_patterns` (src/bpf/events.h) for `filter`'s texts, process name prefixes and
+/// whether it has components; within the limits `kernel_can_filter` checked.
+fn file_patterns(filter: &PathFilter) -> Vec<u8> {
+    const TEXTS: usize = 4;
+    const PREFIXES: usize = 8;
+    const TEXT: usize = 16;
+    let mut out = Vec::with_capacity(16 + 4 * (TEXTS + PREFIXES) + TEXT * (TEXTS + PREFIXES));
+    let contains: Vec<&String> = filter.contains().iter().take(TEXTS).collect();
+    let prefixes: Vec<&String> = filter.process_prefixes().iter().take(PREFIXES).collect();
+    for v in [
+        u32::from(!filter.components().is_empty()),
+        contains.len() as u32,
+        prefixes.len() as u32,
+        0,
+    ] {
+        out.extend_from_slice(&v.to_ne_bytes());
+    }
+    for i in 0..TEXTS {
+        let n = contains.get(i).map_or(0, |c| c.len().min(TEXT));
+        out.extend_from_slice(&(n as u32).to_ne_bytes());
+    }
+    for i in 0..PREFIXES {
+        let n = prefixes.get(i).map_or(0, |p| p.len().min(TEXT - 1));
+        out.extend_from_slice(&(n as u32).to_ne_bytes());
+    }
+    let cells = |list: &[&String], slots: usize, out: &mut Vec<u8>| {
+        for i in 0..slots {
+            let mut cell = [0u8; TEXT];
+            if let Some(v) = list.get(i) {
+                let n = v.len().min(TEXT);
+                cell[..n].copy_from_slice(&v.as_bytes()[..n]);
+            }
+            out.extend_from_slice(&cell);
+        }
+    };
+    cells(&contains, TEXTS, &mut out);
+    cells(&prefixes, PREFIXES, &mut out);
+    out
+}
+
 /// Fills the kernel's filter maps from `filter` (whose entries are lowercase and at most
 /// 255 bytes, see [`nightjar_proto::filter`]).
 fn load_filter(maps: &skel::ProbesMaps<'_>, filter: &PathFilter) -> Result<(), CaptureError> {
@@ -159,6 +207,16 @@ fn load_filter(maps: &skel::ProbesMaps<'_>, filter: &PathFilter) -> Result<(), C
             .update(&key::<COMM_CAP>(comm), &[1u8], MapFlags::ANY)
             .map_err(|e| err("loading a process name", e))?;
     }
+    for component in filter.components() {
+        maps.components
+            .update(&key::<COMM_CAP>(component), &[1u8], MapFlags::ANY)
+            .map_err(|e| err("loading a path component", e))?;
+    }
+    if has_patterns(filter) {
+        maps.patterns
+            .update(&0u32.to_ne_bytes(), &file_patterns(filter), MapFlags::ANY)
+            .map_err(|e| err("loading the path texts and process name prefixes", e))?;
+    }
     Ok(())
 }
 
@@ -178,6 +236,7 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         // What the kernel cannot test (components, text inside a path, process name
         // patterns), the gate tests in user space: the kernel then admits every file event.
         rodata.files_all = u32::from(!settings.files.kernel_can_filter());
+        rodata.file_patterns_on = u32::from(has_patterns(&settings.files));
     }
     for prog in [
         &mut open.progs.nightjar_sys_enter,
@@ -195,6 +254,7 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
     if files && settings.files.kernel_can_filter() {
         load_filter(&skel.maps, &settings.files)?;
     }
+    load_blocking(&skel.maps, &settings.block)?;
     let gate = RefCell::new(Gate::new(settings.files.clone(), vec![std::process::id()]));
     let mut agent = AgentWatch::default();
     let mut links: Vec<Link> = Vec::new();
@@ -255,7 +315,8 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
                     // The kernel already left out our own processes and, where it could,
                     // the paths no rule matches; the gate applies the rest of the filter.
                     if !matches!(ev, Event::File(_))
-                        || gate.borrow_mut().judge(&ev) == Verdict::Publish
+                        || gate.borrow_mut().judge_as(&ev, sample::file_comm(data))
+                            == Verdict::Publish
                     {
                         publisher.borrow_mut().publish(ev);
                     }
@@ -276,6 +337,7 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
 
     let mut reported_drops = [0u64; 4];
     let mut reported_filtered = [0u64; 4];
+    let mut reported_failed_open = 0u64;
     loop {
         match ring.poll(POLL_INTERVAL) {
             Ok(()) => {}
@@ -314,8 +376,48 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         for (kind, n) in gate.borrow_mut().take_filtered() {
             publisher.report_filtered(kind, n);
         }
+        if !settings.block.is_empty() {
+            let failed = read_counter(&skel.maps.block_stats, BLOCK_STAT_FAILED_OPEN)?;
+            publisher.report_block(failed.saturating_sub(reported_failed_open), 0);
+            reported_failed_open = reported_failed_open.max(failed);
+        }
         publisher.flush();
     }
+}
+
+/// `block_stats` slot of the execs let through (fail open).
+const BLOCK_STAT_FAILED_OPEN: u32 = 1;
+
+/// Loads the blocking rules into `block_keys` and `block_exes`, then `block_conf` (so the
+/// probe never sees a half-loaded set as live).
+fn load_blocking(maps: &skel::ProbesMaps<'_>, block: &Blocking) -> Result<(), CaptureError> {
+    if block.is_empty() {
+        return Ok(());
+    }
+    let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
+    let (plan, left_out) = block.kernel_plan();
+    for why in &left_out {
+        tracing::warn!("{why}");
+    }
+    let m = kernel_maps(&plan);
+    for (k, v) in &m.keys {
+        maps.block_keys
+            .update(k, v, MapFlags::ANY)
+            .map_err(|e| err("loading a blocking rule", e))?;
+    }
+    for (k, v) in &m.exes {
+        maps.block_exes
+            .update(k, v, MapFlags::ANY)
+            .map_err(|e| err("loading a blocking rule", e))?;
+    }
+    maps.block_conf
+        .update(&0u32.to_ne_bytes(), &m.conf, MapFlags::ANY)
+        .map_err(|e| err("loading the blocking rules", e))?;
+    tracing::info!(
+        blockers = plan.len(),
+        "blocking rules loaded into the exec probe"
+    );
+    Ok(())
 }
 
 /// One of the probes' per-kind counters, since load.

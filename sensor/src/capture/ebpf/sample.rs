@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 
 use nightjar_proto::event::{
-    Actor, ArgsBuilder, EnvFilter, Event, EventMeta, ExitEvent, FileAction, FileEvent, ForkEvent,
-    TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE, TRUNC_FILE_PATH,
+    Actor, ArgsBuilder, EnvFilter, Event, EventMeta, ExitEvent, FLAG_BLOCKED, FileAction,
+    FileEvent, ForkEvent, TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE, TRUNC_FILE_PATH,
 };
 use nightjar_proto::text::lossy_into;
 use nightjar_proto::{Caller, ExecEvent, OsType, Source, Target};
@@ -47,6 +47,11 @@ pub const F_CWD: u32 = 0x20;
 pub const F_ENV_TRUNCATED: u32 = 0x40;
 /// The working directory was cut.
 pub const F_CWD_TRUNCATED: u32 = 0x80;
+/// A blocking rule matched the exec and SIGKILL was sent: the image never ran.
+pub const F_BLOCKED: u32 = 0x100;
+/// A blocking rule may have matched but the exec was let through (the signal failed, or an
+/// argument it needs was in the part of argv not read): fail open.
+pub const F_BLOCK_FAILED: u32 = 0x200;
 
 /// The kernel's "unset" login uid and session id.
 const UNSET_ID: u32 = u32::MAX;
@@ -62,6 +67,19 @@ pub enum SampleError {
     Kind { kind: u32 },
     #[error("BPF file sample with unknown action {action}")]
     Action { action: u32 },
+}
+
+/// The acting process's name (`comm`, as the kernel keeps it: at most 15 bytes) of a file
+/// sample, when it is valid UTF-8.
+pub fn file_comm(sample: &[u8]) -> Option<&str> {
+    if u32_at(sample, 0) != KIND_FILE || sample.len() < HEADER_LEN + FILE_BODY_LEN {
+        return None;
+    }
+    let comm = &sample[HEADER_LEN + 8..HEADER_LEN + 24];
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    std::str::from_utf8(&comm[..n])
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// Reusable buffers: argv and environment builders, and lossy copies of the rare strings
@@ -343,6 +361,9 @@ fn decode_exec<'s>(
     if flags & (F_ARGS_TRUNCATED | F_ARGS_UNREADABLE) != 0 {
         // Unreadable argv arrives empty: flagged as cut, never passed off as "no arguments".
         ev_flags |= TRUNC_ARGS;
+    }
+    if flags & F_BLOCKED != 0 {
+        ev_flags |= FLAG_BLOCKED;
     }
 
     let SampleScratch {

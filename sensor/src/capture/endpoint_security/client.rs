@@ -12,7 +12,8 @@ use std::ffi::OsStr;
 use std::iter::Empty;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use endpoint_sec::sys::{
@@ -25,7 +26,10 @@ use endpoint_sec::{
 };
 use nightjar_proto::event::{EventKind, FileAction};
 
+use nightjar_rules::ecs::HostInfo;
+
 use super::api::{AuthResult, EsApi, EsCallError, EsEvent, Inversion, MutePath};
+use super::auth::{AuthHandler, AuthStats, Handoff};
 use super::fields::{EsAuditToken, EsExecFields, EsHeader, EsMessage, EsPath, EsProcessFields};
 use super::handler::{NotifyHandler, Shared, Sink};
 use super::setup::{self, OwnProcesses, parse_os_version};
@@ -183,21 +187,7 @@ fn dispatch<S: Sink>(h: &mut NotifyHandler<S>, message: &Message) {
         original,
     };
     match message.event() {
-        Some(Event::NotifyExec(exec)) => {
-            let cwd = exec.cwd();
-            h.handle(EsMessage::Exec(EsExecFields {
-                version: hdr.version,
-                time_ns: hdr.time_ns,
-                seq_num: hdr.seq_num,
-                global_seq_num: hdr.global_seq_num,
-                process: process.clone(),
-                target: process_fields(&exec.target()),
-                args: exec.args().map(OsStr::as_bytes),
-                env: exec.envs().map(OsStr::as_bytes),
-                cwd: cwd.as_ref().map(|f| f.path().as_bytes()),
-                cwd_truncated: cwd.as_ref().is_some_and(File::path_truncated),
-            }));
-        }
+        Some(Event::NotifyExec(exec)) => h.handle(EsMessage::Exec(exec_fields(message, &exec))),
         Some(Event::NotifyFork(fork)) => h.handle(Plain::Fork {
             header: hdr,
             process: process.clone(),
@@ -347,6 +337,52 @@ fn setup_error(err: EsCallError) -> CaptureError {
     CaptureError::EndpointSecurity(format!("setting up a client: {err}"))
 }
 
+fn exec_fields<'m>(
+    message: &'m Message,
+    exec: &'m endpoint_sec::EventExec<'m>,
+) -> EsExecFields<'m, impl Iterator<Item = &'m [u8]> + 'm, impl Iterator<Item = &'m [u8]> + 'm> {
+    let hdr = header(message);
+    let cwd = exec.cwd();
+    EsExecFields {
+        version: hdr.version,
+        time_ns: hdr.time_ns,
+        seq_num: hdr.seq_num,
+        global_seq_num: hdr.global_seq_num,
+        process: process_fields(&message.process()),
+        target: process_fields(&exec.target()),
+        args: exec.args().map(OsStr::as_bytes),
+        env: exec.envs().map(OsStr::as_bytes),
+        cwd: cwd.as_ref().map(|f| f.path().as_bytes()),
+        cwd_truncated: cwd.as_ref().is_some_and(File::path_truncated),
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates within it or
+    // fails.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Answers one AUTH_EXEC message (see [`AuthHandler::handle`]).
+fn on_auth(h: &mut AuthHandler, client: &mut Client<'_>, message: &Message) {
+    let Some(Event::AuthExec(exec)) = message.event() else {
+        // Not ours to decide: allowed, uncached, at once.
+        let _ = client.respond_auth_result(message, es_auth_result_t::ES_AUTH_RESULT_ALLOW, false);
+        return;
+    };
+    let time_left = message
+        .deadline()
+        .ok()
+        .map(|d| d.saturating_duration_since(std::time::Instant::now()));
+    h.handle(client, message, time_left, exec_fields(message, &exec));
+}
+
 /// Starts the clients and delivers events until the process is stopped.
 pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible, CaptureError> {
     set_runtime_version()?;
@@ -387,7 +423,65 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         tracing::info!("no loaded rule reads file events: no file client");
         None
     };
+
+    // Blocking: a third client, for AUTH_EXEC only, while a blocking rule is loaded.
+    let stats = Arc::new(AuthStats::default());
+    let (handoff, blocked) = Handoff::new();
+    let auth_state = settings.block.rules.as_ref().map(|rules| {
+        Mutex::new(AuthHandler::new(
+            Arc::clone(rules),
+            settings.block.indices.clone(),
+            HostInfo::new(hostname(), ""),
+            &own,
+            Arc::clone(&stats),
+            handoff,
+        ))
+    });
+    let _auth_client = match &auth_state {
+        Some(state) => {
+            let mut client = Client::new(|client: &mut Client<'_>, message: Message| {
+                let mut h = state.lock().unwrap_or_else(PoisonError::into_inner);
+                on_auth(&mut h, client, &message);
+            })
+            .map_err(explain)?;
+            state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .setup(&mut client, &own)
+                .map_err(setup_error)?;
+            tracing::info!(
+                rules = settings.block.indices.len(),
+                "Endpoint Security AUTH_EXEC client subscribed: blocking rules are enforced"
+            );
+            Some(client)
+        }
+        None => None,
+    };
+
+    // The ring's one writer takes the blocked records the AUTH handler hands over, and
+    // reports what blocking let through.
+    let (mut failed_reported, mut unrecorded_reported) = (0u64, 0u64);
     loop {
-        std::thread::park();
+        let got = blocked.recv_timeout(std::time::Duration::from_secs(1));
+        let idle = got.is_err();
+        let mut writer = Shared(&ring);
+        if let Ok(ev) = got {
+            writer.publish(ev);
+        }
+        let failed = stats.failed_open.load(Ordering::Relaxed);
+        let unrecorded = stats.blocked_unrecorded.load(Ordering::Relaxed);
+        if failed != failed_reported || unrecorded != unrecorded_reported {
+            writer
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .report_block(failed - failed_reported, unrecorded - unrecorded_reported);
+            (failed_reported, unrecorded_reported) = (failed, unrecorded);
+        }
+        writer.flush();
+        if auth_state.is_none() && idle {
+            // Nothing will ever be handed over: sleep instead of polling.
+            std::thread::park();
+        }
     }
 }

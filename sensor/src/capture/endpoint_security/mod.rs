@@ -9,6 +9,7 @@
 //! in tests by a recording mock.
 
 pub mod api;
+pub mod auth;
 #[cfg(target_os = "macos")]
 pub mod client;
 pub mod fields;

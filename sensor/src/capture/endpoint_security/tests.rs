@@ -349,3 +349,273 @@ fn every_message_is_flushed_and_filtered_counts_are_batched() {
     h.handle(late);
     assert_eq!(h.sink_mut().filtered[1], (EventKind::File, 100));
 }
+
+// ---- AUTH_EXEC (blocking) -------------------------------------------------------------
+
+mod auth {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use nightjar_proto::event::{Event, FLAG_BLOCKED};
+    use nightjar_rules::ecs::HostInfo;
+    use nightjar_rules::{RuleSet, Sources};
+
+    use super::super::api::{AuthResult, EsEvent, MutePath};
+    use super::super::auth::{AllowGuard, AuthHandler, AuthStats, Decision, Handoff};
+    use super::super::fields::EsExecFields;
+    use super::super::mock::{Call, RecordingEs};
+    use super::super::setup::{self, OwnProcesses};
+    use super::process;
+
+    const SEED: &str = "ad88231f-e2ab-491c-8fc6-64746da26cfe";
+
+    type Fields =
+        EsExecFields<'static, std::vec::IntoIter<&'static [u8]>, std::iter::Empty<&'static [u8]>>;
+
+    fn exec(exe: &'static [u8], args: Vec<&'static [u8]>) -> Fields {
+        EsExecFields {
+            version: 8,
+            time_ns: 1_795_000_001_000_000_000,
+            seq_num: Some(1),
+            global_seq_num: Some(1),
+            process: process(700, b"/bin/zsh"),
+            target: process(700, exe),
+            args: args.into_iter(),
+            env: std::iter::empty(),
+            cwd: Some(b"/Users/bob"),
+            cwd_truncated: false,
+        }
+    }
+
+    /// The built-in seed rule (kcc copy_cred_cache, macOS) as a blocking rule, checked for
+    /// macOS whatever this build runs on.
+    fn handler() -> (AuthHandler, std::sync::mpsc::Receiver<Event<'static>>) {
+        let (set, report) = RuleSet::build(Sources {
+            builtin: true,
+            block: vec![SEED.into()],
+            block_platform: Some("macos"),
+            ..Sources::default()
+        });
+        assert!(
+            report.block_errors.is_empty() && report.block_refused.is_empty(),
+            "{report:?}"
+        );
+        let blocking: Vec<usize> = set.blocking_rules().collect();
+        assert_eq!(blocking.len(), 1);
+        let own = OwnProcesses {
+            pids: vec![4242],
+            executables: vec![setup::PACKAGED_AGENT.into()],
+        };
+        let (handoff, rx) = Handoff::new();
+        let h = AuthHandler::new(
+            Arc::new(set),
+            blocking,
+            HostInfo::new("mac-1", "host-1"),
+            &own,
+            Arc::new(AuthStats::default()),
+            handoff,
+        );
+        (h, rx)
+    }
+
+    const PLENTY: Option<Duration> = Some(Duration::from_secs(10));
+
+    #[test]
+    fn setup_mutes_nightjar_and_protected_targets_subscribes_and_clears_the_cache() {
+        let (h, _rx) = handler();
+        let own = OwnProcesses {
+            pids: vec![4242],
+            executables: vec![setup::PACKAGED_AGENT.into()],
+        };
+        let mut es = RecordingEs::default();
+        h.setup(&mut es, &own).unwrap();
+        assert!(es.calls.contains(&Call::MuteProcess(4242)));
+        assert!(es.calls.contains(&Call::MutePath(
+            setup::PACKAGED_AGENT.into(),
+            MutePath::TargetLiteral
+        )));
+        assert!(es.calls.contains(&Call::MutePath(
+            "/sbin/launchd".into(),
+            MutePath::TargetLiteral
+        )));
+        let sub = es
+            .calls
+            .iter()
+            .position(|c| *c == Call::Subscribe(vec![EsEvent::AuthExec]))
+            .expect("subscribed");
+        let clear = es
+            .calls
+            .iter()
+            .position(|c| *c == Call::ClearCache)
+            .expect("cache cleared");
+        assert!(clear > sub, "the cache is cleared after subscribing");
+    }
+
+    #[test]
+    fn kcc_copy_cred_cache_is_denied_uncached_and_its_record_handed_over() {
+        let (mut h, rx) = handler();
+        let mut es = RecordingEs::default();
+        h.clear_cache(&mut es);
+        let d = h.handle(
+            &mut es,
+            &1,
+            PLENTY,
+            exec(b"/usr/bin/kcc", vec![b"kcc", b"copy_cred_cache"]),
+        );
+        assert!(matches!(d, Decision::Deny { .. }));
+        assert_eq!(
+            es.responses(),
+            [(1, AuthResult::Deny, false)],
+            "DENY is never cached"
+        );
+        let Ok(Event::Exec(ev)) = rx.try_recv() else {
+            panic!("no blocked record")
+        };
+        assert_eq!(ev.flags & FLAG_BLOCKED, FLAG_BLOCKED);
+        assert_eq!(ev.target.executable, "/usr/bin/kcc");
+        assert_eq!(h.stats().denied.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn allow_is_cached_only_for_targets_no_blocking_rule_can_match() {
+        let (mut h, rx) = handler();
+        let mut es = RecordingEs::default();
+        h.clear_cache(&mut es);
+        // kcc with other arguments: allowed, but a later kcc copy_cred_cache by the same
+        // caller must be asked about again: not cached.
+        h.handle(
+            &mut es,
+            &2,
+            PLENTY,
+            exec(b"/usr/bin/kcc", vec![b"kcc", b"list"]),
+        );
+        // ls can never match: cached.
+        h.handle(&mut es, &3, PLENTY, exec(b"/bin/ls", vec![b"ls", b"-l"]));
+        assert_eq!(
+            es.responses()[..],
+            [(2, AuthResult::Allow, false), (3, AuthResult::Allow, true)]
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing blocked, nothing handed over"
+        );
+    }
+
+    #[test]
+    fn until_the_cache_is_cleared_nothing_is_cached() {
+        let (mut h, _rx) = handler();
+        let mut es = RecordingEs::failing(&["clear_cache"]);
+        assert!(!h.clear_cache(&mut es), "throttled");
+        h.handle(&mut es, &4, PLENTY, exec(b"/bin/ls", vec![b"ls"]));
+        es.fail.clear();
+        assert!(h.clear_cache(&mut es));
+        h.handle(&mut es, &5, PLENTY, exec(b"/bin/ls", vec![b"ls"]));
+        assert_eq!(
+            es.responses()[..],
+            [(4, AuthResult::Allow, false), (5, AuthResult::Allow, true)]
+        );
+    }
+
+    #[test]
+    fn a_close_deadline_allows_at_once_and_counts_it() {
+        let (mut h, _rx) = handler();
+        let mut es = RecordingEs::default();
+        for (id, left) in [(6, Some(Duration::from_millis(100))), (7, None)] {
+            let d = h.handle(
+                &mut es,
+                &id,
+                left,
+                exec(b"/usr/bin/kcc", vec![b"kcc", b"copy_cred_cache"]),
+            );
+            assert_eq!(d, Decision::FailOpen);
+        }
+        assert_eq!(
+            es.responses()[..],
+            [(6, AuthResult::Allow, false), (7, AuthResult::Allow, false)]
+        );
+        assert_eq!(h.stats().failed_open.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn protected_targets_and_nightjar_are_never_blocked() {
+        let (mut h, _rx) = handler();
+        let mut es = RecordingEs::default();
+        h.clear_cache(&mut es);
+        // Even named kcc-like arguments: launchd and the agent are allowed.
+        h.handle(
+            &mut es,
+            &8,
+            PLENTY,
+            exec(b"/sbin/launchd", vec![b"launchd", b"copy_cred_cache"]),
+        );
+        h.handle(
+            &mut es,
+            &9,
+            PLENTY,
+            exec(setup::PACKAGED_AGENT.as_bytes(), vec![b"nightjar-agent"]),
+        );
+        assert!(
+            es.responses()
+                .iter()
+                .all(|(_, r, _)| *r == AuthResult::Allow)
+        );
+    }
+
+    #[test]
+    fn a_cut_argv_that_may_hide_the_argument_is_let_through_and_counted() {
+        let (mut h, _rx) = handler();
+        let mut es = RecordingEs::default();
+        let mut args: Vec<&'static [u8]> = vec![b"kcc"];
+        args.extend(std::iter::repeat_n(&b"--cache=x"[..], 1500));
+        args.push(b"copy_cred_cache");
+        args.extend(std::iter::repeat_n(&b"--cache=x"[..], 1500));
+        let d = h.handle(&mut es, &10, PLENTY, exec(b"/usr/bin/kcc", args));
+        assert_eq!(d, Decision::FailOpen, "blocking is never conservative");
+        assert_eq!(es.responses(), [(10, AuthResult::Allow, false)]);
+        assert_eq!(h.stats().failed_open.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_unanswered_message_is_allowed_by_the_guard_even_through_a_panic() {
+        let stats = AuthStats::default();
+        let mut es = RecordingEs::default();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = AllowGuard::new(&mut es, &11, &stats);
+            panic!("the decision failed (test)");
+        }));
+        assert!(caught.is_err());
+        assert_eq!(es.responses(), [(11, AuthResult::Allow, false)]);
+        assert_eq!(stats.failed_open.load(Ordering::Relaxed), 1);
+    }
+
+    /// The handler's decision time (the unit harness's figure for macOS; run
+    /// `cargo test --release -p nightjar-sensor auth_decision_time -- --nocapture`).
+    #[test]
+    fn auth_decision_time() {
+        let (mut h, rx) = handler();
+        let mut es = RecordingEs::default();
+        h.clear_cache(&mut es);
+        let mut lat = Vec::with_capacity(20_000);
+        for i in 0..20_000u64 {
+            let m = if i % 100 == 0 {
+                exec(b"/usr/bin/kcc", vec![b"kcc", b"copy_cred_cache"])
+            } else {
+                exec(b"/usr/bin/git", vec![b"git", b"status", b"--short"])
+            };
+            let t = Instant::now();
+            h.handle(&mut es, &i, PLENTY, m);
+            lat.push(t.elapsed().as_nanos() as u64);
+            es.calls.clear();
+            while rx.try_recv().is_ok() {}
+        }
+        lat.sort_unstable();
+        eprintln!(
+            "AUTH_EXEC decision: p50 {} ns, p99 {} ns, max {} ns",
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100],
+            lat[lat.len() - 1]
+        );
+        assert!(lat[lat.len() / 2] < 1_000_000, "well inside any deadline");
+    }
+}

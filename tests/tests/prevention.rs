@@ -1,0 +1,161 @@
+//! Prevention on Linux, live: a blocking rule (`[rules] block`) compiled into the eBPF exec
+//! probe kills the new image before it runs an instruction, and the agent records one signed
+//! alert that says so. Needs root (or CAP_BPF + CAP_PERFMON); under CI=true their absence is
+//! a failure.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nightjar_tests::agent_cli::{alerts, counter, status, verify};
+use nightjar_tests::harness::{
+    ChildGuard, TempState, bin, in_ci, is_root, wait_for, workspace_root,
+};
+use nightjar_tests::pipeline::{spawn_agent, stop, wait_agent_ready, wait_status};
+
+const KCC_RULE: &str = "c4ab5c12-3447-4aaf-891b-c474270fe4d9";
+
+fn may_run() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "CI runs as root: the live eBPF tests must run");
+    eprintln!("live eBPF test needs root; not run");
+    false
+}
+
+fn wait_log(path: &Path, needle: &str) {
+    let found = wait_for(Duration::from_secs(90), || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|t| t.contains(needle))
+    });
+    assert!(
+        found.is_some(),
+        "no `{needle}` in {}:\n{}",
+        path.display(),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+/// `kcc copy_cred_cache`, with `kcc` a copy of `touch` (it leaves a file named after its
+/// argument, so whether it ran is plain), is killed before it runs: no file, killed by
+/// SIGKILL, one `blocked` alert that verifies; `kcc list` runs as usual and alerts nothing.
+#[test]
+fn a_blocking_rule_stops_kcc_copy_cred_cache_before_it_runs() {
+    if !may_run() {
+        return;
+    }
+    let st = TempState::new();
+    let rule = workspace_root().join("packaging/linux/rules/kcc-linux.toml");
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = false\nmax_signals = 0\npaths = [{:?}]\nblock = [\"{KCC_RULE}\"]\n",
+        rule.display().to_string()
+    ));
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    wait_agent_ready(&st, &cfg, "agent");
+    let log = st.path().join("sensor.log");
+    let _sensor = ChildGuard::spawn(
+        Command::new(bin("nightjar-sensor"))
+            .args(["run", "--source", "ebpf", "--config"])
+            .arg(&cfg)
+            .stderr(File::create(&log).unwrap()),
+    );
+    wait_log(&log, "blocking rules loaded into the exec probe");
+    wait_log(&log, "eBPF probes attached");
+
+    let work = st.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let kcc = work.join("kcc");
+    std::fs::copy("/usr/bin/touch", &kcc).unwrap();
+    std::fs::set_permissions(&kcc, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let blocked = Command::new(&kcc)
+        .arg("copy_cred_cache")
+        .current_dir(&work)
+        .status()
+        .unwrap();
+    assert!(!blocked.success(), "kcc copy_cred_cache must not succeed");
+    assert_eq!(blocked.signal(), Some(libc::SIGKILL), "{blocked:?}");
+    assert!(
+        !work.join("copy_cred_cache").exists(),
+        "kcc ran: it left its file"
+    );
+
+    let allowed = Command::new(&kcc)
+        .arg("list")
+        .current_dir(&work)
+        .status()
+        .unwrap();
+    assert!(allowed.success(), "kcc list must run: {allowed:?}");
+    assert!(work.join("list").exists());
+
+    let s = wait_status(&st, &cfg, "agent", "the blocked alert", |s| {
+        counter(s, "alerts_stored") >= 1 && counter(s, "exec_blocked") >= 1
+    });
+    assert_eq!(counter(&s, "block_failed_open"), 0, "{s}");
+    // Let the `kcc list` exec be read too before counting alerts.
+    std::thread::sleep(Duration::from_secs(2));
+    let ours: Vec<_> = alerts(&cfg)
+        .into_iter()
+        .filter(|a| a["process"]["executable"] == kcc.display().to_string())
+        .collect();
+    assert_eq!(ours.len(), 1, "one alert, for the blocked exec: {ours:?}");
+    let a = &ours[0];
+    assert_eq!(a["nightjar"]["action"], "blocked", "{a}");
+    assert_eq!(a["kibana"]["alert"]["rule"]["rule_id"], KCC_RULE);
+    assert_eq!(a["process"]["args"][1], "copy_cred_cache");
+    let s = status(&cfg).unwrap();
+    assert_eq!(counter(&s, "exec_blocked"), 1, "{s}");
+    stop(&mut agent, &st, "agent");
+    let (code, out) = verify(&cfg);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// A rule that would block Nightjar itself, or init, is refused for blocking (it still
+/// detects), and the sensor says why.
+#[test]
+fn blocking_nightjar_or_init_is_refused() {
+    let st = TempState::new();
+    let rules = st.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for (id, name) in [("block-agent", "nightjar-agent"), ("block-init", "systemd")] {
+        std::fs::write(
+            rules.join(format!("{id}.toml")),
+            format!(
+                "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"{id}\"\n\
+                 name = \"{id}\"\nseverity = \"low\"\nrisk_score = 1\ndescription = \"d\"\n\
+                 type = \"eql\"\nlanguage = \"eql\"\n\
+                 query = 'process where process.name == \"{name}\"'\n"
+            ),
+        )
+        .unwrap();
+    }
+    let out = nightjar_tests::harness::run(
+        Command::new(bin("nightjar-agent"))
+            .args([
+                "rules",
+                "check",
+                "--no-builtin",
+                "--block",
+                "block-agent",
+                "--block",
+                "block-init",
+            ])
+            .arg(&rules),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for name in ["nightjar-agent", "systemd"] {
+        assert!(
+            text.contains(&format!(
+                "could block `{name}`, which Nightjar never blocks"
+            )),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("] blocks"), "{text}");
+}
