@@ -106,3 +106,91 @@ fn a_real_agents_alerts_arrive_verified_and_identical() {
     assert!(s["last_heartbeat_error"].is_string(), "{s}");
     stop(&mut agent, &st, "agent");
 }
+
+/// Tail truncation by restoring an older copy of the whole store (index and log): `verify`
+/// on the host cannot see it (the older copy is a valid chain, signed head mark included), but the agent's next
+/// heartbeat carries the signed head, below what the server holds: the host is `rollback`.
+#[test]
+fn a_restored_older_store_is_a_rollback_at_the_server() {
+    let (server, ca_pem) = Server::start_tls("");
+    let token = server.token(1, "1h");
+    let st = TempState::new();
+    let ca = st.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let url = format!("https://localhost:{}", server.addr.port());
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = true\nmax_signals = 0\n\
+         [upload]\ninterval_ms = 100\nca_file = {:?}\n\
+         [fleet]\nserver = {url:?}\nenroll_token = {token:?}\nheartbeat_interval_ms = 300\n",
+        ca.display().to_string()
+    ));
+    let uploaded = |n: u64| {
+        move |s: &Value| {
+            counter(s, "alerts_stored") == n
+                && counter(s, "alerts_pending_upload") == 0
+                && s["last_heartbeat_ok"].is_string()
+        }
+    };
+    let mut generator = EsloggerGen::new();
+    let mut agent = spawn_agent(&st, &cfg, "agent-1");
+    wait_agent_ready(&st, &cfg, "agent-1");
+    let first = st.path().join("first.ndjson");
+    generator.write_stream_at(&first, 10_000, 200, 5);
+    replay_all(&st, &cfg, &first, None, "sensor-1");
+    wait_status(&st, &cfg, "agent-1", "5 alerts uploaded", uploaded(5));
+    stop(&mut agent, &st, "agent-1");
+    // The store: the index (alerts.sled) and the envelope log (alerts.log).
+    let parts = ["alerts.sled", "alerts.log"];
+    let backup = st.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    let cp = |from: &std::path::Path, to: &std::path::Path| {
+        let out = run(Command::new("cp").arg("-a").arg(from).arg(to));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for part in parts {
+        cp(&st.state_dir().join(part), &backup.join(part));
+    }
+
+    let mut agent = spawn_agent(&st, &cfg, "agent-2");
+    wait_agent_ready(&st, &cfg, "agent-2");
+    let second = st.path().join("second.ndjson");
+    generator.write_stream_at(&second, 20_000, 200, 5);
+    replay_all(&st, &cfg, &second, None, "sensor-2");
+    wait_status(&st, &cfg, "agent-2", "10 alerts uploaded", uploaded(10));
+    stop(&mut agent, &st, "agent-2");
+    let host = server.host("test-host-0001");
+    assert_eq!(host["chain_head_seq"], 10, "{host}");
+    assert_eq!(host["status"], "ok", "{host}");
+
+    // The older copy back in place: a valid store on its own.
+    for part in parts {
+        std::fs::remove_dir_all(st.state_dir().join(part)).unwrap();
+        cp(&backup.join(part), &st.state_dir().join(part));
+    }
+    let (code, text) = nightjar_tests::agent_cli::verify(&cfg);
+    assert_eq!(code, 0, "undetectable on the host alone: {text}");
+    let mut agent = spawn_agent(&st, &cfg, "agent-3");
+    wait_status(
+        &st,
+        &cfg,
+        "agent-3",
+        "a heartbeat of the restored store",
+        |s| s["last_heartbeat_ok"].is_string() && s["chain_head"]["seq"] == 5,
+    );
+    let seen = nightjar_tests::harness::wait_for(std::time::Duration::from_secs(30), || {
+        let h = server.host("test-host-0001");
+        (h["status"] == "rollback").then_some(h)
+    });
+    assert!(seen.is_some(), "{}", server.host("test-host-0001"));
+    assert!(
+        server
+            .integrity_kinds("test-host-0001")
+            .iter()
+            .any(|k| k == "rollback")
+    );
+    stop(&mut agent, &st, "agent-3");
+}
