@@ -7,7 +7,7 @@
 //!   [`ndjson`]'s error type and helpers;
 //! - [`dsse`]: the signed alert envelope format;
 //! - [`fleet`]: the agent-server protocol (signed request bytes, enrolment, heartbeat);
-//! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
+//! - [`verify`] (feature `verify`, implied by `crypto`): the one verification of signed alerts and their chain;
 //! - [`config`]: `nightjar.toml`, the one schema both binaries read;
 //! - [`text`]: platform bytes as text without allocating;
 //! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
@@ -30,7 +30,7 @@ pub mod shm_ring;
 pub mod terminal;
 pub mod text;
 pub mod trusted_dir;
-#[cfg(feature = "crypto")]
+#[cfg(feature = "verify")]
 pub mod verify;
 
 pub use codec::{LossReport, LossSource, Record};
