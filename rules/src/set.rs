@@ -314,6 +314,7 @@ impl RuleSet {
         let mut compiled = Vec::new();
         for (rule, r) in ready.into_iter().enumerate() {
             let n = r.compiled.len();
+            let queries = r.program.queries();
             for (i, c) in r.compiled.into_iter().enumerate() {
                 slots.push(match &r.program {
                     RuleProgram::Event(_) => Slot::Event(rule),
@@ -327,7 +328,11 @@ impl RuleSet {
                         Slot::Stage { rule, stage: i }
                     }
                 });
-                compiled.push(c);
+                // A `runs=N` stage repeats the query before it: one tree for both slots.
+                match compiled.last_mut() {
+                    Some((_, n)) if i > 0 && queries[i] == queries[i - 1] => *n += 1,
+                    _ => compiled.push((c, 1)),
+                }
             }
             metas.push(r.meta);
             programs.push(r.program);
@@ -342,7 +347,7 @@ impl RuleSet {
             &unsupported_ids,
             &mut report,
         );
-        let matcher = Matcher::from_rules(compiled);
+        let matcher = Matcher::from_runs(compiled);
         let platform = sources.block_platform.unwrap_or(HOST_OS);
         // Only event-query rules block (bind_block), and their matcher slot is their index.
         for (i, b) in blocking.iter_mut().enumerate().filter(|(_, b)| **b) {

@@ -370,6 +370,26 @@ fn state_is_bounded_and_evictions_are_counted() {
         assert!(e.stats().bytes <= 64 << 10, "{:?}", e.stats());
     }
     assert!(e.stats().evicted > 9_000);
+    // So does it a flood of hits within one reorder window (all at one instant): the
+    // window gives up its oldest hits early instead of growing.
+    let flood = Limits {
+        total_bytes: 64 << 10,
+        reorder_window: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let mut e = engine_of(&rule("eql", q, ""), flood);
+    for i in 0..10_000u32 {
+        let x = ev(u64::from(i) + 1, 0, 1000 + i, 1, "a", 5);
+        e.on_event(&EcsEvent::new(&x, &table, &host), &mut out);
+        assert!(e.stats().bytes <= 64 << 10, "{:?}", e.stats());
+    }
+    assert!(e.stats().evicted > 9_000);
+    // Hits taken early still match: the newest key completes.
+    out.clear();
+    let b = ev(20_001, 1, 1000 + 9_999, 1, "b", 5);
+    e.on_event(&EcsEvent::new(&b, &table, &host), &mut out);
+    e.finish(&mut out);
+    assert_eq!(correlated(&out), vec![vec![10_000, 20_001]]);
 }
 
 #[test]
@@ -630,4 +650,59 @@ fn an_exception_on_any_event_of_a_sequence_suppresses_it() {
         .map(|d| engine.excepted(d, None, &host, T0))
         .collect();
     assert_eq!(excepted, [Some("tuned-b"), None]);
+}
+
+#[test]
+fn runs_share_one_compiled_stage_and_report_every_slot() {
+    // Stages 0 and 1 are one query (`runs=2`), compiled and tested once; a hit reports both
+    // slots, and the stage after them keeps its own slot.
+    let q = "sequence by user.id with maxspan=1m [process where process.name == \"pbpaste\"] with runs = 2 [process where process.name == \"curl\"]";
+    let (set, report) = RuleSet::from_texts(&[("t.toml", &rule("eql", q, ""))], None);
+    assert_eq!(report.ok(), 1, "{report:?}");
+    assert_eq!(set.slots(), 3);
+    let host = HostInfo::new("h", "h");
+    let mut out = Vec::new();
+    for (name, want) in [("pbpaste", vec![0, 1]), ("curl", vec![2]), ("ls", vec![])] {
+        let e = ev(1, 0, 10, 1, name, 5);
+        set.evaluate_slots(
+            &EcsEvent::new(&e, &nightjar_rules::ecs::NoProcesses, &host),
+            &mut out,
+        );
+        assert_eq!(out, want, "{name}");
+    }
+    let events: Vec<_> = (1..=3)
+        .map(|i| {
+            ev(
+                i,
+                i as i64,
+                10,
+                1,
+                ["pbpaste", "pbpaste", "curl"][i as usize - 1],
+                5,
+            )
+        })
+        .collect();
+    assert_eq!(run(&mut seq(q), &events), vec![vec![1, 2, 3]]);
+}
+
+#[test]
+fn rules_on_environment_variables_run_only_on_events_that_carry_some() {
+    let q = "process where process.env_vars like~ (\"HISTSIZE=0\", \"HISTFILE=/dev/null\")";
+    let (set, report) = RuleSet::from_texts(&[("t.toml", &rule("eql", q, ""))], None);
+    assert_eq!(report.ok(), 1, "{report:?}");
+    let host = HostInfo::new("h", "h");
+    let mut out = Vec::new();
+    let mut e = ev(1, 0, 10, 1, "bash", 5);
+    for (vars, want) in [
+        (vec![], vec![]),
+        (vec!["LD_PRELOAD=/x.so"], vec![]),
+        (vec!["LD_PRELOAD=/x.so", "histfile=/dev/null"], vec![0]),
+    ] {
+        e.target.env_vars = Args::from_strs(vars.iter().copied()).0;
+        set.evaluate_slots(
+            &EcsEvent::new(&e, &nightjar_rules::ecs::NoProcesses, &host),
+            &mut out,
+        );
+        assert_eq!(out, want, "{vars:?}");
+    }
 }

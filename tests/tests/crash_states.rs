@@ -7,7 +7,8 @@
 //! doubled, and the chain must verify; then, given the ring as it was at the cut, it must
 //! alert on every other matching event too, exactly once.
 //!
-//! CI runs [`CI_POINTS`] crash points; `NIGHTJAR_CRASH_POINTS=N` runs N (the long run, see
+//! CI runs [`CI_POINTS`] crash points and each of the first [`FIRST_START_OPS`] operations;
+//! `NIGHTJAR_CRASH_POINTS=N` runs N (the long run, see
 //! docs/operating.md), `NIGHTJAR_CRASH_SEED=S` replays a run. The crash points and states
 //! tried are printed at the end.
 
@@ -27,6 +28,10 @@ use serde_json::Value;
 
 /// Crash points CI tries.
 const CI_POINTS: u64 = 12;
+/// Every one of the first operations is also a crash point, in every run: the first start
+/// (state directory, host key, locks) must survive a power cut at any step, and evenly
+/// spread points rarely fall there.
+const FIRST_START_OPS: u64 = 10;
 const EVENTS: u32 = 240;
 const MATCHES: u32 = 48;
 const RING_BYTES: u64 = 4 * 1024 * 1024;
@@ -388,6 +393,7 @@ fn every_crash_state_keeps_every_committed_alert() {
     while (cuts.len() as u64) < points {
         cuts.insert(1 + next() % total.max(1));
     }
+    cuts.extend(1..=FIRST_START_OPS.min(total));
 
     let mut tally = Tally::default();
     let mut with_committed = 0u64;

@@ -341,6 +341,17 @@ impl Engine {
                 self.take(p, out);
             } else {
                 self.reorder.push(Reverse(p));
+                // The window holds at most half the state budget: past it its oldest hits
+                // are taken early (a hit older than them arriving later counts as late),
+                // so a flood of hits within one window cannot grow it without bound.
+                while self.reorder_bytes > self.limits.total_bytes / 2 {
+                    let Some(Reverse(p)) = self.reorder.pop() else {
+                        break;
+                    };
+                    self.reorder_bytes -= p.bytes;
+                    self.released = self.released.max(p.at);
+                    self.take(p, out);
+                }
             }
         }
         self.watermark = self.watermark.max(at.0);

@@ -300,7 +300,7 @@ fn fields_of(n: &Node, out: &mut Vec<Field>) {
 
 impl Matcher {
     fn exec_node(&self, rule: usize) -> Option<&Node> {
-        self.shapes[Shape::Exec as usize].rules.get(rule)
+        self.shapes[Shape::Exec as usize].rules.get(self.tree(rule))
     }
 
     /// Rule `rule` as the eBPF exec probe can test it on a host of `os` (`"linux"`): an `or`

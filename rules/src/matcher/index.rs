@@ -350,6 +350,9 @@ pub(super) struct IndexChoice {
     pub(super) executable: Vec<Key>,
     /// Literals of `process.command_line`.
     pub(super) pieces: Vec<Vec<u8>>,
+    /// `process.env_vars` holds a value: the sensor reports only the variables
+    /// `[sensor] env_vars` names, so most execs have none.
+    pub(super) env_vars: bool,
 }
 
 impl IndexChoice {
@@ -364,6 +367,8 @@ impl IndexChoice {
                     Field::Args => c.arg = l.test.keys(true)?,
                     Field::Executable => c.executable = l.test.keys(true)?,
                     Field::CommandLine => c.pieces = l.test.pieces()?,
+                    // A leaf is false on a field the event does not have.
+                    Field::EnvVars => c.env_vars = true,
                     _ => return None,
                 }
                 Some(c)
@@ -394,6 +399,7 @@ impl IndexChoice {
         merge(&mut self.arg, other.arg);
         merge(&mut self.executable, other.executable);
         merge(&mut self.pieces, other.pieces);
+        self.env_vars |= other.env_vars;
     }
 
     /// What indexing by these keys is expected to cost, in arbitrary units: the events they
@@ -425,6 +431,7 @@ impl IndexChoice {
             + field(2, &self.arg)
             + field(1, &self.executable)
             + self.pieces.iter().map(|p| 3 * by_len(p.len())).sum::<u32>()
+            + u32::from(self.env_vars)
     }
 }
 
@@ -519,6 +526,24 @@ mod tests {
         // A branch with nothing to index makes the whole `or` unindexable.
         let open = simplify_or(vec![is(Field::Name, "crictl"), is(Field::UserId, "0")]);
         assert_eq!(IndexChoice::best(&open), None);
+    }
+
+    #[test]
+    fn a_test_on_environment_variables_indexes_by_their_presence() {
+        let rule = simplify_and(vec![
+            is(Field::UserId, "0"),
+            simplify_or(vec![
+                is(Field::EnvVars, "HISTSIZE=0"),
+                is(Field::EnvVars, "HISTFILE=/dev/null"),
+            ]),
+        ]);
+        let c = IndexChoice::best(&rule).unwrap();
+        assert!(c.env_vars && c.name.is_empty(), "{c:?}");
+        // An `or` with a branch on a name is selected by either.
+        let either = simplify_or(vec![is(Field::EnvVars, "A=1"), is(Field::Name, "bash")]);
+        let c = IndexChoice::best(&either).unwrap();
+        assert!(c.env_vars);
+        assert_eq!(c.name, exact(&["bash"]));
     }
 
     #[test]

@@ -63,10 +63,19 @@ impl CompiledRule {
 
 /// Many compiled rules with their indexes, one matcher per event shape: an event is tested
 /// only against the rules its shape can match, on trees with its shape's constants folded.
+///
+/// Consecutive slots with one query (a sequence's `runs=N` stages, [`Matcher::from_runs`])
+/// are compiled, indexed and tested once; a match reports every slot of the run.
 #[derive(Debug, Default)]
 pub struct Matcher {
     shapes: [ShapeMatcher; Shape::COUNT],
+    /// Slots reported (`len` ≥ the number of compiled trees).
     len: usize,
+    /// Per compiled tree: its first slot and how many consecutive slots it stands for
+    /// (empty when every tree is one slot).
+    runs: Vec<(u32, u32)>,
+    /// Per slot: its compiled tree (empty when every tree is one slot).
+    tree_of: Vec<u32>,
 }
 
 /// The rules of one shape with their indexes.
@@ -101,6 +110,8 @@ struct Index {
     /// Rules whose `process.command_line` must hold one of some literals: one search of
     /// argv per literal selects them.
     by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// Rules that need `process.env_vars` to hold a value.
+    with_env_vars: Vec<u32>,
 }
 
 impl Index {
@@ -113,6 +124,9 @@ impl Index {
         self.by_parent_name.add(c.parent_name, i);
         self.by_arg.add(c.arg, i);
         self.by_executable.add(c.executable, i);
+        if c.env_vars {
+            self.with_env_vars.push(i);
+        }
         for p in c.pieces {
             match self.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
                 Some((_, ids)) => ids.push(i),
@@ -128,11 +142,12 @@ impl Index {
             && self.by_arg.is_empty()
             && self.by_executable.is_empty()
             && self.by_piece.is_empty()
+            && self.with_env_vars.is_empty()
     }
 
     /// Rule ids in this index (for reports): (always, name, parent name, argument,
-    /// executable, piece).
-    fn summary(&self) -> (usize, usize, usize, usize, usize, usize) {
+    /// executable, piece, environment variables).
+    fn summary(&self) -> (usize, usize, usize, usize, usize, usize, usize) {
         let count = |f: &FieldIndex| {
             let mut ids: Vec<u32> = f
                 .exact
@@ -160,6 +175,7 @@ impl Index {
             count(&self.by_arg),
             count(&self.by_executable),
             pieces.len(),
+            self.with_env_vars.len(),
         )
     }
 
@@ -206,6 +222,10 @@ impl Index {
                 lists += 2 * self.by_arg.lookup(arg, &mut hit);
             }
         }
+        if !self.with_env_vars.is_empty() && !matches!(ev.value(Field::EnvVars), Value::Missing) {
+            lists += 2;
+            hit(&self.with_env_vars);
+        }
         if !self.by_piece.is_empty()
             && let Value::Joined(args) = ev.value(Field::CommandLine)
         {
@@ -229,16 +249,60 @@ impl Matcher {
 
     /// Indexes compiled rules; a rule's index here is what [`Matcher::evaluate`] reports.
     pub fn from_rules(rules: Vec<CompiledRule>) -> Matcher {
-        let len = rules.len();
+        Matcher::from_runs(rules.into_iter().map(|r| (r, 1)).collect())
+    }
+
+    /// Indexes compiled rules, each standing for `n` consecutive slots (`n` ≥ 1): slots
+    /// are numbered in order, and a match of a rule reports all of its slots.
+    pub fn from_runs(rules: Vec<(CompiledRule, u32)>) -> Matcher {
         let mut per_shape: [Vec<Node>; Shape::COUNT] = Default::default();
-        for rule in rules {
+        let mut runs = Vec::with_capacity(rules.len());
+        let mut tree_of = Vec::with_capacity(rules.len());
+        let mut len = 0u32;
+        for (tree, (rule, n)) in rules.into_iter().enumerate() {
+            let n = n.max(1);
+            runs.push((len, n));
+            tree_of.extend(std::iter::repeat_n(tree as u32, n as usize));
+            len += n;
             for (shape, node) in rule.0.into_iter().enumerate() {
                 per_shape[shape].push(node);
             }
         }
+        let has_runs = runs.iter().any(|&(_, n)| n > 1);
         Matcher {
             shapes: per_shape.map(ShapeMatcher::from_nodes),
-            len,
+            len: len as usize,
+            runs: if has_runs { runs } else { Vec::new() },
+            tree_of: if has_runs { tree_of } else { Vec::new() },
+        }
+    }
+
+    /// Rewrites the compiled trees in `out` (ascending) as the slots they stand for
+    /// (ascending), in place: no allocation once `out` has the capacity.
+    fn expand_runs(&self, out: &mut Vec<usize>) {
+        if self.runs.is_empty() {
+            return;
+        }
+        let n = out.len();
+        let extra: usize = out.iter().map(|&t| self.runs[t].1 as usize - 1).sum();
+        out.resize(n + extra, 0);
+        // Filled from the back: position `w` never falls below the one being read.
+        let mut w = n + extra;
+        for r in (0..n).rev() {
+            let (first, count) = self.runs[out[r]];
+            for k in (0..count).rev() {
+                w -= 1;
+                out[w] = (first + k) as usize;
+            }
+        }
+    }
+
+    /// The compiled tree of slot `slot`.
+    fn tree(&self, slot: usize) -> usize {
+        match self.tree_of.get(slot) {
+            Some(&t) => t as usize,
+            None if self.tree_of.is_empty() => slot,
+            None => usize::MAX,
         }
     }
 
@@ -252,8 +316,12 @@ impl Matcher {
 
     /// How the rules of `shape` are indexed, for reports: per group (any platform, then
     /// each of [`OS_NAMES`]), (tested on every event, by name, by parent name, by an
-    /// argument, by executable, by a command-line literal).
-    pub fn index_summary(&self, shape: Shape) -> Vec<(usize, usize, usize, usize, usize, usize)> {
+    /// argument, by executable, by a command-line literal, by holding environment
+    /// variables).
+    pub fn index_summary(
+        &self,
+        shape: Shape,
+    ) -> Vec<(usize, usize, usize, usize, usize, usize, usize)> {
         let s = &self.shapes[shape as usize];
         std::iter::once(&s.any)
             .chain(s.per_os.iter())
@@ -273,12 +341,13 @@ impl Matcher {
         if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
             shape.add_uncertain(ev, out);
         }
+        self.expand_runs(out);
     }
 
     /// Rule `rule` alone on `ev` (see [`crate::RuleSet::outcome`]).
     pub fn outcome(&self, rule: usize, ev: &EcsEvent<'_>) -> Option<bool> {
         let shape = &self.shapes[ev.shape() as usize];
-        let node = shape.rules.get(rule)?;
+        let node = shape.rules.get(self.tree(rule))?;
         let mut sc = Scratch::default();
         if matches!(ev.value(Field::ArgsTruncated), Value::Bool(true)) {
             match node.eval3(ev, &mut sc) {
@@ -296,7 +365,7 @@ impl Matcher {
     /// [`Matcher::evaluate`] reported because the dropped arguments could decide it.
     pub fn is_certain(&self, rule: usize, ev: &EcsEvent<'_>) -> bool {
         let shape = &self.shapes[ev.shape() as usize];
-        let Some(node) = shape.rules.get(rule) else {
+        let Some(node) = shape.rules.get(self.tree(rule)) else {
             return false;
         };
         let mut sc = Scratch::default();
