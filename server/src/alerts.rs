@@ -227,7 +227,7 @@ pub fn page_sql(filter: &Filter, cursor: Option<&Cursor>, limit: i64) -> (String
     let w = Where::new(filter, cursor);
     (
         format!(
-            "SELECT {COLUMNS} FROM alerts{} ORDER BY alert_time DESC, host_id DESC, epoch DESC, seq DESC LIMIT {}",
+            "SELECT {COLUMNS} FROM alert_rows{} ORDER BY alert_time DESC, host_id DESC, epoch DESC, seq DESC LIMIT {}",
             w.sql,
             limit.clamp(1, 1000)
         ),
@@ -245,7 +245,7 @@ pub async fn page(
     let limit = limit.clamp(1, 1000);
     let w = Where::new(filter, cursor);
     let sql = format!(
-        "SELECT {COLUMNS} FROM alerts{} ORDER BY alert_time DESC, host_id DESC, epoch DESC, seq DESC LIMIT {}",
+        "SELECT {COLUMNS} FROM alert_rows{} ORDER BY alert_time DESC, host_id DESC, epoch DESC, seq DESC LIMIT {}",
         w.sql,
         limit + 1
     );
@@ -275,7 +275,7 @@ pub async fn counts(
     };
     let w = Where::new(filter, None);
     let sql = format!(
-        "SELECT {column}, count(*) FROM alerts{} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {}",
+        "SELECT {column}, count(*) FROM alert_rows{} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {}",
         w.sql,
         limit.clamp(1, 1000)
     );
@@ -293,7 +293,7 @@ pub async fn per_day(
     let sql = format!(
         "SELECT to_char(date_trunc('day', alert_time AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), severity,
                 count(*)
-         FROM alerts{} GROUP BY 1, 2 ORDER BY 1, 2",
+         FROM alert_rows{} GROUP BY 1, 2 ORDER BY 1, 2",
         w.sql
     );
     let stmt = client.prepare_cached(&sql).await?;
@@ -312,7 +312,7 @@ pub async fn get(
     seq: i64,
 ) -> Result<Option<AlertRow>, DbError> {
     let sql =
-        format!("SELECT {COLUMNS} FROM alerts WHERE host_id = $1 AND epoch = $2 AND seq = $3");
+        format!("SELECT {COLUMNS} FROM alert_rows WHERE host_id = $1 AND epoch = $2 AND seq = $3");
     let stmt = client.prepare_cached(&sql).await?;
     let row = client.query_opt(&stmt, &[&host_id, &epoch, &seq]).await?;
     Ok(row.as_ref().map(AlertRow::from_row))

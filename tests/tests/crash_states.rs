@@ -30,7 +30,8 @@ use serde_json::Value;
 const CI_POINTS: u64 = 12;
 /// Every one of the first operations is also a crash point, in every run: the first start
 /// (state directory, host key, locks) must survive a power cut at any step, and evenly
-/// spread points rarely fall there.
+/// spread points rarely fall there. (A host key written in place and then synced fails here:
+/// the cut between the two leaves a torn `host.key` the agent never starts with.)
 const FIRST_START_OPS: u64 = 10;
 const EVENTS: u32 = 240;
 const MATCHES: u32 = 48;

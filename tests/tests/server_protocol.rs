@@ -49,6 +49,8 @@ fn an_enrolled_host_uploads_a_verified_chain_and_redelivery_is_idempotent() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(server.integrity_kinds("host-a").is_empty());
+    let db = server.db_url.rsplit('/').next().unwrap();
+    assert_alerts_have_their_payloads(db, "host-a", &batch);
 }
 
 #[test]
@@ -113,6 +115,62 @@ fn tokens_are_limited_in_uses_and_lifetime_and_keys_are_pinned_until_reset() {
 fn payload_hash_of(envelope: &[u8]) -> String {
     let (_, payload) = nightjar_proto::verify::open_envelope(envelope).unwrap();
     hex(&sha256(&payload))
+}
+
+/// `alerts` answers as it did when the payload was a stored `jsonb` column: `payload` is each
+/// stored alert's payload exactly (as signed, compared as JSON), and a `jsonb` path filter on
+/// it finds the alert it names.
+fn assert_alerts_have_their_payloads(db: &str, host_id: &str, envelopes: &[Vec<u8>]) {
+    let cluster = nightjar_tests::postgres::Cluster::shared();
+    let want: Vec<serde_json::Value> = envelopes
+        .iter()
+        .map(|e| {
+            let (_, payload) = nightjar_proto::verify::open_envelope(e).unwrap();
+            serde_json::from_slice(&payload).unwrap()
+        })
+        .collect();
+    let got: Vec<serde_json::Value> = cluster
+        .psql(
+            db,
+            &format!("SELECT payload FROM alerts WHERE host_id = '{host_id}' ORDER BY seq"),
+        )
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    for p in &want {
+        let uuid = p["kibana"]["alert"]["uuid"].as_str().unwrap();
+        let seq = p["nightjar"]["seq"].as_u64().unwrap();
+        assert_eq!(
+            cluster.psql(
+                db,
+                &format!(
+                    "SELECT string_agg(seq::text, ',') FROM alerts \
+                     WHERE payload->'kibana'->'alert'->>'uuid' = '{uuid}'"
+                )
+            ),
+            seq.to_string()
+        );
+        assert_eq!(
+            cluster.psql(
+                db,
+                &format!(
+                    "SELECT count(*) FROM alerts WHERE host_id = '{host_id}' \
+                     AND payload @> '{{\"nightjar\": {{\"seq\": {seq}}}}}'"
+                )
+            ),
+            "1"
+        );
+    }
+    // The rows live in the partitioned table under the view.
+    assert_eq!(
+        cluster.psql(
+            db,
+            "SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname) FROM pg_class \
+             WHERE relname IN ('alerts', 'alert_rows', 'alert_payloads')"
+        ),
+        "alert_payloads:v,alert_rows:p,alerts:v"
+    );
 }
 
 fn base64_encode(b: &[u8]) -> String {
@@ -494,20 +552,31 @@ fn config_errors_name_the_file_line_and_key_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow_insecure_http"));
 }
 
-/// A database written by the previous schema (migrations 1 to 3, payloads in a `jsonb`
-/// column) is upgraded in place by `migrate`: its alerts stay listed, verified and
-/// searchable, and its hosts' chains go on where they stopped.
+/// A database written by an earlier schema (migrations 1 to 3, payloads in a `jsonb` column)
+/// is upgraded in place by `migrate`: its alerts stay listed, verified and searchable, `alerts`
+/// still has their payloads, and its hosts' chains go on where they stopped.
 #[test]
-fn migrate_upgrades_a_database_of_the_previous_schema_in_place() {
+fn migrate_upgrades_a_database_of_schema_3_in_place() {
+    upgrades_in_place(3);
+}
+
+/// The same from schema 4 (payloads read out of the envelope, `alerts` the table itself).
+#[test]
+fn migrate_upgrades_a_database_of_schema_4_in_place() {
+    upgrades_in_place(4);
+}
+
+fn upgrades_in_place(version: usize) {
     let cluster = nightjar_tests::postgres::Cluster::shared();
     let db_url = cluster.fresh_db();
     let db = db_url.rsplit('/').next().unwrap().to_string();
     let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/migrations");
-    let old = [
+    let old = &[
         "0001_fleet.sql",
         "0002_ingest_cost.sql",
         "0003_policy_summary.sql",
-    ];
+        "0004_payload_from_envelope.sql",
+    ][..version];
     let mut sql = String::from(
         "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
          applied_at timestamptz NOT NULL DEFAULT now());\n",
@@ -544,12 +613,13 @@ fn migrate_upgrades_a_database_of_the_previous_schema_in_place() {
                  decode('{prev}', 'hex'), now());
              INSERT INTO alerts
                  SELECT 'legacy-host', 1, {seq}, now(), now(), p->'kibana'->'alert'->>'uuid',
-                        'rule', 'Rule', 'high', '{key_id}', e, p
+                        'rule', 'Rule', 'high', '{key_id}', e{payload}
                  FROM (SELECT e, convert_from(decode(convert_from(e, 'UTF8')::json->>'payload',
                               'base64'), 'UTF8')::jsonb AS p
                        FROM (SELECT decode('{env}', 'hex') AS e) x) y;\n",
             seq = i + 1,
             env = hex(e),
+            payload = if version < 4 { ", p" } else { "" },
         );
         prev = hash;
     }
@@ -572,8 +642,9 @@ fn migrate_upgrades_a_database_of_the_previous_schema_in_place() {
     );
     assert_eq!(
         cluster.psql(&db, "SELECT max(version) FROM schema_migrations"),
-        "4"
+        "5"
     );
+    assert_alerts_have_their_payloads(&db, "legacy-host", &envelopes);
     // The payload is read out of the envelope, for ad-hoc SQL as for the console.
     assert_eq!(
         cluster.psql(
@@ -626,4 +697,6 @@ fn migrate_upgrades_a_database_of_the_previous_schema_in_place() {
         .map(|a| a["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, vec![2]);
+    let all: Vec<Vec<u8>> = envelopes.iter().chain(&more).cloned().collect();
+    assert_alerts_have_their_payloads(&db, "legacy-host", &all);
 }

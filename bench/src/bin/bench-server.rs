@@ -532,7 +532,7 @@ fn page_database(cluster: &Cluster, n: u64) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let sql = format!(
-        "INSERT INTO alerts (host_id, epoch, seq, received_at, alert_time, uuid, rule_id,
+        "INSERT INTO alert_rows (host_id, epoch, seq, received_at, alert_time, uuid, rule_id,
              rule_name, severity, key_id, envelope)
          SELECT 'host-' || lpad((g % 1000)::text, 4, '0'), 1, g / 1000 + 1,
                 now() - make_interval(secs => g * 0.5),
@@ -550,7 +550,7 @@ fn page_database(cluster: &Cluster, n: u64) -> String {
                     'payloadType', 'application/vnd.nightjar.alert+json',
                     'signatures', json_build_array())::text, 'UTF8')
          FROM generate_series(0, {}) g;
-         ANALYZE alerts;",
+         ANALYZE alert_rows;",
         n - 1
     );
     cluster.psql(&name, &sql);
@@ -847,7 +847,7 @@ fn main() {
     let mid = cluster.psql(
         &page_name,
         &format!(
-            "SELECT extract(epoch from alert_time)::numeric * 1000000, host_id, epoch, seq FROM alerts
+            "SELECT extract(epoch from alert_time)::numeric * 1000000, host_id, epoch, seq FROM alert_rows
              ORDER BY alert_time DESC, host_id DESC, epoch DESC, seq DESC OFFSET {} LIMIT 1",
             a.page_alerts / 2
         ),

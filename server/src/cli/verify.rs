@@ -64,7 +64,7 @@ pub async fn verify(config: Config, host: Option<String>) -> Result<(), Failure>
         let rows = client
             .query_raw(
                 "SELECT c.seq, c.payload_hash, c.prev_hash, a.envelope
-                 FROM chain_index c LEFT JOIN alerts a
+                 FROM chain_index c LEFT JOIN alert_rows a
                    ON a.host_id = c.host_id AND a.epoch = c.epoch AND a.seq = c.seq
                   AND a.received_at = c.received_at
                  WHERE c.host_id = $1 AND c.epoch = $2 ORDER BY c.seq",

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "payload_from_envelope",
         include_str!("../../migrations/0004_payload_from_envelope.sql"),
     ),
+    (
+        5,
+        "alerts_view",
+        include_str!("../../migrations/0005_alerts_view.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across replicas.

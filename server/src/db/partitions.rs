@@ -1,5 +1,5 @@
-//! Monthly partitions of `alerts`, created ahead of time (this month and the next two) at
-//! start and daily. Rows outside every monthly partition land in `alerts_default`, so an alert
+//! Monthly partitions of `alert_rows` (the table under the `alerts` view), created ahead of
+//! time (this month and the next two) at start and daily. Rows outside every monthly partition land in `alerts_default`, so an alert
 //! is never refused for its time; a month whose rows already sit in the default partition is
 //! left there (PostgreSQL cannot create a partition over rows the default holds). Each keeps
 //! rows up to 8 KB whole (`toast_tuple_target`): an alert's envelope stays in its row.
@@ -23,7 +23,7 @@ pub async fn ensure(pool: &Pool, now: SystemTime) -> Result<Vec<String>, DbError
         };
         let name = format!("alerts_{year:04}_{month:02}");
         let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF alerts \
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF alert_rows \
              FOR VALUES FROM ('{year:04}-{month:02}-01 00:00:00+00') TO ('{ny:04}-{nm:02}-01 00:00:00+00') \
              WITH (toast_tuple_target = 8160)"
         );

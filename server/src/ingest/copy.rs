@@ -1,4 +1,4 @@
-//! The alert rows of a batch as one `COPY alerts FROM STDIN (FORMAT binary)` message: the
+//! The alert rows of a batch as one `COPY alert_rows FROM STDIN (FORMAT binary)` message: the
 //! cheapest way into PostgreSQL for rows this size (no statement parameters to decode, no
 //! arrays to build and unnest, one message per batch).
 //!
@@ -14,7 +14,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use super::parse::IncomingAlert;
 
 /// The statement the rows of [`alert_rows`] are sent to; its columns in this order.
-pub const COPY_ALERTS: &str = "COPY alerts (host_id, epoch, seq, received_at, alert_time, uuid, \
+pub const COPY_ALERTS: &str = "COPY alert_rows (host_id, epoch, seq, received_at, alert_time, uuid, \
      rule_id, rule_name, severity, key_id, envelope) FROM STDIN (FORMAT binary)";
 
 const FIELDS: i16 = 11;
