@@ -16,6 +16,7 @@
 //! `[rules] block`, says what blocks.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nightjar_proto::config::Config;
 use nightjar_proto::trusted_dir::{Missing, TrustedDir};
@@ -23,6 +24,10 @@ use nightjar_proto::verify::AlertKey;
 use nightjar_rules::policy::{KEPT_FILE, MAX_ENVELOPE_BYTES, PAYLOAD_TYPE, Policy};
 
 use crate::block::Blocking;
+
+/// The kept file is looked at no more often than this, however often the capture loop ticks
+/// (under load its poll returns after every batch of events).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What tells one kept file from the next: device, inode, size, mtime, ctime (seconds and
 /// nanoseconds).
@@ -42,6 +47,8 @@ pub struct PolicyWatch {
     seen: Option<Stamp>,
     /// The last reason the state directory could not be looked at, logged once.
     dir_error: Option<String>,
+    /// When the kept file was last looked at.
+    checked: Option<Instant>,
 }
 
 impl PolicyWatch {
@@ -70,6 +77,7 @@ impl PolicyWatch {
             version: 0,
             seen: None,
             dir_error: None,
+            checked: None,
         }))
     }
 
@@ -81,6 +89,14 @@ impl PolicyWatch {
     /// The new blocking set, when a new kept policy verified and compiled since the last
     /// call; `None` otherwise (nothing new, or refused: logged with the reason).
     pub fn poll(&mut self) -> Option<Blocking> {
+        let now = Instant::now();
+        if self
+            .checked
+            .is_some_and(|at| now.duration_since(at) < CHECK_EVERY)
+        {
+            return None;
+        }
+        self.checked = Some(now);
         if !self.open_dir() {
             return None;
         }

@@ -220,6 +220,8 @@ fn a_policy_block_list_takes_effect_and_stops_without_a_sensor_restart() {
     std::fs::write(&planted, &genuine).unwrap();
     std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::rename(&planted, &kept).unwrap();
+    // The genuine version 2 put back is no newer than what runs: refused, nothing changes.
+    wait_log(&log, "policy version 2 is not newer than version 2");
 
     // Version 3 drops it from the block list: kcc runs again (and still detects).
     stand.offer(key.envelope(&doc(3, &[])), 3);
