@@ -445,7 +445,7 @@ pub fn run(
     let mut follow = AuthFollow::new(&auth_state.lock().unwrap_or_else(PoisonError::into_inner));
     let mut auth_client: Option<Client<'_>> = None;
     let mut change = Some(settings.block.clone());
-    let watching = watch.is_some();
+    let mut at_start = true;
 
     // The ring's one writer takes the blocked records the AUTH handler hands over, and
     // reports what blocking let through.
@@ -472,7 +472,7 @@ pub fn run(
                     Ok(()) => tracing::info!("no blocking rule: AUTH_EXEC unsubscribed"),
                     // At start a client that cannot be set up is fatal, as before; later the
                     // running capture goes on, the new set in the handler, and says why.
-                    Err(err) if !watching => return Err(setup_error(err)),
+                    Err(err) if at_start => return Err(setup_error(err)),
                     Err(err) => {
                         tracing::error!("the new blocking set is not fully in force: {err}")
                     }
@@ -499,6 +499,7 @@ pub fn run(
             (failed_reported, unrecorded_reported) = (failed, unrecorded);
         }
         writer.flush();
+        at_start = false;
         if let Some(w) = watch.as_deref_mut() {
             change = w.poll();
         } else if auth_client.is_none() && idle {
