@@ -84,8 +84,19 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The config file, with the MDM's managed preferences over it (macOS), as the agent reads it:
+/// the pinned policy key may come from there.
 fn load_config(config: Option<&Path>) -> Result<Config, ExitCode> {
-    Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))
+    let mut config = Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
+    if let Some(managed) =
+        nightjar_proto::managed_prefs::load().map_err(|err| fail(USAGE_ERROR, err))?
+    {
+        managed.apply(&mut config);
+        config
+            .revalidate("managed preferences")
+            .map_err(|err| fail(USAGE_ERROR, err))?;
+    }
+    Ok(config)
 }
 
 fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
