@@ -33,33 +33,7 @@ pub fn load(explicit: Option<&std::path::Path>) -> Result<Config, AgentConfigErr
 
 /// Applies MDM-managed settings over the file's values.
 pub fn apply_managed(config: &mut Config, managed: crate::managed_prefs::ManagedSettings) {
-    if let Some(url) = managed.upload_url {
-        config.upload.url = Some(url);
-    }
-    if let Some(ca) = managed.upload_ca_file {
-        config.upload.ca_file = Some(ca);
-    }
-    if let Some(id) = managed.host_id {
-        config.host_id = Some(id);
-    }
-    if let Some(insecure) = managed.allow_insecure_http {
-        config.upload.allow_insecure_http = insecure;
-    }
-    if managed.fleet_server.is_some()
-        || managed.enroll_token.is_some()
-        || managed.policy_public_key.is_some()
-    {
-        let fleet = config.fleet.get_or_insert_with(Default::default);
-        if let Some(server) = managed.fleet_server {
-            fleet.server = Some(server);
-        }
-        if let Some(token) = managed.enroll_token {
-            fleet.enroll_token = Some(nightjar_proto::config::Secret::new(token));
-        }
-        if let Some(key) = managed.policy_public_key {
-            fleet.policy_public_key = Some(key);
-        }
-    }
+    managed.apply(config);
 }
 
 /// The host id: the configured `host_id`, else the machine's own id.

@@ -23,7 +23,7 @@ pub mod config;
 pub mod control;
 pub mod fleet;
 pub mod host;
-pub mod managed_prefs;
+pub use nightjar_proto::managed_prefs;
 pub mod pipeline;
 pub mod policy;
 pub mod process_table;

@@ -7,8 +7,9 @@
 //!   [`ndjson`]'s error type and helpers;
 //! - [`dsse`]: the signed alert envelope format;
 //! - [`fleet`]: the agent-server protocol (signed request bytes, enrolment, heartbeat);
-//! - [`verify`] (feature `crypto`): the one verification of signed alerts and their chain;
-//! - [`config`]: `nightjar.toml`, the one schema both binaries read;
+//! - [`verify`] (feature `verify`, implied by `crypto`): the one verification of signed alerts and their chain;
+//! - [`config`]: `nightjar.toml`, the one schema both binaries read, and [`managed_prefs`]:
+//!   the MDM settings both apply over it on macOS;
 //! - [`text`]: platform bytes as text without allocating;
 //! - [`trusted_dir`]: root-only directories checked from `/` down, files opened relative to
 //!   them (the agent's state directory and the ring's directory);
@@ -25,12 +26,13 @@ pub mod filter;
 pub mod fleet;
 #[cfg(feature = "crypto")]
 pub mod identity;
+pub mod managed_prefs;
 pub mod ndjson;
 pub mod shm_ring;
 pub mod terminal;
 pub mod text;
 pub mod trusted_dir;
-#[cfg(feature = "crypto")]
+#[cfg(feature = "verify")]
 pub mod verify;
 
 pub use codec::{LossReport, LossSource, Record};

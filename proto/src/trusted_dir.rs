@@ -43,6 +43,15 @@ use nix::sys::stat::{FileStat, Mode, SFlag};
 /// Symbolic links followed in one walk before it is refused (Linux's own limit is 40).
 pub const MAX_LINKS: usize = 32;
 
+/// Why a private file in a trusted directory was not read ([`TrustedDir::read_private`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {op}: {reason}")]
+pub struct ReadError {
+    pub path: String,
+    pub op: &'static str,
+    pub reason: String,
+}
+
 /// Why a directory or a file in it is not used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -360,6 +369,46 @@ impl TrustedDir {
             Mode::from_bits_truncate(mode as libc::mode_t),
         )?;
         Ok(File::from(fd))
+    }
+
+    /// The whole of `name`, a private file (see [`check_private_file`]) of at most `max`
+    /// bytes, with its `fstat`; `None` when it does not exist. Opened with `O_NOFOLLOW` (a
+    /// symbolic link is refused, never followed) and `O_NONBLOCK` (a planted FIFO cannot
+    /// hang the reader before the check refuses it).
+    pub fn read_private(
+        &self,
+        name: &str,
+        max: u64,
+    ) -> Result<Option<(Vec<u8>, FileStat)>, ReadError> {
+        use std::io::Read;
+        let fail = |op: &'static str, reason: String| ReadError {
+            path: self.display_name(name).display().to_string(),
+            op,
+            reason,
+        };
+        let file = match self.open_file(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(fail(
+                    "open",
+                    "is a symbolic link; refusing to follow it".into(),
+                ));
+            }
+            Err(e) => return Err(fail("open", e.to_string())),
+        };
+        let st = nix::sys::stat::fstat(&file).map_err(|e| fail("stat", e.to_string()))?;
+        if let Some(reason) = check_private_file(&st, true) {
+            return Err(fail("check", reason));
+        }
+        let mut bytes = Vec::new();
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail("read", e.to_string()))?;
+        if bytes.len() as u64 > max {
+            return Err(fail("check", format!("is over {max} bytes")));
+        }
+        Ok(Some((bytes, st)))
     }
 
     /// `lstat` of `name`; `None` when it does not exist.

@@ -25,14 +25,24 @@ use serde_json::Value;
 
 use crate::dsse::{ALERT_PAYLOAD_TYPE, Envelope, pae_into};
 
+#[cfg(feature = "crypto")]
 mod batch;
 
-/// SHA-256 of `bytes`.
+/// SHA-256 of `bytes` (`ring`'s; without the `crypto` feature, the pure-Rust `sha2` the
+/// sensor links: `ring` builds C for its target, which the macOS type-check cannot).
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    #[cfg(feature = "crypto")]
+    {
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+    #[cfg(not(feature = "crypto"))]
+    {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(bytes).into()
+    }
 }
 
 /// SHA-256 of an alert payload: the link `nightjar.prev` of the next alert holds.
@@ -99,6 +109,15 @@ impl ChainHead {
         let hash = bytes.get(8..)?.try_into().ok()?;
         Some(ChainHead { seq, hash })
     }
+}
+
+/// Why an envelope was not opened ([`AlertKey::open_verified`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("not signed by the pinned policy key {key_id}: {reason}")]
+    Signature { key_id: String, reason: String },
+    #[error("not a policy: {0}")]
+    Malformed(String),
 }
 
 /// Why one envelope does not verify. The `Display` text is what reports and HTTP answers say.
@@ -353,6 +372,24 @@ impl AlertKey {
         self.verify_message(&alert.pae, &alert.signature)
     }
 
+    /// The payload of an envelope of `payload_type` signed by this key, the signature
+    /// checked: how a fleet policy is opened, by the agent (from the server or its state
+    /// directory) and by the sensor (the kept copy) alike.
+    pub fn open_verified(&self, bytes: &[u8], payload_type: &str) -> Result<Vec<u8>, OpenError> {
+        let signature = |e: EnvelopeError| OpenError::Signature {
+            key_id: self.key_id().to_owned(),
+            reason: e.to_string(),
+        };
+        let signed = self.open_typed(bytes, payload_type).map_err(|e| match e {
+            EnvelopeError::NoSignature(_)
+            | EnvelopeError::BadSignature
+            | EnvelopeError::SignatureEncoding(_) => signature(e),
+            other => OpenError::Malformed(other.to_string()),
+        })?;
+        self.verify(&signed).map_err(signature)?;
+        Ok(signed.payload)
+    }
+
     /// Checks an Ed25519 signature over arbitrary bytes (request and enrolment signatures).
     pub fn verify_message(
         &self,
@@ -376,6 +413,7 @@ impl AlertKey {
     }
 
     /// Checks every signature of a batch; `Err(i)` names the first alert that fails alone.
+    #[cfg(feature = "crypto")]
     ///
     /// One batch equation for the lot; only when it fails are the alerts checked one by one,
     /// so an honest batch costs one batch verification.
@@ -534,7 +572,7 @@ impl ChainVerifier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crypto"))]
 mod tests {
     use super::*;
     use crate::dsse::{Signature as DsseSignature, pae};

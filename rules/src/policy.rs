@@ -28,6 +28,8 @@ pub const MAX_EXCEPTION_FILES: usize = 1_000;
 pub const MAX_NAME_BYTES: usize = 1024;
 /// Where the agent keeps the envelope of the policy it runs, in its state directory.
 pub const KEPT_FILE: &str = "policy.dsse.json";
+/// Largest kept envelope read back (base64 of the largest payload, with room).
+pub const MAX_ENVELOPE_BYTES: u64 = 48 << 20;
 
 /// One file of a policy: its name (the path the publisher gave) and its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,33 +102,6 @@ impl Policy {
             serde_json::from_slice(bytes).map_err(|e| PolicyError::Json(e.to_string()))?;
         policy.check()?;
         Ok(policy)
-    }
-
-    /// The policy inside the envelope the agent keeps in its state directory ([`KEPT_FILE`]),
-    /// without checking its signature: for a process that shares the agent's root-only state
-    /// directory and so trusts what the agent verified before keeping it (the sensor, which
-    /// needs the policy's `block` list and rules). Anything that received the envelope from
-    /// elsewhere must verify it with the pinned key instead (`nightjar_proto::verify`).
-    pub fn from_kept_envelope(envelope: &[u8]) -> Result<Policy, PolicyError> {
-        use base64::Engine as _;
-        #[derive(Deserialize)]
-        struct Kept {
-            payload: String,
-            #[serde(rename = "payloadType")]
-            payload_type: String,
-        }
-        let kept: Kept =
-            serde_json::from_slice(envelope).map_err(|e| PolicyError::Json(e.to_string()))?;
-        if kept.payload_type != PAYLOAD_TYPE {
-            return Err(PolicyError::Json(format!(
-                "payloadType is {:?}, expected {PAYLOAD_TYPE:?}",
-                kept.payload_type
-            )));
-        }
-        let payload = base64::engine::general_purpose::STANDARD
-            .decode(kept.payload.as_bytes())
-            .map_err(|e| PolicyError::Json(format!("payload is not base64: {e}")))?;
-        Policy::from_payload(&payload)
     }
 
     /// The payload bytes (what the server signs).

@@ -15,6 +15,7 @@ use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
 use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
+use nightjar_sensor::kept_policy::PolicyWatch;
 use nightjar_sensor::publish::Publisher;
 use nightjar_sensor::replay::{self, ReplayFormat};
 
@@ -83,8 +84,19 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The config file, with the MDM's managed preferences over it (macOS), as the agent reads it:
+/// the pinned policy key may come from there.
 fn load_config(config: Option<&Path>) -> Result<Config, ExitCode> {
-    Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))
+    let mut config = Config::locate(config).map_err(|err| fail(USAGE_ERROR, err))?;
+    if let Some(managed) =
+        nightjar_proto::managed_prefs::load().map_err(|err| fail(USAGE_ERROR, err))?
+    {
+        managed.apply(&mut config);
+        config
+            .revalidate("managed preferences")
+            .map_err(|err| fail(USAGE_ERROR, err))?;
+    }
+    Ok(config)
 }
 
 fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
@@ -101,8 +113,9 @@ fn publisher(config: &Config) -> Result<Publisher, ExitCode> {
 
 /// What capture collects, from the config: the environment variables named, and the file
 /// events the loaded rules can match (the same rule files the agent loads; a rule the agent
-/// refuses is left out here too).
-fn settings(config: &Config) -> Result<Settings, ExitCode> {
+/// refuses is left out here too). The blocking rules are the kept policy's when there is one
+/// that verifies (`watch`, which then follows it), else `[rules] block`.
+fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings, ExitCode> {
     let (rules, report) = RuleSet::load_config(&config.rules)
         .map_err(|err| fail(USAGE_ERROR, format_args!("[rules]: {err}")))?;
     for e in &report.block_errors {
@@ -120,7 +133,11 @@ fn settings(config: &Config) -> Result<Settings, ExitCode> {
         extensions = files.extensions().len(),
         "file events the rules can match"
     );
-    let block = Blocking::of(rules);
+    let mut block = Blocking::of(rules);
+    if let Some(kept) = watch.and_then(PolicyWatch::poll) {
+        tracing::info!("the kept policy's block list replaces `[rules] block`");
+        block = kept;
+    }
     if !block.is_empty() {
         tracing::info!(rules = block.indices.len(), "blocking rules loaded");
     }
@@ -147,7 +164,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let settings = match settings(&config) {
+            let mut watch = match PolicyWatch::new(&config) {
+                Ok(w) => w,
+                Err(why) => return fail(USAGE_ERROR, why),
+            };
+            let settings = match settings(&config, watch.as_mut()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -161,7 +182,7 @@ fn main() -> ExitCode {
                 SourceArg::Eslogger => SourceKind::Eslogger,
                 SourceArg::Ebpf => SourceKind::Ebpf,
             };
-            match capture::run(kind, &mut publisher, &settings) {
+            match capture::run(kind, &mut publisher, &settings, watch.as_mut()) {
                 Ok(never) => match never {},
                 Err(err) => fail(RUNTIME_FAILURE, err),
             }

@@ -1,7 +1,8 @@
 //! Prevention on Linux, live: a blocking rule (`[rules] block`) compiled into the eBPF exec
 //! probe kills the new image before it runs an instruction, and the agent records one signed
-//! alert that says so. Needs root (or CAP_BPF + CAP_PERFMON); under CI=true their absence is
-//! a failure.
+//! alert that says so; a fleet policy's `block` list takes effect, and stops, without a
+//! sensor restart. Needs root (or CAP_BPF + CAP_PERFMON); under CI=true their absence is a
+//! failure.
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -15,8 +16,18 @@ use nightjar_tests::harness::{
     ChildGuard, TempState, bin, in_ci, is_root, wait_for, workspace_root,
 };
 use nightjar_tests::pipeline::{spawn_agent, stop, wait_agent_ready, wait_status};
+use nightjar_tests::policy::{PolicySigner, StandIn, policy_doc};
 
 const KCC_RULE: &str = "c4ab5c12-3447-4aaf-891b-c474270fe4d9";
+
+/// The live tests each run a sensor whose probe kills every matching `kcc` on the host, not
+/// only their own: they take turns.
+static LIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn live_turn() -> std::sync::MutexGuard<'static, ()> {
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn may_run() -> bool {
     if is_root() {
@@ -49,6 +60,7 @@ fn a_blocking_rule_stops_kcc_copy_cred_cache_before_it_runs() {
     if !may_run() {
         return;
     }
+    let _turn = live_turn();
     let st = TempState::new();
     let rule = workspace_root().join("packaging/linux/rules/kcc-linux.toml");
     let cfg = st.write_config(&format!(
@@ -113,6 +125,121 @@ fn a_blocking_rule_stops_kcc_copy_cred_cache_before_it_runs() {
     stop(&mut agent, &st, "agent");
     let (code, out) = verify(&cfg);
     assert_eq!(code, 0, "{out}");
+}
+
+/// The running sensor follows the policy the agent applies: a version whose `block` list
+/// names the kcc rule kills `kcc copy_cred_cache` without a sensor restart, and the next
+/// version, without it, lets it run again. A forged policy planted as the kept file is
+/// refused by the sensor (it verifies the kept envelope itself) and changes nothing.
+#[test]
+fn a_policy_block_list_takes_effect_and_stops_without_a_sensor_restart() {
+    if !may_run() {
+        return;
+    }
+    let _turn = live_turn();
+    let stand = StandIn::start();
+    let key = PolicySigner::generate();
+    let st = TempState::new();
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = false\nmax_signals = 0\n\
+         [upload]\ninterval_ms = 100\nallow_insecure_http = true\n\
+         [fleet]\nserver = {:?}\nenroll_token = \"nje_standin\"\npolicy_public_key = {:?}\n\
+         heartbeat_interval_ms = 300\npolicy_interval_ms = 400\n",
+        stand.url(),
+        key.public_b64()
+    ));
+    let rule =
+        std::fs::read_to_string(workspace_root().join("packaging/linux/rules/kcc-linux.toml"))
+            .unwrap();
+    let doc = |version: u64, block: &[&str]| {
+        let mut d = policy_doc(version, false, &[("kcc-linux.toml", &rule)], &[]);
+        d["block"] = serde_json::json!(block);
+        d
+    };
+    stand.offer(key.envelope(&doc(1, &[])), 1);
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    wait_status(&st, &cfg, "agent", "policy version 1 applied", |s| {
+        s["policy_version"] == 1
+    });
+    let log = st.path().join("sensor.log");
+    let _sensor = ChildGuard::spawn(
+        Command::new(bin("nightjar-sensor"))
+            .args(["run", "--source", "ebpf", "--config"])
+            .arg(&cfg)
+            .stderr(File::create(&log).unwrap()),
+    );
+    wait_log(&log, "eBPF probes attached");
+
+    let work = st.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let kcc = work.join("kcc");
+    std::fs::copy("/usr/bin/touch", &kcc).unwrap();
+    std::fs::set_permissions(&kcc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = work.join("copy_cred_cache");
+    let run_kcc = || {
+        let _ = std::fs::remove_file(&copy);
+        let status = Command::new(&kcc)
+            .arg("copy_cred_cache")
+            .current_dir(&work)
+            .status()
+            .unwrap();
+        (status, copy.exists())
+    };
+    let (status, ran) = run_kcc();
+    assert!(
+        status.success() && ran,
+        "version 1 blocks nothing: {status:?}"
+    );
+
+    // Version 2 blocks it: the sensor swaps its kernel set on its next tick.
+    stand.offer(key.envelope(&doc(2, &[KCC_RULE])), 2);
+    wait_status(&st, &cfg, "agent", "policy version 2 applied", |s| {
+        s["policy_version"] == 2
+    });
+    wait_log(&log, "epoch=2");
+    let (status, ran) = run_kcc();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(!ran, "kcc ran under version 2: it left its file");
+
+    // A forged envelope planted as the kept file is refused by the sensor itself.
+    let kept = st.state_dir().join("policy.dsse.json");
+    let forged = PolicySigner::generate().envelope(&doc(9, &[]));
+    let planted = st.state_dir().join("planted");
+    std::fs::write(&planted, &forged).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let genuine = std::fs::read(&kept).unwrap();
+    std::fs::rename(&planted, &kept).unwrap();
+    wait_log(&log, "not signed by the pinned policy key");
+    let (status, ran) = run_kcc();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the forgery changed nothing: {status:?}"
+    );
+    assert!(!ran);
+    std::fs::write(&planted, &genuine).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&planted, &kept).unwrap();
+    // The genuine version 2 put back is no newer than what runs: refused, nothing changes.
+    wait_log(&log, "policy version 2 is not newer than version 2");
+
+    // Version 3 drops it from the block list: kcc runs again (and still detects).
+    stand.offer(key.envelope(&doc(3, &[])), 3);
+    wait_status(&st, &cfg, "agent", "policy version 3 applied", |s| {
+        s["policy_version"] == 3
+    });
+    wait_log(&log, "epoch=3");
+    let (status, ran) = run_kcc();
+    assert!(
+        status.success() && ran,
+        "version 3 blocks nothing: {status:?}"
+    );
+
+    let s = wait_status(&st, &cfg, "agent", "the blocked exec counted", |s| {
+        counter(s, "exec_blocked") >= 2
+    });
+    assert_eq!(counter(&s, "block_failed_open"), 0, "{s}");
+    stop(&mut agent, &st, "agent");
 }
 
 /// A rule that would block Nightjar itself, or init, is refused for blocking (it still

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 use nightjar_proto::dsse::POLICY_PAYLOAD_TYPE;
 use nightjar_proto::trusted_dir::{Missing, TrustedDir};
-use nightjar_proto::verify::{AlertKey, EnvelopeError};
+use nightjar_proto::verify::{AlertKey, OpenError};
 use nightjar_rules::policy::Policy;
 
 use crate::pipeline::swap::{ActiveRules, RulesSlot};
@@ -243,20 +243,13 @@ impl Policies {
     }
 }
 
-/// Opens a policy envelope signed by `key` (the one DSSE verification, `nightjar_proto`).
+/// Opens a policy envelope signed by `key` ([`AlertKey::open_verified`]).
 pub fn verify(key: &AlertKey, envelope: &[u8]) -> Result<Policy, Refusal> {
-    let signature = |e: EnvelopeError| Refusal::Signature {
-        key_id: key.key_id().to_owned(),
-        reason: e.to_string(),
-    };
-    let signed = key
-        .open_typed(envelope, POLICY_PAYLOAD_TYPE)
+    let payload = key
+        .open_verified(envelope, POLICY_PAYLOAD_TYPE)
         .map_err(|e| match e {
-            EnvelopeError::NoSignature(_)
-            | EnvelopeError::BadSignature
-            | EnvelopeError::SignatureEncoding(_) => signature(e),
-            other => Refusal::Malformed(other.to_string()),
+            OpenError::Signature { key_id, reason } => Refusal::Signature { key_id, reason },
+            OpenError::Malformed(m) => Refusal::Malformed(m),
         })?;
-    key.verify(&signed).map_err(signature)?;
-    Policy::from_payload(&signed.payload).map_err(|e| Refusal::Malformed(e.to_string()))
+    Policy::from_payload(&payload).map_err(|e| Refusal::Malformed(e.to_string()))
 }

@@ -9,16 +9,16 @@
 //! the envelope is verified again on load anyway, but a planted link or file must not make
 //! the agent read (or write) anything else.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
-use nightjar_proto::trusted_dir::{TrustedDir, check_private_file};
+use nightjar_proto::trusted_dir::TrustedDir;
 use nix::fcntl::OFlag;
 
 /// The applied envelope (the sensor reads it too: [`nightjar_rules::policy::KEPT_FILE`]).
 pub const FILE: &str = nightjar_rules::policy::KEPT_FILE;
 const TEMP: &str = "policy.dsse.json.tmp";
 /// Largest envelope read back (base64 of the largest payload, with room).
-pub const MAX_ENVELOPE_BYTES: u64 = 48 << 20;
+pub const MAX_ENVELOPE_BYTES: u64 = nightjar_rules::policy::MAX_ENVELOPE_BYTES;
 
 /// Why the envelope could not be kept or read back.
 #[derive(Debug, thiserror::Error)]
@@ -62,41 +62,17 @@ pub fn save(dir: &TrustedDir, envelope: &[u8]) -> Result<(), PersistError> {
     Ok(())
 }
 
-/// The kept envelope, if there is one.
+/// The kept envelope, if there is one (read as the sensor reads it:
+/// [`TrustedDir::read_private`]).
 pub fn load(dir: &TrustedDir) -> Result<Option<Vec<u8>>, PersistError> {
-    let shown = || dir.display_name(FILE).display().to_string();
-    let file = match dir.open_file(FILE, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(PersistError {
-                path: shown(),
-                op: "open",
-                reason: "is a symbolic link; refusing to follow it".into(),
-            });
-        }
-        Err(e) => return Err(fail(dir, FILE, "open")(e)),
-    };
-    let st = nix::sys::stat::fstat(&file).map_err(|e| fail(dir, FILE, "stat")(e.into()))?;
-    if let Some(reason) = check_private_file(&st, true) {
-        return Err(PersistError {
-            path: shown(),
-            op: "check",
-            reason,
-        });
+    match dir.read_private(FILE, MAX_ENVELOPE_BYTES) {
+        Ok(found) => Ok(found.map(|(bytes, _)| bytes)),
+        Err(e) => Err(PersistError {
+            path: e.path,
+            op: e.op,
+            reason: e.reason,
+        }),
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_ENVELOPE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(fail(dir, FILE, "read"))?;
-    if bytes.len() as u64 > MAX_ENVELOPE_BYTES {
-        return Err(PersistError {
-            path: shown(),
-            op: "check",
-            reason: format!("is over {MAX_ENVELOPE_BYTES} bytes"),
-        });
-    }
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]

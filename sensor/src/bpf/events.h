@@ -46,6 +46,13 @@
  * conjunctions ("blockers") of exact tests. Each value a blocker tests is a key of a hash map
  * whose value has the blocker's bit set, so deciding costs a few lookups and no loop over the
  * blockers; argv is scanned once, only when a blocker's program matched.
+ *
+ * Two generations of the set are loaded side by side so that user space can swap sets live:
+ * `block_conf` holds one conf per generation, every key carries its generation in
+ * `kind` (BK_GEN_SHIFT), and `block_live` holds the epoch whose low bit is the live
+ * generation. User space loads the idle generation whole, then bumps the epoch; an exec that
+ * saw the epoch change while it was being checked is let through (fail open, counted), so
+ * none is judged half by the old set and half by the new.
  */
 #define BLOCK_MAX 32    /* blockers */
 #define BLOCK_VAL 64    /* a name or argument value, NUL padded */
@@ -61,6 +68,7 @@
 #define BK_ARG_CI 5
 #define BK_EXE 6
 #define BK_EXE_CI 7
+#define BK_GEN_SHIFT 8 /* kind |= generation << BK_GEN_SHIFT */
 
 /* block_stats slots */
 #define BLOCK_STAT_BLOCKED 0

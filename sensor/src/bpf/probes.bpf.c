@@ -245,21 +245,29 @@ struct {
 /* Blocking rules (see events.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* one per generation */
 	__type(key, u32);
 	__type(value, struct block_conf);
 } block_conf SEC(".maps");
 
+/* The epoch of the blocking set: its low bit is the live generation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} block_live SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4 * BLOCK_MAX * (BLOCK_ARGS + 2));
+	__uint(max_entries, 4 * BLOCK_MAX * (BLOCK_ARGS + 2)); /* both generations, full */
 	__type(key, struct block_key);
 	__type(value, struct block_val);
 } block_keys SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * BLOCK_MAX);
+	__uint(max_entries, 2 * BLOCK_MAX); /* both generations, full */
 	__type(key, struct block_exe_key);
 	__type(value, struct block_val);
 } block_exes SEC(".maps");
@@ -276,6 +284,7 @@ struct {
 struct block_scratch {
 	struct block_key key;
 	struct block_exe_key exe;
+	u32 tag; /* the generation being checked, << BK_GEN_SHIFT */
 };
 
 struct {
@@ -398,24 +407,24 @@ static __always_inline u64 lower8(u64 x)
 }
 
 /* The bits `kind` gives the value in key->s (NUL padded): 0 when it is no key. */
-static __always_inline u64 short_bits(struct block_key *key, u32 kind, u32 word)
+static __always_inline u64 short_bits(struct block_key *key, u32 kind, u32 tag, u32 word)
 {
-	key->kind = kind;
+	key->kind = kind | tag;
 	struct block_val *v = bpf_map_lookup_elem(&block_keys, key);
 	return v ? v->bits[word & 1] : 0;
 }
 
 /* The blockers the value in key->s (a name) selects, exactly and case-insensitively. */
-static __always_inline u32 name_bits(struct block_key *key, u32 kinds, u32 cs, u32 ci)
+static __always_inline u32 name_bits(struct block_key *key, u32 kinds, u32 tag, u32 cs, u32 ci)
 {
 	u32 bits = 0;
 	if (kinds & (1u << cs))
-		bits |= (u32)short_bits(key, cs, 0);
+		bits |= (u32)short_bits(key, cs, tag, 0);
 	if (kinds & (1u << ci)) {
 		u64 *w = (u64 *)key->s;
 		for (u32 i = 0; i < BLOCK_VAL / 8; i++)
 			w[i] = lower8(w[i]);
-		bits |= (u32)short_bits(key, ci, 0);
+		bits |= (u32)short_bits(key, ci, tag, 0);
 	}
 	return bits;
 }
@@ -464,7 +473,7 @@ static long arg_scan_cb(u32 i, void *ctx)
 	if (bpf_probe_read_kernel(key->s, BOUND(len, BLOCK_VAL - 1), src))
 		return 0;
 	if (as->kinds & (1u << BK_ARG)) {
-		key->kind = BK_ARG;
+		key->kind = BK_ARG | bs->tag;
 		struct block_val *v = bpf_map_lookup_elem(&block_keys, key);
 		if (v) {
 			as->found[0] |= v->bits[0];
@@ -474,7 +483,7 @@ static long arg_scan_cb(u32 i, void *ctx)
 	if (as->kinds & (1u << BK_ARG_CI)) {
 		for (u32 k = 0; k < BLOCK_VAL / 8; k++)
 			w[k] = lower8(w[k]);
-		key->kind = BK_ARG_CI;
+		key->kind = BK_ARG_CI | bs->tag;
 		struct block_val *v = bpf_map_lookup_elem(&block_keys, key);
 		if (v) {
 			as->found[0] |= v->bits[0];
@@ -522,13 +531,20 @@ static __always_inline u32 popcount32(u32 x)
 __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 {
 	u32 zero = 0;
-	struct block_conf *conf = bpf_map_lookup_elem(&block_conf, &zero);
+	u32 *live = bpf_map_lookup_elem(&block_live, &zero);
+	if (!live)
+		return 0;
+	u32 epoch = *(volatile u32 *)live;
+	u32 gen = epoch & 1;
+	struct block_conf *conf = bpf_map_lookup_elem(&block_conf, &gen);
 	if (!conf || conf->count == 0)
 		return 0;
 	struct block_scratch *bs = bpf_map_lookup_elem(&block_scratch, &zero);
 	struct exec_rec *rec = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!bs || !rec)
 		return 0;
+	u32 tag = gen << BK_GEN_SHIFT;
+	bs->tag = tag;
 	struct task_struct *task = bpf_get_current_task_btf();
 	head = head > ARGV_HEAD_CAP ? ARGV_HEAD_CAP : head;
 	tail = tail > ARGV_TAIL_CAP ? ARGV_TAIL_CAP : tail;
@@ -547,7 +563,7 @@ __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 		const unsigned char *nm =
 			BPF_CORE_READ(task, mm, exe_file, f_path.dentry, d_name.name);
 		long r = bpf_probe_read_kernel_str(key->s, BLOCK_VAL, nm);
-		u32 bits = r > 1 ? name_bits(key, kinds, BK_NAME, BK_NAME_CI) : 0;
+		u32 bits = r > 1 ? name_bits(key, kinds, tag, BK_NAME, BK_NAME_CI) : 0;
 		cand &= bits | ~conf->need_name;
 	}
 	/* The parent's image name, as process.parent.name. */
@@ -557,7 +573,7 @@ __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 		const unsigned char *pn =
 			BPF_CORE_READ(task, real_parent, mm, exe_file, f_path.dentry, d_name.name);
 		long r = pn ? bpf_probe_read_kernel_str(key->s, BLOCK_VAL, pn) : 0;
-		u32 bits = r > 1 ? name_bits(key, kinds, BK_PARENT, BK_PARENT_CI) : 0;
+		u32 bits = r > 1 ? name_bits(key, kinds, tag, BK_PARENT, BK_PARENT_CI) : 0;
 		cand &= bits | ~conf->need_parent;
 	}
 	/* The canonical executable path, as process.executable. */
@@ -572,7 +588,7 @@ __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 			if (!bpf_probe_read_kernel(ek->s, BOUND(len, BLOCK_EXE - 1),
 						   &rec->exe[exe_off & (PATH_CAP - 1)])) {
 				if (kinds & (1u << BK_EXE)) {
-					ek->kind = BK_EXE;
+					ek->kind = BK_EXE | tag;
 					struct block_val *v = bpf_map_lookup_elem(&block_exes, ek);
 					if (v)
 						bits |= (u32)v->bits[0];
@@ -580,7 +596,7 @@ __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 				if (kinds & (1u << BK_EXE_CI)) {
 					for (u32 i = 0; i < BLOCK_EXE / 8; i++)
 						ew[i] = lower8(ew[i]);
-					ek->kind = BK_EXE_CI;
+					ek->kind = BK_EXE_CI | tag;
 					struct block_val *v = bpf_map_lookup_elem(&block_exes, ek);
 					if (v)
 						bits |= (u32)v->bits[0];
@@ -631,6 +647,10 @@ __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 	}
 	if (!cand)
 		return unsure;
+	/* The set was swapped while this exec was checked: some lookups may have been the
+	 * old set's, some the new one's. Not sure, so not blocked. */
+	if (*(volatile u32 *)live != epoch)
+		return BLOCK_UNSURE;
 	/* The lowest candidate: the bits below it, counted (BPF has no count-trailing-zeros). */
 	u32 k = popcount32((cand & -cand) - 1);
 	return conf->rule[k & (BLOCK_MAX - 1)];

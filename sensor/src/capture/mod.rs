@@ -12,6 +12,7 @@ use nightjar_proto::event::EnvFilter;
 use nightjar_proto::filter::PathFilter;
 
 use crate::block::Blocking;
+use crate::kept_policy::PolicyWatch;
 use crate::publish::Publisher;
 
 /// What every backend captures besides the fixed event fields.
@@ -74,28 +75,32 @@ pub enum CaptureError {
     Unsupported(&'static str),
 }
 
-/// Runs the selected backend until it fails.
+/// Runs the selected backend until it fails. The backends that block follow `watch` (the
+/// kept policy) on their idle tick; eslogger cannot block.
 pub fn run(
     kind: SourceKind,
     publisher: &mut Publisher,
     settings: &Settings,
+    watch: Option<&mut PolicyWatch>,
 ) -> Result<Infallible, CaptureError> {
     match kind.resolve() {
         Backend::Eslogger => eslogger::run(publisher, &eslogger::program(), settings),
         #[cfg(target_os = "linux")]
-        Backend::Ebpf => ebpf::run(publisher, settings),
+        Backend::Ebpf => ebpf::run(publisher, settings, watch),
         #[cfg(not(target_os = "linux"))]
         Backend::Ebpf => Err(CaptureError::Unsupported("ebpf")),
         #[cfg(target_os = "macos")]
-        Backend::EndpointSecurity => match endpoint_security::client::run(publisher, settings) {
-            // Without the entitlement, `auto` falls back to Apple's own client instead of
-            // failing (and being restarted by launchd) forever.
-            Err(CaptureError::NotEntitled(why)) if kind == SourceKind::Auto => {
-                tracing::warn!("{why}; falling back to eslogger");
-                eslogger::run(publisher, &eslogger::program(), settings)
+        Backend::EndpointSecurity => {
+            match endpoint_security::client::run(publisher, settings, watch) {
+                // Without the entitlement, `auto` falls back to Apple's own client instead of
+                // failing (and being restarted by launchd) forever.
+                Err(CaptureError::NotEntitled(why)) if kind == SourceKind::Auto => {
+                    tracing::warn!("{why}; falling back to eslogger");
+                    eslogger::run(publisher, &eslogger::program(), settings)
+                }
+                other => other,
             }
-            other => other,
-        },
+        }
         #[cfg(not(target_os = "macos"))]
         Backend::EndpointSecurity => Err(CaptureError::Unsupported("endpoint-security")),
     }

@@ -29,6 +29,7 @@ use nightjar_proto::filter::PathFilter;
 use crate::block::{Blocking, kernel_maps};
 use crate::capture::{CaptureError, Settings};
 use crate::gate::{Gate, Verdict};
+use crate::kept_policy::PolicyWatch;
 use crate::publish::Publisher;
 use agent::AgentWatch;
 use sample::{BootClock, DecodeContext, SampleScratch};
@@ -222,7 +223,12 @@ fn load_filter(maps: &skel::ProbesMaps<'_>, filter: &PathFilter) -> Result<(), C
 
 /// Loads and attaches the probes, then publishes every event; returns only on failure. The
 /// sensor's own events and the agent's (found in /proc, see [`agent`]) are not reported.
-pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible, CaptureError> {
+/// After every poll, a new kept policy (`watch`) swaps the blocking set in the kernel.
+pub fn run(
+    publisher: &mut Publisher,
+    settings: &Settings,
+    mut watch: Option<&mut PolicyWatch>,
+) -> Result<Infallible, CaptureError> {
     check_privileges()?;
     let bpf = |what: &str, err: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {err}"));
     let files = !settings.files.is_none();
@@ -254,7 +260,8 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
     if files && settings.files.kernel_can_filter() {
         load_filter(&skel.maps, &settings.files)?;
     }
-    load_blocking(&skel.maps, &settings.block)?;
+    let mut blocking = BlockLoader::default();
+    blocking.swap(&skel.maps, &settings.block)?;
     let gate = RefCell::new(Gate::new(settings.files.clone(), vec![std::process::id()]));
     let mut agent = AgentWatch::default();
     let mut links: Vec<Link> = Vec::new();
@@ -376,48 +383,93 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         for (kind, n) in gate.borrow_mut().take_filtered() {
             publisher.report_filtered(kind, n);
         }
-        if !settings.block.is_empty() {
-            let failed = read_counter(&skel.maps.block_stats, BLOCK_STAT_FAILED_OPEN)?;
-            publisher.report_block(failed.saturating_sub(reported_failed_open), 0);
-            reported_failed_open = reported_failed_open.max(failed);
-        }
+        let failed = read_counter(&skel.maps.block_stats, BLOCK_STAT_FAILED_OPEN)?;
+        publisher.report_block(failed.saturating_sub(reported_failed_open), 0);
+        reported_failed_open = reported_failed_open.max(failed);
         publisher.flush();
+        drop(publisher);
+        if let Some(block) = watch.as_deref_mut().and_then(PolicyWatch::poll) {
+            // A failed swap leaves the old set live (the new one was loaded into the idle
+            // generation only); the next policy tries again.
+            if let Err(err) = blocking.swap(&skel.maps, &block) {
+                tracing::error!("the new blocking set was not loaded, the old one stays: {err}");
+            }
+        }
     }
 }
 
 /// `block_stats` slot of the execs let through (fail open).
 const BLOCK_STAT_FAILED_OPEN: u32 = 1;
 
-/// Loads the blocking rules into `block_keys` and `block_exes`, then `block_conf` (so the
-/// probe never sees a half-loaded set as live).
-fn load_blocking(maps: &skel::ProbesMaps<'_>, block: &Blocking) -> Result<(), CaptureError> {
-    if block.is_empty() {
-        return Ok(());
+/// `BK_GEN_SHIFT` in `src/bpf/events.h`: a key's generation, in its `kind`.
+const BK_GEN_SHIFT: u32 = 8;
+
+/// The blocking set in the kernel, double-buffered (see `src/bpf/events.h`): a new set is
+/// loaded whole into the idle generation, then `block_live`'s epoch is bumped to make it
+/// live in one write. An exec checked across the bump is let through (fail open), so none is
+/// judged half by the old set and half by the new.
+#[derive(Default)]
+struct BlockLoader {
+    /// The live epoch; its low bit is the live generation (0 at load: nothing live yet).
+    epoch: u32,
+    /// The keys each generation holds in `block_keys` and `block_exes`.
+    keys: [Vec<Vec<u8>>; 2],
+    exes: [Vec<Vec<u8>>; 2],
+}
+
+impl BlockLoader {
+    fn swap(&mut self, maps: &skel::ProbesMaps<'_>, block: &Blocking) -> Result<(), CaptureError> {
+        let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
+        let (plan, left_out) = block.kernel_plan();
+        for why in &left_out {
+            tracing::warn!("{why}");
+        }
+        let m = kernel_maps(&plan);
+        let next = self.epoch.wrapping_add(1);
+        let g = (next & 1) as usize;
+        // The idle generation's keys are the set before the live one: nothing reads them.
+        for k in self.keys[g].drain(..) {
+            let _ = maps.block_keys.delete(&k);
+        }
+        for k in self.exes[g].drain(..) {
+            let _ = maps.block_exes.delete(&k);
+        }
+        let tag = |k: &[u8]| {
+            let mut k = k.to_vec();
+            let kind = u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) | (g as u32) << BK_GEN_SHIFT;
+            k[..4].copy_from_slice(&kind.to_ne_bytes());
+            k
+        };
+        for (k, v) in &m.keys {
+            let k = tag(k);
+            maps.block_keys
+                .update(&k, v, MapFlags::ANY)
+                .map_err(|e| err("loading a blocking rule", e))?;
+            self.keys[g].push(k);
+        }
+        for (k, v) in &m.exes {
+            let k = tag(k);
+            maps.block_exes
+                .update(&k, v, MapFlags::ANY)
+                .map_err(|e| err("loading a blocking rule", e))?;
+            self.exes[g].push(k);
+        }
+        maps.block_conf
+            .update(&(g as u32).to_ne_bytes(), &m.conf, MapFlags::ANY)
+            .map_err(|e| err("loading the blocking rules", e))?;
+        maps.block_live
+            .update(&0u32.to_ne_bytes(), &next.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| err("making the blocking rules live", e))?;
+        self.epoch = next;
+        if !plan.is_empty() || next > 1 {
+            tracing::info!(
+                blockers = plan.len(),
+                epoch = next,
+                "blocking rules loaded into the exec probe"
+            );
+        }
+        Ok(())
     }
-    let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
-    let (plan, left_out) = block.kernel_plan();
-    for why in &left_out {
-        tracing::warn!("{why}");
-    }
-    let m = kernel_maps(&plan);
-    for (k, v) in &m.keys {
-        maps.block_keys
-            .update(k, v, MapFlags::ANY)
-            .map_err(|e| err("loading a blocking rule", e))?;
-    }
-    for (k, v) in &m.exes {
-        maps.block_exes
-            .update(k, v, MapFlags::ANY)
-            .map_err(|e| err("loading a blocking rule", e))?;
-    }
-    maps.block_conf
-        .update(&0u32.to_ne_bytes(), &m.conf, MapFlags::ANY)
-        .map_err(|e| err("loading the blocking rules", e))?;
-    tracing::info!(
-        blockers = plan.len(),
-        "blocking rules loaded into the exec probe"
-    );
-    Ok(())
 }
 
 /// One of the probes' per-kind counters, since load.

@@ -19,13 +19,18 @@
 //!    arguments (the cache key is caller and target executable), and only while the cache
 //!    was cleared successfully since the rules were loaded ([`AuthHandler::clear_cache`]:
 //!    Endpoint Security may throttle it; answers stay uncached until a retry succeeds).
-//! 6. A denied exec produces no NOTIFY_EXEC: the handler hands its record (flagged blocked)
+//! 6. The blocking set follows the kept fleet policy live ([`AuthFollow`], on the client
+//!    owner's tick): the handler's rules are swapped under the lock it decides under (every
+//!    message is decided wholly by the old set or the new), answers are uncached from the
+//!    swap until `clear_cache()` succeeds (retried on every tick: it can throttle), and
+//!    AUTH_EXEC is subscribed while the set is non-empty, unsubscribed when it empties.
+//! 7. A denied exec produces no NOTIFY_EXEC: the handler hands its record (flagged blocked)
 //!    to the ring's one writer through a bounded queue ([`Handoff`]); a full queue counts the
 //!    record as lost (`blocked_unrecorded`), never waits.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nightjar_proto::event::{EnvFilter, Event, FLAG_BLOCKED};
@@ -36,6 +41,7 @@ use nightjar_rules::matcher::block::is_protected_image;
 use super::api::{AuthResult, EsApi, EsEvent, MutePath};
 use super::fields::{EsExecFields, EsScratch};
 use super::setup::OwnProcesses;
+use crate::block::Blocking;
 
 /// Below this much time before the deadline, the answer is ALLOW at once.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
@@ -128,21 +134,23 @@ impl<A: EsApi> Drop for AllowGuard<'_, A> {
 
 /// The state of the AUTH client's handler.
 pub struct AuthHandler {
-    rules: Arc<RuleSet>,
+    /// `None` only while no rule blocks (then `blocking` is empty).
+    rules: Option<Arc<RuleSet>>,
     blocking: Vec<usize>,
     host: HostInfo,
     env: EnvFilter,
     own: Vec<String>,
     scratch: EsScratch,
-    /// The cache was cleared since the rules were loaded: ALLOW may be cached.
-    cache_cleared: AtomicBool,
+    /// The cache was cleared since the rules were loaded: ALLOW may be cached. Shared with
+    /// the owner's [`AuthFollow`], which clears the cache outside the handler's lock.
+    cache_cleared: Arc<AtomicBool>,
     stats: Arc<AuthStats>,
     handoff: Handoff,
 }
 
 impl AuthHandler {
     pub fn new(
-        rules: Arc<RuleSet>,
+        rules: Option<Arc<RuleSet>>,
         blocking: Vec<usize>,
         host: HostInfo,
         own: &OwnProcesses,
@@ -160,7 +168,7 @@ impl AuthHandler {
                 .map(|p| p.display().to_string())
                 .collect(),
             scratch: EsScratch::default(),
-            cache_cleared: AtomicBool::new(false),
+            cache_cleared: Arc::new(AtomicBool::new(false)),
             stats,
             handoff,
         }
@@ -168,6 +176,18 @@ impl AuthHandler {
 
     pub fn stats(&self) -> &Arc<AuthStats> {
         &self.stats
+    }
+
+    /// Whether some rule blocks.
+    pub fn is_blocking(&self) -> bool {
+        !self.blocking.is_empty()
+    }
+
+    /// Replaces the blocking set; ALLOW is not cached again until the cache is cleared.
+    pub fn set_rules(&mut self, block: &Blocking) {
+        self.cache_cleared.store(false, Ordering::Relaxed);
+        self.rules = block.rules.clone();
+        self.blocking = block.indices.clone();
     }
 
     /// Clears Endpoint Security's AUTH cache (after subscribing, and on every rule change);
@@ -185,15 +205,7 @@ impl AuthHandler {
         api: &mut A,
         own: &OwnProcesses,
     ) -> Result<(), super::api::EsCallError> {
-        own.mute(api)?;
-        for path in own.executables.iter().map(|p| p.as_path()).chain(
-            PROTECTED_TARGETS
-                .iter()
-                .map(std::path::Path::new)
-                .filter(|p| p.exists() || cfg!(test)),
-        ) {
-            api.mute_path(path, MutePath::TargetLiteral)?;
-        }
+        mute_targets(api, own)?;
         api.subscribe(&[EsEvent::AuthExec])?;
         self.clear_cache(api);
         Ok(())
@@ -219,6 +231,9 @@ impl AuthHandler {
             scratch,
             ..
         } = self;
+        let Some(rules) = rules else {
+            return (Decision::Allow { cache: false }, None);
+        };
         let mut ev = msg.to_event_with(scratch, env);
         let exe: &str = &ev.target.executable;
         if own.iter().any(|o| o == exe)
@@ -300,5 +315,90 @@ impl AuthHandler {
             }
         }
         decision
+    }
+}
+
+/// Mutes Nightjar's own binaries and the protected targets as AUTH_EXEC targets.
+fn mute_targets<A: EsApi>(api: &mut A, own: &OwnProcesses) -> Result<(), super::api::EsCallError> {
+    own.mute(api)?;
+    for path in own.executables.iter().map(|p| p.as_path()).chain(
+        PROTECTED_TARGETS
+            .iter()
+            .map(std::path::Path::new)
+            .filter(|p| p.exists() || cfg!(test)),
+    ) {
+        api.mute_path(path, MutePath::TargetLiteral)?;
+    }
+    Ok(())
+}
+
+/// The AUTH client's subscription and cache as the blocking set changes: the owner's side
+/// (never the handler's), on its tick.
+pub struct AuthFollow {
+    cache_cleared: Arc<AtomicBool>,
+    muted: bool,
+    subscribed: bool,
+    /// The set changed and the cache has not been cleared since.
+    clear_pending: bool,
+}
+
+impl AuthFollow {
+    pub fn new(handler: &AuthHandler) -> AuthFollow {
+        AuthFollow {
+            cache_cleared: Arc::clone(&handler.cache_cleared),
+            muted: false,
+            subscribed: false,
+            clear_pending: false,
+        }
+    }
+
+    /// Whether AUTH_EXEC is subscribed.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// Puts `block` in force: the handler's set swapped under its lock, then AUTH_EXEC
+    /// subscribed (targets muted first) when the set is non-empty or unsubscribed when it is
+    /// empty, then the cache cleared. An error leaves the new set in the handler (answers stay
+    /// uncached) and is the caller's to log; the next change tries again.
+    pub fn apply<A: EsApi>(
+        &mut self,
+        api: &mut A,
+        handler: &Mutex<AuthHandler>,
+        own: &OwnProcesses,
+        block: &Blocking,
+    ) -> Result<(), super::api::EsCallError> {
+        handler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_rules(block);
+        self.clear_pending = true;
+        if block.is_empty() {
+            if self.subscribed {
+                api.unsubscribe(&[EsEvent::AuthExec])?;
+                self.subscribed = false;
+            }
+        } else {
+            if !self.muted {
+                mute_targets(api, own)?;
+                self.muted = true;
+            }
+            if !self.subscribed {
+                api.subscribe(&[EsEvent::AuthExec])?;
+                self.subscribed = true;
+            }
+        }
+        self.retry_clear(api);
+        Ok(())
+    }
+
+    /// Clears the cache when a change still waits for it (Endpoint Security may throttle
+    /// `clear_cache`: called again on every tick until it succeeds). True when none waits.
+    pub fn retry_clear<A: EsApi>(&mut self, api: &mut A) -> bool {
+        if self.clear_pending && api.clear_cache().is_ok() {
+            self.clear_pending = false;
+            self.cache_cleared.store(true, Ordering::Relaxed);
+        }
+        !self.clear_pending
     }
 }

@@ -29,12 +29,13 @@ use nightjar_proto::event::{EventKind, FileAction};
 use nightjar_rules::ecs::HostInfo;
 
 use super::api::{AuthResult, EsApi, EsCallError, EsEvent, Inversion, MutePath};
-use super::auth::{AuthHandler, AuthStats, Handoff};
+use super::auth::{AuthFollow, AuthHandler, AuthStats, Handoff};
 use super::fields::{EsAuditToken, EsExecFields, EsHeader, EsMessage, EsPath, EsProcessFields};
 use super::handler::{NotifyHandler, Shared, Sink};
 use super::setup::{self, OwnProcesses, parse_os_version};
 use crate::capture::{CaptureError, Settings};
 use crate::gate::Gate;
+use crate::kept_policy::PolicyWatch;
 use crate::publish::Publisher;
 
 fn call_error(call: &'static str, err: impl std::fmt::Display) -> EsCallError {
@@ -384,7 +385,11 @@ fn on_auth(h: &mut AuthHandler, client: &mut Client<'_>, message: &Message) {
 }
 
 /// Starts the clients and delivers events until the process is stopped.
-pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible, CaptureError> {
+pub fn run(
+    publisher: &mut Publisher,
+    settings: &Settings,
+    mut watch: Option<&mut PolicyWatch>,
+) -> Result<Infallible, CaptureError> {
     set_runtime_version()?;
     let current_exe = std::env::current_exe().ok();
     let own = OwnProcesses::find(std::process::id(), current_exe.as_deref());
@@ -424,44 +429,59 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
         None
     };
 
-    // Blocking: a third client, for AUTH_EXEC only, while a blocking rule is loaded.
+    // Blocking: a third client, for AUTH_EXEC only, while a blocking rule is loaded. It is
+    // made when the first blocking set is (at start, or when a kept policy brings one), and
+    // follows the kept policy from then on (subscribed only while the set is non-empty).
     let stats = Arc::new(AuthStats::default());
     let (handoff, blocked) = Handoff::new();
-    let auth_state = settings.block.rules.as_ref().map(|rules| {
-        Mutex::new(AuthHandler::new(
-            Arc::clone(rules),
-            settings.block.indices.clone(),
-            HostInfo::new(hostname(), ""),
-            &own,
-            Arc::clone(&stats),
-            handoff,
-        ))
-    });
-    let _auth_client = match &auth_state {
-        Some(state) => {
-            let mut client = Client::new(|client: &mut Client<'_>, message: Message| {
-                let mut h = state.lock().unwrap_or_else(PoisonError::into_inner);
-                on_auth(&mut h, client, &message);
-            })
-            .map_err(explain)?;
-            state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .setup(&mut client, &own)
-                .map_err(setup_error)?;
-            tracing::info!(
-                rules = settings.block.indices.len(),
-                "Endpoint Security AUTH_EXEC client subscribed: blocking rules are enforced"
-            );
-            Some(client)
-        }
-        None => None,
-    };
+    let auth_state = Mutex::new(AuthHandler::new(
+        None,
+        Vec::new(),
+        HostInfo::new(hostname(), ""),
+        &own,
+        Arc::clone(&stats),
+        handoff,
+    ));
+    let mut follow = AuthFollow::new(&auth_state.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut auth_client: Option<Client<'_>> = None;
+    let mut change = Some(settings.block.clone());
+    let mut at_start = true;
 
     // The ring's one writer takes the blocked records the AUTH handler hands over, and
     // reports what blocking let through.
     let (mut failed_reported, mut unrecorded_reported) = (0u64, 0u64);
     loop {
+        if let Some(block) = change.take()
+            && (auth_client.is_some() || !block.is_empty())
+        {
+            if auth_client.is_none() {
+                auth_client = Some(
+                    Client::new(|client: &mut Client<'_>, message: Message| {
+                        let mut h = auth_state.lock().unwrap_or_else(PoisonError::into_inner);
+                        on_auth(&mut h, client, &message);
+                    })
+                    .map_err(explain)?,
+                );
+            }
+            if let Some(client) = auth_client.as_mut() {
+                match follow.apply(client, &auth_state, &own, &block) {
+                    Ok(()) if follow.subscribed() => tracing::info!(
+                        rules = block.indices.len(),
+                        "Endpoint Security AUTH_EXEC client subscribed: blocking rules are enforced"
+                    ),
+                    Ok(()) => tracing::info!("no blocking rule: AUTH_EXEC unsubscribed"),
+                    // At start a client that cannot be set up is fatal, as before; later the
+                    // running capture goes on, the new set in the handler, and says why.
+                    Err(err) if at_start => return Err(setup_error(err)),
+                    Err(err) => {
+                        tracing::error!("the new blocking set is not fully in force: {err}")
+                    }
+                }
+            }
+        }
+        if let Some(client) = auth_client.as_mut() {
+            follow.retry_clear(client);
+        }
         let got = blocked.recv_timeout(std::time::Duration::from_secs(1));
         let idle = got.is_err();
         let mut writer = Shared(&ring);
@@ -479,8 +499,12 @@ pub fn run(publisher: &mut Publisher, settings: &Settings) -> Result<Infallible,
             (failed_reported, unrecorded_reported) = (failed, unrecorded);
         }
         writer.flush();
-        if auth_state.is_none() && idle {
-            // Nothing will ever be handed over: sleep instead of polling.
+        at_start = false;
+        if let Some(w) = watch.as_deref_mut() {
+            change = w.poll();
+        } else if auth_client.is_none() && idle {
+            // Nothing will ever be handed over, nor any policy followed: sleep instead of
+            // polling.
             std::thread::park();
         }
     }

@@ -409,7 +409,7 @@ mod auth {
         };
         let (handoff, rx) = Handoff::new();
         let h = AuthHandler::new(
-            Arc::new(set),
+            Some(Arc::new(set)),
             blocking,
             HostInfo::new("mac-1", "host-1"),
             &own,
@@ -420,6 +420,91 @@ mod auth {
     }
 
     const PLENTY: Option<Duration> = Some(Duration::from_secs(10));
+
+    /// The seed rule's blocking set, as a kept policy brings it.
+    fn seed_block() -> crate::block::Blocking {
+        let (set, _) = RuleSet::build(Sources {
+            builtin: true,
+            block: vec![SEED.into()],
+            block_platform: Some("macos"),
+            ..Sources::default()
+        });
+        crate::block::Blocking::of(set)
+    }
+
+    #[test]
+    fn a_new_blocking_set_is_followed_live_subscription_matcher_and_cache() {
+        use crate::capture::endpoint_security::auth::AuthFollow;
+        use std::sync::Mutex;
+        let own = OwnProcesses {
+            pids: vec![4242],
+            executables: vec![setup::PACKAGED_AGENT.into()],
+        };
+        let (h, _rx) = handler();
+        let state = Mutex::new(h);
+        let mut follow = AuthFollow::new(&state.lock().unwrap());
+        let mut es = RecordingEs::default();
+        let sub = Call::Subscribe(vec![EsEvent::AuthExec]);
+        let unsub = Call::Unsubscribe(vec![EsEvent::AuthExec]);
+        let kcc = || exec(b"/usr/bin/kcc", vec![b"kcc", b"copy_cred_cache"]);
+        let decide = |es: &mut RecordingEs, id: u64, m: Fields| {
+            state.lock().unwrap().handle(es, &id, PLENTY, m)
+        };
+
+        // No blocking rule yet (the kept policy has none): nothing subscribed, kcc runs.
+        follow
+            .apply(&mut es, &state, &own, &crate::block::Blocking::default())
+            .unwrap();
+        assert!(
+            !follow.subscribed() && !es.calls.contains(&sub),
+            "{:?}",
+            es.calls
+        );
+        assert_eq!(decide(&mut es, 1, kcc()), Decision::Allow { cache: false });
+
+        // A policy adds the rule: targets muted, AUTH_EXEC subscribed, then the cache
+        // cleared; kcc copy_cred_cache is denied from the next message on.
+        es.calls.clear();
+        follow.apply(&mut es, &state, &own, &seed_block()).unwrap();
+        assert!(follow.subscribed());
+        let at = |c: &Call| es.calls.iter().position(|x| x == c);
+        let mute = at(&Call::MutePath(
+            "/sbin/launchd".into(),
+            MutePath::TargetLiteral,
+        ));
+        assert!(mute.is_some() && mute < at(&sub), "{:?}", es.calls);
+        assert!(at(&Call::ClearCache) > at(&sub), "{:?}", es.calls);
+        assert!(matches!(decide(&mut es, 2, kcc()), Decision::Deny { .. }));
+
+        // A change whose cache clear is throttled: answers stay uncached until a retry on
+        // a later tick succeeds.
+        es.fail.insert("clear_cache");
+        follow.apply(&mut es, &state, &own, &seed_block()).unwrap();
+        decide(&mut es, 3, exec(b"/bin/ls", vec![b"ls"]));
+        assert!(!follow.retry_clear(&mut es), "still throttled");
+        es.fail.clear();
+        assert!(follow.retry_clear(&mut es));
+        decide(&mut es, 4, exec(b"/bin/ls", vec![b"ls"]));
+        let r = es.responses();
+        assert_eq!(
+            r[r.len() - 2..],
+            [(3, AuthResult::Allow, false), (4, AuthResult::Allow, true)]
+        );
+
+        // A policy removes it: unsubscribed, the cache cleared, kcc copy_cred_cache runs.
+        es.calls.clear();
+        follow
+            .apply(&mut es, &state, &own, &crate::block::Blocking::default())
+            .unwrap();
+        assert!(!follow.subscribed());
+        assert!(at_of(&es.calls, &unsub) < at_of(&es.calls, &Call::ClearCache));
+        assert!(!matches!(decide(&mut es, 5, kcc()), Decision::Deny { .. }));
+        assert!(!state.lock().unwrap().is_blocking());
+    }
+
+    fn at_of(calls: &[Call], c: &Call) -> Option<usize> {
+        calls.iter().position(|x| x == c)
+    }
 
     #[test]
     fn setup_mutes_nightjar_and_protected_targets_subscribes_and_clears_the_cache() {

@@ -6,7 +6,9 @@
 //! a file on every Mac: macOS materialises the payload as
 //! `/Library/Managed Preferences/com.nightjar.agent.plist` (root-owned, not writable by users).
 //! These values override the TOML config. The parser runs on every platform so it can be tested
-//! anywhere; only [`load`] is tied to macOS.
+//! anywhere; only [`load`] is tied to macOS. The agent and the sensor both apply it
+//! ([`ManagedSettings::apply`]): the sensor needs the pinned policy key to verify the kept
+//! policy whose `block` list it enforces.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -39,6 +41,39 @@ pub struct ManagedSettings {
     /// 32-byte Ed25519 key, `nightjar-server policy key`); the agent accepts policies signed
     /// by it alone.
     pub policy_public_key: Option<String>,
+}
+
+impl ManagedSettings {
+    /// Applies these settings over the file's values.
+    pub fn apply(self, config: &mut crate::config::Config) {
+        if let Some(url) = self.upload_url {
+            config.upload.url = Some(url);
+        }
+        if let Some(ca) = self.upload_ca_file {
+            config.upload.ca_file = Some(ca);
+        }
+        if let Some(id) = self.host_id {
+            config.host_id = Some(id);
+        }
+        if let Some(insecure) = self.allow_insecure_http {
+            config.upload.allow_insecure_http = insecure;
+        }
+        if self.fleet_server.is_some()
+            || self.enroll_token.is_some()
+            || self.policy_public_key.is_some()
+        {
+            let fleet = config.fleet.get_or_insert_with(Default::default);
+            if let Some(server) = self.fleet_server {
+                fleet.server = Some(server);
+            }
+            if let Some(token) = self.enroll_token {
+                fleet.enroll_token = Some(crate::config::Secret::new(token));
+            }
+            if let Some(key) = self.policy_public_key {
+                fleet.policy_public_key = Some(key);
+            }
+        }
+    }
 }
 
 /// Why the managed preferences could not be used; every variant names the file.
