@@ -245,13 +245,17 @@ impl TestUser {
         };
         let (uid, gid) = (id("-u"), id("-g"));
         assert_ne!(uid, 0);
+        LIVE_USERS.fetch_add(1, Ordering::SeqCst);
         Some(TestUser { name, uid, gid })
     }
 
-    /// A command run as this user (no supplementary groups).
+    /// A command run as this user (no supplementary groups). A program this user could not
+    /// reach (a checkout under a private directory, as `mktemp -d` makes) runs from a copy in a
+    /// world-readable directory, so the attack is what the test measures, not the checkout's
+    /// location.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(reachable_by_anyone(Path::new(program.as_ref())));
         cmd.uid(self.uid)
             .gid(self.gid)
             .env_remove("NIGHTJAR_CONFIG");
@@ -271,10 +275,62 @@ impl TestUser {
     }
 }
 
+/// Copies of programs made for unprivileged users, by original path; removed when the last
+/// [`TestUser`] of the process is dropped.
+static USER_COPIES: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, PathBuf>>> =
+    std::sync::Mutex::new(None);
+/// [`TestUser`]s alive in this process.
+static LIVE_USERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `program`, or a copy of it others can execute when some directory on its path or the file
+/// itself is closed to them. Copies live in one root-owned 0755 directory per test process,
+/// made once per program.
+fn reachable_by_anyone(program: &Path) -> PathBuf {
+    use std::collections::HashMap;
+    use std::os::unix::fs::DirBuilderExt;
+    let open_to_others =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    if !program.is_absolute()
+        || (open_to_others(program) && program.ancestors().skip(1).all(open_to_others))
+    {
+        return program.to_path_buf();
+    }
+    let mut copies = USER_COPIES.lock().unwrap_or_else(|e| e.into_inner());
+    let copies = copies.get_or_insert_with(HashMap::new);
+    if let Some(copy) = copies.get(program) {
+        return copy.clone();
+    }
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = PathBuf::from(format!(
+        "/tmp/nightjar-userbin-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&dir)
+        .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    let copy = dir.join(program.file_name().unwrap_or_else(|| "program".as_ref()));
+    std::fs::copy(program, &copy)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", program.display(), copy.display()));
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", copy.display()));
+    copies.insert(program.to_path_buf(), copy.clone());
+    copy
+}
+
 impl Drop for TestUser {
     fn drop(&mut self) {
         // Its processes were started by the test and are gone by now.
         let _ = run(Command::new("userdel").arg(&self.name));
+        let mut copies = USER_COPIES.lock().unwrap_or_else(|e| e.into_inner());
+        if LIVE_USERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            for copy in copies.take().into_iter().flat_map(|c| c.into_values()) {
+                if let Some(dir) = copy.parent() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
     }
 }
 
