@@ -19,9 +19,9 @@
 //! after a pid collision. A host with ordinary command lines (a few hundred bytes per exec)
 //! stays far below the budget and never loses an entry this way.
 
-use nightjar_proto::event::{Event, ForkEvent, basename};
-use nightjar_proto::{Args, ExecEvent};
-use nightjar_rules::ecs::{EntryFacts, EntryLeader, Ids, entry_leader};
+use nightjar_proto::ExecEvent;
+use nightjar_proto::event::{Event, ForkEvent};
+use nightjar_rules::ecs::{EntryFacts, EntryLeader, Ids, OwnedProcess, entry_leader};
 use nightjar_rules::ecs::{Process, Processes};
 
 /// Default number of slots: enough for every live pid of a busy macOS host.
@@ -38,56 +38,16 @@ pub const MAX_PARENT_ARGV_BYTES: usize = 4096;
 /// `process.parent.*`.
 #[derive(Debug, Default)]
 pub struct ProcessEntry {
-    pid: u32,
-    start_time_ns: Option<i64>,
-    ppid: Option<u32>,
-    executable: String,
-    /// Where the basename starts in `executable`.
-    name_at: usize,
-    args: Args<'static>,
-    /// The true argument count (`args` keeps at most [`MAX_PARENT_ARGV_BYTES`]).
-    args_total: usize,
-    command_line: String,
-    cwd: Option<String>,
-    signing_id: Option<String>,
-    team_id: Option<String>,
-    cs_flags: Option<u32>,
-    ids: Ids,
-    interactive: Option<bool>,
-    session_leader_pid: Option<u32>,
-    group_leader_pid: Option<u32>,
-    container: Option<bool>,
-    entry_leader: Option<EntryLeader>,
+    /// What a child or a later event reads of this process.
+    process: OwnedProcess,
     /// The process has exited.
     exited: bool,
 }
 
 impl ProcessEntry {
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-    pub fn executable(&self) -> &str {
-        &self.executable
-    }
-    /// `name`: basename of the executable.
-    pub fn name(&self) -> &str {
-        self.executable.get(self.name_at..).unwrap_or_default()
-    }
-    pub fn args(&self) -> &Args<'static> {
-        &self.args
-    }
-    /// argv joined by single spaces.
-    pub fn command_line(&self) -> &str {
-        &self.command_line
-    }
-    pub fn signing_id(&self) -> Option<&str> {
-        self.signing_id.as_deref()
-    }
-    pub fn team_id(&self) -> Option<&str> {
-        self.team_id.as_deref()
-    }
-    pub fn cs_flags(&self) -> Option<u32> {
-        self.cs_flags
+    /// The process as rules read it.
+    pub fn process(&self) -> &OwnedProcess {
+        &self.process
     }
     pub fn exited(&self) -> bool {
         self.exited
@@ -95,78 +55,60 @@ impl ProcessEntry {
 
     /// Heap held by this entry: the box and every buffer's capacity.
     fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.executable.capacity()
-            + self.args.heap_bytes()
-            + self.command_line.capacity()
-            + self.cwd.as_ref().map_or(0, String::capacity)
-            + self.signing_id.as_ref().map_or(0, String::capacity)
-            + self.team_id.as_ref().map_or(0, String::capacity)
+        std::mem::size_of::<Self>() - std::mem::size_of::<OwnedProcess>()
+            + self.process.heap_bytes()
     }
 
     fn record(&mut self, ev: &ExecEvent<'_>, entry: Option<EntryLeader>) {
         let t = &ev.target;
-        self.pid = t.pid;
-        self.start_time_ns = t.start_time_ns;
-        self.ppid = t.ppid;
-        self.args_total = t.args.total();
-        set_opt(&mut self.cwd, t.cwd.as_deref());
-        self.ids = Ids {
+        let p = &mut self.process;
+        p.pid = t.pid;
+        p.start_time_ns = t.start_time_ns;
+        p.ppid = t.ppid;
+        p.args_count = t.args.total();
+        set_opt(&mut p.working_directory, t.cwd.as_deref());
+        p.ids = Ids {
             uid: t.uid,
             euid: t.euid,
             gid: t.gid,
             egid: t.egid,
         };
-        self.interactive = match ev.source {
+        p.interactive = match ev.source {
             nightjar_proto::Source::Ecs => None,
             _ => Some(t.tty.is_some()),
         };
-        self.session_leader_pid = t.session_leader_pid;
-        self.group_leader_pid = t.group_leader_pid;
-        self.container = t.container;
-        self.entry_leader = entry;
-        self.exited = false;
-        self.executable.clear();
-        self.executable.push_str(&t.executable);
-        self.name_at = self.executable.len() - basename(&self.executable).len();
-        self.args.clear();
-        self.command_line.clear();
+        p.session_leader_pid = t.session_leader_pid;
+        p.group_leader_pid = t.group_leader_pid;
+        p.container = t.container;
+        p.entry_leader = entry;
+        p.executable.clear();
+        p.executable.push_str(&t.executable);
+        p.args.clear();
+        p.command_line.clear();
         let mut used = 0usize;
         for arg in t.args.iter() {
             used += arg.len() + 1;
-            if used > MAX_PARENT_ARGV_BYTES || !self.args.push(arg) {
+            if used > MAX_PARENT_ARGV_BYTES || !p.args.push(arg) {
                 break;
             }
-            if self.args.len() > 1 {
-                self.command_line.push(' ');
+            if p.args.len() > 1 {
+                p.command_line.push(' ');
             }
-            self.command_line.push_str(arg);
+            p.command_line.push_str(arg);
         }
-        set_opt(&mut self.signing_id, t.signing_id.as_deref());
-        set_opt(&mut self.team_id, t.team_id.as_deref());
-        self.cs_flags = t.cs_flags;
+        set_opt(&mut p.signing_id, t.signing_id.as_deref());
+        set_opt(&mut p.team_id, t.team_id.as_deref());
+        p.cs_flags = t.cs_flags;
+        self.exited = false;
     }
 
-    /// Becomes the fork child of `parent`: the same image and context, its own identity.
+    /// Becomes the fork child of `parent`: the same image and context, its own identity
+    /// (`clone_from` keeps this slot's buffers).
     fn record_fork(&mut self, parent: &ProcessEntry, fork: &ForkEvent<'_>) {
-        self.pid = fork.child_pid;
-        self.start_time_ns = fork.child_start_time_ns;
-        self.ppid = Some(parent.pid);
-        self.executable.clone_from(&parent.executable);
-        self.name_at = parent.name_at;
-        self.args.clone_from_args(&parent.args);
-        self.args_total = parent.args_total;
-        self.command_line.clone_from(&parent.command_line);
-        set_opt(&mut self.cwd, parent.cwd.as_deref());
-        set_opt(&mut self.signing_id, parent.signing_id.as_deref());
-        set_opt(&mut self.team_id, parent.team_id.as_deref());
-        self.cs_flags = parent.cs_flags;
-        self.ids = parent.ids;
-        self.interactive = parent.interactive;
-        self.session_leader_pid = parent.session_leader_pid;
-        self.group_leader_pid = parent.group_leader_pid;
-        self.container = parent.container;
-        self.entry_leader = parent.entry_leader;
+        self.process.clone_from(&parent.process);
+        self.process.pid = fork.child_pid;
+        self.process.start_time_ns = fork.child_start_time_ns;
+        self.process.ppid = Some(parent.process.pid);
         self.exited = false;
     }
 }
@@ -218,7 +160,10 @@ impl ProcessTable {
     /// Records an exec (after its rules were evaluated) so later events find it.
     pub fn observe(&mut self, ev: &ExecEvent<'_>) {
         let t = &ev.target;
-        let parent = t.ppid.and_then(|p| self.get(p)).map(|p| p as &dyn Process);
+        let parent = t
+            .ppid
+            .and_then(|p| self.get(p))
+            .map(|p| &p.process as &dyn Process);
         let interactive = match ev.source {
             nightjar_proto::Source::Ecs => None,
             _ => Some(t.tty.is_some()),
@@ -243,9 +188,9 @@ impl ProcessTable {
             Event::Exec(e) => self.observe(e),
             Event::Fork(f) => {
                 let parent_slot = f.parent.pid as usize % self.slots.len();
-                let known = self
-                    .get(f.parent.pid)
-                    .is_some_and(|p| same_instance(p.start_time_ns, f.parent.start_time_ns));
+                let known = self.get(f.parent.pid).is_some_and(|p| {
+                    same_instance(p.process.start_time_ns, f.parent.start_time_ns)
+                });
                 let child_slot = f.child_pid as usize % self.slots.len();
                 if !known || parent_slot == child_slot {
                     return;
@@ -260,8 +205,8 @@ impl ProcessTable {
             Event::Exit(x) => {
                 let i = x.process.pid as usize % self.slots.len();
                 if let Some(e) = self.slots[i].as_deref_mut()
-                    && e.pid == x.process.pid
-                    && same_instance(e.start_time_ns, x.process.start_time_ns)
+                    && e.process.pid == x.process.pid
+                    && same_instance(e.process.start_time_ns, x.process.start_time_ns)
                 {
                     e.exited = true;
                 }
@@ -321,64 +266,7 @@ impl ProcessTable {
     /// The last exec recorded for `pid`.
     pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
         let entry = self.slots[pid as usize % self.slots.len()].as_deref()?;
-        (entry.pid == pid).then_some(entry)
-    }
-}
-
-impl Process for ProcessEntry {
-    fn pid(&self) -> u32 {
-        self.pid
-    }
-    fn executable(&self) -> &str {
-        &self.executable
-    }
-    fn name(&self) -> &str {
-        ProcessEntry::name(self)
-    }
-    fn args(&self) -> &Args<'_> {
-        &self.args
-    }
-    fn command_line(&self) -> &str {
-        &self.command_line
-    }
-    fn signing_id(&self) -> Option<&str> {
-        self.signing_id.as_deref()
-    }
-    fn team_id(&self) -> Option<&str> {
-        self.team_id.as_deref()
-    }
-    fn cs_flags(&self) -> Option<u32> {
-        self.cs_flags
-    }
-    fn args_count(&self) -> usize {
-        self.args_total
-    }
-    fn start_time_ns(&self) -> Option<i64> {
-        self.start_time_ns
-    }
-    fn ppid(&self) -> Option<u32> {
-        self.ppid
-    }
-    fn working_directory(&self) -> Option<&str> {
-        self.cwd.as_deref()
-    }
-    fn ids(&self) -> Ids {
-        self.ids
-    }
-    fn interactive(&self) -> Option<bool> {
-        self.interactive
-    }
-    fn session_leader_pid(&self) -> Option<u32> {
-        self.session_leader_pid
-    }
-    fn group_leader_pid(&self) -> Option<u32> {
-        self.group_leader_pid
-    }
-    fn container(&self) -> Option<bool> {
-        self.container
-    }
-    fn entry_leader(&self) -> Option<EntryLeader> {
-        self.entry_leader
+        (entry.process.pid == pid).then_some(entry)
     }
 }
 
@@ -392,7 +280,7 @@ fn same_instance(a: Option<i64>, b: Option<i64>) -> bool {
 
 impl Processes for ProcessTable {
     fn get(&self, pid: u32) -> Option<&dyn Process> {
-        ProcessTable::get(self, pid).map(|e| e as &dyn Process)
+        ProcessTable::get(self, pid).map(|e| &e.process as &dyn Process)
     }
 }
 
@@ -405,6 +293,7 @@ impl Default for ProcessTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nightjar_proto::Args;
     use std::borrow::Cow;
 
     fn exec(pid: u32, exe: &'static str, args: &[&str]) -> ExecEvent<'static> {
@@ -419,13 +308,19 @@ mod tests {
     fn keeps_the_last_exec_per_pid_and_evicts_on_collision() {
         let mut t = ProcessTable::new(8);
         t.observe(&exec(3, "/bin/sh", &["sh", "-c", "x"]));
-        assert_eq!(t.get(3).map(|e| e.name()), Some("sh"));
-        assert_eq!(t.get(3).map(|e| e.command_line()), Some("sh -c x"));
+        assert_eq!(t.get(3).map(|e| e.process().name()), Some("sh"));
+        assert_eq!(
+            t.get(3).map(|e| e.process().command_line()),
+            Some("sh -c x")
+        );
         t.observe(&exec(3, "/usr/bin/kcc", &["kcc"]));
-        assert_eq!(t.get(3).map(|e| e.executable()), Some("/usr/bin/kcc"));
+        assert_eq!(
+            t.get(3).map(|e| e.process().executable()),
+            Some("/usr/bin/kcc")
+        );
         t.observe(&exec(11, "/bin/ls", &["ls"]));
         assert!(t.get(3).is_none());
-        assert_eq!(t.get(11).map(|e| e.name()), Some("ls"));
+        assert_eq!(t.get(11).map(|e| e.process().name()), Some("ls"));
         assert!(t.get(19).is_none());
     }
 
@@ -449,7 +344,11 @@ mod tests {
                 "pid {pid}: {} bytes",
                 t.heap_bytes()
             );
-            assert_eq!(t.get(pid).map(|e| e.pid()), Some(pid), "newest kept");
+            assert_eq!(
+                t.get(pid).map(|e| e.process().pid()),
+                Some(pid),
+                "newest kept"
+            );
         }
         assert!(t.evicted() > 900, "{} evicted", t.evicted());
         // The bookkeeping matches the entries actually held.
@@ -483,7 +382,7 @@ mod tests {
         let big = "a".repeat(1000);
         let args: Vec<&str> = std::iter::repeat_n(big.as_str(), 10).collect();
         t.observe(&exec(1, "/bin/x", &args));
-        let e = t.get(1).unwrap();
+        let e = t.get(1).unwrap().process();
         assert_eq!(e.args().len(), 4);
         assert!(e.command_line().len() <= MAX_PARENT_ARGV_BYTES);
     }

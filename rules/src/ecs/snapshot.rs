@@ -8,8 +8,9 @@ use nightjar_proto::event::Event;
 
 use super::{EcsEvent, EntryLeader, HostInfo, Ids, Process, Processes, Subject};
 
-/// A process as a snapshot keeps it: every value [`Process`] answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A process as a snapshot keeps it: every value [`Process`] answers. The agent's process
+/// table keeps its entries in this form too (reusing the buffers from one exec to the next).
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct OwnedProcess {
     pub pid: u32,
     pub executable: String,
@@ -28,6 +29,36 @@ pub struct OwnedProcess {
     pub group_leader_pid: Option<u32>,
     pub container: Option<bool>,
     pub entry_leader: Option<EntryLeader>,
+}
+
+/// `clone_from` reuses every buffer of the target, so a table slot written over and over
+/// stops allocating once its buffers have grown.
+impl Clone for OwnedProcess {
+    fn clone(&self) -> OwnedProcess {
+        let mut p = OwnedProcess::default();
+        p.clone_from(self);
+        p
+    }
+
+    fn clone_from(&mut self, source: &OwnedProcess) {
+        self.pid = source.pid;
+        self.executable.clone_from(&source.executable);
+        self.args.clone_from_args(&source.args);
+        self.command_line.clone_from(&source.command_line);
+        self.signing_id.clone_from(&source.signing_id);
+        self.team_id.clone_from(&source.team_id);
+        self.cs_flags = source.cs_flags;
+        self.args_count = source.args_count;
+        self.start_time_ns = source.start_time_ns;
+        self.ppid = source.ppid;
+        self.working_directory.clone_from(&source.working_directory);
+        self.ids = source.ids;
+        self.interactive = source.interactive;
+        self.session_leader_pid = source.session_leader_pid;
+        self.group_leader_pid = source.group_leader_pid;
+        self.container = source.container;
+        self.entry_leader = source.entry_leader;
+    }
 }
 
 impl OwnedProcess {
@@ -54,7 +85,8 @@ impl OwnedProcess {
         }
     }
 
-    fn heap_bytes(&self) -> usize {
+    /// Heap held: the value itself and every buffer's capacity.
+    pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.executable.capacity()
             + self.args.heap_bytes()

@@ -7,66 +7,33 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use nightjar_proto::{Args, ExecEvent, Target};
-use nightjar_rules::ecs::{CS_SIGNED, CS_VALID, EcsEvent, HostInfo, Process, Processes};
+use nightjar_rules::ecs::{
+    CS_SIGNED, CS_VALID, EcsEvent, HostInfo, OwnedProcess, Process, Processes,
+};
 use nightjar_rules::{LoadReport, RuleSet, RuleStatus};
 
 /// Processes by pid, as a process table keeps them: the last exec of each.
 #[derive(Debug, Default)]
 pub struct Table {
-    procs: Vec<Proc>,
-}
-
-#[derive(Debug)]
-struct Proc {
-    pid: u32,
-    executable: String,
-    args: Args<'static>,
-    command_line: String,
-    signing_id: Option<String>,
-    team_id: Option<String>,
-    cs_flags: Option<u32>,
+    procs: Vec<OwnedProcess>,
 }
 
 impl Table {
     pub fn observe(&mut self, ev: &ExecEvent<'_>) {
         let t = &ev.target;
         self.procs.retain(|p| p.pid != t.pid);
-        self.procs.push(Proc {
+        let args = Args::from_strs(t.args.iter()).0;
+        self.procs.push(OwnedProcess {
             pid: t.pid,
             executable: t.executable.to_string(),
-            args: Args::from_strs(t.args.iter()).0,
+            args_count: args.total(),
+            args,
             command_line: t.args.iter().collect::<Vec<_>>().join(" "),
             signing_id: t.signing_id.as_deref().map(str::to_owned),
             team_id: t.team_id.as_deref().map(str::to_owned),
             cs_flags: t.cs_flags,
+            ..OwnedProcess::default()
         });
-    }
-}
-
-impl Process for Proc {
-    fn pid(&self) -> u32 {
-        self.pid
-    }
-    fn executable(&self) -> &str {
-        &self.executable
-    }
-    fn name(&self) -> &str {
-        nightjar_proto::event::basename(&self.executable)
-    }
-    fn args(&self) -> &Args<'_> {
-        &self.args
-    }
-    fn command_line(&self) -> &str {
-        &self.command_line
-    }
-    fn signing_id(&self) -> Option<&str> {
-        self.signing_id.as_deref()
-    }
-    fn team_id(&self) -> Option<&str> {
-        self.team_id.as_deref()
-    }
-    fn cs_flags(&self) -> Option<u32> {
-        self.cs_flags
     }
 }
 
