@@ -21,14 +21,190 @@ pub const KERNEL_TEXTS: usize = 4;
 pub const KERNEL_TEXT_MAX: usize = 16;
 /// Process name prefixes the Linux probes compare, at most, and their longest (bytes; the
 /// kernel keeps 15 bytes of a name).
-pub const KERNEL_PROCESS_PREFIXES: usize = 8;
+pub const KERNEL_PROCESS_PREFIXES: usize = 16;
 pub const KERNEL_PROCESS_PREFIX_MAX: usize = 15;
+/// Process name ends (`*.cgi`) the Linux probes compare, at most, and their longest (bytes).
+pub const KERNEL_PROCESS_SUFFIXES: usize = 4;
+pub const KERNEL_PROCESS_SUFFIX_MAX: usize = 15;
+
+/// A process's mark bit: its own file events pass (a sequence joins a file stage to an
+/// earlier stage on `process.entity_id`).
+pub const MARK_SELF: u8 = 1;
+/// A process's mark bit: its children's file events pass (the join is on the file event's
+/// `process.parent.entity_id`).
+pub const MARK_CHILDREN: u8 = 2;
+/// Most entries of each list of [`ProcessMarks`]; past it every process is marked.
+pub const MAX_MARK_ENTRIES: usize = 256;
+/// Bytes of a process name the marks compare (the Linux probes key names by 15 bytes); a
+/// longer name is compared by its start, so marks stay a superset.
+pub const MARK_NAME_MAX: usize = 15;
+
+/// Which processes are marked when they exec, and with which bits ([`MARK_SELF`],
+/// [`MARK_CHILDREN`]): the per-process half of the filter. A sequence whose file stage is
+/// joined by the process's (or its parent's) entity id to an earlier stage can only match a
+/// file event of a process that satisfied that stage, so its file events need not pass the
+/// path filter; the earlier stage's constraints on `process.name`, `process.executable` and
+/// `process.parent.name` say which processes those are. A process keeps its bits until it
+/// exits (a later exec keeps its entity id) and hands them to the children it forks (a
+/// forked child shows its parent's image until it execs).
+///
+/// Every comparison is ASCII case-insensitive and every entry lowercase, so a mark admits at
+/// least what the rule's `==`, `:`, `like` or `like~` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessMarks {
+    /// Every process gets these bits (a list overflowed, or a bound was lost).
+    pub every: u8,
+    /// `process.name` (the executable's base name) → bits; at most [`MARK_NAME_MAX`] bytes.
+    pub names: Vec<(String, u8)>,
+    /// `process.parent.name` → bits; at most [`MARK_NAME_MAX`] bytes.
+    pub parents: Vec<(String, u8)>,
+    /// `process.executable` prefixes → bits.
+    pub exe_prefixes: Vec<(String, u8)>,
+    /// Prefixes of `process.executable` after its first byte (`?memfd:*`) → bits.
+    pub exe_prefixes_after_one: Vec<(String, u8)>,
+}
+
+impl ProcessMarks {
+    /// True when no process is ever marked.
+    pub fn is_empty(&self) -> bool {
+        self.every == 0
+            && self.names.is_empty()
+            && self.parents.is_empty()
+            && self.exe_prefixes.is_empty()
+            && self.exe_prefixes_after_one.is_empty()
+    }
+
+    /// The bits a mark of any entry can give.
+    pub fn bits(&self) -> u8 {
+        self.every
+            | [
+                &self.names,
+                &self.parents,
+                &self.exe_prefixes,
+                &self.exe_prefixes_after_one,
+            ]
+            .iter()
+            .flat_map(|l| l.iter())
+            .fold(0, |b, (_, v)| b | v)
+    }
+
+    pub fn add_name(&mut self, name: &str, bits: u8) {
+        let (cut, _) = crate::event::cut_str(name, MARK_NAME_MAX);
+        add_mark(&mut self.names, cut, bits, &mut self.every);
+    }
+
+    pub fn add_parent(&mut self, name: &str, bits: u8) {
+        let (cut, _) = crate::event::cut_str(name, MARK_NAME_MAX);
+        add_mark(&mut self.parents, cut, bits, &mut self.every);
+    }
+
+    /// An empty prefix marks every process.
+    pub fn add_exe_prefix(&mut self, prefix: &str, bits: u8) {
+        add_mark(&mut self.exe_prefixes, prefix, bits, &mut self.every);
+    }
+
+    pub fn add_exe_prefix_after_one(&mut self, prefix: &str, bits: u8) {
+        add_mark(
+            &mut self.exe_prefixes_after_one,
+            prefix,
+            bits,
+            &mut self.every,
+        );
+    }
+
+    pub fn merge(&mut self, other: &ProcessMarks) {
+        self.every |= other.every;
+        for (n, b) in &other.names {
+            self.add_name(n, *b);
+        }
+        for (n, b) in &other.parents {
+            self.add_parent(n, *b);
+        }
+        for (p, b) in &other.exe_prefixes {
+            self.add_exe_prefix(p, *b);
+        }
+        for (p, b) in &other.exe_prefixes_after_one {
+            self.add_exe_prefix_after_one(p, *b);
+        }
+    }
+
+    /// The bits a process gets at exec: its executable, its name (the executable's base
+    /// name) and its parent's name. What the Linux probes compute in the kernel.
+    pub fn bits_at_exec(&self, executable: &str, parent_name: Option<&str>) -> u8 {
+        let cut = |s: &str| crate::event::cut_str(s, MARK_NAME_MAX).0.to_owned();
+        let name = cut(crate::event::basename(executable));
+        let mut bits = self.every;
+        for (n, b) in &self.names {
+            if name.eq_ignore_ascii_case(n) {
+                bits |= b;
+            }
+        }
+        if let Some(p) = parent_name {
+            let p = cut(p);
+            for (n, b) in &self.parents {
+                if p.eq_ignore_ascii_case(n) {
+                    bits |= b;
+                }
+            }
+        }
+        for (pre, b) in &self.exe_prefixes {
+            if starts_with_ignore_case(executable, pre) {
+                bits |= b;
+            }
+        }
+        if let Some(rest) = executable.get(1..).or_else(|| {
+            // A first byte that is not a whole character: compare the bytes after it.
+            executable
+                .char_indices()
+                .nth(1)
+                .and_then(|(i, _)| executable.get(i..))
+        }) {
+            for (pre, b) in &self.exe_prefixes_after_one {
+                if starts_with_ignore_case(rest, pre) {
+                    bits |= b;
+                }
+            }
+        }
+        bits
+    }
+}
+
+fn add_mark(list: &mut Vec<(String, u8)>, entry: &str, bits: u8, every: &mut u8) {
+    if entry.is_empty() {
+        *every |= bits;
+        return;
+    }
+    let (cut, _) = crate::event::cut_str(entry, MAX_FILTER_ENTRY);
+    let entry = cut.to_ascii_lowercase();
+    if let Some((_, b)) = list.iter_mut().find(|(e, _)| *e == entry) {
+        *b |= bits;
+        return;
+    }
+    if list.len() >= MAX_MARK_ENTRIES {
+        *every |= bits;
+        return;
+    }
+    list.push((entry, bits));
+}
+
+/// Whether a file event's acting process is marked: its own bits, and its parent's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// The source does not track marks (Endpoint Security, eslogger): a filter with marks
+    /// then admits every event.
+    Unknown,
+    /// The kernel found a [`MARK_SELF`] bit on the process or [`MARK_CHILDREN`] on its parent.
+    Yes,
+    No,
+}
 
 /// The file events to publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathFilter {
     /// Every file event (a loaded rule constrains neither path nor process).
     all: bool,
+    /// Processes whose file events pass whatever their path (see [`ProcessMarks`]).
+    marks: ProcessMarks,
     /// Path prefixes (`/etc/`, `/Users/`), lowercase.
     prefixes: Vec<String>,
     /// Exact file names (`authorized_keys`), lowercase.
@@ -77,27 +253,40 @@ impl PathFilter {
             && self.components.is_empty()
             && self.contains.is_empty()
             && self.process_suffixes.is_empty()
+            && self.marks.is_empty()
+    }
+
+    /// The processes whose file events pass whatever their path.
+    pub fn marks(&self) -> &ProcessMarks {
+        &self.marks
+    }
+
+    /// Admits the file events of processes marked by `marks` (see [`ProcessMarks`]).
+    pub fn add_marks(&mut self, marks: &ProcessMarks) {
+        self.marks.merge(marks);
     }
 
     /// Whether the Linux probes can apply this filter as it is: prefixes, names, extensions,
-    /// whole process names, and within their limits ([`KERNEL_COMPONENT_MAX`],
-    /// [`KERNEL_TEXTS`], [`KERNEL_PROCESS_PREFIXES`]) path components, text inside the path
-    /// and process name prefixes. Otherwise (process name suffixes, or past those limits)
-    /// the kernel admits every file event and the sensor filters them.
+    /// whole process names, marks, and within their limits ([`KERNEL_COMPONENT_MAX`],
+    /// [`KERNEL_TEXTS`], [`KERNEL_PROCESS_PREFIXES`], [`KERNEL_PROCESS_SUFFIXES`]) path
+    /// components, text inside the path and process name prefixes and ends. Otherwise the
+    /// kernel admits every file event and the sensor filters them.
     pub fn kernel_can_filter(&self) -> bool {
         !self.all
-            && self.process_suffixes.is_empty()
+            && self.process_suffixes.len() <= KERNEL_PROCESS_SUFFIXES
+            && self
+                .process_suffixes
+                .iter()
+                .all(|p| p.len() <= KERNEL_PROCESS_SUFFIX_MAX)
             && self
                 .components
                 .iter()
                 .all(|c| c.len() <= KERNEL_COMPONENT_MAX)
             && self.contains.len() <= KERNEL_TEXTS
             && self.contains.iter().all(|c| c.len() <= KERNEL_TEXT_MAX)
+            // A longer prefix is compared by its first KERNEL_PROCESS_PREFIX_MAX bytes: the
+            // kernel's name of such a process is cut there too.
             && self.process_prefixes.len() <= KERNEL_PROCESS_PREFIXES
-            && self
-                .process_prefixes
-                .iter()
-                .all(|p| p.len() <= KERNEL_PROCESS_PREFIX_MAX)
     }
 
     pub fn is_all(&self) -> bool {
@@ -117,7 +306,8 @@ impl PathFilter {
             && self.process_prefixes.is_empty()
             && self.components.is_empty()
             && self.contains.is_empty()
-            && self.process_suffixes.is_empty();
+            && self.process_suffixes.is_empty()
+            && self.marks.is_empty();
         only.then_some(self.spelled_prefixes.as_slice())
     }
 
@@ -234,6 +424,7 @@ impl PathFilter {
     /// Admits everything `other` admits.
     pub fn merge(&mut self, other: &PathFilter) {
         self.all |= other.all;
+        self.marks.merge(&other.marks);
         for p in &other.spelled_prefixes {
             self.add_prefix(p);
         }
@@ -264,6 +455,11 @@ impl PathFilter {
     /// 15 bytes, so a name of 15 bytes may be the start of a longer one (every name that
     /// could be is admitted).
     pub fn admits_comm(&self, path: &str, comm: Option<&str>) -> bool {
+        self.admits_comm_marked(path, comm, Marked::Unknown)
+    }
+
+    /// As [`PathFilter::admits_comm`], knowing whether the acting process is marked.
+    pub fn admits_comm_marked(&self, path: &str, comm: Option<&str>, marked: Marked) -> bool {
         const COMM_MAX: usize = 15;
         if let Some(c) = comm
             && c.len() >= COMM_MAX
@@ -276,14 +472,25 @@ impl PathFilter {
                 return true;
             }
         }
-        self.admits(path, comm)
+        self.admits_marked(path, comm, marked)
     }
 
     /// Whether a file event on `path` (or a rename's original path) by a process named
-    /// `process` is to be published.
+    /// `process` is to be published, by a source that does not know which processes are
+    /// marked: a filter with marks then admits every event.
     pub fn admits(&self, path: &str, process: Option<&str>) -> bool {
+        self.admits_marked(path, process, Marked::Unknown)
+    }
+
+    /// As [`PathFilter::admits`], knowing whether the acting process is marked.
+    pub fn admits_marked(&self, path: &str, process: Option<&str>, marked: Marked) -> bool {
         if self.all {
             return true;
+        }
+        match marked {
+            Marked::Yes => return true,
+            Marked::Unknown if !self.marks.is_empty() => return true,
+            Marked::Unknown | Marked::No => {}
         }
         if let Some(p) = process
             && (self.processes.iter().any(|n| p.eq_ignore_ascii_case(n))

@@ -505,14 +505,22 @@ impl RuleSet {
 
     /// The file events these rules can match: what the sensor publishes (see [`crate::filter`]).
     pub fn file_filter(&self) -> PathFilter {
+        self.file_filter_explained().0
+    }
+
+    /// [`RuleSet::file_filter`], and for every rule part that admits every file event, the
+    /// rule and why (`rule_id (name) stage 2: ...`), for the sensor to log.
+    pub fn file_filter_explained(&self) -> (PathFilter, Vec<String>) {
         let mut filter = PathFilter::none();
-        for q in self.all_queries() {
-            let rule = CompiledRule::new(q);
-            if Shape::ALL.iter().any(|s| s.is_file() && rule.can_match(*s)) {
-                filter.merge(&crate::filter::admitted_by(q));
+        let mut open = Vec::new();
+        for (meta, program) in self.metas.iter().zip(&self.programs) {
+            let part = crate::filter::program_filter(program);
+            filter.merge(&part.filter);
+            for why in part.open {
+                open.push(format!("{} ({}) {why}", meta.rule_id, meta.name));
             }
         }
-        filter
+        (filter, open)
     }
 
     /// Whether some rule can match events of `shape` (a source may leave the rest out).

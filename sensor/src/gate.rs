@@ -4,7 +4,7 @@
 //! implementation whatever the source; what is left out on purpose is counted per kind.
 
 use nightjar_proto::event::{Event, EventKind, basename};
-use nightjar_proto::filter::PathFilter;
+use nightjar_proto::filter::{Marked, PathFilter};
 
 /// Executable names whose events are never published: ours.
 pub const OWN_IMAGES: [&str; 2] = ["nightjar-sensor", "nightjar-agent"];
@@ -46,6 +46,11 @@ impl Gate {
         &self.files
     }
 
+    /// Follows a new rule set's file filter (a new fleet policy).
+    pub fn set_files(&mut self, files: PathFilter) {
+        self.files = files;
+    }
+
     /// Adds a pid whose events are Nightjar's (a restarted eslogger).
     pub fn set_own_pids(&mut self, pids: Vec<u32>) {
         self.own_pids = pids;
@@ -53,12 +58,13 @@ impl Gate {
 
     /// Judges `ev`, counting what it filters.
     pub fn judge(&mut self, ev: &Event<'_>) -> Verdict {
-        self.judge_as(ev, None)
+        self.judge_as(ev, None, Marked::Unknown)
     }
 
     /// Judges `ev`, whose acting process is named `process` when its event does not carry
-    /// the executable (a Linux file event has the kernel's process name, `comm`).
-    pub fn judge_as(&mut self, ev: &Event<'_>, process: Option<&str>) -> Verdict {
+    /// the executable (a Linux file event has the kernel's process name, `comm`), and is
+    /// `marked` as the source found it (see [`nightjar_proto::filter::ProcessMarks`]).
+    pub fn judge_as(&mut self, ev: &Event<'_>, process: Option<&str>, marked: Marked) -> Verdict {
         let (pid, image) = match ev {
             Event::Exec(e) => (e.target.pid, e.caller.executable.as_deref()),
             Event::Fork(e) => (e.parent.pid, e.parent.executable.as_deref()),
@@ -76,8 +82,8 @@ impl Gate {
         }
         if let Event::File(f) = ev {
             let admits = |path: &str| match f.process.executable.as_deref() {
-                Some(exe) => self.files.admits(path, Some(basename(exe))),
-                None => self.files.admits_comm(path, process),
+                Some(exe) => self.files.admits_marked(path, Some(basename(exe)), marked),
+                None => self.files.admits_comm_marked(path, process, marked),
             };
             let admitted = admits(&f.path) || f.original_path.as_deref().is_some_and(admits);
             if !admitted {

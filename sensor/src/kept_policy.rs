@@ -13,7 +13,8 @@
 //! A policy that does not verify, does not compile, or is not newer than the one the sensor
 //! runs is refused with the reason in the log, and the current blocking set stays. A policy
 //! replaces the local `[rules]` set as a whole, as on the agent: its `block` list, not
-//! `[rules] block`, says what blocks.
+//! `[rules] block`, says what blocks, and its rules, not `[rules] paths`, say which file
+//! events are published (the file filter is rebuilt from them, [`Applied::files`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,7 +24,52 @@ use nightjar_proto::trusted_dir::{Missing, TrustedDir};
 use nightjar_proto::verify::AlertKey;
 use nightjar_rules::policy::{KEPT_FILE, MAX_ENVELOPE_BYTES, PAYLOAD_TYPE, Policy};
 
+use nightjar_proto::filter::PathFilter;
+use nightjar_rules::RuleSet;
+
 use crate::block::Blocking;
+
+/// What a new kept policy makes the sensor run.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub block: Blocking,
+    /// The file events its rules can match.
+    pub files: PathFilter,
+}
+
+impl Applied {
+    /// The blocking set and the file filter of `rules`; the rule parts that keep file events
+    /// open are logged.
+    pub fn of(rules: RuleSet) -> Applied {
+        let (files, open) = rules.file_filter_explained();
+        log_filter(&files, &open);
+        Applied {
+            block: Blocking::of(rules),
+            files,
+        }
+    }
+}
+
+/// Logs what the file filter admits, and which rule keeps which part open.
+pub fn log_filter(files: &PathFilter, open: &[String]) {
+    for why in open {
+        tracing::warn!("file events left open by rule {why}");
+    }
+    let marks = files.marks();
+    tracing::info!(
+        files = !files.is_none(),
+        every_file = files.is_all(),
+        in_kernel = files.kernel_can_filter(),
+        prefixes = files.prefixes().len(),
+        names = files.names().len(),
+        extensions = files.extensions().len(),
+        processes = files.processes().len(),
+        marked_names = marks.names.len(),
+        marked_parents = marks.parents.len(),
+        marked_executables = marks.exe_prefixes.len() + marks.exe_prefixes_after_one.len(),
+        "file events the rules can match"
+    );
+}
 
 /// The kept file is looked at no more often than this, however often the capture loop ticks
 /// (under load its poll returns after every batch of events).
@@ -89,6 +135,11 @@ impl PolicyWatch {
     /// The new blocking set, when a new kept policy verified and compiled since the last
     /// call; `None` otherwise (nothing new, or refused: logged with the reason).
     pub fn poll(&mut self) -> Option<Blocking> {
+        self.poll_applied().map(|a| a.block)
+    }
+
+    /// As [`PolicyWatch::poll`], with the new policy's file filter.
+    pub fn poll_applied(&mut self) -> Option<Applied> {
         let now = Instant::now();
         if self
             .checked
@@ -127,14 +178,15 @@ impl PolicyWatch {
             }
         };
         match self.open(&bytes) {
-            Ok((version, block)) => {
+            Ok((version, rules)) => {
+                let applied = Applied::of(rules);
                 tracing::info!(
                     version,
-                    blocking = block.indices.len(),
-                    "blocking set of the kept policy loaded"
+                    blocking = applied.block.indices.len(),
+                    "rules of the kept policy loaded"
                 );
                 self.version = version;
-                Some(block)
+                Some(applied)
             }
             Err(why) => {
                 tracing::error!(
@@ -146,7 +198,7 @@ impl PolicyWatch {
         }
     }
 
-    fn open(&self, envelope: &[u8]) -> Result<(u64, Blocking), String> {
+    fn open(&self, envelope: &[u8]) -> Result<(u64, RuleSet), String> {
         let payload = self
             .key
             .open_verified(envelope, PAYLOAD_TYPE)
@@ -171,7 +223,7 @@ impl PolicyWatch {
         for r in &report.block_refused {
             tracing::warn!("{r}");
         }
-        Ok((policy.version, Blocking::of(rules)))
+        Ok((policy.version, rules))
     }
 
     /// Whether the state directory is open (it is opened, checked, on first use).

@@ -124,19 +124,18 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
     for r in &report.block_refused {
         tracing::warn!("{r}");
     }
-    let files = rules.file_filter();
-    tracing::info!(
-        files = !files.is_none(),
-        in_kernel = files.kernel_can_filter(),
-        prefixes = files.prefixes().len(),
-        names = files.names().len(),
-        extensions = files.extensions().len(),
-        "file events the rules can match"
-    );
+    let (files, open) = rules.file_filter_explained();
+    nightjar_sensor::kept_policy::log_filter(&files, &open);
     let mut block = Blocking::of(rules);
-    if let Some(kept) = watch.and_then(PolicyWatch::poll) {
-        tracing::info!("the kept policy's block list replaces `[rules] block`");
-        block = kept;
+    let mut files = files;
+    let mut follow_policy = false;
+    if let Some(watch) = watch {
+        follow_policy = true;
+        if let Some(kept) = watch.poll_applied() {
+            tracing::info!("the kept policy's rules replace `[rules]`");
+            block = kept.block;
+            files = kept.files;
+        }
     }
     if !block.is_empty() {
         tracing::info!(rules = block.indices.len(), "blocking rules loaded");
@@ -145,6 +144,7 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
         block,
+        follow_policy,
     })
 }
 
@@ -208,6 +208,7 @@ fn main() -> ExitCode {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
                 block: Blocking::default(),
+                follow_policy: false,
             };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,

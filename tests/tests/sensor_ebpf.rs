@@ -590,3 +590,118 @@ fn components_texts_and_process_prefixes_are_filtered_in_the_kernel() {
         "{filtered} was published"
     );
 }
+
+/// Sequences whose file stage no path bounds, joined to an exec stage by the process's entity
+/// id or its parent's: the probes mark a process when its exec matches the stage (its name,
+/// or its parent's name) and publish the file events of marked processes (or of their
+/// children) only; the same actions by unmarked processes are filtered in the kernel.
+#[test]
+fn file_events_of_processes_marked_at_exec_pass_and_others_do_not() {
+    if !may_run() {
+        return;
+    }
+    let st = TempState::new();
+    let dir = st.path().join("marks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = st.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for (id, query) in [
+        (
+            "self",
+            "sequence by process.entity_id with maxspan=30s\n  \
+             [process where event.type == \"start\" and event.action == \"exec\" and \
+             process.name == \"njmark-rm\"]\n  [file where event.action == \"deletion\"]",
+        ),
+        (
+            "parent",
+            "sequence with maxspan=30s\n  [process where event.type == \"start\" and \
+             event.action == \"exec\" and process.parent.name == \"njmark-parent\"] by \
+             process.entity_id\n  [file where event.type == \"creation\"] by \
+             process.parent.entity_id",
+        ),
+    ] {
+        std::fs::write(
+            rules.join(format!("{id}.toml")),
+            format!(
+                "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"mark-{id}\"\n\
+                 name = \"{id}\"\ndescription = \"d\"\nseverity = \"low\"\nrisk_score = 21\n\
+                 type = \"eql\"\nlanguage = \"eql\"\nquery = '''\n{query}\n'''\n"
+            ),
+        )
+        .unwrap();
+    }
+    let extra = format!(
+        "[rules]\nbuiltin = false\npaths = [{:?}]\n",
+        rules.display().to_string()
+    );
+    let mut live = LiveSensor::start_with(st, &extra);
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    let log = live.log();
+    assert!(log.contains("in_kernel=true"), "{log}");
+    assert!(
+        log.contains("marked_names=1") && log.contains("marked_parents=1"),
+        "{log}"
+    );
+    live.reader.keep_event = Box::new(|_| true);
+    let bin_dir = live.st.path().join("bin");
+    let rm = bin_dir.join("njmark-rm");
+    let parent = bin_dir.join("njmark-parent");
+    std::fs::copy("/usr/bin/rm", &rm).unwrap();
+    std::fs::copy("/bin/sh", &parent).unwrap();
+    let d = dir.display().to_string();
+    let path = |n: &str| format!("{d}/{n}");
+    for n in ["by-marked", "by-other"] {
+        std::fs::write(path(n), b"x").unwrap();
+    }
+    // The marked rm's deletion passes; the plain rm's is filtered.
+    run(Command::new(&rm).arg(path("by-marked")));
+    run(Command::new("/usr/bin/rm").arg(path("by-other")));
+    // A child of njmark-parent is marked for its children: the file its child creates
+    // passes. The same tree under a plain sh does not.
+    let script = |n: &str| format!("/bin/sh -c '/usr/bin/touch {}; true'; true", path(n));
+    run(Command::new(&parent).args(["-c", &script("child-of-marked")]));
+    run(Command::new("/bin/sh").args(["-c", &script("child-of-other")]));
+    // A marker after them all: once it is read, every earlier event was.
+    let last = path("last");
+    run(Command::new(&rm).args(["-f", &last]));
+    std::fs::write(&last, b"x").unwrap();
+    run(Command::new(&rm).arg(&last));
+    let published = [path("by-marked"), path("child-of-marked"), last.clone()];
+    let done = live
+        .reader
+        .drain_until(Duration::from_secs(20), &mut |_| true, |s| {
+            published.iter().all(|p| {
+                s.events
+                    .iter()
+                    .any(|e| matches!(e, Event::File(f) if f.path == p.as_str()))
+            })
+        });
+    let files: Vec<String> = live
+        .reader
+        .seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::File(f) if f.path.starts_with(d.as_str()) => {
+                Some(format!("{:?} {}", f.action, f.path))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(done, "not all published: {files:?}\n{}", live.log());
+    for other in [path("by-other"), path("child-of-other")] {
+        assert!(
+            !files.iter().any(|f| f.ends_with(other.as_str())),
+            "{other} was published: {files:?}"
+        );
+    }
+    // Only the marked processes' events under the directory: the test's own writes of the
+    // files (by this unmarked process) were filtered too.
+    assert!(
+        files
+            .iter()
+            .all(|f| published.iter().any(|p| f.ends_with(p.as_str()))),
+        "{files:?}"
+    );
+}

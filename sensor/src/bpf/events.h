@@ -40,6 +40,8 @@
 #define F_CWD_TRUNCATED 0x80
 #define F_BLOCKED 0x100         /* a blocking rule matched: SIGKILL was sent */
 #define F_BLOCK_FAILED 0x200    /* a blocking rule matched but the signal could not be sent */
+#define F_MARKED 0x400          /* file: the process (MARK_SELF) or its parent (MARK_CHILDREN)
+                                 * is marked, so the event passes whatever its path */
 
 /*
  * Blocking rules (prevention), compiled by user space from the rule engine: up to BLOCK_MAX
@@ -103,19 +105,50 @@ struct block_val {
 /* File filter entries the kernel tests besides prefixes, names and extensions: whole path
  * components (a hash of COMM_CAP keys), text inside the path and process name prefixes. */
 #define PAT_CONTAINS 4
-#define PAT_COMM_PREFIXES 8
+#define PAT_COMM_PREFIXES 16
+#define PAT_COMM_SUFFIXES 4
 #define PAT_TEXT 16
 
 struct file_patterns {
 	u32 components;       /* some component is loaded */
 	u32 n_contains;
 	u32 n_comm_prefixes;
-	u32 pad;
+	u32 n_comm_suffixes;
 	u32 contains_len[PAT_CONTAINS];
 	u32 comm_prefix_len[PAT_COMM_PREFIXES];
+	u32 comm_suffix_len[PAT_COMM_SUFFIXES];
 	char contains[PAT_CONTAINS][PAT_TEXT];          /* lowercase */
 	char comm_prefix[PAT_COMM_PREFIXES][PAT_TEXT];  /* lowercase */
+	char comm_suffix[PAT_COMM_SUFFIXES][PAT_TEXT];  /* lowercase */
 };
+
+/*
+ * How the file filter runs, written by user space (one ARRAY slot) so that a new rule set
+ * swaps it live: user space first sets `all` (everything passes while the maps change),
+ * adds the new entries, removes the old ones, then writes the new conf.
+ */
+struct file_conf {
+	u32 all;         /* every file event passes (the kernel cannot apply the filter) */
+	u32 patterns_on; /* `patterns` or `components` hold entries */
+	u32 marks_on;    /* the mark_* maps hold entries: processes are marked at exec */
+	u32 after_one;   /* mark_exes holds MARK_TAG_AFTER_ONE keys */
+	u32 every;       /* mark bits every process has */
+	u32 overflow;    /* set by the probes when proc_marks was full: everything passes */
+	u32 pad[2];
+};
+
+/*
+ * Per-process marks (see proto's filter::ProcessMarks): at exec, the new image's name
+ * (`mark_names`), its parent's name (`mark_parents`) and its executable (`mark_exes`, an LPM
+ * trie whose first key byte is a MARK_TAG_*) give MARK_* bits, kept in `proc_marks` by tgid
+ * until exit and handed to forked children; `proc_marks_snap` holds the bits user space
+ * computed from /proc for processes that were running before the rules were loaded.
+ */
+#define MARK_SELF 1
+#define MARK_CHILDREN 2
+#define MARK_TAG_START 0     /* the prefix is compared from the executable's first byte */
+#define MARK_TAG_AFTER_ONE 1 /* ... from its second byte (`?memfd:*`) */
+#define MARK_PROCS 65536
 
 /* file_body.action, as proto's FileAction */
 #define ACTION_CREATION 1

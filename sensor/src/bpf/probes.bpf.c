@@ -74,9 +74,6 @@
 
 /* Set by user space before the object is loaded. */
 const volatile u32 env_cap = 0;
-const volatile u32 files_all = 0;
-/* Components, texts or process name prefixes are loaded (`patterns`, `components`). */
-const volatile u32 file_patterns_on = 0;
 
 /*
  * Scratch records: each part at a fixed place (so every access has a constant bound for the
@@ -125,6 +122,13 @@ struct file_scratch {
 	char name[NAME_CAP];
 	char ext[COMM_CAP];
 	char comm[COMM_CAP];
+};
+
+/* The key the marks look an executable up by, and a name's. */
+struct mark_scratch {
+	struct lpm_key lpm;
+	char spill[LPM_CAP]; /* room for reads that run past the key */
+	char name[COMM_CAP];
 };
 
 /* A file system call seen on entry, completed on exit (by thread id). */
@@ -294,6 +298,56 @@ struct {
 	__type(value, struct block_scratch);
 } block_scratch SEC(".maps");
 
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct file_conf);
+} file_conf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[COMM_CAP]);
+	__type(value, u32);
+} mark_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[COMM_CAP]);
+	__type(value, u32);
+} mark_parents SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct lpm_key);
+	__type(value, u32);
+} mark_exes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MARK_PROCS);
+	__type(key, u32);
+	__type(value, u32);
+} proc_marks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MARK_PROCS);
+	__type(key, u32);
+	__type(value, u32);
+} proc_marks_snap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct mark_scratch);
+} mark_scratch SEC(".maps");
 
 static __always_inline void count(void *map, u32 kind)
 {
@@ -658,6 +712,132 @@ __attribute__((noinline)) u32 blocking_rule(u32 exe_off, u32 head, u32 tail)
 
 /* ---- exec -------------------------------------------------------------------------------- */
 
+/* ---- per-process marks (events.h) ------------------------------------------------------ */
+
+static __always_inline void lower_char(char *c)
+{
+	if (*c >= 'A' && *c <= 'Z')
+		*c += 'a' - 'A';
+}
+
+static __always_inline struct file_conf *conf_of(void)
+{
+	u32 zero = 0;
+	return bpf_map_lookup_elem(&file_conf, &zero);
+}
+
+/* The bits process `tgid` carries: its own, and those user space gave it from /proc. */
+static __always_inline u32 marks_of(u32 tgid)
+{
+	u32 bits = 0;
+	u32 *v = bpf_map_lookup_elem(&proc_marks, &tgid);
+	if (v)
+		bits |= *v;
+	v = bpf_map_lookup_elem(&proc_marks_snap, &tgid);
+	if (v)
+		bits |= *v;
+	return bits;
+}
+
+/* The bits `mark_map` gives the lowercased base name of `file` (cut to 15 bytes). */
+static __always_inline u32 name_marks(void *mark_map, struct mark_scratch *ms, struct file *file)
+{
+	if (!file)
+		return 0;
+	const unsigned char *dn = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+	__builtin_memset(ms->name, 0, COMM_CAP);
+	if (!dn || bpf_probe_read_kernel_str(ms->name, COMM_CAP, dn) <= 1)
+		return 0;
+	for (int i = 0; i < COMM_CAP - 1; i++)
+		lower_char(&ms->name[i]);
+	u32 *v = bpf_map_lookup_elem(mark_map, ms->name);
+	return v ? *v : 0;
+}
+
+static long lower_mark_cb(u32 i, void *ctx)
+{
+	u32 zero = 0;
+	struct mark_scratch *ms = bpf_map_lookup_elem(&mark_scratch, &zero);
+	if (!ms)
+		return 1;
+	lower_char(&ms->lpm.data[i & (LPM_CAP - 1)]);
+	return 0;
+}
+
+/* The bits `mark_exes` gives the `len` bytes of `exe` compared from byte `skip`, lowercased. */
+static __always_inline u32 exe_marks(struct mark_scratch *ms, const char *exe, u32 len, u32 tag)
+{
+	u32 skip = tag == MARK_TAG_AFTER_ONE ? 1 : 0;
+	if (len <= skip)
+		return 0;
+	u32 n = len - skip;
+	if (n > LPM_CAP - 1)
+		n = LPM_CAP - 1;
+	ms->lpm.data[0] = tag;
+	bpf_probe_read_kernel(ms->lpm.data + 1, LPM_CAP - 1, exe + skip);
+	bpf_loop(n, lower_mark_cb, NULL, 0);
+	/* The tag is the key's first byte: lowercasing left it alone (0 and 1 are no letters). */
+	ms->lpm.prefixlen = (n + 1) * 8;
+	u32 *v = bpf_map_lookup_elem(&mark_exes, &ms->lpm);
+	return v ? *v : 0;
+}
+
+/* Marks the process that just exec'd (the current task: its new image is mm->exe_file, its
+ * canonical path the `len` bytes at exec_scratch's exe + `off`) from the loaded marks. Bits
+ * only accumulate: a later exec keeps the process's entity id, so what it matched before
+ * still joins. A global function: the verifier checks it once, apart from the exec program. */
+__attribute__((noinline)) int mark_exec(u32 off, u32 len)
+{
+	struct file_conf *fc = conf_of();
+	if (!fc || !fc->marks_on)
+		return 0;
+	u32 zero = 0;
+	struct mark_scratch *ms = bpf_map_lookup_elem(&mark_scratch, &zero);
+	struct exec_rec *rec = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!ms || !rec)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 tgid = task->tgid;
+	struct file *exe_file = BPF_CORE_READ(task, mm, exe_file);
+	u32 bits = 0;
+	if (exe_file)
+		bits |= name_marks(&mark_names, ms, exe_file);
+	else
+		bits |= MARK_SELF | MARK_CHILDREN; /* no image to judge by: mark it, never miss */
+	bits |= name_marks(&mark_parents, ms, BPF_CORE_READ(task, real_parent, mm, exe_file));
+	const char *exe = rec->exe + (off & (PATH_CAP - 1));
+	len &= PATH_CAP - 1;
+	bits |= exe_marks(ms, exe, len, MARK_TAG_START);
+	if (fc->after_one)
+		bits |= exe_marks(ms, exe, len, MARK_TAG_AFTER_ONE);
+	if (!bits)
+		return 0;
+	/* Only this process writes its own entry (at exec, its other threads are gone) and
+	 * only its parent's fork created it: no other writer races this update. */
+	u32 *cur = bpf_map_lookup_elem(&proc_marks, &tgid);
+	if (cur) {
+		*cur |= bits;
+		return 0;
+	}
+	if (bpf_map_update_elem(&proc_marks, &tgid, &bits, BPF_NOEXIST))
+		fc->overflow = 1; /* full: every file event passes from now on */
+	return 0;
+}
+
+/* Whether the current process's file events pass by its marks, or its parent's. */
+static __always_inline bool marked(struct task_struct *task, struct file_conf *fc)
+{
+	if (!fc->marks_on)
+		return false;
+	if (fc->every || fc->overflow)
+		return true;
+	u32 tgid = task->tgid;
+	if (marks_of(tgid) & MARK_SELF)
+		return true;
+	u32 ppid = BPF_CORE_READ(task, real_parent, tgid);
+	return marks_of(ppid) & MARK_CHILDREN;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(nightjar_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -760,6 +940,8 @@ int BPF_PROG(nightjar_exec, struct task_struct *task, pid_t old_pid, struct linu
 	}
 	b->head_len = head;
 	b->tail_len = tail;
+
+	mark_exec(exe_off, b->exe_len);
 
 	/* Blocking rules: a match is killed before the new image runs an instruction (the
 	 * signal is delivered on the way back to user space). Never init. */
@@ -870,6 +1052,24 @@ int BPF_PROG(nightjar_fork, struct task_struct *parent, struct task_struct *chil
 	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread, not a new process */
 	u32 tgid = BPF_CORE_READ(parent, tgid);
+	/* The child shows its parent's image until it execs: it gets the parent's bits, and
+	 * those its parent's name gives it as a parent (a pid reused keeps nothing). */
+	struct file_conf *fc = conf_of();
+	if (fc && fc->marks_on) {
+		u32 child_tgid = BPF_CORE_READ(child, tgid);
+		bpf_map_delete_elem(&proc_marks_snap, &child_tgid);
+		u32 zero = 0;
+		struct mark_scratch *ms = bpf_map_lookup_elem(&mark_scratch, &zero);
+		u32 bits = marks_of(tgid);
+		if (ms)
+			bits |= name_marks(&mark_parents, ms, BPF_CORE_READ(parent, mm, exe_file));
+		if (bits) {
+			if (bpf_map_update_elem(&proc_marks, &child_tgid, &bits, BPF_ANY))
+				fc->overflow = 1;
+		} else {
+			bpf_map_delete_elem(&proc_marks, &child_tgid);
+		}
+	}
 	if (is_muted(tgid))
 		return 0;
 	struct fork_rec rec;
@@ -893,6 +1093,8 @@ int BPF_PROG(nightjar_exit, struct task_struct *task)
 	if (BPF_CORE_READ(sig, live.counter) != 0)
 		return 0; /* other threads of the process live on */
 	u32 tgid = BPF_CORE_READ(task, tgid);
+	bpf_map_delete_elem(&proc_marks, &tgid);
+	bpf_map_delete_elem(&proc_marks_snap, &tgid);
 	if (is_muted(tgid))
 		return 0;
 	struct exit_rec rec;
@@ -1074,6 +1276,33 @@ __attribute__((noinline)) u32 patterns_admit(u32 n, u32 whole)
 		if ((c0 & m0) == (p0 & m0) && (c1 & m1) == (p1 & m1))
 			return 1;
 	}
+	if (pat->n_comm_suffixes) {
+		u32 clen = 0;
+		for (u32 i = 0; i < COMM_CAP - 1; i++) {
+			if (fs->comm[i] == 0)
+				break;
+			clen = i + 1;
+		}
+		/* 15 bytes: a longer name was cut, its end is unknown. Admit, never miss. */
+		if (clen >= COMM_CAP - 1)
+			return 1;
+		for (u32 k = 0; k < PAT_COMM_SUFFIXES; k++) {
+			if (k >= pat->n_comm_suffixes)
+				break;
+			u32 len = pat->comm_suffix_len[k] & 15;
+			if (!len || len > clen)
+				continue;
+			u32 same = 1;
+			for (u32 j = 0; j < COMM_CAP - 1; j++) {
+				if (j >= len)
+					break;
+				if (fs->comm[(clen - len + j) & (COMM_CAP - 1)] != pat->comm_suffix[k][j])
+					same = 0;
+			}
+			if (same)
+				return 1;
+		}
+	}
 	if (!pat->components && !pat->n_contains)
 		return 0;
 	/* Part of the path was not read: admit it, never miss. */
@@ -1093,12 +1322,21 @@ static __always_inline bool admitted_exact(struct file_scratch *fs, struct file_
 static __always_inline bool admitted(struct file_scratch *fs, struct file_path *fp,
 				     const unsigned char *name)
 {
-	if (files_all)
+	struct file_conf *fc = conf_of();
+	if (!fc)
+		return true;
+	if (fs->rec.h.flags & F_MARKED)
+		return true;
+	if (marked(bpf_get_current_task_btf(), fc)) {
+		fs->rec.h.flags |= F_MARKED;
+		return true;
+	}
+	if (fc->all)
 		return true;
 	u32 n = 0, whole = 0;
 	if (admitted_exact(fs, fp, name, &n, &whole))
 		return true;
-	return file_patterns_on && patterns_admit(n, whole);
+	return fc->patterns_on && patterns_admit(n, whole);
 }
 
 /* Prefixes, names, extensions and whole process names; `*scanned` and `*whole` say how

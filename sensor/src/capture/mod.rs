@@ -24,6 +24,10 @@ pub struct Settings {
     pub files: PathFilter,
     /// The blocking rules (`[rules] block`) that can block here.
     pub block: Blocking,
+    /// A kept fleet policy is followed (a pinned policy key): its rules may come to read
+    /// file events later, so a source that must decide at start (the eBPF file probes)
+    /// captures them from the start, filtered by `files`.
+    pub follow_policy: bool,
 }
 
 /// Which backend `run --source` selects.

@@ -10,6 +10,7 @@
 //! what the BPF ring buffer had no room for are counted per kind and reported after every poll.
 
 mod agent;
+mod marks;
 pub mod proc_list;
 pub mod sample;
 mod skel;
@@ -133,33 +134,39 @@ fn has_patterns(filter: &PathFilter) -> bool {
     !filter.components().is_empty()
         || !filter.contains().is_empty()
         || !filter.process_prefixes().is_empty()
+        || !filter.process_suffixes().is_empty()
 }
 
 /// `struct file_patterns` (src/bpf/events.h) for `filter`'s texts, process name prefixes and
-/// whether it has components; within the limits `kernel_can_filter` checked.
+/// ends, and whether it has components; within the limits `kernel_can_filter` checked.
 fn file_patterns(filter: &PathFilter) -> Vec<u8> {
     const TEXTS: usize = 4;
-    const PREFIXES: usize = 8;
+    const PREFIXES: usize = 16;
+    const SUFFIXES: usize = 4;
     const TEXT: usize = 16;
-    let mut out = Vec::with_capacity(16 + 4 * (TEXTS + PREFIXES) + TEXT * (TEXTS + PREFIXES));
+    let mut out = Vec::with_capacity(
+        16 + 4 * (TEXTS + PREFIXES + SUFFIXES) + TEXT * (TEXTS + PREFIXES + SUFFIXES),
+    );
     let contains: Vec<&String> = filter.contains().iter().take(TEXTS).collect();
     let prefixes: Vec<&String> = filter.process_prefixes().iter().take(PREFIXES).collect();
+    let suffixes: Vec<&String> = filter.process_suffixes().iter().take(SUFFIXES).collect();
     for v in [
         u32::from(!filter.components().is_empty()),
         contains.len() as u32,
         prefixes.len() as u32,
-        0,
+        suffixes.len() as u32,
     ] {
         out.extend_from_slice(&v.to_ne_bytes());
     }
-    for i in 0..TEXTS {
-        let n = contains.get(i).map_or(0, |c| c.len().min(TEXT));
-        out.extend_from_slice(&(n as u32).to_ne_bytes());
-    }
-    for i in 0..PREFIXES {
-        let n = prefixes.get(i).map_or(0, |p| p.len().min(TEXT - 1));
-        out.extend_from_slice(&(n as u32).to_ne_bytes());
-    }
+    let lens = |list: &[&String], slots: usize, max: usize, out: &mut Vec<u8>| {
+        for i in 0..slots {
+            let n = list.get(i).map_or(0, |c| c.len().min(max));
+            out.extend_from_slice(&(n as u32).to_ne_bytes());
+        }
+    };
+    lens(&contains, TEXTS, TEXT, &mut out);
+    lens(&prefixes, PREFIXES, TEXT - 1, &mut out);
+    lens(&suffixes, SUFFIXES, TEXT - 1, &mut out);
     let cells = |list: &[&String], slots: usize, out: &mut Vec<u8>| {
         for i in 0..slots {
             let mut cell = [0u8; TEXT];
@@ -172,53 +179,273 @@ fn file_patterns(filter: &PathFilter) -> Vec<u8> {
     };
     cells(&contains, TEXTS, &mut out);
     cells(&prefixes, PREFIXES, &mut out);
+    cells(&suffixes, SUFFIXES, &mut out);
     out
 }
 
-/// Fills the kernel's filter maps from `filter` (whose entries are lowercase and at most
-/// 255 bytes, see [`nightjar_proto::filter`]).
-fn load_filter(maps: &skel::ProbesMaps<'_>, filter: &PathFilter) -> Result<(), CaptureError> {
-    let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
-    for prefix in filter.prefixes() {
-        let data = key::<NAME_CAP>(prefix);
-        let bits = (prefix.len().min(NAME_CAP - 1) * 8) as u32;
-        let mut k = Vec::with_capacity(4 + NAME_CAP);
-        k.extend_from_slice(&bits.to_ne_bytes());
-        k.extend_from_slice(&data);
-        maps.prefixes
-            .update(&k, &[1u8], MapFlags::ANY)
-            .map_err(|e| err("loading a path prefix", e))?;
-    }
-    for name in filter.names() {
-        maps.names
-            .update(&key::<NAME_CAP>(name), &[1u8], MapFlags::ANY)
-            .map_err(|e| err("loading a file name", e))?;
-    }
-    for ext in filter.extensions() {
-        // Longer extensions are admitted by the probe itself (it never misses them).
-        if ext.len() < COMM_CAP {
-            maps.extensions
-                .update(&key::<COMM_CAP>(ext), &[1u8], MapFlags::ANY)
-                .map_err(|e| err("loading a file extension", e))?;
+/// `struct file_conf` (src/bpf/events.h).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FileConf {
+    all: bool,
+    patterns_on: bool,
+    marks_on: bool,
+    after_one: bool,
+    every: u8,
+}
+
+impl FileConf {
+    fn of(filter: &PathFilter) -> FileConf {
+        let marks = filter.marks();
+        FileConf {
+            all: !filter.kernel_can_filter(),
+            patterns_on: has_patterns(filter),
+            marks_on: !marks.is_empty(),
+            after_one: !marks.exe_prefixes_after_one.is_empty(),
+            every: marks.every,
         }
     }
-    for comm in filter.processes() {
-        // The kernel keeps 15 bytes of a process name: a longer name matches by its start.
-        maps.comms
-            .update(&key::<COMM_CAP>(comm), &[1u8], MapFlags::ANY)
-            .map_err(|e| err("loading a process name", e))?;
+
+    /// What both admit: the conf while one filter is swapped for another.
+    fn union(self, other: FileConf) -> FileConf {
+        FileConf {
+            all: self.all || other.all,
+            patterns_on: self.patterns_on || other.patterns_on,
+            marks_on: self.marks_on || other.marks_on,
+            after_one: self.after_one || other.after_one,
+            every: self.every | other.every,
+        }
     }
-    for component in filter.components() {
-        maps.components
-            .update(&key::<COMM_CAP>(component), &[1u8], MapFlags::ANY)
-            .map_err(|e| err("loading a path component", e))?;
+
+    /// The map value; `overflow` is the probes' (kept as they set it).
+    fn bytes(self, overflow: u32) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let fields = [
+            u32::from(self.all),
+            u32::from(self.patterns_on),
+            u32::from(self.marks_on),
+            u32::from(self.after_one),
+            u32::from(self.every),
+            overflow,
+        ];
+        for (i, v) in fields.iter().enumerate() {
+            out[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        out
     }
-    if has_patterns(filter) {
-        maps.patterns
-            .update(&0u32.to_ne_bytes(), &file_patterns(filter), MapFlags::ANY)
-            .map_err(|e| err("loading the path texts and process name prefixes", e))?;
+}
+
+/// `struct lpm_key` for `text` (lowercase, cut to what the key holds) after `tag` bytes.
+fn lpm_key(tag: Option<u8>, text: &str) -> Vec<u8> {
+    let mut data = [0u8; NAME_CAP];
+    let at = usize::from(tag.is_some());
+    if let Some(t) = tag {
+        data[0] = t;
     }
-    Ok(())
+    let n = text.len().min(NAME_CAP - 1 - at);
+    data[at..at + n].copy_from_slice(&text.as_bytes()[..n]);
+    let bits = ((at + n) * 8) as u32;
+    let mut k = Vec::with_capacity(4 + NAME_CAP);
+    k.extend_from_slice(&bits.to_ne_bytes());
+    k.extend_from_slice(&data);
+    k
+}
+
+/// `mark_exes`' first key byte (`MARK_TAG_*` in src/bpf/events.h).
+const MARK_TAG_START: u8 = 0;
+const MARK_TAG_AFTER_ONE: u8 = 1;
+
+/// Every key and value of the filter maps for `filter`, by map.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FilterKeys {
+    prefixes: Vec<(Vec<u8>, Vec<u8>)>,
+    names: Vec<(Vec<u8>, Vec<u8>)>,
+    extensions: Vec<(Vec<u8>, Vec<u8>)>,
+    comms: Vec<(Vec<u8>, Vec<u8>)>,
+    components: Vec<(Vec<u8>, Vec<u8>)>,
+    mark_names: Vec<(Vec<u8>, Vec<u8>)>,
+    mark_parents: Vec<(Vec<u8>, Vec<u8>)>,
+    mark_exes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl FilterKeys {
+    /// The keys of `filter` (whose entries are lowercase and at most 255 bytes, see
+    /// [`nightjar_proto::filter`]); none when the kernel cannot apply it.
+    fn of(filter: &PathFilter) -> FilterKeys {
+        let one = || vec![1u8];
+        let mut k = FilterKeys::default();
+        let marks = filter.marks();
+        for (name, bits) in &marks.names {
+            k.mark_names.push((
+                key::<COMM_CAP>(name).to_vec(),
+                u32::from(*bits).to_ne_bytes().to_vec(),
+            ));
+        }
+        for (name, bits) in &marks.parents {
+            k.mark_parents.push((
+                key::<COMM_CAP>(name).to_vec(),
+                u32::from(*bits).to_ne_bytes().to_vec(),
+            ));
+        }
+        // The trie answers with the longest prefix only: each entry carries the bits of the
+        // shorter ones it extends.
+        for (tag, list) in [
+            (MARK_TAG_START, &marks.exe_prefixes),
+            (MARK_TAG_AFTER_ONE, &marks.exe_prefixes_after_one),
+        ] {
+            for (prefix, _) in list {
+                let bits = list
+                    .iter()
+                    .filter(|(p, _)| prefix.starts_with(p.as_str()))
+                    .fold(0u8, |b, (_, v)| b | v);
+                k.mark_exes.push((
+                    lpm_key(Some(tag), prefix),
+                    u32::from(bits).to_ne_bytes().to_vec(),
+                ));
+            }
+        }
+        if !filter.kernel_can_filter() {
+            return k;
+        }
+        for prefix in filter.prefixes() {
+            k.prefixes.push((lpm_key(None, prefix), one()));
+        }
+        for name in filter.names() {
+            k.names.push((key::<NAME_CAP>(name).to_vec(), one()));
+        }
+        for ext in filter.extensions() {
+            // Longer extensions are admitted by the probe itself (it never misses them).
+            if ext.len() < COMM_CAP {
+                k.extensions.push((key::<COMM_CAP>(ext).to_vec(), one()));
+            }
+        }
+        for comm in filter.processes() {
+            // The kernel keeps 15 bytes of a process name: a longer name matches by its start.
+            k.comms.push((key::<COMM_CAP>(comm).to_vec(), one()));
+        }
+        for component in filter.components() {
+            k.components
+                .push((key::<COMM_CAP>(component).to_vec(), one()));
+        }
+        k
+    }
+}
+
+/// The file filter in the kernel's maps, swapped live for a new rule set's without ever
+/// admitting less than either: `file_conf.all` is set (and the marks of both are on) while
+/// the maps change; the new entries go in before the old ones go out; then the new conf is
+/// written. Processes already running are then marked from /proc by the new marks.
+#[derive(Default)]
+struct FilterLoader {
+    keys: FilterKeys,
+    conf: FileConf,
+}
+
+impl FilterLoader {
+    fn swap(
+        &mut self,
+        maps: &skel::ProbesMaps<'_>,
+        filter: &PathFilter,
+    ) -> Result<(), CaptureError> {
+        let err = |what: &str, e: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {e}"));
+        let next = FilterKeys::of(filter);
+        let conf = FileConf::of(filter);
+        let zero = 0u32.to_ne_bytes();
+        let overflow = || -> Result<u32, CaptureError> {
+            let v = maps
+                .file_conf
+                .lookup(&zero, MapFlags::ANY)
+                .map_err(|e| err("reading the file filter's state", e))?;
+            Ok(
+                v.and_then(|v| v.get(20..24).and_then(|b| b.try_into().ok()))
+                    .map_or(0, u32::from_ne_bytes),
+            )
+        };
+        let mut during = self.conf.union(conf);
+        during.all = true;
+        maps.file_conf
+            .update(&zero, &during.bytes(overflow()?), MapFlags::ANY)
+            .map_err(|e| err("opening the file filter for a change", e))?;
+        let pairs = [
+            (
+                &maps.prefixes,
+                &self.keys.prefixes,
+                &next.prefixes,
+                "a path prefix",
+            ),
+            (&maps.names, &self.keys.names, &next.names, "a file name"),
+            (
+                &maps.extensions,
+                &self.keys.extensions,
+                &next.extensions,
+                "a file extension",
+            ),
+            (&maps.comms, &self.keys.comms, &next.comms, "a process name"),
+            (
+                &maps.components,
+                &self.keys.components,
+                &next.components,
+                "a path component",
+            ),
+            (
+                &maps.mark_names,
+                &self.keys.mark_names,
+                &next.mark_names,
+                "a marked name",
+            ),
+            (
+                &maps.mark_parents,
+                &self.keys.mark_parents,
+                &next.mark_parents,
+                "a marked parent name",
+            ),
+            (
+                &maps.mark_exes,
+                &self.keys.mark_exes,
+                &next.mark_exes,
+                "a marked executable",
+            ),
+        ];
+        for (map, old, new, what) in &pairs {
+            for (k, v) in new.iter() {
+                // A key in both keeps the union of its values until the new conf is live.
+                let v = match old.iter().find(|(ok, _)| ok == k) {
+                    Some((_, ov)) if ov.len() == v.len() => {
+                        v.iter().zip(ov).map(|(a, b)| a | b).collect()
+                    }
+                    _ => v.clone(),
+                };
+                map.update(k, &v, MapFlags::ANY)
+                    .map_err(|e| err(&format!("loading {what}"), e))?;
+            }
+            for (k, _) in old.iter() {
+                if !new.iter().any(|(nk, _)| nk == k) {
+                    // Gone already or not: either way it no longer admits.
+                    let _ = map.delete(k);
+                }
+            }
+        }
+        for (map, _, new, what) in &pairs {
+            for (k, v) in new.iter() {
+                map.update(k, v, MapFlags::ANY)
+                    .map_err(|e| err(&format!("loading {what}"), e))?;
+            }
+        }
+        if conf.patterns_on && !conf.all {
+            maps.patterns
+                .update(&zero, &file_patterns(filter), MapFlags::ANY)
+                .map_err(|e| err("loading the path texts and process name patterns", e))?;
+        }
+        maps.file_conf
+            .update(&zero, &conf.bytes(overflow()?), MapFlags::ANY)
+            .map_err(|e| err("making the file filter live", e))?;
+        self.keys = next;
+        self.conf = conf;
+        if conf.marks_on {
+            let n = marks::mark_running(Path::new("/proc"), filter.marks(), &maps.proc_marks_snap);
+            tracing::info!(processes = n, "running processes marked from /proc");
+        }
+        Ok(())
+    }
 }
 
 /// Loads and attaches the probes, then publishes every event; returns only on failure. The
@@ -231,7 +458,9 @@ pub fn run(
 ) -> Result<Infallible, CaptureError> {
     check_privileges()?;
     let bpf = |what: &str, err: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {err}"));
-    let files = !settings.files.is_none();
+    // Under a fleet policy the file probes run from the start: a later policy may bring
+    // rules that read file events (until then the filter admits none).
+    let files = !settings.files.is_none() || settings.follow_policy;
 
     let mut object = MaybeUninit::uninit();
     let mut open = ProbesSkelBuilder::default()
@@ -239,10 +468,6 @@ pub fn run(
         .map_err(|e| bpf("opening the probes", e))?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.env_cap = if settings.env.is_empty() { 0 } else { ENV_CAP };
-        // What the kernel cannot test (components, text inside a path, process name
-        // patterns), the gate tests in user space: the kernel then admits every file event.
-        rodata.files_all = u32::from(!settings.files.kernel_can_filter());
-        rodata.file_patterns_on = u32::from(has_patterns(&settings.files));
     }
     for prog in [
         &mut open.progs.nightjar_sys_enter,
@@ -257,9 +482,10 @@ pub fn run(
         .muted
         .update(&std::process::id().to_ne_bytes(), &[1u8], MapFlags::ANY)
         .map_err(|e| bpf("muting the sensor", e))?;
-    if files && settings.files.kernel_can_filter() {
-        load_filter(&skel.maps, &settings.files)?;
-    }
+    // What the kernel cannot test, the gate tests in user space: the kernel then admits every
+    // file event (still flagging the marked ones).
+    let mut filters = FilterLoader::default();
+    filters.swap(&skel.maps, &settings.files)?;
     let mut blocking = BlockLoader::default();
     blocking.swap(&skel.maps, &settings.block)?;
     let gate = RefCell::new(Gate::new(settings.files.clone(), vec![std::process::id()]));
@@ -322,8 +548,11 @@ pub fn run(
                     // The kernel already left out our own processes and, where it could,
                     // the paths no rule matches; the gate applies the rest of the filter.
                     if !matches!(ev, Event::File(_))
-                        || gate.borrow_mut().judge_as(&ev, sample::file_comm(data))
-                            == Verdict::Publish
+                        || gate.borrow_mut().judge_as(
+                            &ev,
+                            sample::file_comm(data),
+                            sample::file_marked(data),
+                        ) == Verdict::Publish
                     {
                         publisher.borrow_mut().publish(ev);
                     }
@@ -388,11 +617,25 @@ pub fn run(
         reported_failed_open = reported_failed_open.max(failed);
         publisher.flush();
         drop(publisher);
-        if let Some(block) = watch.as_deref_mut().and_then(PolicyWatch::poll) {
+        if let Some(applied) = watch.as_deref_mut().and_then(PolicyWatch::poll_applied) {
             // A failed swap leaves the old set live (the new one was loaded into the idle
             // generation only); the next policy tries again.
-            if let Err(err) = blocking.swap(&skel.maps, &block) {
+            if let Err(err) = blocking.swap(&skel.maps, &applied.block) {
                 tracing::error!("the new blocking set was not loaded, the old one stays: {err}");
+            }
+            if !files && !applied.files.is_none() {
+                tracing::warn!(
+                    "the policy's rules read file events but the file probes are not loaded"
+                );
+            }
+            // A failed swap leaves the kernel admitting every file event (`all` stays set):
+            // more than either filter, never less.
+            match filters.swap(&skel.maps, &applied.files) {
+                Ok(()) => gate.borrow_mut().set_files(applied.files),
+                Err(err) => {
+                    tracing::error!("the new file filter was not loaded: {err}");
+                    gate.borrow_mut().set_files(PathFilter::all());
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ use nightjar_proto::event::{
     Actor, ArgsBuilder, EnvFilter, Event, EventMeta, ExitEvent, FLAG_BLOCKED, FileAction,
     FileEvent, ForkEvent, TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE, TRUNC_FILE_PATH,
 };
+use nightjar_proto::filter::Marked;
 use nightjar_proto::text::lossy_into;
 use nightjar_proto::{Caller, ExecEvent, OsType, Source, Target};
 
@@ -47,6 +48,8 @@ pub const F_CWD: u32 = 0x20;
 pub const F_ENV_TRUNCATED: u32 = 0x40;
 /// The working directory was cut.
 pub const F_CWD_TRUNCATED: u32 = 0x80;
+/// A file event's process, or its parent, is marked (`events.h`).
+pub const F_MARKED: u32 = 0x400;
 /// A blocking rule matched the exec and SIGKILL was sent: the image never ran.
 pub const F_BLOCKED: u32 = 0x100;
 /// A blocking rule may have matched but the exec was let through (the signal failed, or an
@@ -71,6 +74,23 @@ pub enum SampleError {
 
 /// The acting process's name (`comm`, as the kernel keeps it: at most 15 bytes) of a file
 /// sample, when it is valid UTF-8.
+/// Whether the probes found a file event's process (or its parent) marked (`F_MARKED`).
+pub fn file_marked(sample: &[u8]) -> Marked {
+    if u32_at_checked(sample, 0) != Some(KIND_FILE) {
+        return Marked::Unknown;
+    }
+    match u32_at_checked(sample, 4) {
+        Some(flags) if flags & F_MARKED != 0 => Marked::Yes,
+        Some(_) => Marked::No,
+        None => Marked::Unknown,
+    }
+}
+
+fn u32_at_checked(b: &[u8], off: usize) -> Option<u32> {
+    let v: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
+    Some(u32::from_le_bytes(v))
+}
+
 pub fn file_comm(sample: &[u8]) -> Option<&str> {
     if u32_at(sample, 0) != KIND_FILE || sample.len() < HEADER_LEN + FILE_BODY_LEN {
         return None;
