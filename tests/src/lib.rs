@@ -6,6 +6,7 @@
 //! stand-in server that offers forged and older ones.
 
 pub mod agent_cli;
+pub mod build_load;
 pub mod collector;
 pub mod crashfs;
 pub mod fleet;

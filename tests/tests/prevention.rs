@@ -286,3 +286,92 @@ fn blocking_nightjar_or_init_is_refused() {
     }
     assert!(!text.contains("] blocks"), "{text}");
 }
+
+/// The sensor's file filter follows the policy the agent applies, live: version 1's rule
+/// reads file creations in one directory, so the kernel filters those in another; version 2's
+/// rule on that other directory makes the running sensor rebuild its filter maps, and a
+/// creation there then reaches the agent and alerts.
+#[test]
+fn the_file_filter_follows_the_policy_rules_without_a_sensor_restart() {
+    if !may_run() {
+        return;
+    }
+    let _turn = live_turn();
+    let stand = StandIn::start();
+    let key = PolicySigner::generate();
+    let st = TempState::new();
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = false\nmax_signals = 0\n\
+         [upload]\ninterval_ms = 100\nallow_insecure_http = true\n\
+         [fleet]\nserver = {:?}\nenroll_token = \"nje_standin\"\npolicy_public_key = {:?}\n\
+         heartbeat_interval_ms = 300\npolicy_interval_ms = 400\n",
+        stand.url(),
+        key.public_b64()
+    ));
+    let work = st.path().join("work");
+    let (dir_a, dir_b) = (work.join("a"), work.join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let rule = |id: &str, dir: &Path| {
+        format!(
+            "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"{id}\"\n\
+             name = \"{id}\"\ndescription = \"d\"\nseverity = \"low\"\nrisk_score = 21\n\
+             type = \"eql\"\nlanguage = \"eql\"\n\
+             query = 'file where event.type == \"creation\" and file.path : \"{}/*\"'\n",
+            dir.display()
+        )
+    };
+    let (rule_a, rule_b) = (rule("files-a", &dir_a), rule("files-b", &dir_b));
+    stand.offer(
+        key.envelope(&policy_doc(1, false, &[("a.toml", &rule_a)], &[])),
+        1,
+    );
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    wait_status(&st, &cfg, "agent", "policy version 1 applied", |s| {
+        s["policy_version"] == 1
+    });
+    let log = st.path().join("sensor.log");
+    let _sensor = ChildGuard::spawn(
+        Command::new(bin("nightjar-sensor"))
+            .args(["run", "--source", "ebpf", "--config"])
+            .arg(&cfg)
+            .stderr(File::create(&log).unwrap()),
+    );
+    wait_log(&log, "eBPF probes attached");
+    let alerted = |rule: &str, path: &Path| {
+        alerts(&cfg).into_iter().any(|a| {
+            a["kibana"]["alert"]["rule"]["rule_id"] == rule
+                && a["file"]["path"] == path.display().to_string()
+        })
+    };
+    let touch = |p: &Path| std::fs::write(p, b"x").unwrap();
+    let one = dir_a.join("one");
+    touch(&one);
+    assert!(
+        wait_for(Duration::from_secs(30), || alerted("files-a", &one).then_some(())).is_some(),
+        "version 1's rule alerts on its directory"
+    );
+
+    stand.offer(
+        key.envelope(&policy_doc(2, false, &[("b.toml", &rule_b)], &[])),
+        2,
+    );
+    wait_status(&st, &cfg, "agent", "policy version 2 applied", |s| {
+        s["policy_version"] == 2
+    });
+    wait_log(&log, "rules of the kept policy loaded version=2");
+    let after = dir_b.join("after");
+    touch(&after);
+    assert!(
+        wait_for(Duration::from_secs(30), || alerted("files-b", &after).then_some(())).is_some(),
+        "the rebuilt filter publishes version 2's directory: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches("file events the rules can match").count(),
+        3,
+        "the local rules' filter and version 1's at start, version 2's later: {text}"
+    );
+    stop(&mut agent, &st, "agent");
+}

@@ -12,6 +12,15 @@
 //! - Baseline, same run: `nightjar-agent scan` over the same eslogger file (one process, no
 //!   ring, no store).
 //!
+//! - A build-like file load under the live pipeline (`--load`, needs root; on by default
+//!   when root): `nightjar-sensor run --source ebpf` and `nightjar-agent run` sharing one
+//!   config with all of Elastic's Linux rules, while `nightjar_tests::build_load` makes tens
+//!   of thousands of file events a second in a tree under `/home`; filter on (the rules
+//!   alone) and off (the same rules plus one that reads every file event and matches none:
+//!   a `regex` on `file.path`), alternating,
+//!   best (highest load rate) of `LOAD_ROUNDS` each: events the agent received, filtered
+//!   and dropped (its `status`), the sensor's and the agent's CPU (`load_*`).
+//!
 //! Best of `RUNS` for each throughput figure. `--events N` (default 200,000) and
 //! `--paced-seconds N` (default 20) size the runs. Progress on stderr; the last stdout line is one
 //! JSON object.
@@ -23,6 +32,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightjar_tests::agent_cli::{counter, status};
+use nightjar_tests::procstat::{self, ProcSample};
 use nightjar_tests::harness::{TempState, bin};
 use nightjar_tests::load::{LineRenderer, LoadOptions, run as paced_run};
 use nightjar_tests::pipeline::{log_path, log_text, spawn_agent, stop, wait_agent_ready};
@@ -93,8 +103,30 @@ fn main() {
     );
     eprintln!("paced: {}", paced.summary());
 
+    let load = if nightjar_tests::harness::is_root() {
+        load_figures()
+    } else {
+        Err("needs root (live eBPF)".to_owned())
+    };
+    if let Err(e) = &load {
+        eprintln!("build-like load not measured: {e}");
+    }
+    let best_load = |rounds: &[LoadRound]| {
+        rounds
+            .iter()
+            .max_by(|a, b| a.rate().total_cmp(&b.rate()))
+            .map(LoadRound::json)
+    };
+
     let line = json!({
         "suite": "e2e",
+        "load_filter_on": load.as_ref().ok().and_then(|(on, _)| best_load(on)),
+        "load_filter_off": load.as_ref().ok().and_then(|(_, off)| best_load(off)),
+        "load_rounds": load.as_ref().ok().map(|(on, off)| json!({
+            "on": on.iter().map(LoadRound::json).collect::<Vec<_>>(),
+            "off": off.iter().map(LoadRound::json).collect::<Vec<_>>(),
+        })),
+        "load_error": load.as_ref().err(),
         "events": events,
         "pipeline_eslogger_events_per_s": eslogger_run.0.round(),
         "pipeline_eslogger_dropped": eslogger_run.1,
@@ -246,4 +278,172 @@ fn pipeline_rate(file: &Path, format: &str, events: u64) -> (f64, u64) {
     assert!(done.success(), "sensor: {}", log_text(&st, "sensor"));
     stop(&mut agent, &st, "agent");
     (events as f64 / elapsed.as_secs_f64(), dropped)
+}
+
+/// Rounds of the build-like load per side, its workers and their steps.
+const LOAD_ROUNDS: usize = 3;
+const LOAD_WORKERS: u32 = 2;
+const LOAD_STEPS: u64 = 20_000;
+
+/// One round of the build-like load through the live sensor and agent.
+struct LoadRound {
+    made: u64,
+    secs: f64,
+    received: u64,
+    filtered: u64,
+    dropped: u64,
+    sensor_cpu_ms: u64,
+    agent_cpu_ms: u64,
+    alerts: u64,
+}
+
+impl LoadRound {
+    fn rate(&self) -> f64 {
+        self.made as f64 / self.secs.max(1e-9)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "file_events_made": self.made,
+            "file_events_per_s": self.rate().round(),
+            "agent_events_received": self.received,
+            "events_filtered_reported": self.filtered,
+            "events_dropped": self.dropped,
+            "sensor_cpu_ms": self.sensor_cpu_ms,
+            "agent_cpu_ms": self.agent_cpu_ms,
+            "agent_cpu_ns_per_file_event": self.agent_cpu_ms * 1_000_000 / self.made.max(1),
+            "sensor_cpu_ns_per_file_event": self.sensor_cpu_ms * 1_000_000 / self.made.max(1),
+            "alerts_stored": self.alerts,
+            "secs": self.secs,
+        })
+    }
+}
+
+fn linux_rules() -> Result<std::path::PathBuf, String> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
+    std::fs::read_dir(&shared)
+        .map_err(|e| format!("{}: {e}", shared.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-head"))
+        })
+        .ok_or_else(|| "no linux-head rules folder".to_owned())
+}
+
+fn cpu_ms(before: Option<ProcSample>, after: Option<ProcSample>) -> u64 {
+    match (before, after) {
+        (Some(a), Some(b)) => {
+            b.cpu_ticks.saturating_sub(a.cpu_ticks) * 1000 / procstat::ticks_per_second()
+        }
+        _ => 0,
+    }
+}
+
+/// One round: a fresh agent and live sensor on `rules`, the load, then the counters once the
+/// agent has read everything.
+fn load_round(rules: &[&Path], root: &Path) -> Result<LoadRound, String> {
+    let st = TempState::new();
+    let paths: Vec<String> = rules.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = false\npaths = [{}]\n",
+        paths.join(", ")
+    ));
+    let text = std::fs::read_to_string(&cfg).map_err(|e| e.to_string())?.replace(
+        "ring_capacity_bytes = 4194304\n",
+        "ring_capacity_bytes = 67108864\n",
+    );
+    std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
+    let mut agent = spawn_agent(&st, &cfg, "agent");
+    wait_agent_ready(&st, &cfg, "agent");
+    let mut sensor = nightjar_tests::harness::ChildGuard::spawn(
+        Command::new(bin("nightjar-sensor"))
+            .args(["run", "--source", "ebpf", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(log_path(&st, "sensor")).map_err(|e| e.to_string())?),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_text(&st, "sensor").contains("eBPF probes attached") {
+        if Instant::now() > deadline {
+            return Err(format!("the sensor did not start: {}", log_text(&st, "sensor")));
+        }
+        if let Ok(Some(s)) = sensor.child.try_wait() {
+            return Err(format!("the sensor exited: {s}: {}", log_text(&st, "sensor")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = |s: &Value| {
+        (
+            counter(s, "events_received"),
+            counter(s, "events_filtered"),
+            counter(s, "events_dropped"),
+            counter(s, "alerts_stored"),
+        )
+    };
+    let before = counts(&status(&cfg).unwrap_or(Value::Null));
+    let (sp, ap) = (sensor.child.id(), agent.child.id());
+    let (s0, a0) = (procstat::sample(sp), procstat::sample(ap));
+    let load = nightjar_tests::build_load::run(root, LOAD_WORKERS, LOAD_STEPS)?;
+    // Until the agent has read what the load made: its count stops moving.
+    let mut last = counts(&status(&cfg).unwrap_or(Value::Null));
+    loop {
+        std::thread::sleep(Duration::from_millis(1000));
+        let now = counts(&status(&cfg).unwrap_or(Value::Null));
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let (s1, a1) = (procstat::sample(sp), procstat::sample(ap));
+    drop(sensor);
+    stop(&mut agent, &st, "agent");
+    Ok(LoadRound {
+        made: load.events,
+        secs: load.secs,
+        received: last.0 - before.0,
+        filtered: last.1 - before.1,
+        dropped: last.2 - before.2,
+        sensor_cpu_ms: cpu_ms(s0, s1),
+        agent_cpu_ms: cpu_ms(a0, a1),
+        alerts: last.3 - before.3,
+    })
+}
+
+/// The load with the filter on (Elastic's Linux rules) and off (plus a rule whose regular
+/// expression no filter can bound, so every file event is published and evaluated, and
+/// which matches none), alternating.
+fn load_figures() -> Result<(Vec<LoadRound>, Vec<LoadRound>), String> {
+    let linux = linux_rules()?;
+    let work = TempState::new();
+    let every = work.path().join("every-file.toml");
+    std::fs::write(
+        &every,
+        concat!(
+            "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"bench-every-file\"\n",
+            "name = \"every file event\"\nseverity = \"low\"\nrisk_score = 1\ndescription = \"d\"\n",
+            "type = \"eql\"\nlanguage = \"eql\"\n",
+            "query = 'file where file.path regex \"/nightjar-bench-never/.*\"'\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let root = std::path::PathBuf::from(format!("/home/nightjar-bench-e2e-load-{}", std::process::id()));
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let out = (|| {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for round in 0..LOAD_ROUNDS {
+            let r = load_round(&[&linux], &root)?;
+            eprintln!("load round {round} filter on: {}", r.json());
+            on.push(r);
+            let r = load_round(&[&linux, &every], &root)?;
+            eprintln!("load round {round} filter off: {}", r.json());
+            off.push(r);
+        }
+        Ok((on, off))
+    })();
+    let _ = std::fs::remove_dir_all(&root);
+    out
 }

@@ -34,6 +34,15 @@
 //!    from /proc), the BPF ring drops reported per kind, and the filtered counts the sensor
 //!    reported (`build_*`).
 //!
+//! 4b. A build-like load under the live eBPF sensor (`load`; needs root):
+//!    `nightjar_tests::build_load`, two worker processes each creating, writing, renaming
+//!    and deleting object and temporary files in a build tree under `/home` (7 file events
+//!    per step, tens of thousands a second), with the filter of all of Elastic's Linux rules
+//!    (on) and with one rule reading every file event (off), alternating, `LOAD_ROUNDS`
+//!    rounds each, best (highest load rate) of each side reported: file events made,
+//!    published to the ring, dropped in the kernel (made − published), the sensor's CPU,
+//!    BPF ring drops and ring loss (records the shared ring refused) (`load_*`).
+//!
 //! 5. Exec latency with a blocking rule loaded (`[rules] block` of the kcc rule, compiled into
 //!    the exec probe) against the same rule detecting only: four alternating rounds of each
 //!    (a fresh sensor per round), 1,000 fork + exec + wait of `/bin/true` per round, pooled
@@ -393,6 +402,8 @@ struct BuildRun {
     lost: serde_json::Map<String, serde_json::Value>,
     sensor_cpu_ms: u64,
     build_secs: f64,
+    /// Records the ring refused while full (the consumer drains as fast as it can).
+    ring_lost: u64,
 }
 
 fn cpu_ticks(pid: u32) -> Option<u64> {
@@ -432,6 +443,35 @@ fn write_project(root: &Path) -> std::io::Result<()> {
 
 /// Runs the build under a live eBPF sensor loading `rules`.
 fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRun, String> {
+    let _ = Command::new("make")
+        .args(["-s", "clean"])
+        .current_dir(root)
+        .status();
+    live_run(dir, root, rules, tag, || {
+        let status = Command::new("make")
+            .args(["-s", "-j4"])
+            .current_dir(root)
+            .env("TMPDIR", root.join("tmp"))
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("make: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the build failed: {status}"))
+        }
+    })
+}
+
+/// Runs `work` (file activity under `root`) under a live eBPF sensor loading `rules`, with a
+/// consumer draining the ring as fast as it can.
+fn live_run(
+    dir: &Path,
+    root: &Path,
+    rules: &Path,
+    tag: &str,
+    work: impl FnOnce() -> Result<(), String>,
+) -> Result<BuildRun, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let sensor = exe.with_file_name("nightjar-sensor");
     let ring = dir.join(format!("build-{tag}.ring"));
@@ -445,10 +485,6 @@ fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRu
         ),
     )
     .map_err(|e| e.to_string())?;
-    let _ = Command::new("make")
-        .args(["-s", "clean"])
-        .current_dir(root)
-        .status();
     let mut child = Command::new(&sensor)
         .args(["run", "--source", "ebpf", "--config"])
         .arg(&cfg)
@@ -496,6 +532,7 @@ fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRu
                 if let Some(end) = end {
                     consumer.commit(end);
                 } else if stop.load(Ordering::Relaxed) {
+                    run.ring_lost = consumer.stats().drops;
                     return run;
                 } else {
                     let _ = consumer.wait(Duration::from_millis(5));
@@ -506,13 +543,7 @@ fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRu
     let pid = child.id();
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
-    let status = Command::new("make")
-        .args(["-s", "-j4"])
-        .current_dir(root)
-        .env("TMPDIR", root.join("tmp"))
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("make: {e}"))?;
+    let worked = work();
     let build_secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500));
     let cpu1 = cpu_ticks(pid);
@@ -524,9 +555,7 @@ fn build_run(dir: &Path, root: &Path, rules: &Path, tag: &str) -> Result<BuildRu
     if let Some(st) = exited {
         return Err(format!("sensor exited early: {st}"));
     }
-    if !status.success() {
-        return Err(format!("the build failed: {status}"));
-    }
+    worked?;
     // SAFETY: sysconf has no preconditions.
     let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
         .unwrap_or(100)
@@ -556,16 +585,7 @@ struct BuildFigures {
 }
 
 fn build_figures(dir: &Path) -> Result<BuildFigures, String> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
-    let linux = std::fs::read_dir(&shared)
-        .map_err(|e| format!("{}: {e}", shared.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-head"))
-        })
-        .ok_or("no linux-head rules folder")?;
+    let linux = linux_rules()?;
     let (set, _) = nightjar_rules::RuleSet::load(std::slice::from_ref(&linux), false, None)
         .map_err(|e| e.to_string())?;
     let kernel = set.file_filter().kernel_can_filter();
@@ -602,16 +622,7 @@ fn build_figures(dir: &Path) -> Result<BuildFigures, String> {
         nightjar_rules::RuleSet::load(std::slice::from_ref(&singles), false, None)
             .map_err(|e| e.to_string())?;
     let event_rules_kernel = single_set.file_filter().kernel_can_filter();
-    let every = dir.join("every-file.toml");
-    std::fs::write(
-        &every,
-        concat!(
-            "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"bench-every-file\"\n",
-            "name = \"every file event\"\nseverity = \"low\"\nrisk_score = 1\ndescription = \"d\"\n",
-            "type = \"eql\"\nlanguage = \"eql\"\nquery = 'file where file.path : \"*\"'\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let every = every_file_rule(dir)?;
     let root = PathBuf::from(format!("/home/nightjar-bench-build-{}", std::process::id()));
     write_project(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let out = (|| {
@@ -626,6 +637,109 @@ fn build_figures(dir: &Path) -> Result<BuildFigures, String> {
             event_rules_kernel,
             admit_all,
         })
+    })();
+    let _ = std::fs::remove_dir_all(&root);
+    out
+}
+
+/// Rounds of the build-like load per side, its workers and their steps.
+const LOAD_ROUNDS: usize = 3;
+const LOAD_WORKERS: u32 = 2;
+const LOAD_STEPS: u64 = 20_000;
+
+/// The folder of Elastic's Linux rules.
+fn linux_rules() -> Result<PathBuf, String> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
+    std::fs::read_dir(&shared)
+        .map_err(|e| format!("{}: {e}", shared.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-head"))
+        })
+        .ok_or_else(|| "no linux-head rules folder".to_owned())
+}
+
+/// One rule that reads every file event: the filter off.
+fn every_file_rule(dir: &Path) -> Result<PathBuf, String> {
+    let every = dir.join("every-file.toml");
+    std::fs::write(
+        &every,
+        concat!(
+            "[metadata]\ncreation_date = \"2026/01/01\"\n[rule]\nrule_id = \"bench-every-file\"\n",
+            "name = \"every file event\"\nseverity = \"low\"\nrisk_score = 1\ndescription = \"d\"\n",
+            "type = \"eql\"\nlanguage = \"eql\"\nquery = 'file where file.path : \"*\"'\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(every)
+}
+
+/// One round of the build-like load under the live sensor.
+#[derive(Debug, Clone)]
+struct LoadRound {
+    run: BuildRun,
+    made: u64,
+    secs: f64,
+}
+
+impl LoadRound {
+    fn rate(&self) -> f64 {
+        self.made as f64 / self.secs.max(1e-9)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let lost_bpf: u64 = self
+            .run
+            .lost
+            .values()
+            .filter_map(serde_json::Value::as_u64)
+            .sum();
+        json!({
+            "file_events_made": self.made,
+            "file_events_per_s": self.rate().round(),
+            "published": self.run.published,
+            "dropped_before_ring": self.made.saturating_sub(self.run.published),
+            "dropped_share": 1.0 - self.run.published as f64 / self.made.max(1) as f64,
+            "filtered_reported": self.run.filtered_reported,
+            "sensor_cpu_ms": self.run.sensor_cpu_ms,
+            "sensor_cpu_ns_per_file_event": (self.run.sensor_cpu_ms * 1_000_000) / self.made.max(1),
+            "secs": self.secs,
+            "bpf_ring_drops": lost_bpf,
+            "bpf_ring_drops_by_kind": self.run.lost.clone(),
+            "ring_lost": self.run.ring_lost,
+        })
+    }
+}
+
+/// The build-like load with the filter on and off, alternating; every round kept.
+fn load_figures(dir: &Path) -> Result<(Vec<LoadRound>, Vec<LoadRound>), String> {
+    let linux = linux_rules()?;
+    let every = every_file_rule(dir)?;
+    let root = PathBuf::from(format!("/home/nightjar-bench-load-{}", std::process::id()));
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let out = (|| {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for round in 0..LOAD_ROUNDS {
+            for (rules, tag, side) in [(&linux, "load-on", &mut on), (&every, "load-off", &mut off)]
+            {
+                let mut made = (0, 0.0);
+                let run = live_run(dir, &root, rules, tag, || {
+                    let r = nightjar_tests::build_load::run(&root, LOAD_WORKERS, LOAD_STEPS)?;
+                    made = (r.events, r.secs);
+                    Ok(())
+                })?;
+                let r = LoadRound {
+                    run,
+                    made: made.0,
+                    secs: made.1,
+                };
+                eprintln!("load round {round} {tag}: {}", r.json());
+                side.push(r);
+            }
+        }
+        Ok((on, off))
     })();
     let _ = std::fs::remove_dir_all(&root);
     out
@@ -841,6 +955,28 @@ fn main() {
         Err(e) => eprintln!("build not measured: {e}"),
     }
     let b = build.as_ref().ok();
+    let load = if want("load") {
+        load_figures(dir.path())
+    } else {
+        Err("not run".into())
+    };
+    if let Err(e) = &load {
+        eprintln!("build-like load not measured: {e}");
+    }
+    let best_load = |rounds: &[LoadRound]| {
+        rounds
+            .iter()
+            .max_by(|a, b| a.rate().total_cmp(&b.rate()))
+            .map(LoadRound::json)
+    };
+    let load_on = load.as_ref().ok().and_then(|(on, _)| best_load(on));
+    let load_off = load.as_ref().ok().and_then(|(_, off)| best_load(off));
+    let load_rounds = load.as_ref().ok().map(|(on, off)| {
+        json!({
+            "on": on.iter().map(LoadRound::json).collect::<Vec<_>>(),
+            "off": off.iter().map(LoadRound::json).collect::<Vec<_>>(),
+        })
+    });
     let execs = if want("exec") {
         exec_costs(dir.path())
     } else {
@@ -902,6 +1038,10 @@ fn main() {
         "build_lost_event_rules_filter": b.map(|f| f.event_rules.lost.clone()),
         "build_rules_admitting_every_file_event": b.map(|f| f.admit_all.clone()),
         "build_error": build.as_ref().err(),
+        "load_filter_on": load_on,
+        "load_filter_off": load_off,
+        "load_rounds": load_rounds,
+        "load_error": load.as_ref().err(),
         "exec_latency_p50_ns_detect": e.and_then(|(d, _)| lat(d, 0.5)),
         "exec_latency_p50_ns_blocking": e.and_then(|(_, b)| lat(b, 0.5)),
         "exec_latency_p99_ns_detect": e.and_then(|(d, _)| lat(d, 0.99)),

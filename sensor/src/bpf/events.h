@@ -119,7 +119,7 @@ struct file_patterns {
 	u32 comm_suffix_len[PAT_COMM_SUFFIXES];
 	char contains[PAT_CONTAINS][PAT_TEXT];          /* lowercase */
 	char comm_prefix[PAT_COMM_PREFIXES][PAT_TEXT];  /* lowercase */
-	char comm_suffix[PAT_COMM_SUFFIXES][PAT_TEXT];  /* lowercase */
+	char comm_suffix[PAT_COMM_SUFFIXES][PAT_TEXT];  /* lowercase; ends of the image's base name */
 };
 
 /*

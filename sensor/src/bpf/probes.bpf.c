@@ -1277,26 +1277,33 @@ __attribute__((noinline)) u32 patterns_admit(u32 n, u32 whole)
 			return 1;
 	}
 	if (pat->n_comm_suffixes) {
-		u32 clen = 0;
-		for (u32 i = 0; i < COMM_CAP - 1; i++) {
-			if (fs->comm[i] == 0)
-				break;
-			clen = i + 1;
-		}
-		/* 15 bytes: a longer name was cut, its end is unknown. Admit, never miss. */
-		if (clen >= COMM_CAP - 1)
+		/* Ends of `process.name`, the base name of the image (not comm, which is cut at
+		 * 15 bytes and may be another name): read from the current image's dentry. A
+		 * name longer than the buffer, or none to read, is admitted: never miss. */
+		struct task_struct *t = bpf_get_current_task_btf();
+		struct file *ef = BPF_CORE_READ(t, mm, exe_file);
+		if (!ef)
 			return 1;
+		const unsigned char *dn = BPF_CORE_READ(ef, f_path.dentry, d_name.name);
+		char nm[32] = {};
+		long got = bpf_probe_read_kernel_str(nm, sizeof(nm), dn);
+		if (got <= 1 || got >= (long)sizeof(nm))
+			return 1;
+		u32 nlen = (u32)(got - 1) & 31;
+		for (u32 i = 0; i < sizeof(nm) - 1; i++)
+			if (nm[i] >= 'A' && nm[i] <= 'Z')
+				nm[i] += 'a' - 'A';
 		for (u32 k = 0; k < PAT_COMM_SUFFIXES; k++) {
 			if (k >= pat->n_comm_suffixes)
 				break;
 			u32 len = pat->comm_suffix_len[k] & 15;
-			if (!len || len > clen)
+			if (!len || len > nlen)
 				continue;
 			u32 same = 1;
 			for (u32 j = 0; j < COMM_CAP - 1; j++) {
 				if (j >= len)
 					break;
-				if (fs->comm[(clen - len + j) & (COMM_CAP - 1)] != pat->comm_suffix[k][j])
+				if (nm[(nlen - len + j) & 31] != pat->comm_suffix[k][j])
 					same = 0;
 			}
 			if (same)
