@@ -1,4 +1,5 @@
-//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file events).
+//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file,
+//! credential and session change events).
 //!
 //! The probes write variable-size samples into one BPF ring buffer, so events reach the
 //! sensor in the order they happened; this side polls it, decodes each sample in place
@@ -53,11 +54,12 @@ const NAME_CAP: usize = 256;
 const COMM_CAP: usize = 16;
 
 /// The sample kinds of `events.h`, in the order of the per-kind counters.
-const KINDS: [(u32, EventKind); 4] = [
+const KINDS: [(u32, EventKind); 5] = [
     (sample::KIND_EXEC, EventKind::Exec),
     (sample::KIND_FORK, EventKind::Fork),
     (sample::KIND_EXIT, EventKind::Exit),
     (sample::KIND_FILE, EventKind::File),
+    (sample::KIND_CRED, EventKind::Cred),
 ];
 
 /// Refuses to go on without the capabilities that loading and attaching the probes need:
@@ -270,6 +272,8 @@ pub fn run(
         (&progs.nightjar_exec, "tp_btf/sched_process_exec"),
         (&progs.nightjar_fork, "tp_btf/sched_process_fork"),
         (&progs.nightjar_exit, "tp_btf/sched_process_exit"),
+        (&progs.nightjar_cred_enter, "tp_btf/sys_enter (credentials)"),
+        (&progs.nightjar_cred_exit, "tp_btf/sys_exit (credentials)"),
     ] {
         links.push(
             prog.attach()
@@ -342,8 +346,8 @@ pub fn run(
         .build()
         .map_err(|e| bpf("reading the BPF ring buffer", e))?;
 
-    let mut reported_drops = [0u64; 4];
-    let mut reported_filtered = [0u64; 4];
+    let mut reported_drops = [0u64; KINDS.len()];
+    let mut reported_filtered = [0u64; KINDS.len()];
     let mut reported_failed_open = 0u64;
     loop {
         match ring.poll(POLL_INTERVAL) {
