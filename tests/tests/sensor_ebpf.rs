@@ -622,9 +622,10 @@ fn credential_and_session_changes_arrive_with_old_and_new_ids() {
         Duration::from_secs(20),
         &mut |ev| ev.target.executable == exe_ref,
         |s| {
-            s.events
-                .iter()
-                .any(|e| matches!(e, Event::Cred(c) if c.change == CredChange::Uid))
+            s.events.iter().any(|e| {
+                matches!(e, Event::Cred(c) if c.change == CredChange::Uid
+                    && c.process.pid == run.child_pid)
+            })
         },
     );
     let seen = &live.reader.seen;
