@@ -595,7 +595,8 @@ fn components_texts_and_process_prefixes_are_filtered_in_the_kernel() {
 /// new session and takes gid and uid 0: a session_id_change, a gid_change and a uid_change
 /// arrive for it, in that order, with the ids before and after, the new session, and the
 /// start time of its exec (one process instance, one entity id); its parent's drop from root
-/// to the user is reported too.
+/// to the user is reported too. Without a rule that reads them, no probe is attached and none
+/// arrives.
 #[test]
 fn credential_and_session_changes_arrive_with_old_and_new_ids() {
     use nightjar_proto::event::CredChange;
@@ -606,7 +607,12 @@ fn credential_and_session_changes_arrive_with_old_and_new_ids() {
     let Some(esc) = Escalation::stage() else {
         return;
     };
-    let mut live = LiveSensor::start();
+    // The credential probes are attached only for rules that read credential changes.
+    let rule = nightjar_tests::harness::shared(
+        "elastic-rules/linux-head-14cf530f/privilege_escalation_potential_privesc_via_general_sequence_child.toml",
+    );
+    let extra = format!("[rules]\npaths = [{:?}]\n", rule.display().to_string());
+    let mut live = LiveSensor::start_with(TempState::new(), &extra);
     let kcc = kcc(&live.st);
     live.wait_ready(&kcc);
     let exe = esc.executable();
@@ -703,4 +709,31 @@ fn credential_and_session_changes_arrive_with_old_and_new_ids() {
         (drops[1].before.euid, drops[1].process.euid),
         (Some(0), Some(esc.user.uid))
     );
+
+    drop(live);
+
+    // The seed rule alone reads no credential change: the probes stay off.
+    let mut live = LiveSensor::start();
+    let ready = self::kcc(&live.st);
+    live.wait_ready(&ready);
+    live.reader.keep_event = Box::new(|e| matches!(e, Event::Cred(_)));
+    let again = esc.run();
+    let seen_exec = live.reader.drain_until(
+        Duration::from_secs(20),
+        &mut |ev| ev.target.executable == exe_ref,
+        |s| s.execs.iter().any(|e| e.target.pid == again.child_pid),
+    );
+    assert!(seen_exec, "no exec of {again:?}: {}", live.log());
+    // Anything in flight behind the exec has had the same ring to arrive through.
+    live.reader
+        .drain_until(Duration::from_millis(500), &mut |_| false, |_| false);
+    let stray: Vec<_> = live
+        .reader
+        .seen
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Cred(c) if c.process.pid == again.child_pid))
+        .collect();
+    assert!(stray.is_empty(), "credential probes attached: {stray:?}");
+    assert!(live.log().contains("creds=false"), "{}", live.log());
 }

@@ -19,7 +19,9 @@
  *       space keeps only the configured names).
  * fork  tp_btf/sched_process_fork, new processes only (not threads).
  * exit  tp_btf/sched_process_exit, when the last thread of a process exits.
- * cred  tp_btf/sys_enter and tp_btf/sys_exit (programs of their own, always attached):
+ * cred  tp_btf/sys_enter and tp_btf/sys_exit (programs of their own, attached only when a
+ *       loaded rule reads credential or session changes, since any program there slows
+ *       every system call):
  *       the ids a thread had entering setuid, setgid, setreuid, setregid, setresuid,
  *       setresgid, setfsuid or setfsgid, compared on exit with what it has then; a change of
  *       any user id (real, effective, saved, file-system) is a uid_change, of any group id a

@@ -252,6 +252,12 @@ pub fn run(
     ] {
         prog.set_autoload(files);
     }
+    for prog in [
+        &mut open.progs.nightjar_cred_enter,
+        &mut open.progs.nightjar_cred_exit,
+    ] {
+        prog.set_autoload(settings.creds);
+    }
     let skel = open
         .load()
         .map_err(|e| bpf("loading the probes (verifier or BTF)", e))?;
@@ -272,13 +278,22 @@ pub fn run(
         (&progs.nightjar_exec, "tp_btf/sched_process_exec"),
         (&progs.nightjar_fork, "tp_btf/sched_process_fork"),
         (&progs.nightjar_exit, "tp_btf/sched_process_exit"),
-        (&progs.nightjar_cred_enter, "tp_btf/sys_enter (credentials)"),
-        (&progs.nightjar_cred_exit, "tp_btf/sys_exit (credentials)"),
     ] {
         links.push(
             prog.attach()
                 .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
         );
+    }
+    if settings.creds {
+        for (prog, at) in [
+            (&progs.nightjar_cred_enter, "tp_btf/sys_enter (credentials)"),
+            (&progs.nightjar_cred_exit, "tp_btf/sys_exit (credentials)"),
+        ] {
+            links.push(
+                prog.attach()
+                    .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
+            );
+        }
     }
     if files {
         for (prog, at) in [
@@ -306,6 +321,7 @@ pub fn run(
     tracing::info!(
         processes = snapshot,
         files,
+        creds = settings.creds,
         "eBPF probes attached; running processes published from /proc"
     );
 
