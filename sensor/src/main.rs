@@ -13,6 +13,7 @@ use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
 use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::Shape;
 use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::kept_policy::PolicyWatch;
@@ -126,6 +127,10 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
     }
     let (files, open) = rules.file_filter_explained();
     nightjar_sensor::kept_policy::log_filter(&files, &open);
+    let creds = [Shape::UidChange, Shape::GidChange, Shape::SessionIdChange]
+        .into_iter()
+        .any(|s| rules.wants(s));
+    tracing::info!(creds, "credential and session changes the rules can match");
     let mut block = Blocking::of(rules);
     let mut files = files;
     let mut follow_policy = false;
@@ -145,6 +150,7 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         files,
         block,
         follow_policy,
+        creds,
     })
 }
 
@@ -209,6 +215,7 @@ fn main() -> ExitCode {
                 files: PathFilter::all(),
                 block: Blocking::default(),
                 follow_policy: false,
+                creds: true,
             };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,

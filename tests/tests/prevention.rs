@@ -348,7 +348,9 @@ fn the_file_filter_follows_the_policy_rules_without_a_sensor_restart() {
     let one = dir_a.join("one");
     touch(&one);
     assert!(
-        wait_for(Duration::from_secs(30), || alerted("files-a", &one).then_some(())).is_some(),
+        wait_for(Duration::from_secs(30), || alerted("files-a", &one)
+            .then_some(()))
+        .is_some(),
         "version 1's rule alerts on its directory"
     );
 
@@ -363,7 +365,9 @@ fn the_file_filter_follows_the_policy_rules_without_a_sensor_restart() {
     let after = dir_b.join("after");
     touch(&after);
     assert!(
-        wait_for(Duration::from_secs(30), || alerted("files-b", &after).then_some(())).is_some(),
+        wait_for(Duration::from_secs(30), || alerted("files-b", &after)
+            .then_some(()))
+        .is_some(),
         "the rebuilt filter publishes version 2's directory: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );

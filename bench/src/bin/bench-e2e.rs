@@ -32,10 +32,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nightjar_tests::agent_cli::{counter, status};
-use nightjar_tests::procstat::{self, ProcSample};
 use nightjar_tests::harness::{TempState, bin};
 use nightjar_tests::load::{LineRenderer, LoadOptions, run as paced_run};
 use nightjar_tests::pipeline::{log_path, log_text, spawn_agent, stop, wait_agent_ready};
+use nightjar_tests::procstat::{self, ProcSample};
 use serde_json::{Value, json};
 
 /// Events per input file (`--events N` overrides).
@@ -345,15 +345,20 @@ fn cpu_ms(before: Option<ProcSample>, after: Option<ProcSample>) -> u64 {
 /// agent has read everything.
 fn load_round(rules: &[&Path], root: &Path) -> Result<LoadRound, String> {
     let st = TempState::new();
-    let paths: Vec<String> = rules.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let paths: Vec<String> = rules
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
     let cfg = st.write_config(&format!(
         "[rules]\nbuiltin = false\npaths = [{}]\n",
         paths.join(", ")
     ));
-    let text = std::fs::read_to_string(&cfg).map_err(|e| e.to_string())?.replace(
-        "ring_capacity_bytes = 4194304\n",
-        "ring_capacity_bytes = 67108864\n",
-    );
+    let text = std::fs::read_to_string(&cfg)
+        .map_err(|e| e.to_string())?
+        .replace(
+            "ring_capacity_bytes = 4194304\n",
+            "ring_capacity_bytes = 67108864\n",
+        );
     std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
     let mut agent = spawn_agent(&st, &cfg, "agent");
     wait_agent_ready(&st, &cfg, "agent");
@@ -368,10 +373,16 @@ fn load_round(rules: &[&Path], root: &Path) -> Result<LoadRound, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !log_text(&st, "sensor").contains("eBPF probes attached") {
         if Instant::now() > deadline {
-            return Err(format!("the sensor did not start: {}", log_text(&st, "sensor")));
+            return Err(format!(
+                "the sensor did not start: {}",
+                log_text(&st, "sensor")
+            ));
         }
         if let Ok(Some(s)) = sensor.child.try_wait() {
-            return Err(format!("the sensor exited: {s}: {}", log_text(&st, "sensor")));
+            return Err(format!(
+                "the sensor exited: {s}: {}",
+                log_text(&st, "sensor")
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -388,16 +399,20 @@ fn load_round(rules: &[&Path], root: &Path) -> Result<LoadRound, String> {
     let (sp, ap) = (sensor.child.id(), agent.child.id());
     let (s0, a0) = (procstat::sample(sp), procstat::sample(ap));
     let load = nightjar_tests::build_load::run(root, LOAD_WORKERS, LOAD_STEPS)?;
-    // Until the agent has read what the load made: its count stops moving.
-    let mut last = counts(&status(&cfg).unwrap_or(Value::Null));
+    // Until the agent has accounted for at least what the load made, received or filtered
+    // (the shared machine adds its own events, and the rules alert on some: the counts never
+    // stand still), then one more second for the rest in flight.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        std::thread::sleep(Duration::from_millis(1000));
         let now = counts(&status(&cfg).unwrap_or(Value::Null));
-        if now == last {
+        let seen = (now.0 - before.0) + (now.1 - before.1) + (now.2 - before.2);
+        if seen >= load.events || Instant::now() > deadline {
             break;
         }
-        last = now;
+        std::thread::sleep(Duration::from_millis(200));
     }
+    std::thread::sleep(Duration::from_millis(1000));
+    let last = counts(&status(&cfg).unwrap_or(Value::Null));
     let (s1, a1) = (procstat::sample(sp), procstat::sample(ap));
     drop(sensor);
     stop(&mut agent, &st, "agent");
@@ -430,7 +445,10 @@ fn load_figures() -> Result<(Vec<LoadRound>, Vec<LoadRound>), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let root = std::path::PathBuf::from(format!("/home/nightjar-bench-e2e-load-{}", std::process::id()));
+    let root = std::path::PathBuf::from(format!(
+        "/home/nightjar-bench-e2e-load-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let out = (|| {
         let (mut on, mut off) = (Vec::new(), Vec::new());

@@ -28,6 +28,11 @@ pub struct Settings {
     /// file events later, so a source that must decide at start (the eBPF file probes)
     /// captures them from the start, filtered by `files`.
     pub follow_policy: bool,
+    /// Some loaded rule reads credential or session changes (`uid_change`, `gid_change`,
+    /// `session_id_change`). On Linux their probes sit on every system call's entry and exit,
+    /// which costs each system call of the host hundreds of nanoseconds: they are attached
+    /// only then.
+    pub creds: bool,
 }
 
 /// Which backend `run --source` selects.

@@ -4,10 +4,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(dir), Some(steps)) = (
-        args.get(1),
-        args.get(2).and_then(|s| s.parse::<u64>().ok()),
-    ) else {
+    let (Some(dir), Some(steps)) = (args.get(1), args.get(2).and_then(|s| s.parse::<u64>().ok()))
+    else {
         eprintln!("usage: nightjar-build-load DIR STEPS");
         return ExitCode::from(2);
     };

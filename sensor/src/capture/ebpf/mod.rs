@@ -1,4 +1,5 @@
-//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file events).
+//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file,
+//! credential and session change events).
 //!
 //! The probes write variable-size samples into one BPF ring buffer, so events reach the
 //! sensor in the order they happened; this side polls it, decodes each sample in place
@@ -54,11 +55,12 @@ const NAME_CAP: usize = 256;
 const COMM_CAP: usize = 16;
 
 /// The sample kinds of `events.h`, in the order of the per-kind counters.
-const KINDS: [(u32, EventKind); 4] = [
+const KINDS: [(u32, EventKind); 5] = [
     (sample::KIND_EXEC, EventKind::Exec),
     (sample::KIND_FORK, EventKind::Fork),
     (sample::KIND_EXIT, EventKind::Exit),
     (sample::KIND_FILE, EventKind::File),
+    (sample::KIND_CRED, EventKind::Cred),
 ];
 
 /// Refuses to go on without the capabilities that loading and attaching the probes need:
@@ -458,9 +460,11 @@ pub fn run(
 ) -> Result<Infallible, CaptureError> {
     check_privileges()?;
     let bpf = |what: &str, err: libbpf_rs::Error| CaptureError::Ebpf(format!("{what}: {err}"));
-    // Under a fleet policy the file probes run from the start: a later policy may bring
-    // rules that read file events (until then the filter admits none).
-    let files = !settings.files.is_none() || settings.follow_policy;
+    // Under a fleet policy the file probes are loaded from the start, attached only while
+    // the rules read file events (a program on sys_enter/sys_exit costs every system call of
+    // the host): a later policy may bring such rules, or take them away.
+    let files = !settings.files.is_none();
+    let load_files = files || settings.follow_policy;
 
     let mut object = MaybeUninit::uninit();
     let mut open = ProbesSkelBuilder::default()
@@ -473,7 +477,13 @@ pub fn run(
         &mut open.progs.nightjar_sys_enter,
         &mut open.progs.nightjar_sys_exit,
     ] {
-        prog.set_autoload(files);
+        prog.set_autoload(load_files);
+    }
+    for prog in [
+        &mut open.progs.nightjar_cred_enter,
+        &mut open.progs.nightjar_cred_exit,
+    ] {
+        prog.set_autoload(settings.creds);
     }
     let skel = open
         .load()
@@ -502,7 +512,19 @@ pub fn run(
                 .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
         );
     }
-    if files {
+    if settings.creds {
+        for (prog, at) in [
+            (&progs.nightjar_cred_enter, "tp_btf/sys_enter (credentials)"),
+            (&progs.nightjar_cred_exit, "tp_btf/sys_exit (credentials)"),
+        ] {
+            links.push(
+                prog.attach()
+                    .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
+            );
+        }
+    }
+    let attach_files = || -> Result<Vec<Link>, CaptureError> {
+        let mut links = Vec::new();
         for (prog, at) in [
             (&progs.nightjar_sys_enter, "tp_btf/sys_enter"),
             (&progs.nightjar_sys_exit, "tp_btf/sys_exit"),
@@ -512,7 +534,9 @@ pub fn run(
                     .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
             );
         }
-    }
+        Ok(links)
+    };
+    let mut file_links = if files { Some(attach_files()?) } else { None };
 
     let clock = boot_clock();
     let snapshot = proc_list::snapshot(
@@ -528,6 +552,7 @@ pub fn run(
     tracing::info!(
         processes = snapshot,
         files,
+        creds = settings.creds,
         "eBPF probes attached; running processes published from /proc"
     );
 
@@ -571,8 +596,8 @@ pub fn run(
         .build()
         .map_err(|e| bpf("reading the BPF ring buffer", e))?;
 
-    let mut reported_drops = [0u64; 4];
-    let mut reported_filtered = [0u64; 4];
+    let mut reported_drops = [0u64; KINDS.len()];
+    let mut reported_filtered = [0u64; KINDS.len()];
     let mut reported_failed_open = 0u64;
     loop {
         match ring.poll(POLL_INTERVAL) {
@@ -623,10 +648,27 @@ pub fn run(
             if let Err(err) = blocking.swap(&skel.maps, &applied.block) {
                 tracing::error!("the new blocking set was not loaded, the old one stays: {err}");
             }
-            if !files && !applied.files.is_none() {
-                tracing::warn!(
-                    "the policy's rules read file events but the file probes are not loaded"
-                );
+            if applied.files.is_none() {
+                // Dropping the links detaches the file probes.
+                if file_links.take().is_some() {
+                    tracing::info!("no rule reads file events: the file probes are detached");
+                }
+            } else if file_links.is_none() {
+                if !load_files {
+                    tracing::warn!(
+                        "the policy's rules read file events but the file probes are not loaded"
+                    );
+                } else {
+                    match attach_files() {
+                        Ok(l) => {
+                            tracing::info!(
+                                "the policy's rules read file events: file probes attached"
+                            );
+                            file_links = Some(l);
+                        }
+                        Err(err) => tracing::error!("{err}"),
+                    }
+                }
             }
             // A failed swap leaves the kernel admitting every file event (`all` stays set):
             // more than either filter, never less.
