@@ -69,7 +69,7 @@ const EXES: [&str; 13] = [
     "/var/tmp/k/x9",
 ];
 
-const PATHS: [&str; 13] = [
+const PATHS: [&str; 14] = [
     "/tmp/payload",
     "/home/u/Documents/a.txt",
     "/home/u/Documents/HOW_TO_RESTORE.txt",
@@ -83,6 +83,7 @@ const PATHS: [&str; 13] = [
     "/dev/shm/x",
     "/etc/cron.d/job",
     "/var/tmp/k/x9",
+    "/memfd:evil (deleted)",
 ];
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -300,6 +301,7 @@ fn pid_of(ev: &Event<'_>) -> u32 {
         Event::Fork(e) => e.parent.pid,
         Event::Exit(e) => e.process.pid,
         Event::File(e) => e.process.pid,
+        Event::Cred(e) => e.process.pid,
     }
 }
 
@@ -352,13 +354,13 @@ fn a_self_deleting_payload_passes_by_its_mark_only() {
         Step::Exec {
             pid: 10,
             ppid: 1,
-            exe: 12,
+            exe: 7,
         },
         Step::File {
             pid: 10,
             action: FileAction::Deletion,
-            path: 12,
-            from: 12,
+            path: 13,
+            from: 13,
         },
     ];
     let got = run(set, &filter, &steps);
@@ -367,7 +369,11 @@ fn a_self_deleting_payload_passes_by_its_mark_only() {
         "the self-deletion rule fired and its deletion passed: {got:#?}"
     );
     assert!(
-        !filter.admits_marked("/var/tmp/k/x9", Some("x9"), Marked::No),
+        !filter.admits_marked(
+            "/memfd:evil (deleted)",
+            Some("memfd:evil (deleted)"),
+            Marked::No
+        ),
         "without the mark the path alone is filtered"
     );
 }
