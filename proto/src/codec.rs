@@ -18,8 +18,9 @@ use crate::event::{BoundsError, Event, EventKind, ExecEvent, ExitEvent, FileEven
 pub const RECORD_MAGIC: [u8; 2] = *b"NJ";
 /// Wire version of the record body; bump on any incompatible change to an event type,
 /// [`LossReport`] or [`FilterReport`]. Version 2: typed records beyond exec, argv head and
-/// tail with the true count, Linux session fields, `env_vars`.
-pub const RECORD_VERSION: u8 = 2;
+/// tail with the true count, Linux session fields, `env_vars`. Version 3: macOS file actions
+/// open, quarantine removal and launch item added, with the launch item's program.
+pub const RECORD_VERSION: u8 = 3;
 /// Header length in bytes: magic (2), version (1), kind (1).
 pub const HEADER_LEN: usize = 4;
 /// No record is larger; the decoder refuses anything bigger before looking inside.
@@ -386,6 +387,23 @@ mod tests {
                 action: FileAction::Rename,
                 path: Cow::Borrowed("/Users/bob/Library/LaunchAgents/x.plist"),
                 original_path: Some(Cow::Borrowed("/tmp/x.plist")),
+                launch_executable: None,
+            }),
+            Record::File(FileEvent {
+                meta,
+                process: actor(),
+                action: FileAction::LaunchDaemon,
+                path: Cow::Borrowed("/Library/LaunchDaemons/com.apple.softwareupdated.plist"),
+                original_path: None,
+                launch_executable: Some(Cow::Borrowed("/Users/Shared/.local/updater")),
+            }),
+            Record::File(FileEvent {
+                meta,
+                process: actor(),
+                action: FileAction::Open,
+                path: Cow::Borrowed("/Users/bob/Library/Cookies/Cookies.binarycookies"),
+                original_path: None,
+                launch_executable: None,
             }),
             Record::Filtered(FilterReport {
                 kind: EventKind::File,

@@ -13,6 +13,7 @@ use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
 use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::Shape;
 use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::kept_policy::PolicyWatch;
@@ -133,6 +134,16 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         extensions = files.extensions().len(),
         "file events the rules can match"
     );
+    let opens = rules.open_filter();
+    let quarantine = rules.wants(Shape::FileExtendedAttributesDelete);
+    let launch_items = rules.wants(Shape::FileLaunchDaemon);
+    tracing::info!(
+        opens = !opens.is_none(),
+        open_prefixes_only = opens.is_prefixes_only(),
+        quarantine,
+        launch_items,
+        "macOS file actions the rules can match"
+    );
     let mut block = Blocking::of(rules);
     if let Some(kept) = watch.and_then(PolicyWatch::poll) {
         tracing::info!("the kept policy's block list replaces `[rules] block`");
@@ -144,6 +155,9 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
     Ok(Settings {
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
+        opens,
+        quarantine,
+        launch_items,
         block,
     })
 }
@@ -207,6 +221,9 @@ fn main() -> ExitCode {
             let settings = Settings {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
+                opens: PathFilter::all(),
+                quarantine: true,
+                launch_items: true,
                 block: Blocking::default(),
             };
             let mut publisher = match publisher(&config) {

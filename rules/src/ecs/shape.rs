@@ -16,11 +16,15 @@ pub enum Shape {
     FileModification,
     FileRename,
     FileDeletion,
+    /// macOS only (Endpoint Security, eslogger): no Linux source produces these three.
+    FileOpen,
+    FileExtendedAttributesDelete,
+    FileLaunchDaemon,
 }
 
 impl Shape {
     /// Every shape, in discriminant order.
-    pub const ALL: [Shape; 7] = [
+    pub const ALL: [Shape; 10] = [
         Shape::Exec,
         Shape::Fork,
         Shape::Exit,
@@ -28,7 +32,19 @@ impl Shape {
         Shape::FileModification,
         Shape::FileRename,
         Shape::FileDeletion,
+        Shape::FileOpen,
+        Shape::FileExtendedAttributesDelete,
+        Shape::FileLaunchDaemon,
     ];
+
+    /// The file shapes every platform's sources produce (creation, modification, rename,
+    /// deletion): the ones the sensor's path filter for changes is derived from.
+    pub fn is_file_change(self) -> bool {
+        matches!(
+            self,
+            Shape::FileCreation | Shape::FileModification | Shape::FileRename | Shape::FileDeletion
+        )
+    }
 
     pub const COUNT: usize = Shape::ALL.len();
 
@@ -42,6 +58,9 @@ impl Shape {
                 FileAction::Modification => Shape::FileModification,
                 FileAction::Rename => Shape::FileRename,
                 FileAction::Deletion => Shape::FileDeletion,
+                FileAction::Open => Shape::FileOpen,
+                FileAction::ExtendedAttributesDelete => Shape::FileExtendedAttributesDelete,
+                FileAction::LaunchDaemon => Shape::FileLaunchDaemon,
             },
         }
     }
@@ -59,9 +78,12 @@ impl Shape {
         match self {
             Shape::Exec | Shape::Fork => "start",
             Shape::Exit => "end",
-            Shape::FileCreation => "creation",
-            Shape::FileModification | Shape::FileRename => "change",
+            Shape::FileCreation | Shape::FileLaunchDaemon => "creation",
+            Shape::FileModification | Shape::FileRename | Shape::FileExtendedAttributesDelete => {
+                "change"
+            }
             Shape::FileDeletion => "deletion",
+            Shape::FileOpen => "access",
         }
     }
 
@@ -75,6 +97,9 @@ impl Shape {
             Shape::FileModification => "modification",
             Shape::FileRename => "rename",
             Shape::FileDeletion => "deletion",
+            Shape::FileOpen => "open",
+            Shape::FileExtendedAttributesDelete => "extended_attributes_delete",
+            Shape::FileLaunchDaemon => "launch_daemon",
         }
     }
 
@@ -91,6 +116,9 @@ impl Shape {
             FilePath | FileName | FileExtension | FileDirectory => self.is_file(),
             FileOriginalPath | FileOriginalName | FileOriginalExtension => {
                 self == Shape::FileRename
+            }
+            PersistenceName | PersistencePath | PersistenceExecutable => {
+                self == Shape::FileLaunchDaemon
             }
             ExitCode => self == Shape::Exit,
             EnvVars => self == Shape::Exec,

@@ -24,6 +24,10 @@ pub enum EsEvent {
     NotifyRename,
     NotifyUnlink,
     NotifyWrite,
+    NotifyOpen,
+    NotifyDeleteExtattr,
+    /// macOS 13+.
+    NotifyBtmLaunchItemAdd,
 }
 
 impl EsEvent {
@@ -39,6 +43,9 @@ impl EsEvent {
             EsEvent::NotifyRename => event_type::NOTIFY_RENAME,
             EsEvent::NotifyUnlink => event_type::NOTIFY_UNLINK,
             EsEvent::NotifyWrite => event_type::NOTIFY_WRITE,
+            EsEvent::NotifyOpen => event_type::NOTIFY_OPEN,
+            EsEvent::NotifyDeleteExtattr => event_type::NOTIFY_DELETEEXTATTR,
+            EsEvent::NotifyBtmLaunchItemAdd => event_type::NOTIFY_BTM_LAUNCH_ITEM_ADD,
         }
     }
 }
