@@ -892,9 +892,10 @@ fn unsupported_here(
 /// action or type values) it names that no source produces, else the fields it names that no
 /// event carries.
 fn never_matches_why(query: &Query<TypedPred>) -> String {
-    const EVENTS: &str = "this host's events are process exec, fork and end, file creation, \
-                          modification, rename and deletion, and on macOS file open, quarantine \
-                          removal (extended_attributes_delete) and launch_daemon";
+    const EVENTS: &str = "this host's events are process exec, fork and end, user id, group id \
+                          and session changes, file creation, modification, rename and \
+                          deletion, and on macOS file open, quarantine removal \
+                          (extended_attributes_delete) and launch_daemon";
     let mut kinds: Vec<String> = Vec::new();
     for leaf in query.leaves() {
         let produced: Vec<&str> = match leaf.field {

@@ -144,6 +144,10 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         launch_items,
         "macOS file actions the rules can match"
     );
+    let creds = [Shape::UidChange, Shape::GidChange, Shape::SessionIdChange]
+        .into_iter()
+        .any(|s| rules.wants(s));
+    tracing::info!(creds, "credential and session changes the rules can match");
     let mut block = Blocking::of(rules);
     if let Some(kept) = watch.and_then(PolicyWatch::poll) {
         tracing::info!("the kept policy's block list replaces `[rules] block`");
@@ -159,6 +163,7 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         quarantine,
         launch_items,
         block,
+        creds,
     })
 }
 
@@ -225,6 +230,7 @@ fn main() -> ExitCode {
                 quarantine: true,
                 launch_items: true,
                 block: Blocking::default(),
+                creds: true,
             };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,

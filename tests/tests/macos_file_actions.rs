@@ -1,6 +1,6 @@
 //! The macOS file actions end to end with the real binaries: `nightjar-sensor run --source
 //! eslogger` runs a stand-in `eslogger` (`$NIGHTJAR_ESLOGGER`) that checks it was asked for
-//! `create close rename unlink open deleteextattr btm_launch_item_add` and prints the realistic
+//! `open deleteextattr btm_launch_item_add` besides the rest and prints the realistic
 //! stream of `tests/fixtures/eslogger/macos-file-actions.ndjson`; `nightjar-agent run` has Elastic's whole
 //! macOS head folder loaded. Elastic's rules on opens, quarantine removal and launch items fire
 //! on the behaviours (an unsigned binary reading Chrome's cookies, osascript reading Time
@@ -23,7 +23,7 @@ const RULES: &str = "elastic-rules/macos-head-14cf530f";
 
 /// Prints the stream once, then idles (a live eslogger does not exit).
 const FAKE_ESLOGGER: &str = r#"#!/bin/sh
-want="exec fork exit create close rename unlink open deleteextattr btm_launch_item_add"
+want="exec fork exit setuid setgid seteuid setegid setreuid setregid create close rename unlink open deleteextattr btm_launch_item_add"
 [ "$*" = "$want" ] || { echo "fake eslogger: expected '$want', got '$*'" >&2; exit 64; }
 dir=$(dirname "$0")
 cat "$dir/stream.ndjson"
@@ -159,7 +159,10 @@ fn elastic_rules_on_opens_quarantine_and_launch_items_fire_and_near_misses_do_no
         browser.iter().map(|a| pid(a)).collect::<Vec<_>>(),
         [Some(5200)]
     );
-    assert_eq!(browser[0]["kibana"]["alert"]["original_event"]["action"], "open");
+    assert_eq!(
+        browser[0]["kibana"]["alert"]["original_event"]["action"],
+        "open"
+    );
     assert_eq!(
         browser[0]["file"]["path"],
         "/Users/bob/Library/Application Support/Google/Chrome/Default/Cookies"
@@ -195,7 +198,10 @@ fn elastic_rules_on_opens_quarantine_and_launch_items_fire_and_near_misses_do_no
         1,
         "the visible agent and the login item raise nothing"
     );
-    assert_eq!(hidden[0]["kibana"]["alert"]["original_event"]["action"], "launch_daemon");
+    assert_eq!(
+        hidden[0]["kibana"]["alert"]["original_event"]["action"],
+        "launch_daemon"
+    );
     assert_eq!(
         hidden[0]["Persistence"]["name"],
         ".com.apple.softwareupdate helper.plist"
@@ -220,7 +226,10 @@ fn elastic_rules_on_opens_quarantine_and_launch_items_fire_and_near_misses_do_no
             .all(|a| &a["kibana"]["alert"]["group"]["id"] == group)
     );
     assert_eq!(pid(seq[0]), Some(5300));
-    assert_eq!(seq[0]["kibana"]["alert"]["original_event"]["action"], "launch_daemon");
+    assert_eq!(
+        seq[0]["kibana"]["alert"]["original_event"]["action"],
+        "launch_daemon"
+    );
     assert_eq!(pid(seq[1]), Some(5301));
     assert_eq!(seq[1]["process"]["name"], "launchctl");
     assert_eq!(

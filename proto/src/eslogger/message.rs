@@ -28,8 +28,15 @@ pub mod event_type {
     /// macOS 13+.
     pub const NOTIFY_BTM_LAUNCH_ITEM_ADD: u32 = 124;
 
+    pub const NOTIFY_SETUID: u32 = 103;
+    pub const NOTIFY_SETGID: u32 = 104;
+    pub const NOTIFY_SETEUID: u32 = 105;
+    pub const NOTIFY_SETEGID: u32 = 106;
+    pub const NOTIFY_SETREUID: u32 = 107;
+    pub const NOTIFY_SETREGID: u32 = 108;
+
     /// The types [`super::super::EsloggerDecoder`] turns into events.
-    pub const DECODED: [u32; 11] = [
+    pub const DECODED: [u32; 17] = [
         NOTIFY_EXEC,
         NOTIFY_FORK,
         NOTIFY_CLOSE,
@@ -41,6 +48,12 @@ pub mod event_type {
         NOTIFY_OPEN,
         NOTIFY_DELETEEXTATTR,
         NOTIFY_BTM_LAUNCH_ITEM_ADD,
+        NOTIFY_SETUID,
+        NOTIFY_SETGID,
+        NOTIFY_SETEUID,
+        NOTIFY_SETEGID,
+        NOTIFY_SETREUID,
+        NOTIFY_SETREGID,
     ];
 }
 
@@ -77,6 +90,8 @@ pub(super) enum EventKind<'a> {
     Open(OpenBody<'a>),
     DeleteExtattr(DeleteExtattrBody<'a>),
     LaunchItemAdd(LaunchItemAddBody<'a>),
+    /// `setuid`, `seteuid`, `setreuid`, `setgid`, `setegid`, `setregid`.
+    SetId(crate::event::SetIdCall),
 }
 
 /// `es_process_t` as eslogger prints it (top-level `process`, `event.exec.target`).
@@ -236,6 +251,18 @@ pub(super) struct LaunchItem<'a> {
     pub item_url: Text<'a>,
     #[serde(borrow, default)]
     pub app_url: Option<Text<'a>>,
+}
+
+/// `es_event_set*id_t`: the call's arguments, by name (`uid`, `euid`, `ruid`, `gid`, `egid`,
+/// `rgid`).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SetIdBody {
+    pub uid: Option<u32>,
+    pub euid: Option<u32>,
+    pub ruid: Option<u32>,
+    pub gid: Option<u32>,
+    pub egid: Option<u32>,
+    pub rgid: Option<u32>,
 }
 
 /// An `audit_token_t`: an object keyed by name up to message version 9, an array of the
@@ -456,6 +483,12 @@ enum EventKey {
     Open,
     Deleteextattr,
     BtmLaunchItemAdd,
+    Setuid,
+    Seteuid,
+    Setreuid,
+    Setgid,
+    Setegid,
+    Setregid,
     #[serde(other)]
     Other,
 }
@@ -484,6 +517,30 @@ impl<'de> Visitor<'de> for EventVisitor {
                 EventKey::Open => kind = EventKind::Open(map.next_value()?),
                 EventKey::Deleteextattr => kind = EventKind::DeleteExtattr(map.next_value()?),
                 EventKey::BtmLaunchItemAdd => kind = EventKind::LaunchItemAdd(map.next_value()?),
+                EventKey::Setuid
+                | EventKey::Seteuid
+                | EventKey::Setreuid
+                | EventKey::Setgid
+                | EventKey::Setegid
+                | EventKey::Setregid => {
+                    let b: SetIdBody = map.next_value()?;
+                    let missing = |field| de::Error::missing_field(field);
+                    use crate::event::SetIdCall as C;
+                    kind = EventKind::SetId(match key {
+                        EventKey::Setuid => C::Setuid(b.uid.ok_or_else(|| missing("uid"))?),
+                        EventKey::Seteuid => C::Seteuid(b.euid.ok_or_else(|| missing("euid"))?),
+                        EventKey::Setreuid => C::Setreuid {
+                            ruid: b.ruid.ok_or_else(|| missing("ruid"))?,
+                            euid: b.euid.ok_or_else(|| missing("euid"))?,
+                        },
+                        EventKey::Setgid => C::Setgid(b.gid.ok_or_else(|| missing("gid"))?),
+                        EventKey::Setegid => C::Setegid(b.egid.ok_or_else(|| missing("egid"))?),
+                        _ => C::Setregid {
+                            rgid: b.rgid.ok_or_else(|| missing("rgid"))?,
+                            egid: b.egid.ok_or_else(|| missing("egid"))?,
+                        },
+                    });
+                }
                 EventKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                     if matches!(kind, EventKind::Absent) {

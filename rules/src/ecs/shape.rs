@@ -1,8 +1,8 @@
-//! The shapes events come in: the kind, and for file events the action. A shape fixes
-//! `event.category`, `event.type` and `event.action`, and which fields can be present, so the
-//! matcher compiles every rule once per shape with those folded away.
+//! The shapes events come in: the kind, and for file and credential events the action. A
+//! shape fixes `event.category`, `event.type` and `event.action`, and which fields can be
+//! present, so the matcher compiles every rule once per shape with those folded away.
 
-use nightjar_proto::event::{Event, FileAction};
+use nightjar_proto::event::{CredChange, Event, FileAction};
 
 use super::Field;
 
@@ -20,11 +20,17 @@ pub enum Shape {
     FileOpen,
     FileExtendedAttributesDelete,
     FileLaunchDaemon,
+    /// A process's user ids changed (Elastic Defend's Linux `uid_change`).
+    UidChange,
+    /// A process's group ids changed (`gid_change`).
+    GidChange,
+    /// A process made a new session (`session_id_change`).
+    SessionIdChange,
 }
 
 impl Shape {
     /// Every shape, in discriminant order.
-    pub const ALL: [Shape; 10] = [
+    pub const ALL: [Shape; 13] = [
         Shape::Exec,
         Shape::Fork,
         Shape::Exit,
@@ -35,6 +41,9 @@ impl Shape {
         Shape::FileOpen,
         Shape::FileExtendedAttributesDelete,
         Shape::FileLaunchDaemon,
+        Shape::UidChange,
+        Shape::GidChange,
+        Shape::SessionIdChange,
     ];
 
     /// The file shapes every platform's sources produce (creation, modification, rename,
@@ -62,13 +71,23 @@ impl Shape {
                 FileAction::ExtendedAttributesDelete => Shape::FileExtendedAttributesDelete,
                 FileAction::LaunchDaemon => Shape::FileLaunchDaemon,
             },
+            Event::Cred(c) => match c.change {
+                CredChange::Uid => Shape::UidChange,
+                CredChange::Gid => Shape::GidChange,
+                CredChange::SessionId => Shape::SessionIdChange,
+            },
         }
     }
 
     /// `event.category`.
     pub fn category(self) -> &'static str {
         match self {
-            Shape::Exec | Shape::Fork | Shape::Exit => "process",
+            Shape::Exec
+            | Shape::Fork
+            | Shape::Exit
+            | Shape::UidChange
+            | Shape::GidChange
+            | Shape::SessionIdChange => "process",
             _ => "file",
         }
     }
@@ -84,6 +103,7 @@ impl Shape {
             }
             Shape::FileDeletion => "deletion",
             Shape::FileOpen => "access",
+            Shape::UidChange | Shape::GidChange | Shape::SessionIdChange => "change",
         }
     }
 
@@ -100,6 +120,9 @@ impl Shape {
             Shape::FileOpen => "open",
             Shape::FileExtendedAttributesDelete => "extended_attributes_delete",
             Shape::FileLaunchDaemon => "launch_daemon",
+            Shape::UidChange => CredChange::Uid.as_str(),
+            Shape::GidChange => CredChange::Gid.as_str(),
+            Shape::SessionIdChange => CredChange::SessionId.as_str(),
         }
     }
 

@@ -28,6 +28,12 @@ pub enum EsEvent {
     NotifyDeleteExtattr,
     /// macOS 13+.
     NotifyBtmLaunchItemAdd,
+    NotifySetuid,
+    NotifySetgid,
+    NotifySeteuid,
+    NotifySetegid,
+    NotifySetreuid,
+    NotifySetregid,
 }
 
 impl EsEvent {
@@ -46,6 +52,12 @@ impl EsEvent {
             EsEvent::NotifyOpen => event_type::NOTIFY_OPEN,
             EsEvent::NotifyDeleteExtattr => event_type::NOTIFY_DELETEEXTATTR,
             EsEvent::NotifyBtmLaunchItemAdd => event_type::NOTIFY_BTM_LAUNCH_ITEM_ADD,
+            EsEvent::NotifySetuid => event_type::NOTIFY_SETUID,
+            EsEvent::NotifySetgid => event_type::NOTIFY_SETGID,
+            EsEvent::NotifySeteuid => event_type::NOTIFY_SETEUID,
+            EsEvent::NotifySetegid => event_type::NOTIFY_SETEGID,
+            EsEvent::NotifySetreuid => event_type::NOTIFY_SETREUID,
+            EsEvent::NotifySetregid => event_type::NOTIFY_SETREGID,
         }
     }
 }

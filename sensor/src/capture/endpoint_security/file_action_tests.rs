@@ -48,16 +48,12 @@ fn the_process_client_takes_the_rare_actions_only_when_rules_want_them() {
     assert!(setup::process_extras(false, false).is_empty());
     let mut es = RecordingEs::default();
     setup::process_client(&mut es, &own(), &setup::process_extras(true, true)).unwrap();
-    assert_eq!(
-        es.calls.last(),
-        Some(&Call::Subscribe(vec![
-            EsEvent::NotifyExec,
-            EsEvent::NotifyFork,
-            EsEvent::NotifyExit,
-            EsEvent::NotifyDeleteExtattr,
-            EsEvent::NotifyBtmLaunchItemAdd,
-        ]))
-    );
+    let mut want = setup::PROCESS_EVENTS.to_vec();
+    want.extend([
+        EsEvent::NotifyDeleteExtattr,
+        EsEvent::NotifyBtmLaunchItemAdd,
+    ]);
+    assert_eq!(es.calls.last(), Some(&Call::Subscribe(want)));
     assert_eq!(EsEvent::NotifyDeleteExtattr.raw(), 70);
     assert_eq!(EsEvent::NotifyBtmLaunchItemAdd.raw(), 124);
     assert_eq!(EsEvent::NotifyOpen.raw(), 10);
