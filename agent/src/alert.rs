@@ -71,6 +71,20 @@ pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &Event<'_>) -> String {
                     f.process.start_time_ns,
                     format!("{}\0{}", f.path, f.original_path.as_deref().unwrap_or("")),
                 ),
+                Event::Cred(c) => (
+                    c.change.as_str(),
+                    c.process.pid,
+                    c.process.pidversion,
+                    c.process.start_time_ns,
+                    format!(
+                        "{}\0{}\0{}\0{}\0{}",
+                        opt(c.after.uid),
+                        opt(c.after.euid),
+                        opt(c.after.gid),
+                        opt(c.after.egid),
+                        opt(c.after.sid)
+                    ),
+                ),
                 Event::Exec(_) => unreachable!("handled above"),
             };
             format!(
@@ -83,6 +97,10 @@ pub fn alert_uuid(host_id: &str, rule_id: &str, ev: &Event<'_>) -> String {
         }
     };
     uuid_of(&identity)
+}
+
+fn opt(id: Option<u32>) -> String {
+    id.map_or_else(String::new, |v| v.to_string())
 }
 
 /// The id a sequence or sample match's alerts share (`kibana.alert.group.id`): host, rule

@@ -3,7 +3,9 @@
 //!
 //! An exec records the process's image and context; a fork gives the child its parent's image
 //! (it runs it until it execs) with its own pid and start time; an exit marks the entry, which
-//! stays for the events still in flight and is replaced by the next process with that pid.
+//! stays for the events still in flight and is replaced by the next process with that pid; a
+//! credential or session change updates the entry's ids or session, so the process's later
+//! events and its children see what it became.
 //! Processes that predate the sensor arrive as exec records flagged `SNAPSHOT`.
 //!
 //! Slots are indexed by `pid % capacity`: a fixed number of entries, no growth, and a newer
@@ -211,6 +213,23 @@ impl ProcessTable {
                     e.exited = true;
                 }
             }
+            Event::Cred(c) => {
+                let i = c.process.pid as usize % self.slots.len();
+                if let Some(e) = self.slots[i].as_deref_mut()
+                    && e.process.pid == c.process.pid
+                    && same_instance(e.process.start_time_ns, c.process.start_time_ns)
+                {
+                    let ids = &mut e.process.ids;
+                    let after = &c.after;
+                    ids.uid = after.uid.or(c.process.uid).or(ids.uid);
+                    ids.euid = after.euid.or(c.process.euid).or(ids.euid);
+                    ids.gid = after.gid.or(c.process.gid).or(ids.gid);
+                    ids.egid = after.egid.or(c.process.egid).or(ids.egid);
+                    if after.sid.is_some() {
+                        e.process.session_leader_pid = after.sid;
+                    }
+                }
+            }
             Event::File(_) => {}
         }
     }
@@ -385,5 +404,49 @@ mod tests {
         let e = t.get(1).unwrap().process();
         assert_eq!(e.args().len(), 4);
         assert!(e.command_line().len() <= MAX_PARENT_ARGV_BYTES);
+    }
+
+    #[test]
+    fn a_credential_or_session_change_updates_the_process() {
+        use nightjar_proto::event::{Actor, CredChange, CredEvent, CredIds};
+        let mut t = ProcessTable::new(8);
+        let mut ev = exec(5, "/tmp/x", &["x"]);
+        ev.target.start_time_ns = Some(77);
+        ev.target.uid = Some(1000);
+        ev.target.euid = Some(1000);
+        ev.target.session_leader_pid = Some(2);
+        t.observe(&ev);
+        let change = |pid, start, change, after: CredIds| {
+            Event::Cred(CredEvent {
+                process: Actor {
+                    pid,
+                    start_time_ns: Some(start),
+                    uid: after.uid,
+                    euid: after.euid,
+                    ..Actor::default()
+                },
+                change,
+                after,
+                ..CredEvent::default()
+            })
+        };
+        let root = CredIds {
+            uid: Some(0),
+            euid: Some(0),
+            ..CredIds::default()
+        };
+        // Another instance of pid 5 changes nothing here.
+        t.observe_event(&change(5, 99, CredChange::Uid, root));
+        assert_eq!(t.get(5).unwrap().process().ids().euid, Some(1000));
+        t.observe_event(&change(5, 77, CredChange::Uid, root));
+        let ids = t.get(5).unwrap().process().ids();
+        assert_eq!((ids.uid, ids.euid), (Some(0), Some(0)));
+        assert_eq!(t.get(5).unwrap().process().session_leader_pid(), Some(2));
+        let session = CredIds {
+            sid: Some(5),
+            ..root
+        };
+        t.observe_event(&change(5, 77, CredChange::SessionId, session));
+        assert_eq!(t.get(5).unwrap().process().session_leader_pid(), Some(5));
     }
 }

@@ -309,7 +309,7 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("461 rules: 318 ok, 142 unsupported, 0 errors, 1 shadowed")
+        Some("461 rules: 330 ok, 130 unsupported, 0 errors, 1 shadowed")
     );
     // Fleet-wide new_terms rules run on the host's own history only when asked.
     assert!(
@@ -330,7 +330,7 @@ fn rules_check_reports_each_rule() {
     let per_host = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         per_host.lines().last(),
-        Some("461 rules: 337 ok, 123 unsupported, 0 errors, 1 shadowed")
+        Some("461 rules: 350 ok, 110 unsupported, 0 errors, 1 shadowed")
     );
     assert!(
         text.lines()
@@ -340,6 +340,14 @@ fn rules_check_reports_each_rule() {
         text.lines().any(
             |l| l.starts_with("ok: ") && l.contains("credential_access_high_volume_of_pbpaste")
         )
+    );
+    // Credential changes are events this host has: Elastic's uid_change rules run.
+    assert!(text.lines().any(|l| l.starts_with("ok: ")
+        && l.contains("privilege_escalation_potential_privesc_via_general_sequence_child")));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok: ")
+                && l.contains("privilege_escalation_kworker_uid_elevation"))
     );
     assert!(text.lines().any(|l| l.starts_with(&format!(
         "shadowed (replaced by {}/credential_access_kerberosdump_kcc.toml): <builtin>/",
@@ -354,7 +362,7 @@ fn rules_check_reports_each_rule() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         text.lines().last(),
-        Some("494 rules: 318 ok, 142 unsupported, 33 errors, 1 shadowed")
+        Some("494 rules: 330 ok, 130 unsupported, 33 errors, 1 shadowed")
     );
     let kuery = shared("elastic-rules/macos-kuery-c58d59ee");
     let head_file = macos.join("privilege_escalation_root_crontab_filemod.toml");

@@ -1,6 +1,7 @@
 //! The ring record codec: a 4-byte versioned header, then a bincode 2 body.
 //!
-//! One codec for every record kind the ring carries: the events (exec, fork, exit, file),
+//! One codec for every record kind the ring carries: the events (exec, fork, exit, file,
+//! credential and session changes),
 //! loss reports and filter counts. The header's kind byte says which; the version byte says
 //! which wire layout, and a reader refuses a version it does not know by name (an old agent
 //! meeting a newer sensor's records says so, rather than misreading them).
@@ -12,14 +13,17 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{BorrowDecode, Encode};
 
-use crate::event::{BoundsError, Event, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent};
+use crate::event::{
+    BoundsError, CredEvent, Event, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent,
+};
 
 /// First two bytes of every record.
 pub const RECORD_MAGIC: [u8; 2] = *b"NJ";
 /// Wire version of the record body; bump on any incompatible change to an event type,
 /// [`LossReport`] or [`FilterReport`]. Version 2: typed records beyond exec, argv head and
-/// tail with the true count, Linux session fields, `env_vars`.
-pub const RECORD_VERSION: u8 = 2;
+/// tail with the true count, Linux session fields, `env_vars`. Version 3: credential and
+/// session change records ([`RecordKind::Cred`]).
+pub const RECORD_VERSION: u8 = 3;
 /// Header length in bytes: magic (2), version (1), kind (1).
 pub const HEADER_LEN: usize = 4;
 /// No record is larger; the decoder refuses anything bigger before looking inside.
@@ -40,6 +44,7 @@ pub enum RecordKind {
     File = 5,
     Filtered = 6,
     Block = 7,
+    Cred = 8,
 }
 
 /// Where upstream loss was detected, before a record could reach the ring.
@@ -120,6 +125,7 @@ pub enum Record<'a> {
     Fork(ForkEvent<'a>),
     Exit(ExitEvent<'a>),
     File(FileEvent<'a>),
+    Cred(CredEvent<'a>),
     Loss(LossReport),
     Filtered(FilterReport),
     Block(BlockReport),
@@ -132,6 +138,7 @@ impl<'a> From<Event<'a>> for Record<'a> {
             Event::Fork(e) => Record::Fork(e),
             Event::Exit(e) => Record::Exit(e),
             Event::File(e) => Record::File(e),
+            Event::Cred(e) => Record::Cred(e),
         }
     }
 }
@@ -146,6 +153,7 @@ impl<'a> Record<'a> {
             Record::Fork(e) => Ok(Event::Fork(e)),
             Record::Exit(e) => Ok(Event::Exit(e)),
             Record::File(e) => Ok(Event::File(e)),
+            Record::Cred(e) => Ok(Event::Cred(e)),
             other => Err(other),
         }
     }
@@ -157,6 +165,7 @@ impl<'a> Record<'a> {
             Record::Fork(e) => Event::Fork(e),
             Record::Exit(e) => Event::Exit(e),
             Record::File(e) => Event::File(e),
+            Record::Cred(e) => Event::Cred(e),
             Record::Loss(_) | Record::Filtered(_) | Record::Block(_) => return None,
         })
     }
@@ -212,6 +221,7 @@ pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecEr
         Record::Fork(_) => RecordKind::Fork,
         Record::Exit(_) => RecordKind::Exit,
         Record::File(_) => RecordKind::File,
+        Record::Cred(_) => RecordKind::Cred,
         Record::Loss(_) => RecordKind::Loss,
         Record::Filtered(_) => RecordKind::Filtered,
         Record::Block(_) => RecordKind::Block,
@@ -225,6 +235,7 @@ pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecEr
         Record::Fork(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
         Record::Exit(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
         Record::File(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
+        Record::Cred(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
         Record::Loss(loss) => bincode::encode_into_slice(loss, body, CONFIG)?,
         Record::Filtered(f) => bincode::encode_into_slice(f, body, CONFIG)?,
         Record::Block(b) => bincode::encode_into_slice(b, body, CONFIG)?,
@@ -277,6 +288,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, CodecError> {
             let ev: FileEvent<'_> = decode_body(body)?;
             ev.validate()?;
             Ok(Record::File(ev))
+        }
+        k if k == RecordKind::Cred as u8 => {
+            let ev: CredEvent<'_> = decode_body(body)?;
+            ev.validate()?;
+            Ok(Record::Cred(ev))
         }
         k if k == RecordKind::Loss as u8 => Ok(Record::Loss(decode_body(body)?)),
         k if k == RecordKind::Filtered as u8 => Ok(Record::Filtered(decode_body(body)?)),
@@ -387,6 +403,28 @@ mod tests {
                 path: Cow::Borrowed("/Users/bob/Library/LaunchAgents/x.plist"),
                 original_path: Some(Cow::Borrowed("/tmp/x.plist")),
             }),
+            Record::Cred(crate::event::CredEvent {
+                meta,
+                process: crate::event::Actor {
+                    uid: Some(0),
+                    euid: Some(0),
+                    ..actor()
+                },
+                change: crate::event::CredChange::Uid,
+                before: crate::event::CredIds {
+                    uid: Some(1000),
+                    euid: Some(1000),
+                    suid: Some(1000),
+                    ..crate::event::CredIds::default()
+                },
+                after: crate::event::CredIds {
+                    uid: Some(0),
+                    euid: Some(0),
+                    suid: Some(0),
+                    sid: Some(4101),
+                    ..crate::event::CredIds::default()
+                },
+            }),
             Record::Filtered(FilterReport {
                 kind: EventKind::File,
                 count: 1000,
@@ -397,8 +435,11 @@ mod tests {
             let bytes = encode_to_vec(&record).unwrap();
             let back = decode(&bytes).unwrap();
             assert_eq!(back, record);
-            if let Record::File(f) = back {
+            if let Record::File(f) = &back {
                 assert!(matches!(f.path, Cow::Borrowed(_)));
+            }
+            if let Record::Cred(c) = back {
+                assert!(matches!(c.process.executable, Some(Cow::Borrowed(_))));
             }
         }
     }

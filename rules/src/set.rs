@@ -862,8 +862,9 @@ fn unsupported_here(
 /// action or type values) it names that no source produces, else the fields it names that no
 /// event carries.
 fn never_matches_why(query: &Query<TypedPred>) -> String {
-    const EVENTS: &str = "this host's events are process exec, fork and end, and file creation, \
-                          modification, rename and deletion";
+    const EVENTS: &str = "this host's events are process exec, fork and end, user id, group id \
+                          and session changes, and file creation, modification, rename and \
+                          deletion";
     let mut kinds: Vec<String> = Vec::new();
     for leaf in query.leaves() {
         let produced: Vec<&str> = match leaf.field {

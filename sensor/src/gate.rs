@@ -64,6 +64,7 @@ impl Gate {
             Event::Fork(e) => (e.parent.pid, e.parent.executable.as_deref()),
             Event::Exit(e) => (e.process.pid, e.process.executable.as_deref()),
             Event::File(e) => (e.process.pid, e.process.executable.as_deref()),
+            Event::Cred(e) => (e.process.pid, e.process.executable.as_deref()),
         };
         let own_image = |p: Option<&str>| p.is_some_and(|p| OWN_IMAGES.contains(&basename(p)));
         if self.own_pids.contains(&pid) || own_image(image) {

@@ -13,6 +13,7 @@ use nightjar_proto::filter::PathFilter;
 use nightjar_proto::shm_ring::Producer;
 use nightjar_proto::terminal::terminal_safe_lines;
 use nightjar_rules::RuleSet;
+use nightjar_rules::ecs::Shape;
 use nightjar_sensor::block::Blocking;
 use nightjar_sensor::capture::{self, Settings, SourceKind};
 use nightjar_sensor::kept_policy::PolicyWatch;
@@ -133,6 +134,10 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         extensions = files.extensions().len(),
         "file events the rules can match"
     );
+    let creds = [Shape::UidChange, Shape::GidChange, Shape::SessionIdChange]
+        .into_iter()
+        .any(|s| rules.wants(s));
+    tracing::info!(creds, "credential and session changes the rules can match");
     let mut block = Blocking::of(rules);
     if let Some(kept) = watch.and_then(PolicyWatch::poll) {
         tracing::info!("the kept policy's block list replaces `[rules] block`");
@@ -145,6 +150,7 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
         block,
+        creds,
     })
 }
 
@@ -208,6 +214,7 @@ fn main() -> ExitCode {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
                 block: Blocking::default(),
+                creds: true,
             };
             let mut publisher = match publisher(&config) {
                 Ok(p) => p,

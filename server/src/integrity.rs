@@ -1,5 +1,6 @@
 //! Integrity events: every gap, fork, rollback, bad signature, reset and silence, by host
-//! and time (DESIGN "Central server"). Recorded inside the transaction that found them.
+//! and time (DESIGN "Central server"), and each repair of a host's damaged alert store that
+//! its heartbeat reports. Recorded inside the transaction that found them.
 
 use std::time::SystemTime;
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use crate::db::DbError;
 use crate::time::rfc3339;
 
-/// The kinds DESIGN lists.
+/// The kinds DESIGN lists, and `store_recovery`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Gap,
@@ -18,6 +19,10 @@ pub enum Kind {
     BadSignature,
     Reset,
     Silent,
+    /// The host's heartbeat reports that its alert store was damaged and repaired
+    /// (`store_recovery`: quarantined, index rebuilt, records skipped); recorded once per
+    /// repair, its detail the host's own sentence.
+    StoreRecovery,
 }
 
 impl Kind {
@@ -29,6 +34,7 @@ impl Kind {
             Kind::BadSignature => "bad_signature",
             Kind::Reset => "reset",
             Kind::Silent => "silent",
+            Kind::StoreRecovery => "store_recovery",
         }
     }
 }

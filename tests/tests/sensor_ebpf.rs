@@ -590,3 +590,150 @@ fn components_texts_and_process_prefixes_are_filtered_in_the_kernel() {
         "{filtered} was published"
     );
 }
+
+/// An ordinary user's process from /tmp (file capabilities CAP_SETUID and CAP_SETGID) makes a
+/// new session and takes gid and uid 0: a session_id_change, a gid_change and a uid_change
+/// arrive for it, in that order, with the ids before and after, the new session, and the
+/// start time of its exec (one process instance, one entity id); its parent's drop from root
+/// to the user is reported too. Without a rule that reads them, no probe is attached and none
+/// arrives.
+#[test]
+fn credential_and_session_changes_arrive_with_old_and_new_ids() {
+    use nightjar_proto::event::CredChange;
+    use nightjar_tests::escalation::Escalation;
+    if !may_run() {
+        return;
+    }
+    let Some(esc) = Escalation::stage() else {
+        return;
+    };
+    // The credential probes are attached only for rules that read credential changes.
+    let rule = nightjar_tests::harness::shared(
+        "elastic-rules/linux-head-14cf530f/privilege_escalation_potential_privesc_via_general_sequence_child.toml",
+    );
+    let extra = format!("[rules]\npaths = [{:?}]\n", rule.display().to_string());
+    let mut live = LiveSensor::start_with(TempState::new(), &extra);
+    let kcc = kcc(&live.st);
+    live.wait_ready(&kcc);
+    let exe = esc.executable();
+    let pids = std::rc::Rc::new(std::cell::RefCell::new(Vec::<u32>::new()));
+    let kept = pids.clone();
+    live.reader.keep_event =
+        Box::new(move |e| matches!(e, Event::Cred(c) if kept.borrow().contains(&c.process.pid)));
+
+    let run = esc.run();
+    pids.borrow_mut().extend([run.child_pid, run.parent_pid]);
+    let exe_ref = exe.as_str();
+    let done = live.reader.drain_until(
+        Duration::from_secs(20),
+        &mut |ev| ev.target.executable == exe_ref,
+        |s| {
+            s.events.iter().any(|e| {
+                matches!(e, Event::Cred(c) if c.change == CredChange::Uid
+                    && c.process.pid == run.child_pid)
+            })
+        },
+    );
+    let seen = &live.reader.seen;
+    assert!(done, "no uid_change: {:?}\n{}", seen.events, live.log());
+    let exec = seen
+        .execs
+        .iter()
+        .find(|e| e.target.pid == run.child_pid)
+        .unwrap_or_else(|| panic!("no exec of the child {run:?}: {:?}", seen.execs));
+    assert_eq!(
+        exec.target.euid,
+        Some(esc.user.uid),
+        "it starts unprivileged"
+    );
+    assert_eq!(exec.target.ppid, Some(run.parent_pid));
+    let changes: Vec<_> = seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cred(c) if c.process.pid == run.child_pid => Some(c),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<CredChange> = changes.iter().map(|c| c.change).collect();
+    assert_eq!(
+        kinds,
+        [CredChange::SessionId, CredChange::Gid, CredChange::Uid],
+        "{changes:#?}"
+    );
+    for c in &changes {
+        assert_eq!(c.process.start_time_ns, exec.target.start_time_ns, "{c:?}");
+        assert_eq!(c.process.ppid, Some(run.parent_pid), "{c:?}");
+        assert_eq!(c.after.sid, Some(run.child_pid), "its own session: {c:?}");
+    }
+    let (sid, gid, uid) = (changes[0], changes[1], changes[2]);
+    assert_eq!(sid.process.euid, Some(esc.user.uid), "{sid:?}");
+    assert_eq!(
+        (gid.before.gid, gid.before.egid, gid.before.sgid),
+        (Some(esc.user.gid), Some(esc.user.gid), Some(esc.user.gid)),
+        "{gid:?}"
+    );
+    assert_eq!(
+        (gid.process.gid, gid.process.egid, gid.after.sgid),
+        (Some(0), Some(0), Some(0)),
+        "{gid:?}"
+    );
+    assert_eq!(gid.process.euid, Some(esc.user.uid), "uid not yet changed");
+    assert_eq!(
+        (uid.before.uid, uid.before.euid, uid.before.suid),
+        (Some(esc.user.uid), Some(esc.user.uid), Some(esc.user.uid)),
+        "{uid:?}"
+    );
+    assert_eq!(
+        (uid.process.uid, uid.process.euid, uid.after.suid),
+        (Some(0), Some(0), Some(0)),
+        "{uid:?}"
+    );
+    // The parent is the test's fork, which gave up root for the user before it exec'd: a
+    // drop, reported the same way.
+    let drops: Vec<_> = seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cred(c) if c.process.pid == run.parent_pid => Some(c),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<CredChange> = drops.iter().map(|c| c.change).collect();
+    assert_eq!(kinds, [CredChange::Gid, CredChange::Uid], "{drops:#?}");
+    assert_eq!(
+        (drops[0].before.egid, drops[0].process.egid),
+        (Some(0), Some(esc.user.gid))
+    );
+    assert_eq!(
+        (drops[1].before.euid, drops[1].process.euid),
+        (Some(0), Some(esc.user.uid))
+    );
+
+    drop(live);
+
+    // The seed rule alone reads no credential change: the probes stay off.
+    let mut live = LiveSensor::start();
+    let ready = self::kcc(&live.st);
+    live.wait_ready(&ready);
+    live.reader.keep_event = Box::new(|e| matches!(e, Event::Cred(_)));
+    let again = esc.run();
+    let seen_exec = live.reader.drain_until(
+        Duration::from_secs(20),
+        &mut |ev| ev.target.executable == exe_ref,
+        |s| s.execs.iter().any(|e| e.target.pid == again.child_pid),
+    );
+    assert!(seen_exec, "no exec of {again:?}: {}", live.log());
+    // Anything in flight behind the exec has had the same ring to arrive through.
+    live.reader
+        .drain_until(Duration::from_millis(500), &mut |_| false, |_| false);
+    let stray: Vec<_> = live
+        .reader
+        .seen
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Cred(c) if c.process.pid == again.child_pid))
+        .collect();
+    assert!(stray.is_empty(), "credential probes attached: {stray:?}");
+    assert!(live.log().contains("creds=false"), "{}", live.log());
+}

@@ -20,7 +20,8 @@ const CAPACITY: u64 = 4 * 1024 * 1024;
 /// numbers from 0 again: lines 4 and 6 (seq 0 and 2: one exec missing), then exits. Run 3 and
 /// later: records its pid and idles.
 const FAKE_ESLOGGER: &str = r#"#!/bin/sh
-[ "$*" = "exec fork exit" ] || { echo "fake eslogger: expected 'exec fork exit', got '$*'" >&2; exit 64; }
+want='exec fork exit setuid setgid seteuid setegid setreuid setregid'
+[ "$*" = "$want" ] || { echo "fake eslogger: expected '$want', got '$*'" >&2; exit 64; }
 dir=$(dirname "$0")
 n=$(cat "$dir/runs" 2>/dev/null || echo 0)
 n=$((n + 1))

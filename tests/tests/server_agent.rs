@@ -1,10 +1,12 @@
 //! A real agent enrolled with a real server over HTTPS (a test CA), on a real PostgreSQL:
 //! its alerts arrive verified and identical, its heartbeats keep the host `ok`, `enroll` is
-//! idempotent, and a host reset by an admin sends the agent back to enrolment.
+//! idempotent, a host reset by an admin sends the agent back to enrolment, and a store
+//! damaged after its alerts were uploaded is repaired without forking the server's chain.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use nightjar_agent::store::log::{record_spans, segment_files};
 use nightjar_proto::verify::open_envelope;
 use nightjar_tests::agent_cli::{counter, export_lines};
 use nightjar_tests::fleet::Server;
@@ -193,4 +195,106 @@ fn a_restored_older_store_is_a_rollback_at_the_server() {
             .any(|k| k == "rollback")
     );
     stop(&mut agent, &st, "agent-3");
+}
+
+/// The envelope log zeroed from seq 7 on after all 10 alerts reached the server (a failing
+/// disk): the agent quarantines its store and keeps alerting, and its new chain continues
+/// after seq 10, the last alert the server accepted, so the server takes the new alerts as
+/// the same chain (no fork, no gap, every alert verified) and lists the repair as a
+/// `store_recovery` integrity event, once, however many heartbeats repeat it.
+#[test]
+fn a_store_damaged_after_upload_continues_the_servers_chain() {
+    let (server, ca_pem) = Server::start_tls("");
+    let token = server.token(1, "1h");
+    let st = TempState::new();
+    let ca = st.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let url = format!("https://localhost:{}", server.addr.port());
+    let cfg = st.write_config(&format!(
+        "[rules]\nbuiltin = true\nmax_signals = 0\n\
+         [upload]\ninterval_ms = 100\nca_file = {:?}\n\
+         [fleet]\nserver = {url:?}\nenroll_token = {token:?}\nheartbeat_interval_ms = 300\n",
+        ca.display().to_string()
+    ));
+    let uploaded = |n: u64| {
+        move |s: &Value| {
+            counter(s, "alerts_stored") == n
+                && counter(s, "alerts_pending_upload") == 0
+                && s["last_heartbeat_ok"].is_string()
+        }
+    };
+    let mut generator = EsloggerGen::new();
+    let mut agent = spawn_agent(&st, &cfg, "agent-1");
+    wait_agent_ready(&st, &cfg, "agent-1");
+    let first = st.path().join("first.ndjson");
+    generator.write_stream_at(&first, 10_000, 400, 10);
+    replay_all(&st, &cfg, &first, None, "sensor-1");
+    wait_status(&st, &cfg, "agent-1", "10 alerts uploaded", uploaded(10));
+    stop(&mut agent, &st, "agent-1");
+    assert_eq!(server.host("test-host-0001")["chain_head_seq"], 10);
+
+    // Zero the log from the record of seq 7 to the end of its segment.
+    let damaged = 7u64;
+    let log = st.state_dir().join("alerts.sled");
+    let (seg, at) = segment_files(&log)
+        .expect("list the log")
+        .into_iter()
+        .find_map(|seg| {
+            let spans = record_spans(&seg).expect("read a segment");
+            spans
+                .iter()
+                .find(|(s, _, _)| *s == damaged)
+                .map(|(_, at, _)| (seg.clone(), *at as usize))
+        })
+        .expect("the record of seq 7");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[at..].iter_mut().for_each(|b| *b = 0);
+    std::fs::write(&seg, bytes).unwrap();
+
+    let mut agent = spawn_agent(&st, &cfg, "agent-2");
+    let s = wait_status(&st, &cfg, "agent-2", "the quarantine reported", |s| {
+        s["store_recovery"].is_string()
+    });
+    let said = s["store_recovery"].as_str().unwrap().to_string();
+    assert!(
+        said.contains("accepted through seq 10") && said.contains("continues after seq 10"),
+        "{said}"
+    );
+    let second = st.path().join("second.ndjson");
+    generator.write_stream_at(&second, 20_000, 200, 5);
+    replay_all(&st, &cfg, &second, None, "sensor-2");
+    wait_status(&st, &cfg, "agent-2", "5 new alerts uploaded", |s| {
+        counter(s, "alerts_pending_upload") == 0
+            && s["chain_head"]["seq"] == 15
+            && s["last_heartbeat_ok"].is_string()
+    });
+    let host = nightjar_tests::harness::wait_for(std::time::Duration::from_secs(30), || {
+        let h = server.host("test-host-0001");
+        (h["chain_head_seq"] == 15).then_some(h)
+    })
+    .unwrap_or_else(|| server.host("test-host-0001"));
+    assert_eq!(host["chain_head_seq"], 15, "{host}");
+    assert_eq!(host["status"], "ok", "{host}");
+    let first_new = server
+        .cli_json(&["alerts", "list", "--host", "test-host-0001", "--json"])
+        .into_iter()
+        .find(|a| a["nightjar"]["seq"] == 11)
+        .expect("seq 11 on the server");
+    assert_eq!(
+        first_new["nightjar"]["recovered_from"]["seq"], 10,
+        "{first_new}"
+    );
+    // Several heartbeats carried the same sentence: one event.
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
+    let events = server.cli_json(&["integrity", "list", "--host", "test-host-0001", "--json"]);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["store_recovery"], "{events:?}");
+    assert_eq!(events[0]["detail"].as_str(), Some(said.as_str()));
+    let out = server.cli(&["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop(&mut agent, &st, "agent-2");
 }

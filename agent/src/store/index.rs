@@ -8,7 +8,8 @@
 //!   again is recognised;
 //! - `meta`: [`SCHEMA`] (the store format, see [`SCHEMA_VERSION`]), [`HEAD`] (seq and payload
 //!   hash of the last alert made durable), [`SYNCED`] (the log position that was durable with
-//!   it), [`HEAD_MARK`] (the head signed by the host key), [`UPLOAD_CURSOR`], [`COUNTERS`],
+//!   it), [`HEAD_MARK`] (the head signed by the host key), [`UPLOAD_CURSOR`] and
+//!   [`UPLOADED_HEAD`] (seq and payload hash of the last alert the collector accepted), [`COUNTERS`],
 //!   [`PRUNED`] (the last alert retention removed, or the last alert of a quarantined store
 //!   this one continues), [`RECOVERIES`] (what recovery did to this store, newest last).
 //!
@@ -33,6 +34,9 @@ pub const HEAD: &[u8] = b"head";
 pub const SYNCED: &[u8] = b"synced";
 pub const HEAD_MARK: &[u8] = b"head_mark";
 pub const UPLOAD_CURSOR: &[u8] = b"upload_cursor";
+/// Seq and payload hash of the alert at the upload cursor: where a store that replaces a
+/// damaged one continues, so that its chain extends what the collector holds.
+pub const UPLOADED_HEAD: &[u8] = b"uploaded_head";
 pub const COUNTERS: &[u8] = b"counters";
 pub const PRUNED: &[u8] = b"pruned";
 pub const RECOVERIES: &[u8] = b"recoveries";

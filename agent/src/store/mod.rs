@@ -609,6 +609,22 @@ impl Store {
         if seq <= current {
             return Ok(());
         }
+        // The accepted alert's hash goes with the cursor: if this store is ever damaged, its
+        // successor continues the chain from what the collector holds (see `recovery`).
+        if let Some(hash) = self
+            .envelope(seq)?
+            .as_deref()
+            .and_then(record::hash_of_envelope)
+        {
+            self.inner
+                .index
+                .meta
+                .insert(
+                    index::UPLOADED_HEAD,
+                    &ChainHead { seq, hash }.to_bytes()[..],
+                )
+                .map_err(self.sled_err("write the uploaded head"))?;
+        }
         self.inner
             .index
             .meta

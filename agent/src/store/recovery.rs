@@ -11,8 +11,11 @@
 //!   the whole store (log and index) is moved to `alerts.quarantine-<unix time>/` and a new
 //!   store starts whose chain continues after the last intact alert found (its seq and
 //!   hash become the new store's starting mark, so `verify` of the new store starts there),
-//!   and whose first alert names it in `nightjar.recovered_from`. Alerts after the damage
-//!   stay in the quarantined copy. Reported as [`RecoveryKind::Quarantined`].
+//!   and whose first alert names it in `nightjar.recovered_from`. When the collector had
+//!   already accepted alerts past the damage, the chain continues after the last one it
+//!   accepted instead (its seq and hash are kept with the upload cursor), so the new chain
+//!   extends the collector's rather than forking it. Alerts after the damage stay in the
+//!   quarantined copy. Reported as [`RecoveryKind::Quarantined`].
 //! - **records that do not check** between intact ones are skipped as holes: the store
 //!   stays, `verify` names the seqs, and [`RecoveryKind::Damaged`] is reported.
 //! - **a torn tail** (power loss while writing alerts that were never reported durable) is
@@ -582,8 +585,8 @@ fn reindex_tail(index: &Index, log: &Log, head: u64) -> Result<u64, LogError> {
 }
 
 /// Moves the whole store aside and starts a new one continuing the chain after
-/// `last_intact` (or after the index's head, when the log held nothing intact and the index
-/// knew one).
+/// `last_intact` (or after retention's mark, when the log held nothing intact), or after the
+/// last alert the collector accepted when that is further on.
 #[allow(clippy::too_many_arguments)]
 fn quarantine_all(
     dir: &Path,
@@ -599,11 +602,30 @@ fn quarantine_all(
 ) -> Result<Store, StoreError> {
     let indexed = old_index.head(index::HEAD).ok().flatten().flatten();
     let pruned = old_index.head(index::PRUNED).ok().flatten().flatten();
-    let after = match last_intact {
+    let uploaded = old_index
+        .head(index::UPLOADED_HEAD)
+        .ok()
+        .flatten()
+        .flatten();
+    let intact = match last_intact {
         Some((seq, hash)) => ChainHead { seq, hash },
         // Nothing intact after the start of the log: the chain picks up after the last
         // alert retention removed, if any.
         None => pruned.unwrap_or(ChainHead::GENESIS),
+    };
+    // The collector may hold alerts past the damage: a chain restarting below its head
+    // would fork there, and the collector refuses everything after a fork, so every alert
+    // from now on would stay on this host. Continue after what it accepted instead.
+    let (after, why) = match uploaded {
+        Some(up) if up.seq > intact.seq => {
+            let why = format!(
+                "{why}; intact through seq {}, the collector had accepted through seq {}: \
+                 the new chain continues from there",
+                intact.seq, up.seq
+            );
+            (up, why)
+        }
+        _ => (intact, why),
     };
     drop(old_index);
     drop(old_index_dir);
@@ -655,6 +677,17 @@ fn quarantine_all(
         .meta
         .insert(index::SCHEMA, &u64::from(SCHEMA_VERSION).to_be_bytes())
         .map_err(sled_err("write the schema"))?;
+    if uploaded.is_some_and(|up| up.seq >= after.seq) {
+        // Nothing at or below the starting mark is the new store's to send.
+        index
+            .meta
+            .insert(index::UPLOAD_CURSOR, &after.seq.to_be_bytes())
+            .map_err(sled_err("write the upload cursor"))?;
+        index
+            .meta
+            .insert(index::UPLOADED_HEAD, &start[..])
+            .map_err(sled_err("write the uploaded head"))?;
+    }
     let log_path: PathBuf = log_dir_of(dir);
     let log_dir =
         TrustedDir::open(&log_path, Missing::Create).map_err(|e| trusted(&log_path, e))?;

@@ -1,14 +1,18 @@
 //! Usage: nightjar-fuzz-seed OUT_DIR ESLOGGER_FILE...
 //!
 //! Decodes every exec line of the given eslogger files, encodes it as a ring record and
-//! writes each record to `OUT_DIR/NNNN.rec`, plus one loss record; the seeds let the fuzzer
-//! start from well-formed records instead of discovering the header and layout by chance.
+//! writes each record to `OUT_DIR/NNNN.rec`, plus one loss record and one credential change of
+//! each kind (eslogger fixtures hold few of those); the seeds let the fuzzer start from
+//! well-formed records instead of discovering the header and layout by chance.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::borrow::Cow;
+
 use nightjar_proto::codec::{self, LossReport, LossSource, Record};
 use nightjar_proto::eslogger::EsloggerDecoder;
+use nightjar_proto::event::{Actor, CredChange, CredEvent, CredIds, EventMeta, OsType, Source};
 
 fn main() -> ExitCode {
     let mut argv = std::env::args_os().skip(1);
@@ -36,6 +40,46 @@ fn run(out: &PathBuf, files: impl Iterator<Item = PathBuf>) -> Result<usize, Str
         count: 3,
         time_ns: 1_795_165_200_000_000_000,
     })];
+    for change in CredChange::ALL {
+        let before = CredIds {
+            uid: Some(1000),
+            euid: Some(1000),
+            suid: Some(1000),
+            gid: Some(1000),
+            egid: Some(1000),
+            sgid: Some(1000),
+            sid: Some(700),
+        };
+        records.push(Record::Cred(CredEvent {
+            meta: EventMeta {
+                sensor_seq: 7,
+                source: Source::Ebpf,
+                os: OsType::Linux,
+                time_ns: 1_795_165_200_000_000_000,
+                ..EventMeta::default()
+            },
+            process: Actor {
+                pid: 4242,
+                start_time_ns: Some(1_795_165_100_000_000_000),
+                ppid: Some(700),
+                uid: Some(0),
+                euid: Some(0),
+                gid: Some(1000),
+                egid: Some(1000),
+                executable: Some(Cow::Borrowed("/tmp/x/python3")),
+                ..Actor::default()
+            },
+            change,
+            before,
+            after: CredIds {
+                uid: Some(0),
+                euid: Some(0),
+                suid: Some(0),
+                sid: Some(4242),
+                ..before
+            },
+        }));
+    }
     let texts: Vec<String> = files
         .map(|f| {
             let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;

@@ -23,9 +23,15 @@ pub mod event_type {
     pub const NOTIFY_RENAME: u32 = 25;
     pub const NOTIFY_UNLINK: u32 = 32;
     pub const NOTIFY_WRITE: u32 = 33;
+    pub const NOTIFY_SETUID: u32 = 103;
+    pub const NOTIFY_SETGID: u32 = 104;
+    pub const NOTIFY_SETEUID: u32 = 105;
+    pub const NOTIFY_SETEGID: u32 = 106;
+    pub const NOTIFY_SETREUID: u32 = 107;
+    pub const NOTIFY_SETREGID: u32 = 108;
 
     /// The types [`super::super::EsloggerDecoder`] turns into events.
-    pub const DECODED: [u32; 8] = [
+    pub const DECODED: [u32; 14] = [
         NOTIFY_EXEC,
         NOTIFY_FORK,
         NOTIFY_CLOSE,
@@ -34,6 +40,12 @@ pub mod event_type {
         NOTIFY_RENAME,
         NOTIFY_UNLINK,
         NOTIFY_WRITE,
+        NOTIFY_SETUID,
+        NOTIFY_SETGID,
+        NOTIFY_SETEUID,
+        NOTIFY_SETEGID,
+        NOTIFY_SETREUID,
+        NOTIFY_SETREGID,
     ];
 }
 
@@ -67,6 +79,8 @@ pub(super) enum EventKind<'a> {
     Rename(RenameBody<'a>),
     Unlink(TargetBody<'a>),
     Write(TargetBody<'a>),
+    /// `setuid`, `seteuid`, `setreuid`, `setgid`, `setegid`, `setregid`.
+    SetId(crate::event::SetIdCall),
 }
 
 /// `es_process_t` as eslogger prints it (top-level `process`, `event.exec.target`).
@@ -185,6 +199,18 @@ pub(super) struct RenameBody<'a> {
 pub(super) struct TargetBody<'a> {
     #[serde(borrow)]
     pub target: EsFile<'a>,
+}
+
+/// `es_event_set*id_t`: the call's arguments, by name (`uid`, `euid`, `ruid`, `gid`, `egid`,
+/// `rgid`).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SetIdBody {
+    pub uid: Option<u32>,
+    pub euid: Option<u32>,
+    pub ruid: Option<u32>,
+    pub gid: Option<u32>,
+    pub egid: Option<u32>,
+    pub rgid: Option<u32>,
 }
 
 /// An `audit_token_t`: an object keyed by name up to message version 9, an array of the
@@ -402,6 +428,12 @@ enum EventKey {
     Rename,
     Unlink,
     Write,
+    Setuid,
+    Seteuid,
+    Setreuid,
+    Setgid,
+    Setegid,
+    Setregid,
     #[serde(other)]
     Other,
 }
@@ -427,6 +459,30 @@ impl<'de> Visitor<'de> for EventVisitor {
                 EventKey::Rename => kind = EventKind::Rename(map.next_value()?),
                 EventKey::Unlink => kind = EventKind::Unlink(map.next_value()?),
                 EventKey::Write => kind = EventKind::Write(map.next_value()?),
+                EventKey::Setuid
+                | EventKey::Seteuid
+                | EventKey::Setreuid
+                | EventKey::Setgid
+                | EventKey::Setegid
+                | EventKey::Setregid => {
+                    let b: SetIdBody = map.next_value()?;
+                    let missing = |field| de::Error::missing_field(field);
+                    use crate::event::SetIdCall as C;
+                    kind = EventKind::SetId(match key {
+                        EventKey::Setuid => C::Setuid(b.uid.ok_or_else(|| missing("uid"))?),
+                        EventKey::Seteuid => C::Seteuid(b.euid.ok_or_else(|| missing("euid"))?),
+                        EventKey::Setreuid => C::Setreuid {
+                            ruid: b.ruid.ok_or_else(|| missing("ruid"))?,
+                            euid: b.euid.ok_or_else(|| missing("euid"))?,
+                        },
+                        EventKey::Setgid => C::Setgid(b.gid.ok_or_else(|| missing("gid"))?),
+                        EventKey::Setegid => C::Setegid(b.egid.ok_or_else(|| missing("egid"))?),
+                        _ => C::Setregid {
+                            rgid: b.rgid.ok_or_else(|| missing("rgid"))?,
+                            egid: b.egid.ok_or_else(|| missing("egid"))?,
+                        },
+                    });
+                }
                 EventKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                     if matches!(kind, EventKind::Absent) {

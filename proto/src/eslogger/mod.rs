@@ -7,7 +7,8 @@
 //! the input line; only a multi-argument argv, a joined new path and a cdhash in upper case
 //! are copied.
 //!
-//! Messages decoded (`eslogger exec fork exit create close rename unlink [write]`):
+//! Messages decoded (`eslogger exec fork exit create close rename unlink [write] setuid
+//! seteuid setreuid setgid setegid setregid`):
 //! - `exec` -> [`ExecEvent`]: `event.exec.target` is the new image: pid, pidversion,
 //!   ruid/euid/rgid/egid, auid and the audit session id (`asid`, as `session_id`) from its audit
 //!   token; `ppid` (the parent audit token's pid when there is one), `original_ppid`,
@@ -17,6 +18,9 @@
 //!   `event.exec.env` (only the configured names), `event.exec.cwd.path`; top-level `process`
 //!   is the image that called exec; its `responsible_audit_token` pid is the responsible pid;
 //! - `fork` -> [`ForkEvent`] (`event.fork.child`), `exit` -> [`ExitEvent`] (`stat`);
+//! - `setuid`, `seteuid`, `setreuid`, `setgid`, `setegid`, `setregid` -> [`crate::event::CredEvent`]
+//!   (`uid_change` / `gid_change`): the call's arguments applied to the calling process's
+//!   audit-token ids ([`crate::event::SetIdCall`]);
 //! - `create` (`destination.existing_file`, or `destination.new_path` dir + filename),
 //!   `close` with `modified: true`, `write`, `rename` (`source` -> `destination`) and
 //!   `unlink` (`target`) -> [`FileEvent`], the acting process from top-level `process`;
@@ -196,6 +200,10 @@ fn to_event<'a>(mut m: Message<'a>, env: &EnvFilter) -> Result<Option<Event<'a>>
                     field: "event.rename.destination",
                 })?;
             file(meta, process, FileAction::Rename, path, Some(original))
+        }
+        EventKind::SetId(call) => {
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            Event::Cred(call.event(meta, process))
         }
         EventKind::Other | EventKind::Absent => return Ok(None),
     };
@@ -546,5 +554,56 @@ mod tests {
         }
         let no_pid = d.decode_line(&line(r#"{"euid":0}"#)).unwrap_err();
         assert!(no_pid.to_string().contains("audit_token.pid"), "{no_pid}");
+    }
+
+    /// `eslogger setuid seteuid setreuid` (message version 8, audit token as an array): a
+    /// setuid(0) by a process whose effective uid is already 0 (a setuid-root image), and a
+    /// setreuid(-1, 0).
+    #[test]
+    fn setuid_calls_are_credential_changes() {
+        use crate::event::CredChange;
+        const SETUID: &str = r#"{"schema_version":1,"mach_time":9046323590,"event_type":103,"thread":{"thread_id":88432},"version":8,"seq_num":2,"event":{"setuid":{"uid":0}},"time":"2026-11-20T09:00:01.100000000Z","action":{"result":{"result":{"auth":0},"result_type":0}},"action_type":1,"process":{"signing_id":"a.out","session_id":700,"cdhash":"5C7FA5D80E8E3C5AE1A49E4B7A9E6D70B2C59C20","group_id":4101,"team_id":null,"original_ppid":4100,"ppid":4100,"is_es_client":false,"start_time":"2026-11-20T09:00:01.050000Z","tty":{"path":"/dev/ttys002","path_truncated":false},"codesigning_flags":570522113,"responsible_audit_token":[501,501,20,501,20,700,100014,2990],"audit_token":[501,0,20,501,20,4101,100014,3112],"is_platform_binary":false,"executable":{"path":"/Users/bob/Downloads/escalate","path_truncated":false},"parent_audit_token":[501,501,20,501,20,4100,100014,3111]},"global_seq_num":12}"#;
+        let mut d = EsloggerDecoder::new();
+        let Some(Event::Cred(c)) = d.decode_line(SETUID).unwrap() else {
+            panic!("not a credential change")
+        };
+        assert_eq!(c.change, CredChange::Uid);
+        assert_eq!((c.process.pid, c.process.pidversion), (4101, Some(3112)));
+        assert_eq!(c.process.ppid, Some(4100));
+        assert_eq!(
+            c.process.executable.as_deref(),
+            Some("/Users/bob/Downloads/escalate")
+        );
+        assert_eq!((c.before.uid, c.before.euid), (Some(501), Some(0)));
+        assert_eq!((c.process.uid, c.process.euid), (Some(0), Some(0)));
+        assert_eq!(
+            (c.after.uid, c.after.euid, c.after.suid),
+            (Some(0), Some(0), Some(0))
+        );
+        assert_eq!(c.meta.es_seq_num, Some(2));
+        assert_eq!(c.meta.es_global_seq_num, Some(12));
+        let decoded = d.decode(SETUID).unwrap();
+        assert_eq!(decoded.seq.map(|s| s.event_type), Some(103));
+
+        let setreuid = SETUID
+            .replace(r#""event_type":103"#, r#""event_type":107"#)
+            .replace(
+                r#"{"setuid":{"uid":0}}"#,
+                r#"{"setreuid":{"ruid":4294967295,"euid":0}}"#,
+            )
+            .replace("[501,0,20,501,20,4101", "[501,501,20,501,20,4101");
+        let Some(Event::Cred(c)) = d.decode_line(&setreuid).unwrap() else {
+            panic!("not a credential change")
+        };
+        assert_eq!((c.process.uid, c.process.euid), (Some(501), Some(0)));
+        let setegid = SETUID.replace(r#"{"setuid":{"uid":0}}"#, r#"{"setegid":{"egid":0}}"#);
+        let Some(Event::Cred(c)) = d.decode_line(&setegid).unwrap() else {
+            panic!("not a credential change")
+        };
+        assert_eq!(c.change, CredChange::Gid);
+        assert_eq!((c.before.egid, c.process.egid), (Some(20), Some(0)));
+        let broken = SETUID.replace(r#"{"uid":0}"#, r#"{"gid":0}"#);
+        let err = d.decode_line(&broken).unwrap_err().to_string();
+        assert!(err.contains("uid"), "{err}");
     }
 }

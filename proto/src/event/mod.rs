@@ -6,7 +6,8 @@
 //! every string of a decoded event borrows from the ring record.
 //!
 //! Kinds ([`Event`]): [`ExecEvent`] (a process started a new image), [`ForkEvent`] (a new
-//! process), [`ExitEvent`], and [`FileEvent`] (creation, modification, rename, deletion).
+//! process), [`ExitEvent`], [`FileEvent`] (creation, modification, rename, deletion) and
+//! [`CredEvent`] (new user or group ids, a new session).
 //! Every kind names its process by pid plus pidversion (macOS) and start time, so the agent
 //! can join it to the last exec of that process instance.
 //!
@@ -17,6 +18,7 @@
 
 mod actor;
 mod args;
+mod cred;
 mod env;
 mod exec;
 mod file;
@@ -28,6 +30,7 @@ use bincode::Encode;
 
 pub use actor::Actor;
 pub use args::{Args, ArgsBuilder, HEAD_ARGS, HEAD_ARGV_BYTES, TAIL_ARGS, TAIL_ARGV_BYTES};
+pub use cred::{CredChange, CredEvent, CredIds, SetIdCall};
 pub use env::EnvFilter;
 pub use exec::{BoundsError, Caller, ExecEvent, Target};
 pub use file::{FileAction, FileEvent, directory, extension};
@@ -136,15 +139,17 @@ pub enum EventKind {
     Fork = 2,
     Exit = 3,
     File = 4,
+    Cred = 5,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
         EventKind::File,
+        EventKind::Cred,
     ];
 
     /// The name used in logs and `status`.
@@ -154,6 +159,7 @@ impl EventKind {
             EventKind::Fork => "fork",
             EventKind::Exit => "exit",
             EventKind::File => "file",
+            EventKind::Cred => "cred",
         }
     }
 }
@@ -190,6 +196,7 @@ pub enum Event<'a> {
     Fork(ForkEvent<'a>),
     Exit(ExitEvent<'a>),
     File(FileEvent<'a>),
+    Cred(CredEvent<'a>),
 }
 
 impl<'a> Event<'a> {
@@ -199,6 +206,7 @@ impl<'a> Event<'a> {
             Event::Fork(_) => EventKind::Fork,
             Event::Exit(_) => EventKind::Exit,
             Event::File(_) => EventKind::File,
+            Event::Cred(_) => EventKind::Cred,
         }
     }
 
@@ -225,6 +233,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => e.meta,
             Event::Exit(e) => e.meta,
             Event::File(e) => e.meta,
+            Event::Cred(e) => e.meta,
         }
     }
 
@@ -235,6 +244,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => e.meta = meta,
             Event::Exit(e) => e.meta = meta,
             Event::File(e) => e.meta = meta,
+            Event::Cred(e) => e.meta = meta,
         }
     }
 
@@ -245,6 +255,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => &mut e.meta.flags,
             Event::Exit(e) => &mut e.meta.flags,
             Event::File(e) => &mut e.meta.flags,
+            Event::Cred(e) => &mut e.meta.flags,
         }
     }
 
@@ -255,6 +266,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => e.enforce_bounds(),
             Event::Exit(e) => e.enforce_bounds(),
             Event::File(e) => e.enforce_bounds(),
+            Event::Cred(e) => e.enforce_bounds(),
         }
     }
 
@@ -265,6 +277,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => e.validate(),
             Event::Exit(e) => e.validate(),
             Event::File(e) => e.validate(),
+            Event::Cred(e) => e.validate(),
         }
     }
 
@@ -275,6 +288,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => e.parent.string_bytes(),
             Event::Exit(e) => e.process.string_bytes(),
             Event::File(e) => e.string_bytes(),
+            Event::Cred(e) => e.process.string_bytes(),
         }
     }
 
@@ -285,6 +299,7 @@ impl<'a> Event<'a> {
             Event::Fork(e) => Event::Fork(e.into_owned()),
             Event::Exit(e) => Event::Exit(e.into_owned()),
             Event::File(e) => Event::File(e.into_owned()),
+            Event::Cred(e) => Event::Cred(e.into_owned()),
         }
     }
 }
@@ -310,6 +325,12 @@ impl<'a> From<ExitEvent<'a>> for Event<'a> {
 impl<'a> From<FileEvent<'a>> for Event<'a> {
     fn from(e: FileEvent<'a>) -> Self {
         Event::File(e)
+    }
+}
+
+impl<'a> From<CredEvent<'a>> for Event<'a> {
+    fn from(e: CredEvent<'a>) -> Self {
+        Event::Cred(e)
     }
 }
 

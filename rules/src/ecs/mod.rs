@@ -1,4 +1,4 @@
-//! The ECS view of an event (exec, fork, exit, file): the field names Elastic rules read,
+//! The ECS view of an event (exec, fork, exit, file, credential change): the field names Elastic rules read,
 //! resolved without building a document.
 //!
 //! Rules name fields by their ECS path; [`Field::from_name`] turns a path into an id once, at
@@ -12,9 +12,10 @@
 //! - exec: the new image (the event carries everything);
 //! - fork: the child, which runs its parent's image (from the forking process's last exec);
 //!   `process.parent` is the process that forked;
-//! - exit and file events: the acting process, from what the event carries (pid, start time,
-//!   ids; on macOS its image and signature too) and its last exec in the lookup, when that is
-//!   the same process instance (same start time).
+//! - exit, file and credential events: the acting process, from what the event carries (pid,
+//!   start time, ids; on macOS its image and signature too) and its last exec in the lookup,
+//!   when that is the same process instance (same start time). A credential event carries
+//!   the ids after the change, and a session change makes the process its own session leader.
 //!
 //! The view does not own a process table: the agent's table, the sensor's view of one
 //! Endpoint Security message, or [`NoProcesses`] answer [`Processes::get`].
@@ -22,7 +23,7 @@
 use std::cell::OnceCell;
 
 use nightjar_proto::event::{
-    Actor, Event, ExitEvent, FileAction, FileEvent, ForkEvent, directory, extension,
+    Actor, CredEvent, Event, ExitEvent, FileAction, FileEvent, ForkEvent, directory, extension,
 };
 use nightjar_proto::{Args, Caller, ExecEvent, OsType};
 
@@ -162,6 +163,7 @@ enum Subject<'a> {
     Fork(&'a ForkEvent<'a>),
     Exit(&'a ExitEvent<'a>),
     File(&'a FileEvent<'a>),
+    Cred(&'a CredEvent<'a>),
 }
 
 /// Where the parent's image comes from.
@@ -220,6 +222,7 @@ impl<'a> EcsEvent<'a> {
             Event::Fork(e) => Subject::Fork(e),
             Event::Exit(e) => Subject::Exit(e),
             Event::File(e) => Subject::File(e),
+            Event::Cred(e) => Subject::Cred(e),
         };
         EcsEvent::with(subject, Shape::of(ev), ev.meta().os, processes, host)
     }
@@ -269,13 +272,14 @@ impl<'a> EcsEvent<'a> {
         }
     }
 
-    /// The exec, fork, exit or file event itself.
+    /// The exec, fork, exit, file or credential event itself.
     pub fn kind_str(&self) -> &'static str {
         match self.subject {
             Subject::Exec(_) => "exec",
             Subject::Fork(_) => "fork",
             Subject::Exit(_) => "exit",
             Subject::File(_) => "file",
+            Subject::Cred(_) => "cred",
         }
     }
 
@@ -291,6 +295,15 @@ impl<'a> EcsEvent<'a> {
             Subject::Fork(e) => e.meta,
             Subject::Exit(e) => e.meta,
             Subject::File(e) => e.meta,
+            Subject::Cred(e) => e.meta,
+        }
+    }
+
+    /// The credential or session change this view reads, when it reads one.
+    pub fn cred(&self) -> Option<&'a CredEvent<'a>> {
+        match self.subject {
+            Subject::Cred(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -298,14 +311,15 @@ impl<'a> EcsEvent<'a> {
         self.host
     }
 
-    /// The process the event names besides its image: the actor of an exit or file event,
-    /// the forking process of a fork.
+    /// The process the event names besides its image: the actor of an exit, file or
+    /// credential event, the forking process of a fork.
     fn actor(&self) -> Option<&'a Actor<'a>> {
         match self.subject {
             Subject::Exec(_) => None,
             Subject::Fork(e) => Some(&e.parent),
             Subject::Exit(e) => Some(&e.process),
             Subject::File(e) => Some(&e.process),
+            Subject::Cred(e) => Some(&e.process),
         }
     }
 
@@ -330,6 +344,7 @@ impl<'a> EcsEvent<'a> {
             Subject::Fork(e) => e.child_pid,
             Subject::Exit(e) => e.process.pid,
             Subject::File(e) => e.process.pid,
+            Subject::Cred(e) => e.process.pid,
         }
     }
 
@@ -340,6 +355,7 @@ impl<'a> EcsEvent<'a> {
             Subject::Fork(e) => e.child_start_time_ns,
             Subject::Exit(e) => e.process.start_time_ns,
             Subject::File(e) => e.process.start_time_ns,
+            Subject::Cred(e) => e.process.start_time_ns,
         }
     }
 
@@ -563,6 +579,7 @@ impl<'a> EcsEvent<'a> {
     fn session_leader_pid(&self) -> Option<u32> {
         match self.subject {
             Subject::Exec(e) => e.target.session_leader_pid,
+            Subject::Cred(e) if e.after.sid.is_some() => e.after.sid,
             _ => self.image().and_then(|p| p.session_leader_pid()),
         }
     }

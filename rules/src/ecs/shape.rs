@@ -1,8 +1,8 @@
-//! The shapes events come in: the kind, and for file events the action. A shape fixes
-//! `event.category`, `event.type` and `event.action`, and which fields can be present, so the
-//! matcher compiles every rule once per shape with those folded away.
+//! The shapes events come in: the kind, and for file and credential events the action. A
+//! shape fixes `event.category`, `event.type` and `event.action`, and which fields can be
+//! present, so the matcher compiles every rule once per shape with those folded away.
 
-use nightjar_proto::event::{Event, FileAction};
+use nightjar_proto::event::{CredChange, Event, FileAction};
 
 use super::Field;
 
@@ -16,11 +16,17 @@ pub enum Shape {
     FileModification,
     FileRename,
     FileDeletion,
+    /// A process's user ids changed (Elastic Defend's Linux `uid_change`).
+    UidChange,
+    /// A process's group ids changed (`gid_change`).
+    GidChange,
+    /// A process made a new session (`session_id_change`).
+    SessionIdChange,
 }
 
 impl Shape {
     /// Every shape, in discriminant order.
-    pub const ALL: [Shape; 7] = [
+    pub const ALL: [Shape; 10] = [
         Shape::Exec,
         Shape::Fork,
         Shape::Exit,
@@ -28,6 +34,9 @@ impl Shape {
         Shape::FileModification,
         Shape::FileRename,
         Shape::FileDeletion,
+        Shape::UidChange,
+        Shape::GidChange,
+        Shape::SessionIdChange,
     ];
 
     pub const COUNT: usize = Shape::ALL.len();
@@ -43,13 +52,23 @@ impl Shape {
                 FileAction::Rename => Shape::FileRename,
                 FileAction::Deletion => Shape::FileDeletion,
             },
+            Event::Cred(c) => match c.change {
+                CredChange::Uid => Shape::UidChange,
+                CredChange::Gid => Shape::GidChange,
+                CredChange::SessionId => Shape::SessionIdChange,
+            },
         }
     }
 
     /// `event.category`.
     pub fn category(self) -> &'static str {
         match self {
-            Shape::Exec | Shape::Fork | Shape::Exit => "process",
+            Shape::Exec
+            | Shape::Fork
+            | Shape::Exit
+            | Shape::UidChange
+            | Shape::GidChange
+            | Shape::SessionIdChange => "process",
             _ => "file",
         }
     }
@@ -62,6 +81,7 @@ impl Shape {
             Shape::FileCreation => "creation",
             Shape::FileModification | Shape::FileRename => "change",
             Shape::FileDeletion => "deletion",
+            Shape::UidChange | Shape::GidChange | Shape::SessionIdChange => "change",
         }
     }
 
@@ -75,6 +95,9 @@ impl Shape {
             Shape::FileModification => "modification",
             Shape::FileRename => "rename",
             Shape::FileDeletion => "deletion",
+            Shape::UidChange => CredChange::Uid.as_str(),
+            Shape::GidChange => CredChange::Gid.as_str(),
+            Shape::SessionIdChange => CredChange::SessionId.as_str(),
         }
     }
 

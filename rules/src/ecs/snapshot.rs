@@ -180,6 +180,7 @@ impl EventSnapshot {
             Event::Fork(e) => e.parent.string_bytes(),
             Event::Exit(e) => e.process.string_bytes(),
             Event::File(e) => e.string_bytes(),
+            Event::Cred(e) => e.process.string_bytes(),
         };
         std::mem::size_of::<Self>()
             + event
@@ -208,6 +209,7 @@ impl EcsEvent<'_> {
             Subject::Fork(e) => Event::Fork(e.clone().into_owned()),
             Subject::Exit(e) => Event::Exit(e.clone().into_owned()),
             Subject::File(e) => Event::File(e.clone().into_owned()),
+            Subject::Cred(e) => Event::Cred(e.clone().into_owned()),
         };
         // Every pid the view passes to `Processes::get`: the process itself (an exec's
         // fork-child test, the leaders' "is it this one"), its actor, parent, responsible

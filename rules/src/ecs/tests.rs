@@ -395,3 +395,105 @@ fn truncated_argv_has_its_true_count_and_says_so() {
     let v = EcsEvent::new(&ev, &NoProcesses, &host);
     assert!(matches!(v.value(Field::ArgsTruncated), Value::Bool(false)));
 }
+
+#[test]
+fn a_credential_change_shows_the_new_ids_and_a_new_session_its_leader() {
+    use nightjar_proto::event::{Actor, CredChange, CredEvent, CredIds, Event};
+    let host = HostInfo::new("h", "host-1").with_entity_ids(fake_hash);
+    let sh = Rec::new(40, 1, "/bin/bash", &["bash"]);
+    let py = Rec::new(41, 40, "/tmp/py/python3", &["python3", "x.py"]);
+    let procs = Procs(vec![sh, py]);
+    let process = Actor {
+        pid: 41,
+        start_time_ns: Some(41_000),
+        ppid: Some(40),
+        uid: Some(0),
+        euid: Some(0),
+        gid: Some(1000),
+        egid: Some(1000),
+        ..Actor::default()
+    };
+    let before = CredIds {
+        uid: Some(1000),
+        euid: Some(1000),
+        gid: Some(1000),
+        egid: Some(1000),
+        sid: Some(40),
+        ..CredIds::default()
+    };
+    let uid = Event::Cred(CredEvent {
+        process: process.clone(),
+        change: CredChange::Uid,
+        before,
+        after: CredIds {
+            uid: Some(0),
+            euid: Some(0),
+            ..before
+        },
+        ..CredEvent::default()
+    });
+    let v = EcsEvent::of(&uid, &procs, &host);
+    assert_eq!(v.shape(), Shape::UidChange);
+    assert_eq!(
+        str_of(v.value(Field::EventCategory)).as_deref(),
+        Some("process")
+    );
+    assert_eq!(str_of(v.value(Field::EventType)).as_deref(), Some("change"));
+    assert_eq!(
+        str_of(v.value(Field::EventAction)).as_deref(),
+        Some("uid_change")
+    );
+    assert!(matches!(v.value(Field::UserId), Value::Id(0)));
+    assert!(matches!(v.value(Field::ProcessUserId), Value::Id(0)));
+    assert!(matches!(v.value(Field::RealUserId), Value::Id(0)));
+    assert!(matches!(v.value(Field::GroupId), Value::Id(1000)));
+    assert_eq!(
+        str_of(v.value(Field::Name)).as_deref(),
+        Some("python3"),
+        "image from the lookup"
+    );
+    assert!(matches!(
+        v.value(Field::CommandLine),
+        Value::Joined(a) if a.iter().collect::<Vec<_>>() == ["python3", "x.py"]
+    ));
+    assert_eq!(
+        str_of(v.value(Field::EntityId)).as_deref(),
+        Some("host_1_41_41000AAAAAAAAA"),
+        "the exec's entity"
+    );
+    assert_eq!(str_of(v.value(Field::ParentName)).as_deref(), Some("bash"));
+    assert!(matches!(v.value(Field::SessionLeaderPid), Value::Long(40)));
+    let doc = v.document();
+    assert_eq!(doc["event"]["action"], "uid_change");
+    assert_eq!(doc["user"]["id"], "0");
+
+    let sid = Event::Cred(CredEvent {
+        process: Actor {
+            uid: Some(1000),
+            euid: Some(1000),
+            ..process
+        },
+        change: CredChange::SessionId,
+        after: CredIds {
+            sid: Some(41),
+            ..before
+        },
+        before: CredIds {
+            sid: None,
+            ..before
+        },
+        ..CredEvent::default()
+    });
+    let v = EcsEvent::of(&sid, &procs, &host);
+    assert_eq!(
+        str_of(v.value(Field::EventAction)).as_deref(),
+        Some("session_id_change")
+    );
+    assert!(matches!(v.value(Field::UserId), Value::Id(1000)));
+    assert!(matches!(v.value(Field::SessionLeaderPid), Value::Long(41)));
+    assert_eq!(
+        str_of(v.value(Field::SessionLeaderEntityId)).as_deref(),
+        Some("host_1_41_41000AAAAAAAAA"),
+        "it leads its own session"
+    );
+}

@@ -9,6 +9,7 @@
  *   FORK: struct fork_body
  *   EXIT: struct exit_body
  *   FILE: struct file_body | path | original path
+ *   CRED: struct cred_body (the header's ids are those after the change)
  */
 #ifndef NIGHTJAR_EVENTS_H
 #define NIGHTJAR_EVENTS_H
@@ -17,7 +18,8 @@
 #define KIND_FORK 2
 #define KIND_EXIT 3
 #define KIND_FILE 4
-#define KINDS 5
+#define KIND_CRED 5
+#define KINDS 6
 
 #define PATH_CAP 4096
 #define ARGV_HEAD_CAP 12288
@@ -163,6 +165,24 @@ struct fork_body {
 struct exit_body {
 	s32 exit_code; /* the wait(2) status word */
 	u32 reserved;
+};
+
+/* cred_body.change, as proto's CredChange */
+#define CHANGE_UID 1
+#define CHANGE_GID 2
+#define CHANGE_SID 3
+
+struct cred_body {
+	u32 change;
+	u32 old_uid;
+	u32 old_euid;
+	u32 old_suid;
+	u32 old_gid;
+	u32 old_egid;
+	u32 old_sgid;
+	u32 new_suid;
+	u32 new_sgid;
+	u32 sid;          /* the POSIX session id after the change */
 };
 
 struct file_body {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Nightjar's Linux probes: exec, fork, exit and file events into one BPF ring buffer.
+ * Nightjar's Linux probes: exec, fork, exit, file, credential and session change events into
+ * one BPF ring buffer.
  *
  * Only BTF-typed raw tracepoints (tp_btf/) are used: they need no tracefs, and unlike the
  * trampoline-based program types (fentry, LSM) they load on locked-down kernels too.
@@ -18,6 +19,17 @@
  *       space keeps only the configured names).
  * fork  tp_btf/sched_process_fork, new processes only (not threads).
  * exit  tp_btf/sched_process_exit, when the last thread of a process exits.
+ * cred  tp_btf/sys_enter and tp_btf/sys_exit (programs of their own, attached only when a
+ *       loaded rule reads credential or session changes, since any program there slows
+ *       every system call):
+ *       the ids a thread had entering setuid, setgid, setreuid, setregid, setresuid,
+ *       setresgid, setfsuid or setfsgid, compared on exit with what it has then; a change of
+ *       any user id (real, effective, saved, file-system) is a uid_change, of any group id a
+ *       gid_change (both when both changed), with the ids before and after; a successful
+ *       setsid is a session_id_change. Elastic Defend hooks commit_creds() instead (fentry),
+ *       which also sees setuid images at exec and credentials a kernel exploit commits
+ *       without a system call; trampolines do not load on this kind of locked-down kernel,
+ *       and a setuid image's new ids are in its exec event.
  * file  tp_btf/sys_enter and tp_btf/sys_exit, attached only when a loaded rule reads file
  *       events: creation (open, openat, openat2 or creat that created the file: FMODE_CREATED
  *       on the returned descriptor's file), modification (the first write, pwrite, writev,
@@ -1462,6 +1474,130 @@ int BPF_PROG(nightjar_sys_exit, struct pt_regs *regs, long ret)
 		file_emit(fs, fs->rec.b.action);
 	}
 	bpf_map_delete_elem(&pending_files, &tid);
+	return 0;
+}
+
+/* ---- credentials and sessions ------------------------------------------------------------ */
+
+/* x86-64 system call numbers of the calls that change ids or the session. */
+#define NR_setuid 105
+#define NR_setgid 106
+#define NR_setsid 112
+#define NR_setreuid 113
+#define NR_setregid 114
+#define NR_setresuid 117
+#define NR_setresgid 119
+#define NR_setfsuid 122
+#define NR_setfsgid 123
+
+/* A thread's ids when it entered an id-changing system call. */
+struct cred_ids {
+	u32 uid, euid, suid, fsuid;
+	u32 gid, egid, sgid, fsgid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, struct cred_ids);
+} cred_pending SEC(".maps");
+
+struct cred_rec {
+	struct sample_hdr h;
+	struct cred_body b;
+};
+
+static __always_inline bool is_setid(long id)
+{
+	return id == NR_setuid || id == NR_setgid || id == NR_setreuid || id == NR_setregid ||
+	       id == NR_setresuid || id == NR_setresgid || id == NR_setfsuid || id == NR_setfsgid;
+}
+
+static __always_inline void read_ids(struct task_struct *task, struct cred_ids *ids)
+{
+	const struct cred *c = BPF_CORE_READ(task, real_cred);
+	ids->uid = BPF_CORE_READ(c, uid.val);
+	ids->euid = BPF_CORE_READ(c, euid.val);
+	ids->suid = BPF_CORE_READ(c, suid.val);
+	ids->fsuid = BPF_CORE_READ(c, fsuid.val);
+	ids->gid = BPF_CORE_READ(c, gid.val);
+	ids->egid = BPF_CORE_READ(c, egid.val);
+	ids->sgid = BPF_CORE_READ(c, sgid.val);
+	ids->fsgid = BPF_CORE_READ(c, fsgid.val);
+}
+
+/* One change of `task`'s ids from `old` to `now` (the header gets `now`), or of its session
+ * (`old` NULL). */
+static __always_inline void cred_emit(struct task_struct *task, u32 change,
+				      const struct cred_ids *old, const struct cred_ids *now)
+{
+	struct cred_rec rec;
+	__builtin_memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.h, KIND_CRED, task);
+	rec.b.change = change;
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+	rec.b.sid = BPF_CORE_READ(sig, pids[PIDTYPE_SID], numbers[0].nr);
+	if (old) {
+		rec.h.uid = now->uid;
+		rec.h.euid = now->euid;
+		rec.h.gid = now->gid;
+		rec.h.egid = now->egid;
+		rec.b.new_suid = now->suid;
+		rec.b.new_sgid = now->sgid;
+		rec.b.old_uid = old->uid;
+		rec.b.old_euid = old->euid;
+		rec.b.old_suid = old->suid;
+		rec.b.old_gid = old->gid;
+		rec.b.old_egid = old->egid;
+		rec.b.old_sgid = old->sgid;
+	}
+	output(&rec, sizeof(rec), KIND_CRED);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(nightjar_cred_enter, struct pt_regs *regs, long id)
+{
+	if (!is_setid(id))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (is_muted(task->tgid))
+		return 0;
+	u32 tid = task->pid;
+	struct cred_ids ids;
+	read_ids(task, &ids);
+	bpf_map_update_elem(&cred_pending, &tid, &ids, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(nightjar_cred_exit, struct pt_regs *regs, long ret)
+{
+	long id = BPF_CORE_READ(regs, orig_ax);
+	if (id != NR_setsid && !is_setid(id))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (id == NR_setsid) {
+		if (ret >= 0 && !is_muted(task->tgid))
+			cred_emit(task, CHANGE_SID, NULL, NULL);
+		return 0;
+	}
+	u32 tid = task->pid;
+	struct cred_ids *entered = bpf_map_lookup_elem(&cred_pending, &tid);
+	if (!entered)
+		return 0;
+	struct cred_ids old = *entered;
+	bpf_map_delete_elem(&cred_pending, &tid);
+	/* Compared rather than judged by the return value: setfsuid() and setfsgid() return
+	 * the previous id whether or not they changed it. */
+	struct cred_ids now;
+	read_ids(task, &now);
+	if (now.uid != old.uid || now.euid != old.euid || now.suid != old.suid ||
+	    now.fsuid != old.fsuid)
+		cred_emit(task, CHANGE_UID, &old, &now);
+	if (now.gid != old.gid || now.egid != old.egid || now.sgid != old.sgid ||
+	    now.fsgid != old.fsgid)
+		cred_emit(task, CHANGE_GID, &old, &now);
 	return 0;
 }
 

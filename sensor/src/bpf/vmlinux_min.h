@@ -84,8 +84,12 @@ typedef struct {
 struct cred {
 	kuid_t uid;
 	kgid_t gid;
+	kuid_t suid;
+	kgid_t sgid;
 	kuid_t euid;
 	kgid_t egid;
+	kuid_t fsuid;
+	kgid_t fsgid;
 } __attribute__((preserve_access_index));
 
 struct file;
@@ -189,6 +193,7 @@ struct task_struct {
 	pid_t tgid;
 	struct task_struct *real_parent;
 	struct task_struct *group_leader;
+	const struct cred *real_cred;
 	const struct cred *cred;
 	struct mm_struct *mm;
 	struct fs_struct *fs;

@@ -1,7 +1,7 @@
 //! `eslogger` as a source (macOS 13+): Apple's own ES client, which needs no Endpoint Security
 //! entitlement for us, prints one JSON message per line on a pipe. It is run as
-//! `eslogger exec fork exit`, plus `create close rename unlink` when a loaded rule reads file
-//! events.
+//! `eslogger exec fork exit setuid setgid seteuid setegid setreuid setregid`, plus
+//! `create close rename unlink` when a loaded rule reads file events.
 //!
 //! Each line is decoded with the shared reader ([`EventReader`]) and passed through the
 //! [`Gate`] (Nightjar's own events out, file events only on paths a rule can match).
@@ -36,7 +36,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A run that lasted this long was healthy: the next restart waits [`BACKOFF_START`] again.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// The event types always asked for, and those asked for when a rule reads file events.
-const PROCESS_EVENTS: [&str; 3] = ["exec", "fork", "exit"];
+const PROCESS_EVENTS: [&str; 9] = [
+    "exec", "fork", "exit", "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
+];
 const FILE_EVENTS: [&str; 4] = ["create", "close", "rename", "unlink"];
 /// Pipe buffer: several hundred typical messages.
 const READ_BUFFER: usize = 1 << 20;

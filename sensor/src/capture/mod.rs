@@ -24,6 +24,11 @@ pub struct Settings {
     pub files: PathFilter,
     /// The blocking rules (`[rules] block`) that can block here.
     pub block: Blocking,
+    /// Some loaded rule reads credential or session changes (`uid_change`, `gid_change`,
+    /// `session_id_change`). On Linux their probes sit on every system call's entry and exit,
+    /// which costs each system call of the host hundreds of nanoseconds: they are attached
+    /// only then.
+    pub creds: bool,
 }
 
 /// Which backend `run --source` selects.

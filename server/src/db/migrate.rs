@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "alerts_view",
         include_str!("../../migrations/0005_alerts_view.sql"),
     ),
+    (
+        6,
+        "store_recovery",
+        include_str!("../../migrations/0006_store_recovery.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations across replicas.

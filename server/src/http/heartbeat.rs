@@ -41,6 +41,11 @@ pub async fn heartbeat(
         .transpose()
         .map_err(|_| ApiError::bad_request("policy_version: out of range"))?;
     let events_dropped = hb.status.get("events_dropped").and_then(Value::as_i64);
+    let store_recovery = hb
+        .status
+        .get("store_recovery")
+        .and_then(Value::as_str)
+        .map(|s| s.replace('\0', "\u{fffd}"));
     if let Some(sig) = &hb.chain_head.signature {
         let message = chain_head_signing_bytes(&auth.host_id, hb.chain_head.seq, &hex(&hash));
         if let Err(e) = auth.key.verify_base64(&message, sig) {
@@ -87,6 +92,9 @@ pub async fn heartbeat(
                 ..
             } => (server_head, rollback_seq, stored_hash, latest_policy),
         };
+    if let Some(summary) = &store_recovery {
+        record_store_recovery(&state, &auth.host_id, auth.epoch, summary).await?;
+    }
     // What the comparison found beyond the common case is recorded on a connection of its
     // own (rare: a rollback, its end, or a fork the host reports).
     let forked = stored_hash.map(hash32).filter(|s| *s != hash && seq > 0);
@@ -142,6 +150,34 @@ pub async fn heartbeat(
         policy_version: latest_policy.unwrap_or(0).max(0) as u64,
     }))
 }
+
+/// Records the host's report of a repaired alert store once: the agent keeps saying it in
+/// every heartbeat after the repair, and the event is its first report (a later repair has
+/// another sentence, with its own time, and is recorded again). Only hosts that report one
+/// pay for the lookup.
+async fn record_store_recovery(
+    state: &AppState,
+    host_id: &str,
+    epoch: i32,
+    summary: &str,
+) -> Result<(), ApiError> {
+    let detail: String = summary.chars().take(MAX_DETAIL_CHARS).collect();
+    let client = state.pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO integrity_events (host_id, epoch, kind, detail)
+             SELECT $1, $2, 'store_recovery', $3
+             WHERE NOT EXISTS (SELECT 1 FROM integrity_events
+                               WHERE host_id = $1 AND epoch = $2
+                                 AND kind = 'store_recovery' AND detail = $3)",
+        )
+        .await?;
+    client.execute(&stmt, &[&host_id, &epoch, &detail]).await?;
+    Ok(())
+}
+
+/// The longest store-recovery sentence kept (the agent's are a few hundred characters).
+const MAX_DETAIL_CHARS: usize = 2_000;
 
 /// Replaces U+0000 in the status object's keys and strings with U+FFFD: `jsonb` cannot hold
 /// it, and one such heartbeat must not fail the others written with it.

@@ -1,4 +1,5 @@
-//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file events).
+//! Linux capture: the eBPF probes of `src/bpf/probes.bpf.c` (exec, fork, exit, file,
+//! credential and session change events).
 //!
 //! The probes write variable-size samples into one BPF ring buffer, so events reach the
 //! sensor in the order they happened; this side polls it, decodes each sample in place
@@ -53,11 +54,12 @@ const NAME_CAP: usize = 256;
 const COMM_CAP: usize = 16;
 
 /// The sample kinds of `events.h`, in the order of the per-kind counters.
-const KINDS: [(u32, EventKind); 4] = [
+const KINDS: [(u32, EventKind); 5] = [
     (sample::KIND_EXEC, EventKind::Exec),
     (sample::KIND_FORK, EventKind::Fork),
     (sample::KIND_EXIT, EventKind::Exit),
     (sample::KIND_FILE, EventKind::File),
+    (sample::KIND_CRED, EventKind::Cred),
 ];
 
 /// Refuses to go on without the capabilities that loading and attaching the probes need:
@@ -250,6 +252,12 @@ pub fn run(
     ] {
         prog.set_autoload(files);
     }
+    for prog in [
+        &mut open.progs.nightjar_cred_enter,
+        &mut open.progs.nightjar_cred_exit,
+    ] {
+        prog.set_autoload(settings.creds);
+    }
     let skel = open
         .load()
         .map_err(|e| bpf("loading the probes (verifier or BTF)", e))?;
@@ -275,6 +283,17 @@ pub fn run(
             prog.attach()
                 .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
         );
+    }
+    if settings.creds {
+        for (prog, at) in [
+            (&progs.nightjar_cred_enter, "tp_btf/sys_enter (credentials)"),
+            (&progs.nightjar_cred_exit, "tp_btf/sys_exit (credentials)"),
+        ] {
+            links.push(
+                prog.attach()
+                    .map_err(|e| bpf(&format!("attaching to {at}"), e))?,
+            );
+        }
     }
     if files {
         for (prog, at) in [
@@ -302,6 +321,7 @@ pub fn run(
     tracing::info!(
         processes = snapshot,
         files,
+        creds = settings.creds,
         "eBPF probes attached; running processes published from /proc"
     );
 
@@ -342,8 +362,8 @@ pub fn run(
         .build()
         .map_err(|e| bpf("reading the BPF ring buffer", e))?;
 
-    let mut reported_drops = [0u64; 4];
-    let mut reported_filtered = [0u64; 4];
+    let mut reported_drops = [0u64; KINDS.len()];
+    let mut reported_filtered = [0u64; KINDS.len()];
     let mut reported_failed_open = 0u64;
     loop {
         match ring.poll(POLL_INTERVAL) {

@@ -9,8 +9,9 @@
 use std::borrow::Cow;
 
 use nightjar_proto::event::{
-    Actor, ArgsBuilder, EnvFilter, Event, EventMeta, ExitEvent, FLAG_BLOCKED, FileAction,
-    FileEvent, ForkEvent, TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE, TRUNC_FILE_PATH,
+    Actor, ArgsBuilder, CredChange, CredEvent, CredIds, EnvFilter, Event, EventMeta, ExitEvent,
+    FLAG_BLOCKED, FileAction, FileEvent, ForkEvent, TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV,
+    TRUNC_EXECUTABLE, TRUNC_FILE_PATH,
 };
 use nightjar_proto::text::lossy_into;
 use nightjar_proto::{Caller, ExecEvent, OsType, Source, Target};
@@ -25,11 +26,14 @@ pub const FORK_BODY_LEN: usize = 16;
 pub const EXIT_BODY_LEN: usize = 8;
 /// Size of `struct file_body`.
 pub const FILE_BODY_LEN: usize = 24;
+/// Size of `struct cred_body`.
+pub const CRED_BODY_LEN: usize = 40;
 
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_FORK: u32 = 2;
 pub const KIND_EXIT: u32 = 3;
 pub const KIND_FILE: u32 = 4;
+pub const KIND_CRED: u32 = 5;
 
 /// argv was longer than its head and tail: the middle is gone.
 pub const F_ARGS_TRUNCATED: u32 = 0x1;
@@ -67,6 +71,8 @@ pub enum SampleError {
     Kind { kind: u32 },
     #[error("BPF file sample with unknown action {action}")]
     Action { action: u32 },
+    #[error("BPF credential sample with unknown change {change}")]
+    Change { change: u32 },
 }
 
 /// The acting process's name (`comm`, as the kernel keeps it: at most 15 bytes) of a file
@@ -201,6 +207,7 @@ pub fn decode_sample<'s>(
             KIND_FORK => FORK_BODY_LEN,
             KIND_EXIT => EXIT_BODY_LEN,
             KIND_FILE => FILE_BODY_LEN,
+            KIND_CRED => CRED_BODY_LEN,
             kind => return Err(SampleError::Kind { kind }),
         };
     if sample.len() < need {
@@ -253,8 +260,62 @@ pub fn decode_sample<'s>(
                 exit_code: Some(nightjar_proto::event::exit_code_from_wait_status(status)),
             }))
         }
+        KIND_CRED => decode_cred(&sample[HEADER_LEN..], meta, actor).map(Event::Cred),
         _ => decode_file(sample, body, flags, meta, actor, scratch),
     }
+}
+
+/// A credential or session change: the header has the ids after it, the body those before
+/// (none for a session change, whose probe runs after the fact) and the saved ids and session.
+fn decode_cred(
+    b: &[u8],
+    meta: EventMeta,
+    process: Actor<'static>,
+) -> Result<CredEvent<'static>, SampleError> {
+    let change = match u32_at(b, 0) {
+        1 => CredChange::Uid,
+        2 => CredChange::Gid,
+        3 => CredChange::SessionId,
+        change => return Err(SampleError::Change { change }),
+    };
+    let sid = Some(u32_at(b, 36));
+    let (before, after) = if change == CredChange::SessionId {
+        let ids = CredIds {
+            uid: process.uid,
+            euid: process.euid,
+            gid: process.gid,
+            egid: process.egid,
+            ..CredIds::default()
+        };
+        (ids, CredIds { sid, ..ids })
+    } else {
+        let before = CredIds {
+            uid: Some(u32_at(b, 4)),
+            euid: Some(u32_at(b, 8)),
+            suid: Some(u32_at(b, 12)),
+            gid: Some(u32_at(b, 16)),
+            egid: Some(u32_at(b, 20)),
+            sgid: Some(u32_at(b, 24)),
+            sid,
+        };
+        let after = CredIds {
+            uid: process.uid,
+            euid: process.euid,
+            suid: Some(u32_at(b, 28)),
+            gid: process.gid,
+            egid: process.egid,
+            sgid: Some(u32_at(b, 32)),
+            sid,
+        };
+        (before, after)
+    };
+    Ok(CredEvent {
+        meta,
+        process,
+        change,
+        before,
+        after,
+    })
 }
 
 fn decode_file<'s>(
@@ -576,6 +637,24 @@ pub fn encode_lifecycle_sample(out: &mut Vec<u8>, kind: u32, pid: u32, child_or_
     } else {
         out.extend_from_slice(&child_or_status.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
+    }
+}
+
+/// Builds a credential or session change sample the way the probe lays it out: `old` and
+/// `new` are `[uid, euid, suid, gid, egid, sgid]`.
+pub fn encode_cred_sample(
+    out: &mut Vec<u8>,
+    pid: u32,
+    change: u32,
+    old: [u32; 6],
+    new: [u32; 6],
+    sid: u32,
+) {
+    let [uid, euid, suid, gid, egid, sgid] = new;
+    put_hdr(out, KIND_CRED, 0, 100, 50, [pid, 1, uid, euid, gid, egid]);
+    out.extend_from_slice(&change.to_le_bytes());
+    for v in old.into_iter().chain([suid, sgid, sid]) {
+        out.extend_from_slice(&v.to_le_bytes());
     }
 }
 

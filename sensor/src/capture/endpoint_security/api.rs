@@ -24,6 +24,12 @@ pub enum EsEvent {
     NotifyRename,
     NotifyUnlink,
     NotifyWrite,
+    NotifySetuid,
+    NotifySetgid,
+    NotifySeteuid,
+    NotifySetegid,
+    NotifySetreuid,
+    NotifySetregid,
 }
 
 impl EsEvent {
@@ -39,6 +45,12 @@ impl EsEvent {
             EsEvent::NotifyRename => event_type::NOTIFY_RENAME,
             EsEvent::NotifyUnlink => event_type::NOTIFY_UNLINK,
             EsEvent::NotifyWrite => event_type::NOTIFY_WRITE,
+            EsEvent::NotifySetuid => event_type::NOTIFY_SETUID,
+            EsEvent::NotifySetgid => event_type::NOTIFY_SETGID,
+            EsEvent::NotifySeteuid => event_type::NOTIFY_SETEUID,
+            EsEvent::NotifySetegid => event_type::NOTIFY_SETEGID,
+            EsEvent::NotifySetreuid => event_type::NOTIFY_SETREUID,
+            EsEvent::NotifySetregid => event_type::NOTIFY_SETREGID,
         }
     }
 }

@@ -24,7 +24,7 @@ use endpoint_sec::{
     AuditToken, Client, Event, EventCreateDestinationFile, EventRenameDestinationFile, File,
     Message, Process, version,
 };
-use nightjar_proto::event::{EventKind, FileAction};
+use nightjar_proto::event::{EventKind, FileAction, SetIdCall};
 
 use nightjar_rules::ecs::HostInfo;
 
@@ -187,6 +187,11 @@ fn dispatch<S: Sink>(h: &mut NotifyHandler<S>, message: &Message) {
         path,
         original,
     };
+    let set_id = |call| Plain::SetId {
+        header: hdr,
+        process: process.clone(),
+        call,
+    };
     match message.event() {
         Some(Event::NotifyExec(exec)) => h.handle(EsMessage::Exec(exec_fields(message, &exec))),
         Some(Event::NotifyFork(fork)) => h.handle(Plain::Fork {
@@ -250,6 +255,19 @@ fn dispatch<S: Sink>(h: &mut NotifyHandler<S>, message: &Message) {
             file_path(&unlink.target()),
             None,
         )),
+        Some(Event::NotifySetuid(e)) => h.handle(set_id(SetIdCall::Setuid(e.uid()))),
+        Some(Event::NotifySeteuid(e)) => h.handle(set_id(SetIdCall::Seteuid(e.euid()))),
+        Some(Event::NotifySetreuid(e)) => h.handle(set_id(SetIdCall::Setreuid {
+            ruid: e.ruid(),
+            euid: e.euid(),
+        })),
+        Some(Event::NotifySetgid(e)) => h.handle(set_id(SetIdCall::Setgid(e.gid()))),
+        Some(Event::NotifySetegid(e)) => h.handle(set_id(SetIdCall::Setegid(e.egid()))),
+        // endpoint-sec names setregid's real group id `ruid`.
+        Some(Event::NotifySetregid(e)) => h.handle(set_id(SetIdCall::Setregid {
+            rgid: e.ruid(),
+            egid: e.egid(),
+        })),
         // A close that modified nothing, or a type this client did not ask for.
         _ => h.skip(hdr, None),
     }

@@ -16,8 +16,8 @@ use std::borrow::Cow;
 
 use nightjar_proto::event::{
     Actor, ArgsBuilder, EnvFilter, Event, EventKind, EventMeta, ExitEvent, FileAction, FileEvent,
-    ForkEvent, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE,
-    TRUNC_FILE_PATH, exit_code_from_wait_status,
+    ForkEvent, SetIdCall, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD, TRUNC_ENV,
+    TRUNC_EXECUTABLE, TRUNC_FILE_PATH, exit_code_from_wait_status,
 };
 use nightjar_proto::{Caller, ExecEvent, OsType, Source, Target};
 
@@ -379,6 +379,12 @@ pub enum EsMessage<'a, A, E> {
         /// A rename's source.
         original: Option<EsPath<'a>>,
     },
+    /// `NOTIFY_SETUID` and relatives: the calling process and the call's arguments.
+    SetId {
+        header: EsHeader,
+        process: EsProcessFields<'a>,
+        call: SetIdCall,
+    },
 }
 
 impl<'a, A, E> EsMessage<'a, A, E>
@@ -398,7 +404,8 @@ where
             },
             EsMessage::Fork { header, .. }
             | EsMessage::Exit { header, .. }
-            | EsMessage::File { header, .. } => *header,
+            | EsMessage::File { header, .. }
+            | EsMessage::SetId { header, .. } => *header,
         }
     }
 
@@ -409,6 +416,7 @@ where
             EsMessage::Fork { .. } => EventKind::Fork,
             EsMessage::Exit { .. } => EventKind::Exit,
             EsMessage::File { .. } => EventKind::File,
+            EsMessage::SetId { .. } => EventKind::Cred,
         }
     }
 
@@ -418,7 +426,8 @@ where
             EsMessage::Exec(e) => e.target.audit_token.pid,
             EsMessage::Fork { process, .. }
             | EsMessage::Exit { process, .. }
-            | EsMessage::File { process, .. } => process.audit_token.pid,
+            | EsMessage::File { process, .. }
+            | EsMessage::SetId { process, .. } => process.audit_token.pid,
         }
     }
 
@@ -444,6 +453,15 @@ where
                     child_pidversion: Some(child.audit_token.pidversion),
                     child_start_time_ns: start_ns(&child, v),
                 })
+            }
+            EsMessage::SetId {
+                header,
+                process,
+                call,
+            } => {
+                let mut meta = header.meta();
+                let actor = actor(&process, header.version, scratch, &mut meta.flags);
+                Event::Cred(call.event(meta, actor))
             }
             EsMessage::Exit {
                 header,
@@ -794,6 +812,50 @@ mod tests {
             ev.flags & TRUNC_EXECUTABLE,
             TRUNC_EXECUTABLE,
             "path_truncated is kept"
+        );
+    }
+
+    /// A setuid-root program (`sudo`-like: real uid 501, effective 0, as exec left it)
+    /// calling `setuid(0)`, then `setegid(0)`, as ES delivers NOTIFY_SETUID / NOTIFY_SETEGID:
+    /// credential events with the ids after the call.
+    #[test]
+    fn setid_messages_map_to_credential_changes() {
+        use nightjar_proto::event::CredChange;
+        type Msg =
+            EsMessage<'static, std::iter::Empty<&'static [u8]>, std::iter::Empty<&'static [u8]>>;
+        let mut process = kcc_message(7, vec![]).target;
+        process.audit_token.euid = 0;
+        let mut scratch = EsScratch::default();
+        let env = EnvFilter::default();
+        let setuid: Msg = EsMessage::SetId {
+            header: header(nightjar_proto::eslogger::event_type::NOTIFY_SETUID),
+            process: process.clone(),
+            call: SetIdCall::Setuid(0),
+        };
+        assert_eq!(setuid.kind(), EventKind::Cred);
+        assert_eq!(setuid.pid(), 702);
+        let Event::Cred(c) = setuid.to_event(&mut scratch, &env) else {
+            panic!("not a credential change")
+        };
+        assert_eq!(c.change, CredChange::Uid);
+        assert_eq!(c.process.executable.as_deref(), Some("/usr/bin/kcc"));
+        assert_eq!(c.process.pidversion, Some(3002));
+        assert_eq!((c.before.uid, c.before.euid), (Some(501), Some(0)));
+        assert_eq!((c.process.uid, c.process.euid), (Some(0), Some(0)));
+        assert_eq!(c.after.suid, Some(0));
+        assert_eq!(c.meta.es_seq_num, Some(3));
+        let setegid: Msg = EsMessage::SetId {
+            header: header(nightjar_proto::eslogger::event_type::NOTIFY_SETEGID),
+            process,
+            call: SetIdCall::Setegid(0),
+        };
+        let Event::Cred(c) = setegid.to_event(&mut scratch, &env) else {
+            panic!("not a credential change")
+        };
+        assert_eq!(c.change, CredChange::Gid);
+        assert_eq!(
+            (c.before.egid, c.process.egid, c.process.gid),
+            (Some(20), Some(0), Some(20))
         );
     }
 

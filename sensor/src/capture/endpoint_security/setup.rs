@@ -2,7 +2,8 @@
 //!
 //! Two NOTIFY clients, because Endpoint Security delivers each client's messages serially and
 //! applies path-muting inversion per client: the process client (`NOTIFY_EXEC`, `FORK`,
-//! `EXIT`, never path-inverted) and, when a loaded rule reads file events, the file client
+//! `EXIT`, and the `SETUID`, `SETGID`, `SETEUID`, `SETEGID`, `SETREUID`, `SETREGID` calls; never
+//! path-inverted) and, when a loaded rule reads file events, the file client
 //! (`NOTIFY_CREATE`, `CLOSE`, `RENAME`, `UNLINK`). `NOTIFY_WRITE` is not subscribed: no
 //! modification rule needs each write, and `CLOSE` with `modified` reports the file once.
 //!
@@ -25,10 +26,16 @@ pub const PACKAGED_SENSOR: &str =
     "/Library/Application Support/Nightjar/Nightjar Sensor.app/Contents/MacOS/nightjar-sensor";
 
 /// The process client's subscriptions.
-pub const PROCESS_EVENTS: [EsEvent; 3] = [
+pub const PROCESS_EVENTS: [EsEvent; 9] = [
     EsEvent::NotifyExec,
     EsEvent::NotifyFork,
     EsEvent::NotifyExit,
+    EsEvent::NotifySetuid,
+    EsEvent::NotifySetgid,
+    EsEvent::NotifySeteuid,
+    EsEvent::NotifySetegid,
+    EsEvent::NotifySetreuid,
+    EsEvent::NotifySetregid,
 ];
 /// The file client's subscriptions.
 pub const FILE_EVENTS: [EsEvent; 4] = [

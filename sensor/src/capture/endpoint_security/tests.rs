@@ -124,7 +124,7 @@ fn own() -> OwnProcesses {
 }
 
 #[test]
-fn process_client_mutes_nightjar_then_subscribes_to_exec_fork_exit() {
+fn process_client_mutes_nightjar_then_subscribes_to_exec_fork_exit_and_setids() {
     let mut es = RecordingEs::default();
     setup::process_client(&mut es, &own()).unwrap();
     assert_eq!(
@@ -135,7 +135,13 @@ fn process_client_mutes_nightjar_then_subscribes_to_exec_fork_exit() {
             Call::Subscribe(vec![
                 EsEvent::NotifyExec,
                 EsEvent::NotifyFork,
-                EsEvent::NotifyExit
+                EsEvent::NotifyExit,
+                EsEvent::NotifySetuid,
+                EsEvent::NotifySetgid,
+                EsEvent::NotifySeteuid,
+                EsEvent::NotifySetegid,
+                EsEvent::NotifySetreuid,
+                EsEvent::NotifySetregid,
             ]),
         ]
     );

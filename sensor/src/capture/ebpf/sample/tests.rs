@@ -310,6 +310,51 @@ fn file_fork_and_exit_samples_decode() {
 }
 
 #[test]
+fn credential_and_session_samples_decode() {
+    use nightjar_proto::event::CredChange;
+    let mut scratch = SampleScratch::default();
+    let env = EnvFilter::default();
+    let mut s = Vec::new();
+    let user = [1000, 1000, 1000, 1000, 1000, 1000];
+    let root = [0, 0, 0, 1000, 1000, 1000];
+    encode_cred_sample(&mut s, 9, 1, user, root, 9);
+    assert_eq!(s.len(), HEADER_LEN + CRED_BODY_LEN);
+    let Event::Cred(c) = decode_sample(&s, &mut scratch, ctx(&env)).unwrap() else {
+        panic!("not a credential change")
+    };
+    assert_eq!(c.change, CredChange::Uid);
+    assert_eq!(
+        (c.process.pid, c.process.euid, c.process.egid),
+        (9, Some(0), Some(1000))
+    );
+    assert_eq!(
+        (c.before.uid, c.before.euid, c.before.suid),
+        (Some(1000), Some(1000), Some(1000))
+    );
+    assert_eq!(
+        (c.after.uid, c.after.suid, c.after.sid),
+        (Some(0), Some(0), Some(9))
+    );
+    assert_eq!(c.process.start_time_ns, Some(CLOCK.start_unix_ns(50)));
+    encode_cred_sample(&mut s, 9, 3, [0; 6], user, 9);
+    let Event::Cred(c) = decode_sample(&s, &mut scratch, ctx(&env)).unwrap() else {
+        panic!("not a session change")
+    };
+    assert_eq!(c.change, CredChange::SessionId);
+    assert_eq!((c.before.sid, c.after.sid), (None, Some(9)));
+    assert_eq!(c.after.euid, Some(1000));
+    encode_cred_sample(&mut s, 9, 7, user, user, 9);
+    assert!(matches!(
+        decode_sample(&s, &mut scratch, ctx(&env)),
+        Err(SampleError::Change { change: 7 })
+    ));
+    assert!(matches!(
+        decode_sample(&s[..HEADER_LEN + 20], &mut scratch, ctx(&env)),
+        Err(SampleError::Short { .. })
+    ));
+}
+
+#[test]
 fn lying_lengths_and_kinds_are_errors() {
     let mut scratch = SampleScratch::default();
     let env = EnvFilter::default();
