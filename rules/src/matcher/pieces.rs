@@ -90,9 +90,18 @@ impl Pieces {
     /// once may be reported more than once).
     pub(super) fn each_in(&self, hay: &[u8], mut found: impl FnMut(usize)) {
         match self.automaton() {
+            Some(ac) if self.pieces.len() == 1 => {
+                if ac.is_match(hay) {
+                    found(0);
+                }
+            }
+            // Most strings hold no literal: a plain search (with the automaton's prefilter)
+            // settles that faster than the overlapping walk.
             Some(ac) => {
-                for m in ac.find_overlapping_iter(hay) {
-                    found(m.pattern().as_usize());
+                if ac.is_match(hay) {
+                    for m in ac.find_overlapping_iter(hay) {
+                        found(m.pattern().as_usize());
+                    }
                 }
             }
             None => {
