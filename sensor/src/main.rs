@@ -134,6 +134,16 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
         extensions = files.extensions().len(),
         "file events the rules can match"
     );
+    let opens = rules.open_filter();
+    let quarantine = rules.wants(Shape::FileExtendedAttributesDelete);
+    let launch_items = rules.wants(Shape::FileLaunchDaemon);
+    tracing::info!(
+        opens = !opens.is_none(),
+        open_prefixes_only = opens.is_prefixes_only(),
+        quarantine,
+        launch_items,
+        "macOS file actions the rules can match"
+    );
     let creds = [Shape::UidChange, Shape::GidChange, Shape::SessionIdChange]
         .into_iter()
         .any(|s| rules.wants(s));
@@ -149,6 +159,9 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
     Ok(Settings {
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
+        opens,
+        quarantine,
+        launch_items,
         block,
         creds,
     })
@@ -213,6 +226,9 @@ fn main() -> ExitCode {
             let settings = Settings {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
+                opens: PathFilter::all(),
+                quarantine: true,
+                launch_items: true,
                 block: Blocking::default(),
                 creds: true,
             };

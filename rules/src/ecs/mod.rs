@@ -659,6 +659,10 @@ impl<'a> EcsEvent<'a> {
         self.file().map(|f| f.path.as_ref())
     }
 
+    fn launch_item(&self) -> Option<&'a FileEvent<'a>> {
+        self.file().filter(|f| f.action == FileAction::LaunchDaemon)
+    }
+
     fn original_path(&self) -> Option<&'a str> {
         self.file()
             .filter(|f| f.action == FileAction::Rename)

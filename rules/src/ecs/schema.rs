@@ -132,6 +132,17 @@ schema! {
     FileOriginalPath = "file.Ext.original.path", Keyword, |v| opt_str(v.original_path());
     FileOriginalName = "file.Ext.original.name", Keyword, |v| name_of(v.original_path());
     FileOriginalExtension = "file.Ext.original.extension", Keyword, |v| extension_of(v.original_path());
+    /// Elastic Defend's name on macOS for the responsible process (as
+    /// `process.Ext.effective_parent.*`).
+    EffectiveProcessPid = "Effective_process.pid", Long, |v| v.effective().map_or(Value::Missing, |e| Value::Long(e.pid().into()));
+    EffectiveProcessExecutable = "Effective_process.executable", Keyword, |v| v.effective().map_or(Value::Missing, |e| Value::Str(e.executable()));
+    EffectiveProcessName = "Effective_process.name", Keyword, |v| v.effective().map_or(Value::Missing, |e| Value::Str(e.name()));
+    EffectiveProcessEntityId = "Effective_process.entity_id", Keyword, |v| v.effective().map_or(Value::Missing, |e| v.entity_id(e.pid(), e.start_time_ns()));
+    /// A launch agent or daemon added (`launch_daemon`): its property list's file name and
+    /// path, and the program it runs.
+    PersistenceName = "Persistence.name", Keyword, |v| name_of(v.launch_item().map(|f| f.path.as_ref()));
+    PersistencePath = "Persistence.path", Keyword, |v| opt_str(v.launch_item().map(|f| f.path.as_ref()));
+    PersistenceExecutable = "Persistence.executable", Keyword, |v| opt_str(v.launch_item().and_then(|f| f.launch_executable.as_deref()));
 }
 
 /// Mappings of ECS and Elastic Defend fields the view does not produce. A rule testing them
@@ -154,6 +165,10 @@ const NOT_PRODUCED: &[(&str, FieldKind)] = &[
     ),
     ("process.parent.Ext.real.pid", FieldKind::Long),
     ("file.size", FieldKind::Long),
+    // Read from the property list by Elastic Defend; Endpoint Security does not carry them.
+    ("Persistence.runatload", FieldKind::Bool),
+    ("Persistence.keepalive", FieldKind::Bool),
+    ("Persistence.args", FieldKind::Keyword),
     ("file.Ext.header_bytes", FieldKind::Keyword),
     ("file.code_signature.exists", FieldKind::Bool),
     ("file.code_signature.trusted", FieldKind::Bool),
