@@ -247,8 +247,12 @@ pub fn build_alert(
     if let Some(g) = doc.get("group") {
         out.insert("group".into(), g.clone());
     }
-    if let Some(f) = doc.get("file") {
-        out.insert("file".into(), f.clone());
+    // `Effective_process` (the responsible process, macOS) and `Persistence` (a launch item
+    // added) as Elastic Defend's events carry them.
+    for key in ["file", "Effective_process", "Persistence"] {
+        if let Some(v) = doc.get(key) {
+            out.insert(key.into(), v.clone());
+        }
     }
     let blocked = meta.flags & FLAG_BLOCKED != 0;
     out.insert(
@@ -304,7 +308,15 @@ pub fn build_group_alerts(
             MatchKind::Exact,
         );
         let common = common_fields(&docs);
-        for key in ["process", "host", "user", "group", "file"] {
+        for key in [
+            "process",
+            "host",
+            "user",
+            "group",
+            "file",
+            "Effective_process",
+            "Persistence",
+        ] {
             match common.get(key) {
                 Some(v) => shell.insert(key.into(), v.clone()),
                 None => shell.remove(key),

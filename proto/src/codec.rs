@@ -22,8 +22,9 @@ pub const RECORD_MAGIC: [u8; 2] = *b"NJ";
 /// Wire version of the record body; bump on any incompatible change to an event type,
 /// [`LossReport`] or [`FilterReport`]. Version 2: typed records beyond exec, argv head and
 /// tail with the true count, Linux session fields, `env_vars`. Version 3: credential and
-/// session change records ([`RecordKind::Cred`]).
-pub const RECORD_VERSION: u8 = 3;
+/// session change records ([`RecordKind::Cred`]). Version 4: the macOS file actions open,
+/// quarantine removal and launch item added, with the launch item's program.
+pub const RECORD_VERSION: u8 = 4;
 /// Header length in bytes: magic (2), version (1), kind (1).
 pub const HEADER_LEN: usize = 4;
 /// No record is larger; the decoder refuses anything bigger before looking inside.
@@ -402,6 +403,23 @@ mod tests {
                 action: FileAction::Rename,
                 path: Cow::Borrowed("/Users/bob/Library/LaunchAgents/x.plist"),
                 original_path: Some(Cow::Borrowed("/tmp/x.plist")),
+                launch_executable: None,
+            }),
+            Record::File(FileEvent {
+                meta,
+                process: actor(),
+                action: FileAction::LaunchDaemon,
+                path: Cow::Borrowed("/Library/LaunchDaemons/com.apple.softwareupdated.plist"),
+                original_path: None,
+                launch_executable: Some(Cow::Borrowed("/Users/Shared/.local/updater")),
+            }),
+            Record::File(FileEvent {
+                meta,
+                process: actor(),
+                action: FileAction::Open,
+                path: Cow::Borrowed("/Users/bob/Library/Cookies/Cookies.binarycookies"),
+                original_path: None,
+                launch_executable: None,
             }),
             Record::Cred(crate::event::CredEvent {
                 meta,

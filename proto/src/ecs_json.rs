@@ -116,6 +116,7 @@ enum Field {
     Gid,
     FilePath,
     OriginalPath,
+    PersistenceExecutable,
 }
 
 /// What a dotted path is: a field, an object that holds fields, or neither.
@@ -158,7 +159,8 @@ fn classify(path: &str) -> PathKind {
         "process.real_group.id" => Gid,
         "file.path" => FilePath,
         "file.Ext.original.path" => OriginalPath,
-        "file" | "file.Ext" | "file.Ext.original" => return PathKind::Branch,
+        "Persistence.executable" => PersistenceExecutable,
+        "file" | "file.Ext" | "file.Ext.original" | "Persistence" => return PathKind::Branch,
         "event"
         | "host"
         | "host.os"
@@ -188,6 +190,7 @@ struct Fields<'a> {
     category_file: Option<bool>,
     file_path: Option<Cow<'a, str>>,
     original_path: Option<Cow<'a, str>>,
+    launch_executable: Option<Cow<'a, str>>,
     /// `Some(true)`: `event.type` includes `start` or `process_started`.
     type_start: Option<bool>,
     action: Option<Cow<'a, str>>,
@@ -276,6 +279,7 @@ impl<'a> Fields<'a> {
             Gid => self.gid = id(map)?,
             FilePath => self.file_path = text(map)?,
             OriginalPath => self.original_path = text(map)?,
+            PersistenceExecutable => self.launch_executable = text(map)?,
         }
         Ok(())
     }
@@ -371,6 +375,9 @@ impl<'a> Fields<'a> {
             Some("modification") => FileAction::Modification,
             Some("rename") => FileAction::Rename,
             Some("deletion") => FileAction::Deletion,
+            Some("open") => FileAction::Open,
+            Some("extended_attributes_delete") => FileAction::ExtendedAttributesDelete,
+            Some("launch_daemon") => FileAction::LaunchDaemon,
             _ => return Ok(None),
         };
         let Some(os) = self.os() else {
@@ -416,6 +423,9 @@ impl<'a> Fields<'a> {
                 responsible_pid: self.responsible_pid,
                 ..Actor::default()
             },
+            launch_executable: self
+                .launch_executable
+                .filter(|_| action == FileAction::LaunchDaemon),
             action,
             path,
             original_path,

@@ -421,6 +421,23 @@ impl PathFilter {
         }
     }
 
+    /// The same filter without its process entries: only what bounds the paths (an
+    /// empty result when only processes were admitted).
+    pub fn paths_only(&self) -> PathFilter {
+        PathFilter {
+            processes: Vec::new(),
+            process_prefixes: Vec::new(),
+            process_suffixes: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a source that selects only by literal path and path prefix (Endpoint
+    /// Security's inverted target-path muting) can apply this filter whole.
+    pub fn is_prefixes_only(&self) -> bool {
+        self.prefixes_only().is_some()
+    }
+
     /// Admits everything `other` admits.
     pub fn merge(&mut self, other: &PathFilter) {
         self.all |= other.all;

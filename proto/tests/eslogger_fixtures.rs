@@ -84,6 +84,7 @@ fn both_audit_token_forms_give_identical_events() {
         shared("fixtures/eslogger/kcc-sample.ndjson"),
         fixture("eslogger/credential-access.ndjson"),
         fixture("eslogger/versions.ndjson"),
+        fixture("eslogger/macos-file-actions.ndjson"),
     ];
     for path in files {
         for line in lines(path) {
@@ -97,9 +98,10 @@ fn both_audit_token_forms_give_identical_events() {
             checked += usize::from(a.is_some());
         }
     }
-    // kcc-sample: 6 execs; credential-access: 12 execs, a fork and two exits (its open and
-    // its unmodified close map to no event); versions: 7 execs.
-    assert_eq!(checked, 6 + (12 + 3) + 7, "events compared");
+    // kcc-sample: 6 execs; credential-access: 12 execs, a fork, two exits and an open (its
+    // unmodified close maps to no event); versions: 7 execs; macos-file-actions: 4 execs, a
+    // fork, 5 opens, 3 quarantine removals, 3 launch items.
+    assert_eq!(checked, 6 + (12 + 4) + 7 + 16, "events compared");
 }
 
 #[test]
@@ -384,7 +386,12 @@ fn every_fixture_event_fits_a_ring_record_and_round_trips() {
     use nightjar_proto::codec::{self, Record};
     let mut d = EsloggerDecoder::new();
     let mut n = 0;
-    for f in ["credential-access", "versions", "nasty"] {
+    for f in [
+        "credential-access",
+        "versions",
+        "nasty",
+        "macos-file-actions",
+    ] {
         for line in lines(fixture(&format!("eslogger/{f}.ndjson"))) {
             if let Some(ev) = d.decode_line(&line).unwrap() {
                 let bytes = codec::encode_to_vec(&Record::from(ev.clone())).unwrap();
@@ -396,8 +403,8 @@ fn every_fixture_event_fits_a_ring_record_and_round_trips() {
     }
     assert_eq!(
         n,
-        (12 + 3) + 7 + (14 + 1),
-        "execs plus the fork and exit events"
+        (12 + 4) + 7 + (14 + 1) + 16,
+        "execs plus the fork, exit, open, quarantine and launch item events"
     );
 }
 
@@ -475,4 +482,136 @@ fn file_fork_and_exit_messages_decode_to_their_events() {
             assert!(ev.validate().is_ok(), "line {}", i + 1);
         }
     }
+}
+
+/// `eslogger open deleteextattr btm_launch_item_add` lines (fixture `macos-file-actions.ndjson`,
+/// see its README): opens, quarantine removals only of `com.apple.quarantine`, launch agents
+/// and daemons only (no login items), their property lists from percent-encoded and
+/// app-relative URLs, the instigator as the acting process.
+#[test]
+fn open_quarantine_and_launch_item_messages_decode_to_file_events() {
+    use nightjar_proto::event::{Event, FileAction};
+    let mut d = EsloggerDecoder::new();
+    let lines = lines(fixture("eslogger/macos-file-actions.ndjson"));
+    let events: Vec<Option<Event<'static>>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            d.decode_line(l)
+                .unwrap_or_else(|e| panic!("line {}: {e}", i + 1))
+                .map(Event::into_owned)
+        })
+        .collect();
+    let file = |line: usize| match &events[line - 1] {
+        Some(Event::File(f)) => f.clone(),
+        other => panic!("line {line}: not a file event: {other:?}"),
+    };
+    let cookies = file(2);
+    assert_eq!(cookies.action, FileAction::Open);
+    assert_eq!(
+        cookies.path,
+        "/Users/bob/Library/Application Support/Google/Chrome/Default/Cookies"
+    );
+    assert_eq!(
+        (cookies.process.pid, cookies.process.executable.as_deref()),
+        (5200, Some("/Users/Shared/.x/stealer"))
+    );
+    assert_eq!(cookies.process.cs_flags, Some(0), "unsigned");
+    assert_eq!(file(3).process.team_id.as_deref(), Some("EQHXZ8M8AV"));
+    assert_eq!(file(4).path, "/usr/lib/libobjc.A.dylib", "escaped slashes");
+    assert_eq!(file(7).process.euid, Some(0), "sorted keys");
+    let quarantine = file(8);
+    assert_eq!(quarantine.action, FileAction::ExtendedAttributesDelete);
+    assert_eq!(quarantine.path, "/Users/bob/Downloads/Invoice 2026.app");
+    assert_eq!(
+        file(9).process.executable.as_deref(),
+        Some("/usr/bin/xattr")
+    );
+    assert!(events[9].is_none(), "another attribute is no event");
+    assert_eq!(file(11).action, FileAction::ExtendedAttributesDelete);
+
+    let daemon = file(13);
+    assert_eq!(daemon.action, FileAction::LaunchDaemon);
+    assert_eq!(
+        daemon.path, "/Library/LaunchDaemons/.com.apple.softwareupdate helper.plist",
+        "percent-decoded"
+    );
+    assert_eq!(
+        daemon.launch_executable.as_deref(),
+        Some("/Users/Shared/.local/.updater")
+    );
+    assert_eq!(
+        (daemon.process.pid, daemon.process.pidversion),
+        (5300, Some(42)),
+        "the instigator, not backgroundtaskmanagementd"
+    );
+    let Some(Event::Exec(python)) = &events[11] else {
+        panic!("line 12 is the python exec")
+    };
+    assert_eq!(
+        daemon.process.start_time_ns, python.target.start_time_ns,
+        "the same process instance as its exec"
+    );
+    let Some(Event::Exec(launchctl)) = &events[14] else {
+        panic!("line 15 is the launchctl exec")
+    };
+    assert_eq!(launchctl.target.ppid, Some(5300));
+
+    let found = file(16);
+    assert_eq!(
+        found.path,
+        "/Users/bob/Library/LaunchAgents/com.vendor.agent.plist"
+    );
+    assert_eq!(
+        found.process.pid, 150,
+        "no instigator: the message's own process"
+    );
+    assert!(events[16].is_none(), "a login item is no launchd job");
+    let bundled = file(18);
+    assert_eq!(
+        bundled.path,
+        "/Applications/Vendor App.app/Contents/Library/LaunchDaemons/com.vendor.helper.plist",
+        "relative to the app's URL"
+    );
+    for (i, ev) in events.iter().enumerate() {
+        if let Some(ev) = ev {
+            assert!(ev.validate().is_ok(), "line {}", i + 1);
+        }
+    }
+}
+
+#[test]
+fn hostile_launch_items_and_opens_are_errors_or_skips_never_panics() {
+    let mut d = EsloggerDecoder::new();
+    let base = r#"{"time":"2026-11-20T10:00:00Z","event_type":124,"process":{"audit_token":{"pid":150},"executable":{"path":"/usr/libexec/btmd"}},"event":{"btm_launch_item_add":BODY}}"#;
+    let with = |body: &str| base.replace("BODY", body);
+    // An item that names no local file is an error naming the field.
+    let err = d
+        .decode_line(&with(
+            r#"{"instigator":null,"item":{"item_type":4,"item_url":"https://x/y.plist"}}"#,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("item_url"), "{err}");
+    // No item at all, a type that is no number, an instigator without a pid: errors.
+    for body in [
+        r#"{"instigator":null}"#,
+        r#"{"item":{"item_type":"daemon","item_url":"file:///a.plist"}}"#,
+        r#"{"instigator":{"audit_token":{}},"item":{"item_type":4,"item_url":"file:///a.plist"}}"#,
+    ] {
+        assert!(d.decode_line(&with(body)).is_err(), "{body}");
+    }
+    // An unknown item type is skipped; a missing type too.
+    for body in [
+        r#"{"item":{"item_type":99,"item_url":"file:///a.plist"}}"#,
+        r#"{"item":{"item_url":"file:///a.plist"}}"#,
+    ] {
+        assert!(d.decode_line(&with(body)).unwrap().is_none(), "{body}");
+    }
+    let open = r#"{"time":"2026-11-20T10:00:00Z","event_type":10,"process":{"audit_token":{"pid":9}},"event":{"open":{"fflag":1}}}"#;
+    assert!(d.decode_line(open).is_err(), "an open without its file");
+    let xattr = r#"{"time":"2026-11-20T10:00:00Z","event_type":70,"process":{"audit_token":{"pid":9}},"event":{"deleteextattr":{"target":{"path":"/x"},"extattr":null}}}"#;
+    assert!(
+        d.decode_line(xattr).is_err(),
+        "an attribute that is no string"
+    );
 }

@@ -34,7 +34,9 @@ pub struct ProgramFilter {
 /// Which shapes a query can match.
 fn shapes(q: &Query<TypedPred>) -> (bool, bool) {
     let rule = CompiledRule::new(q);
-    let file = Shape::ALL.iter().any(|s| s.is_file() && rule.can_match(*s));
+    let file = Shape::ALL
+        .iter()
+        .any(|s| s.is_file_change() && rule.can_match(*s));
     let process = [Shape::Exec, Shape::Fork]
         .iter()
         .any(|s| rule.can_match(*s));

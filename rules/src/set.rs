@@ -503,7 +503,9 @@ impl RuleSet {
             .collect()
     }
 
-    /// The file events these rules can match: what the sensor publishes (see [`crate::filter`]).
+    /// The file creations, modifications, renames and deletions these rules can match: what
+    /// the sensor publishes of them (see [`crate::filter`]). A query that can match only the
+    /// macOS actions (open, quarantine removal, launch item) does not widen it.
     pub fn file_filter(&self) -> PathFilter {
         self.file_filter_explained().0
     }
@@ -521,6 +523,31 @@ impl RuleSet {
             }
         }
         (filter, open)
+    }
+
+    /// The file opens to publish (macOS): the paths named by the rules that match opens
+    /// only (`event.action == "open"`). Opens are the busiest file event by far, so like
+    /// Elastic Defend, which reports opens of the sensitive files it watches, Nightjar
+    /// reports opens of the files its rules name: a rule that bounds its opens by the process
+    /// only (`process.name : python*`), or by nothing (`not file.name in (...)`), sees the
+    /// opens the others select instead of making every open reach the ring. Rules that do
+    /// not require opens select none either (they see the selected ones).
+    pub fn open_filter(&self) -> PathFilter {
+        let mut filter = PathFilter::none();
+        for q in self.all_queries() {
+            let rule = CompiledRule::new(q);
+            let opens_only = rule.can_match(Shape::FileOpen)
+                && !Shape::ALL
+                    .iter()
+                    .any(|s| *s != Shape::FileOpen && rule.can_match(*s));
+            if opens_only {
+                let admitted = crate::filter::admitted_by(q);
+                if !admitted.is_all() {
+                    filter.merge(&admitted.paths_only());
+                }
+            }
+        }
+        filter
     }
 
     /// Whether some rule can match events of `shape` (a source may leave the rest out).
@@ -871,8 +898,9 @@ fn unsupported_here(
 /// event carries.
 fn never_matches_why(query: &Query<TypedPred>) -> String {
     const EVENTS: &str = "this host's events are process exec, fork and end, user id, group id \
-                          and session changes, and file creation, modification, rename and \
-                          deletion";
+                          and session changes, file creation, modification, rename and \
+                          deletion, and on macOS file open, quarantine removal \
+                          (extended_attributes_delete) and launch_daemon";
     let mut kinds: Vec<String> = Vec::new();
     for leaf in query.leaves() {
         let produced: Vec<&str> = match leaf.field {

@@ -242,6 +242,7 @@ fn run(set: Arc<RuleSet>, filter: &PathFilter, steps: &[Step]) -> Vec<(String, b
                     path: Cow::Borrowed(PATHS[path]),
                     original_path: (action == FileAction::Rename)
                         .then_some(Cow::Borrowed(PATHS[from])),
+                    ..FileEvent::default()
                 }
                 .into()
             }

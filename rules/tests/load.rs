@@ -60,16 +60,73 @@ fn kuery_folder_runs_its_query_and_threshold_rules() {
 fn head_folder_runs_event_queries_sequences_and_stateful_rules() {
     let (set, r) = report("elastic-rules/macos-head-14cf530f");
     assert_eq!(r.entries.len(), 97);
-    // 44 event queries on process events, 16 on file events, the KQL one on file events;
-    // 5 sequences over process and file events.
-    assert_eq!(kinds(&set), (61, 5, 0, 1, 1));
-    assert_eq!(r.ok(), 68);
-    assert_eq!(r.unsupported(), 29);
+    // 44 event queries on process events, 16 on file events, the KQL one on file events, 5 on
+    // the macOS file actions (3 on opens, a quarantine removal, a launch item); 7 sequences
+    // over process and file events (one from an open, one from a launch item); new_terms on
+    // a python open and a python launch item besides the first one.
+    assert_eq!(kinds(&set), (66, 7, 0, 3, 1));
+    assert_eq!(r.ok(), 77);
+    assert_eq!(r.unsupported(), 20);
     for e in &r.entries {
         if let RuleStatus::Unsupported(why) = &e.status {
             assert!(!why.is_empty());
         }
     }
+}
+
+/// Opens are selected by the rules that match opens only, from the paths they name: Elastic's
+/// browser-credential names and the two preference files; neither the python rule (bounded by
+/// the process) nor the compression sequence (unbounded opens) widens the selection, and the
+/// filter of the other file events is not widened by any open.
+#[test]
+fn head_folder_selects_opens_by_the_paths_its_open_rules_name() {
+    let (set, _) = report("elastic-rules/macos-head-14cf530f");
+    let opens = set.open_filter();
+    assert!(!opens.is_all() && !opens.is_none());
+    let mut names = opens.names().to_vec();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cookies",
+            "cookies.binarycookies",
+            "cookies.sqlite",
+            "login data",
+            "logins.json"
+        ]
+    );
+    assert_eq!(opens.extensions(), ["db"], "key?.db");
+    let mut prefixes = opens.prefixes().to_vec();
+    prefixes.sort();
+    assert_eq!(
+        prefixes,
+        [
+            "/library/preferences/com.apple.timemachine.plist",
+            "/library/preferences/systemconfiguration/preferences.plist"
+        ]
+    );
+    assert!(opens.processes().is_empty() && opens.process_prefixes().is_empty());
+    assert!(
+        !opens.admits("/usr/lib/python3.12/os.py", Some("python3.12")),
+        "python's own opens are not all selected"
+    );
+    let open_rules: Vec<PathBuf> = [
+        "credential_access_suspicious_web_browser_sensitive_file_access.toml",
+        "discovery_full_disk_access_check.toml",
+        "discovery_system_and_network_configuration_check.toml",
+        "credential_access_python_sensitive_file_access_first_occurrence.toml",
+    ]
+    .iter()
+    .map(|f| shared(&format!("elastic-rules/macos-head-14cf530f/{f}")))
+    .collect();
+    let (only_opens, r) = RuleSet::load(&open_rules, false, None).expect("readable");
+    assert_eq!(r.ok(), 4);
+    assert!(
+        only_opens.file_filter().is_none(),
+        "rules on opens select no other file event"
+    );
+    assert!(set.wants(nightjar_rules::ecs::Shape::FileLaunchDaemon));
+    assert!(set.wants(nightjar_rules::ecs::Shape::FileExtendedAttributesDelete));
 }
 
 #[test]

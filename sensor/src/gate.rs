@@ -3,7 +3,7 @@
 //! Endpoint Security muting) still pass their events through here, so the decision is one
 //! implementation whatever the source; what is left out on purpose is counted per kind.
 
-use nightjar_proto::event::{Event, EventKind, basename};
+use nightjar_proto::event::{Event, EventKind, FileAction, basename};
 use nightjar_proto::filter::{Marked, PathFilter};
 
 /// Executable names whose events are never published: ours.
@@ -23,6 +23,9 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Gate {
     files: PathFilter,
+    /// The opens to publish (macOS): a filter of their own, derived from the rules that
+    /// match opens only (`RuleSet::open_filter`).
+    opens: PathFilter,
     own_pids: Vec<u32>,
     filtered: [u64; 4],
 }
@@ -32,9 +35,22 @@ impl Gate {
     pub fn new(files: PathFilter, own_pids: Vec<u32>) -> Gate {
         Gate {
             files,
+            opens: PathFilter::none(),
             own_pids,
             filtered: [0; 4],
         }
+    }
+
+    /// The same gate, publishing the opens `opens` admits (none by default). Quarantine
+    /// removals and launch items are published whenever a source delivers them: a source
+    /// subscribes to them only when a rule can match them, and they are rare.
+    pub fn with_opens(mut self, opens: PathFilter) -> Gate {
+        self.opens = opens;
+        self
+    }
+
+    pub fn opens(&self) -> &PathFilter {
+        &self.opens
     }
 
     /// Whether file events are wanted at all (a source can then leave them unsubscribed).
@@ -82,9 +98,16 @@ impl Gate {
             return Verdict::Own;
         }
         if let Event::File(f) = ev {
+            let filter = match f.action {
+                FileAction::ExtendedAttributesDelete | FileAction::LaunchDaemon => {
+                    return Verdict::Publish;
+                }
+                FileAction::Open => &self.opens,
+                _ => &self.files,
+            };
             let admits = |path: &str| match f.process.executable.as_deref() {
-                Some(exe) => self.files.admits_marked(path, Some(basename(exe)), marked),
-                None => self.files.admits_comm_marked(path, process, marked),
+                Some(exe) => filter.admits_marked(path, Some(basename(exe)), marked),
+                None => filter.admits_comm_marked(path, process, marked),
             };
             let admitted = admits(&f.path) || f.original_path.as_deref().is_some_and(admits);
             if !admitted {
@@ -167,5 +190,47 @@ mod tests {
         let counts: Vec<_> = gate.take_filtered().collect();
         assert!(counts.contains(&(EventKind::File, 1)), "{counts:?}");
         assert!(gate.take_filtered().all(|(_, n)| n == 0));
+    }
+
+    fn with_action(mut ev: Event<'static>, action: FileAction) -> Event<'static> {
+        if let Event::File(f) = &mut ev {
+            f.action = action;
+        }
+        ev
+    }
+
+    #[test]
+    fn opens_pass_their_own_filter_and_macos_actions_pass() {
+        let mut files = PathFilter::none();
+        files.add_prefix("/Library/Preferences/");
+        let mut opens = PathFilter::none();
+        opens.add_name("Cookies.binarycookies");
+        let mut gate = Gate::new(files, vec![1]).with_opens(opens);
+        let cookies = "/Users/bob/Library/Cookies/Cookies.binarycookies";
+        let open = |path| with_action(file(5, "/tmp/stealer", path, None), FileAction::Open);
+        assert_eq!(gate.judge(&open(cookies)), Verdict::Publish);
+        assert_eq!(
+            gate.judge(&open("/Library/Preferences/x.plist")),
+            Verdict::Filtered,
+            "the change filter does not admit opens"
+        );
+        assert_eq!(
+            gate.judge(&file(5, "/bin/cp", cookies, None)),
+            Verdict::Filtered,
+            "nor the open filter changes"
+        );
+        for action in [
+            FileAction::ExtendedAttributesDelete,
+            FileAction::LaunchDaemon,
+        ] {
+            assert_eq!(
+                gate.judge(&with_action(file(5, "/tmp/x", "/tmp/y", None), action)),
+                Verdict::Publish
+            );
+            assert_eq!(
+                gate.judge(&with_action(file(1, "/tmp/x", "/tmp/y", None), action)),
+                Verdict::Own
+            );
+        }
     }
 }

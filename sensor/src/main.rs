@@ -127,6 +127,16 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
     }
     let (files, open) = rules.file_filter_explained();
     nightjar_sensor::kept_policy::log_filter(&files, &open);
+    let opens = rules.open_filter();
+    let quarantine = rules.wants(Shape::FileExtendedAttributesDelete);
+    let launch_items = rules.wants(Shape::FileLaunchDaemon);
+    tracing::info!(
+        opens = !opens.is_none(),
+        open_prefixes_only = opens.is_prefixes_only(),
+        quarantine,
+        launch_items,
+        "macOS file actions the rules can match"
+    );
     let creds = [Shape::UidChange, Shape::GidChange, Shape::SessionIdChange]
         .into_iter()
         .any(|s| rules.wants(s));
@@ -148,6 +158,9 @@ fn settings(config: &Config, watch: Option<&mut PolicyWatch>) -> Result<Settings
     Ok(Settings {
         env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
         files,
+        opens,
+        quarantine,
+        launch_items,
         block,
         follow_policy,
         creds,
@@ -213,6 +226,9 @@ fn main() -> ExitCode {
             let settings = Settings {
                 env: EnvFilter::new(config.sensor.env_vars.iter().cloned()),
                 files: PathFilter::all(),
+                opens: PathFilter::all(),
+                quarantine: true,
+                launch_items: true,
                 block: Blocking::default(),
                 follow_policy: false,
                 creds: true,

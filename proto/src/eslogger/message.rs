@@ -16,6 +16,7 @@ use crate::ndjson::{Argv, Text, Timestamp};
 pub mod event_type {
     pub const AUTH_EXEC: u32 = 0;
     pub const NOTIFY_EXEC: u32 = 9;
+    pub const NOTIFY_OPEN: u32 = 10;
     pub const NOTIFY_FORK: u32 = 11;
     pub const NOTIFY_CLOSE: u32 = 12;
     pub const NOTIFY_CREATE: u32 = 13;
@@ -23,6 +24,10 @@ pub mod event_type {
     pub const NOTIFY_RENAME: u32 = 25;
     pub const NOTIFY_UNLINK: u32 = 32;
     pub const NOTIFY_WRITE: u32 = 33;
+    pub const NOTIFY_DELETEEXTATTR: u32 = 70;
+    /// macOS 13+.
+    pub const NOTIFY_BTM_LAUNCH_ITEM_ADD: u32 = 124;
+
     pub const NOTIFY_SETUID: u32 = 103;
     pub const NOTIFY_SETGID: u32 = 104;
     pub const NOTIFY_SETEUID: u32 = 105;
@@ -31,7 +36,7 @@ pub mod event_type {
     pub const NOTIFY_SETREGID: u32 = 108;
 
     /// The types [`super::super::EsloggerDecoder`] turns into events.
-    pub const DECODED: [u32; 14] = [
+    pub const DECODED: [u32; 17] = [
         NOTIFY_EXEC,
         NOTIFY_FORK,
         NOTIFY_CLOSE,
@@ -40,6 +45,9 @@ pub mod event_type {
         NOTIFY_RENAME,
         NOTIFY_UNLINK,
         NOTIFY_WRITE,
+        NOTIFY_OPEN,
+        NOTIFY_DELETEEXTATTR,
+        NOTIFY_BTM_LAUNCH_ITEM_ADD,
         NOTIFY_SETUID,
         NOTIFY_SETGID,
         NOTIFY_SETEUID,
@@ -69,7 +77,7 @@ pub(super) enum EventKind<'a> {
     /// No `event` key (yet).
     #[default]
     Absent,
-    /// Another event type (`open`, `mmap`, ...): the line is skipped.
+    /// Another event type (`mmap`, `setextattr`, ...): the line is skipped.
     Other,
     Exec(ExecBody<'a>),
     Fork(ForkBody<'a>),
@@ -79,6 +87,9 @@ pub(super) enum EventKind<'a> {
     Rename(RenameBody<'a>),
     Unlink(TargetBody<'a>),
     Write(TargetBody<'a>),
+    Open(OpenBody<'a>),
+    DeleteExtattr(DeleteExtattrBody<'a>),
+    LaunchItemAdd(LaunchItemAddBody<'a>),
     /// `setuid`, `seteuid`, `setreuid`, `setgid`, `setegid`, `setregid`.
     SetId(crate::event::SetIdCall),
 }
@@ -199,6 +210,47 @@ pub(super) struct RenameBody<'a> {
 pub(super) struct TargetBody<'a> {
     #[serde(borrow)]
     pub target: EsFile<'a>,
+}
+
+/// `es_event_open_t`: `fflag` is the open mode (`FREAD`, `FWRITE`, ...).
+#[derive(Debug, Deserialize)]
+pub(super) struct OpenBody<'a> {
+    #[serde(borrow)]
+    pub file: EsFile<'a>,
+}
+
+/// `es_event_deleteextattr_t`.
+#[derive(Debug, Deserialize)]
+pub(super) struct DeleteExtattrBody<'a> {
+    #[serde(borrow)]
+    pub target: EsFile<'a>,
+    #[serde(borrow)]
+    pub extattr: Text<'a>,
+}
+
+/// `es_event_btm_launch_item_add_t` (macOS 13+): who added the item (`instigator`, absent
+/// when Background Task Management found it by itself), and the item.
+#[derive(Debug, Deserialize)]
+pub(super) struct LaunchItemAddBody<'a> {
+    #[serde(borrow, default)]
+    pub instigator: Option<EsProcess<'a>>,
+    #[serde(borrow)]
+    pub item: LaunchItem<'a>,
+    #[serde(borrow, default)]
+    pub executable_path: Option<Text<'a>>,
+}
+
+/// `es_btm_launch_item_t`: `item_type` is `es_btm_item_type_t` as its integer (0 user item,
+/// 1 app, 2 login item, 3 agent, 4 daemon); `item_url` a `file://` URL, or one relative to
+/// `app_url` for an item inside an app bundle.
+#[derive(Debug, Deserialize)]
+pub(super) struct LaunchItem<'a> {
+    #[serde(default)]
+    pub item_type: Option<u32>,
+    #[serde(borrow)]
+    pub item_url: Text<'a>,
+    #[serde(borrow, default)]
+    pub app_url: Option<Text<'a>>,
 }
 
 /// `es_event_set*id_t`: the call's arguments, by name (`uid`, `euid`, `ruid`, `gid`, `egid`,
@@ -428,6 +480,9 @@ enum EventKey {
     Rename,
     Unlink,
     Write,
+    Open,
+    Deleteextattr,
+    BtmLaunchItemAdd,
     Setuid,
     Seteuid,
     Setreuid,
@@ -459,6 +514,9 @@ impl<'de> Visitor<'de> for EventVisitor {
                 EventKey::Rename => kind = EventKind::Rename(map.next_value()?),
                 EventKey::Unlink => kind = EventKind::Unlink(map.next_value()?),
                 EventKey::Write => kind = EventKind::Write(map.next_value()?),
+                EventKey::Open => kind = EventKind::Open(map.next_value()?),
+                EventKey::Deleteextattr => kind = EventKind::DeleteExtattr(map.next_value()?),
+                EventKey::BtmLaunchItemAdd => kind = EventKind::LaunchItemAdd(map.next_value()?),
                 EventKey::Setuid
                 | EventKey::Seteuid
                 | EventKey::Setreuid

@@ -8,7 +8,7 @@
 //! are copied.
 //!
 //! Messages decoded (`eslogger exec fork exit create close rename unlink [write] setuid
-//! seteuid setreuid setgid setegid setregid`):
+//! seteuid setreuid setgid setegid setregid [open] [deleteextattr] [btm_launch_item_add]`):
 //! - `exec` -> [`ExecEvent`]: `event.exec.target` is the new image: pid, pidversion,
 //!   ruid/euid/rgid/egid, auid and the audit session id (`asid`, as `session_id`) from its audit
 //!   token; `ppid` (the parent audit token's pid when there is one), `original_ppid`,
@@ -24,6 +24,13 @@
 //! - `create` (`destination.existing_file`, or `destination.new_path` dir + filename),
 //!   `close` with `modified: true`, `write`, `rename` (`source` -> `destination`) and
 //!   `unlink` (`target`) -> [`FileEvent`], the acting process from top-level `process`;
+//! - `open` (`file`) -> an open [`FileEvent`]; `deleteextattr` of `com.apple.quarantine`
+//!   (`target`) -> a quarantine removal, other attributes are skipped;
+//!   `btm_launch_item_add` of an agent or daemon (`item.item_type` 3 or 4) -> a launch item
+//!   [`FileEvent`]: its property list from `item.item_url` (a `file://` URL, or relative to
+//!   `item.app_url`), its program from `executable_path`, the acting process `instigator`
+//!   (top-level `process`, Background Task Management's daemon, when there is none); login
+//!   items and apps are skipped;
 //! - `time`, `seq_num`, `global_seq_num`, `event_type`; `path_truncated` sets the matching
 //!   `TRUNC_*` flag.
 //!
@@ -40,8 +47,9 @@ use serde::de::{SeqAccess, Visitor};
 
 use crate::event::{
     Actor, Caller, EnvFilter, Event, EventMeta, ExecEvent, ExitEvent, FileAction, FileEvent,
-    ForkEvent, OsType, Source, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD, TRUNC_ENV,
-    TRUNC_EXECUTABLE, TRUNC_FILE_PATH, Target, exit_code_from_wait_status,
+    ForkEvent, OsType, QUARANTINE_XATTR, Source, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD,
+    TRUNC_ENV, TRUNC_EXECUTABLE, TRUNC_FILE_PATH, Target, exit_code_from_wait_status,
+    is_launch_daemon_type, launch_item_path,
 };
 pub use crate::ndjson::DecodeError;
 use crate::ndjson::{Text, check_line_len};
@@ -85,7 +93,8 @@ impl EsloggerDecoder {
     }
 
     /// Decodes one input line (without its newline). `Ok(None)`: a well-formed message of a
-    /// kind that maps to no event (`open`, or a `close` without modification), skipped.
+    /// kind that maps to no event (`mmap`, a `close` without modification, a login item),
+    /// skipped.
     /// Strings in the event borrow from `line` where they need no unescaping.
     /// `sensor_seq` and `captured_ns` are left 0 for the side that takes the event in.
     pub fn decode_line<'a>(&mut self, line: &'a str) -> Result<Option<Event<'a>>, DecodeError> {
@@ -201,6 +210,50 @@ fn to_event<'a>(mut m: Message<'a>, env: &EnvFilter) -> Result<Option<Event<'a>>
                 })?;
             file(meta, process, FileAction::Rename, path, Some(original))
         }
+        EventKind::Open(open) => {
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let path = file_path(open.file, &mut meta.flags);
+            file(meta, process, FileAction::Open, path, None)
+        }
+        EventKind::DeleteExtattr(del) => {
+            if del.extattr.0 != QUARANTINE_XATTR {
+                return Ok(None);
+            }
+            let process = actor(m.process, "process", &mut meta.flags)?;
+            let path = file_path(del.target, &mut meta.flags);
+            file(
+                meta,
+                process,
+                FileAction::ExtendedAttributesDelete,
+                path,
+                None,
+            )
+        }
+        EventKind::LaunchItemAdd(add) => {
+            if !add.item.item_type.is_some_and(is_launch_daemon_type) {
+                return Ok(None);
+            }
+            let Some(path) = launch_item_path(
+                &add.item.item_url.0,
+                add.item.app_url.as_ref().map(|u| u.0.as_ref()),
+            ) else {
+                return Err(DecodeError::Missing {
+                    field: "event.btm_launch_item_add.item.item_url",
+                });
+            };
+            let process = match add.instigator {
+                Some(instigator) => actor(Some(instigator), "instigator", &mut meta.flags)?,
+                None => actor(m.process, "process", &mut meta.flags)?,
+            };
+            Event::File(FileEvent {
+                meta,
+                process,
+                action: FileAction::LaunchDaemon,
+                path: Cow::Owned(path),
+                original_path: None,
+                launch_executable: add.executable_path.and_then(Text::non_empty),
+            })
+        }
         EventKind::SetId(call) => {
             let process = actor(m.process, "process", &mut meta.flags)?;
             Event::Cred(call.event(meta, process))
@@ -224,6 +277,7 @@ fn file<'a>(
         action,
         path,
         original_path,
+        launch_executable: None,
     })
 }
 

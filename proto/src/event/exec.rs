@@ -101,6 +101,8 @@ pub enum BoundsError {
     EnvInconsistent,
     #[error("rename without an original path, or an original path on another action")]
     RenameShape,
+    #[error("a launch item's program on another action")]
+    LaunchShape,
 }
 
 impl<'a> ExecEvent<'a> {

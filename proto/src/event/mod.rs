@@ -33,7 +33,10 @@ pub use args::{Args, ArgsBuilder, HEAD_ARGS, HEAD_ARGV_BYTES, TAIL_ARGS, TAIL_AR
 pub use cred::{CredChange, CredEvent, CredIds, SetIdCall};
 pub use env::EnvFilter;
 pub use exec::{BoundsError, Caller, ExecEvent, Target};
-pub use file::{FileAction, FileEvent, directory, extension};
+pub use file::{
+    FileAction, FileEvent, QUARANTINE_XATTR, directory, extension, is_launch_daemon_type,
+    launch_item_path,
+};
 pub use lifecycle::{ExitEvent, ForkEvent, exit_code_from_wait_status};
 
 /// Longest executable path, working directory, file path or parent path kept, in bytes

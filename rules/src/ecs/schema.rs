@@ -77,7 +77,7 @@ schema! {
     SignatureTrusted = "process.code_signature.trusted", Bool, |v| opt_bool(v.signature().2.map(|f| f & CS_VALID != 0));
     ParentPid = "process.parent.pid", Long, |v| v.parent_pid();
     ParentExecutable = "process.parent.executable", Keyword, |v| v.parent_image(|e| Value::Str(e.executable()), |c| opt_str(c.executable.as_deref()));
-    ParentName = "process.parent.name", Keyword, |v| v.parent_image(|e| Value::Str(e.name()), |c| opt_str(c.executable.as_deref().map(nightjar_proto::event::basename)));
+    ParentName = "process.parent.name", Keyword, |v| v.parent_name();
     ParentArgs = "process.parent.args", Keyword, |v| v.parent_image(|e| if e.args().is_empty() { Value::Missing } else { Value::Args(e.args()) }, |_| Value::Missing);
     ParentArgsCount = "process.parent.args_count", Long, |v| v.parent_image(|e| Value::Long(e.args_count() as i64), |_| Value::Missing);
     ParentCommandLine = "process.parent.command_line", Wildcard, |v| v.parent_image(|e| if e.args().is_empty() { Value::Missing } else { Value::Str(e.command_line()) }, |_| Value::Missing);
@@ -132,6 +132,17 @@ schema! {
     FileOriginalPath = "file.Ext.original.path", Keyword, |v| opt_str(v.original_path());
     FileOriginalName = "file.Ext.original.name", Keyword, |v| name_of(v.original_path());
     FileOriginalExtension = "file.Ext.original.extension", Keyword, |v| extension_of(v.original_path());
+    /// Elastic Defend's name on macOS for the responsible process (as
+    /// `process.Ext.effective_parent.*`).
+    EffectiveProcessPid = "Effective_process.pid", Long, |v| v.effective().map_or(Value::Missing, |e| Value::Long(e.pid().into()));
+    EffectiveProcessExecutable = "Effective_process.executable", Keyword, |v| v.effective().map_or(Value::Missing, |e| Value::Str(e.executable()));
+    EffectiveProcessName = "Effective_process.name", Keyword, |v| v.effective().map_or(Value::Missing, |e| Value::Str(e.name()));
+    EffectiveProcessEntityId = "Effective_process.entity_id", Keyword, |v| v.effective().map_or(Value::Missing, |e| v.entity_id(e.pid(), e.start_time_ns()));
+    /// A launch agent or daemon added (`launch_daemon`): its property list's file name and
+    /// path, and the program it runs.
+    PersistenceName = "Persistence.name", Keyword, |v| name_of(v.launch_item().map(|f| f.path.as_ref()));
+    PersistencePath = "Persistence.path", Keyword, |v| opt_str(v.launch_item().map(|f| f.path.as_ref()));
+    PersistenceExecutable = "Persistence.executable", Keyword, |v| opt_str(v.launch_item().and_then(|f| f.launch_executable.as_deref()));
 }
 
 /// Mappings of ECS and Elastic Defend fields the view does not produce. A rule testing them
@@ -154,6 +165,10 @@ const NOT_PRODUCED: &[(&str, FieldKind)] = &[
     ),
     ("process.parent.Ext.real.pid", FieldKind::Long),
     ("file.size", FieldKind::Long),
+    // Read from the property list by Elastic Defend; Endpoint Security does not carry them.
+    ("Persistence.runatload", FieldKind::Bool),
+    ("Persistence.keepalive", FieldKind::Bool),
+    ("Persistence.args", FieldKind::Keyword),
     ("file.Ext.header_bytes", FieldKind::Keyword),
     ("file.code_signature.exists", FieldKind::Bool),
     ("file.code_signature.trusted", FieldKind::Bool),

@@ -16,6 +16,10 @@ pub enum Shape {
     FileModification,
     FileRename,
     FileDeletion,
+    /// macOS only (Endpoint Security, eslogger): no Linux source produces these three.
+    FileOpen,
+    FileExtendedAttributesDelete,
+    FileLaunchDaemon,
     /// A process's user ids changed (Elastic Defend's Linux `uid_change`).
     UidChange,
     /// A process's group ids changed (`gid_change`).
@@ -26,7 +30,7 @@ pub enum Shape {
 
 impl Shape {
     /// Every shape, in discriminant order.
-    pub const ALL: [Shape; 10] = [
+    pub const ALL: [Shape; 13] = [
         Shape::Exec,
         Shape::Fork,
         Shape::Exit,
@@ -34,10 +38,22 @@ impl Shape {
         Shape::FileModification,
         Shape::FileRename,
         Shape::FileDeletion,
+        Shape::FileOpen,
+        Shape::FileExtendedAttributesDelete,
+        Shape::FileLaunchDaemon,
         Shape::UidChange,
         Shape::GidChange,
         Shape::SessionIdChange,
     ];
+
+    /// The file shapes every platform's sources produce (creation, modification, rename,
+    /// deletion): the ones the sensor's path filter for changes is derived from.
+    pub fn is_file_change(self) -> bool {
+        matches!(
+            self,
+            Shape::FileCreation | Shape::FileModification | Shape::FileRename | Shape::FileDeletion
+        )
+    }
 
     pub const COUNT: usize = Shape::ALL.len();
 
@@ -51,6 +67,9 @@ impl Shape {
                 FileAction::Modification => Shape::FileModification,
                 FileAction::Rename => Shape::FileRename,
                 FileAction::Deletion => Shape::FileDeletion,
+                FileAction::Open => Shape::FileOpen,
+                FileAction::ExtendedAttributesDelete => Shape::FileExtendedAttributesDelete,
+                FileAction::LaunchDaemon => Shape::FileLaunchDaemon,
             },
             Event::Cred(c) => match c.change {
                 CredChange::Uid => Shape::UidChange,
@@ -78,9 +97,12 @@ impl Shape {
         match self {
             Shape::Exec | Shape::Fork => "start",
             Shape::Exit => "end",
-            Shape::FileCreation => "creation",
-            Shape::FileModification | Shape::FileRename => "change",
+            Shape::FileCreation | Shape::FileLaunchDaemon => "creation",
+            Shape::FileModification | Shape::FileRename | Shape::FileExtendedAttributesDelete => {
+                "change"
+            }
             Shape::FileDeletion => "deletion",
+            Shape::FileOpen => "access",
             Shape::UidChange | Shape::GidChange | Shape::SessionIdChange => "change",
         }
     }
@@ -95,6 +117,9 @@ impl Shape {
             Shape::FileModification => "modification",
             Shape::FileRename => "rename",
             Shape::FileDeletion => "deletion",
+            Shape::FileOpen => "open",
+            Shape::FileExtendedAttributesDelete => "extended_attributes_delete",
+            Shape::FileLaunchDaemon => "launch_daemon",
             Shape::UidChange => CredChange::Uid.as_str(),
             Shape::GidChange => CredChange::Gid.as_str(),
             Shape::SessionIdChange => CredChange::SessionId.as_str(),
@@ -114,6 +139,9 @@ impl Shape {
             FilePath | FileName | FileExtension | FileDirectory => self.is_file(),
             FileOriginalPath | FileOriginalName | FileOriginalExtension => {
                 self == Shape::FileRename
+            }
+            PersistenceName | PersistencePath | PersistenceExecutable => {
+                self == Shape::FileLaunchDaemon
             }
             ExitCode => self == Shape::Exit,
             EnvVars => self == Shape::Exec,

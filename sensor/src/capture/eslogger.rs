@@ -1,7 +1,9 @@
 //! `eslogger` as a source (macOS 13+): Apple's own ES client, which needs no Endpoint Security
 //! entitlement for us, prints one JSON message per line on a pipe. It is run as
 //! `eslogger exec fork exit setuid setgid seteuid setegid setreuid setregid`, plus
-//! `create close rename unlink` when a loaded rule reads file events.
+//! `create close rename unlink` when a loaded rule reads file events, `open` when a rule that
+//! matches opens names paths, `deleteextattr` and `btm_launch_item_add` when a rule can match
+//! a quarantine removal or a launch item.
 //!
 //! Each line is decoded with the shared reader ([`EventReader`]) and passed through the
 //! [`Gate`] (Nightjar's own events out, file events only on paths a rule can match).
@@ -40,6 +42,9 @@ const PROCESS_EVENTS: [&str; 9] = [
     "exec", "fork", "exit", "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
 ];
 const FILE_EVENTS: [&str; 4] = ["create", "close", "rename", "unlink"];
+const OPEN_EVENT: &str = "open";
+const QUARANTINE_EVENT: &str = "deleteextattr";
+const LAUNCH_ITEM_EVENT: &str = "btm_launch_item_add";
 /// Pipe buffer: several hundred typical messages.
 const READ_BUFFER: usize = 1 << 20;
 
@@ -50,10 +55,25 @@ pub fn program() -> OsString {
         .unwrap_or_else(|| OsString::from("eslogger"))
 }
 
-fn spawn(program: &OsString, files: bool) -> std::io::Result<Child> {
-    let events = PROCESS_EVENTS
-        .iter()
-        .chain(FILE_EVENTS.iter().filter(|_| files));
+/// The eslogger event names to ask for.
+pub fn event_names(settings: &Settings) -> Vec<&'static str> {
+    let mut names = PROCESS_EVENTS.to_vec();
+    if !settings.files.is_none() {
+        names.extend(FILE_EVENTS);
+    }
+    if !settings.opens.is_none() {
+        names.push(OPEN_EVENT);
+    }
+    if settings.quarantine {
+        names.push(QUARANTINE_EVENT);
+    }
+    if settings.launch_items {
+        names.push(LAUNCH_ITEM_EVENT);
+    }
+    names
+}
+
+fn spawn(program: &OsString, events: &[&str]) -> std::io::Result<Child> {
     Command::new(program)
         .args(events)
         .stdin(Stdio::null())
@@ -71,9 +91,10 @@ pub fn run(
     settings: &Settings,
 ) -> Result<Infallible, CaptureError> {
     let own_pid = std::process::id();
-    let mut gate = Gate::new(settings.files.clone(), vec![own_pid]);
-    let files = gate.wants_files();
-    let mut child = spawn(program, files).map_err(|err| {
+    let mut gate =
+        Gate::new(settings.files.clone(), vec![own_pid]).with_opens(settings.opens.clone());
+    let names = event_names(settings);
+    let mut child = spawn(program, &names).map_err(|err| {
         CaptureError::Eslogger(format!(
             "cannot start `{}`: {err}",
             program.to_string_lossy()
@@ -127,7 +148,7 @@ pub fn run(
         child = loop {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            match spawn(program, files) {
+            match spawn(program, &names) {
                 Ok(child) => break child,
                 Err(err) => tracing::warn!("cannot restart `{}`: {err}", program.to_string_lossy()),
             }

@@ -22,6 +22,13 @@ pub struct Settings {
     pub env: EnvFilter,
     /// File events to publish: the paths and processes the loaded rules can match.
     pub files: PathFilter,
+    /// File opens to publish (macOS): the paths the rules that match opens name.
+    pub opens: PathFilter,
+    /// A loaded rule can match a quarantine removal (macOS `NOTIFY_DELETEEXTATTR`).
+    pub quarantine: bool,
+    /// A loaded rule can match a launch agent or daemon added (macOS 13+
+    /// `NOTIFY_BTM_LAUNCH_ITEM_ADD`).
+    pub launch_items: bool,
     /// The blocking rules (`[rules] block`) that can block here.
     pub block: Blocking,
     /// A kept fleet policy is followed (a pinned policy key): its rules may come to read

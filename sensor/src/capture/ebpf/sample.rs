@@ -371,6 +371,7 @@ fn decode_file<'s>(
         action,
         path: Cow::Borrowed(lossy_into(path, file_path)),
         original_path,
+        launch_executable: None,
     }))
 }
 

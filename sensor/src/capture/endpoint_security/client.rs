@@ -24,7 +24,9 @@ use endpoint_sec::{
     AuditToken, Client, Event, EventCreateDestinationFile, EventRenameDestinationFile, File,
     Message, Process, version,
 };
-use nightjar_proto::event::{EventKind, FileAction, SetIdCall};
+use nightjar_proto::event::{
+    EventKind, FileAction, QUARANTINE_XATTR, SetIdCall, is_launch_daemon_type,
+};
 
 use nightjar_rules::ecs::HostInfo;
 
@@ -255,6 +257,33 @@ fn dispatch<S: Sink>(h: &mut NotifyHandler<S>, message: &Message) {
             file_path(&unlink.target()),
             None,
         )),
+        Some(Event::NotifyOpen(open)) => {
+            h.handle(file(FileAction::Open, file_path(&open.file()), None))
+        }
+        Some(Event::NotifyDeleteExtAttr(del))
+            if del.extattr().as_bytes() == QUARANTINE_XATTR.as_bytes() =>
+        {
+            h.handle(file(
+                FileAction::ExtendedAttributesDelete,
+                file_path(&del.target()),
+                None,
+            ))
+        }
+        Some(Event::NotifyBtmLaunchItemAdd(add))
+            if is_launch_daemon_type(add.item().item_type().0) =>
+        {
+            let item = add.item();
+            let actor = add
+                .instigator()
+                .map_or_else(|| process.clone(), |p| process_fields(&p));
+            h.handle(Plain::LaunchItem {
+                header: hdr,
+                process: actor,
+                item_url: item.item_url().as_bytes(),
+                app_url: item.app_url().as_bytes(),
+                executable: add.executable_path().as_bytes(),
+            })
+        }
         Some(Event::NotifySetuid(e)) => h.handle(set_id(SetIdCall::Setuid(e.uid()))),
         Some(Event::NotifySeteuid(e)) => h.handle(set_id(SetIdCall::Seteuid(e.euid()))),
         Some(Event::NotifySetreuid(e)) => h.handle(set_id(SetIdCall::Setreuid {
@@ -268,7 +297,8 @@ fn dispatch<S: Sink>(h: &mut NotifyHandler<S>, message: &Message) {
             rgid: e.ruid(),
             egid: e.egid(),
         })),
-        // A close that modified nothing, or a type this client did not ask for.
+        // A close that modified nothing, another extended attribute, a login item or app, or
+        // a type this client did not ask for.
         _ => h.skip(hdr, None),
     }
 }
@@ -412,7 +442,8 @@ pub fn run(
     let current_exe = std::env::current_exe().ok();
     let own = OwnProcesses::find(std::process::id(), current_exe.as_deref());
     let ring = Mutex::new(publisher);
-    let gate = Gate::new(settings.files.clone(), own.pids.clone());
+    let gate =
+        Gate::new(settings.files.clone(), own.pids.clone()).with_opens(settings.opens.clone());
 
     let process_state = Mutex::new(NotifyHandler::new(
         Shared(&ring),
@@ -424,8 +455,12 @@ pub fn run(
         dispatch(&mut h, &message);
     })
     .map_err(explain)?;
-    setup::process_client(&mut process_client, &own).map_err(setup_error)?;
-    tracing::info!("Endpoint Security process client subscribed to exec, fork and exit");
+    let extras = setup::process_extras(settings.quarantine, settings.launch_items);
+    setup::process_client(&mut process_client, &own, &extras).map_err(setup_error)?;
+    tracing::info!(
+        ?extras,
+        "Endpoint Security process client subscribed to exec, fork and exit"
+    );
 
     let file_state = Mutex::new(NotifyHandler::new(
         Shared(&ring),
@@ -447,7 +482,26 @@ pub fn run(
         None
     };
 
-    // Blocking: a third client, for AUTH_EXEC only, while a blocking rule is loaded. It is
+    let open_state = Mutex::new(NotifyHandler::new(
+        Shared(&ring),
+        gate.clone(),
+        settings.env.clone(),
+    ));
+    let _open_client = if settings.opens.is_none() {
+        None
+    } else {
+        let mut client = Client::new(|_client: &mut Client<'_>, message: Message| {
+            let mut h = open_state.lock().unwrap_or_else(PoisonError::into_inner);
+            dispatch(&mut h, &message);
+        })
+        .map_err(explain)?;
+        let selection =
+            setup::open_client(&mut client, &own, &settings.opens).map_err(setup_error)?;
+        tracing::info!(?selection, "Endpoint Security open client subscribed");
+        Some(client)
+    };
+
+    // Blocking: a further client, for AUTH_EXEC only, while a blocking rule is loaded. It is
     // made when the first blocking set is (at start, or when a kept policy brings one), and
     // follows the kept policy from then on (subscribed only while the set is non-empty).
     let stats = Arc::new(AuthStats::default());

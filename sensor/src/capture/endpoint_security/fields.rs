@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use nightjar_proto::event::{
     Actor, ArgsBuilder, EnvFilter, Event, EventKind, EventMeta, ExitEvent, FileAction, FileEvent,
     ForkEvent, SetIdCall, TRUNC_ARGS, TRUNC_CALLER_EXECUTABLE, TRUNC_CWD, TRUNC_ENV,
-    TRUNC_EXECUTABLE, TRUNC_FILE_PATH, exit_code_from_wait_status,
+    TRUNC_EXECUTABLE, TRUNC_FILE_PATH, exit_code_from_wait_status, launch_item_path,
 };
 use nightjar_proto::{Caller, ExecEvent, OsType, Source, Target};
 
@@ -109,6 +109,7 @@ pub struct EsScratch {
     caller_signing_id: String,
     caller_team_id: String,
     cdhash: String,
+    launch_executable: String,
 }
 
 fn nonempty<'s>(bytes: &'s [u8], buf: &'s mut String) -> Option<Cow<'s, str>> {
@@ -379,6 +380,17 @@ pub enum EsMessage<'a, A, E> {
         /// A rename's source.
         original: Option<EsPath<'a>>,
     },
+    /// A launch agent or daemon added (`NOTIFY_BTM_LAUNCH_ITEM_ADD`, macOS 13+; the caller
+    /// passes only item types 3 and 4): the process that added it (`instigator`, else the
+    /// message's own process), the item's `item_url` and `app_url` as Endpoint Security gives
+    /// them, and `executable_path`.
+    LaunchItem {
+        header: EsHeader,
+        process: EsProcessFields<'a>,
+        item_url: &'a [u8],
+        app_url: &'a [u8],
+        executable: &'a [u8],
+    },
     /// `NOTIFY_SETUID` and relatives: the calling process and the call's arguments.
     SetId {
         header: EsHeader,
@@ -405,7 +417,8 @@ where
             EsMessage::Fork { header, .. }
             | EsMessage::Exit { header, .. }
             | EsMessage::File { header, .. }
-            | EsMessage::SetId { header, .. } => *header,
+            | EsMessage::LaunchItem { header, .. } => *header,
+            EsMessage::SetId { header, .. } => *header,
         }
     }
 
@@ -415,7 +428,7 @@ where
             EsMessage::Exec(_) => EventKind::Exec,
             EsMessage::Fork { .. } => EventKind::Fork,
             EsMessage::Exit { .. } => EventKind::Exit,
-            EsMessage::File { .. } => EventKind::File,
+            EsMessage::File { .. } | EsMessage::LaunchItem { .. } => EventKind::File,
             EsMessage::SetId { .. } => EventKind::Cred,
         }
     }
@@ -427,7 +440,8 @@ where
             EsMessage::Fork { process, .. }
             | EsMessage::Exit { process, .. }
             | EsMessage::File { process, .. }
-            | EsMessage::SetId { process, .. } => process.audit_token.pid,
+            | EsMessage::LaunchItem { process, .. } => process.audit_token.pid,
+            EsMessage::SetId { process, .. } => process.audit_token.pid,
         }
     }
 
@@ -513,6 +527,53 @@ where
                     action,
                     path: Cow::Borrowed(path_buf.as_str()),
                     original_path: original.map(|_| Cow::Borrowed(original_buf.as_str())),
+                    launch_executable: None,
+                })
+            }
+            EsMessage::LaunchItem {
+                header,
+                process,
+                item_url,
+                app_url,
+                executable,
+            } => {
+                let mut meta = header.meta();
+                let EsScratch {
+                    path: path_buf,
+                    original: url_buf,
+                    launch_executable,
+                    executable: actor_executable,
+                    caller_signing_id,
+                    caller_team_id,
+                    ..
+                } = scratch;
+                url_buf.clear();
+                push_lossy(app_url, url_buf);
+                let app = (!url_buf.is_empty()).then(|| url_buf.clone());
+                url_buf.clear();
+                push_lossy(item_url, url_buf);
+                path_buf.clear();
+                // An item URL that names no local path is kept as it is: the event is
+                // still worth an alert, and the analyst sees what Endpoint Security said.
+                match launch_item_path(url_buf, app.as_deref()) {
+                    Some(p) => path_buf.push_str(&p),
+                    None => path_buf.push_str(url_buf),
+                }
+                let actor = actor_in(
+                    &process,
+                    header.version,
+                    actor_executable,
+                    caller_signing_id,
+                    caller_team_id,
+                    &mut meta.flags,
+                );
+                Event::File(FileEvent {
+                    meta,
+                    process: actor,
+                    action: FileAction::LaunchDaemon,
+                    path: Cow::Borrowed(path_buf.as_str()),
+                    original_path: None,
+                    launch_executable: nonempty(executable, launch_executable),
                 })
             }
         }

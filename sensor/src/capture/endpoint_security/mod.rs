@@ -13,6 +13,8 @@ pub mod auth;
 #[cfg(target_os = "macos")]
 pub mod client;
 pub mod fields;
+#[cfg(test)]
+mod file_action_tests;
 pub mod handler;
 #[cfg(test)]
 pub mod mock;

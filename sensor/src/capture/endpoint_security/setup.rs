@@ -1,11 +1,24 @@
 //! What each Endpoint Security client subscribes to and mutes, through [`EsApi`].
 //!
-//! Two NOTIFY clients, because Endpoint Security delivers each client's messages serially and
-//! applies path-muting inversion per client: the process client (`NOTIFY_EXEC`, `FORK`,
-//! `EXIT`, and the `SETUID`, `SETGID`, `SETEUID`, `SETEGID`, `SETREUID`, `SETREGID` calls; never
-//! path-inverted) and, when a loaded rule reads file events, the file client
-//! (`NOTIFY_CREATE`, `CLOSE`, `RENAME`, `UNLINK`). `NOTIFY_WRITE` is not subscribed: no
-//! modification rule needs each write, and `CLOSE` with `modified` reports the file once.
+//! Up to three NOTIFY clients, because Endpoint Security delivers each client's messages
+//! serially and applies path-muting inversion per client: the process client (`NOTIFY_EXEC`,
+//! `FORK`, `EXIT`, and the `SETUID`, `SETGID`, `SETEUID`, `SETEGID`, `SETREUID`, `SETREGID`
+//! calls; never path-inverted; and the rare `NOTIFY_DELETEEXTATTR` and
+//! `NOTIFY_BTM_LAUNCH_ITEM_ADD` when a rule can match a quarantine removal or a launch
+//! item); when a loaded rule reads file events, the file client (`NOTIFY_CREATE`, `CLOSE`,
+//! `RENAME`, `UNLINK`); and when a rule that matches opens names paths, the open client
+//! (`NOTIFY_OPEN`), selected by its own paths: opens are the busiest event of all, and the
+//! paths they are selected by are not those of the other file events. `NOTIFY_WRITE` is not
+//! subscribed: no modification rule needs each write, and `CLOSE` with `modified` reports
+//! the file once.
+//!
+//! What the open client costs: when the open paths are literal paths and prefixes only
+//! (Elastic's `TimeMachine.plist` and `SystemConfiguration/preferences.plist` checks),
+//! target-path muting is inverted and Endpoint Security delivers only those opens. When a
+//! rule names files by name wherever they are (`Cookies`, `logins.json`), no prefix can
+//! select them: every open on the Mac is delivered to the sensor, which maps and drops all
+//! but the named ones before the ring (counted as filtered). That is Endpoint Security's
+//! whole open rate through one serial handler, measured in BENCHMARKS.md.
 //!
 //! Both mute Nightjar itself: the sensor by its audit token and its executable's path, the
 //! agent by its executable's canonical path, from the package layout and next to the sensor,
@@ -44,6 +57,21 @@ pub const FILE_EVENTS: [EsEvent; 4] = [
     EsEvent::NotifyRename,
     EsEvent::NotifyUnlink,
 ];
+/// The open client's subscription.
+pub const OPEN_EVENTS: [EsEvent; 1] = [EsEvent::NotifyOpen];
+
+/// The rare file actions the process client also subscribes to: quarantine removals when
+/// `quarantine`, launch items added when `launch_items`.
+pub fn process_extras(quarantine: bool, launch_items: bool) -> Vec<EsEvent> {
+    let mut extras = Vec::new();
+    if quarantine {
+        extras.push(EsEvent::NotifyDeleteExtattr);
+    }
+    if launch_items {
+        extras.push(EsEvent::NotifyBtmLaunchItemAdd);
+    }
+    extras
+}
 
 /// Nightjar's own processes and binaries, muted on every client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,10 +143,16 @@ pub enum FileSelection {
     Gate,
 }
 
-/// Sets up the process client.
-pub fn process_client<A: EsApi>(api: &mut A, own: &OwnProcesses) -> Result<(), EsCallError> {
+/// Sets up the process client, with `extras` ([`process_extras`]) besides exec, fork, exit.
+pub fn process_client<A: EsApi>(
+    api: &mut A,
+    own: &OwnProcesses,
+    extras: &[EsEvent],
+) -> Result<(), EsCallError> {
     own.mute(api)?;
-    api.subscribe(&PROCESS_EVENTS)
+    let mut events = PROCESS_EVENTS.to_vec();
+    events.extend_from_slice(extras);
+    api.subscribe(&events)
 }
 
 /// Sets up the file client for `filter` (not [`PathFilter::is_none`]). When the filter is
@@ -131,6 +165,25 @@ pub fn file_client<A: EsApi>(
     own: &OwnProcesses,
     filter: &PathFilter,
 ) -> Result<FileSelection, EsCallError> {
+    selecting_client(api, own, filter, &FILE_EVENTS)
+}
+
+/// Sets up the open client for `opens` (not [`PathFilter::is_none`]) as
+/// [`file_client`] does, with its own selection.
+pub fn open_client<A: EsApi>(
+    api: &mut A,
+    own: &OwnProcesses,
+    opens: &PathFilter,
+) -> Result<FileSelection, EsCallError> {
+    selecting_client(api, own, opens, &OPEN_EVENTS)
+}
+
+fn selecting_client<A: EsApi>(
+    api: &mut A,
+    own: &OwnProcesses,
+    filter: &PathFilter,
+    events: &[EsEvent],
+) -> Result<FileSelection, EsCallError> {
     own.mute(api)?;
     let selection = match filter.prefixes_only() {
         Some(prefixes) => match select_prefixes(api, prefixes) {
@@ -142,7 +195,7 @@ pub fn file_client<A: EsApi>(
         },
         None => FileSelection::Gate,
     };
-    api.subscribe(&FILE_EVENTS)?;
+    api.subscribe(events)?;
     Ok(selection)
 }
 

@@ -20,10 +20,10 @@ type Msg = EsMessage<'static, std::vec::IntoIter<&'static [u8]>, Empty<&'static 
 
 /// Keeps what a handler sends; can be told to panic on one publish.
 #[derive(Default)]
-struct Recorder {
-    events: Vec<Event<'static>>,
-    losses: Vec<(LossSource, Option<EventKind>, u64)>,
-    filtered: Vec<(EventKind, u64)>,
+pub(super) struct Recorder {
+    pub(super) events: Vec<Event<'static>>,
+    pub(super) losses: Vec<(LossSource, Option<EventKind>, u64)>,
+    pub(super) filtered: Vec<(EventKind, u64)>,
     flushes: u64,
     panic_on_publish: Option<usize>,
 }
@@ -50,7 +50,7 @@ impl Sink for Recorder {
     }
 }
 
-fn process(pid: u32, exe: &'static [u8]) -> EsProcessFields<'static> {
+pub(super) fn process(pid: u32, exe: &'static [u8]) -> EsProcessFields<'static> {
     EsProcessFields {
         audit_token: EsAuditToken {
             auid: 501,
@@ -70,7 +70,7 @@ fn process(pid: u32, exe: &'static [u8]) -> EsProcessFields<'static> {
     }
 }
 
-fn header(event_type: u32, seq: u64, global: u64) -> EsHeader {
+pub(super) fn header(event_type: u32, seq: u64, global: u64) -> EsHeader {
     EsHeader {
         event_type,
         version: 7,
@@ -116,7 +116,7 @@ fn launch_agents_filter() -> PathFilter {
     f
 }
 
-fn own() -> OwnProcesses {
+pub(super) fn own() -> OwnProcesses {
     OwnProcesses {
         pids: vec![4242],
         executables: vec![PathBuf::from(setup::PACKAGED_AGENT)],
@@ -126,7 +126,7 @@ fn own() -> OwnProcesses {
 #[test]
 fn process_client_mutes_nightjar_then_subscribes_to_exec_fork_exit_and_setids() {
     let mut es = RecordingEs::default();
-    setup::process_client(&mut es, &own()).unwrap();
+    setup::process_client(&mut es, &own(), &[]).unwrap();
     assert_eq!(
         es.calls,
         [
