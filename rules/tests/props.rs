@@ -28,6 +28,9 @@ const FIELDS: &[&str] = &[
     "process.Ext.effective_parent.name",
     "user.id",
     "user.name",
+    "group.id",
+    "process.user.id",
+    "process.real_user.id",
     "process.pid",
     "process.args_count",
     "process.parent.pid",
@@ -129,7 +132,8 @@ fn query() -> impl Strategy<Value = Query<Pred>> {
 }
 
 /// A query likely to be indexed: `process.name == X and ...`, `process.parent.name in~ (...)`,
-/// `process.args : X*`, `process.command_line : *X*`.
+/// `process.args : X*`, `process.command_line : *X*`, `process.executable : ?X*`,
+/// `user.id == X`, `process.args : (*X*, *Y*, *Z*)`.
 fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
     (
         prop::sample::select(vec![
@@ -137,8 +141,13 @@ fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
             "process.parent.name",
             "process.args",
             "process.command_line",
+            "process.executable",
+            "user.id",
+            "group.id",
+            "process.user.id",
+            "user.name",
         ]),
-        prop::collection::vec((piece(), any::<bool>(), 0..3u8), 1..3),
+        prop::collection::vec((piece(), any::<bool>(), 0..5u8), 1..5),
         query(),
     )
         .prop_map(|(field, names, rest)| {
@@ -154,6 +163,14 @@ fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
                             },
                             1 => Op::Pattern {
                                 toks: vec![Tok::Lit(n), Tok::Star],
+                                ci,
+                            },
+                            3 => Op::Pattern {
+                                toks: vec![Tok::One, Tok::Lit(n), Tok::Star],
+                                ci,
+                            },
+                            4 => Op::Pattern {
+                                toks: vec![Tok::Lit(n), Tok::One, Tok::Star],
                                 ci,
                             },
                             _ => Op::Pattern {
@@ -203,6 +220,7 @@ struct Scenario {
     me: Proc,
     cwd: Option<String>,
     euid: Option<u32>,
+    egid: Option<u32>,
     linux: bool,
     parent: Option<Option<Proc>>,
     caller: Option<Proc>,
@@ -214,16 +232,18 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         proc_(),
         prop::option::of(text()),
         prop::option::of(prop::sample::select(vec![0u32, 501, 7])),
+        prop::option::of(prop::sample::select(vec![0u32, 20, 501])),
         any::<bool>(),
         prop::option::of(prop::option::of(proc_())),
         prop::option::of(proc_()),
         prop::option::of(proc_()),
     )
         .prop_map(
-            |(me, cwd, euid, linux, parent, caller, responsible)| Scenario {
+            |(me, cwd, euid, egid, linux, parent, caller, responsible)| Scenario {
                 me,
                 cwd,
                 euid,
+                egid,
                 linux,
                 parent,
                 caller,
@@ -264,6 +284,7 @@ fn check(queries: Vec<Query<Pred>>, s: &Scenario) -> Result<(), TestCaseError> {
     };
     ev.target.cwd = s.cwd.clone().map(Cow::Owned);
     ev.target.euid = s.euid;
+    ev.target.egid = s.egid;
     if let Some(parent) = &s.parent {
         ev.target.ppid = Some(50);
         if let Some(p) = parent {

@@ -192,6 +192,10 @@ pub struct EcsEvent<'a> {
     image: OnceCell<Option<&'a dyn Process>>,
     parent: OnceCell<Parent<'a>>,
     effective: OnceCell<Option<&'a dyn Process>>,
+    /// `process.name` and `process.parent.name`, read by many rules of one event (each a
+    /// search for the last `/`).
+    name: OnceCell<Option<&'a str>>,
+    parent_name: OnceCell<Option<&'a str>>,
 }
 
 impl std::fmt::Debug for EcsEvent<'_> {
@@ -239,6 +243,8 @@ impl<'a> EcsEvent<'a> {
             image: OnceCell::new(),
             parent: OnceCell::new(),
             effective: OnceCell::new(),
+            name: OnceCell::new(),
+            parent_name: OnceCell::new(),
         }
     }
 
@@ -365,7 +371,19 @@ impl<'a> EcsEvent<'a> {
 
     /// `process.name`: the basename of the executable (not argv[0]).
     fn name(&self) -> Option<&'a str> {
-        self.executable().map(nightjar_proto::event::basename)
+        *self
+            .name
+            .get_or_init(|| self.executable().map(nightjar_proto::event::basename))
+    }
+
+    /// `process.parent.name`: the known parent's, or the calling image's when it is the
+    /// parent's fork child.
+    fn parent_name(&self) -> Value<'a> {
+        opt_str(*self.parent_name.get_or_init(|| match self.parent() {
+            Parent::Known(_, e) => Some(e.name()),
+            Parent::Caller(_, c) => c.executable.as_deref().map(nightjar_proto::event::basename),
+            Parent::Unknown | Parent::PidOnly(_) => None,
+        }))
     }
 
     fn process_args(&self) -> Option<&'a Args<'a>> {

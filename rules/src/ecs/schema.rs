@@ -77,7 +77,7 @@ schema! {
     SignatureTrusted = "process.code_signature.trusted", Bool, |v| opt_bool(v.signature().2.map(|f| f & CS_VALID != 0));
     ParentPid = "process.parent.pid", Long, |v| v.parent_pid();
     ParentExecutable = "process.parent.executable", Keyword, |v| v.parent_image(|e| Value::Str(e.executable()), |c| opt_str(c.executable.as_deref()));
-    ParentName = "process.parent.name", Keyword, |v| v.parent_image(|e| Value::Str(e.name()), |c| opt_str(c.executable.as_deref().map(nightjar_proto::event::basename)));
+    ParentName = "process.parent.name", Keyword, |v| v.parent_name();
     ParentArgs = "process.parent.args", Keyword, |v| v.parent_image(|e| if e.args().is_empty() { Value::Missing } else { Value::Args(e.args()) }, |_| Value::Missing);
     ParentArgsCount = "process.parent.args_count", Long, |v| v.parent_image(|e| Value::Long(e.args_count() as i64), |_| Value::Missing);
     ParentCommandLine = "process.parent.command_line", Wildcard, |v| v.parent_image(|e| if e.args().is_empty() { Value::Missing } else { Value::Str(e.command_line()) }, |_| Value::Missing);

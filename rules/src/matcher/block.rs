@@ -128,6 +128,14 @@ fn exact_of(test: &CTest) -> Option<Vec<Exact>> {
             value: text.to_string(),
             ci: *ci,
         }]),
+        CTest::OneOf(vs) if vs.is_folded() => Some(
+            vs.iter()
+                .map(|v| Exact {
+                    value: v.to_string(),
+                    ci: true,
+                })
+                .collect(),
+        ),
         CTest::AnyOf(tests) => {
             let mut out = Vec::new();
             for t in tests.iter() {

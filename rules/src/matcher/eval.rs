@@ -91,7 +91,8 @@ impl CTest {
             CTest::Glob(g) => g.matches(s),
             CTest::Regex(r) => r.is_match(s),
             CTest::AnyOf(tests) => tests.iter().any(|t| t.test_str(s)),
-            CTest::OneOf(vs) => vs.binary_search_by(|v| (**v).cmp(s)).is_ok(),
+            CTest::OneOf(vs) => vs.contains(s),
+            CTest::Contains(p) => p.any_in(s.as_bytes()),
             CTest::Num(..) | CTest::Bool(_) => false,
         }
     }

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::ecs::Field;
-use crate::pattern::Glob;
+use crate::pattern::{CharTok, Glob};
+
+use super::pieces::Pieces;
 use crate::query::ast::Cmp;
 
 use super::tree::{CTest, Node};
@@ -103,16 +105,18 @@ impl Hasher for WordHash {
     }
 }
 
-/// An index key: an exact (ASCII-folded) value, a prefix or a suffix of it.
+/// An index key: an exact (ASCII-folded) value, a prefix or a suffix of it, or a literal
+/// it holds somewhere (what a pattern with `?` keeps: the ASCII runs between wildcards).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Key {
     Exact(String),
     Prefix(Vec<u8>),
     Suffix(Vec<u8>),
+    Contains(Vec<u8>),
 }
 
 /// Rules indexed by the values of one field.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct FieldIndex {
     pub(super) exact: FastMap<Vec<u32>>,
     /// The keys of `exact` (see [`KeyFilter`]).
@@ -125,6 +129,25 @@ pub(super) struct FieldIndex {
     pub(super) suffixes: Vec<(Box<[u8]>, Vec<u32>)>,
     /// The last bytes of `suffixes`.
     suffix_ends: ByteSet,
+    /// Literals (ASCII-lowercased) values must hold anywhere (`*literal*` patterns, and
+    /// patterns with `?`), for the rules in `contains_rules` (same positions).
+    contains: Pieces,
+    contains_rules: Vec<Vec<u32>>,
+}
+
+impl Default for FieldIndex {
+    fn default() -> Self {
+        FieldIndex {
+            exact: FastMap::default(),
+            filter: KeyFilter::default(),
+            prefixes: Vec::new(),
+            prefix_starts: ByteSet::default(),
+            suffixes: Vec::new(),
+            suffix_ends: ByteSet::default(),
+            contains: Pieces::new(true),
+            contains_rules: Vec::new(),
+        }
+    }
 }
 
 /// The list of `key` in `lists`, made if missing.
@@ -161,6 +184,13 @@ impl FieldIndex {
                     }
                     list_of(&mut self.suffixes, p)
                 }
+                Key::Contains(p) => {
+                    let at = self.contains.add(&p);
+                    if at == self.contains_rules.len() {
+                        self.contains_rules.push(Vec::new());
+                    }
+                    &mut self.contains_rules[at]
+                }
             };
             if list.last() != Some(&rule) {
                 list.push(rule);
@@ -169,7 +199,24 @@ impl FieldIndex {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty() && self.suffixes.is_empty()
+        self.exact.is_empty()
+            && self.prefixes.is_empty()
+            && self.suffixes.is_empty()
+            && self.contains.is_empty()
+    }
+
+    /// Every rule id of the index (for reports).
+    pub(super) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.exact
+            .values()
+            .flatten()
+            .chain(
+                [&self.prefixes, &self.suffixes]
+                    .into_iter()
+                    .flat_map(|l| l.iter().flat_map(|(_, v)| v.iter())),
+            )
+            .chain(self.contains_rules.iter().flatten())
+            .copied()
     }
 
     /// Calls `hit` with each list of rules `value` selects; returns how many lists.
@@ -185,7 +232,7 @@ impl FieldIndex {
             .as_bytes()
             .last()
             .is_some_and(|&b| self.suffix_ends.holds(b));
-        if exact || prefix || suffix {
+        if exact || prefix || suffix || !self.contains.is_empty() {
             self.lookup_past_filters(value, exact, prefix, suffix, hit)
         } else {
             0
@@ -241,6 +288,20 @@ impl FieldIndex {
                 }
             }
         }
+        if !self.contains.is_empty() {
+            // A literal found twice selects its rules once (for the first 64 literals).
+            let mut seen = 0u64;
+            self.contains.each_in(value.as_bytes(), |p| {
+                if p < 64 {
+                    if seen & (1 << p) != 0 {
+                        return;
+                    }
+                    seen |= 1 << p;
+                }
+                lists += 1;
+                hit(&self.contains_rules[p]);
+            });
+        }
         lists
     }
 }
@@ -256,12 +317,19 @@ impl CTest {
         };
         match self {
             CTest::Str(Cmp::Eq, v) => Some(vec![key(v)?]),
-            CTest::Glob(Glob::Bytes(g)) if fold => match g.literal_prefix() {
-                Some(p) => Some(vec![Key::Prefix(p.to_ascii_lowercase())]),
-                None => Some(vec![Key::Suffix(g.literal_suffix()?.to_ascii_lowercase())]),
+            CTest::Glob(Glob::Bytes(g)) if fold => match (g.literal_prefix(), g.literal_suffix()) {
+                (Some(p), _) => Some(vec![Key::Prefix(p.to_ascii_lowercase())]),
+                (None, Some(s)) => Some(vec![Key::Suffix(s.to_ascii_lowercase())]),
+                (None, None) => {
+                    let lit = g.longest_literal();
+                    (!lit.is_empty()).then(|| vec![Key::Contains(lit.to_ascii_lowercase())])
+                }
             },
+            CTest::Glob(Glob::Chars { toks, .. }) if fold => Some(vec![chars_key(toks)?]),
             CTest::Regex(r) if fold => {
-                let p = crate::pattern::lucene_literal_prefix(&r.pattern)?;
+                // A case-insensitive expression's `k` and `s` also match non-ASCII letters.
+                let p = crate::pattern::lucene_literal_prefix(&r.pattern)
+                    .filter(|p| !r.ci || !p.contains(['k', 'K', 's', 'S']))?;
                 Some(vec![Key::Prefix(p.to_ascii_lowercase().into_bytes())])
             }
             CTest::Glob(Glob::Exact {
@@ -269,7 +337,12 @@ impl CTest {
                 ci: true,
                 ascii: true,
             }) if fold => Some(vec![key(text)?]),
-            CTest::OneOf(vs) => vs.iter().map(|v| key(v)).collect(),
+            CTest::OneOf(vs) if !vs.is_folded() || fold => vs.iter().map(|v| key(v)).collect(),
+            CTest::Contains(p) if fold => Some(
+                p.iter()
+                    .map(|v| Key::Contains(v.to_ascii_lowercase()))
+                    .collect(),
+            ),
             CTest::AnyOf(tests) => {
                 let mut all = Vec::new();
                 for t in tests.iter() {
@@ -295,7 +368,12 @@ impl CTest {
             CTest::Glob(Glob::Exact { text, ascii, .. }) if *ascii => {
                 Some(vec![piece(text.as_bytes())?])
             }
+            CTest::Glob(Glob::Chars { toks, .. }) => Some(vec![piece(&longest_ascii_run(toks))?]),
             CTest::OneOf(vs) => vs.iter().map(|v| piece(v.as_bytes())).collect(),
+            CTest::Contains(p) => p.iter().map(piece).collect(),
+            CTest::Regex(r) => Some(vec![piece(
+                crate::pattern::lucene_required_literal(&r.pattern, r.ci)?.as_bytes(),
+            )?]),
             CTest::AnyOf(tests) => {
                 let mut all = Vec::new();
                 for t in tests.iter() {
@@ -353,7 +431,29 @@ pub(super) struct IndexChoice {
     /// `process.env_vars` holds a value: the sensor reports only the variables
     /// `[sensor] env_vars` names, so most execs have none.
     pub(super) env_vars: bool,
+    /// Values of the other indexed fields ([`OTHER_FIELDS`]: user and group ids, the
+    /// user's name), sorted.
+    pub(super) other: Vec<(Field, Key)>,
 }
+
+/// Fields besides the name, parent name, arguments, executable and command line that rules
+/// can be indexed by, with what reading one costs (see [`IndexChoice::cost`]): ids the event
+/// carries, the parent's from the process table, the user's name from the host's cache.
+/// Rules whose only required values are ids (`process.user.id == "0" and not
+/// process.real_user.id == "0"`) or a user name are then tested only on events with them.
+pub(super) const OTHER_FIELDS: &[(Field, u32)] = &[
+    (Field::UserId, 0),
+    (Field::GroupId, 0),
+    (Field::ProcessUserId, 0),
+    (Field::ProcessGroupId, 0),
+    (Field::RealUserId, 0),
+    (Field::RealGroupId, 0),
+    (Field::UserRealId, 0),
+    (Field::GroupRealId, 0),
+    (Field::ParentUserId, 1),
+    (Field::ParentGroupId, 1),
+    (Field::UserName, 2),
+];
 
 impl IndexChoice {
     /// Where `node` is best indexed; `None`: nothing is required (tested on every event).
@@ -369,6 +469,16 @@ impl IndexChoice {
                     Field::CommandLine => c.pieces = l.test.pieces()?,
                     // A leaf is false on a field the event does not have.
                     Field::EnvVars => c.env_vars = true,
+                    f if OTHER_FIELDS.iter().any(|(o, _)| *o == f) => {
+                        // Exact values only: ids and names are compared whole.
+                        let keys = l.test.keys(true)?;
+                        if !keys.iter().all(|k| matches!(k, Key::Exact(_))) {
+                            return None;
+                        }
+                        c.other = keys.into_iter().map(|k| (f, k)).collect();
+                        c.other.sort_unstable();
+                        c.other.dedup();
+                    }
                     _ => return None,
                 }
                 Some(c)
@@ -399,6 +509,7 @@ impl IndexChoice {
         merge(&mut self.arg, other.arg);
         merge(&mut self.executable, other.executable);
         merge(&mut self.pieces, other.pieces);
+        merge(&mut self.other, other.other);
         self.env_vars |= other.env_vars;
     }
 
@@ -422,9 +533,21 @@ impl IndexChoice {
                 .map(|k| match k {
                     Key::Exact(s) => by_len(s.len()),
                     Key::Prefix(p) | Key::Suffix(p) => 2 * by_len(p.len()),
+                    Key::Contains(p) => 3 * by_len(p.len()),
                 })
                 .sum()
         };
+        // Per other field: what reading it costs, once, and its keys.
+        let mut other = 0;
+        for (i, (f, k)) in self.other.iter().enumerate() {
+            if i == 0 || self.other[i - 1].0 != *f {
+                other += 1 + OTHER_FIELDS
+                    .iter()
+                    .find(|(o, _)| o == f)
+                    .map_or(0, |(_, c)| *c);
+            }
+            other += keys(std::slice::from_ref(k));
+        }
         let field = |base: u32, k: &[Key]| if k.is_empty() { 0 } else { base + keys(k) };
         field(0, &self.name)
             + field(1, &self.parent_name)
@@ -432,7 +555,43 @@ impl IndexChoice {
             + field(1, &self.executable)
             + self.pieces.iter().map(|p| 3 * by_len(p.len())).sum::<u32>()
             + u32::from(self.env_vars)
+            + other
     }
+}
+
+/// The longest run of ASCII characters between wildcards of a character-wise pattern. Every
+/// match holds it, ignoring ASCII case: a pattern's ASCII character matches only ASCII
+/// characters, itself or its other case (see `pattern::ci_char_eq`).
+fn longest_ascii_run(toks: &[CharTok]) -> Vec<u8> {
+    let mut best: &[CharTok] = &[];
+    for run in toks.split(|t| !matches!(t, CharTok::Char(c) if c.is_ascii())) {
+        if run.len() > best.len() {
+            best = run;
+        }
+    }
+    best.iter()
+        .filter_map(|t| match t {
+            CharTok::Char(c) => Some(c.to_ascii_lowercase() as u8),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The index key of a character-wise pattern (one with `?`, or case-insensitive with
+/// non-ASCII letters): the ASCII run it starts with, else its longest ASCII run anywhere.
+fn chars_key(toks: &[CharTok]) -> Option<Key> {
+    let lead: Vec<u8> = toks
+        .iter()
+        .map_while(|t| match t {
+            CharTok::Char(c) if c.is_ascii() => Some(c.to_ascii_lowercase() as u8),
+            _ => None,
+        })
+        .collect();
+    if !lead.is_empty() {
+        return Some(Key::Prefix(lead));
+    }
+    let run = longest_ascii_run(toks);
+    (!run.is_empty()).then_some(Key::Contains(run))
 }
 
 /// Longest name looked up (ASCII-lowercased on the stack) in the name indexes.
@@ -524,8 +683,80 @@ mod tests {
         assert_eq!(c.name, exact(&["crictl"]));
         assert_eq!(c.parent_name, exact(&["containerd"]));
         // A branch with nothing to index makes the whole `or` unindexable.
-        let open = simplify_or(vec![is(Field::Name, "crictl"), is(Field::UserId, "0")]);
+        let open = simplify_or(vec![
+            is(Field::Name, "crictl"),
+            is(Field::WorkingDirectory, "/"),
+        ]);
         assert_eq!(IndexChoice::best(&open), None);
+    }
+
+    #[test]
+    fn rules_requiring_only_ids_or_a_user_name_index_by_them() {
+        // (uid 0 and not ruid 0) or (gid 0 and not rgid 0): by either id.
+        let setuid = simplify_or(vec![
+            simplify_and(vec![
+                is(Field::ProcessUserId, "0"),
+                Node::Not(Box::new(is(Field::RealUserId, "0"))),
+            ]),
+            simplify_and(vec![
+                is(Field::ProcessGroupId, "0"),
+                Node::Not(Box::new(is(Field::RealGroupId, "0"))),
+            ]),
+        ]);
+        let c = IndexChoice::best(&setuid).unwrap();
+        assert_eq!(
+            c.other,
+            vec![
+                (Field::ProcessUserId, Key::Exact("0".into())),
+                (Field::ProcessGroupId, Key::Exact("0".into())),
+            ]
+        );
+        let postgres = simplify_and(vec![
+            is(Field::UserName, "postgres"),
+            is(Field::HostOsType, "linux"),
+        ]);
+        let c = IndexChoice::best(&postgres).unwrap();
+        assert_eq!(
+            c.other,
+            vec![(Field::UserName, Key::Exact("postgres".into()))]
+        );
+        // A rare name still beats a common id.
+        let named = simplify_and(vec![is(Field::Name, "pkexec"), is(Field::UserId, "0")]);
+        let c = IndexChoice::best(&named).unwrap();
+        assert_eq!(c.name, exact(&["pkexec"]));
+        assert!(c.other.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn patterns_with_question_marks_index_by_their_literal_runs() {
+        let glob = |field, pat: &str, ci| {
+            let toks: Vec<Tok> = pat
+                .chars()
+                .map(|c| match c {
+                    '*' => Tok::Star,
+                    '?' => Tok::One,
+                    c => Tok::Lit(c.to_string()),
+                })
+                .collect();
+            Node::Leaf(Leaf {
+                field,
+                keyword: true,
+                test: CTest::Glob(Glob::new(&toks, ci)),
+                on_joined: true,
+            })
+        };
+        let memfd = glob(Field::Executable, "?memfd:*", false);
+        let c = IndexChoice::best(&memfd).unwrap();
+        assert_eq!(c.executable, vec![Key::Contains(b"memfd:".to_vec())]);
+        let lead = glob(Field::Name, "Key?.db", true);
+        let c = IndexChoice::best(&lead).unwrap();
+        assert_eq!(c.name, vec![Key::Prefix(b"key".to_vec())]);
+        // Non-ASCII characters end a run (case-insensitively they may match other bytes).
+        let mixed = glob(Field::Name, "?é*abc?", true);
+        let c = IndexChoice::best(&mixed).unwrap();
+        assert_eq!(c.name, vec![Key::Contains(b"abc".to_vec())]);
+        // Nothing literal: not indexable.
+        assert_eq!(IndexChoice::best(&glob(Field::Name, "?*?", false)), None);
     }
 
     #[test]

@@ -13,15 +13,17 @@ pub mod block;
 mod check;
 mod eval;
 mod index;
+mod one_of;
+mod pieces;
 mod tree;
 
 use crate::ecs::{EcsEvent, Field, Shape, Value};
 use crate::query::ast::Query;
 use crate::query::typing::TypedPred;
 
-use crate::pattern::find_ascii_ci;
-use eval::{SCRATCH, Scratch, args_iter};
+use eval::{SCRATCH, Scratch, args_iter, decimal};
 use index::{FieldIndex, IndexChoice};
+use pieces::Pieces;
 use tree::Node;
 
 /// One rule's compiled trees, one per event shape.
@@ -97,8 +99,11 @@ struct ShapeMatcher {
 /// The platforms rules are indexed by (`host.os.type` values the view produces).
 const OS_NAMES: [&str; 2] = ["macos", "linux"];
 
+/// Rules per way of indexing them (see [`Matcher::index_summary`]).
+pub type IndexSummary = (usize, usize, usize, usize, usize, usize, usize, usize);
+
 /// The index of a group of rules: which of them an event must be tested against.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Index {
     /// Rules tested on every event.
     always: Vec<u32>,
@@ -107,11 +112,32 @@ struct Index {
     /// Rules that need one of some `process.args` elements.
     by_arg: FieldIndex,
     by_executable: FieldIndex,
-    /// Rules whose `process.command_line` must hold one of some literals: one search of
-    /// argv per literal selects them.
-    by_piece: Vec<(Box<[u8]>, Vec<u32>)>,
+    /// Literals `process.command_line` must hold (ASCII case folded) for some rules: one
+    /// pass over argv finds those it holds.
+    pieces: Pieces,
+    /// `piece_rules[i]`: the rules needing literal `i` of `pieces`.
+    piece_rules: Vec<Vec<u32>>,
     /// Rules that need `process.env_vars` to hold a value.
     with_env_vars: Vec<u32>,
+    /// Rules that need a value of another field (ids, the user's name: see
+    /// [`index::OTHER_FIELDS`]), per field.
+    by_other: Vec<(Field, FieldIndex)>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            always: Vec::new(),
+            by_name: FieldIndex::default(),
+            by_parent_name: FieldIndex::default(),
+            by_arg: FieldIndex::default(),
+            by_executable: FieldIndex::default(),
+            pieces: Pieces::new(true),
+            piece_rules: Vec::new(),
+            with_env_vars: Vec::new(),
+            by_other: Vec::new(),
+        }
+    }
 }
 
 impl Index {
@@ -127,10 +153,23 @@ impl Index {
         if c.env_vars {
             self.with_env_vars.push(i);
         }
+        for (f, k) in c.other {
+            let at = match self.by_other.iter().position(|(g, _)| *g == f) {
+                Some(at) => at,
+                None => {
+                    self.by_other.push((f, FieldIndex::default()));
+                    self.by_other.len() - 1
+                }
+            };
+            self.by_other[at].1.add(vec![k], i);
+        }
         for p in c.pieces {
-            match self.by_piece.iter_mut().find(|(q, _)| **q == p[..]) {
-                Some((_, ids)) => ids.push(i),
-                None => self.by_piece.push((p.into(), vec![i])),
+            let at = self.pieces.add(&p);
+            if at == self.piece_rules.len() {
+                self.piece_rules.push(Vec::new());
+            }
+            if self.piece_rules[at].last() != Some(&i) {
+                self.piece_rules[at].push(i);
             }
         }
     }
@@ -141,31 +180,21 @@ impl Index {
             && self.by_parent_name.is_empty()
             && self.by_arg.is_empty()
             && self.by_executable.is_empty()
-            && self.by_piece.is_empty()
+            && self.pieces.is_empty()
             && self.with_env_vars.is_empty()
+            && self.by_other.is_empty()
     }
 
     /// Rule ids in this index (for reports): (always, name, parent name, argument,
-    /// executable, piece, environment variables).
-    fn summary(&self) -> (usize, usize, usize, usize, usize, usize, usize) {
+    /// executable, piece, environment variables, other fields).
+    fn summary(&self) -> IndexSummary {
         let count = |f: &FieldIndex| {
-            let mut ids: Vec<u32> = f
-                .exact
-                .values()
-                .flatten()
-                .chain(f.prefixes.iter().flat_map(|(_, v)| v.iter()))
-                .copied()
-                .collect();
+            let mut ids: Vec<u32> = f.ids().collect();
             ids.sort_unstable();
             ids.dedup();
             ids.len()
         };
-        let mut pieces: Vec<u32> = self
-            .by_piece
-            .iter()
-            .flat_map(|(_, v)| v.iter())
-            .copied()
-            .collect();
+        let mut pieces: Vec<u32> = self.piece_rules.iter().flatten().copied().collect();
         pieces.sort_unstable();
         pieces.dedup();
         (
@@ -176,6 +205,12 @@ impl Index {
             count(&self.by_executable),
             pieces.len(),
             self.with_env_vars.len(),
+            {
+                let mut ids: Vec<u32> = self.by_other.iter().flat_map(|(_, f)| f.ids()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids.len()
+            },
         )
     }
 
@@ -222,20 +257,33 @@ impl Index {
                 lists += 2 * self.by_arg.lookup(arg, &mut hit);
             }
         }
+        for (field, index) in &self.by_other {
+            lists += match ev.value(*field) {
+                Value::Str(s) => index.lookup(s, &mut hit),
+                Value::Shared(s) => index.lookup(&s, &mut hit),
+                Value::Id(n) => index.lookup(decimal(n, &mut [0u8; 10]), &mut hit),
+                _ => 0,
+            };
+        }
         if !self.with_env_vars.is_empty() && !matches!(ev.value(Field::EnvVars), Value::Missing) {
             lists += 2;
             hit(&self.with_env_vars);
         }
-        if !self.by_piece.is_empty()
+        if !self.pieces.is_empty()
             && let Value::Joined(args) = ev.value(Field::CommandLine)
         {
-            let hay = args.joined().as_bytes();
-            for (piece, ids) in &self.by_piece {
-                if find_ascii_ci(hay, piece).is_some() {
-                    lists += 2;
-                    hit(ids);
+            // A literal found twice selects its rules once (for the first 256 literals).
+            let mut seen = [0u64; 4];
+            self.pieces.each_in(args.joined().as_bytes(), |p| {
+                if let Some(word) = seen.get_mut(p / 64) {
+                    if *word & (1 << (p % 64)) != 0 {
+                        return;
+                    }
+                    *word |= 1 << (p % 64);
                 }
-            }
+                lists += 2;
+                hit(&self.piece_rules[p]);
+            });
         }
         lists
     }
@@ -317,11 +365,8 @@ impl Matcher {
     /// How the rules of `shape` are indexed, for reports: per group (any platform, then
     /// each of [`OS_NAMES`]), (tested on every event, by name, by parent name, by an
     /// argument, by executable, by a command-line literal, by holding environment
-    /// variables).
-    pub fn index_summary(
-        &self,
-        shape: Shape,
-    ) -> Vec<(usize, usize, usize, usize, usize, usize, usize)> {
+    /// variables, by another field's value).
+    pub fn index_summary(&self, shape: Shape) -> Vec<IndexSummary> {
         let s = &self.shapes[shape as usize];
         std::iter::once(&s.any)
             .chain(s.per_os.iter())

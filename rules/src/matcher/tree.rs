@@ -8,11 +8,13 @@
 
 use crate::ecs::{Field, FieldKind, Shape, Value};
 use crate::pattern::{Glob, Regex};
-use crate::query::ast::{Cmp, Query};
+use crate::query::ast::{Cmp, Query, Tok};
 use crate::query::typing::{Test, TypedPred};
 
 use super::check::CheckLeaf;
 use super::eval::Scratch;
+use super::one_of::StrSet;
+use super::pieces::Pieces;
 
 #[derive(Debug)]
 pub(super) enum Node {
@@ -47,8 +49,12 @@ pub(super) enum CTest {
     /// Any of several string tests on the same field: an `or` of them, fused so the field is
     /// read (and argv walked) once.
     AnyOf(Box<[CTest]>),
-    /// Equal to one of many strings (`in (...)` lists): sorted, searched by bisection.
-    OneOf(Box<[Box<str>]>),
+    /// Equal to one of many strings (`in (...)` lists), or, when the set is folded, to one
+    /// of many ASCII strings ignoring ASCII case (`in~ (...)`, `: (...)`).
+    OneOf(StrSet),
+    /// Holds one of several literals (`or`-ed `*literal*` patterns, all case-sensitive or
+    /// all ASCII case-insensitive): one pass finds any.
+    Contains(Pieces),
 }
 
 /// Compiles one typed query for events of `shape`.
@@ -202,22 +208,70 @@ pub(super) fn cost(n: &Node) -> u32 {
 /// Equality with this many strings or more is a [`CTest::OneOf`].
 const ONE_OF_MIN: usize = 6;
 
+/// `*literal*` patterns `or`-ed on one field from this many on are one [`CTest::Contains`].
+const CONTAINS_MIN: usize = 3;
+
 /// The `or` of string tests on one field, cheapest first; many equalities become one
-/// [`CTest::OneOf`].
+/// [`CTest::OneOf`], many `*literal*` patterns one [`CTest::Contains`].
 fn any_of(tests: Vec<CTest>) -> CTest {
     let mut exact: Vec<Box<str>> = Vec::new();
+    // ASCII case-insensitive equalities (`process.name : ("curl", "wget", ...)`).
+    let mut exact_ci: Vec<(Box<str>, CTest)> = Vec::new();
+    // `*literal*` patterns, case-sensitive ones and case-insensitive ones.
+    let mut contains: [Vec<(Vec<u8>, CTest)>; 2] = [Vec::new(), Vec::new()];
     let mut rest = Vec::new();
     for t in tests {
         match t {
             CTest::Str(Cmp::Eq, v) => exact.push(v),
+            CTest::OneOf(vs) if vs.is_folded() => {
+                for v in vs.into_vec() {
+                    let glob = Glob::new(&[Tok::Lit(v.to_string())], true);
+                    exact_ci.push((v, CTest::Glob(glob)));
+                }
+            }
             CTest::OneOf(vs) => exact.extend(vs.into_vec()),
+            CTest::Glob(Glob::Exact {
+                ref text,
+                ci: true,
+                ascii: true,
+            }) if StrSet::can_fold(text) => exact_ci.push((text.clone(), t)),
+            CTest::Glob(Glob::Bytes(ref g)) if g.contained().is_some() => {
+                if let Some((lit, ci)) = g.contained() {
+                    contains[usize::from(ci)].push((lit.to_vec(), t));
+                }
+            }
+            CTest::Contains(p) => {
+                let ci = p.ci();
+                for lit in p.iter() {
+                    // Valid UTF-8: each literal came from a pattern's text.
+                    let text = String::from_utf8_lossy(lit).into_owned();
+                    let glob = Glob::new(&[Tok::Star, Tok::Lit(text), Tok::Star], ci);
+                    contains[usize::from(ci)].push((lit.to_vec(), CTest::Glob(glob)));
+                }
+            }
             t => rest.push(t),
         }
     }
+    for (ci, globs) in contains.into_iter().enumerate() {
+        if globs.len() >= CONTAINS_MIN {
+            let mut p = Pieces::new(ci == 1);
+            for (lit, _) in &globs {
+                p.add(lit);
+            }
+            rest.push(CTest::Contains(p));
+        } else {
+            rest.extend(globs.into_iter().map(|(_, t)| t));
+        }
+    }
+    if exact_ci.len() >= ONE_OF_MIN {
+        rest.push(CTest::OneOf(StrSet::folded(
+            exact_ci.into_iter().map(|(v, _)| v).collect(),
+        )));
+    } else {
+        rest.extend(exact_ci.into_iter().map(|(_, t)| t));
+    }
     if exact.len() >= ONE_OF_MIN {
-        exact.sort_unstable();
-        exact.dedup();
-        rest.push(CTest::OneOf(exact.into()));
+        rest.push(CTest::OneOf(StrSet::new(exact)));
     } else {
         rest.extend(exact.into_iter().map(|v| CTest::Str(Cmp::Eq, v)));
     }
@@ -268,6 +322,7 @@ impl CTest {
             CTest::Glob(g) => !g.has_space_or_nul(),
             CTest::AnyOf(tests) => tests.iter().all(CTest::joined_equivalent),
             CTest::OneOf(vs) => vs.iter().all(|v| !v.bytes().any(|b| b == b' ' || b == 0)),
+            CTest::Contains(p) => p.iter().all(|v| !v.iter().any(|b| *b == b' ' || *b == 0)),
             _ => false,
         }
     }
@@ -275,7 +330,12 @@ impl CTest {
     pub(super) fn is_string_test(&self) -> bool {
         matches!(
             self,
-            CTest::Str(..) | CTest::Glob(_) | CTest::Regex(_) | CTest::AnyOf(_) | CTest::OneOf(_)
+            CTest::Str(..)
+                | CTest::Glob(_)
+                | CTest::Regex(_)
+                | CTest::AnyOf(_)
+                | CTest::OneOf(_)
+                | CTest::Contains(_)
         )
     }
 
@@ -287,6 +347,7 @@ impl CTest {
             CTest::Regex(_) => 25,
             CTest::AnyOf(tests) => tests.iter().map(CTest::cost).sum(),
             CTest::OneOf(_) => 2,
+            CTest::Contains(_) => 4,
         }
     }
 }

@@ -150,6 +150,17 @@ impl BytesGlob {
         (!self.suffix.is_empty()).then_some(&self.suffix[..])
     }
 
+    /// The literal of a pattern `*literal*` (lowercased when case-insensitive), with
+    /// whether it is case-insensitive (ASCII only).
+    pub fn contained(&self) -> Option<(&[u8], bool)> {
+        match &self.middles[..] {
+            [only] if self.prefix.is_empty() && self.suffix.is_empty() => {
+                Some((&only.bytes, self.ci))
+            }
+            _ => None,
+        }
+    }
+
     /// The longest literal piece: every match holds it somewhere (for prefiltering).
     pub fn longest_literal(&self) -> &[u8] {
         self.middles

@@ -8,7 +8,7 @@ mod glob;
 mod lucene;
 
 pub use glob::{BytesGlob, CharTok, Glob};
-pub use lucene::{Regex, lucene_literal_prefix, lucene_to_regex};
+pub use lucene::{Regex, lucene_literal_prefix, lucene_required_literal, lucene_to_regex};
 
 /// Case-insensitive character equality as Lucene builds it for a pattern character `p`:
 /// `v` matches when it is `p`, its lower case or its upper case (simple, one-character mappings).
