@@ -142,3 +142,24 @@ fn a_cut_argv_still_reaches_rules_indexed_by_ids() {
     set.evaluate(&view, &mut out);
     assert!(out.is_empty());
 }
+
+#[test]
+fn by_the_parent_executable() {
+    let set = indexed(
+        r#"process where host.os.type == "linux" and user.id != "0" and
+           (process.executable like ("/tmp/*", "/home/*/*") or process.parent.executable like ("/tmp/*", "/home/*/*"))"#,
+    );
+    let mut table = Table::default();
+    let mut parent = linux("/home/bob/run", &["run"]);
+    parent.target.pid = 700;
+    table.observe(&parent);
+    let mut child = linux("/usr/bin/id", &["id"]);
+    child.target.euid = Some(1000);
+    assert!(matches_with(&set, &child, &table));
+    assert!(!matches(&set, &linux("/tmp/x", &["x"])), "root");
+    let mut other = Table::default();
+    let mut usual = linux("/usr/bin/bash", &["bash"]);
+    usual.target.pid = 700;
+    other.observe(&usual);
+    assert!(!matches_with(&set, &child, &other));
+}

@@ -146,6 +146,7 @@ fn indexed_query() -> impl Strategy<Value = Query<Pred>> {
             "group.id",
             "process.user.id",
             "user.name",
+            "process.parent.executable",
         ]),
         prop::collection::vec((piece(), any::<bool>(), 0..5u8), 1..5),
         query(),

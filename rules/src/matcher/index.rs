@@ -438,7 +438,8 @@ pub(super) struct IndexChoice {
 
 /// Fields besides the name, parent name, arguments, executable and command line that rules
 /// can be indexed by, with what reading one costs (see [`IndexChoice::cost`]): ids the event
-/// carries, the parent's from the process table, the user's name from the host's cache.
+/// carries, the parent's (and its executable) from the process table, the user's name from
+/// the host's cache.
 /// Rules whose only required values are ids (`process.user.id == "0" and not
 /// process.real_user.id == "0"`) or a user name are then tested only on events with them.
 pub(super) const OTHER_FIELDS: &[(Field, u32)] = &[
@@ -453,7 +454,14 @@ pub(super) const OTHER_FIELDS: &[(Field, u32)] = &[
     (Field::ParentUserId, 1),
     (Field::ParentGroupId, 1),
     (Field::UserName, 2),
+    (Field::ParentExecutable, 1),
 ];
+
+/// Fields of [`OTHER_FIELDS`] indexed by patterns too (prefixes, suffixes, literals), not
+/// only whole values.
+fn patterned(f: Field) -> bool {
+    f == Field::ParentExecutable
+}
 
 impl IndexChoice {
     /// Where `node` is best indexed; `None`: nothing is required (tested on every event).
@@ -470,9 +478,9 @@ impl IndexChoice {
                     // A leaf is false on a field the event does not have.
                     Field::EnvVars => c.env_vars = true,
                     f if OTHER_FIELDS.iter().any(|(o, _)| *o == f) => {
-                        // Exact values only: ids and names are compared whole.
+                        // Exact values only for ids and names: they are compared whole.
                         let keys = l.test.keys(true)?;
-                        if !keys.iter().all(|k| matches!(k, Key::Exact(_))) {
+                        if !patterned(f) && !keys.iter().all(|k| matches!(k, Key::Exact(_))) {
                             return None;
                         }
                         c.other = keys.into_iter().map(|k| (f, k)).collect();
