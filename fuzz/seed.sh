@@ -33,7 +33,8 @@ for f in ../packaging/linux/nightjar.toml ../packaging/macos/nightjar.toml; do
 done
 # Hand-written hostile seeds (committed): rules nested past the parsers' depth limit,
 # non-ASCII text and escapes whose decoded offsets differ from the file's, long whitespace
-# runs, many tests; Kibana exception exports, hostile ones included; a policy payload.
+# runs, many tests; Kibana exception exports, hostile ones included; a policy payload; eslogger
+# launch items, quarantine removals and opens with hostile URLs, escapes and duplicate keys.
 for d in seeds/*/; do
   t=$(basename "$d")
   mkdir -p "corpus/$t"

@@ -45,6 +45,9 @@ pub const MIGRATING: &[u8] = b"migrating";
 /// Set when the store was migrated from version 1 and has no head mark yet.
 pub const MIGRATED: &[u8] = b"migrated_from";
 
+/// How long opening waits for sled's lock to be released before calling the store busy.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The trees, names reserved for the store.
 pub const RESERVED_TREES: &[&str] = &["uuid", "meta", "alerts", "time"];
 
@@ -61,12 +64,28 @@ pub struct Index {
 impl Index {
     /// Opens the database at `path`. sled writes in the background only when asked: the
     /// store flushes it at its own pace (no flusher thread waking the agent twice a second).
+    /// Opens (or creates) the index. sled's lock on its directory outlives a dropped `Db` by
+    /// a moment: its I/O pool drops the last handle after the flush it waited for has
+    /// returned. A store reopened in the same process right after it was closed (a restart
+    /// of the pipeline, recovery, the tests) waits that moment out; another process holding
+    /// the store is still refused, after [`LOCK_WAIT`].
     pub fn open(path: &Path) -> sled::Result<Index> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_CAPACITY_BYTES)
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         Ok(Index {
             uuids: db.open_tree("uuid")?,
             meta: db.open_tree("meta")?,

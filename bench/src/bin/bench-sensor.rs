@@ -40,6 +40,17 @@
 //!    p50/p99; and the exec program's own run time per exec from `kernel.bpf_stats_enabled`
 //!    (median of the rounds), which is where blocking adds its work (`exec_*`).
 //!
+//! 6. Opens through the macOS open filter (`open_*`): one million Endpoint Security open
+//!    messages of a build (its sources, headers, SDK headers and libraries, one in 200 a
+//!    cache database and one in 1,000 a browser's cookie store), mapped as the ES handler maps
+//!    them (`EsMessage::to_event`), judged by the gate with the open filter of Elastic's macOS
+//!    head rules (`RuleSet::open_filter`: names, so Endpoint Security cannot select them and
+//!    every open reaches the sensor), the admitted ones published with a consumer draining.
+//!    Baseline, same messages and run: the filter off (every open mapped and published: what
+//!    the ring and the agent would take without it). Messages per second, best of 3, and the
+//!    share the filter drops. Endpoint Security's own cost of delivering each open to a client
+//!    is on macOS and not measured here.
+//!
 //! The last stdout line is one JSON object.
 
 // The figures' `json!` object is larger than the macro's default recursion allows.
@@ -60,6 +71,9 @@ use nightjar_proto::shm_ring::{Consumer, Producer};
 use nightjar_sensor::capture::ebpf::sample::{
     BootClock, DecodeContext, ExecSample, SampleScratch, decode_sample, encode_exec_sample,
     encode_file_sample,
+};
+use nightjar_sensor::capture::endpoint_security::fields::{
+    EsAuditToken, EsHeader, EsMessage, EsPath, EsProcessFields, EsScratch,
 };
 use nightjar_sensor::gate::{Gate, Verdict};
 use nightjar_sensor::publish::Publisher;
@@ -380,6 +394,119 @@ fn file_round(samples: &[Vec<u8>], dir: &Path, round: usize) -> (f64, u64) {
         published as f64 / secs,
         publisher.stats().ring_full + published.saturating_sub(drained),
     )
+}
+
+/// The paths a build opens (see item 6 of the module documentation), one per message.
+fn open_paths() -> Vec<Vec<u8>> {
+    (0..1_000_000u32)
+        .map(|i| {
+            let p = if i % 1000 == 999 {
+                "/Users/bob/Library/Application Support/Google/Chrome/Default/Cookies".to_owned()
+            } else if i % 200 == 199 {
+                "/Users/bob/Library/Caches/com.apple.nsurlsessiond/Cache.db".to_owned()
+            } else {
+                match i % 4 {
+                    0 => format!("/Users/bob/src/proj/src/unit{}.c", i % 400),
+                    1 => format!("/Users/bob/src/proj/include/proj/h{}.h", i % 97),
+                    2 => format!(
+                        "/Applications/Xcode.app/Contents/Developer/Platforms/MacOSX.platform/\
+                         Developer/SDKs/MacOSX.sdk/usr/include/sys/h{}.h",
+                        i % 61
+                    ),
+                    _ => "/usr/lib/libSystem.B.dylib".to_owned(),
+                }
+            };
+            p.into_bytes()
+        })
+        .collect()
+}
+
+/// The open filter of Elastic's macOS head rules.
+fn macos_open_filter() -> Result<PathFilter, String> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
+    let macos = std::fs::read_dir(&shared)
+        .map_err(|e| format!("{}: {e}", shared.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("macos-head"))
+        })
+        .ok_or("no macos-head rules folder")?;
+    let (set, _) = nightjar_rules::RuleSet::load(std::slice::from_ref(&macos), false, None)
+        .map_err(|e| e.to_string())?;
+    Ok(set.open_filter())
+}
+
+/// Maps open messages, judges them with `opens` and publishes what passes into a ring with a
+/// concurrent consumer: messages per second, and how many were published.
+fn open_round(paths: &[Vec<u8>], dir: &Path, tag: &str, opens: &PathFilter) -> (f64, u64) {
+    let path = dir.join(format!("bench-open-{tag}.ring"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = Producer::open(&path, RING_BYTES).expect("producer");
+    let drainer = drain_ring(path.clone(), Arc::clone(&stop), false);
+    let mut publisher = Publisher::new(producer);
+    let mut gate = Gate::new(PathFilter::none(), vec![1]).with_opens(opens.clone());
+    let mut scratch = EsScratch::default();
+    let env = EnvFilter::default();
+    let token = EsAuditToken {
+        auid: 501,
+        euid: 501,
+        egid: 20,
+        ruid: 501,
+        rgid: 20,
+        pid: 7100,
+        asid: 100_017,
+        pidversion: 41,
+    };
+    let clang = EsProcessFields {
+        audit_token: token,
+        ppid: 7000,
+        original_ppid: 7000,
+        codesigning_flags: 0x2200_0001,
+        is_platform_binary: true,
+        signing_id: b"com.apple.clang",
+        executable: b"/Applications/Xcode.app/Contents/Developer/Toolchains/XcodeDefault.xctoolchain/usr/bin/clang",
+        start_time: Some((1_795_000_000, 0)),
+        parent_audit_token: Some(EsAuditToken { pid: 7000, ..token }),
+        responsible_audit_token: Some(EsAuditToken { pid: 410, ..token }),
+        ..EsProcessFields::default()
+    };
+    let t0 = Instant::now();
+    let mut published = 0u64;
+    for (i, p) in paths.iter().enumerate() {
+        let msg: EsMessage<'_, std::iter::Empty<&[u8]>, std::iter::Empty<&[u8]>> =
+            EsMessage::File {
+                header: EsHeader {
+                    event_type: nightjar_proto::eslogger::event_type::NOTIFY_OPEN,
+                    version: 7,
+                    time_ns: 1_795_000_000_000_000_000 + i as i64,
+                    seq_num: Some(i as u64),
+                    global_seq_num: Some(i as u64),
+                },
+                process: clang.clone(),
+                action: nightjar_proto::event::FileAction::Open,
+                path: EsPath::File {
+                    path: p,
+                    truncated: false,
+                },
+                original: None,
+            };
+        let ev = msg.to_event(&mut scratch, &env);
+        if gate.judge(&ev) == Verdict::Publish {
+            publisher.publish(ev);
+            published += 1;
+        }
+        if i % BATCH == BATCH - 1 {
+            publisher.flush();
+        }
+    }
+    publisher.flush();
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    drainer.join().expect("drainer");
+    let _ = std::fs::remove_file(&path);
+    (paths.len() as f64 / secs, published)
 }
 
 /// What one build under the live sensor gave.
@@ -762,7 +889,7 @@ fn median_f(v: &[f64]) -> Option<f64> {
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // `scripts/bench sensor [publish] [file] [rss] [build] [exec]`: only those parts (all
+    // `scripts/bench sensor [publish] [file] [open] [rss] [build] [exec]`: only those parts (all
     // by default).
     let only: Vec<String> = std::env::args().skip(1).collect();
     let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
@@ -818,6 +945,27 @@ fn main() {
         file_rate = file_rate.max(rate);
     }
     drop(files);
+
+    // Opens, filter on and off alternately, best of 3 each.
+    let (mut open_on, mut open_off, mut open_published) = (0f64, 0f64, (0u64, 0u64));
+    let open_filter = if want("open") {
+        macos_open_filter()
+    } else {
+        Err("not run".into())
+    };
+    if let Ok(opens) = &open_filter {
+        let paths = open_paths();
+        for round in 0..3 {
+            let (on, published_on) = open_round(&paths, dir.path(), "on", opens);
+            let (off, published_off) = open_round(&paths, dir.path(), "off", &PathFilter::all());
+            eprintln!("round {round}: opens {on:.0}/s filter on, {off:.0}/s off");
+            open_on = open_on.max(on);
+            open_off = open_off.max(off);
+            open_published = (published_on, published_off);
+        }
+    }
+    let open_dropped_share =
+        (open_published.1 > 0).then(|| 1.0 - open_published.0 as f64 / open_published.1 as f64);
 
     let rss = if want("rss") {
         sensor_rss(dir.path())
@@ -881,6 +1029,11 @@ fn main() {
         "live_exec_to_ring_p99_ns": rss_ok.and_then(|r| r.intake).map(|i| i.1),
         "rss_error": rss.as_ref().err(),
         "file_events_per_sec": file_rate.round(),
+        "open_messages_per_sec_filter_on": open_filter.as_ref().ok().map(|_| open_on.round()),
+        "open_messages_per_sec_filter_off": open_filter.as_ref().ok().map(|_| open_off.round()),
+        "open_published_filter_on": open_filter.as_ref().ok().map(|_| open_published.0),
+        "open_published_filter_off": open_filter.as_ref().ok().map(|_| open_published.1),
+        "open_filter_dropped_share": open_dropped_share,
         "file_records_lost": file_lost,
         "build_file_events_filter_off": b.map(|f| f.off.published),
         "build_file_events_filter_on": b.map(|f| f.on.published),

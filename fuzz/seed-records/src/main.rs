@@ -1,7 +1,8 @@
 //! Usage: nightjar-fuzz-seed OUT_DIR ESLOGGER_FILE...
 //!
-//! Decodes every exec line of the given eslogger files, encodes it as a ring record and
-//! writes each record to `OUT_DIR/NNNN.rec`, plus one loss record and one credential change of
+//! Decodes every event line of the given eslogger files (execs, forks, exits, file events,
+//! the macOS opens, quarantine removals and launch items among them), encodes it as a ring
+//! record and writes each record to `OUT_DIR/NNNN.rec`, plus one loss record and one credential change of
 //! each kind (eslogger fixtures hold few of those); the seeds let the fuzzer start from
 //! well-formed records instead of discovering the header and layout by chance.
 
