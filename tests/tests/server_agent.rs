@@ -20,8 +20,9 @@ use serde_json::Value;
 const TOTAL: u32 = 2_000;
 const MATCHES: u32 = 40;
 
-#[test]
-fn a_real_agents_alerts_arrive_verified_and_identical() {
+/// A server over TLS with a one-use token, and an agent config enrolling with it (builtin rule,
+/// uploads every 100 ms, heartbeats every 300 ms); `upload_extra` goes into `[upload]`.
+fn enrolling_agent(upload_extra: &str) -> (Server, TempState, std::path::PathBuf) {
     let (server, ca_pem) = Server::start_tls("");
     let token = server.token(1, "1h");
     let st = TempState::new();
@@ -30,10 +31,25 @@ fn a_real_agents_alerts_arrive_verified_and_identical() {
     let url = format!("https://localhost:{}", server.addr.port());
     let cfg = st.write_config(&format!(
         "[rules]\nbuiltin = true\nmax_signals = 0\n\
-         [upload]\ninterval_ms = 100\nbatch_max = 16\nca_file = {:?}\n\
+         [upload]\ninterval_ms = 100\n{upload_extra}ca_file = {:?}\n\
          [fleet]\nserver = {url:?}\nenroll_token = {token:?}\nheartbeat_interval_ms = 300\n",
         ca.display().to_string()
     ));
+    (server, st, cfg)
+}
+
+/// A status predicate: `n` alerts stored, all uploaded, a heartbeat accepted.
+fn uploaded(n: u64) -> impl Fn(&Value) -> bool {
+    move |s: &Value| {
+        counter(s, "alerts_stored") == n
+            && counter(s, "alerts_pending_upload") == 0
+            && s["last_heartbeat_ok"].is_string()
+    }
+}
+
+#[test]
+fn a_real_agents_alerts_arrive_verified_and_identical() {
+    let (server, st, cfg) = enrolling_agent("batch_max = 16\n");
     let mut agent = spawn_agent(&st, &cfg, "agent");
     wait_agent_ready(&st, &cfg, "agent");
     let stream = st.path().join("stream.ndjson");
@@ -114,25 +130,7 @@ fn a_real_agents_alerts_arrive_verified_and_identical() {
 /// heartbeat carries the signed head, below what the server holds: the host is `rollback`.
 #[test]
 fn a_restored_older_store_is_a_rollback_at_the_server() {
-    let (server, ca_pem) = Server::start_tls("");
-    let token = server.token(1, "1h");
-    let st = TempState::new();
-    let ca = st.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
-    let url = format!("https://localhost:{}", server.addr.port());
-    let cfg = st.write_config(&format!(
-        "[rules]\nbuiltin = true\nmax_signals = 0\n\
-         [upload]\ninterval_ms = 100\nca_file = {:?}\n\
-         [fleet]\nserver = {url:?}\nenroll_token = {token:?}\nheartbeat_interval_ms = 300\n",
-        ca.display().to_string()
-    ));
-    let uploaded = |n: u64| {
-        move |s: &Value| {
-            counter(s, "alerts_stored") == n
-                && counter(s, "alerts_pending_upload") == 0
-                && s["last_heartbeat_ok"].is_string()
-        }
-    };
+    let (server, st, cfg) = enrolling_agent("");
     let mut generator = EsloggerGen::new();
     let mut agent = spawn_agent(&st, &cfg, "agent-1");
     wait_agent_ready(&st, &cfg, "agent-1");
@@ -204,25 +202,7 @@ fn a_restored_older_store_is_a_rollback_at_the_server() {
 /// `store_recovery` integrity event, once, however many heartbeats repeat it.
 #[test]
 fn a_store_damaged_after_upload_continues_the_servers_chain() {
-    let (server, ca_pem) = Server::start_tls("");
-    let token = server.token(1, "1h");
-    let st = TempState::new();
-    let ca = st.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
-    let url = format!("https://localhost:{}", server.addr.port());
-    let cfg = st.write_config(&format!(
-        "[rules]\nbuiltin = true\nmax_signals = 0\n\
-         [upload]\ninterval_ms = 100\nca_file = {:?}\n\
-         [fleet]\nserver = {url:?}\nenroll_token = {token:?}\nheartbeat_interval_ms = 300\n",
-        ca.display().to_string()
-    ));
-    let uploaded = |n: u64| {
-        move |s: &Value| {
-            counter(s, "alerts_stored") == n
-                && counter(s, "alerts_pending_upload") == 0
-                && s["last_heartbeat_ok"].is_string()
-        }
-    };
+    let (server, st, cfg) = enrolling_agent("");
     let mut generator = EsloggerGen::new();
     let mut agent = spawn_agent(&st, &cfg, "agent-1");
     wait_agent_ready(&st, &cfg, "agent-1");

@@ -154,17 +154,8 @@ pub fn lucene_required_literal(pattern: &str, ci: bool) -> Option<String> {
 /// character), for indexing; `None` when there is none or it is not certain (an
 /// alternation anywhere at the top level, an optional first character).
 pub fn lucene_literal_prefix(pattern: &str) -> Option<String> {
-    let mut depth = 0i32;
-    let mut escaped = false;
-    for c in pattern.chars() {
-        match (escaped, c) {
-            (true, _) => escaped = false,
-            (false, '\\') => escaped = true,
-            (false, '(' | '[') => depth += 1,
-            (false, ')' | ']') => depth -= 1,
-            (false, '|') if depth <= 0 => return None,
-            _ => {}
-        }
+    if top_level_alternation(pattern) {
+        return None;
     }
     let mut out = String::new();
     let mut chars = pattern.chars().peekable();
