@@ -15,12 +15,12 @@
 
 mod key;
 pub mod new_terms;
+mod recycle;
+mod reorder;
 mod sample;
 mod sequence;
 mod threshold;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ use crate::{RuleSet, Slot};
 use key::{KeyField, key_of};
 use new_terms::{NewTermsMachine, term_hash};
 pub use new_terms::{NoTermStore, TermStore};
+use recycle::Recycler;
+use reorder::ReorderBuffer;
 use sample::SampleMachine;
 use sequence::SequenceMachine;
 use threshold::ThresholdMachine;
@@ -143,12 +145,16 @@ struct Pending {
     at: (i64, u64),
     snap: Arc<EventSnapshot>,
     bytes: usize,
-    /// (machine, stage; `usize::MAX` for `until`, key).
-    hits: Vec<(usize, usize, Box<[u8]>)>,
+    hits: Vec<StageHit>,
+    /// The hits' join keys, one after the other.
+    keys: Vec<u8>,
     /// Join keys of the exiting process (per machine and stage) when the event is a
     /// process's end.
     exits: Vec<(usize, usize, Box<[u8]>)>,
 }
+
+/// (machine, stage; `usize::MAX` for `until`, key: a range of [`Pending::keys`]).
+type StageHit = (usize, usize, std::ops::Range<usize>);
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
@@ -188,7 +194,9 @@ pub struct Engine {
     limits: Limits,
     /// `machines[rule - set.event_rules()]`.
     machines: Vec<Machine>,
-    reorder: BinaryHeap<Reverse<Pending>>,
+    reorder: ReorderBuffer<Pending>,
+    /// Storage of stage hits taken, for the next ones.
+    recycler: Recycler,
     reorder_bytes: usize,
     /// The latest event time seen.
     watermark: i64,
@@ -237,7 +245,8 @@ impl Engine {
             set,
             limits,
             machines,
-            reorder: BinaryHeap::new(),
+            reorder: ReorderBuffer::default(),
+            recycler: Recycler::default(),
             reorder_bytes: 0,
             watermark: i64::MIN,
             released: (i64::MIN, 0),
@@ -305,8 +314,8 @@ impl Engine {
                         _ => continue,
                     };
                     if key_of(ev, fields, &mut self.key) {
-                        let p = pending.get_or_insert_with(|| new_pending(ev, at));
-                        p.hits.push((m, stage, self.key.as_slice().into()));
+                        let p = pending.get_or_insert_with(|| self.recycler.pending(ev, at));
+                        p.push_hit(m, stage, &self.key);
                     }
                 }
                 Slot::Until(rule) => {
@@ -315,8 +324,8 @@ impl Engine {
                         && let Some(fields) = &sm.until_keys
                         && key_of(ev, fields, &mut self.key)
                     {
-                        let p = pending.get_or_insert_with(|| new_pending(ev, at));
-                        p.hits.push((m, UNTIL, self.key.as_slice().into()));
+                        let p = pending.get_or_insert_with(|| self.recycler.pending(ev, at));
+                        p.push_hit(m, UNTIL, &self.key);
                     }
                 }
             }
@@ -328,7 +337,7 @@ impl Engine {
         if is_process_end(ev) {
             let exits = self.exit_keys(ev);
             if !exits.is_empty() {
-                let p = pending.get_or_insert_with(|| new_pending(ev, at));
+                let p = pending.get_or_insert_with(|| self.recycler.pending(ev, at));
                 p.exits = exits;
             }
         }
@@ -340,12 +349,12 @@ impl Engine {
                 self.reorder_bytes -= p.bytes;
                 self.take(p, out);
             } else {
-                self.reorder.push(Reverse(p));
+                self.reorder.push(p);
                 // The window holds at most half the state budget: past it its oldest hits
                 // are taken early (a hit older than them arriving later counts as late),
                 // so a flood of hits within one window cannot grow it without bound.
                 while self.reorder_bytes > self.limits.total_bytes / 2 {
-                    let Some(Reverse(p)) = self.reorder.pop() else {
+                    let Some(p) = self.reorder.pop() else {
                         break;
                     };
                     self.reorder_bytes -= p.bytes;
@@ -436,11 +445,11 @@ impl Engine {
     }
 
     fn release(&mut self, upto: i64, out: &mut Vec<Detection>) {
-        while let Some(Reverse(p)) = self.reorder.peek() {
+        while let Some(p) = self.reorder.peek() {
             if p.at.0 > upto {
                 break;
             }
-            let Some(Reverse(p)) = self.reorder.pop() else {
+            let Some(p) = self.reorder.pop() else {
                 break;
             };
             self.reorder_bytes -= p.bytes;
@@ -454,7 +463,8 @@ impl Engine {
         // Later stages first, so an event never advances a partial it started itself.
         p.hits.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let cap = self.limits.per_rule;
-        for (m, stage, key) in &p.hits {
+        for (m, stage, range) in &p.hits {
+            let key = &p.keys[range.clone()];
             let machine = &mut self.machines[*m];
             match machine {
                 Machine::Sequence(sm) => {
@@ -471,6 +481,7 @@ impl Engine {
                         let o = sm.hit(*stage, hit, cap, &mut self.done);
                         self.stats.evicted += o.evicted;
                     }
+                    self.recycler.snapshots(&mut sm.spent);
                     let rule = sm.rule;
                     out.extend(
                         self.done
@@ -502,11 +513,14 @@ impl Engine {
             if let Machine::Sequence(sm) = &mut self.machines[*m] {
                 let (stage, key) = (*stage, key.clone());
                 sm.process_exited(|s| (s == stage).then(|| key.to_vec()));
+                self.recycler.snapshots(&mut sm.spent);
             }
         }
+        let at = p.at.0;
+        self.recycler.put(p);
         self.since_sweep += 1;
         if self.since_sweep >= 1024 {
-            self.sweep(p.at.0, out);
+            self.sweep(at, out);
         }
         self.keep_to_budget();
     }
@@ -518,6 +532,7 @@ impl Engine {
             match m {
                 Machine::Sequence(sm) => {
                     sm.expire(now, &mut self.done);
+                    self.recycler.snapshots(&mut sm.spent);
                     let rule = sm.rule;
                     out.extend(
                         self.done
@@ -550,7 +565,11 @@ impl Engine {
                 return;
             };
             let evicted = match largest {
-                Machine::Sequence(sm) => sm.evict_oldest(),
+                Machine::Sequence(sm) => {
+                    let evicted = sm.evict_oldest();
+                    self.recycler.snapshots(&mut sm.spent);
+                    evicted
+                }
                 Machine::Sample(sm) => sm.evict_one(),
                 Machine::Threshold(tm) => tm.evict_one(),
                 Machine::NewTerms(_) => false,
@@ -636,15 +655,11 @@ impl Engine {
     }
 }
 
-fn new_pending(ev: &EcsEvent<'_>, at: (i64, u64)) -> Pending {
-    let snap = ev.snapshot();
-    let bytes = snap.heap_bytes();
-    Pending {
-        at,
-        snap: Arc::new(snap),
-        bytes,
-        hits: Vec::new(),
-        exits: Vec::new(),
+impl Pending {
+    fn push_hit(&mut self, machine: usize, stage: usize, key: &[u8]) {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.hits.push((machine, stage, start..self.keys.len()));
     }
 }
 
