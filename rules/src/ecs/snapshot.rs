@@ -4,6 +4,7 @@
 //! the same values, after the process table has moved on.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use nightjar_proto::event::Event;
 use nightjar_proto::{Args, Caller, ExecEvent, Target};
@@ -182,8 +183,9 @@ impl Process for OwnedProcess {
 #[derive(Debug, Clone)]
 pub struct EventSnapshot {
     event: Event<'static>,
-    /// By pid; a handful at most.
-    processes: Vec<OwnedProcess>,
+    /// By pid; a handful at most. Shared with the process table when it shares its
+    /// entries ([`Processes::get_shared`]), else copies.
+    processes: Vec<Arc<OwnedProcess>>,
     /// [`EventSnapshot::heap_bytes`], counted when the snapshot was made (it does not
     /// change after).
     heap: usize,
@@ -223,11 +225,16 @@ impl EventSnapshot {
         };
         std::mem::size_of::<Self>()
             + event
-            + self
-                .processes
-                .iter()
-                .map(OwnedProcess::heap_bytes)
-                .sum::<usize>()
+            + self.processes.iter().map(|p| p.heap_bytes()).sum::<usize>()
+    }
+}
+
+impl EventSnapshot {
+    /// Lets go of the processes shared with the process table (a snapshot kept for reuse
+    /// must not hold the table's entries: the table would have to copy them to write
+    /// them); its own copies stay, for their buffers.
+    pub fn release_shared(&mut self) {
+        self.processes.retain(|p| Arc::strong_count(p) == 1);
     }
 }
 
@@ -236,7 +243,11 @@ impl Processes for EventSnapshot {
         self.processes
             .iter()
             .find(|p| p.pid == pid)
-            .map(|p| p as &dyn Process)
+            .map(|p| &**p as &dyn Process)
+    }
+
+    fn get_shared(&self, pid: u32) -> Option<Arc<OwnedProcess>> {
+        self.processes.iter().find(|p| p.pid == pid).cloned()
     }
 }
 
@@ -275,9 +286,9 @@ impl EcsEvent<'_> {
         }
     }
 
-    /// Fills `processes` (its entries' buffers reused) with every process the view can
-    /// look up.
-    fn snapshot_processes(&self, processes: &mut Vec<OwnedProcess>) {
+    /// Fills `processes` (the buffers of its own copies reused) with every process the
+    /// view can look up.
+    fn snapshot_processes(&self, processes: &mut Vec<Arc<OwnedProcess>>) {
         // Every pid the view passes to `Processes::get`: the process itself (an exec's
         // fork-child test, the leaders' "is it this one"), its actor, parent, responsible
         // process and leaders.
@@ -295,13 +306,17 @@ impl EcsEvent<'_> {
             if processes[..used].iter().any(|p| p.pid == pid) {
                 continue;
             }
-            if let Some(p) = self.processes.get(pid) {
-                match processes.get_mut(used) {
-                    Some(slot) => slot.assign(p),
-                    None => processes.push(OwnedProcess::of(p)),
+            if let Some(shared) = self.processes.get_shared(pid) {
+                put_at(processes, used, shared);
+            } else if let Some(p) = self.processes.get(pid) {
+                match processes.get_mut(used).and_then(Arc::get_mut) {
+                    Some(copy) => copy.assign(p),
+                    None => put_at(processes, used, Arc::new(OwnedProcess::of(p))),
                 }
-                used += 1;
+            } else {
+                continue;
             }
+            used += 1;
         }
         processes.truncate(used);
     }
@@ -314,6 +329,13 @@ impl EcsEvent<'_> {
     /// The order the sensor captured it in.
     pub fn sequence(&self) -> u64 {
         self.meta().sensor_seq
+    }
+}
+
+fn put_at<T>(v: &mut Vec<T>, i: usize, x: T) {
+    match v.get_mut(i) {
+        Some(slot) => *slot = x,
+        None => v.push(x),
     }
 }
 
@@ -460,6 +482,21 @@ mod tests {
         }
     }
 
+    /// A table that shares its entries.
+    struct Shared(Vec<Arc<OwnedProcess>>);
+
+    impl Processes for Shared {
+        fn get(&self, pid: u32) -> Option<&dyn Process> {
+            self.0
+                .iter()
+                .find(|p| p.pid == pid)
+                .map(|p| &**p as &dyn Process)
+        }
+        fn get_shared(&self, pid: u32) -> Option<Arc<OwnedProcess>> {
+            self.0.iter().find(|p| p.pid == pid).cloned()
+        }
+    }
+
     fn process(pid: u32, ppid: u32, exe: &str, args: &[&str]) -> OwnedProcess {
         OwnedProcess {
             pid,
@@ -563,11 +600,18 @@ mod tests {
             Event::Exec(ExecEvent::default()),
             file,
         ];
+        let shared = Shared(table.0.iter().cloned().map(Arc::new).collect());
         let mut recycled = EcsEvent::of(&events[0], &table, &host).snapshot();
-        for ev in events.iter().cycle().take(12) {
-            let live = EcsEvent::of(ev, &table, &host);
+        for (i, ev) in events.iter().cycle().take(24).enumerate() {
+            // Copying and sharing tables in turn, a pooled snapshot released or not.
+            let processes: &dyn Processes = if i % 3 == 0 { &shared } else { &table };
+            if i % 4 == 0 {
+                recycled.release_shared();
+            }
+            let live = EcsEvent::of(ev, processes, &host);
             live.snapshot_into(&mut recycled);
             assert_eq!(recycled, live.snapshot());
+            assert_eq!(recycled, EcsEvent::of(ev, &table, &host).snapshot());
             assert_eq!(recycled.heap_bytes(), recycled.count_heap_bytes());
         }
     }

@@ -4,7 +4,8 @@
 //! later free all of that. Snapshots nothing holds any more (no partial match, no pending
 //! hit) come back here and are refilled in place; the pool is small and keeps only
 //! ordinary-sized snapshots, so it holds at most [`MAX_SNAPSHOTS`] × [`MAX_SNAPSHOT_BYTES`]
-//! besides the state the engine counts.
+//! besides the state the engine counts. A pooled snapshot holds none of the process
+//! table's shared entries (only its own copies).
 
 use std::sync::Arc;
 
@@ -75,10 +76,11 @@ impl Recycler {
     }
 
     fn snapshot(&mut self, mut snap: Arc<EventSnapshot>) {
-        if self.snapshots.len() < MAX_SNAPSHOTS
-            && Arc::get_mut(&mut snap).is_some()
-            && snap.heap_bytes() <= MAX_SNAPSHOT_BYTES
-        {
+        if self.snapshots.len() >= MAX_SNAPSHOTS || snap.heap_bytes() > MAX_SNAPSHOT_BYTES {
+            return;
+        }
+        if let Some(s) = Arc::get_mut(&mut snap) {
+            s.release_shared();
             self.snapshots.push(snap);
         }
     }
