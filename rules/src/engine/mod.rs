@@ -28,7 +28,7 @@ use crate::ecs::{EcsEvent, EventSnapshot, Field, Value};
 use crate::program::RuleProgram;
 use crate::{RuleSet, Slot};
 use key::{KeyField, key_of};
-use new_terms::{NewTermsMachine, term_hash};
+use new_terms::{NewTermsMachine, TERM_HASH_OFFSET, hash_part};
 pub use new_terms::{NoTermStore, TermStore};
 use recycle::Recycler;
 use reorder::ReorderBuffer;
@@ -206,6 +206,10 @@ pub struct Engine {
     slots: Vec<usize>,
     key: Vec<u8>,
     done: Vec<Vec<Arc<EventSnapshot>>>,
+    /// A new_terms hit's combinations (hashes).
+    combos: Vec<u128>,
+    /// A threshold hit's cardinality value.
+    distinct: Vec<u8>,
     /// Stage hits taken since state was last swept.
     since_sweep: u32,
 }
@@ -254,6 +258,8 @@ impl Engine {
             slots: Vec::new(),
             key: Vec::new(),
             done: Vec::new(),
+            combos: Vec::new(),
+            distinct: Vec::new(),
             since_sweep: 0,
         }
     }
@@ -586,12 +592,17 @@ impl Engine {
         let m = rule - self.set.event_rules();
         match &mut self.machines[m] {
             Machine::NewTerms(nt) => {
-                let Some((hashes, terms)) = combinations(ev, &nt.fields) else {
+                if !combinations(ev, &nt.fields, &mut self.combos) {
                     return;
-                };
-                let (new, evicted) = nt.observe(&hashes, t, self.limits.new_terms_per_rule);
+                }
+                let (new, evicted) = nt.observe(&self.combos, t, self.limits.new_terms_per_rule);
                 self.stats.evicted += evicted;
                 if new {
+                    let terms = nt
+                        .fields
+                        .iter()
+                        .map(|f| values_text(ev, f.field).swap_remove(0))
+                        .collect();
                     out.push(Detection::NewTerms { rule, terms });
                 }
             }
@@ -601,16 +612,14 @@ impl Engine {
                 }
                 let distinct = match tm.cardinality {
                     Some((field, _)) => {
-                        let mut v = Vec::new();
-                        if !key_of(ev, &[field], &mut v) {
+                        if !key_of(ev, &[field], &mut self.distinct) {
                             return;
                         }
-                        Some(v)
+                        Some(self.distinct.as_slice())
                     }
                     None => None,
                 };
-                let (crossed, evicted) =
-                    tm.hit(&self.key, distinct.as_deref(), t, self.limits.per_rule);
+                let (crossed, evicted) = tm.hit(&self.key, distinct, t, self.limits.per_rule);
                 self.stats.evicted += evicted;
                 if let Some(c) = crossed {
                     let group = tm
@@ -672,45 +681,75 @@ fn nanos(d: Duration) -> i64 {
     d.as_nanos().min(i64::MAX as u128) as i64
 }
 
-/// The combinations of the fields' values in `ev` (array fields give one per element), as
-/// hashes and as text; `None` when a field is missing.
-fn combinations(ev: &EcsEvent<'_>, fields: &[KeyField]) -> Option<(Vec<u128>, Vec<String>)> {
-    let mut per_field: Vec<Vec<String>> = Vec::new();
-    for f in fields {
-        let values = values_text(ev, f.field);
-        if values.is_empty() {
-            return None;
-        }
-        per_field.push(values);
+/// Writes to `out` (cleared first) the hashes of the combinations of the fields' values in
+/// `ev` (array fields give one per element; the first [`new_terms::MAX_COMBINATIONS`] in
+/// order, the first field varying slowest), hashing the values where they are, without
+/// copying them; false when a field is missing.
+fn combinations(ev: &EcsEvent<'_>, fields: &[KeyField], out: &mut Vec<u128>) -> bool {
+    out.clear();
+    let present = |f: &KeyField| match f.field.map_or(Value::Missing, |id| ev.value(id)) {
+        Value::Missing => false,
+        Value::Args(a) => !a.is_empty(),
+        _ => true,
+    };
+    if !fields.iter().all(present) {
+        return false;
     }
-    let mut combos: Vec<Vec<usize>> = vec![Vec::new()];
-    for vals in &per_field {
-        let mut next = Vec::new();
-        for c in &combos {
-            for i in 0..vals.len() {
-                if next.len() >= new_terms::MAX_COMBINATIONS {
-                    break;
-                }
-                let mut c = c.clone();
-                c.push(i);
-                next.push(c);
+    combine(ev, fields, TERM_HASH_OFFSET, out);
+    true
+}
+
+/// Appends the hashes of every combination of `fields` after the parts hashed into `h`.
+fn combine(ev: &EcsEvent<'_>, fields: &[KeyField], h: u128, out: &mut Vec<u128>) {
+    let Some((first, rest)) = fields.split_first() else {
+        out.push(h);
+        return;
+    };
+    let next = |part: u128, out: &mut Vec<u128>| {
+        if out.len() < new_terms::MAX_COMBINATIONS {
+            combine(ev, rest, part, out);
+        }
+    };
+    let text = |h: u128, s: &str| hash_part(h, s.len(), s.bytes());
+    let mut digits = [0u8; 20];
+    match first.field.map_or(Value::Missing, |id| ev.value(id)) {
+        Value::Missing => {}
+        Value::Str(s) => next(text(h, s), out),
+        Value::Shared(s) => next(text(h, &s), out),
+        Value::Entity(e) => next(text(h, e.as_str()), out),
+        Value::Args(a) => {
+            for arg in a.iter() {
+                next(text(h, arg), out);
             }
         }
-        combos = next;
+        Value::Joined(a) => {
+            let joined = a.joined();
+            let spaced = joined.bytes().map(|b| if b == 0 { b' ' } else { b });
+            next(hash_part(h, joined.len(), spaced), out);
+        }
+        Value::Id(n) => next(text(h, decimal(i64::from(n), &mut digits)), out),
+        Value::Long(n) => next(text(h, decimal(n, &mut digits)), out),
+        Value::Bool(b) => next(text(h, if b { "true" } else { "false" }), out),
     }
-    let hashes = combos
-        .iter()
-        .map(|c| {
-            let parts: Vec<&[u8]> = c
-                .iter()
-                .enumerate()
-                .map(|(f, &i)| per_field[f][i].as_bytes())
-                .collect();
-            term_hash(&parts)
-        })
-        .collect();
-    let first: Vec<String> = per_field.iter().map(|v| v[0].clone()).collect();
-    Some((hashes, first))
+}
+
+/// `n` in decimal, as `to_string` writes it, in `buf`.
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// A field's values as text (one per element of an array field).
@@ -733,4 +772,77 @@ fn values_text(ev: &EcsEvent<'_>, field: Option<Field>) -> Vec<String> {
 
 fn text_of(ev: &EcsEvent<'_>, field: Option<Field>) -> String {
     values_text(ev, field).join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use nightjar_proto::event::Event;
+    use nightjar_proto::{Args, ExecEvent};
+
+    use super::key::KeyField;
+    use super::new_terms::{MAX_COMBINATIONS, term_hash};
+    use super::{combinations, values_text};
+    use crate::ecs::{EcsEvent, HostInfo, NoProcesses};
+
+    /// The hashes as the history in the store was written: every field's values as text,
+    /// their combinations in order (the first field varying slowest), cut at
+    /// [`MAX_COMBINATIONS`].
+    fn reference(ev: &EcsEvent<'_>, fields: &[KeyField]) -> Option<Vec<u128>> {
+        let per_field: Vec<Vec<String>> = fields.iter().map(|f| values_text(ev, f.field)).collect();
+        if per_field.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let mut combos: Vec<Vec<&[u8]>> = vec![Vec::new()];
+        for vals in &per_field {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    vals.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push(v.as_bytes());
+                        c
+                    })
+                })
+                .take(MAX_COMBINATIONS)
+                .collect();
+        }
+        Some(combos.iter().map(|c| term_hash(c)).collect())
+    }
+
+    /// Hashing values where they are gives the very hashes of their text.
+    #[test]
+    fn combinations_hash_as_the_stored_history_does() {
+        let host = HostInfo::new("h", "host-1");
+        let mut exec = ExecEvent::default();
+        exec.target.pid = 4242;
+        exec.target.euid = Some(501);
+        exec.target.executable = Cow::Borrowed("/usr/bin/curl");
+        exec.target.args = Args::from_strs(["curl", "-s", "", "http://x/é"]).0;
+        let many: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        let mut wide = exec.clone();
+        wide.target.args = Args::from_strs(many.iter().map(String::as_str)).0;
+        let mut bare = exec.clone();
+        bare.target.args = Args::default();
+        let field_sets: &[&[&str]] = &[
+            &["host.id", "process.executable"],
+            &["process.args"],
+            &["user.id", "process.args", "process.command_line"],
+            &["process.args", "process.args"],
+            &["process.pid", "process.name"],
+            &["process.executable", "process.parent.name"],
+        ];
+        for exec in [exec, wide, bare] {
+            let ev = Event::Exec(exec);
+            let view = EcsEvent::of(&ev, &NoProcesses, &host);
+            for names in field_sets {
+                let fields: Vec<KeyField> = names.iter().map(|n| KeyField::new(n, false)).collect();
+                let mut got = Vec::new();
+                let present = combinations(&view, &fields, &mut got);
+                let want = reference(&view, &fields);
+                assert_eq!(present.then_some(got), want, "{names:?}");
+            }
+        }
+    }
 }
