@@ -66,11 +66,10 @@ impl Publisher {
         self.next_seq += 1;
         ev.enforce_bounds();
         let max_len = encoded_len_bound(&ev).min(MAX_RECORD_BYTES);
-        let record = Record::from(ev);
         let mut encode_failed = false;
         let pushed =
             self.ring
-                .try_push_with(max_len, |buf| match codec::encode_into(&record, buf) {
+                .try_push_with(max_len, |buf| match codec::encode_event_into(&ev, buf) {
                     Ok(n) => Some(n),
                     Err(_) => {
                         encode_failed = true;
