@@ -182,7 +182,7 @@ fn decode_judge_publish_and_read_back_allocate_nothing_per_event() {
         let (mut published, mut read, mut filtered) = (0u64, 0u64, 0u64);
         for round in rounds {
             for s in round {
-                let ev = decode_sample(s, &mut scratch, ctx).unwrap();
+                let mut ev = decode_sample(s, &mut scratch, ctx).unwrap();
                 let verdict = match ev {
                     nightjar_proto::event::Event::File(_) => {
                         gate.judge_as(&ev, file_comm(s), file_marked(s))
@@ -190,7 +190,10 @@ fn decode_judge_publish_and_read_back_allocate_nothing_per_event() {
                     _ => Verdict::Publish,
                 };
                 if verdict == Verdict::Publish {
-                    assert!(publisher.publish(ev), "the ring is drained: never full");
+                    assert!(
+                        publisher.publish_event(&mut ev),
+                        "the ring is drained: never full"
+                    );
                     published += 1;
                 } else {
                     filtered += 1;

@@ -181,8 +181,9 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     // Warm-up: one lap of the ring, unmeasured.
     let lap = (RING_BYTES as usize / 192).max(samples.len());
     for i in 0..lap {
-        let ev = decode_sample(&samples[i % samples.len()], &mut scratch, clock).expect("sample");
-        publisher.publish(ev);
+        let mut ev =
+            decode_sample(&samples[i % samples.len()], &mut scratch, clock).expect("sample");
+        publisher.publish_event(&mut ev);
         if i % batch == batch - 1 {
             publisher.flush();
         }
@@ -192,8 +193,11 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     let mut lat = Vec::with_capacity(samples.len());
     for (i, s) in samples.iter().enumerate() {
         let t0 = Instant::now();
-        let ev = decode_sample(s, &mut scratch, clock).expect("sample");
-        publisher.publish(ev);
+        // Published where it was decoded, as the eBPF capture loop does.
+        let Ok(ev) = &mut decode_sample(s, &mut scratch, clock) else {
+            panic!("a bad sample");
+        };
+        publisher.publish_event(ev);
         if i % batch == batch - 1 {
             publisher.flush();
         }
@@ -386,9 +390,9 @@ fn file_round(samples: &[Vec<u8>], dir: &Path, round: usize) -> (f64, u64) {
     let t0 = Instant::now();
     let mut published = 0u64;
     for (i, s) in samples.iter().enumerate() {
-        let ev = decode_sample(s, &mut scratch, clock).expect("sample");
+        let mut ev = decode_sample(s, &mut scratch, clock).expect("sample");
         if gate.judge(&ev) == Verdict::Publish {
-            publisher.publish(ev);
+            publisher.publish_event(&mut ev);
             published += 1;
         }
         if i % BATCH == BATCH - 1 {
