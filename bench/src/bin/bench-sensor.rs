@@ -73,6 +73,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nightjar_bench::load::{self, LoadRound as _};
 use nightjar_proto::codec::{self, Record};
 use nightjar_proto::event::{EnvFilter, FLAG_SNAPSHOT};
 use nightjar_proto::filter::PathFilter;
@@ -815,7 +816,7 @@ struct LoadRound {
     secs: f64,
 }
 
-impl LoadRound {
+impl load::LoadRound for LoadRound {
     fn rate(&self) -> f64 {
         self.made as f64 / self.secs.max(1e-9)
     }
@@ -1115,20 +1116,9 @@ fn main() {
     if let Err(e) = &load {
         eprintln!("build-like load not measured: {e}");
     }
-    let best_load = |rounds: &[LoadRound]| {
-        rounds
-            .iter()
-            .max_by(|a, b| a.rate().total_cmp(&b.rate()))
-            .map(LoadRound::json)
-    };
-    let load_on = load.as_ref().ok().and_then(|(on, _)| best_load(on));
-    let load_off = load.as_ref().ok().and_then(|(_, off)| best_load(off));
-    let load_rounds = load.as_ref().ok().map(|(on, off)| {
-        json!({
-            "on": on.iter().map(LoadRound::json).collect::<Vec<_>>(),
-            "off": off.iter().map(LoadRound::json).collect::<Vec<_>>(),
-        })
-    });
+    let load_on = load.as_ref().ok().and_then(|(on, _)| load::best(on));
+    let load_off = load.as_ref().ok().and_then(|(_, off)| load::best(off));
+    let load_rounds = load.as_ref().ok().map(|(on, off)| load::all(on, off));
     let execs = if want("exec") {
         exec_costs(dir.path())
     } else {
