@@ -13,6 +13,12 @@
 //! string buffers between uses, so recording an exec allocates nothing once the buffers have
 //! grown to the sizes the host produces.
 //!
+//! Entries are shared ([`Processes::get_shared`]): a detection engine's snapshot of an
+//! event (a sequence's earlier stage) holds the entries of the processes it reads instead
+//! of copying them. A shared entry is never changed in place: writing it makes a new one
+//! (allocating), the snapshot keeps what it saw; an entry nobody else holds is written in
+//! place as before.
+//!
 //! The table also keeps to a byte budget ([`DEFAULT_BYTE_BUDGET`]). A slot may hold ~13 KB
 //! (a 4 KiB path, 4 KiB of argv twice: as argv and as command line, signing and team ids), so
 //! a local user exec'ing long command lines under many pids could otherwise make the agent
@@ -20,6 +26,8 @@
 //! goes round the slots) until the table fits again: their children then see no parent, as
 //! after a pid collision. A host with ordinary command lines (a few hundred bytes per exec)
 //! stays far below the budget and never loses an entry this way.
+
+use std::sync::Arc;
 
 use nightjar_proto::ExecEvent;
 use nightjar_proto::event::{Event, ForkEvent};
@@ -40,8 +48,9 @@ pub const MAX_PARENT_ARGV_BYTES: usize = 4096;
 /// `process.parent.*`.
 #[derive(Debug, Default)]
 pub struct ProcessEntry {
-    /// What a child or a later event reads of this process.
-    process: OwnedProcess,
+    /// What a child or a later event reads of this process; shared with snapshots, so
+    /// written only through [`ProcessEntry::rewrite`] or [`Arc::make_mut`].
+    process: Arc<OwnedProcess>,
     /// The process has exited.
     exited: bool,
 }
@@ -55,15 +64,24 @@ impl ProcessEntry {
         self.exited
     }
 
-    /// Heap held by this entry: the box and every buffer's capacity.
+    /// Heap held by this entry: the slot, the shared value's counts and every buffer's
+    /// capacity.
     fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() - std::mem::size_of::<OwnedProcess>()
-            + self.process.heap_bytes()
+        std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>() + self.process.heap_bytes()
+    }
+
+    /// The process, to be written whole: in place when nothing else holds it, else a new
+    /// value (the holders keep the old one).
+    fn rewrite(&mut self) -> &mut OwnedProcess {
+        if Arc::get_mut(&mut self.process).is_none() {
+            self.process = Arc::default();
+        }
+        Arc::make_mut(&mut self.process)
     }
 
     fn record(&mut self, ev: &ExecEvent<'_>, entry: Option<EntryLeader>) {
         let t = &ev.target;
-        let p = &mut self.process;
+        let p = self.rewrite();
         p.pid = t.pid;
         p.start_time_ns = t.start_time_ns;
         p.ppid = t.ppid;
@@ -107,10 +125,11 @@ impl ProcessEntry {
     /// Becomes the fork child of `parent`: the same image and context, its own identity
     /// (`clone_from` keeps this slot's buffers).
     fn record_fork(&mut self, parent: &ProcessEntry, fork: &ForkEvent<'_>) {
-        self.process.clone_from(&parent.process);
-        self.process.pid = fork.child_pid;
-        self.process.start_time_ns = fork.child_start_time_ns;
-        self.process.ppid = Some(parent.process.pid);
+        let p = self.rewrite();
+        p.clone_from(&parent.process);
+        p.pid = fork.child_pid;
+        p.start_time_ns = fork.child_start_time_ns;
+        p.ppid = Some(parent.process.pid);
         self.exited = false;
     }
 }
@@ -129,7 +148,7 @@ fn set_opt(slot: &mut Option<String>, value: Option<&str>) {
 /// pid -> last exec, fixed capacity and a byte budget.
 #[derive(Debug)]
 pub struct ProcessTable {
-    slots: Vec<Option<Box<ProcessEntry>>>,
+    slots: Vec<Option<ProcessEntry>>,
     /// Heap held by all entries (sum of [`ProcessEntry::heap_bytes`]).
     bytes: usize,
     budget: usize,
@@ -165,7 +184,7 @@ impl ProcessTable {
         let parent = t
             .ppid
             .and_then(|p| self.get(p))
-            .map(|p| &p.process as &dyn Process);
+            .map(|p| &*p.process as &dyn Process);
         let interactive = match ev.source {
             nightjar_proto::Source::Ecs => None,
             _ => Some(t.tty.is_some()),
@@ -206,7 +225,7 @@ impl ProcessTable {
             }
             Event::Exit(x) => {
                 let i = x.process.pid as usize % self.slots.len();
-                if let Some(e) = self.slots[i].as_deref_mut()
+                if let Some(e) = self.slots[i].as_mut()
                     && e.process.pid == x.process.pid
                     && same_instance(e.process.start_time_ns, x.process.start_time_ns)
                 {
@@ -215,18 +234,20 @@ impl ProcessTable {
             }
             Event::Cred(c) => {
                 let i = c.process.pid as usize % self.slots.len();
-                if let Some(e) = self.slots[i].as_deref_mut()
+                if let Some(e) = self.slots[i].as_mut()
                     && e.process.pid == c.process.pid
                     && same_instance(e.process.start_time_ns, c.process.start_time_ns)
                 {
-                    let ids = &mut e.process.ids;
+                    // A change of some fields: the rest is kept (copied when shared).
+                    let p = Arc::make_mut(&mut e.process);
+                    let ids = &mut p.ids;
                     let after = &c.after;
                     ids.uid = after.uid.or(c.process.uid).or(ids.uid);
                     ids.euid = after.euid.or(c.process.euid).or(ids.euid);
                     ids.gid = after.gid.or(c.process.gid).or(ids.gid);
                     ids.egid = after.egid.or(c.process.egid).or(ids.egid);
                     if after.sid.is_some() {
-                        e.process.session_leader_pid = after.sid;
+                        p.session_leader_pid = after.sid;
                     }
                 }
             }
@@ -239,7 +260,7 @@ impl ProcessTable {
         let i = pid as usize % self.slots.len();
         let slot = &mut self.slots[i];
         let before = slot.as_ref().map_or(0, |e| e.heap_bytes());
-        let entry = slot.get_or_insert_with(Box::default);
+        let entry = slot.get_or_insert_with(ProcessEntry::default);
         write(entry);
         self.bytes = self.bytes - before + entry.heap_bytes();
         if self.bytes > self.budget {
@@ -284,7 +305,7 @@ impl ProcessTable {
 
     /// The last exec recorded for `pid`.
     pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
-        let entry = self.slots[pid as usize % self.slots.len()].as_deref()?;
+        let entry = self.slots[pid as usize % self.slots.len()].as_ref()?;
         (entry.process.pid == pid).then_some(entry)
     }
 }
@@ -299,7 +320,11 @@ fn same_instance(a: Option<i64>, b: Option<i64>) -> bool {
 
 impl Processes for ProcessTable {
     fn get(&self, pid: u32) -> Option<&dyn Process> {
-        ProcessTable::get(self, pid).map(|e| &e.process as &dyn Process)
+        ProcessTable::get(self, pid).map(|e| &*e.process as &dyn Process)
+    }
+
+    fn get_shared(&self, pid: u32) -> Option<Arc<OwnedProcess>> {
+        ProcessTable::get(self, pid).map(|e| e.process.clone())
     }
 }
 
@@ -448,5 +473,71 @@ mod tests {
         };
         t.observe_event(&change(5, 77, CredChange::SessionId, session));
         assert_eq!(t.get(5).unwrap().process().session_leader_pid(), Some(5));
+    }
+
+    /// A snapshot holds the table's entries, not copies; whatever the table records
+    /// afterwards (a new exec of the parent's pid, a fork over the child's, a credential
+    /// change), the snapshot still shows what the event saw.
+    #[test]
+    fn a_snapshot_shares_entries_and_keeps_what_it_saw() {
+        use nightjar_proto::event::{Actor, CredChange, CredEvent, CredIds, ForkEvent};
+        use nightjar_rules::ecs::{EcsEvent, Field, HostInfo, Value};
+        let host = HostInfo::new("h", "id");
+        let mut t = ProcessTable::new(64);
+        let mut parent = exec(5, "/bin/zsh", &["zsh"]);
+        parent.target.start_time_ns = Some(50);
+        parent.target.euid = Some(1000);
+        t.observe(&parent);
+        let mut child = exec(10, "/usr/bin/id", &["id"]);
+        child.target.ppid = Some(5);
+        child.target.start_time_ns = Some(100);
+        t.observe(&child);
+        let ev = Event::Exec(child.clone());
+        let snap = EcsEvent::of(&ev, &t, &host).snapshot();
+        let shared = t.get_shared(5).unwrap();
+        assert!(std::ptr::eq(
+            snap.get(5).unwrap() as *const dyn Process as *const u8,
+            &*shared as *const OwnedProcess as *const u8
+        ));
+        drop(shared);
+        let before = snap.view(&host).document();
+
+        // The parent's euid changes, then its pid execs something else; a fork takes the
+        // child's pid.
+        t.observe_event(&Event::Cred(CredEvent {
+            process: Actor {
+                pid: 5,
+                start_time_ns: Some(50),
+                ..Actor::default()
+            },
+            change: CredChange::Uid,
+            after: CredIds {
+                uid: Some(0),
+                euid: Some(0),
+                ..CredIds::default()
+            },
+            ..CredEvent::default()
+        }));
+        assert_eq!(t.get(5).unwrap().process().ids().euid, Some(0));
+        t.observe(&exec(5, "/usr/bin/other", &["other", "-x"]));
+        t.observe_event(&Event::Fork(ForkEvent {
+            parent: Actor {
+                pid: 5,
+                ..Actor::default()
+            },
+            child_pid: 10,
+            child_start_time_ns: Some(200),
+            ..ForkEvent::default()
+        }));
+        assert_eq!(t.get(10).unwrap().process().executable(), "/usr/bin/other");
+
+        let view = snap.view(&host);
+        assert!(matches!(view.value(Field::ParentName), Value::Str("zsh")));
+        assert_eq!(view.document(), before);
+        assert_eq!(snap.get(5).unwrap().ids().euid, Some(1000));
+        // The table's own entries are what it recorded last.
+        let live = Event::Exec(child);
+        let now = EcsEvent::of(&live, &t, &host);
+        assert!(matches!(now.value(Field::ParentName), Value::Str("other")));
     }
 }

@@ -144,6 +144,14 @@ pub struct Ids {
 pub trait Processes {
     /// The last exec recorded for `pid` (or the fork it came from), if any.
     fn get(&self, pid: u32) -> Option<&dyn Process>;
+
+    /// The same process as a shared, unchanging value, when the table keeps its entries
+    /// that way (writing a new value where a shared one was, never changing one in
+    /// place): a snapshot then holds the entry itself instead of a copy. `None` makes the
+    /// snapshot copy what [`Processes::get`] answers.
+    fn get_shared(&self, _pid: u32) -> Option<std::sync::Arc<OwnedProcess>> {
+        None
+    }
 }
 
 /// No process is known: parents come only from what the event itself carries.

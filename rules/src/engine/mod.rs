@@ -15,12 +15,12 @@
 
 mod key;
 pub mod new_terms;
+mod recycle;
+mod reorder;
 mod sample;
 mod sequence;
 mod threshold;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +28,10 @@ use crate::ecs::{EcsEvent, EventSnapshot, Field, Value};
 use crate::program::RuleProgram;
 use crate::{RuleSet, Slot};
 use key::{KeyField, key_of};
-use new_terms::{NewTermsMachine, term_hash};
+use new_terms::{NewTermsMachine, TERM_HASH_OFFSET, hash_part};
 pub use new_terms::{NoTermStore, TermStore};
+use recycle::Recycler;
+use reorder::ReorderBuffer;
 use sample::SampleMachine;
 use sequence::SequenceMachine;
 use threshold::ThresholdMachine;
@@ -143,12 +145,16 @@ struct Pending {
     at: (i64, u64),
     snap: Arc<EventSnapshot>,
     bytes: usize,
-    /// (machine, stage; `usize::MAX` for `until`, key).
-    hits: Vec<(usize, usize, Box<[u8]>)>,
+    hits: Vec<StageHit>,
+    /// The hits' join keys, one after the other.
+    keys: Vec<u8>,
     /// Join keys of the exiting process (per machine and stage) when the event is a
     /// process's end.
     exits: Vec<(usize, usize, Box<[u8]>)>,
 }
+
+/// (machine, stage; `usize::MAX` for `until`, key: a range of [`Pending::keys`]).
+type StageHit = (usize, usize, std::ops::Range<usize>);
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
@@ -188,7 +194,9 @@ pub struct Engine {
     limits: Limits,
     /// `machines[rule - set.event_rules()]`.
     machines: Vec<Machine>,
-    reorder: BinaryHeap<Reverse<Pending>>,
+    reorder: ReorderBuffer<Pending>,
+    /// Storage of stage hits taken, for the next ones.
+    recycler: Recycler,
     reorder_bytes: usize,
     /// The latest event time seen.
     watermark: i64,
@@ -198,6 +206,10 @@ pub struct Engine {
     slots: Vec<usize>,
     key: Vec<u8>,
     done: Vec<Vec<Arc<EventSnapshot>>>,
+    /// A new_terms hit's combinations (hashes).
+    combos: Vec<u128>,
+    /// A threshold hit's cardinality value.
+    distinct: Vec<u8>,
     /// Stage hits taken since state was last swept.
     since_sweep: u32,
 }
@@ -237,7 +249,8 @@ impl Engine {
             set,
             limits,
             machines,
-            reorder: BinaryHeap::new(),
+            reorder: ReorderBuffer::default(),
+            recycler: Recycler::default(),
             reorder_bytes: 0,
             watermark: i64::MIN,
             released: (i64::MIN, 0),
@@ -245,6 +258,8 @@ impl Engine {
             slots: Vec::new(),
             key: Vec::new(),
             done: Vec::new(),
+            combos: Vec::new(),
+            distinct: Vec::new(),
             since_sweep: 0,
         }
     }
@@ -305,8 +320,8 @@ impl Engine {
                         _ => continue,
                     };
                     if key_of(ev, fields, &mut self.key) {
-                        let p = pending.get_or_insert_with(|| new_pending(ev, at));
-                        p.hits.push((m, stage, self.key.as_slice().into()));
+                        let p = pending.get_or_insert_with(|| self.recycler.pending(ev, at));
+                        p.push_hit(m, stage, &self.key);
                     }
                 }
                 Slot::Until(rule) => {
@@ -315,8 +330,8 @@ impl Engine {
                         && let Some(fields) = &sm.until_keys
                         && key_of(ev, fields, &mut self.key)
                     {
-                        let p = pending.get_or_insert_with(|| new_pending(ev, at));
-                        p.hits.push((m, UNTIL, self.key.as_slice().into()));
+                        let p = pending.get_or_insert_with(|| self.recycler.pending(ev, at));
+                        p.push_hit(m, UNTIL, &self.key);
                     }
                 }
             }
@@ -328,7 +343,7 @@ impl Engine {
         if is_process_end(ev) {
             let exits = self.exit_keys(ev);
             if !exits.is_empty() {
-                let p = pending.get_or_insert_with(|| new_pending(ev, at));
+                let p = pending.get_or_insert_with(|| self.recycler.pending(ev, at));
                 p.exits = exits;
             }
         }
@@ -340,12 +355,12 @@ impl Engine {
                 self.reorder_bytes -= p.bytes;
                 self.take(p, out);
             } else {
-                self.reorder.push(Reverse(p));
+                self.reorder.push(p);
                 // The window holds at most half the state budget: past it its oldest hits
                 // are taken early (a hit older than them arriving later counts as late),
                 // so a flood of hits within one window cannot grow it without bound.
                 while self.reorder_bytes > self.limits.total_bytes / 2 {
-                    let Some(Reverse(p)) = self.reorder.pop() else {
+                    let Some(p) = self.reorder.pop() else {
                         break;
                     };
                     self.reorder_bytes -= p.bytes;
@@ -436,11 +451,11 @@ impl Engine {
     }
 
     fn release(&mut self, upto: i64, out: &mut Vec<Detection>) {
-        while let Some(Reverse(p)) = self.reorder.peek() {
+        while let Some(p) = self.reorder.peek() {
             if p.at.0 > upto {
                 break;
             }
-            let Some(Reverse(p)) = self.reorder.pop() else {
+            let Some(p) = self.reorder.pop() else {
                 break;
             };
             self.reorder_bytes -= p.bytes;
@@ -454,7 +469,8 @@ impl Engine {
         // Later stages first, so an event never advances a partial it started itself.
         p.hits.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let cap = self.limits.per_rule;
-        for (m, stage, key) in &p.hits {
+        for (m, stage, range) in &p.hits {
+            let key = &p.keys[range.clone()];
             let machine = &mut self.machines[*m];
             match machine {
                 Machine::Sequence(sm) => {
@@ -471,6 +487,7 @@ impl Engine {
                         let o = sm.hit(*stage, hit, cap, &mut self.done);
                         self.stats.evicted += o.evicted;
                     }
+                    self.recycler.snapshots(&mut sm.spent);
                     let rule = sm.rule;
                     out.extend(
                         self.done
@@ -502,11 +519,14 @@ impl Engine {
             if let Machine::Sequence(sm) = &mut self.machines[*m] {
                 let (stage, key) = (*stage, key.clone());
                 sm.process_exited(|s| (s == stage).then(|| key.to_vec()));
+                self.recycler.snapshots(&mut sm.spent);
             }
         }
+        let at = p.at.0;
+        self.recycler.put(p);
         self.since_sweep += 1;
         if self.since_sweep >= 1024 {
-            self.sweep(p.at.0, out);
+            self.sweep(at, out);
         }
         self.keep_to_budget();
     }
@@ -518,6 +538,7 @@ impl Engine {
             match m {
                 Machine::Sequence(sm) => {
                     sm.expire(now, &mut self.done);
+                    self.recycler.snapshots(&mut sm.spent);
                     let rule = sm.rule;
                     out.extend(
                         self.done
@@ -550,7 +571,11 @@ impl Engine {
                 return;
             };
             let evicted = match largest {
-                Machine::Sequence(sm) => sm.evict_oldest(),
+                Machine::Sequence(sm) => {
+                    let evicted = sm.evict_oldest();
+                    self.recycler.snapshots(&mut sm.spent);
+                    evicted
+                }
                 Machine::Sample(sm) => sm.evict_one(),
                 Machine::Threshold(tm) => tm.evict_one(),
                 Machine::NewTerms(_) => false,
@@ -567,12 +592,17 @@ impl Engine {
         let m = rule - self.set.event_rules();
         match &mut self.machines[m] {
             Machine::NewTerms(nt) => {
-                let Some((hashes, terms)) = combinations(ev, &nt.fields) else {
+                if !combinations(ev, &nt.fields, &mut self.combos) {
                     return;
-                };
-                let (new, evicted) = nt.observe(&hashes, t, self.limits.new_terms_per_rule);
+                }
+                let (new, evicted) = nt.observe(&self.combos, t, self.limits.new_terms_per_rule);
                 self.stats.evicted += evicted;
                 if new {
+                    let terms = nt
+                        .fields
+                        .iter()
+                        .map(|f| values_text(ev, f.field).swap_remove(0))
+                        .collect();
                     out.push(Detection::NewTerms { rule, terms });
                 }
             }
@@ -582,16 +612,14 @@ impl Engine {
                 }
                 let distinct = match tm.cardinality {
                     Some((field, _)) => {
-                        let mut v = Vec::new();
-                        if !key_of(ev, &[field], &mut v) {
+                        if !key_of(ev, &[field], &mut self.distinct) {
                             return;
                         }
-                        Some(v)
+                        Some(self.distinct.as_slice())
                     }
                     None => None,
                 };
-                let (crossed, evicted) =
-                    tm.hit(&self.key, distinct.as_deref(), t, self.limits.per_rule);
+                let (crossed, evicted) = tm.hit(&self.key, distinct, t, self.limits.per_rule);
                 self.stats.evicted += evicted;
                 if let Some(c) = crossed {
                     let group = tm
@@ -636,15 +664,11 @@ impl Engine {
     }
 }
 
-fn new_pending(ev: &EcsEvent<'_>, at: (i64, u64)) -> Pending {
-    let snap = ev.snapshot();
-    let bytes = snap.heap_bytes();
-    Pending {
-        at,
-        snap: Arc::new(snap),
-        bytes,
-        hits: Vec::new(),
-        exits: Vec::new(),
+impl Pending {
+    fn push_hit(&mut self, machine: usize, stage: usize, key: &[u8]) {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.hits.push((machine, stage, start..self.keys.len()));
     }
 }
 
@@ -657,45 +681,75 @@ fn nanos(d: Duration) -> i64 {
     d.as_nanos().min(i64::MAX as u128) as i64
 }
 
-/// The combinations of the fields' values in `ev` (array fields give one per element), as
-/// hashes and as text; `None` when a field is missing.
-fn combinations(ev: &EcsEvent<'_>, fields: &[KeyField]) -> Option<(Vec<u128>, Vec<String>)> {
-    let mut per_field: Vec<Vec<String>> = Vec::new();
-    for f in fields {
-        let values = values_text(ev, f.field);
-        if values.is_empty() {
-            return None;
-        }
-        per_field.push(values);
+/// Writes to `out` (cleared first) the hashes of the combinations of the fields' values in
+/// `ev` (array fields give one per element; the first [`new_terms::MAX_COMBINATIONS`] in
+/// order, the first field varying slowest), hashing the values where they are, without
+/// copying them; false when a field is missing.
+fn combinations(ev: &EcsEvent<'_>, fields: &[KeyField], out: &mut Vec<u128>) -> bool {
+    out.clear();
+    let present = |f: &KeyField| match f.field.map_or(Value::Missing, |id| ev.value(id)) {
+        Value::Missing => false,
+        Value::Args(a) => !a.is_empty(),
+        _ => true,
+    };
+    if !fields.iter().all(present) {
+        return false;
     }
-    let mut combos: Vec<Vec<usize>> = vec![Vec::new()];
-    for vals in &per_field {
-        let mut next = Vec::new();
-        for c in &combos {
-            for i in 0..vals.len() {
-                if next.len() >= new_terms::MAX_COMBINATIONS {
-                    break;
-                }
-                let mut c = c.clone();
-                c.push(i);
-                next.push(c);
+    combine(ev, fields, TERM_HASH_OFFSET, out);
+    true
+}
+
+/// Appends the hashes of every combination of `fields` after the parts hashed into `h`.
+fn combine(ev: &EcsEvent<'_>, fields: &[KeyField], h: u128, out: &mut Vec<u128>) {
+    let Some((first, rest)) = fields.split_first() else {
+        out.push(h);
+        return;
+    };
+    let next = |part: u128, out: &mut Vec<u128>| {
+        if out.len() < new_terms::MAX_COMBINATIONS {
+            combine(ev, rest, part, out);
+        }
+    };
+    let text = |h: u128, s: &str| hash_part(h, s.len(), s.bytes());
+    let mut digits = [0u8; 20];
+    match first.field.map_or(Value::Missing, |id| ev.value(id)) {
+        Value::Missing => {}
+        Value::Str(s) => next(text(h, s), out),
+        Value::Shared(s) => next(text(h, &s), out),
+        Value::Entity(e) => next(text(h, e.as_str()), out),
+        Value::Args(a) => {
+            for arg in a.iter() {
+                next(text(h, arg), out);
             }
         }
-        combos = next;
+        Value::Joined(a) => {
+            let joined = a.joined();
+            let spaced = joined.bytes().map(|b| if b == 0 { b' ' } else { b });
+            next(hash_part(h, joined.len(), spaced), out);
+        }
+        Value::Id(n) => next(text(h, decimal(i64::from(n), &mut digits)), out),
+        Value::Long(n) => next(text(h, decimal(n, &mut digits)), out),
+        Value::Bool(b) => next(text(h, if b { "true" } else { "false" }), out),
     }
-    let hashes = combos
-        .iter()
-        .map(|c| {
-            let parts: Vec<&[u8]> = c
-                .iter()
-                .enumerate()
-                .map(|(f, &i)| per_field[f][i].as_bytes())
-                .collect();
-            term_hash(&parts)
-        })
-        .collect();
-    let first: Vec<String> = per_field.iter().map(|v| v[0].clone()).collect();
-    Some((hashes, first))
+}
+
+/// `n` in decimal, as `to_string` writes it, in `buf`.
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// A field's values as text (one per element of an array field).
@@ -718,4 +772,77 @@ fn values_text(ev: &EcsEvent<'_>, field: Option<Field>) -> Vec<String> {
 
 fn text_of(ev: &EcsEvent<'_>, field: Option<Field>) -> String {
     values_text(ev, field).join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use nightjar_proto::event::Event;
+    use nightjar_proto::{Args, ExecEvent};
+
+    use super::key::KeyField;
+    use super::new_terms::{MAX_COMBINATIONS, term_hash};
+    use super::{combinations, values_text};
+    use crate::ecs::{EcsEvent, HostInfo, NoProcesses};
+
+    /// The hashes as the history in the store was written: every field's values as text,
+    /// their combinations in order (the first field varying slowest), cut at
+    /// [`MAX_COMBINATIONS`].
+    fn reference(ev: &EcsEvent<'_>, fields: &[KeyField]) -> Option<Vec<u128>> {
+        let per_field: Vec<Vec<String>> = fields.iter().map(|f| values_text(ev, f.field)).collect();
+        if per_field.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let mut combos: Vec<Vec<&[u8]>> = vec![Vec::new()];
+        for vals in &per_field {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    vals.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push(v.as_bytes());
+                        c
+                    })
+                })
+                .take(MAX_COMBINATIONS)
+                .collect();
+        }
+        Some(combos.iter().map(|c| term_hash(c)).collect())
+    }
+
+    /// Hashing values where they are gives the very hashes of their text.
+    #[test]
+    fn combinations_hash_as_the_stored_history_does() {
+        let host = HostInfo::new("h", "host-1");
+        let mut exec = ExecEvent::default();
+        exec.target.pid = 4242;
+        exec.target.euid = Some(501);
+        exec.target.executable = Cow::Borrowed("/usr/bin/curl");
+        exec.target.args = Args::from_strs(["curl", "-s", "", "http://x/é"]).0;
+        let many: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        let mut wide = exec.clone();
+        wide.target.args = Args::from_strs(many.iter().map(String::as_str)).0;
+        let mut bare = exec.clone();
+        bare.target.args = Args::default();
+        let field_sets: &[&[&str]] = &[
+            &["host.id", "process.executable"],
+            &["process.args"],
+            &["user.id", "process.args", "process.command_line"],
+            &["process.args", "process.args"],
+            &["process.pid", "process.name"],
+            &["process.executable", "process.parent.name"],
+        ];
+        for exec in [exec, wide, bare] {
+            let ev = Event::Exec(exec);
+            let view = EcsEvent::of(&ev, &NoProcesses, &host);
+            for names in field_sets {
+                let fields: Vec<KeyField> = names.iter().map(|n| KeyField::new(n, false)).collect();
+                let mut got = Vec::new();
+                let present = combinations(&view, &fields, &mut got);
+                let want = reference(&view, &fields);
+                assert_eq!(present.then_some(got), want, "{names:?}");
+            }
+        }
+    }
 }

@@ -184,15 +184,23 @@ impl NewTermsMachine {
 }
 
 /// 128-bit FNV-1a: a fixed hash, so stored history means the same after an upgrade.
+#[cfg(test)]
 pub(super) fn term_hash(parts: &[&[u8]]) -> u128 {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    parts.iter().fold(TERM_HASH_OFFSET, |h, p| {
+        hash_part(h, p.len(), p.iter().copied())
+    })
+}
+
+/// [`term_hash`]'s start.
+pub(super) const TERM_HASH_OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+
+/// [`term_hash`] of the parts so far (`h`) and one more part of `len` bytes: the history
+/// in the store holds these hashes, so the function never changes.
+pub(super) fn hash_part(mut h: u128, len: usize, bytes: impl Iterator<Item = u8>) -> u128 {
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    let mut h = OFFSET;
-    for p in parts {
-        for b in (p.len() as u32).to_le_bytes().iter().chain(p.iter()) {
-            h ^= u128::from(*b);
-            h = h.wrapping_mul(PRIME);
-        }
+    for b in (len as u32).to_le_bytes().into_iter().chain(bytes) {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(PRIME);
     }
     h
 }

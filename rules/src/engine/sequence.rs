@@ -26,6 +26,9 @@ use crate::query::typing::TypedPred;
 /// Bytes a partial costs besides its events' snapshots.
 const PARTIAL_OVERHEAD: usize = 96;
 
+/// Event lists of dropped partials kept for reuse.
+const SPARE_LISTS: usize = 64;
+
 /// A partial match.
 #[derive(Debug)]
 struct Partial {
@@ -82,6 +85,12 @@ pub(super) struct SequenceMachine {
     /// Completed matches waiting for their trailing missing window: (deadline, key, match).
     trailing: VecDeque<(i64, Arc<[u8]>, Partial)>,
     next_id: u64,
+    /// Events of dropped partials, for the engine to recycle (it drains this after every
+    /// call that can drop one).
+    pub(super) spent: Vec<Arc<EventSnapshot>>,
+    /// Emptied event lists of dropped partials, reused by new ones (at most
+    /// [`SPARE_LISTS`]).
+    spare_lists: Vec<Vec<Arc<EventSnapshot>>>,
     /// Partials and markers held.
     pub(super) held: usize,
     pub(super) bytes: usize,
@@ -130,6 +139,8 @@ impl SequenceMachine {
             fifo: VecDeque::new(),
             trailing: VecDeque::new(),
             next_id: 0,
+            spent: Vec::new(),
+            spare_lists: Vec::new(),
             held: 0,
             bytes: 0,
         }
@@ -174,7 +185,7 @@ impl SequenceMachine {
                     id: self.take_id(),
                     start: t,
                     last: at,
-                    events: vec![snap.clone()],
+                    events: self.event_list(snap),
                     bytes: snap_bytes + PARTIAL_OVERHEAD,
                 };
                 if self.positive.len() == 1 {
@@ -197,7 +208,7 @@ impl SequenceMachine {
                     return outcome;
                 };
                 if !self.within_maxspan(partial.start, t) {
-                    self.forget(&partial);
+                    self.discard(partial);
                     self.drop_key_if_empty(key);
                     return outcome;
                 }
@@ -230,8 +241,8 @@ impl SequenceMachine {
                 gone.push(p);
             }
         }
-        for p in &gone {
-            self.forget(p);
+        for p in gone {
+            self.discard(p);
         }
         self.drop_key_if_empty(key);
     }
@@ -270,7 +281,7 @@ impl SequenceMachine {
                 if let Some(slot) = state.slots.get_mut(p)
                     && let Some(gone) = slot.take_if(|q| q.last < at)
                 {
-                    self.forget(&gone);
+                    self.discard(gone);
                     self.drop_key_if_empty(key);
                 }
             }
@@ -307,14 +318,30 @@ impl SequenceMachine {
             state.slots.resize_with(slots_len, || None);
         }
         if let Some(old) = state.slots[p].replace(partial) {
-            self.held -= 1;
-            self.bytes -= old.bytes;
+            self.discard(old);
         }
     }
 
     fn forget(&mut self, p: &Partial) {
         self.held -= 1;
         self.bytes -= p.bytes;
+    }
+
+    /// A partial is dropped: forgotten, its events handed to the engine for recycling.
+    fn discard(&mut self, p: Partial) {
+        self.forget(&p);
+        let mut events = p.events;
+        self.spent.append(&mut events);
+        if self.spare_lists.len() < SPARE_LISTS {
+            self.spare_lists.push(events);
+        }
+    }
+
+    /// A new partial's event list, holding `first`.
+    fn event_list(&mut self, first: &Arc<EventSnapshot>) -> Vec<Arc<EventSnapshot>> {
+        let mut events = self.spare_lists.pop().unwrap_or_default();
+        events.push(first.clone());
+        events
     }
 
     fn drop_key_if_empty(&mut self, key: &[u8]) {
@@ -337,7 +364,7 @@ impl SequenceMachine {
         }
         // Only held trailing matches are left: the oldest goes.
         if let Some((_, _, p)) = self.trailing.pop_front() {
-            self.forget(&p);
+            self.discard(p);
             return true;
         }
         false
@@ -348,23 +375,20 @@ impl SequenceMachine {
         let Some(state) = self.keys.get_mut(key) else {
             return false;
         };
-        let mut removed = None;
         if state.leading.is_some_and(|(_, i)| i == id) {
             state.leading = None;
-            removed = Some(PARTIAL_OVERHEAD);
+            self.held -= 1;
+            self.bytes -= PARTIAL_OVERHEAD;
         } else {
-            for slot in state.slots.iter_mut() {
-                if let Some(p) = slot.take_if(|p| p.id == id) {
-                    removed = Some(p.bytes);
-                    break;
-                }
-            }
+            let Some(p) = state
+                .slots
+                .iter_mut()
+                .find_map(|slot| slot.take_if(|p| p.id == id))
+            else {
+                return false;
+            };
+            self.discard(p);
         }
-        let Some(bytes) = removed else {
-            return false;
-        };
-        self.held -= 1;
-        self.bytes -= bytes;
         self.drop_key_if_empty(key);
         true
     }
@@ -411,7 +435,7 @@ impl SequenceMachine {
             if let Some(state) = self.keys.get_mut(key.as_slice())
                 && let Some(gone) = state.slots.get_mut(p).and_then(Option::take)
             {
-                self.forget(&gone);
+                self.discard(gone);
                 self.drop_key_if_empty(&key);
             }
         }
