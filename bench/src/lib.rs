@@ -1,3 +1,4 @@
 //! The measurement programs behind `scripts/bench`.
 
 pub mod fleet;
+pub mod load;

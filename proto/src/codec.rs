@@ -214,33 +214,39 @@ pub enum CodecError {
 /// Encodes `record` into `buf`, returning the bytes written. Allocates nothing; fails with
 /// [`CodecError::Encode`] when `buf` is too small.
 pub fn encode_into(record: &Record<'_>, buf: &mut [u8]) -> Result<usize, CodecError> {
+    match record {
+        Record::Exec(ev) => encode_kind(RecordKind::Exec, ev, buf),
+        Record::Fork(ev) => encode_kind(RecordKind::Fork, ev, buf),
+        Record::Exit(ev) => encode_kind(RecordKind::Exit, ev, buf),
+        Record::File(ev) => encode_kind(RecordKind::File, ev, buf),
+        Record::Cred(ev) => encode_kind(RecordKind::Cred, ev, buf),
+        Record::Loss(loss) => encode_kind(RecordKind::Loss, loss, buf),
+        Record::Filtered(f) => encode_kind(RecordKind::Filtered, f, buf),
+        Record::Block(b) => encode_kind(RecordKind::Block, b, buf),
+    }
+}
+
+/// [`encode_into`] of the record an event makes, without moving the event into a
+/// [`Record`] first (the sensor's publish path).
+pub fn encode_event_into(event: &Event<'_>, buf: &mut [u8]) -> Result<usize, CodecError> {
+    match event {
+        Event::Exec(ev) => encode_kind(RecordKind::Exec, ev, buf),
+        Event::Fork(ev) => encode_kind(RecordKind::Fork, ev, buf),
+        Event::Exit(ev) => encode_kind(RecordKind::Exit, ev, buf),
+        Event::File(ev) => encode_kind(RecordKind::File, ev, buf),
+        Event::Cred(ev) => encode_kind(RecordKind::Cred, ev, buf),
+    }
+}
+
+/// The header of a `kind` record, then `body`.
+fn encode_kind<T: Encode>(kind: RecordKind, body: &T, buf: &mut [u8]) -> Result<usize, CodecError> {
     if buf.len() < HEADER_LEN {
         return Err(CodecError::Short { len: buf.len() });
     }
-    let kind = match record {
-        Record::Exec(_) => RecordKind::Exec,
-        Record::Fork(_) => RecordKind::Fork,
-        Record::Exit(_) => RecordKind::Exit,
-        Record::File(_) => RecordKind::File,
-        Record::Cred(_) => RecordKind::Cred,
-        Record::Loss(_) => RecordKind::Loss,
-        Record::Filtered(_) => RecordKind::Filtered,
-        Record::Block(_) => RecordKind::Block,
-    };
     buf[..2].copy_from_slice(&RECORD_MAGIC);
     buf[2] = RECORD_VERSION;
     buf[3] = kind as u8;
-    let body = &mut buf[HEADER_LEN..];
-    let n = match record {
-        Record::Exec(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
-        Record::Fork(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
-        Record::Exit(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
-        Record::File(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
-        Record::Cred(ev) => bincode::encode_into_slice(ev, body, CONFIG)?,
-        Record::Loss(loss) => bincode::encode_into_slice(loss, body, CONFIG)?,
-        Record::Filtered(f) => bincode::encode_into_slice(f, body, CONFIG)?,
-        Record::Block(b) => bincode::encode_into_slice(b, body, CONFIG)?,
-    };
+    let n = bincode::encode_into_slice(body, &mut buf[HEADER_LEN..], CONFIG)?;
     Ok(HEADER_LEN + n)
 }
 

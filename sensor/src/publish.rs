@@ -58,19 +58,24 @@ impl Publisher {
     /// when the ring was full (the ring counted the drop). Does not publish to the consumer:
     /// call [`Self::flush`] after a batch.
     pub fn publish<'e>(&mut self, ev: impl Into<Event<'e>>) -> bool {
-        let mut ev = ev.into();
+        self.publish_event(&mut ev.into())
+    }
+
+    /// [`Self::publish`] of an event the caller holds: an exec event is hundreds of bytes,
+    /// and the per-event path (a BPF sample decoded in place) does not copy it to hand it
+    /// over. The event is left stamped and bounded.
+    pub fn publish_event(&mut self, ev: &mut Event<'_>) -> bool {
         let mut meta = ev.meta();
         meta.captured_ns = now_ns();
         meta.sensor_seq = self.next_seq;
         ev.set_meta(meta);
         self.next_seq += 1;
         ev.enforce_bounds();
-        let max_len = encoded_len_bound(&ev).min(MAX_RECORD_BYTES);
-        let record = Record::from(ev);
+        let max_len = encoded_len_bound(ev).min(MAX_RECORD_BYTES);
         let mut encode_failed = false;
         let pushed =
             self.ring
-                .try_push_with(max_len, |buf| match codec::encode_into(&record, buf) {
+                .try_push_with(max_len, |buf| match codec::encode_event_into(ev, buf) {
                     Ok(n) => Some(n),
                     Err(_) => {
                         encode_failed = true;

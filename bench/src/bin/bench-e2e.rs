@@ -31,6 +31,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nightjar_bench::load::{self, LoadRound as _};
 use nightjar_tests::agent_cli::{counter, status};
 use nightjar_tests::harness::{TempState, bin};
 use nightjar_tests::load::{LineRenderer, LoadOptions, run as paced_run};
@@ -111,21 +112,11 @@ fn main() {
     if let Err(e) = &load {
         eprintln!("build-like load not measured: {e}");
     }
-    let best_load = |rounds: &[LoadRound]| {
-        rounds
-            .iter()
-            .max_by(|a, b| a.rate().total_cmp(&b.rate()))
-            .map(LoadRound::json)
-    };
-
     let line = json!({
         "suite": "e2e",
-        "load_filter_on": load.as_ref().ok().and_then(|(on, _)| best_load(on)),
-        "load_filter_off": load.as_ref().ok().and_then(|(_, off)| best_load(off)),
-        "load_rounds": load.as_ref().ok().map(|(on, off)| json!({
-            "on": on.iter().map(LoadRound::json).collect::<Vec<_>>(),
-            "off": off.iter().map(LoadRound::json).collect::<Vec<_>>(),
-        })),
+        "load_filter_on": load.as_ref().ok().and_then(|(on, _)| load::best(on)),
+        "load_filter_off": load.as_ref().ok().and_then(|(_, off)| load::best(off)),
+        "load_rounds": load.as_ref().ok().map(|(on, off)| load::all(on, off)),
         "load_error": load.as_ref().err(),
         "events": events,
         "pipeline_eslogger_events_per_s": eslogger_run.0.round(),
@@ -297,7 +288,7 @@ struct LoadRound {
     alerts: u64,
 }
 
-impl LoadRound {
+impl load::LoadRound for LoadRound {
     fn rate(&self) -> f64 {
         self.made as f64 / self.secs.max(1e-9)
     }

@@ -73,6 +73,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nightjar_bench::load::{self, LoadRound as _};
 use nightjar_proto::codec::{self, Record};
 use nightjar_proto::event::{EnvFilter, FLAG_SNAPSHOT};
 use nightjar_proto::filter::PathFilter;
@@ -181,8 +182,9 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     // Warm-up: one lap of the ring, unmeasured.
     let lap = (RING_BYTES as usize / 192).max(samples.len());
     for i in 0..lap {
-        let ev = decode_sample(&samples[i % samples.len()], &mut scratch, clock).expect("sample");
-        publisher.publish(ev);
+        let mut ev =
+            decode_sample(&samples[i % samples.len()], &mut scratch, clock).expect("sample");
+        publisher.publish_event(&mut ev);
         if i % batch == batch - 1 {
             publisher.flush();
         }
@@ -192,8 +194,11 @@ fn ring_round(samples: &[Vec<u8>], dir: &Path, round: usize, batch: usize) -> (V
     let mut lat = Vec::with_capacity(samples.len());
     for (i, s) in samples.iter().enumerate() {
         let t0 = Instant::now();
-        let ev = decode_sample(s, &mut scratch, clock).expect("sample");
-        publisher.publish(ev);
+        // Published where it was decoded, as the eBPF capture loop does.
+        let Ok(ev) = &mut decode_sample(s, &mut scratch, clock) else {
+            panic!("a bad sample");
+        };
+        publisher.publish_event(ev);
         if i % batch == batch - 1 {
             publisher.flush();
         }
@@ -386,9 +391,9 @@ fn file_round(samples: &[Vec<u8>], dir: &Path, round: usize) -> (f64, u64) {
     let t0 = Instant::now();
     let mut published = 0u64;
     for (i, s) in samples.iter().enumerate() {
-        let ev = decode_sample(s, &mut scratch, clock).expect("sample");
+        let mut ev = decode_sample(s, &mut scratch, clock).expect("sample");
         if gate.judge(&ev) == Verdict::Publish {
-            publisher.publish(ev);
+            publisher.publish_event(&mut ev);
             published += 1;
         }
         if i % BATCH == BATCH - 1 {
@@ -811,7 +816,7 @@ struct LoadRound {
     secs: f64,
 }
 
-impl LoadRound {
+impl load::LoadRound for LoadRound {
     fn rate(&self) -> f64 {
         self.made as f64 / self.secs.max(1e-9)
     }
@@ -1111,20 +1116,9 @@ fn main() {
     if let Err(e) = &load {
         eprintln!("build-like load not measured: {e}");
     }
-    let best_load = |rounds: &[LoadRound]| {
-        rounds
-            .iter()
-            .max_by(|a, b| a.rate().total_cmp(&b.rate()))
-            .map(LoadRound::json)
-    };
-    let load_on = load.as_ref().ok().and_then(|(on, _)| best_load(on));
-    let load_off = load.as_ref().ok().and_then(|(_, off)| best_load(off));
-    let load_rounds = load.as_ref().ok().map(|(on, off)| {
-        json!({
-            "on": on.iter().map(LoadRound::json).collect::<Vec<_>>(),
-            "off": off.iter().map(LoadRound::json).collect::<Vec<_>>(),
-        })
-    });
+    let load_on = load.as_ref().ok().and_then(|(on, _)| load::best(on));
+    let load_off = load.as_ref().ok().and_then(|(_, off)| load::best(off));
+    let load_rounds = load.as_ref().ok().map(|(on, off)| load::all(on, off));
     let execs = if want("exec") {
         exec_costs(dir.path())
     } else {

@@ -61,6 +61,27 @@ impl<'a> Args<'a> {
         args.is_consistent().then_some(args)
     }
 
+    /// Builds argv from a NUL-separated block of every argument (at least one: `""` is one
+    /// empty argument), counting them. Returns `None` when [`MAX_ARGS`] or
+    /// [`MAX_ARGV_BYTES`] is broken (the caller cuts it with [`ArgsBuilder`]).
+    pub fn from_separated(joined: Cow<'a, str>) -> Option<Self> {
+        if joined.len() > MAX_ARGV_BYTES {
+            return None;
+        }
+        let count = nul_count(joined.as_bytes()) + 1;
+        if count > MAX_ARGS {
+            return None;
+        }
+        // Within `MAX_ARGS`, so it fits.
+        let count = count as u32;
+        Some(Args {
+            joined,
+            count,
+            total: count,
+            head: count,
+        })
+    }
+
     /// Builds argv from separate strings, applying the bounds; the flag says whether
     /// anything was cut or dropped. NUL bytes inside an argument (impossible in a real argv,
     /// possible in hostile JSON) become U+FFFD.
@@ -193,7 +214,7 @@ impl<'a> Args<'a> {
         if self.count == 0 {
             return self.joined.is_empty();
         }
-        memchr::memchr_iter(0, self.joined.as_bytes()).count() + 1 == self.count as usize
+        nul_count(self.joined.as_bytes()) + 1 == self.count as usize
     }
 }
 
@@ -301,14 +322,13 @@ impl ArgsBuilder {
         self.overflowed = true;
         let (count, at) = self.split.unwrap_or((self.count, self.joined.len()));
         if count < self.count {
-            let moved: Vec<String> = self.joined[at..]
-                .trim_start_matches('\0')
-                .split('\0')
-                .map(str::to_owned)
-                .collect();
-            for arg in moved {
-                self.window_bytes += arg.len() + 1;
-                self.window.push_back(arg);
+            // Into spare strings: a long argv every exec allocates nothing once warmed up.
+            for arg in self.joined[at..].trim_start_matches('\0').split('\0') {
+                let mut s = self.spare.pop().unwrap_or_default();
+                s.clear();
+                s.push_str(arg);
+                self.window_bytes += s.len() + 1;
+                self.window.push_back(s);
             }
         }
         self.joined.truncate(at);
@@ -380,6 +400,30 @@ impl ArgsBuilder {
             head: if self.overflowed { head } else { count },
         }
     }
+}
+
+/// NUL bytes in `b`: the argument separators of a joined argv. A typical argv is tens of
+/// bytes, where a word at a time beats `memchr`'s setup; long ones go to `memchr`.
+pub fn nul_count(b: &[u8]) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    if b.len() >= 256 {
+        return memchr::memchr_iter(0, b).count();
+    }
+    let mut words = b.chunks_exact(8);
+    // One counter per byte lane: at most 31 words, so no lane (nor their sum) reaches 256.
+    let mut lanes = 0u64;
+    for w in &mut words {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(w);
+        let w = u64::from_ne_bytes(v);
+        // Bit 7 of each byte set exactly when the byte is not 0 (no carry crosses bytes:
+        // each byte's low seven bits plus 0x7f is at most 0xfe).
+        let nonzero = ((w & LOW7) + LOW7) | w;
+        lanes += (!nonzero >> 7) & ONES;
+    }
+    let in_words = (lanes.wrapping_mul(ONES) >> 56) as usize;
+    in_words + words.remainder().iter().filter(|&&c| c == 0).count()
 }
 
 /// Appends `arg`, with any NUL (impossible in a real argv) replaced so it cannot split it.
@@ -463,6 +507,25 @@ mod tests {
         assert_eq!(held.first().unwrap(), "a");
         assert_eq!(held.last().unwrap(), "b");
         assert_eq!(args.total(), 3);
+    }
+
+    #[test]
+    fn nul_count_agrees_with_a_plain_count() {
+        let mut bytes = Vec::new();
+        for len in 0..300usize {
+            bytes.clear();
+            bytes.extend((0..len).map(|i| match (i * 7 + len) % 5 {
+                0 => 0,
+                1 => 0x80,
+                2 => 0xff,
+                3 => 0x7f,
+                _ => 1 + (i % 250) as u8,
+            }));
+            let plain = bytes.iter().filter(|&&c| c == 0).count();
+            assert_eq!(nul_count(&bytes), plain, "{len}");
+        }
+        assert_eq!(nul_count(&[0; 300]), 300);
+        assert_eq!(nul_count(&[0; 17]), 17);
     }
 
     #[test]

@@ -36,8 +36,17 @@ impl EnvFilter {
 
     /// Whether the `NAME=value` entry is one to keep.
     pub fn wants(&self, entry: &str) -> bool {
-        let name = entry.split_once('=').map_or(entry, |(n, _)| n);
-        self.names.iter().any(|n| n == name)
+        self.wants_bytes(entry.as_bytes())
+    }
+
+    /// [`Self::wants`] of an entry as the platform gives it, before any UTF-8 check (names
+    /// are compared byte for byte, so only the wanted entries need checking).
+    pub fn wants_bytes(&self, entry: &[u8]) -> bool {
+        let name = entry
+            .iter()
+            .position(|&b| b == b'=')
+            .map_or(entry, |i| &entry[..i]);
+        self.names.iter().any(|n| n.as_bytes() == name)
     }
 
     /// Appends the wanted entries of `entries` to `out` (environment order), within the

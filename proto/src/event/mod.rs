@@ -29,7 +29,9 @@ use std::borrow::Cow;
 use bincode::Encode;
 
 pub use actor::Actor;
-pub use args::{Args, ArgsBuilder, HEAD_ARGS, HEAD_ARGV_BYTES, TAIL_ARGS, TAIL_ARGV_BYTES};
+pub use args::{
+    Args, ArgsBuilder, HEAD_ARGS, HEAD_ARGV_BYTES, TAIL_ARGS, TAIL_ARGV_BYTES, nul_count,
+};
 pub use cred::{CredChange, CredEvent, CredIds, SetIdCall};
 pub use env::EnvFilter;
 pub use exec::{BoundsError, Caller, ExecEvent, Target};

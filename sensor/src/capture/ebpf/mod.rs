@@ -568,18 +568,19 @@ pub fn run(
     let mut builder = RingBufferBuilder::new();
     builder
         .add(&skel.maps.events, |data: &[u8]| {
-            match sample::decode_sample(data, &mut scratch, ctx) {
+            // Matched by reference: the event is published where it was decoded, not copied.
+            match &mut sample::decode_sample(data, &mut scratch, ctx) {
                 Ok(ev) => {
                     // The kernel already left out our own processes and, where it could,
                     // the paths no rule matches; the gate applies the rest of the filter.
                     if !matches!(ev, Event::File(_))
                         || gate.borrow_mut().judge_as(
-                            &ev,
+                            ev,
                             sample::file_comm(data),
                             sample::file_marked(data),
                         ) == Verdict::Publish
                     {
-                        publisher.borrow_mut().publish(ev);
+                        publisher.borrow_mut().publish_event(ev);
                     }
                 }
                 Err(err) => {

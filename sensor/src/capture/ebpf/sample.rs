@@ -9,9 +9,9 @@
 use std::borrow::Cow;
 
 use nightjar_proto::event::{
-    Actor, ArgsBuilder, CredChange, CredEvent, CredIds, EnvFilter, Event, EventMeta, ExitEvent,
-    FLAG_BLOCKED, FileAction, FileEvent, ForkEvent, TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV,
-    TRUNC_EXECUTABLE, TRUNC_FILE_PATH,
+    Actor, Args, ArgsBuilder, CredChange, CredEvent, CredIds, EnvFilter, Event, EventMeta,
+    ExitEvent, FLAG_BLOCKED, FileAction, FileEvent, ForkEvent, MAX_ARGV_BYTES, TRUNC_ARGS,
+    TRUNC_CWD, TRUNC_ENV, TRUNC_EXECUTABLE, TRUNC_FILE_PATH, nul_count,
 };
 use nightjar_proto::filter::Marked;
 use nightjar_proto::text::lossy_into;
@@ -261,7 +261,7 @@ pub fn decode_sample<'s>(
     };
     let body = &sample[need..];
     match kind {
-        KIND_EXEC => decode_exec(sample, body, flags, meta, actor, scratch, ctx).map(Event::Exec),
+        KIND_EXEC => decode_exec(sample, body, flags, meta, actor, scratch, ctx),
         KIND_FORK => {
             let b = &sample[HEADER_LEN..];
             Ok(Event::Fork(ForkEvent {
@@ -378,17 +378,23 @@ fn decode_file<'s>(
 /// Whether a cgroup's leaf name is a container's (Docker, containerd, CRI-O, Podman, LXC, or
 /// the bare 64-hex id Docker's cgroupfs driver uses).
 pub fn is_container_cgroup(leaf: &str) -> bool {
-    const PREFIXES: [&str; 7] = [
-        "docker-",
-        "cri-containerd-",
-        "crio-",
-        "libpod-",
-        "containerd-",
-        "lxc.payload.",
-        "k8s_",
+    is_container_cgroup_bytes(leaf.as_bytes())
+}
+
+/// [`is_container_cgroup`] of the leaf's bytes as the kernel gives them (the names compared
+/// are ASCII, so no UTF-8 check is needed).
+fn is_container_cgroup_bytes(leaf: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 7] = [
+        b"docker-",
+        b"cri-containerd-",
+        b"crio-",
+        b"libpod-",
+        b"containerd-",
+        b"lxc.payload.",
+        b"k8s_",
     ];
     PREFIXES.iter().any(|p| leaf.starts_with(p))
-        || (leaf.len() == 64 && leaf.bytes().all(|b| b.is_ascii_hexdigit()))
+        || (leaf.len() == 64 && leaf.iter().all(u8::is_ascii_hexdigit))
 }
 
 /// Pushes the arguments of a NUL-separated argv `block` (whose last piece may be an argument
@@ -411,6 +417,20 @@ fn push_block(block: &[u8], skip_first: bool, args: &mut ArgsBuilder, buf: &mut 
     pushed
 }
 
+/// A whole NUL-separated argv block (every argument, the last one NUL-terminated or not) as
+/// [`Args`] borrowing from it, when it is valid UTF-8 and within the model's bounds; `None`
+/// sends it through the builder, which cuts and converts.
+fn borrow_block(block: &[u8]) -> Option<Args<'_>> {
+    if block.is_empty() {
+        return Some(Args::default());
+    }
+    let body = block.strip_suffix(b"\0").unwrap_or(block);
+    if body.len() > MAX_ARGV_BYTES {
+        return None;
+    }
+    Args::from_separated(Cow::Borrowed(std::str::from_utf8(body).ok()?))
+}
+
 fn decode_exec<'s>(
     sample: &'s [u8],
     body: &'s [u8],
@@ -419,7 +439,7 @@ fn decode_exec<'s>(
     actor: Actor<'static>,
     scratch: &'s mut SampleScratch,
     ctx: DecodeContext<'_>,
-) -> Result<ExecEvent<'s>, SampleError> {
+) -> Result<Event<'s>, SampleError> {
     let b = &sample[HEADER_LEN..];
     let lens = [
         u16_at(b, 28), // exe
@@ -449,7 +469,7 @@ fn decode_exec<'s>(
     }
 
     let SampleScratch {
-        args,
+        args: builder,
         env: env_builder,
         arg,
         joined,
@@ -459,45 +479,72 @@ fn decode_exec<'s>(
         ..
     } = scratch;
 
-    // argv: the whole block, or its head and its tail around a dropped middle.
-    args.clear();
-    if flags & F_ARGS_TRUNCATED != 0 {
-        let held = push_block(head, false, args, arg);
-        let tail_body = tail.strip_suffix(b"\0").unwrap_or(tail);
-        let in_tail = if tail.is_empty() {
-            0
-        } else {
-            (tail_body.iter().filter(|&&c| c == 0).count()) as u32
-        };
-        args.elide(argc.saturating_sub(held + in_tail));
-        push_block(tail, true, args, arg);
+    // argv: the whole block, or its head and its tail around a dropped middle. A whole
+    // block that is valid UTF-8 and within the model's bounds (nearly every exec) is
+    // borrowed as it is; the builder copies only what it must cut or convert.
+    let whole = if flags & F_ARGS_TRUNCATED != 0 {
+        None
     } else if !tail.is_empty() {
         // Head and tail meet (argv between the head bound and both bounds): one block.
         joined.clear();
         joined.extend_from_slice(head);
         joined.extend_from_slice(tail);
-        push_block(joined, false, args, arg);
+        let joined: &'s [u8] = joined;
+        Some(joined)
+    } else if flags & F_ARGS_UNREADABLE != 0 {
+        // Empty, with argc saying how many are missing.
+        None
     } else {
-        let held = push_block(head, false, args, arg);
-        if argc > held && flags & F_ARGS_UNREADABLE != 0 {
-            args.elide(argc - held);
+        Some(head)
+    };
+    let args = match whole.map(|block| (block, borrow_block(block))) {
+        Some((_, Some(args))) => args,
+        Some((block, None)) => {
+            builder.clear();
+            push_block(block, false, builder, arg);
+            if builder.is_cut() {
+                ev_flags |= TRUNC_ARGS;
+            }
+            builder.args()
         }
-    }
-    if args.is_cut() {
-        ev_flags |= TRUNC_ARGS;
-    }
+        None => {
+            builder.clear();
+            let held = push_block(head, false, builder, arg);
+            if flags & F_ARGS_TRUNCATED != 0 {
+                let tail_body = tail.strip_suffix(b"\0").unwrap_or(tail);
+                let in_tail = if tail.is_empty() {
+                    0
+                } else {
+                    nul_count(tail_body) as u32
+                };
+                builder.elide(argc.saturating_sub(held + in_tail));
+                push_block(tail, true, builder, arg);
+            } else if argc > held {
+                builder.elide(argc - held);
+            }
+            if builder.is_cut() {
+                ev_flags |= TRUNC_ARGS;
+            }
+            builder.args()
+        }
+    };
 
-    env_builder.clear();
-    if !ctx.env.is_empty() && !env.is_empty() {
+    // The entries' names are compared as bytes; only the wanted ones are checked as UTF-8.
+    let env_vars = if !ctx.env.is_empty() && !env.is_empty() {
+        env_builder.clear();
         let entries = env
             .strip_suffix(b"\0")
             .unwrap_or(env)
             .split(|&c| c == 0)
+            .filter(|e| ctx.env.wants_bytes(e))
             .filter_map(|e| std::str::from_utf8(e).ok());
         if ctx.env.collect(entries, env_builder) || flags & F_ENV_TRUNCATED != 0 {
             ev_flags |= TRUNC_ENV;
         }
-    }
+        env_builder.args()
+    } else {
+        Args::default()
+    };
 
     let pid = actor.pid;
     let ppid = actor.ppid;
@@ -507,11 +554,11 @@ fn decode_exec<'s>(
     let sid = u32_at(b, 8);
     let pgid = u32_at(b, 12);
     let pidns_level = u32_at(b, 20);
-    let leaf = std::str::from_utf8(cgroup).unwrap_or("");
     let executable = Cow::Borrowed(lossy_into(exe, path));
     let cwd = (flags & F_CWD != 0).then(|| Cow::Borrowed(lossy_into(cwd, cwd_buf)));
     let tty = (!tty.is_empty()).then(|| Cow::Borrowed(lossy_into(tty, tty_buf)));
-    Ok(ExecEvent {
+    // Built in place as the `Event` it is returned as: no copy of the whole event on the way.
+    Ok(Event::Exec(ExecEvent {
         sensor_seq: 0,
         source: meta.source,
         os: meta.os,
@@ -530,14 +577,14 @@ fn decode_exec<'s>(
             auid: (has_login && auid != UNSET_ID).then_some(auid),
             session_id: (has_login && session != UNSET_ID).then_some(session),
             executable,
-            args: args.args(),
+            args,
             cwd,
             tty,
             start_time_ns: actor.start_time_ns,
             session_leader_pid: (sid != 0).then_some(sid),
             group_leader_pid: (pgid != 0).then_some(pgid),
-            container: Some(pidns_level > 0 || is_container_cgroup(leaf)),
-            env_vars: env_builder.args(),
+            container: Some(pidns_level > 0 || is_container_cgroup_bytes(cgroup)),
+            env_vars,
             ..Target::default()
         },
         // exec keeps the pid: the image that called exec is the same process.
@@ -547,7 +594,7 @@ fn decode_exec<'s>(
             ..Caller::default()
         },
         responsible_pid: None,
-    })
+    }))
 }
 
 /// What an exec sample holds, for [`encode_exec_sample`] (tests and the bench).

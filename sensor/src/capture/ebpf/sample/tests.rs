@@ -114,6 +114,66 @@ fn empty_arguments_and_empty_argv_survive() {
     assert_eq!(decode(&s, &mut scratch, &env).target.args.len(), 0);
 }
 
+/// A whole argv that is valid UTF-8 and within the bounds is borrowed from the sample, and
+/// comes out as the builder would have built it.
+#[test]
+fn a_whole_argv_is_borrowed_and_equals_what_the_builder_makes() {
+    let mut scratch = SampleScratch::default();
+    let env = EnvFilter::default();
+    let blocks: [(&[u8], &[&str]); 5] = [
+        (b"kcc\0copy_cred_cache\0", &["kcc", "copy_cred_cache"]),
+        (b"x\0\0last\0", &["x", "", "last"]),
+        (b"\0", &[""]),
+        (b"no-final-nul", &["no-final-nul"]),
+        (
+            "caf\u{e9}\0\u{1f980}\0".as_bytes(),
+            &["caf\u{e9}", "\u{1f980}"],
+        ),
+    ];
+    for (head, want) in blocks {
+        let s = exec(&ExecSample {
+            head,
+            argc: want.len() as u32,
+            ..kcc()
+        });
+        let ev = decode(&s, &mut scratch, &env);
+        let args = &ev.target.args;
+        assert!(
+            s.as_ptr_range().contains(&args.joined().as_ptr()) || args.joined().is_empty(),
+            "{want:?} is borrowed from the sample"
+        );
+        assert_eq!(*args, Args::from_strs(want).0, "{want:?}");
+        assert_eq!(ev.flags & TRUNC_ARGS, 0);
+        assert!(ev.validate().is_ok());
+    }
+}
+
+/// All of argv read, but more arguments than the model keeps: the builder keeps head and
+/// tail, flags the cut and keeps the count.
+#[test]
+fn more_arguments_than_the_model_keeps_are_cut_with_their_count() {
+    let argv: Vec<String> = (0..1500).map(|i| format!("a{i}")).collect();
+    let mut block = argv.join("\0").into_bytes();
+    block.push(0);
+    let s = exec(&ExecSample {
+        head: &block,
+        argc: 1500,
+        ..kcc()
+    });
+    let mut scratch = SampleScratch::default();
+    let env = EnvFilter::default();
+    let ev = decode(&s, &mut scratch, &env);
+    assert!(ev.validate().is_ok());
+    assert_eq!(ev.flags & TRUNC_ARGS, TRUNC_ARGS);
+    assert_eq!(ev.target.args.total(), 1500);
+    assert_eq!(ev.target.args.len(), nightjar_proto::event::MAX_ARGS);
+    let held = strs(&ev);
+    assert_eq!(
+        (held[0].as_str(), held.last().unwrap().as_str()),
+        ("a0", "a1499")
+    );
+}
+
 /// `kcc --cache=x ×N copy_cred_cache` longer than the probe's bounds: the head, the tail and
 /// the true count survive.
 #[test]
