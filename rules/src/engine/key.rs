@@ -77,3 +77,87 @@ fn push_value(v: &Value<'_>, buf: &mut Vec<u8>) -> bool {
     }
     true
 }
+
+/// Longest key held in place.
+const INLINE: usize = 86;
+
+/// A join or group key a machine holds: short keys (a host and entity id, a pid, a user)
+/// in place, so a partial match on a new key allocates none; longer ones on the heap,
+/// shared by the key's map entry and its queue entries.
+#[derive(Clone)]
+pub(super) enum HeldKey {
+    /// Length, bytes.
+    Inline(u8, [u8; INLINE]),
+    Shared(std::sync::Arc<[u8]>),
+}
+
+impl HeldKey {
+    pub(super) fn new(key: &[u8]) -> HeldKey {
+        if key.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            HeldKey::Inline(key.len() as u8, bytes)
+        } else {
+            HeldKey::Shared(key.into())
+        }
+    }
+
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        match self {
+            HeldKey::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            HeldKey::Shared(k) => k,
+        }
+    }
+}
+
+/// Hashes and compares as its bytes, so maps keyed by it are looked up by `&[u8]`.
+impl std::borrow::Borrow<[u8]> for HeldKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::hash::Hash for HeldKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for HeldKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for HeldKey {}
+
+impl std::fmt::Debug for HeldKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HeldKey, INLINE};
+    use std::collections::HashMap;
+
+    /// Keys in place and on the heap hash and compare as their bytes.
+    #[test]
+    fn held_keys_are_their_bytes() {
+        let mut map: HashMap<HeldKey, usize> = HashMap::new();
+        let keys: Vec<Vec<u8>> = [0, 1, INLINE - 1, INLINE, INLINE + 1, 300]
+            .iter()
+            .map(|&n| (0..n).map(|i| i as u8).collect())
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let held = HeldKey::new(k);
+            assert_eq!(held.as_bytes(), &k[..]);
+            assert_eq!(matches!(held, HeldKey::Inline(..)), k.len() <= INLINE);
+            map.insert(held, i);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(map.get(&k[..]), Some(&i));
+        }
+        assert_eq!(map.get(&[9u8][..]), None);
+    }
+}

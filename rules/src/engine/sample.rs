@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::Hit;
-use super::key::KeyField;
+use super::key::{HeldKey, KeyField};
 use crate::ecs::EventSnapshot;
 use crate::query::ast::{Query, Sample};
 use crate::query::typing::TypedPred;
@@ -27,8 +27,8 @@ pub(super) struct SampleMachine {
     pub(super) rule: usize,
     pub(super) stage_keys: Vec<Vec<KeyField>>,
     horizon: i64,
-    keys: HashMap<Arc<[u8]>, KeyState>,
-    fifo: VecDeque<(i64, Arc<[u8]>)>,
+    keys: HashMap<HeldKey, KeyState>,
+    fifo: VecDeque<(i64, HeldKey)>,
     pub(super) held: usize,
     pub(super) bytes: usize,
 }
@@ -78,7 +78,7 @@ impl SampleMachine {
             while self.held >= cap && self.evict_one() {
                 evicted += 1;
             }
-            let k: Arc<[u8]> = Arc::from(key);
+            let k: HeldKey = HeldKey::new(key);
             self.keys.insert(
                 k.clone(),
                 KeyState {

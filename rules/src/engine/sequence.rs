@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::Hit;
-use super::key::KeyField;
+use super::key::{HeldKey, KeyField};
 use crate::ecs::EventSnapshot;
 use crate::query::ast::Sequence;
 use crate::query::typing::TypedPred;
@@ -78,12 +78,12 @@ pub(super) struct SequenceMachine {
     horizon: i64,
     /// The last stages are missing events.
     trailing_missing: bool,
-    keys: HashMap<Arc<[u8]>, KeyState>,
+    keys: HashMap<HeldKey, KeyState>,
     /// Partials and leading markers in the order they were made (their start times only
     /// grow): the oldest is at the front. Entries whose partial is gone are skipped.
-    fifo: VecDeque<(i64, Arc<[u8]>, u64)>,
+    fifo: VecDeque<(i64, HeldKey, u64)>,
     /// Completed matches waiting for their trailing missing window: (deadline, key, match).
-    trailing: VecDeque<(i64, Arc<[u8]>, Partial)>,
+    trailing: VecDeque<(i64, HeldKey, Partial)>,
     next_id: u64,
     /// Events of dropped partials, for the engine to recycle (it drains this after every
     /// call that can drop one).
@@ -254,9 +254,9 @@ impl SequenceMachine {
             None => {
                 // A leading missing event: remembered for maxspan.
                 let id = self.take_id();
-                let key: Arc<[u8]> = match self.keys.get_key_value(key) {
+                let key: HeldKey = match self.keys.get_key_value(key) {
                     Some((k, _)) => k.clone(),
-                    None => Arc::from(key),
+                    None => HeldKey::new(key),
                 };
                 let state = self.keys.entry(key.clone()).or_default();
                 if state.leading.is_none() {
@@ -270,7 +270,7 @@ impl SequenceMachine {
                 // Trailing: a held match whose window this event falls in is dropped.
                 let maxspan = self.maxspan.unwrap_or(i64::MAX);
                 self.trailing.retain(|(_, k, p)| {
-                    !(**k == *key && p.last < at && t.saturating_sub(p.start) <= maxspan)
+                    !(k.as_bytes() == key && p.last < at && t.saturating_sub(p.start) <= maxspan)
                 });
             }
             Some(s) => {
@@ -291,7 +291,7 @@ impl SequenceMachine {
     fn complete(&mut self, key: &[u8], partial: Partial, done: &mut Vec<Vec<Arc<EventSnapshot>>>) {
         if self.trailing_missing {
             let deadline = partial.start.saturating_add(self.maxspan.unwrap_or(0));
-            let key: Arc<[u8]> = Arc::from(key);
+            let key: HeldKey = HeldKey::new(key);
             self.held += 1;
             self.bytes += partial.bytes;
             self.trailing.push_back((deadline, key, partial));
@@ -303,9 +303,9 @@ impl SequenceMachine {
     /// Puts `partial` in slot `p` of `key`, replacing (and forgetting) the one there.
     fn place(&mut self, key: &[u8], p: usize, partial: Partial, new: bool) {
         let slots_len = self.slots_len();
-        let key_arc: Arc<[u8]> = match self.keys.get_key_value(key) {
+        let key_arc: HeldKey = match self.keys.get_key_value(key) {
             Some((k, _)) => k.clone(),
-            None => Arc::from(key),
+            None => HeldKey::new(key),
         };
         if new {
             self.held += 1;
@@ -358,7 +358,7 @@ impl SequenceMachine {
     /// Drops the oldest partial or marker; false when none is left.
     pub(super) fn evict_oldest(&mut self) -> bool {
         while let Some((_, key, id)) = self.fifo.pop_front() {
-            if self.remove_id(&key, id) {
+            if self.remove_id(key.as_bytes(), id) {
                 return true;
             }
         }
@@ -401,7 +401,7 @@ impl SequenceMachine {
                 break;
             }
             if let Some((_, key, id)) = self.fifo.pop_front() {
-                self.remove_id(&key, id);
+                self.remove_id(key.as_bytes(), id);
             }
         }
         while let Some((deadline, _, _)) = self.trailing.front() {

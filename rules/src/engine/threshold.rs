@@ -4,9 +4,8 @@
 //! per group per window.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
-use super::key::KeyField;
+use super::key::{HeldKey, KeyField};
 
 const GROUP_OVERHEAD: usize = 128;
 
@@ -37,8 +36,8 @@ pub(super) struct ThresholdMachine {
     pub(super) cardinality: Option<(KeyField, u64)>,
     value: u64,
     window: i64,
-    groups: HashMap<Arc<[u8]>, Group>,
-    fifo: VecDeque<(i64, Arc<[u8]>)>,
+    groups: HashMap<HeldKey, Group>,
+    fifo: VecDeque<(i64, HeldKey)>,
     pub(super) held: usize,
     pub(super) bytes: usize,
 }
@@ -77,7 +76,7 @@ impl ThresholdMachine {
             while self.held >= cap && self.evict_one() {
                 evicted += 1;
             }
-            let k: Arc<[u8]> = Arc::from(key);
+            let k: HeldKey = HeldKey::new(key);
             self.groups.insert(
                 k.clone(),
                 Group {
