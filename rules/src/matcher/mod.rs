@@ -88,10 +88,14 @@ pub struct Matcher {
 #[derive(Debug, Default)]
 struct ShapeMatcher {
     rules: Vec<Node>,
-    /// Rules for any platform.
+    /// Rules for any platform (what an event of another platform, or of none, is tested
+    /// against).
     any: Index,
-    /// Rules that require `host.os.type` to be [`OS_NAMES`]`[i]`.
+    /// Rules that require `host.os.type` to be [`OS_NAMES`]`[i]`, and the rules for any
+    /// platform too: an event of a known platform is looked up in one index, not two.
     per_os: [Index; 2],
+    /// [`Matcher::index_summary`]: `any`, then each platform's own rules.
+    summary: [IndexSummary; 3],
     /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
     needs_scratch: bool,
 }
@@ -367,11 +371,7 @@ impl Matcher {
     /// argument, by executable, by a command-line literal, by holding environment
     /// variables, by another field's value).
     pub fn index_summary(&self, shape: Shape) -> Vec<IndexSummary> {
-        let s = &self.shapes[shape as usize];
-        std::iter::once(&s.any)
-            .chain(s.per_os.iter())
-            .map(Index::summary)
-            .collect()
+        self.shapes[shape as usize].summary.to_vec()
     }
 
     /// Appends the indices of matching rules to `out` (cleared first), ascending.
@@ -433,19 +433,38 @@ impl ShapeMatcher {
             rules,
             ..ShapeMatcher::default()
         };
+        let platform = |node: &Node| {
+            node.required_value(Field::HostOsType)
+                .and_then(|os| OS_NAMES.iter().position(|n| *n == os))
+        };
         for (i, node) in m.rules.iter().enumerate() {
             if node.never() {
                 continue;
             }
-            let index = match node
-                .required_value(Field::HostOsType)
-                .and_then(|os| OS_NAMES.iter().position(|n| *n == os))
-            {
-                Some(os) => &mut m.per_os[os],
-                None => &mut m.any,
-            };
-            index.add(node, i as u32);
+            match platform(node) {
+                Some(os) => m.per_os[os].add(node, i as u32),
+                None => m.any.add(node, i as u32),
+            }
         }
+        m.summary = [
+            m.any.summary(),
+            m.per_os[0].summary(),
+            m.per_os[1].summary(),
+        ];
+        // Ids are added in ascending order, so every list of an index stays sorted.
+        let mut per_os: [Index; 2] = Default::default();
+        for (i, node) in m.rules.iter().enumerate() {
+            if node.never() {
+                continue;
+            }
+            match platform(node) {
+                Some(os) => per_os[os].add(node, i as u32),
+                None => per_os
+                    .iter_mut()
+                    .for_each(|index| index.add(node, i as u32)),
+            }
+        }
+        m.per_os = per_os;
         m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
         m
     }
@@ -484,15 +503,17 @@ impl ShapeMatcher {
     }
 
     fn run(&self, ev: &EcsEvent<'_>, sc: &mut Scratch, out: &mut Vec<usize>) {
+        let os = match ev.value(Field::HostOsType) {
+            Value::Str(os) => OS_NAMES.iter().position(|n| *n == os),
+            _ => None,
+        };
+        let index = match os {
+            Some(i) => &self.per_os[i],
+            None => &self.any,
+        };
         let mut lists = 0;
-        if !self.any.is_empty() {
-            lists += self.any.run(&self.rules, ev, sc, out);
-        }
-        if let Value::Str(os) = ev.value(Field::HostOsType)
-            && let Some(i) = OS_NAMES.iter().position(|n| *n == os)
-            && !self.per_os[i].is_empty()
-        {
-            lists += self.per_os[i].run(&self.rules, ev, sc, out);
+        if !index.is_empty() {
+            lists += index.run(&self.rules, ev, sc, out);
         }
         if lists > 1 {
             out.sort_unstable();
