@@ -20,8 +20,8 @@ use nightjar_proto::event::{Event, EventKind};
 use nightjar_proto::shm_ring::Producer;
 use nightjar_proto::{LossReport, LossSource, Record};
 
-/// Bytes an encoded event takes besides its strings: every integer as a 9-byte varint at
-/// worst, every option and length prefix included, with room to spare.
+/// Bytes an encoded event takes besides its strings: every integer and length prefix at its
+/// fixed width (at most 8 bytes), every option tag included, with room to spare.
 const FIXED_ENCODED_BOUND: usize = 640;
 
 /// Counters of one publisher, for logs and the bench.

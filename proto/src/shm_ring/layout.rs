@@ -13,9 +13,10 @@ pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"NJRING\x00\x01");
 /// Bump on any incompatible change to the header, the record framing or the record codec
 /// ([`crate::codec::RECORD_VERSION`]). Version 2: typed records (exec, fork, exit, file,
 /// loss, filter counts). Version 3: credential and session change records. Version 4: the
-/// macOS file actions (record version 4). A ring of an older layout is rebuilt; one of a newer
+/// macOS file actions (record version 4). Version 5: fixed-width integers in the
+/// record body (record version 5). A ring of an older layout is rebuilt; one of a newer
 /// layout is refused by name and left alone, since a newer program owns it.
-pub const LAYOUT_VERSION: u64 = 4;
+pub const LAYOUT_VERSION: u64 = 5;
 /// The header page; data starts page-aligned after it.
 pub(super) const HEADER_BYTES: u64 = 4096;
 /// Record header: length (u32), check word (u32), sequence number (u64).
