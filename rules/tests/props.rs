@@ -267,11 +267,23 @@ fn exec(pid: u32, p: &Proc) -> ExecEvent<'static> {
 }
 
 fn check(queries: Vec<Query<Pred>>, s: &Scenario) -> Result<(), TestCaseError> {
+    check_events(queries, std::slice::from_ref(s))
+}
+
+/// One matcher, one event after another: nothing one event's evaluation remembers (the
+/// outcomes of tests rules share) may leak into the next one's.
+fn check_events(queries: Vec<Query<Pred>>, events: &[Scenario]) -> Result<(), TestCaseError> {
     let typed: Vec<Query<TypedPred>> = queries.into_iter().filter_map(|q| q.typed().ok()).collect();
     let refs: Vec<&Query<TypedPred>> = typed.iter().collect();
     let fast = Matcher::new(&refs);
     let slow = NaiveRules::new(&refs);
+    for s in events {
+        check_one(&fast, &slow, s)?;
+    }
+    Ok(())
+}
 
+fn check_one(fast: &Matcher, slow: &NaiveRules, s: &Scenario) -> Result<(), TestCaseError> {
     let host = HostInfo::new("mac-1", "host-1");
     host.set_user_name(0, Some("root"));
     host.set_user_name(501, Some("bob"));
@@ -318,6 +330,76 @@ proptest! {
         check(vec![q], &s)?;
     }
 
+}
+
+/// Rules built around a few shared tests, each in different surrounding logic (alone,
+/// `and`-ed, `or`-ed, negated, negated inside an `and`), so that several trees hold the same
+/// test: the matcher evaluates such a test once per event for all of them.
+fn sharing_rules() -> impl Strategy<Value = Vec<Query<Pred>>> {
+    (
+        prop::collection::vec(prop_oneof![shared_leaf(), leaf()], 1..4),
+        prop::collection::vec((0..4usize, 0..4usize, 0..6u8, query()), 3..9),
+    )
+        .prop_map(|(shared, shapes)| {
+            let pick = |i: usize| shared[i % shared.len()].clone();
+            shapes
+                .into_iter()
+                .map(|(i, j, shape, rest)| match shape {
+                    0 => pick(i),
+                    1 => Query::And(vec![pick(i), rest]),
+                    2 => Query::Or(vec![Query::Not(Box::new(pick(i))), rest]),
+                    3 => Query::And(vec![rest, Query::Not(Box::new(pick(i)))]),
+                    4 => Query::Not(Box::new(Query::And(vec![pick(i), pick(j)]))),
+                    _ => Query::And(vec![
+                        Query::Or(vec![pick(j), rest]),
+                        Query::Not(Box::new(pick(i))),
+                    ]),
+                })
+                .collect()
+        })
+}
+
+/// A test costly enough to be shared: on arguments, the command line or the parent.
+fn shared_leaf() -> impl Strategy<Value = Query<Pred>> {
+    (
+        prop::sample::select(vec![
+            "process.args",
+            "process.command_line",
+            "process.parent.name",
+            "process.parent.executable",
+            "process.parent.args",
+            "process.parent.command_line",
+        ]),
+        prop::collection::vec((piece(), any::<bool>()), 1..8),
+    )
+        .prop_map(|(field, values)| {
+            Query::Or(
+                values
+                    .into_iter()
+                    .map(|(v, star)| {
+                        let toks = if star {
+                            vec![Tok::Star, Tok::Lit(v), Tok::Star]
+                        } else {
+                            vec![Tok::Lit(v)]
+                        };
+                        Query::Leaf(Pred {
+                            field: field.to_owned(),
+                            op: Op::Pattern { toks, ci: star },
+                            at: 0,
+                        })
+                    })
+                    .collect(),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn rules_sharing_tests(qs in sharing_rules(), events in prop::collection::vec(scenario(), 1..5)) {
+        check_events(qs, &events)?;
+    }
 }
 
 proptest! {

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use crate::ecs::{EcsEvent, Field, Value, within_ignore_above};
 use crate::query::ast::Cmp;
 
-use super::tree::{CTest, Leaf, Node};
+use super::tree::{CTest, Leaf, NO_MEMO, Node};
 
 /// Per-evaluation scratch space: `process.command_line`, joined on first use.
 #[derive(Debug, Default)]
@@ -15,6 +15,11 @@ pub(super) struct Scratch {
     command_line: String,
     /// `command_line` holds the current event's.
     pub(super) ready: bool,
+    /// The current event's number ([`Scratch::begin_event`]); 0: no event begun, nothing
+    /// remembered.
+    pub(super) generation: u64,
+    /// Per memo slot ([`super::share`]): the generation it was written in, and the outcome.
+    pub(super) memo: Vec<(u64, bool)>,
 }
 
 thread_local! {
@@ -105,7 +110,10 @@ impl Node {
             Node::Or(v) => v.iter().any(|n| n.eval(ev, sc)),
             Node::Not(n) => !n.eval(ev, sc),
             Node::Const(b) => *b,
-            Node::Leaf(l) => l.test_value(&ev.value(l.field), sc, Some(ev)),
+            Node::Leaf(l) if l.memo == NO_MEMO => l.test_value(&ev.value(l.field), sc, Some(ev)),
+            Node::Leaf(l) => {
+                sc.memoized(l.memo, |sc| l.test_value(&ev.value(l.field), sc, Some(ev)))
+            }
             Node::Check(c) => c.holds(ev, sc),
         }
     }

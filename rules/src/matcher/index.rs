@@ -625,6 +625,7 @@ mod tests {
             keyword: true,
             test: CTest::Str(Cmp::Eq, value.into()),
             on_joined: false,
+            memo: super::super::tree::NO_MEMO,
         })
     }
 
@@ -670,6 +671,7 @@ mod tests {
                     true,
                 )),
                 on_joined: true,
+                memo: super::super::tree::NO_MEMO,
             }),
         ]);
         let c = IndexChoice::best(&electron).unwrap();
@@ -751,6 +753,7 @@ mod tests {
                 keyword: true,
                 test: CTest::Glob(Glob::new(&toks, ci)),
                 on_joined: true,
+                memo: super::super::tree::NO_MEMO,
             })
         };
         let memfd = glob(Field::Executable, "?memfd:*", false);

@@ -15,6 +15,7 @@ mod eval;
 mod index;
 mod one_of;
 mod pieces;
+mod share;
 mod tree;
 
 use crate::ecs::{EcsEvent, Field, Shape, Value};
@@ -96,8 +97,8 @@ struct ShapeMatcher {
     per_os: [Index; 2],
     /// [`Matcher::index_summary`]: `any`, then each platform's own rules.
     summary: [IndexSummary; 3],
-    /// Some test reads `process.command_line` joined with spaces (the per-thread buffer).
-    needs_scratch: bool,
+    /// Memo slots of the leaves several trees share ([`share`]).
+    shared: u32,
 }
 
 /// The platforms rules are indexed by (`host.os.type` values the view produces).
@@ -429,8 +430,11 @@ impl Matcher {
 
 impl ShapeMatcher {
     fn from_nodes(rules: Vec<Node>) -> ShapeMatcher {
+        let mut rules = rules;
+        let shared = share::share(&mut rules);
         let mut m = ShapeMatcher {
             rules,
+            shared,
             ..ShapeMatcher::default()
         };
         let platform = |node: &Node| {
@@ -465,21 +469,18 @@ impl ShapeMatcher {
             }
         }
         m.per_os = per_os;
-        m.needs_scratch = m.rules.iter().any(Node::needs_scratch);
         m
     }
 
     fn evaluate(&self, ev: &EcsEvent<'_>, out: &mut Vec<usize>) {
         out.clear();
-        if !self.needs_scratch {
-            // Nothing is ever written to it: an empty one allocates nothing.
-            return self.run(ev, &mut Scratch::default(), out);
-        }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut sc) => {
-                sc.ready = false;
+                sc.begin_event(self.shared);
                 self.run(ev, &mut sc, out);
             }
+            // Evaluated from within an evaluation (nothing does so today): a scratch of its
+            // own, no memo.
             Err(_) => self.run(ev, &mut Scratch::default(), out),
         });
     }

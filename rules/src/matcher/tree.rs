@@ -4,7 +4,8 @@
 //! a query is compiled once per event [`Shape`], so the fields a shape fixes (`event.category`,
 //! `event.type`, `event.action`, `event.kind`) are folded away and fields it never carries (the
 //! view never produces) become `false`, `or`-ed string tests on one field are fused, and
-//! children of `and`/`or` are ordered cheapest first.
+//! children of `and`/`or` are ordered cheapest first (in an `and`, negations after every
+//! positive test).
 
 use crate::ecs::{Field, FieldKind, Shape, Value};
 use crate::pattern::{Glob, Regex};
@@ -36,7 +37,13 @@ pub(super) struct Leaf {
     /// `process.command_line` can be tested on the NUL-joined argv as is (see
     /// [`CTest::joined_equivalent`]), without joining it with spaces first.
     pub(super) on_joined: bool,
+    /// The slot of the per-event memo this leaf's outcome is kept in, when other leaves of
+    /// the matcher test the same (see [`super::share`]); [`NO_MEMO`] otherwise.
+    pub(super) memo: u32,
 }
+
+/// [`Leaf::memo`] of a leaf evaluated every time.
+pub(super) const NO_MEMO: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub(super) enum CTest {
@@ -111,6 +118,7 @@ pub(super) fn compile_leaf(p: &TypedPred, shape: Shape) -> Node {
         keyword: p.kind == FieldKind::Keyword,
         on_joined: test.joined_equivalent(),
         test,
+        memo: NO_MEMO,
     };
     // Fields with one value for every event of the shape are decided now.
     if matches!(
@@ -140,7 +148,9 @@ pub(super) fn simplify_and(kids: Vec<Node>) -> Node {
             k => out.push(k),
         }
     }
-    out.sort_by_key(cost);
+    // What a rule must hold rejects nearly every event; its exclusions (`not ...`) rarely
+    // do, however cheap: they run after every positive test.
+    out.sort_by_key(|n| (matches!(n, Node::Not(_)), cost(n)));
     match out.len() {
         0 => Node::Const(true),
         1 => out.pop().unwrap_or(Node::Const(true)),
@@ -177,32 +187,35 @@ pub(super) fn cost(n: &Node) -> u32 {
         // A negated test rarely rejects: try it after the selective ones.
         Node::Not(inner) => cost(inner) * 3,
         Node::And(v) | Node::Or(v) => v.iter().map(cost).sum(),
-        Node::Leaf(l) => {
-            let field = match l.field {
-                Field::Name => 2,
-                // Rarely selective: nearly every event has the one value rules ask for.
-                Field::HostOsType => 6,
-                Field::Args | Field::ParentArgs => 8,
-                // Parents and effective parents cost a process-table probe.
-                Field::ParentExecutable
-                | Field::ParentPid
-                | Field::ParentSignatureExists
-                | Field::ParentSignatureTrusted
-                | Field::ParentArgsCount
-                | Field::ParentName
-                | Field::ParentCommandLine
-                | Field::ParentSigningId
-                | Field::ParentTeamId
-                | Field::EffectiveExecutable
-                | Field::EffectiveName => 5,
-                Field::CommandLine => 12,
-                Field::UserName => 30,
-                f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
-                _ => 3,
-            };
-            field * l.test.cost()
-        }
+        Node::Leaf(l) => leaf_cost(l),
     }
+}
+
+/// [`cost`] of one leaf.
+pub(super) fn leaf_cost(l: &Leaf) -> u32 {
+    let field = match l.field {
+        Field::Name => 2,
+        // Rarely selective: nearly every event has the one value rules ask for.
+        Field::HostOsType => 6,
+        Field::Args | Field::ParentArgs => 8,
+        // Parents and effective parents cost a process-table probe.
+        Field::ParentExecutable
+        | Field::ParentPid
+        | Field::ParentSignatureExists
+        | Field::ParentSignatureTrusted
+        | Field::ParentArgsCount
+        | Field::ParentName
+        | Field::ParentCommandLine
+        | Field::ParentSigningId
+        | Field::ParentTeamId
+        | Field::EffectiveExecutable
+        | Field::EffectiveName => 5,
+        Field::CommandLine => 12,
+        Field::UserName => 30,
+        f if matches!(f.kind(), FieldKind::Long | FieldKind::Bool) => 1,
+        _ => 3,
+    };
+    field * l.test.cost()
 }
 
 /// Equality with this many strings or more is a [`CTest::OneOf`].
