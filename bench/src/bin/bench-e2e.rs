@@ -311,16 +311,7 @@ impl load::LoadRound for LoadRound {
 }
 
 fn linux_rules() -> Result<std::path::PathBuf, String> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
-    std::fs::read_dir(&shared)
-        .map_err(|e| format!("{}: {e}", shared.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-head"))
-        })
-        .ok_or_else(|| "no linux-head rules folder".to_owned())
+    nightjar_bench::elastic_rules_folder("linux-head")
 }
 
 fn cpu_ms(before: Option<ProcSample>, after: Option<ProcSample>) -> u64 {

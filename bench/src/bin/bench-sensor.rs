@@ -437,16 +437,7 @@ fn open_paths() -> Vec<Vec<u8>> {
 
 /// The open filter of Elastic's macOS head rules.
 fn macos_open_filter() -> Result<PathFilter, String> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
-    let macos = std::fs::read_dir(&shared)
-        .map_err(|e| format!("{}: {e}", shared.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("macos-head"))
-        })
-        .ok_or("no macos-head rules folder")?;
+    let macos = nightjar_bench::elastic_rules_folder("macos-head")?;
     let (set, _) = nightjar_rules::RuleSet::load(std::slice::from_ref(&macos), false, None)
         .map_err(|e| e.to_string())?;
     Ok(set.open_filter())
@@ -781,16 +772,7 @@ const LOAD_STEPS: u64 = 20_000;
 
 /// The folder of Elastic's Linux rules.
 fn linux_rules() -> Result<PathBuf, String> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/elastic-rules");
-    std::fs::read_dir(&shared)
-        .map_err(|e| format!("{}: {e}", shared.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-head"))
-        })
-        .ok_or_else(|| "no linux-head rules folder".to_owned())
+    nightjar_bench::elastic_rules_folder("linux-head")
 }
 
 /// One rule that reads every file event: the filter off.
